@@ -1,0 +1,80 @@
+"""Records at the boundary: contacts and events with wall-clock time attached, ready to store.
+
+The state machines work on monotonic time only (:mod:`edge.events`); when something is final
+the composition root converts it into these records, which the store persists and the wire
+module turns into payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ClipInfo:
+    """A clip written to disk. Indices are absolute sample indices of the capture clock."""
+
+    contact_id: str
+    path: str  # relative to the data directory
+    codec: str  # wav | flac | opus
+    sample_rate: int
+    start_index: int
+    end_index: int
+    start_ns: int  # monotonic time of the first sample
+    end_ns: int  # monotonic time just after the last sample
+    sha256: str
+    bytes: int
+    truncated: bool = False  # the contact started before the oldest audio still in the ring
+    gaps: tuple[tuple[int, int], ...] = ()  # [start, end) sample ranges with no capture (zeros)
+
+    @property
+    def samples(self) -> int:
+        return self.end_index - self.start_index
+
+    @property
+    def missing_samples(self) -> int:
+        return sum(end - start for start, end in self.gaps)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: str
+    kind: str
+    t_ns: int  # monotonic
+    wall_ns: int
+    contact_id: str | None = None
+    button: str | None = None
+    role: str | None = None
+    gesture: str | None = None
+    duration_ns: int | None = None
+    question: int | None = None
+    via: str | None = None
+    receipt_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    id: str
+    mode: str
+    start_ns: int
+    end_ns: int
+    start_wall_ns: int
+    end_wall_ns: int
+    ended_by: str
+    tags: tuple[str, ...]
+    events: tuple[EventRecord, ...]
+    clip: ClipInfo | None
+    clock_synced: bool
+    boot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One message that must leave the device: written in the same transaction as its data."""
+
+    msg_id: str
+    kind: str  # contact | event | clip | status ...
+    ref: str  # the id of what it is about
+    payload: dict[str, Any]
