@@ -115,7 +115,7 @@ class ButtonConfig(Section):
     code: Annotated[
         str | None,
         Field(
-            pattern=r"^[0-9a-fA-F:._-]{1,64}$",
+            pattern=r"^[0-9A-Za-z:._-]{1,64}$",
             description="Remote code bound to this button (via rf433/serial/nrf24); "
             "'contactpoint learn ROLE' fills it in",
         ),
