@@ -87,6 +87,9 @@ class Contact:
 
     def kinds(self) -> set[str]:
         kinds = {event_kind(e) for e in self.events}
-        kinds.update(f"question:{e.question}" for e in self.events
-                     if isinstance(e, Press) and e.question is not None)
+        kinds.update(
+            f"question:{e.question}"
+            for e in self.events
+            if isinstance(e, Press) and e.question is not None
+        )
         return kinds

@@ -1,0 +1,292 @@
+"""Contact segmentation: group presses, receipts, arrivals and departures into contacts.
+
+Event time and processing time
+    Detectors report events late and backdated (an arrival is known after a dwell time, a press
+    after debounce). Fed events wait in a buffer until the *watermark* (``now - settle_ns``,
+    never moving back) reaches their ``t_ns``; then they are processed in ``t_ns`` order (feed
+    order among equal times). The segmenter's own deadlines fire in the same event-time order:
+    before an event at ``t`` every deadline ``<= t`` fires; on ``tick`` every deadline ``<=``
+    the watermark. So a deadline at exactly an event's time fires first: a contact with a
+    deadline D owns events with ``t < D``. An event that arrives at or behind the watermark is
+    processed at once (``stats.late`` counts those strictly behind it); it never reopens a
+    contact that already closed.
+
+Modes (``contacts.modes``; a mode that is off never opens contacts)
+    presence
+        An Arrival opens a ``presence`` contact starting at its time. A Departure closes it
+        (end = departure time, ended_by ``departure``). At start + ``max_duration_s`` it closes
+        with ``timeout`` and no presence contact opens again until a Departure is seen. An
+        Arrival while one is open, or while blocked after a timeout, opens nothing (counted).
+    survey
+        A seller short press with no presence or survey contact open opens a ``survey`` contact
+        starting at the press. The first rating press (green/yellow/red) is its answer and
+        closes it (end = press time, ``answer``); else it closes at start + ``answer_window_s``
+        with ``no_answer`` (or at start + ``max_duration_s`` with ``timeout`` if that is
+        shorter). Further seller presses are its events; they do not restart the window.
+    window
+        A press whose role is in ``contacts.window.roles``, when no open contact takes it, opens
+        a ``window`` contact ``[max(0, t - before_s), t + after_s]`` (``before_s`` is limited
+        to ``max_duration_s`` so the press itself is always inside). Such a press inside an open
+        window joins it and extends its end to ``t + after_s``. The end is capped at start +
+        ``max_duration_s``; a capped window closes with ``timeout``, otherwise with ``window``.
+        (Only a late press can fall before an open window's start: it opens a window of its
+        own, which closes at once if its end is already behind the watermark.)
+
+Attachment: every event gets exactly one owner, first match wins
+    1. a rating press: the open survey contact (its answer);
+    2. the open presence contact;
+    3. the open survey contact;
+    4. an open window contact with ``start <= t <= end``;
+    5. a new contact by the mode rules above (Arrival → presence, seller short → survey,
+       window-role press → window);
+    6. otherwise the event is an *orphan*, returned by :meth:`Segmenter.drain`.
+    Exception: an Arrival that can open a presence contact does so first, even while a survey
+    or window is open (the customer must be counted). Steps 1–3 take only events with
+    ``t >= start`` (a late event from before the contact is not its). Otherwise Arrival and
+    Departure are attached like any event; a Departure that is not the presence contact's own
+    still lifts the block after a timeout.
+
+A closed contact's interval always covers its events: only a late event can make this matter,
+and then the end moves to the latest event time. ``shutdown(now)`` processes every buffered
+event, fires the deadlines up to ``now`` and closes what is still open at ``now`` (or its
+latest event) with ``shutdown``. Contact ids come from ``new_id()``; tags are not applied here.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from edge.clock import seconds_to_ns
+from edge.config import RATING_ROLES, Config
+from edge.events import Arrival, Contact, ContactMode, Departure, EdgeEvent, EndedBy, Press
+
+
+@dataclass(slots=True)
+class SegmenterStats:
+    """Counters of what the segmenter saw."""
+
+    events: int = 0  # events processed
+    late: int = 0  # events that arrived behind the watermark
+    orphans: int = 0  # events that belong to no contact
+    duplicate_arrivals: int = 0  # Arrival while a presence contact was open
+    blocked_arrivals: int = 0  # Arrival after a presence timeout, before any Departure
+    contacts_opened: int = 0
+    contacts_closed: int = 0
+
+
+@dataclass(slots=True)
+class _Open:
+    """An open contact, its deadline and how it ends when the deadline passes."""
+
+    contact: Contact
+    deadline_ns: int
+    expiry: EndedBy
+
+
+class Segmenter:
+    """Cuts a stream of edge events into contacts; see the module docstring for the rules."""
+
+    def __init__(self, cfg: Config, new_id: Callable[[], str], settle_ns: int) -> None:
+        c = cfg.contacts
+        self._modes = frozenset(c.modes)
+        self._window_roles = frozenset(c.window.roles)
+        self._max_ns = seconds_to_ns(c.max_duration_s)
+        self._answer_ns = seconds_to_ns(c.survey.answer_window_s)
+        self._before_ns = seconds_to_ns(c.window.before_s)
+        self._after_ns = seconds_to_ns(c.window.after_s)
+        self._new_id = new_id
+        self._settle_ns = settle_ns
+        self._watermark: int | None = None
+        self._buffer: list[tuple[int, int, EdgeEvent]] = []
+        self._seq = 0
+        self._presence: _Open | None = None
+        self._presence_blocked = False
+        self._survey: _Open | None = None
+        self._windows: list[_Open] = []
+        self._closed: list[Contact] = []
+        self._orphans: list[EdgeEvent] = []
+        self.stats = SegmenterStats()
+
+    # --- public ----------------------------------------------------------------------------
+
+    def feed(self, event: EdgeEvent) -> None:
+        """Take one event; it is processed when the watermark reaches its time."""
+        wm = self._watermark
+        if wm is not None and event.t_ns <= wm:
+            if event.t_ns < wm:
+                self.stats.late += 1
+            self._process(event)
+            self._fire(wm)
+            return
+        heapq.heappush(self._buffer, (event.t_ns, self._seq, event))
+        self._seq += 1
+
+    def tick(self, now_ns: int) -> None:
+        """Processing time is ``now_ns``: process events and deadlines up to the watermark."""
+        wm = now_ns - self._settle_ns
+        if self._watermark is not None:
+            wm = max(wm, self._watermark)
+        self._watermark = wm
+        self._advance(wm)
+
+    def shutdown(self, now_ns: int) -> None:
+        """Process everything buffered, then close every open contact with ``shutdown``."""
+        limit = max([now_ns, *(t for t, _, _ in self._buffer)])
+        if self._watermark is not None:
+            limit = max(limit, self._watermark)
+        self._watermark = limit
+        self._advance(limit)
+        for open_ in list(self._all_open()):
+            self._close(open_, now_ns, "shutdown")
+
+    def drain(self) -> tuple[list[Contact], list[EdgeEvent]]:
+        """Contacts closed and orphan events seen since the last drain."""
+        closed, orphans = self._closed, self._orphans
+        self._closed, self._orphans = [], []
+        return closed, orphans
+
+    def next_deadline(self) -> int | None:
+        """The earliest ``now_ns`` at which :meth:`tick` may produce something."""
+        times = [o.deadline_ns for o in self._all_open()]
+        if self._buffer:
+            times.append(self._buffer[0][0])
+        return min(times) + self._settle_ns if times else None
+
+    def open_contacts(self) -> list[Contact]:
+        return [o.contact for o in self._all_open()]
+
+    # --- event time ------------------------------------------------------------------------
+
+    def _all_open(self) -> Iterator[_Open]:
+        if self._presence is not None:
+            yield self._presence
+        if self._survey is not None:
+            yield self._survey
+        yield from self._windows
+
+    def _advance(self, limit: int) -> None:
+        while self._buffer and self._buffer[0][0] <= limit:
+            t_ns, _, event = heapq.heappop(self._buffer)
+            self._fire(t_ns)
+            self._process(event)
+        self._fire(limit)
+
+    def _fire(self, limit: int) -> None:
+        """Close, in deadline order, every open contact whose deadline is ``<= limit``."""
+        while True:
+            due = min(self._all_open(), key=lambda o: o.deadline_ns, default=None)
+            if due is None or due.deadline_ns > limit:
+                return
+            if due is self._presence:
+                self._presence_blocked = True
+            self._close(due, due.deadline_ns, due.expiry)
+
+    def _process(self, event: EdgeEvent) -> None:
+        self.stats.events += 1
+        if isinstance(event, Arrival) and "presence" in self._modes:
+            if self._presence is not None:
+                self.stats.duplicate_arrivals += 1
+            elif self._presence_blocked:
+                self.stats.blocked_arrivals += 1
+        if isinstance(event, Arrival):  # a customer arriving during a survey/window is counted
+            owner = self._open_new(event) or self._owner(event)
+        else:
+            owner = self._owner(event) or self._open_new(event)
+        if owner is None:
+            self._orphans.append(event)
+            self.stats.orphans += 1
+        else:
+            owner.contact.events.append(event)
+        if isinstance(event, Departure):
+            self._presence_blocked = False
+            if owner is not None and owner is self._presence:
+                self._close(owner, event.t_ns, "departure")
+        elif _is_rating(event) and owner is not None and owner is self._survey:
+            self._close(owner, event.t_ns, "answer")
+
+    def _owner(self, event: EdgeEvent) -> _Open | None:
+        t = event.t_ns
+        survey = self._survey if _takes(self._survey, t) else None
+        if survey is not None and _is_rating(event):
+            return survey
+        if _takes(self._presence, t):
+            return self._presence
+        if survey is not None:
+            return survey
+        for window in self._windows:
+            if window.contact.start_ns <= t <= window.deadline_ns:
+                if self._is_window_press(event):
+                    self._stretch(window, t)
+                return window
+        return None
+
+    def _open_new(self, event: EdgeEvent) -> _Open | None:
+        t = event.t_ns
+        if isinstance(event, Arrival):
+            if "presence" in self._modes and self._presence is None and not self._presence_blocked:
+                self._presence = self._open("presence", t, t + self._max_ns, "timeout")
+                return self._presence
+            return None
+        if not isinstance(event, Press):
+            return None
+        if (
+            event.kind == "seller_short"
+            and "survey" in self._modes
+            and self._presence is None
+            and self._survey is None
+        ):
+            if self._answer_ns <= self._max_ns:
+                self._survey = self._open("survey", t, t + self._answer_ns, "no_answer")
+            else:
+                self._survey = self._open("survey", t, t + self._max_ns, "timeout")
+            return self._survey
+        if self._is_window_press(event):
+            start = max(0, t - min(self._before_ns, self._max_ns))
+            window = self._open("window", start, start, "window")
+            self._stretch(window, t)
+            self._windows.append(window)
+            return window
+        return None
+
+    def _is_window_press(self, event: EdgeEvent) -> bool:
+        return (
+            isinstance(event, Press)
+            and "window" in self._modes
+            and event.role in self._window_roles
+        )
+
+    def _stretch(self, window: _Open, t_ns: int) -> None:
+        """Extend a window to ``t_ns + after``, capped at start + max_duration."""
+        wanted = t_ns + self._after_ns
+        cap = window.contact.start_ns + self._max_ns
+        if wanted > cap:
+            window.deadline_ns, window.expiry = cap, "timeout"
+        elif wanted > window.deadline_ns:
+            window.deadline_ns = wanted
+
+    def _open(self, mode: ContactMode, start_ns: int, deadline_ns: int, expiry: EndedBy) -> _Open:
+        self.stats.contacts_opened += 1
+        return _Open(Contact(id=self._new_id(), mode=mode, start_ns=start_ns), deadline_ns, expiry)
+
+    def _close(self, open_: _Open, end_ns: int, ended_by: EndedBy) -> None:
+        contact = open_.contact
+        contact.end_ns = max([end_ns, contact.start_ns, *(e.t_ns for e in contact.events)])
+        contact.ended_by = ended_by
+        if open_ is self._presence:
+            self._presence = None
+        elif open_ is self._survey:
+            self._survey = None
+        else:
+            self._windows.remove(open_)
+        self._closed.append(contact)
+        self.stats.contacts_closed += 1
+
+
+def _takes(open_: _Open | None, t_ns: int) -> bool:
+    return open_ is not None and open_.contact.start_ns <= t_ns
+
+
+def _is_rating(event: EdgeEvent) -> bool:
+    return isinstance(event, Press) and event.kind in RATING_ROLES
