@@ -1,0 +1,17 @@
+"""Audio: a RAM ring addressed by sample index, clips cut from it and written atomically."""
+
+from edge.audio.clipper import CLIPS_DIR, Clipper
+from edge.audio.encode import CODEC_EXTENSIONS, PARTIAL_SUFFIX, Codec, cleanup_partials, write_clip
+from edge.audio.ring import Cut, Ring
+
+__all__ = [
+    "CLIPS_DIR",
+    "CODEC_EXTENSIONS",
+    "PARTIAL_SUFFIX",
+    "Clipper",
+    "Codec",
+    "Cut",
+    "Ring",
+    "cleanup_partials",
+    "write_clip",
+]

@@ -1,0 +1,189 @@
+"""Cutting contacts out of the ring into clip files, by sample index.
+
+Rules:
+
+- Every :class:`~hardware.AudioPeriod` is written into the ring and becomes the time anchor
+  ``(start_index, t_ns)``; monotonic time maps to the sample being captured at that instant,
+  ``index = anchor_index + floor((t - anchor_t) * rate / 1e9)``, in exact integer arithmetic.
+- A request ``[start, end]`` asks for ``[start - pre_roll, end + post_roll)``. Its times become
+  sample indices once (at the request, or at the first period if no audio came yet); from then
+  on the clip is cut by index only.
+- A clip is cut as soon as its last sample is in the ring: by the :meth:`Clipper.on_period` that
+  completes it, or by :meth:`Clipper.ready` (which ``on_period`` calls).
+- Never wrong audio: a start before index 0, or already overwritten, moves the clip's start to
+  the oldest audio there is and flags it ``truncated``; at :meth:`Clipper.flush` the end is
+  clamped to the newest audio and a shortened clip is flagged ``truncated`` too.
+- Gaps in capture stay zeros at their true place and are listed in :attr:`ClipInfo.gaps`.
+- A clip with no audio at all (or a failed write) produces no file and no :class:`ClipInfo`;
+  it is logged and its contact id is handed out once by :meth:`Clipper.take_failed`, so the
+  caller can store that contact without a clip instead of waiting for one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.audio.encode import CODEC_EXTENSIONS, Codec, write_clip
+from edge.audio.ring import Ring
+from edge.clock import NS
+from edge.records import ClipInfo
+from hardware import AudioPeriod
+
+log = logging.getLogger(__name__)
+
+CLIPS_DIR = "clips"
+
+
+@dataclass(slots=True)
+class _Request:
+    contact_id: str
+    start_ns: int  # pre-roll included
+    end_ns: int  # post-roll included
+    start: int | None = None  # sample indices, once an anchor exists
+    end: int | None = None
+
+
+class Clipper:
+    """Turns clip requests into files as soon as the ring holds their audio."""
+
+    def __init__(  # noqa: PLR0917 - the composition root passes these positionally
+        self,
+        ring: Ring,
+        sample_rate: int,
+        data_dir: Path,
+        codec: Codec,
+        pre_roll_ns: int,
+        post_roll_ns: int,
+    ) -> None:
+        if codec not in CODEC_EXTENSIONS:
+            raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(CODEC_EXTENSIONS)}")
+        if sample_rate <= 0 or pre_roll_ns < 0 or post_roll_ns < 0:
+            raise ValueError("sample rate must be positive and pre/post roll not negative")
+        self.ring = ring
+        self.sample_rate = sample_rate
+        self.data_dir = data_dir
+        self.codec: Codec = codec
+        self.pre_roll_ns = pre_roll_ns
+        self.post_roll_ns = post_roll_ns
+        self._failed: list[str] = []
+        self._anchor: tuple[int, int] | None = None
+        self._pending: dict[str, _Request] = {}
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.data_dir / CLIPS_DIR
+
+    @property
+    def pending(self) -> int:
+        """Requests not yet cut."""
+        return len(self._pending)
+
+    def on_period(self, period: AudioPeriod) -> list[ClipInfo]:
+        """Store a captured period, move the anchor, and cut every clip now complete."""
+        self.ring.write(period.start_index, period.samples)
+        if self._anchor is None or period.start_index >= self._anchor[0]:
+            self._anchor = (period.start_index, period.t_ns)
+        return self.ready()
+
+    def request(self, contact_id: str, start_ns: int, end_ns: int) -> None:
+        """Ask for the audio of ``[start_ns, end_ns]`` plus pre- and post-roll."""
+        if not contact_id or contact_id.startswith(".") or Path(contact_id).name != contact_id:
+            raise ValueError(f"contact id {contact_id!r} cannot be a clip file name")
+        if contact_id in self._pending:
+            raise ValueError(f"a clip for contact {contact_id!r} is already pending")
+        if end_ns < start_ns:
+            raise ValueError(f"contact ends before it starts: {end_ns} < {start_ns}")
+        req = _Request(contact_id, start_ns - self.pre_roll_ns, end_ns + self.post_roll_ns)
+        if self._anchor is not None:
+            self._resolve(req)
+        self._pending[contact_id] = req
+
+    def index_of(self, t_ns: int) -> int:
+        """The absolute index of the sample being captured at monotonic time ``t_ns``."""
+        index, t0 = self._require_anchor()
+        return index + (t_ns - t0) * self.sample_rate // NS
+
+    def time_of(self, index: int) -> int:
+        """The monotonic time at which sample ``index`` was captured."""
+        anchor_index, t0 = self._require_anchor()
+        return t0 + (index - anchor_index) * NS // self.sample_rate
+
+    def ready(self) -> list[ClipInfo]:
+        """Cut every pending clip whose last sample is in the ring."""
+        clips: list[ClipInfo] = []
+        if self._anchor is None:
+            return clips  # no audio yet
+        for req in list(self._pending.values()):
+            if req.start is None:
+                self._resolve(req)
+            assert req.start is not None and req.end is not None
+            if req.end <= self.ring.head:
+                del self._pending[req.contact_id]
+                clip = self._cut(req.contact_id, req.start, req.end, shortened=False)
+                if clip is not None:
+                    clips.append(clip)
+        return clips
+
+    def flush(self) -> list[ClipInfo]:
+        """At shutdown: cut every pending clip with the audio there is (end clamped to head)."""
+        clips: list[ClipInfo] = []
+        for req in self._pending.values():
+            if self._anchor is None:
+                log.warning("no audio was captured: no clip for contact %s", req.contact_id)
+                self._failed.append(req.contact_id)
+                continue
+            if req.start is None:
+                self._resolve(req)
+            assert req.start is not None and req.end is not None
+            end = min(req.end, self.ring.head)
+            clip = self._cut(req.contact_id, min(req.start, end), end, shortened=end < req.end)
+            if clip is not None:
+                clips.append(clip)
+        self._pending.clear()
+        return clips
+
+    def take_failed(self) -> list[str]:
+        """Contact ids whose clip could not be made since the last call (each reported once)."""
+        failed, self._failed = self._failed, []
+        return failed
+
+    def _resolve(self, req: _Request) -> None:
+        req.start = self.index_of(req.start_ns)
+        req.end = max(self.index_of(req.end_ns), req.start)
+
+    def _require_anchor(self) -> tuple[int, int]:
+        if self._anchor is None:
+            raise RuntimeError("no audio period has arrived yet: sample time is unknown")
+        return self._anchor
+
+    def _cut(self, contact_id: str, start: int, end: int, *, shortened: bool) -> ClipInfo | None:
+        cut = self.ring.read(start, end)
+        if len(cut.samples) == 0:
+            log.warning("no audio left for contact %s [%d, %d)", contact_id, start, end)
+            self._failed.append(contact_id)
+            return None
+        relative = f"{CLIPS_DIR}/{contact_id}{CODEC_EXTENSIONS[self.codec]}"
+        try:
+            sha256, size = write_clip(
+                self.data_dir / relative, cut.samples, self.sample_rate, self.codec
+            )
+        except OSError:
+            self._failed.append(contact_id)
+            log.exception("could not write the clip of contact %s", contact_id)
+            return None
+        return ClipInfo(
+            contact_id=contact_id,
+            path=relative,
+            codec=self.codec,
+            sample_rate=self.sample_rate,
+            start_index=cut.start,
+            end_index=cut.end,
+            start_ns=self.time_of(cut.start),
+            end_ns=self.time_of(cut.end),
+            sha256=sha256,
+            bytes=size,
+            truncated=cut.truncated or shortened,
+            gaps=cut.gaps,
+        )

@@ -1,0 +1,96 @@
+"""Writing finished clips to disk, atomically.
+
+Rules:
+
+- Formats: ``wav`` = RIFF WAVE, LPCM 16-bit mono; ``flac`` = FLAC 16-bit mono; ``opus`` = Ogg/Opus
+  (extension ``.opus``, RFC 7845). All go through ``soundfile`` (libsndfile).
+- Atomic: the clip is written to a hidden temporary file ``.<name>.<random>.partial`` in the same
+  directory, flushed and fsynced, renamed over the final name with :func:`os.replace`, and the
+  directory is fsynced. A half-written file never appears under the final name; on error the
+  temporary file is removed. :func:`cleanup_partials` removes the ones a power loss left behind.
+- The returned checksum is the SHA-256 of the file's bytes as written.
+- An empty clip is refused: FLAC and Ogg cannot represent zero samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+Codec = Literal["wav", "flac", "opus"]
+
+CODEC_EXTENSIONS: Final[dict[str, str]] = {"wav": ".wav", "flac": ".flac", "opus": ".opus"}
+PARTIAL_SUFFIX: Final = ".partial"
+
+_FORMATS: Final[dict[str, tuple[str, str]]] = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "opus": ("OGG", "OPUS"),
+}
+_CHUNK = 1 << 20
+
+
+def write_clip(
+    path: Path, samples: npt.ArrayLike, sample_rate: int, codec: Codec
+) -> tuple[str, int]:
+    """Write mono int16 ``samples`` to ``path``; return (sha256 hex of the file, size in bytes)."""
+    if codec not in _FORMATS:
+        raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(_FORMATS)}")
+    block = np.asarray(samples)
+    if block.dtype != np.int16 or block.ndim != 1:
+        raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
+    if len(block) == 0:
+        raise ValueError(f"refusing to write an empty clip to {path}")
+    file_format, subtype = _FORMATS[codec]
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            with sf.SoundFile(
+                f, "w", samplerate=sample_rate, channels=1, subtype=subtype, format=file_format
+            ) as out:
+                out.write(block)
+            f.flush()
+            os.fsync(f.fileno())
+            f.seek(0)
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(directory)
+    return digest.hexdigest(), size
+
+
+def cleanup_partials(directory: Path) -> int:
+    """Remove temporary clip files left by an interrupted write; return how many."""
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for entry in directory.iterdir():
+        if entry.name.startswith(".") and entry.name.endswith(PARTIAL_SUFFIX) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

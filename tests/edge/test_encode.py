@@ -1,0 +1,137 @@
+"""Clip files: every codec readable back, checksums of the bytes, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edge.audio import CODEC_EXTENSIONS, PARTIAL_SUFFIX, Codec, cleanup_partials, write_clip
+from hardware._speech import SpeechLike
+
+RATE = 16000
+PERIOD = 320
+CODECS: list[Codec] = ["wav", "flac", "opus"]
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray[tuple[int], np.dtype[np.int16]]:
+    return SpeechLike(RATE, seed=3).render(5 * RATE, 3 * RATE)
+
+
+@pytest.mark.parametrize(
+    ("codec", "file_format", "subtype"),
+    [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("opus", "OGG", "OPUS")],
+)
+def test_each_codec_writes_a_file_soundfile_reads_back(
+    tmp_path: Path,
+    speech: np.ndarray[tuple[int], np.dtype[np.int16]],
+    codec: Codec,
+    file_format: str,
+    subtype: str,
+) -> None:
+    path = tmp_path / "clips" / f"c1{CODEC_EXTENSIONS[codec]}"
+    digest, size = write_clip(path, speech, RATE, codec)
+
+    data = path.read_bytes()
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert size == len(data)
+    info = sf.info(str(path))
+    assert (info.format, info.subtype, info.channels, info.samplerate) == (
+        file_format,
+        subtype,
+        1,
+        RATE,
+    )
+    back, rate = sf.read(str(path), dtype="int16")
+    assert rate == RATE
+    if codec == "opus":
+        assert abs(len(back) - len(speech)) <= PERIOD
+        assert np.sqrt(np.mean(back.astype(np.float64) ** 2)) > 300  # about -40 dBFS: not silent
+    else:
+        np.testing.assert_array_equal(back, speech)
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left
+
+
+def test_wav_is_plain_lpcm_of_the_expected_size(
+    tmp_path: Path, speech: np.ndarray[tuple[int], np.dtype[np.int16]]
+) -> None:
+    _, size = write_clip(tmp_path / "a.wav", speech, RATE, "wav")
+    assert size == 44 + 2 * len(speech)  # RIFF header + 16-bit mono samples
+
+
+def test_failed_rename_leaves_nothing_under_the_final_name(
+    tmp_path: Path,
+    speech: np.ndarray[tuple[int], np.dtype[np.int16]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(src: str, dst: str) -> None:
+        raise OSError("disk pulled")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk pulled"):
+        write_clip(tmp_path / "c.flac", speech, RATE, "flac")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failure_while_encoding_keeps_the_previous_file_intact(
+    tmp_path: Path,
+    speech: np.ndarray[tuple[int], np.dtype[np.int16]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "c.wav"
+    old_digest, _ = write_clip(path, speech, RATE, "wav")
+
+    def fail(self: sf.SoundFile, data: object) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(sf.SoundFile, "write", fail)
+    with pytest.raises(OSError, match="no space"):
+        write_clip(path, speech[:100], RATE, "wav")
+    assert os.listdir(tmp_path) == [path.name]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == old_digest
+
+
+def test_cleanup_removes_only_partials(tmp_path: Path) -> None:
+    (tmp_path / f".c1.wav.k2j3{PARTIAL_SUFFIX}").write_bytes(b"RIFF")
+    (tmp_path / f".c2.opus.x9{PARTIAL_SUFFIX}").write_bytes(b"")
+    (tmp_path / "c3.wav").write_bytes(b"RIFF")
+    (tmp_path / f"c4{PARTIAL_SUFFIX}").write_bytes(b"")  # not one of ours: not hidden
+    assert cleanup_partials(tmp_path) == 2
+    assert sorted(os.listdir(tmp_path)) == ["c3.wav", f"c4{PARTIAL_SUFFIX}"]
+    assert cleanup_partials(tmp_path / "missing") == 0
+
+
+def test_a_temporary_left_by_power_loss_is_cleaned_up(
+    tmp_path: Path,
+    speech: np.ndarray[tuple[int], np.dtype[np.int16]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        seen.append(Path(src).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    write_clip(tmp_path / "c.wav", speech, RATE, "wav")
+    assert len(seen) == 1
+    # power lost before the rename: the temporary file survives under its own name
+    (tmp_path / seen[0]).write_bytes(b"RIFF half")
+    assert cleanup_partials(tmp_path) == 1
+    assert os.listdir(tmp_path) == ["c.wav"]
+
+
+def test_bad_input_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        write_clip(tmp_path / "e.wav", np.zeros(0, np.int16), RATE, "wav")
+    with pytest.raises(TypeError, match="int16"):
+        write_clip(tmp_path / "f.wav", np.zeros(10, np.float32), RATE, "wav")
+    with pytest.raises(ValueError, match="codec"):
+        write_clip(tmp_path / "g.mp3", np.zeros(10, np.int16), RATE, "mp3")  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == []
