@@ -1,0 +1,309 @@
+"""The device database: the one place for SQLite settings, and the store built on them.
+
+Rules:
+- One writer: the daemon holds a single connection per file; writes run in ``BEGIN IMMEDIATE``
+  transactions, so a transaction takes the write lock at its start, never half-way through.
+- WAL journal, ``synchronous=FULL``, foreign keys on, a busy timeout and a WAL size limit are
+  set on every connection (peewee applies ``PRAGMAS`` whenever it connects); the file must
+  really be in WAL mode after connecting, otherwise opening fails loudly.
+- Opening applies the pending migrations (:mod:`edge.store.migrations`).
+- A contact is saved in ONE transaction with its events, tags, clip and outbox rows; an orphan
+  event likewise with its outbox rows. An id that is already stored is not written again.
+- Records go in and come out unchanged: a contact's events come back in ``t_ns`` order (ties in
+  the order given), its tags in the order given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from peewee import SQL, DatabaseError, SqliteDatabase
+
+from edge._errors import UserError
+from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
+from edge.store.migrations import migrate
+from edge.store.models import (
+    ClipModel,
+    ContactModel,
+    EventModel,
+    TagModel,
+    bound,
+    from_json,
+    to_json,
+)
+from edge.store.outbox import Outbox, add_messages
+
+BUSY_TIMEOUT_MS: Final = 5_000
+PRAGMAS: Final[tuple[tuple[str, str | int], ...]] = (
+    # WAL: readers (the CLI, a backup) never block the writer and the writer never blocks them;
+    # a commit appends to the -wal file instead of rewriting pages of the main file in place.
+    ("journal_mode", "wal"),
+    # FULL, not NORMAL: in WAL mode NORMAL stays consistent on power loss but may forget the
+    # last commits. A Pi at a counter gets unplugged, and a committed contact plus its outbox
+    # rows is our promise of delivery, so every commit syncs the WAL. One fsync per contact
+    # (a few a minute) is cheap.
+    ("synchronous", "full"),
+    # Off by default in SQLite, per connection: without it the REFERENCES clauses are comments.
+    ("foreign_keys", "on"),
+    # Another process (the CLI, a backup) may hold a lock for a moment: wait, do not fail.
+    ("busy_timeout", BUSY_TIMEOUT_MS),
+    # After a checkpoint, truncate the -wal file back to 4 MiB so a burst does not keep
+    # a large file on the SD card.
+    ("journal_size_limit", 4 * 1024 * 1024),
+)
+
+
+class StoreError(UserError):
+    """The database file cannot be used as it is; the message names the file and the fix."""
+
+
+def connect(path: Path) -> SqliteDatabase:
+    """Open ``path`` (creating its directory and the file) with the settings above."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = SqliteDatabase(
+        str(path),
+        pragmas=PRAGMAS,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        # One connection shared by the threads of the daemon; the store serialises its use.
+        thread_safe=False,
+        check_same_thread=False,
+        # Use after close() is a bug: fail instead of silently reconnecting.
+        autoconnect=False,
+    )
+    try:
+        db.connect()
+        mode = str(db.journal_mode).lower()
+    except DatabaseError as exc:
+        db.close()
+        raise StoreError(
+            f"{path}: cannot open the database ({exc}). If this is not a contactpoint "
+            "database, point the data directory elsewhere or move the file aside."
+        ) from exc
+    if mode != "wal":
+        db.close()
+        raise StoreError(
+            f"{path}: SQLite refused WAL journal mode (got {mode!r}); put the data directory "
+            "on a local, writable filesystem (not a network share)."
+        )
+    return db
+
+
+class Store:
+    """The local store of one database file. Open it with :meth:`open`."""
+
+    def __init__(self, db: SqliteDatabase, path: Path, clock: Callable[[], int]) -> None:
+        self._db = db
+        self.path = path
+        self._clock = clock
+        self.outbox = Outbox(db)
+
+    @classmethod
+    def open(cls, path: Path, *, clock: Callable[[], int] = time.time_ns) -> Store:
+        """Open (or create) ``path`` and migrate it. ``clock`` gives wall ns for ``created_ns``."""
+        db = connect(path)
+        try:
+            migrate(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, path, clock)
+
+    def close(self) -> None:
+        with bound(self._db):  # for the lock: not while another thread is mid-transaction
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def save_contact(self, rec: ContactRecord, outbox: Sequence[OutboxMessage]) -> bool:
+        """Write the contact, its events, tags, clip and ``outbox`` in one transaction.
+
+        Returns False, writing nothing, when a contact with this id is stored already.
+        Raises ValueError when an event or the clip names another contact, and
+        ``peewee.IntegrityError`` (nothing written) when a row breaks a constraint,
+        e.g. an event id or an outbox ``msg_id`` that exists already.
+        """
+        for event in rec.events:
+            if event.contact_id != rec.id:
+                raise ValueError(
+                    f"event {event.id} of contact {rec.id} names contact {event.contact_id}"
+                )
+        if rec.clip is not None and rec.clip.contact_id != rec.id:
+            raise ValueError(f"the clip of contact {rec.id} names contact {rec.clip.contact_id}")
+        created_ns = self._clock()
+        with bound(self._db), self._db.atomic("IMMEDIATE"):
+            if ContactModel.select().where(ContactModel.id == rec.id).exists():
+                return False
+            ContactModel.insert(
+                id=rec.id,
+                mode=rec.mode,
+                start_ns=rec.start_ns,
+                end_ns=rec.end_ns,
+                start_wall_ns=rec.start_wall_ns,
+                end_wall_ns=rec.end_wall_ns,
+                ended_by=rec.ended_by,
+                clock_synced=rec.clock_synced,
+                boot_id=rec.boot_id,
+                created_ns=created_ns,
+            ).execute()
+            for event in rec.events:
+                EventModel.insert(_event_fields(event)).execute()
+            for position, tag in enumerate(rec.tags):
+                TagModel.insert(contact_id=rec.id, position=position, tag=tag).execute()
+            if rec.clip is not None:
+                ClipModel.insert(_clip_fields(rec.clip)).execute()
+            add_messages(outbox, created_ns)
+        return True
+
+    def save_event(self, rec: EventRecord, outbox: Sequence[OutboxMessage]) -> bool:
+        """Write one event (normally an orphan: ``contact_id`` None) and ``outbox`` atomically.
+
+        Returns False, writing nothing, when an event with this id is stored already.
+        An event naming a contact needs that contact stored (else ``peewee.IntegrityError``).
+        """
+        with bound(self._db), self._db.atomic("IMMEDIATE"):
+            if EventModel.select().where(EventModel.id == rec.id).exists():
+                return False
+            EventModel.insert(_event_fields(rec)).execute()
+            add_messages(outbox, self._clock())
+        return True
+
+    def contacts(self) -> list[ContactRecord]:
+        """All contacts with their events, tags and clip.
+
+        Ordered by ``start_ns`` within a boot, boots in the order they were first saved:
+        the monotonic clock starts from zero at every boot, so ``start_ns`` alone would put
+        a contact of today before one of yesterday.
+        """
+        with bound(self._db), self._db.atomic():  # one snapshot of all four tables
+            rows = list(ContactModel.select().order_by(_ROWID))
+            events: dict[str, list[EventRecord]] = {}
+            for e in (
+                EventModel.select()
+                .where(EventModel.contact_id.is_null(False))
+                .order_by(EventModel.t_ns, _ROWID)
+            ):
+                events.setdefault(str(e.contact_id), []).append(_event_record(e))
+            tags: dict[str, list[str]] = {}
+            for t in TagModel.select().order_by(TagModel.contact_id, TagModel.position):
+                tags.setdefault(t.contact_id, []).append(t.tag)
+            clips = {c.contact_id: _clip_record(c) for c in ClipModel.select()}
+        first_seen: dict[str, int] = {}
+        for index, row in enumerate(rows):
+            first_seen.setdefault(row.boot_id, index)
+        rows.sort(key=lambda r: (first_seen[r.boot_id], r.start_ns, r.id))
+        return [
+            ContactRecord(
+                id=r.id,
+                mode=r.mode,
+                start_ns=r.start_ns,
+                end_ns=r.end_ns,
+                start_wall_ns=r.start_wall_ns,
+                end_wall_ns=r.end_wall_ns,
+                ended_by=r.ended_by,
+                tags=tuple(tags.get(r.id, ())),
+                events=tuple(events.get(r.id, ())),
+                clip=clips.get(r.id),
+                clock_synced=r.clock_synced,
+                boot_id=r.boot_id,
+            )
+            for r in rows
+        ]
+
+    def orphan_events(self) -> list[EventRecord]:
+        """Events outside any contact, in the order they were saved."""
+        with bound(self._db):
+            query = EventModel.select().where(EventModel.contact_id.is_null()).order_by(_ROWID)
+            return [_event_record(e) for e in query]
+
+    def integrity_check(self) -> str:
+        """The result of ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
+        with bound(self._db):
+            cursor = self._db.execute_sql("PRAGMA integrity_check")  # type: ignore[no-untyped-call]
+            rows = cursor.fetchall()
+        return "\n".join(str(row[0]) for row in rows)
+
+
+_ROWID = SQL("rowid")  # insertion order of a table
+
+
+def _event_fields(rec: EventRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "contact_id": rec.contact_id,
+        "kind": rec.kind,
+        "t_ns": rec.t_ns,
+        "wall_ns": rec.wall_ns,
+        "button": rec.button,
+        "role": rec.role,
+        "gesture": rec.gesture,
+        "duration_ns": rec.duration_ns,
+        "question": rec.question,
+        "via": rec.via,
+        "receipt_id": rec.receipt_id,
+        "data": to_json(rec.data),
+    }
+
+
+def _event_record(row: EventModel) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        kind=row.kind,
+        t_ns=row.t_ns,
+        wall_ns=row.wall_ns,
+        contact_id=row.contact_id,
+        button=row.button,
+        role=row.role,
+        gesture=row.gesture,
+        duration_ns=row.duration_ns,
+        question=row.question,
+        via=row.via,
+        receipt_id=row.receipt_id,
+        data=from_json(row.data),
+    )
+
+
+def _clip_fields(clip: ClipInfo) -> dict[str, Any]:
+    return {
+        "contact_id": clip.contact_id,
+        "path": clip.path,
+        "codec": clip.codec,
+        "sample_rate": clip.sample_rate,
+        "start_index": clip.start_index,
+        "end_index": clip.end_index,
+        "start_ns": clip.start_ns,
+        "end_ns": clip.end_ns,
+        "sha256": clip.sha256,
+        "bytes": clip.bytes,
+        "truncated": clip.truncated,
+        "gaps": to_json([[start, end] for start, end in clip.gaps]),
+    }
+
+
+def _clip_record(row: ClipModel) -> ClipInfo:
+    return ClipInfo(
+        contact_id=row.contact_id,
+        path=row.path,
+        codec=row.codec,
+        sample_rate=row.sample_rate,
+        start_index=row.start_index,
+        end_index=row.end_index,
+        start_ns=row.start_ns,
+        end_ns=row.end_ns,
+        sha256=row.sha256,
+        bytes=row.bytes,
+        truncated=row.truncated,
+        gaps=tuple((int(start), int(end)) for start, end in from_json(row.gaps)),
+    )

@@ -1,0 +1,142 @@
+"""Numbered schema migrations, applied in order when the database is opened.
+
+Rules:
+- ``MIGRATIONS[i]`` has version ``i + 1``; versions are contiguous from 1 and never renumbered.
+  A shipped migration is never edited: a change to the schema is a new migration at the end.
+- The schema version is ``PRAGMA user_version`` (0 = empty file). Each migration runs in its own
+  ``BEGIN IMMEDIATE`` transaction together with the bump of ``user_version``, so a migration is
+  either applied and recorded, or neither; the version is re-read inside the transaction, so a
+  second process opening the same file at the same moment does not apply it twice.
+- Migrations are frozen SQL text, not ``create_tables()`` from the models: the models describe
+  the newest schema, while migration 1 must build the very same tables forever.
+- A file whose version is newer than the code knows is refused with :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from peewee import SqliteDatabase
+
+from edge._errors import UserError
+
+
+class SchemaError(UserError):
+    """The database was written by a newer contactpoint than this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_V1_INITIAL = Migration(
+    1,
+    "initial schema: contacts, events, tags, clips, outbox",
+    (
+        """CREATE TABLE contacts (
+            id TEXT NOT NULL PRIMARY KEY,
+            mode TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            start_wall_ns INTEGER NOT NULL,
+            end_wall_ns INTEGER NOT NULL,
+            ended_by TEXT NOT NULL,
+            clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+            boot_id TEXT NOT NULL,
+            created_ns INTEGER NOT NULL
+        )""",
+        """CREATE TABLE events (
+            id TEXT NOT NULL PRIMARY KEY,
+            contact_id TEXT REFERENCES contacts (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            t_ns INTEGER NOT NULL,
+            wall_ns INTEGER NOT NULL,
+            button TEXT,
+            role TEXT,
+            gesture TEXT,
+            duration_ns INTEGER,
+            question INTEGER,
+            via TEXT,
+            receipt_id TEXT,
+            data TEXT NOT NULL DEFAULT '{}'
+        )""",
+        # A contact's events in time order; contact_id IS NULL finds the orphans.
+        "CREATE INDEX events_contact_t ON events (contact_id, t_ns)",
+        """CREATE TABLE tags (
+            contact_id TEXT NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (contact_id, position),
+            UNIQUE (contact_id, tag)
+        )""",
+        """CREATE TABLE clips (
+            contact_id TEXT NOT NULL PRIMARY KEY REFERENCES contacts (id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            codec TEXT NOT NULL,
+            sample_rate INTEGER NOT NULL,
+            start_index INTEGER NOT NULL,
+            end_index INTEGER NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            truncated INTEGER NOT NULL CHECK (truncated IN (0, 1)),
+            gaps TEXT NOT NULL DEFAULT '[]'
+        )""",
+        # AUTOINCREMENT: a seq is never reused, even after purge_sent() deleted the newest rows,
+        # so "everything after seq N" stays a valid cursor for the publisher.
+        """CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            msg_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_ns INTEGER NOT NULL,
+            sent_ns INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0
+        )""",
+        # pending() and depth() read only unsent rows, in seq order.
+        "CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_ns IS NULL",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+
+
+def schema_version(db: SqliteDatabase) -> int:
+    return int(db.user_version)
+
+
+def migrate(
+    db: SqliteDatabase, path: Path, migrations: Sequence[Migration] = MIGRATIONS
+) -> list[int]:
+    """Bring the schema of ``db`` (the file ``path``) up to date; return the versions applied."""
+    for number, migration in enumerate(migrations, start=1):
+        if migration.version != number:
+            raise ValueError(
+                f"migration {migration.name!r} has version {migration.version}, "
+                f"expected {number}: versions must run 1, 2, 3 ... in order"
+            )
+    known = len(migrations)
+    found = schema_version(db)
+    if found > known:
+        raise SchemaError(
+            f"{path}: the database has schema version {found}, but this contactpoint knows "
+            f"versions up to {known} only. It was written by a newer release: install that "
+            "release (or newer) again, or move the file aside to start with an empty database."
+        )
+    applied: list[int] = []
+    for migration in migrations[found:]:
+        with db.atomic("IMMEDIATE"):
+            if schema_version(db) >= migration.version:
+                continue  # another process applied it while we waited for the lock
+            for statement in migration.statements:
+                db.execute_sql(statement)  # type: ignore[no-untyped-call]  # untyped in stubs
+            db.pragma("user_version", migration.version)
+        applied.append(migration.version)
+    return applied
