@@ -106,9 +106,9 @@ class ButtonConfig(Section):
         Literal["gpio", "rf433", "serial", "nrf24"],
         Field(description="How the press arrives: a wired GPIO pin or a wireless remote"),
     ] = "gpio"
-    pin: Annotated[
-        int | None, Field(ge=0, le=27, description="BCM GPIO number (via = 'gpio')")
-    ] = None
+    pin: Annotated[int | None, Field(ge=0, le=27, description="BCM GPIO number (via = 'gpio')")] = (
+        None
+    )
     pull_up: Annotated[
         bool, Field(description="Use the internal pull-up (button wired to ground)")
     ] = True
@@ -278,9 +278,7 @@ class TagRule(Section):
     if_any: Annotated[
         list[str], Field(description="Holds if at least one of these events happened")
     ] = []
-    if_none: Annotated[
-        list[str], Field(description="Holds if none of these events happened")
-    ] = []
+    if_none: Annotated[list[str], Field(description="Holds if none of these events happened")] = []
     ended_by: Annotated[
         list[str], Field(description="Holds if the contact ended in one of these ways")
     ] = []
@@ -344,6 +342,59 @@ class ReceiptsSection(Section):
     port: Annotated[int, Field(ge=0, le=65535, description="TCP port; 0 = any free port")] = 8765
 
 
+class MqttSection(Section):
+    broker: Annotated[
+        str,
+        Field(
+            pattern=r"^mqtts?://[^/\s]+$",
+            description="Broker URL: mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS",
+        ),
+    ] = "mqtt://127.0.0.1:1883"
+    protocol: Annotated[Literal["5", "3.1.1"], Field(description="MQTT protocol version")] = "5"
+    keepalive_s: Annotated[int, Field(ge=5, le=3600, description="Keep-alive interval (s)")] = 30
+    session_expiry_s: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=30 * 24 * 3600,
+            description="How long the broker keeps this device's session while it is away (s)",
+        ),
+    ] = 7 * 24 * 3600
+    username: Annotated[str, Field(max_length=200, description="Broker user (empty: none)")] = ""
+    password_file: Annotated[
+        str,
+        Field(
+            max_length=4096,
+            description="File holding the broker password (kept out of this config; mode 0600)",
+        ),
+    ] = ""
+    ca_file: Annotated[
+        str, Field(max_length=4096, description="CA certificate for mqtts:// (empty: system CAs)")
+    ] = ""
+    cert_file: Annotated[
+        str, Field(max_length=4096, description="Client certificate (TLS client auth)")
+    ] = ""
+    key_file: Annotated[
+        str, Field(max_length=4096, description="Client private key (TLS client auth)")
+    ] = ""
+    chunk_bytes: Annotated[
+        int,
+        Field(ge=1024, le=262_144, description="Clip audio travels in chunks of this size (bytes)"),
+    ] = 65_536
+    inflight: Annotated[
+        int, Field(ge=1, le=1000, description="Messages published but not yet acknowledged")
+    ] = 20
+    backoff_min_s: Annotated[
+        float, Field(ge=0.05, le=60, description="First reconnect delay (s), doubled each try")
+    ] = 0.5
+    backoff_max_s: Annotated[
+        float, Field(ge=0.1, le=3600, description="Longest reconnect delay (s), with jitter")
+    ] = 30.0
+    status_interval_s: Annotated[
+        float, Field(ge=1, le=3600, description="How often the retained status is refreshed (s)")
+    ] = 60.0
+
+
 class Config(Section):
     device: DeviceSection = DeviceSection()
     hardware: HardwareSection = HardwareSection()
@@ -356,6 +407,7 @@ class Config(Section):
     audio: AudioSection = AudioSection()
     tagging: TaggingSection = TaggingSection()
     receipts: ReceiptsSection = ReceiptsSection()
+    mqtt: MqttSection = MqttSection()
 
     @model_validator(mode="after")
     def _unique_buttons(self) -> Self:
@@ -429,9 +481,7 @@ def describe_errors(model: type[BaseModel], exc: ValidationError, source: str) -
             valid = _fields_at(model, loc[:-1])
             hint = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
             suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-            lines.append(
-                f"  - {key}: unknown key.{suggestion} Valid keys here: {', '.join(valid)}"
-            )
+            lines.append(f"  - {key}: unknown key.{suggestion} Valid keys here: {', '.join(valid)}")
             continue
         allowed = _allowed_at(model, loc)
         shown = "" if err["type"] == "missing" else f" (got {value!r})"

@@ -1,0 +1,121 @@
+"""The config schema: defaults, bounds, clear errors, the generated example."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from edge.config import Config, ConfigError, example_config, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "device.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_no_file_means_defaults() -> None:
+    cfg = load_config(None)
+    assert cfg == Config()
+    assert [b.role for b in cfg.buttons] == ["green", "yellow", "red", "request", "seller"]
+    assert cfg.audio.sample_rate == 16000
+    assert cfg.contacts.window.before_s == 60.0 and cfg.contacts.window.after_s == 60.0
+
+
+def test_example_is_the_defaults_and_documents_every_field() -> None:
+    text = example_config()
+    assert Config.model_validate(tomllib.loads(text)) == Config()
+    # every scalar field's description appears as a comment above it
+    for section in ("device", "input", "presence", "contacts", "audio", "receipts"):
+        model = type(getattr(Config(), section))
+        for name, info in model.model_fields.items():
+            if info.description and not name.startswith("_"):
+                assert f"# {info.description}" in text, (section, name)
+
+
+def test_unknown_key_suggests_the_nearest(tmp_path: Path) -> None:
+    path = write(tmp_path, "[presence]\nnear_meters = 0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert str(path) in text
+    assert "presence.near_meters: unknown key" in text
+    assert "Did you mean 'near_m'?" in text
+
+
+def test_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'presence'"):
+        load_config(write(tmp_path, "[presense]\n"))
+
+
+def test_out_of_bounds_names_key_value_and_allowed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[presence]\ninterval_s = 0.01\n"))
+    text = str(err.value)
+    assert "presence.interval_s (got 0.01)" in text
+    assert ">= 0.06" in text
+
+
+def test_literal_lists_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[audio]\ncodec = 'mp3'\n"))
+    assert "audio.codec (got 'mp3')" in str(err.value)
+    assert "'wav' | 'flac' | 'opus'" in str(err.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "[audio]\nsample_rate = 44100\n[contacts]\nmax_duration_s = 1\n")
+    with pytest.raises(ConfigError, match=r"2 problem\(s\)"):
+        load_config(path)
+
+
+def test_hysteresis_must_be_ordered(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"far_m .* must be >= near_m"):
+        load_config(write(tmp_path, "[presence]\nnear_m = 1.5\nfar_m = 1.0\n"))
+
+
+def test_question_button_needs_its_number(tmp_path: Path) -> None:
+    text = "[[buttons]]\nname = 'q'\nrole = 'question'\npin = 4\n"
+    with pytest.raises(ConfigError, match=r"buttons\[0\].*needs 'question = N'"):
+        load_config(write(tmp_path, text))
+    ok = load_config(write(tmp_path, text + "question = 2\n"))
+    assert ok.buttons[0].question == 2
+
+
+def test_duplicate_button_names_rejected(tmp_path: Path) -> None:
+    text = "[[buttons]]\nname='a'\nrole='red'\n[[buttons]]\nname='a'\nrole='green'\n"
+    with pytest.raises(ConfigError, match="two buttons are named 'a'"):
+        load_config(write(tmp_path, text))
+
+
+def test_tag_rule_with_typo_suggests_kind(tmp_path: Path) -> None:
+    text = "[[tagging.rules]]\ntag = 'x'\nif_any = ['recipt']\n"
+    with pytest.raises(ConfigError, match="did you mean 'receipt'"):
+        load_config(write(tmp_path, text))
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[audio\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_ring_defaults_to_longest_clip() -> None:
+    cfg = Config.model_validate(
+        {"contacts": {"max_duration_s": 100, "pre_roll_s": 2, "post_roll_s": 4}}
+    )
+    # the window (60 + 60) is longer than max_duration here
+    assert cfg.ring_seconds() == 2 + 120 + 4 + 30
+    assert Config.model_validate({"audio": {"ring_s": 50}}).ring_seconds() == 50
+
+
+def test_button_lookup_by_name_then_role() -> None:
+    cfg = Config.model_validate(
+        {"buttons": [{"name": "big-red", "role": "red"}, {"name": "green", "role": "green"}]}
+    )
+    assert cfg.button("big-red") is cfg.buttons[0]
+    assert cfg.button("red") is cfg.buttons[0]
+    assert cfg.button("yellow") is None

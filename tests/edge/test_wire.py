@@ -1,0 +1,86 @@
+"""The edge produces exactly the golden payloads the sink is tested against."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from edge.clock import NS
+from edge.publish import wire
+from tests.wire_samples import CHUNK_DATA, CLIP, CONTACT, DEVICE, ORPHAN, SITE, START
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "wire"
+
+
+def golden(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((GOLDEN / name).read_text(encoding="utf-8"))
+    return data
+
+
+def without_id(payload: dict[str, Any]) -> dict[str, Any]:
+    assert len(payload["msg_id"]) == 32 and int(payload["msg_id"], 16) >= 0
+    return {k: v for k, v in payload.items() if k != "msg_id"}
+
+
+def test_contact_payload_is_golden() -> None:
+    message = wire.contact_message(CONTACT, DEVICE, SITE)
+    assert without_id(message.payload) == without_id(golden("contact.json"))
+    assert message.kind == "contact" and message.ref == CONTACT.id
+    assert message.msg_id == message.payload["msg_id"]
+
+
+def test_event_payload_is_golden() -> None:
+    assert without_id(wire.event_message(ORPHAN, DEVICE, SITE).payload) == without_id(
+        golden("event.json")
+    )
+
+
+def test_status_payload_is_golden() -> None:
+    payload = wire.status_payload(
+        device=DEVICE,
+        site=SITE,
+        online=True,
+        version="0.1.0",
+        boot_id=CONTACT.boot_id,
+        outbox_depth=3,
+        free_disk_bytes=12_345_678_912,
+        clock_synced=True,
+        at_wall_ns=START + 600 * NS,
+    )
+    assert without_id(payload) == without_id(golden("status.json"))
+
+
+def test_chunk_frame_is_golden_and_self_describing() -> None:
+    frame = wire.chunk_frame(
+        device=DEVICE,
+        site=SITE,
+        clip_id=CLIP.contact_id,
+        seq=1,
+        total=3,
+        offset=1024,
+        data=CHUNK_DATA,
+        clip_sha256=CLIP.sha256,
+        clip_bytes=3000,
+        codec="wav",
+        sample_rate=16000,
+    )
+    assert frame == (GOLDEN / "clip_chunk.bin").read_bytes()
+    assert frame[:4] == wire.CHUNK_MAGIC
+    (length,) = struct.unpack(">I", frame[4:8])
+    header = json.loads(frame[8 : 8 + length])
+    body = frame[8 + length :]
+    assert body == CHUNK_DATA
+    assert header["chunk_sha256"] == hashlib.sha256(CHUNK_DATA).hexdigest()
+    assert header["msg_id"] == f"{CLIP.contact_id}.1" and header["size"] == len(CHUNK_DATA)
+
+
+def test_topics_and_times() -> None:
+    assert wire.topic(SITE, DEVICE, "contact") == "contactpoint/v1/site-1/cp-0001/contact"
+    assert wire.resend_topic(SITE, DEVICE) == "contactpoint/v1/site-1/cp-0001/cmd/resend"
+    assert wire.iso(START + 1_234_567_890) == "2026-11-23T09:00:01.234Z"
+    assert wire.chunk_count(0, 1000) == 1
+    assert wire.chunk_count(1000, 1000) == 1
+    assert wire.chunk_count(1001, 1000) == 2
