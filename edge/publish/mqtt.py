@@ -1,0 +1,568 @@
+"""The device's publisher: outbox rows leave over MQTT, each marked sent only on its PUBACK.
+
+Rules:
+- One thread owns the paho client: it connects, reads pending rows (a WAL reader never blocks
+  the writer), publishes and takes the acknowledgements. It writes nothing itself: the seqs of
+  finished rows go to ``on_acked`` — by default ``store.outbox.mark_sent``, for when nothing
+  else writes the store (draining after a simulation); the daemon routes them to its core loop.
+- Rows leave in seq order, QoS 1, at most ``inflight`` messages unacknowledged (fewer if an
+  MQTT 5 broker's Receive Maximum says so). ``contact`` and ``event`` rows: their payload JSON
+  on their topic. ``clip`` rows: the clip file (a path relative to the data directory that must
+  stay inside it, with the recorded size and sha256) in ``chunk_bytes`` chunks; the row is
+  finished when every chunk is acknowledged. A read error half-way through a clip leaves the
+  row for the next connection.
+- A PUBACK with an MQTT 5 failure reason (>= 0x80, e.g. Not authorized) is not success: the row
+  stays unsent, the error is logged and counted, and the row is tried again after the next
+  reconnect, not in a loop on the same connection. (MQTT 3.1.1 has no reason codes: a broker
+  that drops a denied message acknowledges it all the same.)
+- A clip whose file is missing, unreadable or not what the row recorded can never be delivered:
+  it is logged, counted (``clips_missing``) and finished through ``on_acked`` so it does not
+  hold the outbox forever. The contact message before it already carries the clip's metadata.
+- Broker away: reconnect after :func:`backoff_delay` (jittered); every connection forgets what
+  was in flight and starts again from the oldest unsent row. Duplicates are fine: msg_ids are
+  stable (chunks: ``<clip_id>.<seq>``) and the sink deduplicates.
+- Retained ``status`` with online=true on every connect and every ``status_interval_s``; the last
+  will is the same with online=false; a clean :meth:`Publisher.stop` publishes it itself.
+- ``cmd/resend`` asks for chunks of a clip again: the clip id is looked up in the store (never
+  turned into a path) and the seqs are checked against the clip's chunk count.
+- Network timing (backoff, status refresh, waits) runs on real monotonic time; the injected
+  clock only stamps payloads and acknowledgements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.clock import Clock
+from edge.config import MqttSection
+from edge.publish import wire
+from edge.publish._link import (
+    Link,
+    LinkConfigError,
+    backoff_delay,
+    new_client,
+    open_connection,
+    resolve,
+)
+from edge.store import OutboxRow, Store
+
+__all__ = ["LinkConfigError", "Publisher", "PublisherStats", "backoff_delay"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05  # longest wait inside paho's select before the publisher looks around again
+POLL_S = 0.5  # how often an idle publisher asks the outbox for new rows (notify() wakes it)
+CONNACK_TIMEOUT_S = 10.0
+GOODBYE_TIMEOUT_S = 2.0
+FETCH_ROWS = 100
+
+Message = tuple[str, bytes]  # (topic, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherStats:
+    published: int = 0  # MQTT messages handed to the broker (chunks count one each)
+    acked: int = 0  # successful PUBACKs
+    failed: int = 0  # PUBACKs with a failure reason, unknown row kinds, broken clip reads
+    reconnects: int = 0  # successful connections after the first
+    inflight: int = 0
+    clips_missing: int = 0  # clip rows finished without sending: the file cannot be used
+    resends: int = 0  # resend requests served
+    resends_rejected: int = 0
+    last_error: str = ""
+
+
+class _ClipUnavailableError(Exception):
+    """The clip file cannot be sent (gone, unreadable, outside the data dir, changed)."""
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    """The messages of one outbox row (``seq``) or of one resend request (``seq`` None)."""
+
+    seq: int | None
+    messages: Iterator[Message]
+    outstanding: int = 0
+    exhausted: bool = False
+    failed: bool = False
+
+
+class Publisher:
+    """Drains a store's outbox to the broker in ``cfg``; :meth:`start` runs it on a thread."""
+
+    def __init__(
+        self,
+        cfg: MqttSection,
+        *,
+        device: str,
+        site: str,
+        data_dir: Path,
+        store: Store,
+        version: str,
+        clock: Clock,
+        on_acked: Callable[[list[int]], None] | None = None,
+        free_disk: Callable[[], int] | None = None,
+        random_source: Callable[[], float] = random.random,
+    ) -> None:
+        self._cfg = cfg
+        self._link: Link = resolve(cfg)  # fails now, naming the file, if the config is bad
+        self._device, self._site = device, site
+        self._data_dir = data_dir.resolve()
+        self._store = store
+        self._outbox = store.outbox
+        self._version = version
+        self._clock = clock
+        self._on_acked = on_acked or self._mark_sent
+        self._free_disk = free_disk or self._disk_free
+        self._random = random_source
+        self._resend_topic = wire.resend_topic(site, device)
+        self._status_topic = wire.topic(site, device, "status")
+
+        self._stats = PublisherStats()
+        self._stats_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._progress = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: paho.Client | None = None
+        self._connected = False
+        self._refused = False
+        self._sessions = 0  # connections the broker accepted so far
+        self._reset_session()
+
+    # --- public face ---------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> PublisherStats:
+        with self._stats_lock:
+            return replace(self._stats, inflight=len(self._inflight))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the publisher is already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Publish status offline, disconnect cleanly and end the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def notify(self) -> None:
+        """New rows were committed: look at the outbox now rather than at the next poll."""
+        self._wake.set()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until the outbox is empty (True) or ``timeout_s`` has passed (False)."""
+        if self._thread is None:
+            raise RuntimeError("drain() needs a started publisher")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._progress.clear()
+            if self._outbox.depth() == 0:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._wake.set()
+            self._progress.wait(min(left, 0.25))
+
+    # --- the connection loop (publisher thread) ------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                if self._connection():
+                    attempt = 0
+            except Exception as exc:  # keep the link alive whatever one connection did
+                log.exception("publisher connection failed")
+                self._error(f"publisher connection failed: {exc!r}")
+            if self._stop.is_set():
+                break
+            delay = backoff_delay(
+                attempt, self._cfg.backoff_min_s, self._cfg.backoff_max_s, self._random
+            )
+            attempt += 1
+            self._stop.wait(delay)
+
+    def _connection(self) -> bool:
+        """One connection, from CONNECT to its loss or to stop; True if CONNACK said yes."""
+        client = new_client(
+            self._link,
+            self._device,
+            self._status_topic,
+            wire.encode_json(self._status(online=False)),
+            self._cfg.inflight,
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._reset_session()
+        self._refused = False
+        self._client = client
+        try:
+            open_connection(client, self._link)
+        except OSError as exc:
+            self._error(f"cannot reach the broker at {self._link.url}: {exc}")
+            return False
+        accepted = False
+        connack_deadline = time.monotonic() + CONNACK_TIMEOUT_S
+        try:
+            while not self._stop.is_set():
+                if client.loop(TICK_S) != paho.MQTT_ERR_SUCCESS or self._refused:
+                    break
+                if not self._connected:
+                    if accepted or time.monotonic() > connack_deadline:
+                        if not accepted:
+                            self._error(f"no CONNACK from {self._link.url}")
+                        break
+                    continue
+                accepted = True
+                if not self._pump(client):
+                    break
+                self._flush()
+                if time.monotonic() >= self._status_due:
+                    self._publish_status(client)
+            if self._stop.is_set() and self._connected:
+                self._goodbye(client)
+        finally:
+            self._connected = False
+            self._flush()
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+            self._reset_session()
+            self._progress.set()
+        return accepted
+
+    def _goodbye(self, client: paho.Client) -> None:
+        info = client.publish(
+            self._status_topic, wire.encode_json(self._status(online=False)), qos=1, retain=True
+        )
+        deadline = time.monotonic() + GOODBYE_TIMEOUT_S
+        while info.rc == paho.MQTT_ERR_SUCCESS and time.monotonic() < deadline:
+            if info.is_published() or client.loop(TICK_S) != paho.MQTT_ERR_SUCCESS:
+                break
+            self._flush()
+        client.disconnect()
+
+    def _reset_session(self) -> None:
+        self._inflight: dict[int, _Job] = {}
+        self._window = self._cfg.inflight
+        self._resends: deque[_Job] = deque()
+        self._rows: deque[OutboxRow] = deque()
+        self._current: _Job | None = None
+        self._cursor = 0
+        self._next_poll = 0.0
+        self._status_due = float("inf")
+        self._done: list[int] = []
+
+    # --- paho callbacks (run inside client.loop, on the publisher thread) ----------------------
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self._refused = True
+            self._error(f"the broker at {self._link.url} refused the connection: {reason}")
+            return
+        self._connected = True
+        # MQTT 5: the broker may accept fewer unacknowledged messages than configured.
+        limit = getattr(properties, "ReceiveMaximum", None)
+        self._window = min(self._cfg.inflight, limit) if isinstance(limit, int) else self._window
+        if self._sessions:
+            self._count(reconnects=1)
+        self._sessions += 1
+        log.info("connected to %s (session present: %s)", self._link.url, flags.session_present)
+        client.subscribe(self._resend_topic, qos=1)
+        self._publish_status(client)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected and not self._stop.is_set():
+            self._error(f"lost the connection to {self._link.url}: {reason}")
+        self._connected = False
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        job = self._inflight.pop(mid, None)
+        if job is None:
+            return  # status, or a message of a connection already forgotten
+        job.outstanding -= 1
+        if reason.is_failure:
+            job.failed = True
+            what = "a resent chunk" if job.seq is None else f"outbox row {job.seq}"
+            self._error(f"the broker refused {what}: {reason}", failed=1)
+        else:
+            self._count(acked=1)
+        self._finish_if_done(job)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic != self._resend_topic:
+            return
+        try:
+            job = self._resend_job(bytes(msg.payload))
+        except (ValueError, _ClipUnavailableError) as exc:
+            self._error(f"resend request ignored: {exc}", resends_rejected=1)
+            return
+        self._resends.append(job)
+        self._count(resends=1)
+
+    # --- publishing ----------------------------------------------------------------------------
+
+    def _pump(self, client: paho.Client) -> bool:
+        """Publish until ``inflight`` messages are unacknowledged; False if the link broke."""
+        while len(self._inflight) < self._window:
+            job = self._next_job()
+            if job is None:
+                return True
+            try:
+                topic, payload = next(job.messages)
+            except StopIteration:
+                self._retire(job)
+                continue
+            except _ClipUnavailableError as exc:
+                job.failed = True
+                self._error(f"clip read failed, will retry after a reconnect: {exc}", failed=1)
+                self._retire(job)
+                continue
+            info = client.publish(topic, payload, qos=1)
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                return False
+            self._inflight[info.mid] = job
+            job.outstanding += 1
+            self._count(published=1)
+        return True
+
+    def _next_job(self) -> _Job | None:
+        if self._resends:
+            return self._resends[0]
+        while self._current is None:
+            row = self._next_row()
+            if row is None:
+                return None
+            self._current = self._row_job(row)
+        return self._current
+
+    def _retire(self, job: _Job) -> None:
+        job.exhausted = True
+        if self._resends and self._resends[0] is job:
+            self._resends.popleft()
+        elif self._current is job:
+            self._current = None
+        self._finish_if_done(job)
+
+    def _finish_if_done(self, job: _Job) -> None:
+        if job.exhausted and job.outstanding == 0 and job.seq is not None and not job.failed:
+            self._done.append(job.seq)
+
+    def _flush(self) -> None:
+        """Hand the finished rows to ``on_acked``."""
+        if not self._done:
+            return
+        seqs, self._done = self._done, []
+        try:
+            self._on_acked(seqs)
+        except Exception as exc:  # a failing hook must not kill the link; rows stay unsent
+            self._error(f"on_acked failed for rows {seqs}: {exc!r}")
+        self._progress.set()
+
+    def _next_row(self) -> OutboxRow | None:
+        if not self._rows:
+            now = time.monotonic()
+            if now < self._next_poll and not self._wake.is_set():
+                return None
+            self._wake.clear()
+            self._rows.extend(self._outbox.pending(limit=FETCH_ROWS, after_seq=self._cursor))
+            if not self._rows:
+                self._next_poll = now + POLL_S
+                self._progress.set()
+                return None
+            self._cursor = self._rows[-1].seq
+        return self._rows.popleft()
+
+    def _row_job(self, row: OutboxRow) -> _Job | None:
+        if row.kind in ("contact", "event"):
+            topic = wire.topic(self._site, self._device, row.kind)
+            return _Job(row.seq, iter([(topic, wire.encode_json(row.payload))]))
+        if row.kind != "clip":
+            self._error(
+                f"outbox row {row.seq} has unknown kind {row.kind!r}; left unsent", failed=1
+            )
+            return None
+        try:
+            ref = wire.clip_ref(row.payload)
+            path = self._checked_clip(ref)
+        except (ValueError, _ClipUnavailableError) as exc:
+            self._error(f"clip row {row.seq} cannot be sent and is dropped: {exc}", clips_missing=1)
+            self._done.append(row.seq)
+            return None
+        seqs = range(wire.chunk_count(ref.bytes, self._cfg.chunk_bytes))
+        return _Job(row.seq, self._chunks(ref, path, seqs))
+
+    def _resend_job(self, data: bytes) -> _Job:
+        clip_id, seqs = wire.parse_resend(data)
+        ref = self._find_clip(clip_id)
+        if ref is None:
+            raise ValueError(f"no clip with id {clip_id[:64]!r}")
+        path = self._checked_clip(ref)
+        total = wire.chunk_count(ref.bytes, self._cfg.chunk_bytes)
+        wrong = [s for s in seqs if not 0 <= s < total]
+        if wrong or not seqs:
+            raise ValueError(f"clip {clip_id} has chunks 0..{total - 1}, asked for {seqs[:20]}")
+        return _Job(None, self._chunks(ref, path, sorted(set(seqs))))
+
+    def _find_clip(self, clip_id: str) -> wire.ClipRef | None:
+        # TODO(store): a Store.clip(contact_id) lookup would avoid loading every contact.
+        for contact in self._store.contacts():
+            clip = contact.clip
+            if contact.id == clip_id and clip is not None:
+                return wire.ClipRef(
+                    clip_id=clip.contact_id,
+                    path=clip.path,
+                    sha256=clip.sha256,
+                    bytes=clip.bytes,
+                    codec=clip.codec,
+                    sample_rate=clip.sample_rate,
+                )
+        return None
+
+    def _checked_clip(self, ref: wire.ClipRef) -> Path:
+        """The clip's file, inside the data dir and with the recorded size and sha256."""
+        path = (self._data_dir / ref.path).resolve()
+        if not path.is_relative_to(self._data_dir):
+            raise _ClipUnavailableError(f"clip path {ref.path!r} leaves the data directory")
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as file:
+                while block := file.read(1 << 20):
+                    digest.update(block)
+                size = file.tell()
+        except OSError as exc:
+            raise _ClipUnavailableError(f"{path}: {exc.strerror or exc}") from None
+        if size != ref.bytes or digest.hexdigest() != ref.sha256:
+            raise _ClipUnavailableError(
+                f"{path}: {size} bytes / sha256 differ from the recorded clip"
+            )
+        return path
+
+    def _chunks(self, ref: wire.ClipRef, path: Path, seqs: Iterable[int]) -> Iterator[Message]:
+        size = self._cfg.chunk_bytes
+        total = wire.chunk_count(ref.bytes, size)
+        topic = wire.topic(self._site, self._device, "clip")
+        for seq in seqs:
+            offset = seq * size
+            expected = min(size, ref.bytes - offset)
+            try:
+                with path.open("rb") as file:
+                    file.seek(offset)
+                    data = file.read(size)
+            except OSError as exc:
+                raise _ClipUnavailableError(f"{path}: {exc.strerror or exc}") from None
+            if len(data) != expected:
+                raise _ClipUnavailableError(f"{path}: changed while being sent")
+            frame = wire.chunk_frame(
+                device=self._device,
+                site=self._site,
+                clip_id=ref.clip_id,
+                seq=seq,
+                total=total,
+                offset=offset,
+                data=data,
+                clip_sha256=ref.sha256,
+                clip_bytes=ref.bytes,
+                codec=ref.codec,
+                sample_rate=ref.sample_rate,
+            )
+            yield topic, frame
+
+    # --- status --------------------------------------------------------------------------------
+
+    def _status(self, *, online: bool) -> dict[str, Any]:
+        clock = self._clock
+        return wire.status_payload(
+            device=self._device,
+            site=self._site,
+            online=online,
+            version=self._version,
+            boot_id=clock.boot_id(),
+            outbox_depth=self._outbox.depth(),
+            free_disk_bytes=self._free_disk(),
+            clock_synced=clock.synchronized(),
+            at_wall_ns=clock.wall_ns(clock.monotonic_ns()),
+        )
+
+    def _publish_status(self, client: paho.Client) -> None:
+        payload = wire.encode_json(self._status(online=True))
+        client.publish(self._status_topic, payload, qos=1, retain=True)
+        self._status_due = time.monotonic() + self._cfg.status_interval_s
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _mark_sent(self, seqs: list[int]) -> None:
+        self._outbox.mark_sent(seqs, self._clock.wall_ns(self._clock.monotonic_ns()))
+
+    def _disk_free(self) -> int:
+        try:
+            return shutil.disk_usage(self._data_dir).free
+        except OSError:
+            return 0
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            values = {k: getattr(self._stats, k) + v for k, v in deltas.items()}
+            self._stats = replace(self._stats, **values)
+
+    def _error(
+        self, message: str, *, failed: int = 0, clips_missing: int = 0, resends_rejected: int = 0
+    ) -> None:
+        log.warning("%s", message)
+        with self._stats_lock:
+            s = self._stats
+            self._stats = replace(
+                s,
+                failed=s.failed + failed,
+                clips_missing=s.clips_missing + clips_missing,
+                resends_rejected=s.resends_rejected + resends_rejected,
+                last_error=message,
+            )
