@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     contacts.add_argument("--data", type=Path, required=True, help="data directory")
     contacts.add_argument("--json", action="store_true", help="one JSON object per line")
     contacts.set_defaults(handler=_contacts)
+
+    from cloud_sink.cli import add_commands  # the central service's commands: `contactpoint sink`
+
+    add_commands(sub)
     return parser
 
 

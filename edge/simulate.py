@@ -24,7 +24,14 @@ from edge.events import Receipt
 from edge.pos import ReceiptServer
 from edge.scenario import Scenario, audio_path, build_world
 from edge.store import Store
-from hardware import AudioSpec, BackendSpec, HardwareEvent, open_backend
+from hardware import (
+    AudioSpec,
+    BackendSpec,
+    ButtonSpec,
+    HardwareEvent,
+    RangerSpec,
+    open_backend,
+)
 
 STORE_NAME = "contactpoint.db"
 Progress = Callable[[int, int], None]
@@ -45,8 +52,10 @@ class Summary:
 def backend_spec(cfg: Config, scenario: Scenario, scenario_path: Path) -> BackendSpec:
     return BackendSpec(
         backend="simulated",
-        buttons=tuple(b.name for b in cfg.buttons),
-        ranger_interval_s=cfg.presence.interval_s,
+        buttons=tuple(ButtonSpec(b.name) for b in cfg.buttons),
+        ranger=RangerSpec(
+            cfg.presence.trigger_pin, cfg.presence.echo_pin, interval_s=cfg.presence.interval_s
+        ),
         audio=AudioSpec(
             sample_rate=cfg.audio.sample_rate,
             period_frames=cfg.audio.period_frames,

@@ -45,6 +45,7 @@ __all__ = [
     "BackendSpec",
     "ButtonEdge",
     "ButtonInput",
+    "ButtonSpec",
     "Device",
     "DeviceFault",
     "Distance",
@@ -53,10 +54,14 @@ __all__ = [
     "HardwareError",
     "HardwareEvent",
     "Inventory",
+    "Nrf24Spec",
     "RadioEdge",
     "RangeSensor",
+    "RangerSpec",
     "RemoteCode",
+    "Rf433Spec",
     "Samples",
+    "SerialSpec",
     "SimCustomer",
     "SimGap",
     "SimPress",
@@ -64,6 +69,25 @@ __all__ = [
     "World",
     "open_backend",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonSpec:
+    """A wired button (``pin`` is a BCM number; ``pin=None`` for simulated buttons)."""
+
+    name: str
+    pin: int | None = None
+    pull_up: bool = True
+    active_high: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RangerSpec:
+    trigger_pin: int
+    echo_pin: int
+    interval_s: float = 0.1
+    temperature_c: float = 20.0
+    max_distance_m: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +100,46 @@ class AudioSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Rf433Spec:
+    """A 433 MHz OOK receiver's data pin, read through pigpio callbacks."""
+
+    gpio: int
+    watchdog_ms: int = 20
+    glitch_us: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSpec:
+    """An RFLink-style USB receiver."""
+
+    port: str
+    baudrate: int = 57600
+    repeat_window_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Nrf24Spec:
+    ce_pin: int = 22
+    csn: int = 0
+    channel: int = 76
+    address: bytes = b"CPBTN"
+
+
+@dataclass(frozen=True, slots=True)
 class BackendSpec:
     """Which devices to open, independent of how ``edge`` configures itself."""
 
-    backend: str
-    buttons: tuple[str, ...] = ()
-    ranger_interval_s: float | None = None
+    backend: str  # "simulated" | "pi"
+    buttons: tuple[ButtonSpec, ...] = ()
+    ranger: RangerSpec | None = None
     audio: AudioSpec | None = None
-    world: World = field(default_factory=World)
+    rf433: Rf433Spec | None = None
+    serial: SerialSpec | None = None
+    nrf24: Nrf24Spec | None = None
+    pin_factory: str = "lgpio"  # lgpio | pigpio | rpigpio | native | mock
+    pigpio_host: str = "localhost"
+    pigpio_port: int = 8888
+    world: World = field(default_factory=World)  # the simulated backend's script
 
 
 def open_backend(spec: BackendSpec) -> SimulatedBackend:
@@ -100,11 +156,11 @@ def _open_simulated(spec: BackendSpec) -> SimulatedBackend:
 
     world = spec.world
     devices: list[SimButton | SimRanger | SimMicrophone] = []
-    for index, name in enumerate(spec.buttons):
-        presses = [p for p in world.presses if p.button == name]
-        devices.append(SimButton(name, presses, seed=world.seed + 17 * (index + 1)))
-    if spec.ranger_interval_s is not None:
-        devices.append(SimRanger(world, spec.ranger_interval_s))
+    for index, button in enumerate(spec.buttons):
+        presses = [p for p in world.presses if p.button == button.name]
+        devices.append(SimButton(button.name, presses, seed=world.seed + 17 * (index + 1)))
+    if spec.ranger is not None:
+        devices.append(SimRanger(world, spec.ranger.interval_s))
     if spec.audio is not None:
         audio = spec.audio
         source = (

@@ -60,3 +60,12 @@ def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
         ("hardware._api", ["ButtonEdge"]),
         ("hardware", ["open_backend", "_secret"]),
     ]
+
+
+def test_edge_reaches_the_sink_only_through_the_command_line() -> None:
+    # the device daemon never loads the central service; only the CLI front door offers
+    # `contactpoint sink ...` (imported lazily)
+    users = {
+        p.relative_to(ROOT).as_posix() for p, m, _ in imports("edge") if top(m) == "cloud_sink"
+    }
+    assert users == {"edge/cli.py"}

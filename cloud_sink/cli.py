@@ -1,0 +1,199 @@
+"""``contactpoint sink ...``: run the ingest worker, list what it stored.
+
+Rules:
+- ``add_commands(subparsers)`` registers ``sink run`` and ``sink contacts``; each sets
+  ``handler`` (Namespace -> exit code), the convention of ``contactpoint``'s main.
+- Settings come from, highest first: command-line flags, the ``[sink]`` table of ``--config``
+  (TOML; keys are :class:`SinkConfig` field names, values of the field's type; unknown keys are
+  refused with a "did you mean"), the defaults of :class:`SinkConfig`.
+- The password is never a flag (it would show in ``ps``): ``--password-file`` or the config.
+- ``sink run`` stops cleanly on SIGTERM and SIGINT (finishes the message in hand, disconnects).
+- Errors the user can fix print one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import logging
+import signal
+import sys
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cloud_sink.consumer import Sink, SinkConfig
+from cloud_sink.db import DatabaseUrlError, open_database
+from cloud_sink.ingest import Ingest
+from cloud_sink.migrations import SchemaError, migrate
+
+
+class SinkCliError(Exception):
+    """A problem with the command line or the config file."""
+
+
+_FILE_KEYS = tuple(f.name for f in dataclasses.fields(SinkConfig) if f.name != "data_dir")
+_FLAGS: dict[str, str] = {  # argparse dest -> SinkConfig field
+    "broker": "broker",
+    "db": "db_url",
+    "group": "group",
+    "client_id": "client_id",
+    "protocol": "protocol",
+    "username": "username",
+    "tls": "tls",
+    "ca_file": "ca_file",
+    "cert_file": "cert_file",
+    "key_file": "key_file",
+    "resend_after": "resend_after_s",
+    "check_every": "check_every_s",
+}
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``sink run`` and ``sink contacts`` on an argparse subparsers object."""
+    sink = subparsers.add_parser("sink", help="the central ingest service (MQTT → database)")
+    sub = sink.add_subparsers(title="sink commands", metavar="ACTION", required=True)
+
+    run = sub.add_parser("run", help="consume the devices' messages into the database")
+    run.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    run.add_argument("--data", type=Path, required=True, help="data directory (sink.db, clips)")
+    run.add_argument("--db", help="postgresql://USER@HOST:PORT/NAME (default: SQLite in --data)")
+    run.add_argument("--group", help="shared-subscription group (default: sink)")
+    run.add_argument("--client-id", help="MQTT client id (default: contactpoint-sink-GROUP)")
+    run.add_argument("--config", type=Path, help="TOML file with a [sink] table")
+    run.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version (default: 5)")
+    run.add_argument("--username", help="broker user name")
+    run.add_argument("--password-file", type=Path, help="file holding the broker password")
+    run.add_argument("--tls", action="store_true", default=None, help="TLS (implied by mqtts://)")
+    run.add_argument("--ca-file", help="CA certificate(s) to verify the broker")
+    run.add_argument("--cert-file", help="client certificate")
+    run.add_argument("--key-file", help="client key")
+    run.add_argument(
+        "--resend-after", type=float, help="seconds a clip may stay incomplete before a resend"
+    )
+    run.add_argument("--check-every", type=float, help="seconds between clip checks")
+    run.set_defaults(handler=_guarded(_run))
+
+    contacts = sub.add_parser("contacts", help="list the contacts the sink stored")
+    contacts.add_argument("--data", type=Path, required=True, help="data directory")
+    contacts.add_argument("--db", help="postgresql://... (default: SQLite in --data)")
+    contacts.add_argument("--json", action="store_true", help="one JSON object per line")
+    contacts.set_defaults(handler=_guarded(_contacts))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cloud_sink.cli sink ...`` without the rest of contactpoint."""
+    parser = argparse.ArgumentParser(prog="contactpoint")
+    add_commands(parser.add_subparsers(title="commands", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (SinkCliError, DatabaseUrlError, SchemaError, OSError, ValueError) as exc:
+            print(f"contactpoint sink: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The ``[sink]`` table of a TOML file, checked against the :class:`SinkConfig` fields."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SinkCliError(f"{path}: not valid TOML: {exc}") from None
+    table = doc.get("sink", {})
+    if not isinstance(table, dict):
+        raise SinkCliError(f"{path}: [sink] must be a table")
+    hints = typing.get_type_hints(SinkConfig)
+    for key, value in table.items():
+        if key not in _FILE_KEYS:
+            close = difflib.get_close_matches(key, _FILE_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SinkCliError(f"{path}: unknown key sink.{key}{hint}")
+        if not _accepts(hints[key], value):
+            raise SinkCliError(f"{path}: sink.{key} = {value!r} is not a {hints[key]}")
+    return dict(table)
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, int | float)
+    return isinstance(value, hint)
+
+
+def config_from_args(args: argparse.Namespace) -> SinkConfig:
+    values: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    for dest, name in _FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            values[name] = value
+    if args.password_file is not None:
+        values["password"] = args.password_file.read_text(encoding="utf-8").strip()
+    if "broker" not in values:
+        raise SinkCliError("no broker: pass --broker mqtt://HOST:PORT or set sink.broker")
+    try:
+        return SinkConfig(data_dir=args.data, **values)
+    except TypeError as exc:
+        raise SinkCliError(f"bad configuration: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    config.endpoint()  # a bad URL fails here, not in the worker
+    sink = Sink(config)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        sink.request_stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        sink.run_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(json.dumps(sink.stats(), sort_keys=True), file=sys.stderr)
+    return 0
+
+
+def _contacts(args: argparse.Namespace) -> int:
+    db = open_database(args.db, args.data)
+    try:
+        migrate(db)
+        for contact in Ingest(db, args.data).contacts():
+            if args.json:
+                print(json.dumps(contact, ensure_ascii=False))
+            else:
+                audio = (contact["audio"] or "(clip incomplete)") if contact["clip"] else "-"
+                print(
+                    f"{contact['start']}  {contact['site']}/{contact['device']}  "
+                    f"{contact['duration_s']:7.1f} s  {','.join(contact['tags'])}  {audio}"
+                )
+    finally:
+        db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

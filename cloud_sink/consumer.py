@@ -1,0 +1,310 @@
+"""The MQTT side of the sink: one paho-mqtt client per worker, driven by the worker's own thread.
+
+Rules:
+- MQTT 5 by default, 3.1.1 selectable. The session is persistent: MQTT 5 connects with
+  ``clean_start=False`` and a session expiry (default 7 days), 3.1.1 with
+  ``clean_session=False``; the broker keeps QoS 1 messages for a sink that is away.
+- The client id comes from the config, default ``contactpoint-sink-<group>``. Every worker of a
+  group needs its own id (two clients with one id throw each other off the broker).
+- Subscription, QoS 1: ``contactpoint/v1/+/+/+``, with MQTT 5 the shared subscription
+  ``$share/<group>/contactpoint/v1/+/+/+`` so that N workers share one stream. The single-level
+  wildcard does not match ``.../cmd/resend``, so the sink never takes its own commands.
+- Ack after commit: the client runs with ``manual_ack=True``; a message is acked only after
+  :meth:`Ingest.handle` returned (its transaction committed). When ingest raises, the message is
+  not acked, later messages in the same batch are not taken either, and the worker reconnects
+  after a back-off: the broker then delivers everything unacked again.
+- The worker thread owns the client and the database connection: it runs the network loop,
+  reconnects on its own with exponential back-off (capped), and every ``check_every_s`` of the
+  injected clock runs :meth:`Ingest.check_clips` and publishes the resend requests (QoS 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from cloud_sink import wire
+from cloud_sink.db import open_database
+from cloud_sink.ingest import Ingest, Result
+from cloud_sink.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+NS: Final = 1_000_000_000
+Protocol = Literal["5", "3.1.1"]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    """What one sink worker needs; every field has a default except broker and data_dir."""
+
+    broker: str  # mqtt://HOST:PORT or mqtts://HOST:PORT
+    data_dir: Path
+    db_url: str | None = None  # None: SQLite at <data_dir>/sink.db
+    group: str = "sink"
+    client_id: str | None = None  # None: contactpoint-sink-<group>
+    protocol: Protocol = "5"
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False  # also on with an mqtts:// URL
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    resend_after_s: float = 60.0  # a clip quiet this long with chunks missing: ask again
+    check_every_s: float = 10.0
+    max_resend_requests: int = 10
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or f"contactpoint-sink-{self.group}"
+
+    @property
+    def topic_filter(self) -> str:
+        return wire.shared_subscription(self.group) if self.protocol == "5" else wire.SUBSCRIPTION
+
+    def endpoint(self) -> tuple[str, int, bool]:
+        """(host, port, tls) from the broker URL."""
+        url = urlsplit(self.broker)
+        if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not url.hostname:
+            raise ValueError(f"broker URL {self.broker!r}: expected mqtt://HOST:PORT")
+        tls = self.tls or url.scheme in ("mqtts", "ssl")
+        return url.hostname, url.port or (8883 if tls else 1883), tls
+
+
+class Sink:
+    """One ingest worker: ``start()`` runs it in a thread, ``stop()`` ends it cleanly."""
+
+    def __init__(self, config: SinkConfig, *, clock: Callable[[], int] = time.time_ns) -> None:
+        if not wire.valid_name(config.group):
+            raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
+        self.config = config
+        self.clock = clock
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = open_database(config.db_url, config.data_dir)
+        try:
+            migrate(self.db)
+        finally:
+            self.db.close()
+        self.ingest = Ingest(self.db, config.data_dir, clock=clock)
+        self.subscribed = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed = False  # an ingest error in this connection: take nothing more, reconnect
+        self._connected = False
+        self._pending: list[Result] = []
+        self._client = self._make_client()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Sink:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="cloud-sink", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def run_forever(self) -> None:
+        """Run in the calling thread until :meth:`request_stop` (e.g. from a signal handler)."""
+        self._stop.clear()
+        self._run()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def __enter__(self) -> Sink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- questions for the demo and the tests ------------------------------------------------
+
+    def verified_clip_count(self) -> int:
+        with self.db.connection_context():
+            return self.ingest.verified_clip_count()
+
+    def stats(self) -> dict[str, int]:
+        return self.ingest.counters.snapshot()
+
+    # -- the worker thread --------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.effective_client_id,
+            clean_session=None if v5 else False,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
+        )
+        if cfg.endpoint()[2]:
+            client.tls_set(
+                ca_certs=cfg.ca_file,
+                certfile=cfg.cert_file,
+                keyfile=cfg.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def _connect(self) -> None:
+        host, port, _ = self.config.endpoint()
+        if self.config.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self.config.session_expiry_s
+            self._client.connect(
+                host, port, self.config.keepalive_s, clean_start=False, properties=props
+            )
+        else:
+            self._client.connect(host, port, self.config.keepalive_s)
+
+    def _run(self) -> None:
+        backoff = self.config.backoff_min_s
+        last_check = self.clock()
+        self.db.connect(reuse_if_open=True)
+        try:
+            while not self._stop.is_set():
+                if (not self._connected or self._failed) and not self._reconnect():
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.backoff_max_s)
+                    continue
+                rc = self._client.loop(timeout=0.05)
+                self._finish_clips()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._connected = False
+                    continue
+                if self._failed:
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.backoff_max_s)
+                    continue
+                backoff = self.config.backoff_min_s
+                if self.clock() - last_check >= self.config.check_every_s * NS:
+                    last_check = self.clock()
+                    self._check_clips()
+        finally:
+            self._close()
+
+    def _reconnect(self) -> bool:
+        self._failed = False
+        self.subscribed.clear()
+        try:
+            if self._connected:
+                self._client.reconnect()
+            else:
+                self._connect()
+        except OSError as exc:
+            log.warning("cannot reach the broker %s: %s", self.config.broker, exc)
+            return False
+        self._connected = True
+        return True
+
+    def _close(self) -> None:
+        try:
+            if self._connected:
+                self._client.disconnect()
+                self._client.loop(timeout=0.1)
+        finally:
+            self._connected = False
+            self.subscribed.clear()
+            self.db.close()
+
+    def _check_clips(self) -> None:
+        try:
+            requests = self.ingest.check_clips(
+                int(self.config.resend_after_s * NS), self.config.max_resend_requests
+            )
+        except Exception:
+            log.exception("clip check failed")
+            return
+        for request in requests:
+            self._client.publish(request.topic, request.payload, qos=1)
+
+    def _finish_clips(self) -> None:
+        pending, self._pending = self._pending, []
+        for result in pending:
+            if result.ready is not None:
+                try:
+                    self.ingest.assemble(result.ready)
+                except Exception:  # the periodic check tries again
+                    log.exception("assembling clip %s failed", result.ready)
+
+    # -- paho callbacks (they run inside client.loop(), on the worker thread) -------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        client.subscribe(self.config.topic_filter, qos=1)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if all(not r.is_failure for r in reasons):
+            self.subscribed.set()
+        else:
+            log.error("subscription refused: %s", reasons)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected = False
+        self.subscribed.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._failed:
+            return  # not acked: it comes again after the reconnect, in order
+        try:
+            result = self.ingest.handle(msg.topic, bytes(msg.payload))
+        except Exception:
+            log.exception("ingest failed for a message on %s; it will be redelivered", msg.topic)
+            self.ingest.counters.bump("ingest_error")
+            self._failed = True
+            return
+        if msg.qos > 0:
+            client.ack(msg.mid, msg.qos)
+        self._pending.append(result)

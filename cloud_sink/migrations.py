@@ -1,0 +1,194 @@
+"""Numbered schema migrations, recorded in a table so they work on SQLite and PostgreSQL alike.
+
+Rules:
+- ``MIGRATIONS[i]`` has version ``i + 1``; versions are contiguous and never renumbered, a
+  shipped migration is never edited. Migrations are frozen SQL text, not derived from models.
+- The SQL is portable except for two placeholders: ``{serial}`` (an auto-increment primary key)
+  and ``{bool_false}``, filled in per engine. Times are BIGINT nanoseconds or ISO 8601 TEXT;
+  JSON is TEXT; no BLOBs (clip bytes live in files).
+- Applied versions are rows of ``schema_migrations``. Each migration runs in one transaction
+  with its row; on PostgreSQL the transaction first takes an advisory lock and on SQLite it is
+  ``BEGIN IMMEDIATE``, and the applied set is re-read under that lock, so two sinks starting
+  together apply each migration once.
+- A database with a version newer than the code knows is refused with :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from peewee import Database
+
+from cloud_sink.db import execute_sql, is_sqlite, transaction
+
+
+class SchemaError(RuntimeError):
+    """The database was migrated by a newer sink than this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_ADVISORY_LOCK_KEY: Final = 0x636F6E7461637470  # "contactp"
+
+_BOOKKEEPING: Final = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER NOT NULL PRIMARY KEY,
+    name TEXT NOT NULL
+)"""
+
+_V1 = Migration(
+    1,
+    "initial schema: devices, messages, contacts, events, tags, clips, chunks, dead letters",
+    (
+        """CREATE TABLE devices (
+            device TEXT NOT NULL PRIMARY KEY,
+            site TEXT NOT NULL,
+            first_seen_ns BIGINT NOT NULL,
+            last_seen_ns BIGINT NOT NULL,
+            online BOOLEAN,
+            version TEXT,
+            boot_id TEXT,
+            outbox_depth BIGINT,
+            free_disk_bytes BIGINT,
+            clock_synced BOOLEAN,
+            status_at TEXT
+        )""",
+        # (device, msg_id) once: the key that makes QoS 1 redeliveries harmless.
+        """CREATE TABLE messages (
+            device TEXT NOT NULL,
+            msg_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            received_ns BIGINT NOT NULL,
+            PRIMARY KEY (device, msg_id)
+        )""",
+        """CREATE TABLE contacts (
+            device TEXT NOT NULL,
+            id TEXT NOT NULL,
+            site TEXT NOT NULL,
+            msg_id TEXT NOT NULL,
+            start_iso TEXT NOT NULL,
+            end_iso TEXT NOT NULL,
+            duration_s DOUBLE PRECISION NOT NULL,
+            ended_by TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            clip TEXT,
+            clock_synced BOOLEAN NOT NULL,
+            boot_id TEXT NOT NULL,
+            received_ns BIGINT NOT NULL,
+            PRIMARY KEY (device, id)
+        )""",
+        "CREATE INDEX contacts_start ON contacts (start_iso)",
+        # No foreign key to contacts: an event message naming an unknown contact must not turn
+        # into an integrity error redelivered forever. pos orders a contact's events.
+        """CREATE TABLE events (
+            device TEXT NOT NULL,
+            id TEXT NOT NULL,
+            contact_id TEXT,
+            pos INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            at_iso TEXT NOT NULL,
+            body TEXT NOT NULL,
+            received_ns BIGINT NOT NULL,
+            PRIMARY KEY (device, id)
+        )""",
+        "CREATE INDEX events_contact ON events (device, contact_id, pos)",
+        """CREATE TABLE tags (
+            device TEXT NOT NULL,
+            contact_id TEXT NOT NULL,
+            pos INTEGER NOT NULL,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (device, contact_id, pos),
+            FOREIGN KEY (device, contact_id) REFERENCES contacts (device, id) ON DELETE CASCADE
+        )""",
+        """CREATE TABLE clips (
+            device TEXT NOT NULL,
+            clip_id TEXT NOT NULL,
+            site TEXT NOT NULL,
+            codec TEXT NOT NULL,
+            sample_rate INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            clip_bytes BIGINT NOT NULL,
+            clip_sha256 TEXT NOT NULL,
+            first_seen_ns BIGINT NOT NULL,
+            quiet_since_ns BIGINT NOT NULL,
+            resend_requests INTEGER NOT NULL DEFAULT 0,
+            complete BOOLEAN NOT NULL DEFAULT {bool_false},
+            path TEXT,
+            completed_ns BIGINT,
+            PRIMARY KEY (device, clip_id)
+        )""",
+        "CREATE INDEX clips_incomplete ON clips (complete, quiet_since_ns)",
+        """CREATE TABLE chunks (
+            device TEXT NOT NULL,
+            clip_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            byte_offset BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            sha256 TEXT NOT NULL,
+            received_ns BIGINT NOT NULL,
+            PRIMARY KEY (device, clip_id, seq),
+            FOREIGN KEY (device, clip_id) REFERENCES clips (device, clip_id) ON DELETE CASCADE
+        )""",
+        """CREATE TABLE dead_letters (
+            id {serial},
+            topic TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            head TEXT NOT NULL,
+            payload_bytes BIGINT NOT NULL,
+            received_ns BIGINT NOT NULL
+        )""",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1,)
+
+
+def _render(db: Database, sql: str) -> str:
+    if is_sqlite(db):
+        return sql.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", bool_false="0")
+    return sql.format(serial="BIGSERIAL PRIMARY KEY", bool_false="FALSE")
+
+
+def _lock(db: Database) -> None:
+    if not is_sqlite(db):
+        execute_sql(db, "SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+
+
+def applied(db: Database) -> set[int]:
+    cursor = execute_sql(db, "SELECT version FROM schema_migrations")
+    return {int(row[0]) for row in cursor.fetchall()}
+
+
+def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the pending migrations in order; return the versions applied now."""
+    with transaction(db):
+        _lock(db)
+        execute_sql(db, _BOOKKEEPING)
+    known = {m.version for m in migrations}
+    newer = sorted(applied(db) - known)
+    if newer:
+        raise SchemaError(
+            f"the database has schema version {newer[-1]}, newer than this sink knows "
+            f"({max(known)}): upgrade contactpoint"
+        )
+    done: list[int] = []
+    for migration in migrations:
+        with transaction(db):
+            _lock(db)
+            if migration.version in applied(db):
+                continue
+            for statement in migration.statements:
+                execute_sql(db, _render(db, statement))
+            execute_sql(
+                db,
+                f"INSERT INTO schema_migrations (version, name) VALUES ({db.param}, {db.param})",
+                (migration.version, migration.name),
+            )
+        done.append(migration.version)
+    return done

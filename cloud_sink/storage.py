@@ -1,0 +1,133 @@
+"""Clip files: accepted chunks, and whole clips assembled from them.
+
+Rules:
+- Layout under the data directory: ``incoming/<site>/<device>/<clip_id>/<seq>.chunk`` for
+  accepted chunks, ``clips/<site>/<device>/<clip_id>.<ext>`` for verified clips.
+- Chunk bytes live in files, not in the database: the database stays small and the same on
+  SQLite and PostgreSQL (no BLOB/BYTEA), and assembly is a plain concatenation. The database row
+  is the record that a chunk was accepted; a file without a row is rewritten on redelivery.
+- No id becomes a path unchecked: site/device must be valid names, clip ids 32 hex digits, seqs
+  non-negative ints, extensions known; the resulting path must still lie under the root.
+- Every file appears atomically: written to a temporary name in the same directory, fsynced,
+  then renamed. A clip is assembled into a temporary file, its size and sha256 verified, and
+  only then renamed into place; a clip that fails is deleted and :class:`ClipCorruptError` raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from cloud_sink.wire import EXTENSIONS, valid_id, valid_name
+
+
+class ClipCorruptError(Exception):
+    """The assembled clip's size or sha256 is not the one announced."""
+
+
+class UnsafeNameError(ValueError):
+    """An id that must not become part of a path."""
+
+
+class ClipStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _inside(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts).resolve()
+        if not path.is_relative_to(self.root):
+            raise UnsafeNameError(f"path escapes the data directory: {parts!r}")
+        return path
+
+    def _clip_dir(self, top: str, site: str, device: str, clip_id: str) -> Path:
+        if not (valid_name(site) and valid_name(device) and valid_id(clip_id)):
+            raise UnsafeNameError(f"unsafe clip name {site!r}/{device!r}/{clip_id!r}")
+        return self._inside(top, site, device, clip_id)
+
+    def chunk_path(self, site: str, device: str, clip_id: str, seq: int) -> Path:
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise UnsafeNameError(f"bad chunk seq {seq!r}")
+        return self._clip_dir("incoming", site, device, clip_id) / f"{seq}.chunk"
+
+    def clip_relpath(self, site: str, device: str, clip_id: str, codec: str) -> str:
+        """The clip's path relative to the root (what the database stores)."""
+        if codec not in EXTENSIONS:
+            raise UnsafeNameError(f"unknown codec {codec!r}")
+        path = self._clip_dir("clips", site, device, clip_id)
+        return path.with_name(f"{clip_id}.{EXTENSIONS[codec]}").relative_to(self.root).as_posix()
+
+    def put_chunk(self, site: str, device: str, clip_id: str, seq: int, data: bytes) -> None:
+        target = self.chunk_path(site, device, clip_id, seq)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(target, [data])
+
+    def assemble(
+        self,
+        site: str,
+        device: str,
+        clip_id: str,
+        *,
+        codec: str,
+        seqs: Sequence[int],
+        sha256: str,
+        size: int,
+    ) -> str:
+        """Concatenate the chunks ``seqs`` (in that order), verify, move into place; return the
+        relative path. Raises :class:`ClipCorruptError` (nothing left behind) when it does not
+        verify, FileNotFoundError when a chunk file is missing."""
+        rel = self.clip_relpath(site, device, clip_id, codec)
+        target = self.root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        written = 0
+        fd, tmp = tempfile.mkstemp(prefix=f".{clip_id}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for seq in seqs:
+                    data = self.chunk_path(site, device, clip_id, seq).read_bytes()
+                    digest.update(data)
+                    written += len(data)
+                    out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            if written != size or digest.hexdigest() != sha256:
+                raise ClipCorruptError(
+                    f"clip {clip_id}: assembled {written} bytes sha256 {digest.hexdigest()}, "
+                    f"expected {size} bytes sha256 {sha256}"
+                )
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        return rel
+
+    def drop_chunks(self, site: str, device: str, clip_id: str) -> None:
+        shutil.rmtree(self._clip_dir("incoming", site, device, clip_id), ignore_errors=True)
+
+
+def _write_atomically(target: Path, parts: Sequence[bytes]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                out.write(part)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,413 @@
+"""The wire contract, sink side: the ONLY place the sink spells topics and payload field names.
+
+Rules (docs/WIRE.md, schema 1):
+- Topics are ``contactpoint/v1/<site>/<device>/<kind>``; the sink takes ``contact``, ``event``,
+  ``status`` (JSON) and ``clip`` (binary chunk frames). ``cmd/...`` topics are the sink's own
+  commands and are ignored; any other topic is rejected.
+- Site and device ids match ``^[a-z0-9][a-z0-9_-]{0,63}$``; msg, contact, event and clip ids are
+  32 lowercase hex digits; a chunk's ``msg_id`` is ``<clip_id>.<seq>``.
+- Limits: a JSON payload at most 256 KiB; a chunk frame at most 8 + 4 KiB header + 256 KiB data.
+- ``schema`` is read first: an unknown version is rejected before anything else is looked at.
+- ``device`` and ``site`` in the payload must equal the topic's, ``kind`` must equal the topic's.
+- Strings must not contain NUL (PostgreSQL text cannot hold it), integers must fit 64 bits,
+  NaN and Infinity are not JSON.
+- Every problem is a :class:`Rejected` with a short stable ``reason`` code; parsing never raises.
+- A chunk's data is not judged here: :meth:`Chunk.corruption` says whether its size and sha256
+  hold, so the caller can still learn the clip from an intact header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+SCHEMA: Final = 1
+ROOT: Final = "contactpoint/v1"
+SUBSCRIPTION: Final = f"{ROOT}/+/+/+"
+MAX_JSON_BYTES: Final = 256 * 1024
+MAX_CHUNK_BYTES: Final = 256 * 1024
+MAX_HEADER_BYTES: Final = 4 * 1024
+CHUNK_MAGIC: Final = b"CPC1"
+MAX_FRAME_BYTES: Final = len(CHUNK_MAGIC) + 4 + MAX_HEADER_BYTES + MAX_CHUNK_BYTES
+EXTENSIONS: Final = {"wav": "wav", "flac": "flac", "opus": "opus"}  # codec -> file extension
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def valid_name(value: str) -> bool:
+    """A site or device id."""
+    return _NAME.fullmatch(value) is not None
+
+
+def valid_id(value: str) -> bool:
+    """A msg, contact, event or clip id."""
+    return _HEX32.fullmatch(value) is not None
+
+
+def shared_subscription(group: str) -> str:
+    return f"$share/{group}/{SUBSCRIPTION}"
+
+
+def resend_topic(site: str, device: str) -> str:
+    return f"{ROOT}/{site}/{device}/cmd/resend"
+
+
+def resend_payload(clip_id: str, seqs: list[int]) -> bytes:
+    return json.dumps({"clip_id": clip_id, "seqs": seqs}, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A topic the sink subscribes to by accident of the wildcard but does not ingest."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    kind: str
+    at: str
+    contact_id: str | None
+    body: dict[str, Any]  # the whole object as sent
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: str
+    start: str
+    end: str
+    duration_s: float
+    ended_by: str
+    mode: str
+    tags: tuple[str, ...]
+    events: tuple[Event, ...]
+    clip: dict[str, Any] | None
+    clock_synced: bool
+    boot_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The contact object exactly as the edge sends it."""
+        return contact_json(
+            id=self.id, start=self.start, end=self.end, duration_s=self.duration_s,
+            ended_by=self.ended_by, mode=self.mode, tags=list(self.tags),
+            events=[e.body for e in self.events], clip=self.clip,
+            clock_synced=self.clock_synced, boot_id=self.boot_id,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    online: bool
+    version: str
+    boot_id: str
+    outbox_depth: int
+    free_disk_bytes: int
+    clock_synced: bool
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A parsed JSON message; ``body`` is a :class:`Contact`, :class:`Event` or :class:`Status`."""
+
+    msg_id: str
+    kind: str
+    device: str
+    site: str
+    body: Contact | Event | Status
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    msg_id: str
+    device: str
+    site: str
+    clip_id: str
+    seq: int
+    total: int
+    offset: int
+    size: int
+    chunk_sha256: str
+    clip_sha256: str
+    clip_bytes: int
+    codec: str
+    sample_rate: int
+    data: bytes
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.codec]
+
+    def corruption(self) -> str | None:
+        """Why the data cannot be kept (size or sha256 disagree with the header), or None."""
+        if len(self.data) != self.size:
+            return f"chunk {self.seq}: {len(self.data)} bytes, header says {self.size}"
+        if hashlib.sha256(self.data).hexdigest() != self.chunk_sha256:
+            return f"chunk {self.seq}: sha256 mismatch"
+        return None
+
+
+Parsed = Message | Chunk | Rejected | Ignored
+
+
+def contact_json(
+    *,
+    id: str,
+    start: str,
+    end: str,
+    duration_s: float,
+    ended_by: str,
+    mode: str,
+    tags: list[str],
+    events: list[dict[str, Any]],
+    clip: dict[str, Any] | None,
+    clock_synced: bool,
+    boot_id: str,
+) -> dict[str, Any]:
+    """The contact object with the edge's keys, in the edge's order."""
+    return {
+        "id": id,
+        "start": start,
+        "end": end,
+        "duration_s": duration_s,
+        "ended_by": ended_by,
+        "mode": mode,
+        "tags": tags,
+        "events": events,
+        "clip": clip,
+        "clock_synced": clock_synced,
+        "boot_id": boot_id,
+    }
+
+
+class _RejectError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse(topic: str, payload: bytes) -> Parsed:
+    """Parse one MQTT message; never raises."""
+    try:
+        return _parse(topic, payload)
+    except _RejectError as bad:
+        return Rejected(bad.reason, bad.detail)
+
+
+def _parse(topic: str, payload: bytes) -> Parsed:
+    parts = topic.split("/")
+    if parts[:2] != ROOT.split("/") or len(parts) < 5:
+        raise _RejectError("topic", f"not a contactpoint v1 topic: {topic[:200]!r}")
+    site, device, kind = parts[2], parts[3], "/".join(parts[4:])
+    if kind.startswith("cmd/") or kind == "cmd":
+        return Ignored()
+    if not (valid_name(site) and valid_name(device)):
+        raise _RejectError("id", f"bad site or device id in topic {topic[:200]!r}")
+    if kind == "clip":
+        return _parse_chunk(site, device, payload)
+    if kind not in ("contact", "event", "status"):
+        raise _RejectError("topic", f"unknown message kind {kind[:64]!r}")
+    if len(payload) > MAX_JSON_BYTES:
+        raise _RejectError("too_large", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    obj = _json_object(payload)
+    _envelope(obj, site, device, kind)
+    msg_id = _id(obj, "msg_id")
+    body: Contact | Event | Status
+    if kind == "contact":
+        body = _contact(_field(obj, "contact", dict))
+    elif kind == "event":
+        body = _event(_field(obj, "event", dict), where="event")
+    else:
+        body = _status(_field(obj, "status", dict))
+    return Message(msg_id=msg_id, kind=kind, device=device, site=site, body=body)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _RejectError("json", f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise _RejectError("json", f"not a JSON object but {type(obj).__name__}")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _envelope(obj: dict[str, Any], site: str, device: str, kind: str) -> None:
+    schema = obj.get("schema")
+    if schema != SCHEMA or isinstance(schema, bool):
+        raise _RejectError("schema", f"unknown schema version {schema!r}")
+    if _field(obj, "kind", str) != kind:
+        raise _RejectError("mismatch", f"kind {obj['kind']!r} on a {kind!r} topic")
+    if _field(obj, "device", str) != device or _field(obj, "site", str) != site:
+        raise _RejectError(
+            "mismatch", f"payload says {obj['site']!r}/{obj['device']!r}, topic {site}/{device}"
+        )
+
+
+def _field(obj: dict[str, Any], key: str, kind: type[Any], *, where: str = "") -> Any:
+    if key not in obj:
+        raise _RejectError("field", f"missing field {where}{key!r}")
+    value = obj[key]
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise _RejectError(
+            "field", f"field {where}{key!r} is {type(value).__name__}, not {kind.__name__}"
+        )
+    if isinstance(value, str) and "\x00" in value:
+        raise _RejectError("field", f"field {where}{key!r} contains a NUL character")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise _RejectError("field", f"field {where}{key!r} is out of the 64-bit range")
+    return value
+
+
+def _id(obj: dict[str, Any], key: str, where: str = "") -> str:
+    value: str = _field(obj, key, str, where=where)
+    if not valid_id(value):
+        raise _RejectError("id", f"field {where}{key!r} is not 32 hex digits: {value[:80]!r}")
+    return value
+
+
+def _time(obj: dict[str, Any], key: str, where: str = "") -> str:
+    value: str = _field(obj, key, str, where=where)
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise _RejectError(
+            "field", f"field {where}{key!r} is not ISO 8601: {value[:80]!r}"
+        ) from None
+    if stamp.utcoffset() is None:
+        raise _RejectError("field", f"field {where}{key!r} has no time zone: {value[:80]!r}")
+    return value
+
+
+def _event(obj: dict[str, Any], where: str) -> Event:
+    contact_id = obj.get("contact_id")
+    if contact_id is not None:
+        contact_id = _id(obj, "contact_id", where)
+    return Event(
+        id=_id(obj, "id", where),
+        kind=_field(obj, "kind", str, where=where),
+        at=_time(obj, "at", where),
+        contact_id=contact_id,
+        body=obj,
+    )
+
+
+def _contact(obj: dict[str, Any]) -> Contact:
+    contact_id = _id(obj, "id", "contact.")
+    tags = _field(obj, "tags", list, where="contact.")
+    if not all(isinstance(t, str) and "\x00" not in t for t in tags):
+        raise _RejectError("field", "contact.tags must be strings")
+    events = []
+    for i, raw in enumerate(_field(obj, "events", list, where="contact.")):
+        if not isinstance(raw, dict):
+            raise _RejectError("field", f"contact.events[{i}] is not an object")
+        event = _event(raw, f"contact.events[{i}].")
+        if event.contact_id != contact_id:
+            raise _RejectError(
+                "mismatch", f"contact.events[{i}] names contact {event.contact_id!r}"
+            )
+        events.append(event)
+    clip = obj.get("clip")
+    if clip is not None and not isinstance(clip, dict):
+        raise _RejectError("field", "contact.clip is neither an object nor null")
+    return Contact(
+        id=contact_id,
+        start=_time(obj, "start", "contact."),
+        end=_time(obj, "end", "contact."),
+        duration_s=_field(obj, "duration_s", float, where="contact."),
+        ended_by=_field(obj, "ended_by", str, where="contact."),
+        mode=_field(obj, "mode", str, where="contact."),
+        tags=tuple(tags),
+        events=tuple(events),
+        clip=clip,
+        clock_synced=_field(obj, "clock_synced", bool, where="contact."),
+        boot_id=_field(obj, "boot_id", str, where="contact."),
+    )
+
+
+def _status(obj: dict[str, Any]) -> Status:
+    return Status(
+        online=_field(obj, "online", bool, where="status."),
+        version=_field(obj, "version", str, where="status."),
+        boot_id=_field(obj, "boot_id", str, where="status."),
+        outbox_depth=_field(obj, "outbox_depth", int, where="status."),
+        free_disk_bytes=_field(obj, "free_disk_bytes", int, where="status."),
+        clock_synced=_field(obj, "clock_synced", bool, where="status."),
+        at=_time(obj, "at", "status."),
+    )
+
+
+def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
+    if len(frame) > MAX_FRAME_BYTES:
+        raise _RejectError("too_large", f"chunk frame of {len(frame)} bytes > {MAX_FRAME_BYTES}")
+    if len(frame) < 8 or frame[:4] != CHUNK_MAGIC:
+        raise _RejectError("frame", "not a CPC1 chunk frame")
+    (length,) = struct.unpack(">I", frame[4:8])
+    if length > MAX_HEADER_BYTES or 8 + length > len(frame):
+        raise _RejectError("frame", f"header length {length} does not fit the frame")
+    header = _json_object(frame[8 : 8 + length])
+    data = frame[8 + length :]
+    msg_id = _field(header, "msg_id", str)
+    _envelope(header, site, device, "clip_chunk")
+    clip_id = _id(header, "clip_id")
+    seq = _field(header, "seq", int)
+    total = _field(header, "total", int)
+    offset = _field(header, "offset", int)
+    size = _field(header, "size", int)
+    clip_bytes = _field(header, "clip_bytes", int)
+    if msg_id != f"{clip_id}.{seq}":
+        raise _RejectError("id", f"chunk msg_id {msg_id[:80]!r} is not '<clip_id>.<seq>'")
+    if not (0 <= seq < total and offset >= 0 and 0 <= size <= MAX_CHUNK_BYTES):
+        raise _RejectError("field", f"chunk seq {seq} of {total}, offset {offset}, size {size}")
+    if offset + size > clip_bytes:
+        raise _RejectError(
+            "field", f"chunk {seq} ends at {offset + size} past clip_bytes {clip_bytes}"
+        )
+    codec = _field(header, "codec", str)
+    if codec not in EXTENSIONS:
+        raise _RejectError("field", f"unknown codec {codec[:32]!r}")
+    hashes = [_field(header, k, str) for k in ("chunk_sha256", "clip_sha256")]
+    if not all(_HEX64.fullmatch(h) for h in hashes):
+        raise _RejectError("field", "chunk_sha256 and clip_sha256 must be 64 hex digits")
+    return Chunk(
+        msg_id=msg_id,
+        device=device,
+        site=site,
+        clip_id=clip_id,
+        seq=seq,
+        total=total,
+        offset=offset,
+        size=size,
+        chunk_sha256=hashes[0],
+        clip_sha256=hashes[1],
+        clip_bytes=clip_bytes,
+        codec=codec,
+        sample_rate=_field(header, "sample_rate", int),
+        data=data,
+    )
+
+
+def listed(contact: dict[str, Any], *, device: str, site: str, audio: str | None) -> dict[str, Any]:
+    """A contact as ``sink contacts --json`` prints it: the wire object plus where it came from
+    and the verified clip file (None while the clip is incomplete)."""
+    return {**contact, "device": device, "site": site, "audio": audio}

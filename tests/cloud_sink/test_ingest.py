@@ -1,0 +1,265 @@
+"""Ingest on SQLite and PostgreSQL, without MQTT: rows, idempotence, dead letters, clips."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from peewee import Database
+
+from cloud_sink import wire
+from cloud_sink.db import execute_sql, open_database
+from cloud_sink.ingest import ClipKey, Ingest, Outcome
+from cloud_sink.migrations import MIGRATIONS, SchemaError, migrate
+from cloud_sink.models import COLUMNS
+from cloud_sink.storage import ClipStore, UnsafeNameError
+from tests.cloud_sink.helpers import (
+    DEVICE,
+    SITE,
+    Clip,
+    FakeClock,
+    contact_message,
+    encode,
+    event_message,
+    golden,
+    golden_bytes,
+    new_id,
+    topic,
+)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db(db_url: str | None, data_dir: Path) -> Iterator[Database]:
+    database = open_database(db_url, data_dir)
+    migrate(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def ingest(db: Database, data_dir: Path, clock: FakeClock) -> Ingest:
+    return Ingest(db, data_dir, clock=clock)
+
+
+def count(ingest: Ingest, table: str) -> int:
+    n: int = getattr(ingest.t, table).select().count()
+    return n
+
+
+def test_golden_messages_make_the_expected_rows(ingest: Ingest) -> None:
+    for kind in ("contact", "event", "status"):
+        assert ingest.handle(topic(kind), golden_bytes(f"{kind}.json")).outcome is Outcome.STORED
+    contact = golden("contact.json")["contact"]
+    assert count(ingest, "contacts") == 1
+    assert count(ingest, "messages") == 3
+    assert count(ingest, "events") == len(contact["events"]) + 1  # + the orphan event
+    tags = [r["tag"] for r in ingest.t.tags.select().order_by(ingest.t.tags.pos)]
+    assert tags == contact["tags"]
+    (device,) = ingest.devices()
+    status = golden("status.json")["status"]
+    assert (device["device"], device["site"]) == (DEVICE, SITE)
+    assert bool(device["online"]) is status["online"]
+    assert device["outbox_depth"] == status["outbox_depth"]
+    assert device["free_disk_bytes"] == status["free_disk_bytes"]
+    assert bool(device["clock_synced"]) is status["clock_synced"]
+    assert device["version"] == status["version"]
+
+
+def test_listing_is_the_golden_contact_plus_origin(ingest: Ingest) -> None:
+    ingest.handle(topic("contact"), golden_bytes("contact.json"))
+    expected = {**golden("contact.json")["contact"], "device": DEVICE, "site": SITE, "audio": None}
+    assert list(ingest.contacts()) == [expected]
+
+
+def test_the_same_message_twice_is_one_row(ingest: Ingest) -> None:
+    payload = golden_bytes("contact.json")
+    assert ingest.handle(topic("contact"), payload).outcome is Outcome.STORED
+    assert ingest.handle(topic("contact"), payload).outcome is Outcome.DUPLICATE
+    # the same contact again under a new msg_id (e.g. re-sent after the edge's store restarted)
+    again = contact_message(msg_id=new_id())
+    assert ingest.handle(topic("contact"), encode(again)).outcome is Outcome.DUPLICATE
+    event = encode(event_message())
+    assert ingest.handle(topic("event"), event).outcome is Outcome.STORED
+    assert ingest.handle(topic("event"), event).outcome is Outcome.DUPLICATE
+    assert count(ingest, "contacts") == 1
+    assert count(ingest, "tags") == len(golden("contact.json")["contact"]["tags"])
+    assert count(ingest, "events") == len(golden("contact.json")["contact"]["events"]) + 1
+    assert count(ingest, "messages") == 3
+    assert ingest.counters.snapshot()["duplicate"] == 3
+
+
+def test_bad_messages_become_dead_letters(ingest: Ingest) -> None:
+    other_device = contact_message()
+    other_device["device"] = "cp-0002"
+    unknown_schema = contact_message()
+    unknown_schema["schema"] = 2
+    sent = [
+        (topic("contact"), b"{oops", "json"),
+        (topic("contact"), b"x" * (wire.MAX_JSON_BYTES + 10), "too_large"),
+        (topic("contact"), encode(unknown_schema), "schema"),
+        (topic("contact"), encode(other_device), "mismatch"),
+        (topic("clip"), b"not a frame", "frame"),
+    ]
+    for where, payload, _ in sent:
+        assert ingest.handle(where, payload).outcome is Outcome.DEAD_LETTER
+    letters = ingest.dead_letters()
+    assert [d["reason"] for d in letters] == [reason for _, _, reason in sent]
+    assert [d["topic"] for d in letters] == [where for where, _, _ in sent]
+    assert [d["payload_bytes"] for d in letters] == [len(p) for _, p, _ in sent]
+    assert letters[0]["head"] == "{oops"
+    assert len(letters[1]["head"]) == 256
+    assert count(ingest, "contacts") == 0 and count(ingest, "messages") == 0
+    counters = ingest.counters.snapshot()
+    assert sum(v for k, v in counters.items() if k.startswith("dead_letter.")) == len(sent)
+
+
+def test_status_then_last_will_marks_the_device_offline(ingest: Ingest) -> None:
+    ingest.handle(topic("status"), golden_bytes("status.json"))
+    will = copy.deepcopy(golden("status.json"))
+    will["msg_id"] = new_id()
+    will["status"]["online"] = False
+    ingest.handle(topic("status"), encode(will))
+    (device,) = ingest.devices()
+    assert bool(device["online"]) is False
+
+
+def _clip_file(data_dir: Path, clip: Clip) -> Path:
+    return data_dir / "clips" / SITE / DEVICE / f"{clip.id}.wav"
+
+
+def test_clip_out_of_order_with_a_duplicate_is_assembled(ingest: Ingest, data_dir: Path) -> None:
+    clip = Clip(os.urandom(2500), chunk_size=1000)
+    ingest.handle(topic("contact"), encode(contact_message(contact_id=clip.id)))
+    results = [ingest.handle(topic("clip"), clip.frame(seq)) for seq in (2, 0, 2, 1)]
+    assert [r.outcome for r in results] == [
+        Outcome.STORED, Outcome.STORED, Outcome.DUPLICATE, Outcome.STORED,
+    ]  # fmt: skip
+    assert [r.ready for r in results[:3]] == [None, None, None]
+    key = results[3].ready
+    assert key == ClipKey(SITE, DEVICE, clip.id)
+    assert not _clip_file(data_dir, clip).exists()  # not before it is assembled and verified
+    assert ingest.assemble(key)
+    path = _clip_file(data_dir, clip)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == clip.sha256
+    assert not (data_dir / "incoming" / SITE / DEVICE / clip.id).exists()
+    (listed,) = ingest.contacts()
+    assert listed["audio"] == str(path)
+    assert ingest.verified_clip_count() == 1
+    # a chunk arriving after completion changes nothing
+    assert ingest.handle(topic("clip"), clip.frame(0)).outcome is Outcome.DUPLICATE
+    assert count(ingest, "chunks") == clip.total
+
+
+def test_corrupt_chunk_is_discarded_and_asked_for_again(
+    ingest: Ingest, data_dir: Path, clock: FakeClock
+) -> None:
+    clip = Clip(os.urandom(3000), chunk_size=1000)
+    ingest.handle(topic("clip"), clip.frame(0))
+    assert ingest.handle(topic("clip"), clip.frame(1, corrupt=True)).outcome is Outcome.DEAD_LETTER
+    assert ingest.handle(topic("clip"), clip.frame(2)).ready is None
+    assert count(ingest, "chunks") == 2
+    assert [d["reason"] for d in ingest.dead_letters()] == ["chunk_corrupt"]
+    assert not (data_dir / "incoming" / SITE / DEVICE / clip.id / "1.chunk").exists()
+
+    resend_after = 30 * 1_000_000_000
+    clock.advance(29)
+    assert ingest.check_clips(resend_after) == []  # not quiet long enough yet
+    clock.advance(1)
+    (request,) = ingest.check_clips(resend_after)
+    assert request.seqs == (1,)
+    assert request.topic == topic("cmd/resend")
+    assert wire.parse(request.topic, request.payload) == wire.Ignored()
+    assert ingest.check_clips(resend_after) == []  # asked just now
+
+    result = ingest.handle(topic("clip"), clip.frame(1))
+    assert result.ready is not None and ingest.assemble(result.ready)
+    assert hashlib.sha256(_clip_file(data_dir, clip).read_bytes()).hexdigest() == clip.sha256
+
+
+def test_clip_that_does_not_verify_is_asked_for_in_full(
+    ingest: Ingest, data_dir: Path, clock: FakeClock
+) -> None:
+    clip = Clip(os.urandom(2000), chunk_size=1000)
+    clip.sha256 = "0" * 64  # every chunk is right, the announced whole is not
+    ingest.handle(topic("clip"), clip.frame(0))
+    result = ingest.handle(topic("clip"), clip.frame(1))
+    assert result.ready is not None
+    assert not ingest.assemble(result.ready)
+    assert not _clip_file(data_dir, clip).exists()
+    assert list(_clip_file(data_dir, clip).parent.glob("*")) == []  # no temporary file left
+    assert count(ingest, "chunks") == 0
+    clock.advance(61)
+    (request,) = ingest.check_clips(60 * 1_000_000_000)
+    assert request.seqs == (0, 1)
+
+
+def test_check_assembles_a_clip_whose_last_chunks_raced(ingest: Ingest, data_dir: Path) -> None:
+    clip = Clip(os.urandom(1500), chunk_size=1000)
+    for seq in range(clip.total):
+        ingest.handle(topic("clip"), clip.frame(seq))  # results dropped: nobody assembled
+    assert ingest.check_clips(10**18) == []
+    assert _clip_file(data_dir, clip).exists()
+    assert ingest.verified_clip_count() == 0  # no contact for it yet
+    ingest.handle(topic("contact"), encode(contact_message(contact_id=clip.id)))
+    assert ingest.verified_clip_count() == 1
+
+
+def test_chunk_disagreeing_with_its_clip_is_a_dead_letter(ingest: Ingest) -> None:
+    clip = Clip(os.urandom(2000), chunk_size=1000)
+    other = Clip(clip.data + b"x", chunk_size=1000, clip_id=clip.id)  # same id, 3 chunks
+    ingest.handle(topic("clip"), clip.frame(0))
+    assert ingest.handle(topic("clip"), other.frame(1)).outcome is Outcome.DEAD_LETTER
+    assert [d["reason"] for d in ingest.dead_letters()] == ["clip_mismatch"]
+    assert count(ingest, "chunks") == 1
+
+
+def test_a_failure_before_commit_leaves_nothing(ingest: Ingest) -> None:
+    def crash(_topic: str) -> None:
+        raise RuntimeError("killed mid-ingest")
+
+    ingest.before_commit = crash
+    with pytest.raises(RuntimeError):
+        ingest.handle(topic("contact"), golden_bytes("contact.json"))
+    assert [count(ingest, t) for t in ("messages", "contacts", "events", "tags", "devices")] == [
+        0, 0, 0, 0, 0,
+    ]  # fmt: skip
+    ingest.before_commit = None
+    assert ingest.handle(topic("contact"), golden_bytes("contact.json")).outcome is Outcome.STORED
+
+
+def test_migrations_are_recorded_once_and_match_the_models(db: Database) -> None:
+    assert migrate(db) == []
+    rows = execute_sql(db, "SELECT version FROM schema_migrations").fetchall()
+    assert [r[0] for r in rows] == [m.version for m in MIGRATIONS]
+    for table, columns in COLUMNS.items():
+        assert {c.name for c in db.get_columns(table)} == set(columns), table
+
+
+def test_a_newer_database_is_refused(db: Database) -> None:
+    execute_sql(db, "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')")
+    with pytest.raises(SchemaError, match="99"):
+        migrate(db)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("..", DEVICE, "a" * 32, 0),
+        (SITE, "cp/../../x", "a" * 32, 0),
+        (SITE, DEVICE, "../" + "a" * 29, 0),
+        (SITE, DEVICE, "a" * 32, -1),
+    ],
+)
+def test_no_id_becomes_a_path_unchecked(tmp_path: Path, args: tuple[str, str, str, int]) -> None:
+    with pytest.raises(UnsafeNameError):
+        ClipStore(tmp_path).put_chunk(*args, b"x")
+    assert list(tmp_path.iterdir()) == []
