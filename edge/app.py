@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.audio import Clipper, Ring
+from edge.audio import Clipper, Ring, cleanup_partials
 from edge.buttons import ButtonDecoder
 from edge.clock import NS, Clock, seconds_to_ns
 from edge.config import Config
@@ -86,6 +86,9 @@ class Core:
                 seconds_to_ns(cfg.contacts.pre_roll_s),
                 seconds_to_ns(cfg.contacts.post_roll_s),
             )
+            removed = cleanup_partials(self.clipper.clips_dir)  # power lost while writing a clip
+            if removed:
+                log.warning("removed %d half-written clip file(s) from a previous run", removed)
         self._awaiting_clip: dict[str, Contact] = {}
         self.counters = Counters()
 
@@ -148,6 +151,11 @@ class Core:
             self.counters.orphan_events += 1
 
     def _clips_ready(self, clips: list[ClipInfo]) -> None:
+        assert self.clipper is not None
+        for contact_id in self.clipper.take_failed():  # no audio could be cut: keep the contact
+            contact = self._awaiting_clip.pop(contact_id, None)
+            if contact is not None:
+                self._save(contact, None)
         for clip in clips:
             contact = self._awaiting_clip.pop(clip.contact_id, None)
             if contact is None:
@@ -184,30 +192,23 @@ class Core:
         )
 
     def _event_record(self, event: EdgeEvent, contact_id: str | None) -> EventRecord:
-        common = {
-            "id": self.new_id(),
-            "kind": event_kind(event),
-            "t_ns": event.t_ns,
-            "wall_ns": self.clock.wall_ns(event.t_ns),
-            "contact_id": contact_id,
-        }
-        if isinstance(event, Press):
-            return EventRecord(
-                **common,  # type: ignore[arg-type]
-                button=event.button,
-                role=event.role,
-                gesture=event.gesture,
-                duration_ns=event.duration_ns,
-                question=event.question,
-                via=event.via,
-            )
-        if isinstance(event, Receipt):
-            return EventRecord(
-                **common,  # type: ignore[arg-type]
-                receipt_id=event.receipt_id,
-                data=dict(event.data),
-            )
-        return EventRecord(**common)  # type: ignore[arg-type]
+        press = event if isinstance(event, Press) else None
+        receipt = event if isinstance(event, Receipt) else None
+        return EventRecord(
+            id=self.new_id(),
+            kind=event_kind(event),
+            t_ns=event.t_ns,
+            wall_ns=self.clock.wall_ns(event.t_ns),
+            contact_id=contact_id,
+            button=press.button if press else None,
+            role=press.role if press else None,
+            gesture=press.gesture if press else None,
+            duration_ns=press.duration_ns if press else None,
+            question=press.question if press else None,
+            via=press.via if press else None,
+            receipt_id=receipt.receipt_id if receipt else None,
+            data=dict(receipt.data) if receipt else {},
+        )
 
     def next_deadline(self) -> int | None:
         deadlines = [d for d in (self.buttons.next_deadline(), self.segmenter.next_deadline()) if d]

@@ -550,10 +550,14 @@ def allowed_text(info: FieldInfo) -> str:
     if typing.get_origin(inner) is Literal:
         parts.append(" | ".join(repr(a) for a in typing.get_args(inner)))
     for meta in info.metadata:
-        if isinstance(meta, annotated_types.Ge):
+        if isinstance(meta, annotated_types.Gt):
+            parts.append(f"> {meta.gt}")
+        elif isinstance(meta, annotated_types.Ge):
             parts.append(f">= {meta.ge}")
         elif isinstance(meta, annotated_types.Le):
             parts.append(f"<= {meta.le}")
+        elif isinstance(meta, annotated_types.MinLen):
+            parts.append(f"at least {meta.min_length} characters")
         elif isinstance(meta, annotated_types.MaxLen):
             parts.append(f"at most {meta.max_length} characters")
         elif hasattr(meta, "pattern") and getattr(meta, "pattern", None):

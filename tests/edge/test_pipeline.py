@@ -117,3 +117,75 @@ def test_wall_time_is_attached_from_the_scenario_start(
     start = 1_795_424_400 * NS  # 2026-11-23T09:00:00Z
     assert survey.start_wall_ns == start + 260 * NS
     assert survey.clock_synced is True
+
+
+def simulate(tmp_path: Path, scenario_text: str, config: dict[str, object]) -> list[ContactRecord]:
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario_text)
+    cfg = Config.model_validate(config)
+    run_simulation(cfg, load_scenario(path, cfg), path, tmp_path)
+    store = Store.open(tmp_path / STORE_NAME)
+    try:
+        return store.contacts()
+    finally:
+        store.close()
+
+
+def test_contact_longer_than_the_ring_gets_a_truncated_flagged_clip(tmp_path: Path) -> None:
+    scenario = """
+start = "2026-11-23T09:00:00Z"
+duration = 200.0
+[[presses]]
+at = 100.0
+button = "request"
+"""
+    # a 60 s + 60 s window, but only 40 s of ring
+    contacts = simulate(tmp_path, scenario, {"audio": {"ring_s": 40}})
+    (contact,) = contacts
+    clip = contact.clip
+    assert clip is not None and clip.truncated
+    wanted_end = (160 + 3) * RATE
+    assert clip.end_index == wanted_end
+    assert clip.samples <= 40 * RATE  # only what the ring still held: its newest part
+    samples, _ = soundfile.read(tmp_path / clip.path, dtype="int16")
+    assert np.array_equal(samples, SpeechLike(RATE, 0).render(clip.start_index, clip.samples))
+
+
+def test_capture_gap_is_recorded_never_stitched(tmp_path: Path) -> None:
+    scenario = """
+start = "2026-11-23T09:00:00Z"
+duration = 200.0
+[[presses]]
+at = 100.0
+button = "request"
+[[audio_gaps]]
+at = 90.0
+length = 0.5
+"""
+    (contact,) = simulate(tmp_path, scenario, {})
+    clip = contact.clip
+    assert clip is not None and not clip.truncated
+    assert clip.gaps == ((90 * RATE, 90 * RATE + RATE // 2),)
+    samples, _ = soundfile.read(tmp_path / clip.path, dtype="int16")
+    offset = 90 * RATE - clip.start_index
+    assert not samples[offset : offset + RATE // 2].any()  # silence where nothing was captured
+    # the audio after the gap is still at its true place
+    after = 91 * RATE
+    expected = SpeechLike(RATE, 0).render(after, RATE)
+    assert np.array_equal(
+        samples[after - clip.start_index : after - clip.start_index + RATE], expected
+    )
+
+
+def test_customer_who_never_leaves_is_one_timed_out_contact(tmp_path: Path) -> None:
+    scenario = """
+start = "2026-11-23T09:00:00Z"
+duration = 400.0
+[[customers]]
+arrive = 10.0
+distance_m = 0.5
+"""
+    contacts = simulate(tmp_path, scenario, {"contacts": {"max_duration_s": 120}})
+    (contact,) = contacts
+    assert contact.ended_by == "timeout" and "timeout" in contact.tags
+    assert contact.end_ns - contact.start_ns == 120 * NS

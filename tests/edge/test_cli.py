@@ -1,0 +1,123 @@
+"""The `contactpoint` command: clear errors, non-zero exits, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIFT = ROOT / "examples" / "shift.toml"
+
+GOOD_SCENARIO = """
+start = "2026-11-23T09:00:00Z"
+duration = 120.0
+[[customers]]
+arrive = 10.0
+leave = 40.0
+[[presses]]
+at = 30.0
+button = "green"
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_config_example_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "config", "example")
+    assert code == 0
+    path = tmp_path / "device.toml"
+    path.write_text(out)
+    code, out, _ = run(capsys, "config", "check", str(path))
+    assert code == 0 and "ok" in out and "cp-0001" in out
+
+
+def test_config_check_reports_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "device.toml"
+    path.write_text("[audio]\nsample_rat = 16000\n")
+    code, _, err = run(capsys, "config", "check", str(path))
+    assert code == 2
+    assert "audio.sample_rat: unknown key" in err and "Did you mean 'sample_rate'?" in err
+
+
+@pytest.mark.parametrize(
+    ("scenario", "needle"),
+    [
+        ("duration = 10\n", "start"),  # missing key
+        ('start = "2026-11-23T09:00:00"\nduration = 10\n', "timezone"),
+        ('start = "2026-11-23T09:00:00Z"\nduration = -1\n', "duration (got -1)"),
+        (
+            'start = "2026-11-23T09:00:00Z"\nduration = 10\n[[presses]]\nat = 5\nbutton = "blue"\n',
+            "presses[0].button (got 'blue')",
+        ),
+        (
+            'start = "2026-11-23T09:00:00Z"\nduration = 10\n[[customers]]\narrive = 5\nleave = 2\n',
+            "leave (2.0) must be after arrive (5.0)",
+        ),
+        (
+            'start = "2026-11-23T09:00:00Z"\nduration = 10\n[[presses]]\nat = 50\nbutton = "red"\n',
+            "after the end of the scenario",
+        ),
+        ('start = "2026-11-23T09:00:00Z"\nduration = 10\n[[custommers]]\n', "customers"),
+        ("start = [\n", "not valid TOML"),
+        (
+            'start = "2026-11-23T09:00:00Z"\nduration = 10\n[audio]\nsource = "nope.wav"\n',
+            "audio.source (got 'nope.wav')",
+        ),
+    ],
+)
+def test_malformed_scenario_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str, needle: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(scenario)
+    data = tmp_path / "data"
+    code, _, err = run(capsys, "simulate", str(path), "--data", str(data))
+    assert code == 2
+    assert str(path) in err and needle in err
+    assert not data.exists()
+
+
+def test_malformed_config_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "device.toml"
+    config.write_text("[contacts]\nmodes = ['presence', 'presence']\n")
+    data = tmp_path / "data"
+    code, _, err = run(capsys, "simulate", str(SHIFT), "--data", str(data), "--config", str(config))
+    assert code == 2 and "modes lists a mode twice" in err
+    assert not data.exists()
+
+
+def test_simulate_then_list_contacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(GOOD_SCENARIO)
+    data = tmp_path / "data"
+    code, out, _ = run(capsys, "simulate", str(scenario), "--data", str(data))
+    assert code == 0 and "1 contacts" in out
+    code, out, _ = run(capsys, "contacts", "--data", str(data), "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 1
+    assert rows[0]["mode"] == "presence" and rows[0]["tags"] == ["positive", "unproductive"]
+    assert rows[0]["clip"]["codec"] == "wav" and (data / rows[0]["clip"]["path"]).is_file()
+    assert {e["kind"] for e in rows[0]["events"]} == {"arrival", "green", "departure"}
+    # a second run into the same directory is refused unless --replace
+    code, _, err = run(capsys, "simulate", str(scenario), "--data", str(data))
+    assert code == 2 and "--replace" in err
+    code, _, _ = run(capsys, "simulate", str(scenario), "--data", str(data), "--replace")
+    assert code == 0
+    code, out, _ = run(capsys, "contacts", "--data", str(data), "--json")
+    assert len(out.splitlines()) == 1
+
+
+def test_contacts_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "contacts", "--data", str(tmp_path))
+    assert code == 2 and "no store" in err
