@@ -9,43 +9,14 @@ buffer's own size, and bytes written to disk per contact (clips + store).
 from __future__ import annotations
 
 import argparse
-import random
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 from edge.config import Config
-from edge.scenario import Scenario
+from edge.scenario import busy_shift
 from edge.simulate import STORE_NAME, run_simulation
-
-
-def make_shift(hours: float, seed: int = 1) -> Scenario:
-    """A busy counter: a customer every ~90 s staying 20–70 s, ratings, receipts, requests."""
-    rng = random.Random(seed)
-    duration = hours * 3600
-    customers, presses, receipts = [], [], []
-    t = 15.0
-    while t < duration - 120:
-        stay = rng.uniform(20, 70)
-        customers.append({"arrive": t, "leave": t + stay, "distance_m": rng.uniform(0.4, 0.8)})
-        if rng.random() < 0.6:
-            rating = rng.choice(["green", "green", "yellow", "red"])
-            presses.append({"at": t + stay * 0.8, "button": rating})
-        if rng.random() < 0.5:
-            receipts.append({"at": t + stay * 0.6})
-        if rng.random() < 0.05:
-            presses.append({"at": t + stay * 0.3, "button": "request"})
-        t += stay + rng.uniform(15, 40)
-    return Scenario.model_validate(
-        {
-            "start": "2026-11-23T09:00:00Z",
-            "duration": duration,
-            "customers": customers,
-            "presses": presses,
-            "receipts": receipts,
-        }
-    )
 
 
 def main() -> None:
@@ -56,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = Config.model_validate({"audio": {"codec": args.codec}})
-    scenario = make_shift(args.hours)
+    scenario = busy_shift(args.hours)
     data = args.data or Path(tempfile.mkdtemp(prefix="cp-bench-"))
     data.mkdir(parents=True, exist_ok=True)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -64,7 +64,11 @@ def add_commands(subparsers: Any) -> None:
     run.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     run.add_argument("--data", type=Path, required=True, help="data directory (sink.db, clips)")
     run.add_argument("--db", help="postgresql://USER@HOST:PORT/NAME (default: SQLite in --data)")
-    run.add_argument("--group", help="shared-subscription group (default: sink)")
+    run.add_argument(
+        "--group",
+        help="MQTT 5 shared-subscription group, for N workers on one stream (default: none, a "
+        "single worker with a plain subscription)",
+    )
     run.add_argument("--client-id", help="MQTT client id (default: contactpoint-sink-GROUP)")
     run.add_argument("--config", type=Path, help="TOML file with a [sink] table")
     run.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version (default: 5)")

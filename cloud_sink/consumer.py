@@ -4,11 +4,17 @@ Rules:
 - MQTT 5 by default, 3.1.1 selectable. The session is persistent: MQTT 5 connects with
   ``clean_start=False`` and a session expiry (default 7 days), 3.1.1 with
   ``clean_session=False``; the broker keeps QoS 1 messages for a sink that is away.
-- The client id comes from the config, default ``contactpoint-sink-<group>``. Every worker of a
-  group needs its own id (two clients with one id throw each other off the broker).
-- Subscription, QoS 1: ``contactpoint/v1/+/+/+``, with MQTT 5 the shared subscription
+- The client id comes from the config, default ``contactpoint-sink`` (``contactpoint-sink-<group>``
+  in a group). Every worker of a group needs its own id (two clients with one id throw each
+  other off the broker).
+- Subscription, QoS 1: ``contactpoint/v1/+/+/+``; with a group (MQTT 5) the shared subscription
   ``$share/<group>/contactpoint/v1/+/+/+`` so that N workers share one stream. The single-level
   wildcard does not match ``.../cmd/resend``, so the sink never takes its own commands.
+- Without a group the subscription is a plain one ON PURPOSE: mosquitto 2.0 does not keep a
+  shared subscription's queue across a broker restart (messages it had acknowledged to the
+  device and not yet delivered were lost in tests/test_end_to_end.py), while a plain persistent
+  subscription survives it. Share a stream between workers on a broker that persists shared
+  subscriptions (the clustered brokers of design.md).
 - Ack after commit: the client runs with ``manual_ack=True``; a message is acked only after
   :meth:`Ingest.handle` returned (its transaction committed). When ingest raises, the message is
   not acked, later messages in the same batch are not taken either, and the worker reconnects
@@ -54,8 +60,8 @@ class SinkConfig:
     broker: str  # mqtt://HOST:PORT or mqtts://HOST:PORT
     data_dir: Path
     db_url: str | None = None  # None: SQLite at <data_dir>/sink.db
-    group: str = "sink"
-    client_id: str | None = None  # None: contactpoint-sink-<group>
+    group: str | None = None  # None: one worker, plain subscription (see the module notes)
+    client_id: str | None = None  # None: contactpoint-sink[-<group>]
     protocol: Protocol = "5"
     username: str | None = None
     password: str | None = None
@@ -73,11 +79,15 @@ class SinkConfig:
 
     @property
     def effective_client_id(self) -> str:
-        return self.client_id or f"contactpoint-sink-{self.group}"
+        if self.client_id:
+            return self.client_id
+        return f"contactpoint-sink-{self.group}" if self.group else "contactpoint-sink"
 
     @property
     def topic_filter(self) -> str:
-        return wire.shared_subscription(self.group) if self.protocol == "5" else wire.SUBSCRIPTION
+        if self.group and self.protocol == "5":
+            return wire.shared_subscription(self.group)
+        return wire.SUBSCRIPTION
 
     def endpoint(self) -> tuple[str, int, bool]:
         """(host, port, tls) from the broker URL."""
@@ -92,7 +102,7 @@ class Sink:
     """One ingest worker: ``start()`` runs it in a thread, ``stop()`` ends it cleanly."""
 
     def __init__(self, config: SinkConfig, *, clock: Callable[[], int] = time.time_ns) -> None:
-        if not wire.valid_name(config.group):
+        if config.group is not None and not wire.valid_name(config.group):
             raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
         self.config = config
         self.clock = clock

@@ -28,10 +28,27 @@ from edge.contact import Segmenter
 from edge.events import Arrival, Contact, Departure, EdgeEvent, Press, Receipt, event_kind
 from edge.presence import PresenceDetector
 from edge.publish import wire
+from edge.radio import Decoder
 from edge.records import ClipInfo, ContactRecord, EventRecord
 from edge.store import Store
 from edge.tagging import apply_rules
-from hardware import AudioPeriod, ButtonEdge, DeviceFault, Distance, HardwareEvent
+from hardware import (
+    AudioPeriod,
+    AudioSpec,
+    BackendSpec,
+    ButtonEdge,
+    ButtonSpec,
+    DeviceFault,
+    Distance,
+    HardwareEvent,
+    Nrf24Spec,
+    RadioEdge,
+    RangerSpec,
+    RemoteCode,
+    Rf433Spec,
+    SerialSpec,
+    World,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +63,61 @@ def settle_ns(cfg: Config) -> int:
     return seconds_to_ns(max(presence_lag, button_lag) + 0.5)
 
 
+def backend_spec(
+    cfg: Config, world: World | None = None, wav_loop: Path | None = None, audio_seed: int = 0
+) -> BackendSpec:
+    """The ONE place the config becomes the hardware the backend must open."""
+    p = cfg.presence
+    return BackendSpec(
+        backend=cfg.hardware.backend,
+        buttons=tuple(
+            ButtonSpec(b.name, b.pin, b.pull_up, b.active_high)
+            for b in cfg.buttons
+            if b.via == "gpio"
+        ),
+        ranger=RangerSpec(p.trigger_pin, p.echo_pin, p.interval_s, p.temperature_c)
+        if "presence" in cfg.contacts.modes
+        else None,
+        audio=AudioSpec(
+            cfg.audio.sample_rate,
+            cfg.audio.period_frames,
+            cfg.audio.device,
+            wav_loop=wav_loop,
+            seed=audio_seed,
+        )
+        if cfg.audio.enabled
+        else None,
+        rf433=Rf433Spec(cfg.rf433.gpio, cfg.rf433.watchdog_ms, cfg.rf433.glitch_us)
+        if cfg.rf433.enabled
+        else None,
+        serial=SerialSpec(cfg.serial.port, cfg.serial.baudrate, cfg.serial.repeat_window_s)
+        if cfg.serial.enabled
+        else None,
+        nrf24=Nrf24Spec(
+            cfg.nrf24.ce_pin, cfg.nrf24.csn, cfg.nrf24.channel, cfg.nrf24.address.encode()
+        )
+        if cfg.nrf24.enabled
+        else None,
+        pin_factory=cfg.hardware.pin_factory,
+        pigpio_host=cfg.hardware.pigpio_host,
+        pigpio_port=cfg.hardware.pigpio_port,
+        world=world if world is not None else World(),
+    )
+
+
 @dataclass(slots=True)
 class Counters:
     contacts: int = 0
     orphan_events: int = 0
     clips: int = 0
     truncated_clips: int = 0
+    unknown_codes: int = 0
     faults: list[str] = field(default_factory=list)
+
+    @property
+    def saved(self) -> int:
+        """Everything written to the store (and so to the outbox) so far."""
+        return self.contacts + self.orphan_events
 
 
 class Core:
@@ -74,6 +139,8 @@ class Core:
         self.new_id = new_id
         self.buttons = ButtonDecoder(cfg.buttons, cfg.input)
         self.presence = PresenceDetector(cfg.presence)
+        r = cfg.rf433
+        self.radio = Decoder(r.repeats, r.tolerance, r.frame_gap_us, r.release_ms * 1000)
         self.segmenter = Segmenter(cfg, new_id, settle_ns(cfg))
         self.clipper: Clipper | None = None
         if audio and cfg.audio.enabled:
@@ -102,6 +169,12 @@ class Core:
         elif isinstance(event, AudioPeriod):
             if self.clipper is not None:
                 self._clips_ready(self.clipper.on_period(event))
+        elif isinstance(event, RadioEdge):
+            for code in self.radio.feed(event.level, event.tick_us, event.t_ns):
+                self._remote_press(f"{code.protocol}:{code.hex}", code.t_ns, "rf433")
+        elif isinstance(event, RemoteCode):
+            via = "serial" if event.source == "rflink" else event.source  # the config's words
+            self._remote_press(f"{event.protocol}:{event.code}", event.t_ns, via)
         elif isinstance(event, Receipt):
             self.segmenter.feed(event)
         elif isinstance(event, DeviceFault):
@@ -110,6 +183,17 @@ class Core:
             self.counters.faults.append(f"{event.part} {state}: {event.detail}")
         else:
             log.debug("ignored hardware event %r", event)
+
+    def _remote_press(self, key: str, t_ns: int, via: str) -> None:
+        """A wireless key: already decoded and de-repeated by its receiver, so one press."""
+        button = self.cfg.button_for_code(key)
+        if button is None:
+            self.counters.unknown_codes += 1
+            log.info("remote key %s is bound to no button ('contactpoint learn ROLE')", key)
+            return
+        self.segmenter.feed(
+            Press(t_ns, button.name, button.role, question=button.question, via=via)
+        )
 
     def _to_segmenter(self, events: list[Press] | list[Arrival | Departure]) -> None:
         for event in events:
@@ -168,7 +252,10 @@ class Core:
     def _save(self, contact: Contact, clip: ClipInfo | None) -> None:
         record = self.contact_record(contact, clip)
         device = self.cfg.device
-        self.store.save_contact(record, [wire.contact_message(record, device.id, device.site)])
+        outbox = [wire.contact_message(record, device.id, device.site)]
+        if clip is not None:  # the audio follows its contact, in chunks
+            outbox.append(wire.clip_message(clip, device.id, device.site))
+        self.store.save_contact(record, outbox)
         self.counters.contacts += 1
 
     def contact_record(self, contact: Contact, clip: ClipInfo | None) -> ContactRecord:

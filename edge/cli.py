@@ -65,7 +65,32 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--replace", action="store_true", help="delete an existing store in --data first"
     )
+    sim.add_argument(
+        "--broker",
+        metavar="URL",
+        help="also publish everything to this MQTT broker (mqtt://HOST:PORT) and return only "
+        "once it has acknowledged all of it",
+    )
+    sim.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="with --broker: give up (exit 1, data kept queued) after S seconds",
+    )
     sim.set_defaults(handler=_simulate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole system on this machine: a local broker, the sink, and a simulated "
+        "contact point playing a shift",
+    )
+    demo.add_argument("--data", type=Path, default=Path("demo-data"), help="where to put it all")
+    demo.add_argument("--broker", metavar="URL", help="use this broker instead of a local one")
+    demo.add_argument("--minutes", type=float, default=60.0, help="length of the shift")
+    demo.add_argument("--speed", type=float, default=120.0, help="how much faster than real time")
+    demo.add_argument("--timeout", type=float, default=120.0, help="give up after S seconds")
+    demo.set_defaults(handler=_demo)
 
     contacts = sub.add_parser("contacts", help="list the contacts in a device's store")
     contacts.add_argument("--data", type=Path, required=True, help="data directory")
@@ -122,6 +147,8 @@ def _simulate(args: argparse.Namespace) -> int:
         realtime=args.realtime,
         speed=args.speed,
         progress=_progress_bar(f"simulating {args.scenario.name}"),
+        broker=args.broker,
+        drain_timeout_s=args.drain_timeout,
     )
     from rich.console import Console
     from rich.table import Table
@@ -141,6 +168,27 @@ def _simulate(args: argparse.Namespace) -> int:
         f"outbox: {summary.outbox_depth} messages waiting"
     )
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from provisioning.demo import print_result, run_demo
+
+    if args.speed <= 0 or args.minutes <= 0:
+        raise UserError("--speed and --minutes must be > 0")
+    console = Console()
+    result = run_demo(
+        args.data,
+        broker_url=args.broker,
+        minutes=args.minutes,
+        speed=args.speed,
+        timeout_s=args.timeout,
+        progress=_progress_bar("playing the shift"),
+        console=console,
+    )
+    print_result(result, console)
+    return 0 if result.verified_clips == result.edge.clips else 1
 
 
 def _contacts(args: argparse.Namespace) -> int:

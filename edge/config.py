@@ -69,6 +69,88 @@ class HardwareSection(Section):
             "machine); 'pi' opens the real GPIO, radio, serial, ultrasonic and ALSA drivers"
         ),
     ] = "simulated"
+    pin_factory: Annotated[
+        Literal["lgpio", "pigpio", "rpigpio", "native", "mock"],
+        Field(
+            description="gpiozero pin factory for buttons and the ultrasonic sensor: lgpio "
+            "(default, works on every Pi incl. the Pi 5), pigpio (needs pigpiod), rpigpio "
+            "(RPi.GPIO, not on the Pi 5), native, mock (testing)"
+        ),
+    ] = "lgpio"
+    pigpio_host: Annotated[
+        str, Field(max_length=200, description="pigpiod address (433 MHz receiver, pigpio pins)")
+    ] = "localhost"
+    pigpio_port: Annotated[int, Field(ge=1, le=65535, description="pigpiod TCP port")] = 8888
+
+
+class Rf433Section(Section):
+    enabled: Annotated[
+        bool, Field(description="Read a 433 MHz OOK receiver's data pin (through pigpiod)")
+    ] = False
+    gpio: Annotated[int, Field(ge=0, le=27, description="Receiver data pin, BCM number")] = 27
+    repeats: Annotated[
+        int,
+        Field(ge=1, le=10, description="Identical frames needed before a code is trusted (no CRC)"),
+    ] = 2
+    tolerance: Annotated[
+        float, Field(ge=0.2, le=0.6, description="Pulse timing tolerance (share of a period)")
+    ] = 0.5
+    frame_gap_us: Annotated[
+        int, Field(ge=1500, le=20000, description="A gap this long always ends a frame (us)")
+    ] = 4300
+    release_ms: Annotated[
+        int,
+        Field(ge=50, le=2000, description="Silence that ends one press (a held key repeats) (ms)"),
+    ] = 200
+    watchdog_ms: Annotated[
+        int, Field(ge=20, le=1000, description="Close the last frame after this silence (ms)")
+    ] = 20
+    glitch_us: Annotated[
+        int, Field(ge=0, le=250, description="pigpio glitch filter: drop shorter pulses (us)")
+    ] = 100
+
+
+class SerialSection(Section):
+    enabled: Annotated[bool, Field(description="Read an RFLink-style USB 433 MHz receiver")] = False
+    port: Annotated[
+        str,
+        Field(
+            max_length=4096,
+            description="Serial device; prefer a stable /dev/serial/by-id/... path",
+        ),
+    ] = "/dev/ttyUSB0"
+    baudrate: Annotated[
+        int, Field(ge=1200, le=1_000_000, description="57600 (Arduino RFLink), 115200 (ESP32)")
+    ] = 57600
+    repeat_window_s: Annotated[
+        float,
+        Field(ge=0.05, le=5, description="Repeats of one key within this time are one press"),
+    ] = 0.5
+
+
+class Nrf24Section(Section):
+    enabled: Annotated[
+        bool, Field(description="Receive nRF24L01 wireless buttons (SPI must be enabled)")
+    ] = False
+    ce_pin: Annotated[int, Field(ge=0, le=27, description="CE pin, BCM number")] = 22
+    csn: Annotated[int, Field(ge=0, le=21, description="SPI chip select (bus*10 + cs)")] = 0
+    channel: Annotated[int, Field(ge=0, le=125, description="Radio channel")] = 76
+    address: Annotated[
+        str,
+        Field(
+            pattern=r"^[ -~]{5}$",
+            description="5-character pipe address shared with the buttons",
+        ),
+    ] = "CPBTN"
+
+
+class PromptSection(Section):
+    enabled: Annotated[
+        bool,
+        Field(description="Play a prompt ('your opinion matters') on the seller's short press"),
+    ] = False
+    wav: Annotated[str, Field(max_length=4096, description="16-bit PCM WAV file to play")] = ""
+    device: Annotated[str, Field(max_length=200, description="ALSA playback device")] = "default"
 
 
 class InputSection(Section):
@@ -112,6 +194,13 @@ class ButtonConfig(Section):
     pull_up: Annotated[
         bool, Field(description="Use the internal pull-up (button wired to ground)")
     ] = True
+    active_high: Annotated[
+        bool | None,
+        Field(
+            description="Override the active level (unset: pressed = pulled to the other rail; "
+            "set it for normally-closed switches)"
+        ),
+    ] = None
     code: Annotated[
         str | None,
         Field(
@@ -408,6 +497,10 @@ class Config(Section):
     tagging: TaggingSection = TaggingSection()
     receipts: ReceiptsSection = ReceiptsSection()
     mqtt: MqttSection = MqttSection()
+    rf433: Rf433Section = Rf433Section()
+    serial: SerialSection = SerialSection()
+    nrf24: Nrf24Section = Nrf24Section()
+    prompt: PromptSection = PromptSection()
 
     @model_validator(mode="after")
     def _unique_buttons(self) -> Self:
@@ -416,6 +509,18 @@ class Config(Section):
             if button.name in seen:
                 raise ValueError(f"two buttons are named '{button.name}'")
             seen.add(button.name)
+        codes: dict[str, str] = {}
+        for button in self.buttons:
+            if button.code is None:
+                continue
+            key = button.code.lower()
+            if key in codes:
+                raise ValueError(
+                    f"buttons '{codes[key]}' and '{button.name}' have the same code {key!r}"
+                )
+            codes[key] = button.name
+        if self.prompt.enabled and not self.prompt.wav:
+            raise ValueError("prompt.enabled needs prompt.wav (the WAV file to play)")
         return self
 
     def ring_seconds(self) -> float:
@@ -425,6 +530,14 @@ class Config(Section):
         c = self.contacts
         longest = max(c.max_duration_s, c.window.before_s + c.window.after_s)
         return c.pre_roll_s + longest + c.post_roll_s + 30.0
+
+    def button_for_code(self, key: str) -> ButtonConfig | None:
+        """The button bound to a remote key (``"<protocol>:<hex>"``), case-insensitive."""
+        key = key.lower()
+        for button in self.buttons:
+            if button.code is not None and button.code.lower() == key:
+                return button
+        return None
 
     def button(self, key: str) -> ButtonConfig | None:
         """A button by name, or else the first button with that role."""

@@ -7,8 +7,9 @@ the simulated hardware turns that into raw edges, pings and audio periods for th
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -66,6 +67,14 @@ class ScenarioPress(Section):
     bounces: Annotated[
         int, Field(ge=0, le=20, description="Contact bounces at press and release")
     ] = 3
+    via: Annotated[
+        Literal["gpio", "rf433", "serial", "nrf24"] | None,
+        Field(
+            description="How the press reaches the device: 'rf433' replays the remote's pulse "
+            "train through the 433 MHz decoder, 'serial' an RFLink line through the serial "
+            "parser; unset = the button's own 'via'"
+        ),
+    ] = None
 
 
 class ScenarioReceipt(Section):
@@ -131,6 +140,20 @@ def load_scenario(path: Path, config: Config) -> Scenario:
                 f"  - presses[{i}].button (got {press.button!r}): no button or role of that "
                 f"name in the config; allowed: {names}"
             )
+            continue
+        button = config.button(press.button)
+        via = press.via or (button.via if button else "gpio")
+        if via == "nrf24":
+            problems.append(
+                f"  - presses[{i}].via (got 'nrf24'): nRF24 buttons are not simulated; "
+                "allowed: 'gpio', 'rf433', 'serial'"
+            )
+        elif via != "gpio" and button is not None and button.code is None:
+            problems.append(
+                f"  - presses[{i}] on {press.button!r} via {via}: the button has no remote "
+                "code; bind one with 'contactpoint learn ROLE' or set code = "
+                "'<protocol>:<hex>' on the button (e.g. 'ev1527:27fd49')"
+            )
     if scenario.audio.source != "speech":
         wav = (path.parent / scenario.audio.source).resolve()
         if not wav.is_file():
@@ -162,6 +185,8 @@ def build_world(scenario: Scenario, config: Config) -> World:
                 at_ns=seconds_to_ns(press.at),
                 hold_ns=seconds_to_ns(press.hold),
                 bounces=press.bounces,
+                via=press.via or button.via,
+                code=button.code,
             )
         )
     return World(
@@ -182,4 +207,44 @@ def build_world(scenario: Scenario, config: Config) -> World:
         noise_m=scenario.sensor.noise_m,
         no_echo_rate=scenario.sensor.no_echo_rate,
         seed=scenario.sensor.seed,
+    )
+
+
+def busy_shift(hours: float, seed: int = 1, start: str = "2026-11-23T09:00:00Z") -> Scenario:
+    """A generated shift at a busy counter: a customer every ~1.5 min staying 20–70 s; ratings,
+    receipts, now and then a request, a seller's survey by phone and a force-majeure press.
+    Deterministic for a seed; used by ``contactpoint demo`` and the benchmarks."""
+    rng = random.Random(seed)
+    duration = hours * 3600
+    customers: list[dict[str, Any]] = []
+    presses: list[dict[str, Any]] = []
+    receipts: list[dict[str, Any]] = []
+    t = 15.0
+    while t < duration - 150:
+        stay = rng.uniform(20, 70)
+        customers.append({"arrive": t, "leave": t + stay, "distance_m": rng.uniform(0.4, 0.8)})
+        if rng.random() < 0.6:
+            rating = rng.choice(["green", "green", "green", "yellow", "red"])
+            presses.append({"at": round(t + stay * 0.8, 3), "button": rating})
+        if rng.random() < 0.55:
+            receipts.append({"at": round(t + stay * 0.6, 3), "id": f"R-{len(receipts) + 1:05d}"})
+        if rng.random() < 0.08:
+            presses.append({"at": round(t + stay * 0.3, 3), "button": "seller", "hold": 3.0})
+        t += stay
+        gap = rng.uniform(15, 40)
+        if gap > 30 and rng.random() < 0.3:  # between customers: staff report a request
+            presses.append({"at": round(t + gap / 2, 3), "button": "request"})
+        elif gap > 25 and rng.random() < 0.3:  # or the seller runs a survey by phone
+            presses.append({"at": round(t + 5, 3), "button": "seller", "hold": 0.3})
+            if rng.random() < 0.7:
+                presses.append({"at": round(t + 12, 3), "button": rng.choice(["green", "red"])})
+        t += gap
+    return Scenario.model_validate(
+        {
+            "start": start,
+            "duration": duration,
+            "customers": customers,
+            "presses": presses,
+            "receipts": receipts,
+        }
     )

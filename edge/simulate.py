@@ -1,40 +1,59 @@
 """Play a scenario through the real pipeline, with simulated devices at the hardware boundary.
 
 Virtual time advances one audio period at a time: the simulated devices report what happened
-in that period (raw button edges, pings, audio), the core consumes it and ticks. As fast as the
-CPU allows, or paced to the wall clock (``realtime``, optionally ``speed`` times faster). After
-``duration`` the simulation runs a short tail (the segmenter's settle time plus the post-roll)
-so that contacts which ended inside the shift close normally; whatever is still open then is
-closed with ``ended_by = "shutdown"``.
+in that period (raw button edges, pings, radio edges, audio), the core consumes it and ticks.
+As fast as the CPU allows, or paced to the wall clock (``realtime``, optionally ``speed`` times
+faster). After ``duration`` the simulation runs a short tail (the segmenter's settle time plus
+the post-roll) so that contacts which ended inside the shift close normally; whatever is still
+open then is closed with ``ended_by = "shutdown"``.
+
+With a broker, the device's publisher runs alongside, exactly as in the daemon: it drains the
+outbox and its acknowledgements come back through the core loop, the store's only writer. At
+the end the run waits until the broker has acknowledged everything, or fails after
+``drain_timeout_s`` saying what is still queued.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.app import Core, settle_ns, step_ns
+from edge import __version__
+from edge._errors import UserError
+from edge.app import Core, backend_spec, settle_ns, step_ns
 from edge.clock import NS, FakeClock, seconds_to_ns
 from edge.config import Config
 from edge.events import Receipt
 from edge.pos import ReceiptServer
+from edge.publish.mqtt import Publisher
 from edge.scenario import Scenario, audio_path, build_world
 from edge.store import Store
-from hardware import (
-    AudioSpec,
-    BackendSpec,
-    ButtonSpec,
-    HardwareEvent,
-    RangerSpec,
-    open_backend,
-)
+from hardware import HardwareEvent, SimulatedBackend, open_backend
 
 STORE_NAME = "contactpoint.db"
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """The broker acknowledged these outbox rows (sent by the publisher to the core loop)."""
+
+    seqs: tuple[int, ...]
+
+
+Inbox = queue.SimpleQueue[Receipt | Acked | HardwareEvent]
+
+
+class DeliveryError(UserError):
+    """The broker did not acknowledge everything in time; nothing is lost, it stays queued."""
+
+    exit_code = 1
 
 
 @dataclass(slots=True)
@@ -49,23 +68,12 @@ class Summary:
     outbox_depth: int = 0
 
 
-def backend_spec(cfg: Config, scenario: Scenario, scenario_path: Path) -> BackendSpec:
-    return BackendSpec(
-        backend="simulated",
-        buttons=tuple(ButtonSpec(b.name) for b in cfg.buttons),
-        ranger=RangerSpec(
-            cfg.presence.trigger_pin, cfg.presence.echo_pin, interval_s=cfg.presence.interval_s
-        ),
-        audio=AudioSpec(
-            sample_rate=cfg.audio.sample_rate,
-            period_frames=cfg.audio.period_frames,
-            wav_loop=audio_path(scenario, scenario_path),
-            seed=scenario.audio.seed,
-        )
-        if cfg.audio.enabled
-        else None,
-        world=build_world(scenario, cfg),
-    )
+def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent) -> None:
+    """One item from the inbox, on the core thread (the store's single writer)."""
+    if isinstance(item, Acked):
+        store.outbox.mark_sent(list(item.seqs), time.time_ns())
+    else:
+        core.handle(item)
 
 
 def run_simulation(
@@ -77,24 +85,58 @@ def run_simulation(
     realtime: bool = False,
     speed: float = 1.0,
     progress: Progress | None = None,
+    broker: str | None = None,
+    drain_timeout_s: float = 120.0,
+    stop: threading.Event | None = None,
 ) -> Summary:
     clock = FakeClock(scenario.start_wall_ns, synced=True)
-    backend = open_backend(backend_spec(cfg, scenario, scenario_path))
+    spec = backend_spec(
+        cfg,
+        build_world(scenario, cfg),
+        wav_loop=audio_path(scenario, scenario_path),
+        audio_seed=scenario.audio.seed,
+    )
+    # a scenario always plays on simulated devices, whatever backend the config names
+    backend = open_backend(dataclasses.replace(spec, backend="simulated"))
+    if not isinstance(backend, SimulatedBackend):  # open_backend's contract for "simulated"
+        raise TypeError(f"expected the simulated backend, got {type(backend).__name__}")
     store = Store.open(data_dir / STORE_NAME)
+    inbox: Inbox = queue.SimpleQueue()
+    publisher: Publisher | None = None
     try:
         core = Core(cfg, clock, store, data_dir, audio=backend.inventory.audio is not None)
+        if broker is not None:
+            publisher = Publisher(
+                cfg.mqtt.model_copy(update={"broker": broker}),
+                device=cfg.device.id,
+                site=cfg.device.site,
+                data_dir=data_dir,
+                store=store,
+                version=__version__,
+                clock=clock,
+                on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
+            )
+            publisher.start()
         _play(
             cfg,
             scenario,
             clock=clock,
             advance=backend.advance_to,
             core=core,
+            store=store,
+            inbox=inbox,
+            publisher=publisher,
             realtime=realtime,
             speed=speed,
             progress=progress,
+            stop=stop or threading.Event(),
         )
+        if publisher is not None:
+            _drain(store, inbox, core, publisher, drain_timeout_s)
         return _summarise(store, clock.now_ns)
     finally:
+        if publisher is not None:
+            publisher.stop()
         store.close()
 
 
@@ -105,13 +147,17 @@ def _play(
     clock: FakeClock,
     advance: Callable[[int], list[HardwareEvent]],
     core: Core,
+    store: Store,
+    inbox: Inbox,
+    publisher: Publisher | None,
     realtime: bool,
     speed: float,
     progress: Progress | None,
+    stop: threading.Event,
 ) -> None:
     step = step_ns(cfg)
     end = scenario.duration_ns
-    stop = end + settle_ns(cfg) + seconds_to_ns(cfg.contacts.post_roll_s) + step
+    tail_end = end + settle_ns(cfg) + seconds_to_ns(cfg.contacts.post_roll_s) + step
     receipts = sorted(
         (
             Receipt(
@@ -123,7 +169,6 @@ def _play(
         ),
         key=lambda r: r.t_ns,
     )
-    inbox: queue.SimpleQueue[Receipt] = queue.SimpleQueue()
     server: ReceiptServer | None = None
     if realtime and cfg.receipts.enabled:  # a real till can post receipts into the simulation
         server = ReceiptServer(cfg.receipts.host, cfg.receipts.port, clock, inbox.put)
@@ -132,10 +177,11 @@ def _play(
     next_receipt = 0
     report_every = max(1, NS // step)
     steps = 0
+    written = 0
     try:
         t = 0
-        while t < stop:
-            t = min(t + step, stop)
+        while t < tail_end and not stop.is_set():
+            t = min(t + step, tail_end)
             if realtime:
                 delay = wall_start + t / NS / speed - time.monotonic()
                 if delay > 0:
@@ -147,17 +193,44 @@ def _play(
                 core.handle(receipts[next_receipt])
                 next_receipt += 1
             while not inbox.empty():
-                core.handle(inbox.get_nowait())
+                apply(core, store, inbox.get_nowait())
             core.tick(t)
+            if publisher is not None and core.counters.saved != written:
+                written = core.counters.saved
+                publisher.notify()
             steps += 1
             if progress is not None and steps % report_every == 0:
                 progress(min(t, end), end)
-        core.shutdown(stop)
+        core.shutdown(t)
+        if publisher is not None:
+            publisher.notify()
         if progress is not None:
             progress(end, end)
     finally:
         if server is not None:
             server.stop()
+
+
+def _drain(store: Store, inbox: Inbox, core: Core, publisher: Publisher, timeout_s: float) -> None:
+    """Apply acknowledgements until the outbox is empty; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while store.outbox.depth() > 0:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pending = store.outbox.pending(limit=10)
+            depth = store.outbox.depth()
+            lines = [f"  seq {r.seq}: {r.kind} {r.ref} ({r.attempts} attempts)" for r in pending]
+            more = f"\n  … and {depth - len(pending)} more" if depth > len(pending) else ""
+            error = publisher.stats.last_error or "no acknowledgement"
+            raise DeliveryError(
+                f"the broker did not acknowledge everything within {timeout_s:g} s "
+                f"({depth} message(s) still queued in the outbox, kept for the next run; "
+                f"last error: {error}):\n" + "\n".join(lines) + more
+            )
+        try:
+            apply(core, store, inbox.get(timeout=min(left, 0.2)))
+        except queue.Empty:
+            publisher.notify()
 
 
 def _summarise(store: Store, now_ns: int) -> Summary:

@@ -1,11 +1,15 @@
 """Hardware behind a narrow interface: real drivers and simulated devices, chosen in ONE place.
 
 ``edge`` uses only the names exported here. :func:`open_backend` is the single place where a
-backend is chosen from a :class:`BackendSpec` (built by ``edge`` from its config).
+backend is chosen from a :class:`BackendSpec` (built by ``edge`` from its config): ``simulated``
+(:class:`SimulatedBackend`, driven by ``advance_to`` in virtual time) or ``pi``
+(:class:`LiveBackend`, the real drivers). Both have an ``inventory`` and ``start(sink)`` /
+``stop()``. Wiring of the real parts: ``hardware/WIRING.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,21 +31,27 @@ from hardware._api import (
     Samples,
 )
 from hardware._errors import HardwareError
+from hardware._pi import LiveBackend, open_pi
 from hardware.fake import (
     SimButton,
     SimCustomer,
+    SimDevice,
     SimGap,
     SimMicrophone,
     SimPress,
+    SimRadio,
     SimRanger,
+    SimRflink,
     SimulatedBackend,
     World,
 )
+from hardware.serial_rx import remote_key
 
 __all__ = [
     "AudioPeriod",
     "AudioSource",
     "AudioSpec",
+    "Backend",
     "BackendSpec",
     "ButtonEdge",
     "ButtonInput",
@@ -54,6 +64,7 @@ __all__ = [
     "HardwareError",
     "HardwareEvent",
     "Inventory",
+    "LiveBackend",
     "Nrf24Spec",
     "RadioEdge",
     "RangeSensor",
@@ -68,7 +79,16 @@ __all__ = [
     "SimulatedBackend",
     "World",
     "open_backend",
+    "remote_key",
 ]
+
+#: What :func:`open_backend` returns: both start/stop with a sink and have an ``inventory``;
+#: only the simulated one is driven by ``advance_to`` (narrow with ``isinstance``).
+Backend = LiveBackend | SimulatedBackend
+
+#: The 433 MHz receiver's data pin the simulation uses when the spec names none (BCM 27, the
+#: pin WIRING.md assigns to it).
+DEFAULT_RF433_GPIO = 27
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +162,18 @@ class BackendSpec:
     world: World = field(default_factory=World)  # the simulated backend's script
 
 
-def open_backend(spec: BackendSpec) -> SimulatedBackend:
-    """Open the devices ``spec`` asks for on the chosen backend."""
+def open_backend(spec: BackendSpec) -> Backend:
+    """Open the devices ``spec`` asks for on the chosen backend (``simulated`` or ``pi``).
+
+    Nothing is started yet: call ``start(sink)``. A configuration error raises
+    :class:`HardwareError`; a missing or broken device on ``pi`` is reported at start.
+    """
     if spec.backend == "simulated":
         return _open_simulated(spec)
+    if spec.backend == "pi":
+        return open_pi(spec)
     raise HardwareError(
-        f"unknown hardware backend {spec.backend!r}; this build supports: 'simulated'"
+        f"unknown hardware backend {spec.backend!r}; this build supports: 'simulated', 'pi'"
     )
 
 
@@ -155,10 +181,32 @@ def _open_simulated(spec: BackendSpec) -> SimulatedBackend:
     from hardware._speech import LoopedWav, SpeechLike
 
     world = spec.world
-    devices: list[SimButton | SimRanger | SimMicrophone] = []
+    devices: list[SimDevice] = []
     for index, button in enumerate(spec.buttons):
-        presses = [p for p in world.presses if p.button == button.name]
+        presses = [p for p in world.presses if p.button == button.name and p.via == "gpio"]
         devices.append(SimButton(button.name, presses, seed=world.seed + 17 * (index + 1)))
+    if spec.rf433 is not None or any(p.via == "rf433" for p in world.presses):
+        rf433 = spec.rf433 or Rf433Spec(DEFAULT_RF433_GPIO)
+        devices.append(
+            _simulated(
+                "rf433",
+                lambda: SimRadio(
+                    world,
+                    rf433.gpio,
+                    seed=world.seed + 433,
+                    noise_edges_per_s=world.rf_noise_edges_per_s,
+                    watchdog_ms=rf433.watchdog_ms,
+                ),
+            )
+        )
+    if spec.serial is not None or any(p.via == "serial" for p in world.presses):
+        window = spec.serial.repeat_window_s if spec.serial is not None else 0.5
+        devices.append(
+            _simulated(
+                "rflink",
+                lambda: SimRflink(world, seed=world.seed + 57600, repeat_window_s=window),
+            )
+        )
     if spec.ranger is not None:
         devices.append(SimRanger(world, spec.ranger.interval_s))
     if spec.audio is not None:
@@ -172,3 +220,11 @@ def _open_simulated(spec: BackendSpec) -> SimulatedBackend:
             SimMicrophone(source.render, audio.sample_rate, audio.period_frames, world.audio_gaps)
         )
     return SimulatedBackend(devices)
+
+
+def _simulated(part: str, make: Callable[[], SimDevice]) -> SimDevice:
+    """``make()``; a press the device cannot send (no code, unknown key) is a HardwareError."""
+    try:
+        return make()
+    except ValueError as exc:
+        raise HardwareError(f"simulated {part}: {exc}") from exc

@@ -105,8 +105,8 @@ def test_events_are_in_their_contacts_and_outside_ones_are_kept(
     finally:
         store.close()
     assert [(o.kind, o.t_ns) for o in orphans] == [("red", 590 * NS)]
-    # every contact and every orphan event is waiting in the outbox
-    assert depth == len(contacts) + len(orphans)
+    # every contact, its clip and every orphan event is waiting in the outbox
+    assert depth == 2 * len(contacts) + len(orphans)
 
 
 def test_wall_time_is_attached_from_the_scenario_start(
@@ -189,3 +189,55 @@ distance_m = 0.5
     (contact,) = contacts
     assert contact.ended_by == "timeout" and "timeout" in contact.tags
     assert contact.end_ns - contact.start_ns == 120 * NS
+
+
+def test_wireless_presses_go_through_the_real_decoders(tmp_path: Path) -> None:
+    scenario = """
+start = "2026-11-23T09:00:00Z"
+duration = 120.0
+[[customers]]
+arrive = 10.0
+leave = 60.0
+[[presses]]
+at = 30.0
+button = "red-remote"     # a 433 MHz remote: pulse trains through the OOK decoder
+hold = 1.0
+[[presses]]
+at = 40.0
+button = "green-remote"
+via = "serial"            # heard by an RFLink stick: lines through the serial parser
+hold = 0.5
+[[presses]]
+at = 90.0
+button = "red-remote"     # nobody there: an event outside contacts
+"""
+    config = {
+        "buttons": [
+            {"name": "red-remote", "role": "red", "via": "rf433", "code": "ev1527:27fd49"},
+            {"name": "green-remote", "role": "green", "via": "rf433", "code": "ev1527:27fd4a"},
+        ]
+    }
+    (contact,) = simulate(tmp_path, scenario, config)
+    presses = [(e.kind, e.via) for e in contact.events if e.kind in ("red", "green")]
+    assert presses == [("red", "rf433"), ("green", "serial")]  # each press exactly once
+    red = next(e for e in contact.events if e.kind == "red")
+    assert 30 * NS <= red.t_ns <= 30 * NS + NS // 2  # decoded within the first frames
+    assert {"negative", "positive"} <= set(contact.tags)
+    store = Store.open(tmp_path / STORE_NAME)
+    try:
+        orphans = store.orphan_events()
+    finally:
+        store.close()
+    assert [(o.kind, o.via) for o in orphans] == [("red", "rf433")]
+
+
+def test_press_via_a_receiver_needs_a_code(tmp_path: Path) -> None:
+    from edge.config import ConfigError
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'start = "2026-11-23T09:00:00Z"\nduration = 10\n'
+        '[[presses]]\nat = 1\nbutton = "red"\nvia = "rf433"\n'
+    )
+    with pytest.raises(ConfigError, match=r"presses\[0\] on 'red' via rf433: the button has no"):
+        load_scenario(path, Config())
