@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -119,7 +121,7 @@ def test_wall_time_is_attached_from_the_scenario_start(
     assert survey.clock_synced is True
 
 
-def simulate(tmp_path: Path, scenario_text: str, config: dict[str, object]) -> list[ContactRecord]:
+def simulate(tmp_path: Path, scenario_text: str, config: Mapping[str, Any]) -> list[ContactRecord]:
     path = tmp_path / "scenario.toml"
     path.write_text(scenario_text)
     cfg = Config.model_validate(config)
