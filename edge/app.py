@@ -158,6 +158,8 @@ class Core:
                 log.warning("removed %d half-written clip file(s) from a previous run", removed)
         self._awaiting_clip: dict[str, Contact] = {}
         self.counters = Counters()
+        #: called for every press as soon as it is known (e.g. to play a prompt)
+        self.on_press: Callable[[Press], None] | None = None
 
     # --- input -------------------------------------------------------------------------------
 
@@ -191,12 +193,14 @@ class Core:
             self.counters.unknown_codes += 1
             log.info("remote key %s is bound to no button ('contactpoint learn ROLE')", key)
             return
-        self.segmenter.feed(
-            Press(t_ns, button.name, button.role, question=button.question, via=via)
+        self._to_segmenter(
+            [Press(t_ns, button.name, button.role, question=button.question, via=via)]
         )
 
     def _to_segmenter(self, events: list[Press] | list[Arrival | Departure]) -> None:
         for event in events:
+            if isinstance(event, Press) and self.on_press is not None:
+                self.on_press(event)
             self.segmenter.feed(event)
 
     def tick(self, now_ns: int) -> None:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import queue
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge._errors import UserError
-from edge.config import ConfigError, example_config, load_config
+from edge.config import Config, ConfigError, example_config, load_config
+
+if TYPE_CHECKING:
+    from hardware import Backend
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -92,6 +99,44 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=120.0, help="give up after S seconds")
     demo.set_defaults(handler=_demo)
 
+    edge = sub.add_parser("edge", help="the device daemon")
+    edge_sub = edge.add_subparsers(title="edge commands", metavar="ACTION", required=True)
+    run = edge_sub.add_parser(
+        "run",
+        help="run the daemon: real hardware (backend 'pi'), or a scenario on the simulated "
+        "hardware at wall-clock pace",
+    )
+    run.add_argument("--config", type=Path, required=True, help="device configuration")
+    run.add_argument(
+        "--data", type=Path, default=Path("/var/lib/contactpoint"), help="store and clips"
+    )
+    run.add_argument("--scenario", type=Path, help="play this scenario (simulated backend)")
+    run.add_argument("--speed", type=float, default=1.0, help="with --scenario: N x real time")
+    run.add_argument("--broker", metavar="URL", help="override mqtt.broker from the config")
+    run.set_defaults(handler=_edge_run)
+
+    rf = sub.add_parser("rf433", help="433 MHz remotes: decode captures or listen live")
+    rf_sub = rf.add_subparsers(title="rf433 commands", metavar="ACTION", required=True)
+    decode = rf_sub.add_parser(
+        "decode", help="decode an rtl_433 .ook pulse file; one JSON line per accepted code"
+    )
+    decode.add_argument("file", type=Path)
+    decode.add_argument("--repeats", type=int, default=2, help="identical frames to trust")
+    decode.set_defaults(handler=_rf433_decode)
+    listen = rf_sub.add_parser("listen", help="decode the GPIO receiver live (needs pigpiod)")
+    listen.add_argument("--config", type=Path, help="device configuration (rf433, pigpio)")
+    listen.add_argument("--count", type=int, default=0, help="stop after N codes (0: never)")
+    listen.add_argument("--timeout", type=float, default=0, help="stop after S seconds")
+    listen.set_defaults(handler=_rf433_listen)
+
+    learn = sub.add_parser(
+        "learn", help="press a remote key and bind it to a button role in the config"
+    )
+    learn.add_argument("role", help="a role (green, yellow, red, request, seller) or button name")
+    learn.add_argument("--config", type=Path, required=True, help="the config file to edit")
+    learn.add_argument("--timeout", type=float, default=60.0, help="wait at most S seconds")
+    learn.set_defaults(handler=_learn)
+
     contacts = sub.add_parser("contacts", help="list the contacts in a device's store")
     contacts.add_argument("--data", type=Path, required=True, help="data directory")
     contacts.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -166,6 +211,165 @@ def _simulate(args: argparse.Namespace) -> int:
     console.print(
         f"store: {data / STORE_NAME}   clips: {data / 'clips'}   "
         f"outbox: {summary.outbox_depth} messages waiting"
+    )
+    return 0
+
+
+def _edge_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    cfg = load_config(args.config)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if args.scenario is not None:
+        from edge.scenario import load_scenario
+        from edge.simulate import run_simulation
+
+        if args.speed <= 0:
+            raise UserError(f"--speed must be > 0, got {args.speed}")
+        scenario = load_scenario(args.scenario, cfg)
+        args.data.mkdir(parents=True, exist_ok=True)
+        summary = run_simulation(
+            cfg,
+            scenario,
+            args.scenario,
+            args.data,
+            realtime=True,
+            speed=args.speed,
+            broker=args.broker or cfg.mqtt.broker,
+            stop=stop,
+        )
+        print(
+            f"played {args.scenario.name}: {summary.contacts} contacts, "
+            f"{summary.orphan_events} events outside contacts, all delivered"
+        )
+        return 0
+    if cfg.hardware.backend != "pi":
+        raise UserError(
+            f"{args.config}: hardware.backend is {cfg.hardware.backend!r}: the simulated "
+            "hardware plays a scenario (--scenario FILE); set backend = 'pi' for real devices"
+        )
+    from edge.daemon import run_live
+    from hardware import HardwareError
+
+    try:
+        core = run_live(cfg, args.data, stop=stop, broker=args.broker)
+    except HardwareError as exc:
+        raise UserError(str(exc)) from None
+    print(
+        f"stopped: {core.counters.contacts} contacts, {core.counters.orphan_events} events "
+        "outside contacts written"
+    )
+    return 0
+
+
+def _rf433_decode(args: argparse.Namespace) -> int:
+    from edge.radio import decode_ook_file
+
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    for code in decode_ook_file(args.file, repeats=args.repeats):
+        print(json.dumps(code))
+    return 0
+
+
+def _open_receivers(cfg: Config) -> tuple[Backend, queue.SimpleQueue[object]]:
+    """The configured remote receivers only (GPIO 433 MHz and/or RFLink), for learn/listen."""
+    from edge.app import backend_spec
+    from hardware import HardwareError, open_backend
+
+    if not (cfg.rf433.enabled or cfg.serial.enabled or cfg.nrf24.enabled):
+        raise UserError(
+            "no remote receiver is enabled: set rf433.enabled, serial.enabled or "
+            "nrf24.enabled in the config"
+        )
+    spec = backend_spec(cfg)
+    spec = dataclasses.replace(spec, backend="pi", buttons=(), ranger=None, audio=None)
+    inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+    try:
+        backend = open_backend(spec)
+        backend.start(inbox.put)
+    except HardwareError as exc:
+        raise UserError(str(exc)) from None
+    return backend, inbox
+
+
+def _remote_keys(
+    cfg: Config, inbox: queue.SimpleQueue[object], deadline: float | None
+) -> Iterator[dict[str, object]]:
+    """Decoded keys from the receivers' raw events, until the deadline."""
+    from edge.radio import Decoder
+    from hardware import DeviceFault, RadioEdge, RemoteCode
+
+    r = cfg.rf433
+    decoder = Decoder(r.repeats, r.tolerance, r.frame_gap_us, r.release_ms * 1000)
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            item = inbox.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if isinstance(item, RadioEdge):
+            for code in decoder.feed(item.level, item.tick_us, item.t_ns):
+                yield {
+                    **code.to_json(),
+                    "remote_key": f"{code.protocol}:{code.hex}",
+                    "via": "rf433",
+                }
+        elif isinstance(item, RemoteCode):
+            via = "serial" if item.source == "rflink" else item.source
+            key = f"{item.protocol}:{item.code}".lower()
+            yield {"protocol": item.protocol, "code": item.code, "remote_key": key, "via": via}
+        elif isinstance(item, DeviceFault) and not item.ok:
+            print(f"contactpoint: {item.part}: {item.detail}", file=sys.stderr)
+
+
+def _rf433_listen(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.config is None or not cfg.rf433.enabled:
+        cfg = cfg.model_copy(update={"rf433": cfg.rf433.model_copy(update={"enabled": True})})
+    backend, inbox = _open_receivers(cfg)
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    seen = 0
+    try:
+        for key in _remote_keys(cfg, inbox, deadline):
+            button = cfg.button_for_code(str(key["remote_key"]))
+            print(json.dumps({**key, "button": button.name if button else None}), flush=True)
+            seen += 1
+            if args.count and seen >= args.count:
+                break
+    finally:
+        backend.stop()
+    return 0
+
+
+def _learn(args: argparse.Namespace) -> int:
+    from edge.learn import bind_code
+
+    cfg = load_config(args.config)
+    backend, inbox = _open_receivers(cfg)
+    print(
+        f"press the remote key for {args.role} now (waiting up to {args.timeout:g} s)…", flush=True
+    )
+    try:
+        key = next(iter(_remote_keys(cfg, inbox, time.monotonic() + args.timeout)), None)
+    finally:
+        backend.stop()
+    if key is None:
+        raise UserError(f"no remote key heard within {args.timeout:g} s; nothing changed")
+    via = key["via"]
+    change = bind_code(
+        args.config,
+        args.role,
+        str(key["remote_key"]),
+        via="serial" if via == "serial" else "nrf24" if via == "nrf24" else "rf433",
+    )
+    print(
+        f"{args.config}: button '{change.name}' ({change.role}) {change.action}: "
+        f"code = {change.code!r}, via = {change.via!r}"
+        + (f" (was {change.previous_code!r})" if change.previous_code else "")
+        + ("; the default buttons were written out" if change.defaults_written else "")
     )
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hardware._api import (
     AudioPeriod,
@@ -47,6 +48,9 @@ from hardware.fake import (
 )
 from hardware.serial_rx import remote_key
 
+if TYPE_CHECKING:
+    from hardware.alsa import PromptPlayer
+
 __all__ = [
     "AudioPeriod",
     "AudioSource",
@@ -79,6 +83,7 @@ __all__ = [
     "SimulatedBackend",
     "World",
     "open_backend",
+    "open_prompt_player",
     "remote_key",
 ]
 
@@ -160,6 +165,13 @@ class BackendSpec:
     pigpio_host: str = "localhost"
     pigpio_port: int = 8888
     world: World = field(default_factory=World)  # the simulated backend's script
+
+
+def open_prompt_player(device: str) -> PromptPlayer:
+    """An ALSA player for short prompts (played on its own thread, never blocking capture)."""
+    from hardware.alsa import PromptPlayer
+
+    return PromptPlayer(device)
 
 
 def open_backend(spec: BackendSpec) -> Backend:

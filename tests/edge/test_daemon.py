@@ -1,0 +1,207 @@
+"""The daemon and the installer's tools through their real code paths: the pigpio client against
+a pigpiod-compatible server on loopback, gpiozero mock pins, a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+import hardware._pi
+from edge.cli import main
+from edge.config import load_config
+from edge.daemon import run_live
+from edge.simulate import STORE_NAME
+from edge.store import Store
+from hardware._remote import ev1527, to_edges
+from hardware.pigpio_replay import PigpioReplayServer
+from provisioning.broker import LocalBroker
+
+ROOT = Path(__file__).resolve().parents[2]
+GPIO = 27
+
+
+@pytest.fixture
+def pigpiod() -> Iterator[PigpioReplayServer]:
+    with PigpioReplayServer() as server:
+        yield server
+
+
+def press_remote(server: PigpioReplayServer, id20: int, key: int) -> None:
+    """Wait for a client to watch the pin, then send one key press (a burst of frames)."""
+    assert server.wait_for(lambda s: s.subscribed(GPIO), timeout=10)
+    server.play(GPIO, to_edges(ev1527(id20, key, pulse_us=320, repeats=4), server.tick + 1000))
+    server.idle(50_000)  # silence: the watchdog closes the last frame
+
+
+def in_thread(target: Callable[[], int]) -> tuple[threading.Thread, list[int]]:
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(target()))
+    thread.start()
+    return thread, result
+
+
+def write_config(path: Path, server: PigpioReplayServer, extra: str = "") -> Path:
+    path.write_text(
+        "# the counter by the door\n"
+        f"[hardware]\npigpio_host = '127.0.0.1'\npigpio_port = {server.port}\n"
+        f"[rf433]\nenabled = true\ngpio = {GPIO}\n" + extra
+    )
+    return path
+
+
+def test_rf433_decode_prints_each_fixtures_expected_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fixtures = sorted((ROOT / "tests" / "fixtures" / "rf433").glob("*.ook"))
+    assert len(fixtures) > 10
+    for ook in fixtures:
+        assert main(["rf433", "decode", str(ook)]) == 0
+        got = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        expected_file = ook.with_name(ook.name.replace(".ook", ".expected.jsonl"))
+        expected = [json.loads(line) for line in expected_file.read_text().splitlines()]
+        assert got == expected, ook.name
+
+
+def test_rf433_listen_decodes_the_live_receiver(
+    pigpiod: PigpioReplayServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "device.toml", pigpiod)
+    thread, result = in_thread(
+        lambda: main(
+            ["rf433", "listen", "--config", str(config), "--count", "1", "--timeout", "20"]
+        )
+    )
+    press_remote(pigpiod, 0x27FD4, 0x9)
+    thread.join(20)
+    assert result == [0]
+    (line,) = capsys.readouterr().out.splitlines()
+    code = json.loads(line)
+    assert code["remote_key"] == "ev1527:27fd49" and code["via"] == "rf433"
+    assert (code["id"], code["key"]) == ("27fd4", 9)
+    assert code["button"] is None  # not bound yet
+
+
+def test_learn_binds_the_pressed_key_and_keeps_comments(
+    pigpiod: PigpioReplayServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "device.toml", pigpiod)
+    thread, result = in_thread(
+        lambda: main(["learn", "red", "--config", str(config), "--timeout", "20"])
+    )
+    press_remote(pigpiod, 0x12345, 0x3)
+    thread.join(20)
+    assert result == [0]
+    out = capsys.readouterr().out
+    assert "press the remote key for red" in out and "'ev1527:123453'" in out
+    text = config.read_text()
+    assert text.startswith("# the counter by the door\n")
+    cfg = load_config(config)
+    red = cfg.button_for_code("ev1527:123453")
+    assert red is not None and red.role == "red" and red.via == "rf433"
+    assert len(cfg.buttons) == 5  # the defaults were written out, the code bound to red
+
+
+def test_learn_without_a_receiver_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "device.toml"
+    config.write_text("")
+    assert main(["learn", "red", "--config", str(config), "--timeout", "1"]) == 2
+    assert "no remote receiver is enabled" in capsys.readouterr().err
+
+
+def test_edge_run_plays_a_scenario_to_a_broker(
+    broker: LocalBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "device.toml"
+    config.write_text(f"[mqtt]\nbroker = '{broker.url}'\n")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        'start = "2026-11-23T09:00:00Z"\nduration = 40.0\n'
+        "[[customers]]\narrive = 5.0\nleave = 20.0\n"
+    )
+    data = tmp_path / "data"
+    code = main(
+        [
+            "edge",
+            "run",
+            "--config",
+            str(config),
+            "--scenario",
+            str(scenario),
+            "--speed",
+            "50",
+            "--data",
+            str(data),
+        ]
+    )
+    assert code == 0
+    assert "1 contacts" in capsys.readouterr().out
+    with Store.open(data / STORE_NAME) as store:
+        assert len(store.contacts()) == 1 and store.outbox.depth() == 0
+
+
+def test_edge_run_needs_a_scenario_on_simulated_hardware(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "device.toml"
+    config.write_text("")
+    assert main(["edge", "run", "--config", str(config), "--data", str(tmp_path)]) == 2
+    assert "--scenario" in capsys.readouterr().err
+
+
+def test_live_daemon_on_real_drivers(
+    broker: LocalBroker,
+    pigpiod: PigpioReplayServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """backend 'pi': gpiozero buttons on mock pins, the 433 MHz receiver through the real
+    pigpio client; no microphone (audio off), no ultrasonic sensor (presence mode off)."""
+    factory = MockFactory()
+    monkeypatch.setattr(hardware._pi, "make_pin_factory", lambda *a, **k: factory)
+    config = write_config(
+        tmp_path / "device.toml",
+        pigpiod,
+        f"[mqtt]\nbroker = '{broker.url}'\n[audio]\nenabled = false\n"
+        "[contacts]\nmodes = ['window', 'survey']\n[receipts]\nenabled = false\n"
+        "[[buttons]]\nname = 'red'\nrole = 'red'\npin = 13\n"
+        "[[buttons]]\nname = 'request-remote'\nrole = 'request'\nvia = 'rf433'\n"
+        "code = 'ev1527:27fd49'\n",
+    )
+    cfg = load_config(config)
+    cfg = cfg.model_copy(update={"hardware": cfg.hardware.model_copy(update={"backend": "pi"})})
+    stop = threading.Event()
+    data = tmp_path / "data"
+    result: list[object] = []
+    daemon = threading.Thread(target=lambda: result.append(run_live(cfg, data, stop=stop)))
+    daemon.start()
+    try:
+        pin = factory.pin(13)
+        deadline = time.monotonic() + 10
+        while pin.state != 1 and time.monotonic() < deadline:  # the button's pull-up is on
+            time.sleep(0.01)
+        pin.drive_low()  # the wired red button: nobody at the counter, an event on its own
+        time.sleep(0.2)  # held for 200 ms of real time: the debouncer measures real edges
+        pin.drive_high()
+        press_remote(pigpiod, 0x27FD4, 0x9)  # the request remote: a 60 s window contact
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        daemon.join(30)
+    assert result, "the daemon did not stop"
+    with Store.open(data / STORE_NAME) as store:
+        orphans = [(e.kind, e.via) for e in store.orphan_events()]
+        contacts = store.contacts()
+        depth = store.outbox.depth()
+    assert ("red", "gpio") in orphans
+    (window,) = contacts
+    assert window.mode == "window" and window.ended_by == "shutdown"
+    assert [(e.kind, e.via) for e in window.events] == [("request", "rf433")]
+    assert depth == 0  # delivered to the broker before exiting
