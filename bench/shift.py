@@ -52,7 +52,8 @@ def main() -> None:
     print(
         f"peak RSS: {rss_peak / 2**20:.0f} MiB (before the run {rss_before / 2**20:.0f} MiB); "
         f"ring buffer: {ring_bytes / 2**20:.0f} MiB; "
-        f"ratio peak RSS / ring = {rss_peak / ring_bytes:.2f}"
+        f"ratio peak RSS / ring = {rss_peak / ring_bytes:.2f}, "
+        f"RSS growth during the run / ring = {(rss_peak - rss_before) / ring_bytes:.2f}"
     )
     print(
         f"bytes written per contact: {per_contact / 1e6:.2f} MB "
