@@ -57,7 +57,8 @@ from typing import Any, Literal
 import alsaaudio
 import numpy as np
 
-from hardware._api import AudioPeriod, DeviceFault, EventSink, HardwareEvent, Samples
+from hardware._api import AudioPeriod, EventSink, Samples
+from hardware._driver import EmittingDevice
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class CaptureStatus:
     failed_opens: int  # open attempts that failed
 
 
-class AlsaMicrophone:
+class AlsaMicrophone(EmittingDevice):
     """An ALSA capture device reporting :class:`AudioPeriod` blocks and :class:`DeviceFault`."""
 
     def __init__(
@@ -275,19 +276,6 @@ class AlsaMicrophone:
             self._base, self._window_min = self._window_min, lag
             self._window_end_ns = now + _BASELINE_WINDOW_NS
         self._emit(AudioPeriod(start, samples, now - frames * NS // self.sample_rate))
-
-    def _fault(self, ok: bool, detail: str) -> None:
-        (log.info if ok else log.warning)("%s: %s", self.name, detail)
-        self._emit(DeviceFault(self.name, ok, detail, self._clock()))
-
-    def _emit(self, event: HardwareEvent) -> None:
-        with self._emit_lock:
-            if self._stop.is_set() or self._sink is None:
-                return
-            try:
-                self._sink(event)
-            except Exception:
-                log.exception("%s: the event sink raised", self.name)
 
 
 class PromptPlayer:

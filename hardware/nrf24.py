@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from hardware._api import DeviceFault, EventSink, HardwareEvent, RemoteCode
+from hardware._api import EventSink, RemoteCode
+from hardware._driver import EmittingDevice
 from hardware._errors import HardwareError
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class Nrf24Status:
     rejected: dict[str, int]
 
 
-class Nrf24Buttons:
+class Nrf24Buttons(EmittingDevice):
     """nRF24L01+ battery buttons, reported as :class:`RemoteCode` presses."""
 
     def __init__(
@@ -299,16 +300,3 @@ class Nrf24Buttons:
             return
         self._presses += 1
         self._emit(RemoteCode(self.name, "nrf24", f"{button_id:02x}", now))
-
-    def _fault(self, ok: bool, detail: str) -> None:
-        (log.info if ok else log.warning)("%s: %s", self.name, detail)
-        self._emit(DeviceFault(self.name, ok, detail, self._clock()))
-
-    def _emit(self, event: HardwareEvent) -> None:
-        with self._emit_lock:
-            if self._stop.is_set() or self._sink is None:
-                return
-            try:
-                self._sink(event)
-            except Exception:
-                log.exception("%s: the event sink raised", self.name)

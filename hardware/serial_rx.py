@@ -54,7 +54,8 @@ from typing import Any, Literal
 
 import serial
 
-from hardware._api import DeviceFault, EventSink, HardwareEvent, RemoteCode
+from hardware._api import EventSink, RemoteCode
+from hardware._driver import EmittingDevice
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ class RflinkStatus:
     reconnects: int
 
 
-class RflinkReceiver:
+class RflinkReceiver(EmittingDevice):
     """An RFLink-style receiver on a serial port, reporting :class:`RemoteCode` presses."""
 
     def __init__(
@@ -357,16 +358,3 @@ class RflinkReceiver:
     def _close(port: Any) -> None:
         with contextlib.suppress(serial.SerialException, OSError):  # already gone
             port.close()
-
-    def _fault(self, ok: bool, detail: str) -> None:
-        (log.info if ok else log.warning)("%s: %s", self.name, detail)
-        self._emit(DeviceFault(self.name, ok, detail, self._clock()))
-
-    def _emit(self, event: HardwareEvent) -> None:
-        with self._emit_lock:
-            if self._stop.is_set() or self._sink is None:
-                return
-            try:
-                self._sink(event)
-            except Exception:
-                log.exception("%s: the event sink raised", self.name)
