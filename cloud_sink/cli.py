@@ -20,6 +20,7 @@ import json
 import logging
 import signal
 import sys
+import time
 import tomllib
 import types
 import typing
@@ -28,10 +29,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cloud_sink import manage, report
 from cloud_sink.consumer import Sink, SinkConfig
 from cloud_sink.db import DatabaseUrlError, open_database
 from cloud_sink.ingest import Ingest
 from cloud_sink.migrations import SchemaError, migrate
+from cloud_sink.retention import enforce as enforce_retention
+from cloud_sink.tls import check_files as check_tls_files
 
 
 class SinkCliError(Exception):
@@ -90,6 +94,18 @@ def add_commands(subparsers: Any) -> None:
     contacts.add_argument("--json", action="store_true", help="one JSON object per line")
     contacts.set_defaults(handler=_guarded(_contacts))
 
+    retention = sub.add_parser(
+        "retention", help="delete clip audio older than retention_audio_days now"
+    )
+    retention.add_argument("--data", type=Path, required=True, help="data directory")
+    retention.add_argument("--db", help="postgresql://... (default: SQLite in --data)")
+    retention.add_argument("--config", type=Path, help="TOML file with a [sink] table")
+    retention.add_argument("--days", type=float, help="override sink.retention_audio_days")
+    retention.set_defaults(handler=_guarded(_retention))
+
+    manage.add_commands(sub, _guarded)  # annotate, reasons, alerts (cloud_sink/manage.py)
+    report.add_command(sub, _guarded)  # the metrics (cloud_sink/report.py)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m cloud_sink.cli sink ...`` without the rest of contactpoint."""
@@ -118,6 +134,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SinkCliError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses on nested arrays and inline tables
+        raise SinkCliError(f"{path}: not valid TOML: nested too deeply") from None
     table = doc.get("sink", {})
     if not isinstance(table, dict):
         raise SinkCliError(f"{path}: [sink] must be a table")
@@ -128,7 +146,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SinkCliError(f"{path}: unknown key sink.{key}{hint}")
         if not _accepts(hints[key], value):
-            raise SinkCliError(f"{path}: sink.{key} = {value!r} is not a {hints[key]}")
+            shown = "(hidden)" if key == "password" else repr(value)  # never echo a secret
+            raise SinkCliError(f"{path}: sink.{key} = {shown} is not a {hints[key]}")
     return dict(table)
 
 
@@ -165,8 +184,9 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
 
 def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    config.endpoint()  # a bad URL fails here, not in the worker
-    sink = Sink(config)
+    if config.endpoint()[2]:  # a bad URL fails here, not in the worker
+        check_tls_files(config)  # so does a missing, expired or mismatched TLS file
+    sink = Sink(config, alerts=manage.site_alerts_from(args.config))
 
     def stop(signum: int, frame: FrameType | None) -> None:
         sink.request_stop()
@@ -179,6 +199,31 @@ def _run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print(json.dumps(sink.stats(), sort_keys=True), file=sys.stderr)
     return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    days = args.days
+    if days is None and args.config is not None:
+        days = read_config_file(args.config).get("retention_audio_days")
+    if days is None:
+        raise SinkCliError(
+            "no retention configured: set sink.retention_audio_days in --config or pass --days N"
+        )
+    if days < 0:
+        raise SinkCliError(f"--days must be >= 0, got {days}")
+    db = open_database(args.db, args.data)
+    try:
+        migrate(db)
+        done = enforce_retention(db, args.data, float(days), time.time_ns())
+    finally:
+        db.close()
+    for error in done.errors:
+        print(f"contactpoint sink: retention: {error}", file=sys.stderr)
+    print(
+        f"retention {days:g} days: {done.deleted} clip file(s) deleted, "
+        f"{done.dropped_incomplete} incomplete clip(s) dropped, {done.already_gone} already gone"
+    )
+    return 1 if done.errors else 0
 
 
 def _contacts(args: argparse.Namespace) -> int:

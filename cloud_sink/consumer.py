@@ -27,11 +27,10 @@ Rules:
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -43,9 +42,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_sink import wire
+from cloud_sink.alerts import SiteAlerts
 from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest, Result
 from cloud_sink.migrations import migrate
+from cloud_sink.retention import enforce as enforce_retention
+from cloud_sink.tls import context as tls_context
+from cloud_sink.tls import explain as explain_tls
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class SinkConfig:
     client_id: str | None = None  # None: contactpoint-sink[-<group>]
     protocol: Protocol = "5"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line or repr
     tls: bool = False  # also on with an mqtts:// URL
     ca_file: str | None = None
     cert_file: str | None = None
@@ -76,6 +79,8 @@ class SinkConfig:
     max_resend_requests: int = 10
     backoff_min_s: float = 0.5
     backoff_max_s: float = 30.0
+    retention_audio_days: float | None = None  # delete clip audio this old (None: keep)
+    retention_interval_s: float = 3600.0  # how often the worker enforces it
 
     @property
     def effective_client_id(self) -> str:
@@ -101,7 +106,13 @@ class SinkConfig:
 class Sink:
     """One ingest worker: ``start()`` runs it in a thread, ``stop()`` ends it cleanly."""
 
-    def __init__(self, config: SinkConfig, *, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        config: SinkConfig,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        alerts: SiteAlerts | None = None,
+    ) -> None:
         if config.group is not None and not wire.valid_name(config.group):
             raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
         self.config = config
@@ -113,6 +124,12 @@ class Sink:
         finally:
             self.db.close()
         self.ingest = Ingest(self.db, config.data_dir, clock=clock)
+        self.site_alerts = alerts  # site-level alert rules (cloud_sink/alerts.py)
+        if alerts is not None:
+            self.ingest.on_stored = alerts.observe
+        removed = self.ingest.store.cleanup_temporaries()  # a kill during a write or assembly
+        if removed:
+            log.warning("removed %d temporary file(s) left by an interrupted run", removed)
         self.subscribed = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,18 +188,15 @@ class Sink:
             manual_ack=True,
         )
         if cfg.endpoint()[2]:
-            client.tls_set(
-                ca_certs=cfg.ca_file,
-                certfile=cfg.cert_file,
-                keyfile=cfg.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            client.tls_set_context(tls_context(cfg))  # CERT_REQUIRED, host name checked
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
+        client.on_log = self._on_log
+        self._paho_error = ""  # the first paho error of the current connection: its cause
         return client
 
     def _connect(self) -> None:
@@ -199,6 +213,7 @@ class Sink:
     def _run(self) -> None:
         backoff = self.config.backoff_min_s
         last_check = self.clock()
+        last_retention: int | None = None  # audio retention runs at start, then every interval
         self.db.connect(reuse_if_open=True)
         try:
             while not self._stop.is_set():
@@ -210,28 +225,44 @@ class Sink:
                 self._finish_clips()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     self._connected = False
+                    if self._paho_error:  # dropped with a reason (TLS refused ...): say it, wait
+                        why = explain_tls(self._paho_error, self.config)
+                        log.warning("lost the broker %s: %s", self.config.broker, why)
+                        self._paho_error = ""
+                        self._stop.wait(backoff)
+                        backoff = min(backoff * 2, self.config.backoff_max_s)
                     continue
+                self._publish_alerts()
                 if self._failed:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.backoff_max_s)
                     continue
-                backoff = self.config.backoff_min_s
+                if self.subscribed.is_set():
+                    backoff = self.config.backoff_min_s
                 if self.clock() - last_check >= self.config.check_every_s * NS:
                     last_check = self.clock()
                     self._check_clips()
+                retention_every = int(self.config.retention_interval_s * NS)
+                if self.config.retention_audio_days is not None and (
+                    last_retention is None or self.clock() - last_retention >= retention_every
+                ):
+                    last_retention = self.clock()
+                    self._retention()
         finally:
             self._close()
 
     def _reconnect(self) -> bool:
         self._failed = False
         self.subscribed.clear()
+        self._paho_error = ""
         try:
             if self._connected:
                 self._client.reconnect()
             else:
                 self._connect()
         except OSError as exc:
-            log.warning("cannot reach the broker %s: %s", self.config.broker, exc)
+            why = explain_tls(str(exc), self.config)
+            log.warning("cannot reach the broker %s: %s", self.config.broker, why)
             return False
         self._connected = True
         return True
@@ -257,6 +288,31 @@ class Sink:
         for request in requests:
             self._client.publish(request.topic, request.payload, qos=1)
 
+    def _publish_alerts(self) -> None:
+        if self.site_alerts is None or not self.subscribed.is_set():
+            return
+
+        def publish(topic: str, payload: bytes) -> bool:
+            info = self._client.publish(topic, payload, qos=1)
+            return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+        try:
+            self.site_alerts.publish_pending(self.db, publish, self.clock())
+        except Exception:  # tried again after the next message
+            log.exception("publishing site alerts failed")
+
+    def _retention(self) -> None:
+        try:
+            done = enforce_retention(
+                self.db, self.config.data_dir, self.config.retention_audio_days, self.clock()
+            )
+        except Exception:  # tried again at the next interval
+            log.exception("audio retention failed")
+            return
+        for error in done.errors:
+            log.warning("retention: %s", error)
+        self.ingest.counters.bump("retention_deleted", done.marked)
+
     def _finish_clips(self) -> None:
         pending, self._pending = self._pending, []
         for result in pending:
@@ -278,6 +334,7 @@ class Sink:
     ) -> None:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
+            self._paho_error = self._paho_error or f"the broker refused the connection: {reason}"
             return
         client.subscribe(self.config.topic_filter, qos=1)
 
@@ -293,6 +350,10 @@ class Sink:
             self.subscribed.set()
         else:
             log.error("subscription refused: %s", reasons)
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR and not self._paho_error:
+            self._paho_error = text
 
     def _on_disconnect(
         self,

@@ -41,6 +41,7 @@ from typing import Any, Final
 from peewee import Database, DataError, IntegrityError, fn
 
 from cloud_sink import wire
+from cloud_sink._crashpoint import crashpoint
 from cloud_sink.db import rowcount, transaction
 from cloud_sink.models import Tables, from_json, tables, to_json
 from cloud_sink.storage import ClipCorruptError, ClipStore
@@ -117,6 +118,8 @@ class Ingest:
         self.counters = Counters()
         # Called inside the transaction just before commit; a test raises here to play a crash.
         self.before_commit: Callable[[str], None] | None = None
+        # Called inside the transaction after a contact or event was stored (site alerts).
+        self.on_stored: Callable[[Database, wire.Message, int], object] | None = None
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -137,8 +140,15 @@ class Ingest:
                     result = self._chunk(topic, payload, parsed, now)
                 else:
                     result = Result(self._message(parsed, now))
+                    if (
+                        self.on_stored is not None
+                        and result.outcome is Outcome.STORED
+                        and isinstance(parsed.body, wire.Contact | wire.Event)
+                    ):
+                        self.on_stored(self.db, parsed, now)
                 if self.before_commit is not None:
                     self.before_commit(topic)
+                crashpoint("sink.commit")  # fault tests only: a no-op unless armed
         except (IntegrityError, DataError) as exc:  # redelivering it would fail the same way
             with transaction(self.db):
                 self._dead_letter(topic, payload, "integrity", str(exc), now)
@@ -179,6 +189,8 @@ class Ingest:
         if isinstance(body, wire.Event):
             added = self._events(msg.device, [body], now)
             return Outcome.STORED if added else Outcome.DUPLICATE
+        if isinstance(body, wire.Alert):
+            return self._alert(msg, body, now)
         d = self.t.devices
         d.update(
             {
@@ -192,6 +204,19 @@ class Ingest:
             }
         ).where(d.device == msg.device).execute()
         return Outcome.STORED
+
+    def _alert(self, msg: wire.Message, a: wire.Alert, now: int) -> Outcome:
+        """A device's alert, once per (site, device, alert id): the id is stable per firing."""
+        whole = {"schema": wire.SCHEMA, "msg_id": msg.msg_id, "kind": msg.kind,
+                 "device": msg.device, "site": msg.site, "alert": a.body}  # fmt: skip
+        fresh = rowcount(
+            self.db,
+            self.t.alerts.insert(
+                site=msg.site, scope=msg.device, id=a.id, rule=a.rule, at_iso=a.at,
+                body=to_json(whole), received_ns=now,
+            ).on_conflict_ignore(),
+        )  # fmt: skip
+        return Outcome.STORED if fresh else Outcome.DUPLICATE
 
     def _contact(self, msg: wire.Message, c: wire.Contact, now: int) -> Outcome:
         fresh = rowcount(
@@ -210,10 +235,12 @@ class Ingest:
                 clock_synced=c.clock_synced,
                 boot_id=c.boot_id,
                 received_ns=now,
+                video_url=c.video_url,
+                staff=c.staff,
             ).on_conflict_ignore(),
         )
         if not fresh:
-            return Outcome.DUPLICATE
+            return self._clock_correction(msg.device, c)
         if c.tags:
             self.t.tags.insert(
                 [
@@ -222,6 +249,30 @@ class Ingest:
                 ]
             ).execute()
         self._events(msg.device, list(c.events), now)
+        return Outcome.STORED
+
+    def _clock_correction(self, device: str, c: wire.Contact) -> Outcome:
+        """The same contact again, now with a synchronised clock, replaces wall times that were
+        taken from an unsynchronised one (the device corrects them when its clock syncs, see
+        docs/RELIABILITY.md); anything else about a stored contact is never rewritten."""
+        t = self.t.contacts
+        where = (t.device == device) & (t.id == c.id) & (t.clock_synced == False)  # noqa: E712
+        if not c.clock_synced or not t.select(t.id).where(where).exists():
+            return Outcome.DUPLICATE
+        t.update(
+            {
+                t.start_iso: c.start,
+                t.end_iso: c.end,
+                t.clip: None if c.clip is None else to_json(c.clip),
+                t.clock_synced: True,
+            }
+        ).where(where).execute()
+        e = self.t.events
+        for event in c.events:
+            e.update({e.at_iso: event.at, e.body: to_json(event.body)}).where(
+                (e.device == device) & (e.id == event.id)
+            ).execute()
+        self.counters.bump("clock_corrected")
         return Outcome.STORED
 
     def _events(self, device: str, events: list[wire.Event], now: int) -> int:
@@ -267,8 +318,8 @@ class Ingest:
             detail = f"chunk {ch.seq} says {ch.total}/{ch.clip_bytes}/{ch.codec}, clip {known}"
             self._dead_letter(topic, payload, "clip_mismatch", detail, now)
             return Result(Outcome.DEAD_LETTER)
-        if bool(row["complete"]):
-            return Result(Outcome.DUPLICATE)
+        if bool(row["complete"]) or row.get("audio_deleted_at") is not None:
+            return Result(Outcome.DUPLICATE)  # (retention deleted its audio: never again)
         problem = ch.corruption()
         if problem is not None:
             self._dead_letter(topic, payload, "chunk_corrupt", problem, now)
@@ -340,6 +391,7 @@ class Ingest:
             self._forget_chunks(key)
             self.counters.bump("clip_corrupt")
             return False
+        crashpoint("sink.assemble")  # fault tests only: file in place, not yet marked complete
         clips = self.t.clips
         with transaction(self.db):
             clips.update(
@@ -369,7 +421,12 @@ class Ingest:
         ready: list[ClipKey] = []
         requests: list[ResendRequest] = []
         with transaction(self.db):
-            rows = list(clips.select().where(clips.complete == False))  # noqa: E712
+            rows = list(
+                clips.select().where(
+                    (clips.complete == False)  # noqa: E712
+                    & clips.audio_deleted_at.is_null()  # retention dropped it: ask for nothing
+                )
+            )
             for row in rows:
                 key = ClipKey(row["site"], row["device"], row["clip_id"])
                 present = {
@@ -422,7 +479,7 @@ class Ingest:
             for device, clip_id, path in t.clips.select(
                 t.clips.device, t.clips.clip_id, t.clips.path
             )
-            .where(t.clips.complete == True)  # noqa: E712
+            .where((t.clips.complete == True) & t.clips.audio_deleted_at.is_null())  # noqa: E712
             .tuples()
         }
         for row in t.contacts.select().order_by(
@@ -441,6 +498,8 @@ class Ingest:
                 clip=None if row["clip"] is None else from_json(row["clip"]),
                 clock_synced=bool(row["clock_synced"]),
                 boot_id=row["boot_id"],
+                video_url=row["video_url"],
+                staff=row["staff"],
             )
             yield wire.listed(contact, device=row["device"], site=row["site"], audio=audio.get(key))
 

@@ -146,7 +146,56 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1,)
+_V2 = Migration(
+    2,
+    "alerts, annotations (reasons for dissatisfaction), contacts.video_url",
+    (
+        "ALTER TABLE contacts ADD COLUMN video_url TEXT",
+        # A device's alerts (scope = its id) and the sink's own site-level ones (scope '_site');
+        # id is the alert's stable id, so the same firing is stored once.
+        """CREATE TABLE alerts (
+            site TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            id TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            at_iso TEXT NOT NULL,
+            body TEXT NOT NULL,
+            received_ns BIGINT NOT NULL,
+            published_ns BIGINT,
+            PRIMARY KEY (site, scope, id)
+        )""",
+        "CREATE INDEX alerts_rule_at ON alerts (site, scope, rule, at_iso)",
+        # One row per reason a manager ticked for a contact.
+        """CREATE TABLE annotations (
+            id {serial},
+            device TEXT NOT NULL,
+            contact_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            note TEXT NOT NULL,
+            by_name TEXT NOT NULL,
+            at_ns BIGINT NOT NULL,
+            FOREIGN KEY (device, contact_id) REFERENCES contacts (device, id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX annotations_contact ON annotations (device, contact_id)",
+    ),
+)
+
+_V3 = Migration(
+    3,
+    "staff attribution: contacts.staff (who served the contact; NULL = unknown)",
+    (
+        "ALTER TABLE contacts ADD COLUMN staff TEXT",
+        "CREATE INDEX contacts_staff ON contacts (staff)",
+    ),
+)
+
+_V4 = Migration(
+    4,
+    "audio retention: clips.audio_deleted_at (ns the clip's audio was deleted by retention)",
+    ("ALTER TABLE clips ADD COLUMN audio_deleted_at BIGINT",),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4)
 
 
 def _render(db: Database, sql: str) -> str:

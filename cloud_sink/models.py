@@ -25,7 +25,7 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "messages": ("device", "msg_id", "kind", "received_ns"),
     "contacts": (
         "device", "id", "site", "msg_id", "start_iso", "end_iso", "duration_s", "ended_by",
-        "mode", "clip", "clock_synced", "boot_id", "received_ns",
+        "mode", "clip", "clock_synced", "boot_id", "received_ns", "video_url", "staff",
     ),
     "events": (
         "device", "id", "contact_id", "pos", "kind", "at_iso", "body", "received_ns",
@@ -34,11 +34,17 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "clips": (
         "device", "clip_id", "site", "codec", "sample_rate", "total", "clip_bytes",
         "clip_sha256", "first_seen_ns", "quiet_since_ns", "resend_requests", "complete", "path",
-        "completed_ns",
+        "completed_ns", "audio_deleted_at",
     ),
     "chunks": ("device", "clip_id", "seq", "byte_offset", "size", "sha256", "received_ns"),
     "dead_letters": (
         "id", "topic", "reason", "detail", "head", "payload_bytes", "received_ns",
+    ),
+    "alerts": (
+        "site", "scope", "id", "rule", "at_iso", "body", "received_ns", "published_ns",
+    ),
+    "annotations": (
+        "id", "device", "contact_id", "reason", "note", "by_name", "at_ns",
     ),
 }  # fmt: skip
 
@@ -54,6 +60,8 @@ class Tables:
     clips: Any
     chunks: Any
     dead_letters: Any
+    alerts: Any
+    annotations: Any
 
 
 def tables(db: Database) -> Tables:

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from cloud_sink._crashpoint import crashpoint
 from cloud_sink.wire import EXTENSIONS, valid_id, valid_name
 
 
@@ -92,6 +93,7 @@ class ClipStore:
                     digest.update(data)
                     written += len(data)
                     out.write(data)
+                    crashpoint("sink.assemble.write")  # fault tests only: a no-op unless armed
                 out.flush()
                 os.fsync(out.fileno())
             if written != size or digest.hexdigest() != sha256:
@@ -105,6 +107,19 @@ class ClipStore:
             raise
         _fsync_dir(target.parent)
         return rel
+
+    def cleanup_temporaries(self) -> int:
+        """Remove the temporary files an interrupted write or assembly left (at start)."""
+        removed = 0
+        for top in ("incoming", "clips"):
+            base = self.root / top
+            if not base.is_dir():
+                continue
+            for entry in base.rglob(".*.tmp"):
+                if entry.is_file():
+                    entry.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def drop_chunks(self, site: str, device: str, clip_id: str) -> None:
         shutil.rmtree(self._clip_dir("incoming", site, device, clip_id), ignore_errors=True)

@@ -3,10 +3,12 @@
 Rules (docs/WIRE.md, schema 1):
 - Topics are ``contactpoint/v1/<site>/<device>/<kind>``; the sink takes ``contact``, ``event``,
   ``status`` (JSON) and ``clip`` (binary chunk frames). ``cmd/...`` topics are the sink's own
-  commands and are ignored; any other topic is rejected.
+  commands and are ignored, as are ``route/<name>`` topics (managers' copies of routed
+  contacts and alerts, already ingested from their own topics); any other topic is rejected.
 - Site and device ids match ``^[a-z0-9][a-z0-9_-]{0,63}$``; msg, contact, event and clip ids are
   32 lowercase hex digits; a chunk's ``msg_id`` is ``<clip_id>.<seq>``.
-- Limits: a JSON payload at most 256 KiB; a chunk frame at most 8 + 4 KiB header + 256 KiB data.
+- Limits: a JSON payload at most 256 KiB; a chunk frame at most 8 + 4 KiB header + 256 KiB data;
+  a clip at most 1 GiB in at most 2**20 chunks (``too_large``).
 - ``schema`` is read first: an unknown version is rejected before anything else is looked at.
 - ``device`` and ``site`` in the payload must equal the topic's, ``kind`` must equal the topic's.
 - Strings must not contain NUL (PostgreSQL text cannot hold it), integers must fit 64 bits,
@@ -34,6 +36,11 @@ MAX_CHUNK_BYTES: Final = 256 * 1024
 MAX_HEADER_BYTES: Final = 4 * 1024
 CHUNK_MAGIC: Final = b"CPC1"
 MAX_FRAME_BYTES: Final = len(CHUNK_MAGIC) + 4 + MAX_HEADER_BYTES + MAX_CHUNK_BYTES
+#: a clip's announced size and chunk count are bounded too: the sink keeps a row per clip and
+#: lists its missing chunks, so an absurd ``total`` must not become a huge list (a 2-hour WAV
+#: at 16 kHz is ~230 MB; in 1 KiB chunks, the smallest the device sends, ~225 000 chunks)
+MAX_CLIP_BYTES: Final = 1024 * 1024 * 1024
+MAX_CHUNKS: Final = 1024 * 1024
 EXTENSIONS: Final = {"wav": "wav", "flac": "flac", "opus": "opus"}  # codec -> file extension
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -53,6 +60,15 @@ def valid_id(value: str) -> bool:
 
 def shared_subscription(group: str) -> str:
     return f"$share/{group}/{SUBSCRIPTION}"
+
+
+#: the device slot of a site-level alert's topic ``contactpoint/v1/<site>/_site/alert``: the
+#: sink publishes those itself and ignores them when its wildcard hands them back
+SITE_SCOPE: Final = "_site"
+
+
+def alert_topic(site: str, device: str = SITE_SCOPE) -> str:
+    return f"{ROOT}/{site}/{device}/alert"
 
 
 def resend_topic(site: str, device: str) -> str:
@@ -96,6 +112,8 @@ class Contact:
     clip: dict[str, Any] | None
     clock_synced: bool
     boot_id: str
+    video_url: str | None = None  # optional: a link into the camera archive (video config)
+    staff: str | None = None  # who served the contact; None: unknown (or an older device)
 
     def as_json(self) -> dict[str, Any]:
         """The contact object exactly as the edge sends it."""
@@ -103,8 +121,19 @@ class Contact:
             id=self.id, start=self.start, end=self.end, duration_s=self.duration_s,
             ended_by=self.ended_by, mode=self.mode, tags=list(self.tags),
             events=[e.body for e in self.events], clip=self.clip,
-            clock_synced=self.clock_synced, boot_id=self.boot_id,
+            clock_synced=self.clock_synced, boot_id=self.boot_id, video_url=self.video_url,
+            staff=self.staff,
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A device's alert (docs/WIRE.md): a rule fired; ``body`` is the whole object as sent."""
+
+    id: str
+    rule: str
+    at: str
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +145,12 @@ class Status:
     free_disk_bytes: int
     clock_synced: bool
     at: str
+    # optional (the device's health, see docs/WIRE.md): ((kind, count, detail), ...) and
+    # ((part, detail), ...); empty when the device reports none
+    alarms: tuple[tuple[str, int, str], ...] = ()
+    faults: tuple[tuple[str, str], ...] = ()
+    # optional: today's live counters and metrics (docs/WIRE.md), None when not sent
+    today: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +161,7 @@ class Message:
     kind: str
     device: str
     site: str
-    body: Contact | Event | Status
+    body: Contact | Event | Status | Alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +210,11 @@ def contact_json(
     clip: dict[str, Any] | None,
     clock_synced: bool,
     boot_id: str,
+    video_url: str | None = None,
+    staff: str | None = None,
 ) -> dict[str, Any]:
     """The contact object with the edge's keys, in the edge's order."""
-    return {
+    out = {
         "id": id,
         "start": start,
         "end": end,
@@ -189,7 +226,11 @@ def contact_json(
         "clip": clip,
         "clock_synced": clock_synced,
         "boot_id": boot_id,
+        "staff": staff,
     }
+    if video_url is not None:
+        out["video_url"] = video_url
+    return out
 
 
 class _RejectError(Exception):
@@ -212,21 +253,25 @@ def _parse(topic: str, payload: bytes) -> Parsed:
     if parts[:2] != ROOT.split("/") or len(parts) < 5:
         raise _RejectError("topic", f"not a contactpoint v1 topic: {topic[:200]!r}")
     site, device, kind = parts[2], parts[3], "/".join(parts[4:])
-    if kind.startswith("cmd/") or kind == "cmd":
+    if kind.startswith("cmd/") or kind == "cmd" or device == SITE_SCOPE:
+        return Ignored()
+    if kind.startswith("route/"):  # managers' copies (edge routes of type mqtt): not ingested
         return Ignored()
     if not (valid_name(site) and valid_name(device)):
         raise _RejectError("id", f"bad site or device id in topic {topic[:200]!r}")
     if kind == "clip":
         return _parse_chunk(site, device, payload)
-    if kind not in ("contact", "event", "status"):
+    if kind not in ("contact", "event", "status", "alert"):
         raise _RejectError("topic", f"unknown message kind {kind[:64]!r}")
     if len(payload) > MAX_JSON_BYTES:
         raise _RejectError("too_large", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
     obj = _json_object(payload)
     _envelope(obj, site, device, kind)
     msg_id = _id(obj, "msg_id")
-    body: Contact | Event | Status
-    if kind == "contact":
+    body: Contact | Event | Status | Alert
+    if kind == "alert":
+        body = _alert(_field(obj, "alert", dict))
+    elif kind == "contact":
         body = _contact(_field(obj, "contact", dict))
     elif kind == "event":
         body = _event(_field(obj, "event", dict), where="event")
@@ -240,6 +285,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         obj = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _RejectError("json", f"not JSON: {exc}") from None
+    except RecursionError:  # json recurses on nesting: "[[[[..." must not crash the sink
+        raise _RejectError("json", "not JSON: arrays or objects nested too deeply") from None
     if not isinstance(obj, dict):
         raise _RejectError("json", f"not a JSON object but {type(obj).__name__}")
     return obj
@@ -252,12 +299,13 @@ def _no_constant(name: str) -> Any:
 def _envelope(obj: dict[str, Any], site: str, device: str, kind: str) -> None:
     schema = obj.get("schema")
     if schema != SCHEMA or isinstance(schema, bool):
-        raise _RejectError("schema", f"unknown schema version {schema!r}")
+        raise _RejectError("schema", f"unknown schema version {repr(schema)[:80]}")
     if _field(obj, "kind", str) != kind:
-        raise _RejectError("mismatch", f"kind {obj['kind']!r} on a {kind!r} topic")
+        raise _RejectError("mismatch", f"kind {obj['kind'][:80]!r} on a {kind!r} topic")
     if _field(obj, "device", str) != device or _field(obj, "site", str) != site:
         raise _RejectError(
-            "mismatch", f"payload says {obj['site']!r}/{obj['device']!r}, topic {site}/{device}"
+            "mismatch",
+            f"payload says {obj['site'][:80]!r}/{obj['device'][:80]!r}, topic {site}/{device}",
         )
 
 
@@ -300,6 +348,10 @@ def _time(obj: dict[str, Any], key: str, where: str = "") -> str:
 
 
 def _event(obj: dict[str, Any], where: str) -> Event:
+    if obj.get("staff") is not None:  # optional: who was on duty (events outside contacts)
+        staff = _field(obj, "staff", str, where=where)
+        if not 0 < len(staff) <= MAX_STAFF_CHARS:
+            raise _RejectError("field", f"{where}staff must be 1..{MAX_STAFF_CHARS} characters")
     contact_id = obj.get("contact_id")
     if contact_id is not None:
         contact_id = _id(obj, "contact_id", where)
@@ -308,6 +360,22 @@ def _event(obj: dict[str, Any], where: str) -> Event:
         kind=_field(obj, "kind", str, where=where),
         at=_time(obj, "at", where),
         contact_id=contact_id,
+        body=obj,
+    )
+
+
+def _alert(obj: dict[str, Any]) -> Alert:
+    alert_id = _id(obj, "id", "alert.")
+    for key in ("count", "at_least"):
+        _field(obj, key, int, where="alert.")
+    refs = _field(obj, "refs", list, where="alert.")
+    if not all(isinstance(r, str) and "\x00" not in r for r in refs):
+        raise _RejectError("field", "alert.refs must be strings")
+    _time(obj, "window_start", "alert.")
+    return Alert(
+        id=alert_id,
+        rule=_field(obj, "rule", str, where="alert."),
+        at=_time(obj, "at", "alert."),
         body=obj,
     )
 
@@ -342,7 +410,39 @@ def _contact(obj: dict[str, Any]) -> Contact:
         clip=clip,
         clock_synced=_field(obj, "clock_synced", bool, where="contact."),
         boot_id=_field(obj, "boot_id", str, where="contact."),
+        video_url=_field(obj, "video_url", str, where="contact.") if "video_url" in obj else None,
+        staff=_staff(obj),
     )
+
+
+MAX_STAFF_CHARS: Final = 64
+MAX_TODAY_KEYS: Final = 64
+
+
+def _staff(obj: dict[str, Any]) -> str | None:
+    """The optional ``contact.staff``: a name of at most 64 characters, or null."""
+    if obj.get("staff") is None:
+        return None
+    name: str = _field(obj, "staff", str, where="contact.")
+    if not 0 < len(name) <= MAX_STAFF_CHARS:
+        raise _RejectError("field", f"contact.staff must be 1..{MAX_STAFF_CHARS} characters")
+    return name
+
+
+def _today(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The optional ``status.today``: an object of at most 64 numbers, strings, booleans or
+    nulls (the live counters); kept as sent."""
+    if "today" not in obj:
+        return None
+    today = _field(obj, "today", dict, where="status.")
+    if len(today) > MAX_TODAY_KEYS:
+        raise _RejectError("too_large", f"status.today has {len(today)} keys > {MAX_TODAY_KEYS}")
+    for key, value in today.items():
+        if value is not None and not isinstance(value, int | float | str | bool):
+            raise _RejectError("field", f"status.today.{key[:64]} is not a number or string")
+        if isinstance(value, str):
+            _field(today, key, str, where="status.today.")
+    return dict(today)
 
 
 def _status(obj: dict[str, Any]) -> Status:
@@ -354,7 +454,38 @@ def _status(obj: dict[str, Any]) -> Status:
         free_disk_bytes=_field(obj, "free_disk_bytes", int, where="status."),
         clock_synced=_field(obj, "clock_synced", bool, where="status."),
         at=_time(obj, "at", "status."),
+        alarms=tuple(
+            (
+                _field(a, "kind", str, where="status.alarms[]."),
+                _field(a, "count", int, where="status.alarms[]."),
+                _field(a, "detail", str, where="status.alarms[]."),
+            )
+            for a in _health_list(obj, "alarms")
+        ),
+        faults=tuple(
+            (
+                _field(f, "part", str, where="status.faults[]."),
+                _field(f, "detail", str, where="status.faults[]."),
+            )
+            for f in _health_list(obj, "faults")
+        ),
+        today=_today(obj),
     )
+
+
+MAX_HEALTH_ITEMS: Final = 64
+
+
+def _health_list(obj: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """An optional list of objects in a status (``alarms``, ``faults``); [] when absent."""
+    if key not in obj:
+        return []
+    items = obj[key]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise _RejectError("field", f"field status.{key!r} is not a list of objects")
+    if len(items) > MAX_HEALTH_ITEMS:
+        raise _RejectError("too_large", f"status.{key} has {len(items)} items > {MAX_HEALTH_ITEMS}")
+    return items
 
 
 def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
@@ -377,6 +508,12 @@ def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
     clip_bytes = _field(header, "clip_bytes", int)
     if msg_id != f"{clip_id}.{seq}":
         raise _RejectError("id", f"chunk msg_id {msg_id[:80]!r} is not '<clip_id>.<seq>'")
+    if clip_bytes > MAX_CLIP_BYTES or total > min(MAX_CHUNKS, max(clip_bytes, 1)):
+        raise _RejectError(
+            "too_large",
+            f"clip of {clip_bytes} bytes in {total} chunks: allowed 1..{MAX_CLIP_BYTES} bytes "
+            f"in 1..{MAX_CHUNKS} chunks, at most one chunk per byte",
+        )
     if not (0 <= seq < total and offset >= 0 and 0 <= size <= MAX_CHUNK_BYTES):
         raise _RejectError("field", f"chunk seq {seq} of {total}, offset {offset}, size {size}")
     if offset + size > clip_bytes:

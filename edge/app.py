@@ -17,21 +17,31 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from edge.alerts import AlertEvaluator, describe, observations
 from edge.audio import Clipper, Ring, cleanup_partials
+from edge.audio.clipper import CLIPS_DIR
 from edge.buttons import ButtonDecoder
 from edge.clock import NS, Clock, seconds_to_ns
 from edge.config import Config
 from edge.contact import Segmenter
+from edge.diskbudget import DiskBudget, is_disk_full
 from edge.events import Arrival, Contact, Departure, EdgeEvent, Press, Receipt, event_kind
+from edge.health import Health
+from edge.live import TodayCounters
 from edge.presence import PresenceDetector
 from edge.publish import wire
 from edge.radio import Decoder
-from edge.records import ClipInfo, ContactRecord, EventRecord
+from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
+from edge.recovery import write_sidecar
+from edge.routes import router as route_planner
+from edge.staff import Roster, StaffCall
 from edge.store import Store
 from edge.tagging import apply_rules
+from edge.video import VideoLinks
 from hardware import (
     AudioPeriod,
     AudioSpec,
@@ -158,17 +168,56 @@ class Core:
                 log.warning("removed %d half-written clip file(s) from a previous run", removed)
         self._awaiting_clip: dict[str, Contact] = {}
         self.counters = Counters()
+        # fault handling (docs/RELIABILITY.md): alarms and faults for the status message, the
+        # disk budget, saves waiting for disk space, capture stalls, the clock's first sync
+        self.health = Health()
+        self.data_dir = data_dir
+        self.budget = DiskBudget(cfg.storage, store, data_dir, self.health, CLIPS_DIR)
+        if self.clipper is not None:
+            self.clipper.on_disk_full = self.budget.on_disk_full
+        self._unsaved: list[tuple[ContactRecord, list[OutboxMessage]]] = []
+        self._audio_seen_ns = clock.monotonic_ns()
+        self._synced = clock.synchronized()
+        self._next_checks_ns = 0
         #: called for every press as soon as it is known (e.g. to play a prompt)
         self.on_press: Callable[[Press], None] | None = None
+        #: who served each contact: the shift schedule, overridden by on-duty calls
+        self.roster = Roster(cfg.staff.schedule())
+        #: today's counters for the status message (read by the publisher's thread)
+        self.today = TodayCounters(
+            cfg.staff.schedule().tz,
+            cfg.metrics.correction_factor,
+            cfg.metrics.force_majeure_threshold,
+        )
+        v = cfg.video
+        self.video: VideoLinks | None = None
+        if v.url_template:
+            self.video = VideoLinks(
+                v.url_template,
+                v.camera,
+                v.offset_s,
+                v.time_format,
+                v.timezone,
+                device=cfg.device.id,
+                site=cfg.device.site,
+            )
+        self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id)
+        #: called with each alert's wire payload after it is committed (e.g. to route it)
+        self.on_alert: list[Callable[[dict[str, Any]], None]] = []
+        #: routing by tag (edge/routes): a contact's and its alerts' deliveries are queued in
+        #: the transaction that saves them; the route workers (simulate, daemon) deliver them
+        if cfg.routes.rules:
+            store.router = route_planner(cfg.routes, device=cfg.device.id, site=cfg.device.site)
 
     # --- input -------------------------------------------------------------------------------
 
-    def handle(self, event: HardwareEvent | Receipt) -> None:
+    def handle(self, event: HardwareEvent | Receipt | StaffCall) -> None:
         if isinstance(event, ButtonEdge):
             self._to_segmenter(self.buttons.feed(event))
         elif isinstance(event, Distance):
             self._to_segmenter(self.presence.feed(event))
         elif isinstance(event, AudioPeriod):
+            self._audio_seen_ns = self.clock.monotonic_ns()
             if self.clipper is not None:
                 self._clips_ready(self.clipper.on_period(event))
         elif isinstance(event, RadioEdge):
@@ -179,10 +228,16 @@ class Core:
             self._remote_press(f"{event.protocol}:{event.code}", event.t_ns, via)
         elif isinstance(event, Receipt):
             self.segmenter.feed(event)
+        elif isinstance(event, StaffCall):  # "who is on duty now" from the till (edge/pos.py)
+            wall_ns = self.clock.wall_ns(event.t_ns)
+            self.roster.call(event.name, wall_ns)
+            self.roster.prune(wall_ns - 2 * 24 * 3600 * NS)  # contacts last hours, not days
+            log.info("on duty: %s", event.name or "(back to the shift schedule)")
         elif isinstance(event, DeviceFault):
             state = "back" if event.ok else "failed"
             log.warning("device %s %s: %s", event.part, state, event.detail)
             self.counters.faults.append(f"{event.part} {state}: {event.detail}")
+            self.health.fault(event.part, event.ok, event.detail)
         else:
             log.debug("ignored hardware event %r", event)
 
@@ -208,6 +263,11 @@ class Core:
         self._to_segmenter(self.buttons.tick(now_ns))
         self.segmenter.tick(now_ns)
         self._drain()
+        if now_ns >= self._next_checks_ns:  # at most once a second of monotonic time
+            self._next_checks_ns = now_ns + NS
+            self._check_clock()
+            self._check_audio(now_ns)
+            self._retry_unsaved()
 
     def shutdown(self, now_ns: int) -> None:
         """Close everything that is open and write it, with the audio there is."""
@@ -233,10 +293,18 @@ class Core:
                 self.clipper.request(contact.id, contact.start_ns, end_ns)
         for event in orphans:
             record = self._event_record(event, None)
+            record = replace(record, staff=self.roster.staff_at(record.wall_ns))
+            alerts = self._alerts(record)
             self.store.save_event(
-                record, [wire.event_message(record, self.cfg.device.id, self.cfg.device.site)]
+                record,
+                [
+                    wire.event_message(record, self.cfg.device.id, self.cfg.device.site),
+                    *alerts,
+                ],
             )
             self.counters.orphan_events += 1
+            self.today.add_event(record)
+            self._announce(alerts)
 
     def _clips_ready(self, clips: list[ClipInfo]) -> None:
         assert self.clipper is not None
@@ -259,8 +327,111 @@ class Core:
         outbox = [wire.contact_message(record, device.id, device.site)]
         if clip is not None:  # the audio follows its contact, in chunks
             outbox.append(wire.clip_message(clip, device.id, device.site))
-        self.store.save_contact(record, outbox)
-        self.counters.contacts += 1
+        alerts = self._alerts(record)
+        if self._commit(record, outbox + alerts):
+            self.counters.contacts += 1
+        if clip is not None:
+            self.budget.enforce()
+        self.today.add_contact(record)
+        self._announce(alerts)
+
+    # --- faults (docs/RELIABILITY.md) ----------------------------------------------------------
+
+    def _commit(self, record: ContactRecord, outbox: list[OutboxMessage]) -> bool:
+        """Sidecar, then the store transaction. A full disk never loses the contact: space is
+        freed by the budget's rules and the save tried again; failing that it waits in memory
+        and is retried every second (False)."""
+        for attempt in (1, 2):
+            try:
+                write_sidecar(self.data_dir, record)
+            except OSError as exc:  # a recovery aid only: the contact itself matters more
+                log.warning("sidecar of contact %s not written: %s", record.id, exc)
+                full = is_disk_full(exc) and attempt == 1
+                if full and self.budget.on_disk_full("a sidecar", 4096):
+                    continue
+            try:
+                self.store.save_contact(record, outbox)
+                return True
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                if attempt == 1 and self.budget.on_disk_full("the store", 1 << 20):
+                    continue
+                break
+        self._unsaved.append((record, outbox))
+        self.health.alarm("save_failed", f"contact {record.id} waits for disk space")
+        return False
+
+    def _retry_unsaved(self) -> None:
+        waiting, self._unsaved = self._unsaved, []
+        for index, (record, outbox) in enumerate(waiting):
+            try:
+                self.store.save_contact(record, outbox)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                self._unsaved.extend(waiting[index:])
+                return
+            self.counters.contacts += 1
+
+    @property
+    def unsaved(self) -> int:
+        """Contacts waiting in memory for disk space."""
+        return len(self._unsaved)
+
+    def _check_clock(self) -> None:
+        """On the clock's first synchronisation, correct what this boot saved before it."""
+        synced = self.clock.synchronized()
+        if synced and not self._synced:
+            device = self.cfg.device
+            corrected = self.store.correct_clock(
+                self.clock.boot_id(),
+                self.clock.wall_ns(0),
+                lambda record: wire.contact_message(record, device.id, device.site),
+            )
+            if corrected:
+                log.warning("clock synchronised: wall times of %d contact(s) corrected", corrected)
+        self._synced = synced
+
+    def _check_audio(self, now_ns: int) -> None:
+        """Capture stalled (microphone gone): contacts waiting for audio get what there is."""
+        if self.clipper is None or not self._awaiting_clip:
+            return
+        if now_ns - self._audio_seen_ns < seconds_to_ns(self.cfg.audio.stall_s):
+            return
+        waiting = len(self._awaiting_clip)
+        self._clips_ready(self.clipper.flush())
+        for contact_id in list(self._awaiting_clip):  # flushed without a file
+            self._save(self._awaiting_clip.pop(contact_id), None)
+        self.health.alarm(
+            "audio_stalled",
+            f"no audio for {(now_ns - self._audio_seen_ns) / NS:.0f} s: {waiting} contact(s) "
+            "saved with the audio there was",
+            waiting,
+        )
+
+    def _alerts(self, record: ContactRecord | EventRecord) -> list[OutboxMessage]:
+        """The alert rows this contact or event causes; saved in its own transaction."""
+        rules = {r.name: r for r in self.cfg.alerts.rules}
+        device = self.cfg.device
+        where = f"{device.site}/{device.id}"
+        out: list[OutboxMessage] = []
+        for firing in self.alerts.feed(observations(record)):
+            text = describe(firing, rules[firing.rule], where)
+            log.warning("alert %s", text)
+            out.append(wire.alert_message(firing, text, device.id, device.site))
+        return out
+
+    def _announce(self, alerts: list[OutboxMessage]) -> None:
+        for message in alerts:
+            for hook in self.on_alert:
+                try:
+                    hook(message.payload)
+                except Exception:  # a failing route must not stop the core loop
+                    log.exception("alert hook failed for alert %s", message.ref)
+
+    def video_url(self, wall_ns: int) -> str | None:
+        return None if self.video is None else self.video.url(wall_ns)
 
     def contact_record(self, contact: Contact, clip: ClipInfo | None) -> ContactRecord:
         end_ns = contact.end_ns if contact.end_ns is not None else contact.start_ns
@@ -280,6 +451,8 @@ class Core:
             clip=clip,
             clock_synced=self.clock.synchronized(),
             boot_id=self.clock.boot_id(),
+            video_url=self.video_url(self.clock.wall_ns(contact.start_ns)),
+            staff=self.roster.staff_at(self.clock.wall_ns(contact.start_ns)),
         )
 
     def _event_record(self, event: EdgeEvent, contact_id: str | None) -> EventRecord:
@@ -299,6 +472,7 @@ class Core:
             via=press.via if press else None,
             receipt_id=receipt.receipt_id if receipt else None,
             data=dict(receipt.data) if receipt else {},
+            video_url=self.video_url(self.clock.wall_ns(event.t_ns)),
         )
 
     def next_deadline(self) -> int | None:

@@ -142,9 +142,21 @@ def _parser() -> argparse.ArgumentParser:
     contacts.add_argument("--json", action="store_true", help="one JSON object per line")
     contacts.set_defaults(handler=_contacts)
 
+    from edge.routes.cli import add_command as add_routes_command
+
+    add_routes_command(sub)  # `contactpoint routes`: the route queues (edge/routes)
+
     from cloud_sink.cli import add_commands  # the central service's commands: `contactpoint sink`
 
     add_commands(sub)
+
+    from provisioning.cli import add_commands as add_provision_commands  # provision ca|device|…
+
+    add_provision_commands(sub)
+
+    from edge.retention import add_commands as add_retention_commands  # retention run
+
+    add_retention_commands(sub)
     return parser
 
 
@@ -212,6 +224,8 @@ def _simulate(args: argparse.Namespace) -> int:
         f"store: {data / STORE_NAME}   clips: {data / 'clips'}   "
         f"outbox: {summary.outbox_depth} messages waiting"
     )
+    if cfg.routes.rules:
+        console.print(f"routes: {summary.routes_open} deliveries waiting ('contactpoint routes')")
     return 0
 
 

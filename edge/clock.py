@@ -50,10 +50,19 @@ class SystemClock:
 class FakeClock:
     """A virtual clock for tests and the simulation: time moves only when told to."""
 
-    def __init__(self, start_wall_ns: int = 1_800_000_000 * NS, *, synced: bool = True) -> None:
+    def __init__(
+        self,
+        start_wall_ns: int = 1_800_000_000 * NS,
+        *,
+        synced: bool = True,
+        boot: str = "simulated",
+    ) -> None:
         self.now_ns = 0
         self.wall_offset_ns = start_wall_ns
         self.synced = synced
+        self.boot = boot
+        #: (monotonic instant, true wall time of monotonic 0): NTP steps the clock then
+        self.pending_sync: tuple[int, int] | None = None
 
     def monotonic_ns(self) -> int:
         return self.now_ns
@@ -65,12 +74,24 @@ class FakeClock:
         return self.synced
 
     def boot_id(self) -> str:
-        return "simulated"
+        return self.boot
+
+    def sync(self, true_start_wall_ns: int) -> None:
+        """NTP synchronised the wall clock: it jumps (either way) to the true time."""
+        self.wall_offset_ns = true_start_wall_ns
+        self.synced = True
+
+    def schedule_sync(self, at_ns: int, true_start_wall_ns: int) -> None:
+        """Synchronise when monotonic time reaches ``at_ns`` (a clock that starts wrong)."""
+        self.pending_sync = (at_ns, true_start_wall_ns)
 
     def advance_to(self, t_ns: int) -> None:
         if t_ns < self.now_ns:
             raise ValueError(f"monotonic time cannot go back: {t_ns} < {self.now_ns}")
         self.now_ns = t_ns
+        if self.pending_sync is not None and t_ns >= self.pending_sync[0]:
+            self.sync(self.pending_sync[1])
+            self.pending_sync = None
 
     def advance(self, seconds: float) -> None:
         self.advance_to(self.now_ns + round(seconds * NS))

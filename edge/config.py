@@ -8,18 +8,38 @@ as a commented TOML file, so the documentation cannot drift from the code.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import annotated_types
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
+from edge import video
 from edge._errors import UserError
+from edge.staff import (
+    DAY_MINUTES,
+    DAYS,
+    MAX_NAME,
+    Schedule,
+    Shift,
+    check_name,
+    find_overlap,
+    parse_hhmm,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Mode = Literal["presence", "window", "survey"]
@@ -360,6 +380,15 @@ class AudioSection(Section):
         Literal["wav", "flac", "opus"],
         Field(description="Clip format: wav (LPCM 16-bit), flac (lossless) or opus (Ogg)"),
     ] = "wav"
+    stall_s: Annotated[
+        float,
+        Field(
+            ge=1,
+            le=600,
+            description="No audio period for this long (microphone gone): contacts waiting "
+            "for audio are saved with the audio there is, truncated, or without a clip (s)",
+        ),
+    ] = 10.0
 
 
 class TagRule(Section):
@@ -484,6 +513,636 @@ class MqttSection(Section):
     ] = 60.0
 
 
+def _is_alert_key(key: str) -> bool:
+    head, _, rest = key.partition(":")
+    if key == "contact" or key in EVENT_KINDS or _is_question_kind(key):
+        return True
+    return head == "tag" and re.fullmatch(NAME_PATTERN, rest) is not None
+
+
+def _check_alert_key(key: str, field: str) -> None:
+    if not _is_alert_key(key):
+        hint = difflib.get_close_matches(key, [*EVENT_KINDS, "contact"], n=1)
+        raise ValueError(
+            f"{field} {key!r} is not something to count"
+            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            + f"; allowed: an event kind ({', '.join(EVENT_KINDS)}, question:N), 'contact', "
+            "or 'tag:<tag>' (contacts with that tag)"
+        )
+
+
+class AlertRule(Section):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the rule")]
+    count: Annotated[
+        str,
+        Field(
+            description="What is counted: an event kind (red, request, question:2 ...), "
+            "'contact', or 'tag:<tag>' (contacts with that tag, at their start)"
+        ),
+    ]
+    at_least: Annotated[
+        int, Field(ge=1, le=100_000, description="Fire when at least this many are in the window")
+    ]
+    share_at_least: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=1,
+            description="Also require them to be at least this share of the 'share_of' "
+            "observations in the window (unset: no share condition)",
+        ),
+    ] = None
+    share_of: Annotated[
+        list[str],
+        Field(description="The denominator of the share: observations with any of these keys"),
+    ] = ["green", "yellow", "red"]
+    within_s: Annotated[
+        float, Field(ge=1, le=7 * 86400, description="Length of the sliding window (s)")
+    ] = 900.0
+    cooldown_s: Annotated[
+        float,
+        Field(ge=0, le=7 * 86400, description="After firing, stay quiet this long (s)"),
+    ] = 900.0
+
+    @model_validator(mode="after")
+    def _keys(self) -> Self:
+        _check_alert_key(self.count, "count")
+        for key in self.share_of:
+            _check_alert_key(key, "share_of")
+        if self.share_at_least is not None and not self.share_of:
+            raise ValueError(f"rule '{self.name}': share_at_least needs share_of")
+        return self
+
+
+def _default_alert_rules() -> list[AlertRule]:
+    return [
+        AlertRule(name="negative_burst", count="red", at_least=4, share_at_least=0.5, within_s=900),
+        AlertRule(
+            name="requests_per_hour",
+            count="request",
+            at_least=10,
+            within_s=3600,
+            cooldown_s=3600,
+        ),
+    ]
+
+
+class AlertsSection(Section):
+    rules: Annotated[
+        list[AlertRule],
+        Field(
+            description="Sliding-window alert rules, checked whenever a contact or event is "
+            "saved; a firing is published on <root>/alert"
+        ),
+    ] = Field(default_factory=_default_alert_rules)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        names = [r.name for r in self.rules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"alert rule names must be unique: {', '.join(twice)}")
+        return self
+
+
+class VideoSection(Section):
+    url_template: Annotated[
+        str,
+        Field(
+            max_length=2000,
+            description="Link into the video archive, e.g. "
+            "'https://nvr.local/archive?camera={camera}&t={time}'; placeholders {camera}, "
+            "{time}, {device}, {site}; empty = no video links",
+        ),
+    ] = ""
+    camera: Annotated[
+        str,
+        Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Camera number or id here"),
+    ] = "1"
+    offset_s: Annotated[
+        float,
+        Field(
+            ge=-3600,
+            le=3600,
+            description="Added to the event time (the camera's clock offset, or lead-in) (s)",
+        ),
+    ] = 0.0
+    time_format: Annotated[
+        str,
+        Field(
+            max_length=200,
+            description="How {time} is written: epoch_s, epoch_ms, or an strftime pattern "
+            "such as '%Y-%m-%dT%H:%M:%S' (rendered in 'timezone')",
+        ),
+    ] = "epoch_s"
+    timezone: Annotated[
+        str, Field(max_length=100, description="IANA time zone of strftime times, e.g. UTC")
+    ] = "UTC"
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.url_template:
+            video.placeholders(self.url_template)
+        video.check_time_format(self.time_format)
+        video.zone(self.timezone)
+        return self
+
+
+class HomeAssistantSection(Section):
+    enabled: Annotated[
+        bool,
+        Field(
+            description="Publish Home Assistant MQTT discovery configs (retained) on connect, "
+            "one sensor per status field below"
+        ),
+    ] = False
+    discovery_prefix: Annotated[
+        str,
+        Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Home Assistant's discovery prefix"),
+    ] = "homeassistant"
+    sensors: Annotated[
+        list[str],
+        Field(
+            description="Status fields shown as sensors: names in the status object, dotted "
+            "for nested ones (e.g. 'outbox_depth', 'counters.contacts')"
+        ),
+    ] = [
+        "outbox_depth",
+        "free_disk_bytes",
+        "today.served",
+        "today.positive",
+        "today.negative",
+        "today.silent",
+        "today.support_index",
+        "today.dissatisfaction_index",
+    ]
+
+    @model_validator(mode="after")
+    def _paths(self) -> Self:
+        for path in self.sensors:
+            if not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)*", path):
+                raise ValueError(
+                    f"sensor {path!r}: write a status field name, dotted for nested fields "
+                    "(lower-case letters, digits, '_')"
+                )
+        return self
+
+
+# --- routing by tag (edge/routes) ------------------------------------------------------------
+
+ROUTE_KINDS: tuple[str, ...] = ("contact", "alert")
+#: Placeholders a route's ``template`` (and ``subject``) may use; see edge/routes/_message.py.
+ROUTE_PLACEHOLDERS: tuple[str, ...] = (
+    "device",
+    "site",
+    "kind",
+    "contact_id",
+    "tags",
+    "mode",
+    "start",
+    "end",
+    "duration_s",
+    "ended_by",
+    "staff",
+    "video_url",
+    "clip_url",
+    "delivery_id",
+    "text",
+)
+#: Placeholders of ``routes.clip_url`` (a link to a clip that is not uploaded).
+CLIP_URL_PLACEHOLDERS: tuple[str, ...] = ("site", "device", "contact_id", "ext", "path", "sha256")
+
+
+def _check_template(text: str, allowed: tuple[str, ...]) -> str:
+    import string
+
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        raise ValueError(
+            f"not a valid template: {exc} (write a literal brace as {{{{ or }}}})"
+        ) from None
+    for name in names:
+        if name not in allowed:
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            raise ValueError(
+                f"unknown placeholder {{{name}}}"
+                + (f" (did you mean {{{hint[0]}}}?)" if hint else "")
+                + f"; allowed: {', '.join(allowed)}"
+            )
+    return text
+
+
+class _RouteDestination(Section):
+    name: Annotated[
+        str,
+        Field(pattern=NAME_PATTERN, description="Name of this destination (rules name it in 'to')"),
+    ]
+    template: Annotated[
+        str,
+        Field(
+            max_length=4000,
+            description="Message text; empty = the built-in text. Placeholders: "
+            + ", ".join("{" + p + "}" for p in ROUTE_PLACEHOLDERS),
+        ),
+    ] = ""
+    timeout_s: Annotated[
+        float, Field(ge=1, le=600, description="Give up one attempt after this long (s)")
+    ] = 30.0
+
+    @model_validator(mode="after")
+    def _template(self) -> Self:
+        _check_template(self.template, ROUTE_PLACEHOLDERS)
+        return self
+
+
+class TelegramRoute(_RouteDestination):
+    chat_id: Annotated[
+        str,
+        Field(
+            pattern=r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64})$",
+            description="Chat, group (negative id) or @channel the bot writes to",
+        ),
+    ]
+    bot_token_file: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description="File holding the bot token (kept out of this config; mode 0600)",
+        ),
+    ]
+    base_url: Annotated[
+        str,
+        Field(
+            pattern=r"^https?://[^\s]+$", description="Bot API base URL (a local Bot API server)"
+        ),
+    ] = "https://api.telegram.org"
+    send_clip: Annotated[bool, Field(description="Upload the clip with the message")] = True
+    clip_method: Annotated[
+        Literal["sendAudio", "sendDocument", "sendVoice"],
+        Field(description="Bot API method for the clip (sendVoice wants Ogg/Opus clips)"),
+    ] = "sendAudio"
+    max_upload_mb: Annotated[
+        float,
+        Field(gt=0, le=2000, description="Larger clips are sent as a link (routes.clip_url) (MB)"),
+    ] = 50.0
+    per_chat_per_s: Annotated[
+        float, Field(gt=0, le=30, description="Messages per second to one chat (Bot API limit)")
+    ] = 1.0
+    group_per_min: Annotated[
+        float,
+        Field(gt=0, le=600, description="Messages per minute to one group (negative chat id)"),
+    ] = 20.0
+
+
+class FtpRoute(_RouteDestination):
+    host: Annotated[str, Field(min_length=1, max_length=253, description="FTP server")]
+    port: Annotated[int, Field(ge=1, le=65535, description="FTP control port")] = 21
+    tls: Annotated[bool, Field(description="FTPS: explicit TLS (AUTH TLS) for login and data")] = (
+        False
+    )
+    ca_file: Annotated[
+        str, Field(max_length=4096, description="CA certificate for FTPS (empty: system CAs)")
+    ] = ""
+    username: Annotated[str, Field(max_length=200, description="FTP user")] = "anonymous"
+    password_file: Annotated[
+        str, Field(max_length=4096, description="File holding the FTP password (empty: none)")
+    ] = ""
+    directory: Annotated[
+        str,
+        Field(
+            max_length=1000,
+            description="Remote directory, created when missing; placeholders {site}, "
+            "{device}, {date} (the contact's UTC day)",
+        ),
+    ] = "/{site}/{device}/{date}"
+    passive: Annotated[bool, Field(description="Passive mode (through NAT and firewalls)")] = True
+    send_clip: Annotated[bool, Field(description="Upload the clip beside its JSON record")] = True
+
+    @model_validator(mode="after")
+    def _directory(self) -> Self:
+        _check_template(self.directory, ("site", "device", "date"))
+        return self
+
+
+class EmailRoute(_RouteDestination):
+    host: Annotated[str, Field(min_length=1, max_length=253, description="SMTP server")]
+    port: Annotated[
+        int, Field(ge=1, le=65535, description="SMTP port (587 submission, 465 TLS, 25)")
+    ] = 587
+    security: Annotated[
+        Literal["starttls", "tls", "none"],
+        Field(description="starttls (upgrade the connection), tls (SMTPS) or none (loopback)"),
+    ] = "starttls"
+    ca_file: Annotated[
+        str, Field(max_length=4096, description="CA certificate for TLS (empty: system CAs)")
+    ] = ""
+    username: Annotated[str, Field(max_length=200, description="SMTP user (empty: no login)")] = ""
+    password_file: Annotated[
+        str, Field(max_length=4096, description="File holding the SMTP password")
+    ] = ""
+    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From address")] = (
+        "contactpoint@localhost"
+    )
+    recipients: Annotated[
+        list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]],
+        Field(min_length=1, description="To addresses"),
+    ]
+    subject: Annotated[
+        str,
+        Field(max_length=500, description="Subject; same placeholders as template"),
+    ] = "[{site}/{device}] {tags}"
+    attach_clip: Annotated[bool, Field(description="Attach the clip to the e-mail")] = True
+    max_attach_mb: Annotated[
+        float, Field(gt=0, le=100, description="Larger clips are sent as a link (MB)")
+    ] = 20.0
+
+    @model_validator(mode="after")
+    def _subject(self) -> Self:
+        _check_template(self.subject, ROUTE_PLACEHOLDERS)
+        if self.username and not self.password_file:
+            raise ValueError(f"route '{self.name}': username needs password_file")
+        return self
+
+
+class WebhookRoute(_RouteDestination):
+    url: Annotated[
+        str, Field(pattern=r"^https?://[^\s]+$", description="URL the JSON is POSTed to")
+    ]
+    secret_file: Annotated[
+        str,
+        Field(
+            max_length=4096,
+            description="File holding the HMAC-SHA256 key for X-Contactpoint-Signature "
+            "(empty: unsigned)",
+        ),
+    ] = ""
+    ca_file: Annotated[
+        str, Field(max_length=4096, description="CA certificate for https (empty: system CAs)")
+    ] = ""
+
+
+class MqttRoute(Section):
+    name: Annotated[
+        str,
+        Field(
+            pattern=NAME_PATTERN,
+            description="Name; the topic is contactpoint/v1/<site>/<device>/route/<name>, "
+            "published through the device's outbox and broker session",
+        ),
+    ]
+
+
+class RouteRule(Section):
+    to: Annotated[
+        list[Annotated[str, Field(pattern=NAME_PATTERN)]],
+        Field(min_length=1, description="Destination names that get what this rule matches"),
+    ]
+    tags: Annotated[
+        list[str], Field(description="Match contacts with any of these tags (empty = every one)")
+    ] = []
+    unless_tags: Annotated[
+        list[str], Field(description="...but not contacts with any of these tags")
+    ] = []
+    modes: Annotated[
+        list[Mode], Field(description="Only contacts of these modes (empty = all)")
+    ] = []
+    kinds: Annotated[
+        list[Literal["contact", "alert"]],
+        Field(min_length=1, description="What the rule routes: contacts and/or alerts"),
+    ] = ["contact"]
+
+
+_NO_DESTINATIONS = (
+    "; define it under [[routes.telegram]], [[routes.ftp]], [[routes.email]], "
+    "[[routes.webhook]] or [[routes.mqtt]]"
+)
+
+
+class RoutesSection(Section):
+    clip_url: Annotated[
+        str,
+        Field(
+            max_length=2000,
+            description="Link to a clip that is not uploaded (too large, or send_clip off); "
+            "placeholders "
+            + ", ".join("{" + p + "}" for p in CLIP_URL_PLACEHOLDERS)
+            + " (empty: the message says the clip is kept on the device)",
+        ),
+    ] = ""
+    backoff_min_s: Annotated[
+        float, Field(ge=0.05, le=600, description="First retry delay (s), doubled each try")
+    ] = 2.0
+    backoff_max_s: Annotated[
+        float, Field(ge=0.1, le=86400, description="Longest retry delay (s), with jitter")
+    ] = 300.0
+    drain_s: Annotated[
+        float,
+        Field(ge=0, le=3600, description="On stop, keep delivering this long (s); the rest waits"),
+    ] = 10.0
+    telegram: Annotated[list[TelegramRoute], Field(description="Telegram chats/groups")] = []
+    ftp: Annotated[list[FtpRoute], Field(description="FTP/FTPS servers")] = []
+    email: Annotated[list[EmailRoute], Field(description="E-mail recipients (SMTP)")] = []
+    webhook: Annotated[list[WebhookRoute], Field(description="HTTP webhooks (signed JSON)")] = []
+    mqtt: Annotated[list[MqttRoute], Field(description="MQTT topics for managers")] = []
+    rules: Annotated[
+        list[RouteRule], Field(description="Which contacts/alerts go to which destinations")
+    ] = []
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        _check_template(self.clip_url, CLIP_URL_PLACEHOLDERS)
+        seen: set[str] = set()
+        for dest in self.destinations():
+            if dest.name in seen:
+                raise ValueError(f"two route destinations are named '{dest.name}'")
+            seen.add(dest.name)
+        for index, rule in enumerate(self.rules):
+            for name in rule.to:
+                if name not in seen:
+                    hint = difflib.get_close_matches(name, sorted(seen), n=1)
+                    raise ValueError(
+                        f"rules[{index}].to names '{name}', which is no destination"
+                        + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                        + (f"; defined: {', '.join(sorted(seen))}" if seen else _NO_DESTINATIONS)
+                    )
+        return self
+
+    def destinations(
+        self,
+    ) -> list[TelegramRoute | FtpRoute | EmailRoute | WebhookRoute | MqttRoute]:
+        """Every destination, in the order: telegram, ftp, email, webhook, mqtt."""
+        return [*self.telegram, *self.ftp, *self.email, *self.webhook, *self.mqtt]
+
+
+class StorageSection(Section):
+    max_bytes: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Disk budget of this device's data (clips + store) in bytes; when it is "
+            "reached the oldest delivered clips are deleted first. 0 = no budget (the disk's "
+            "own size; a full disk is handled the same way)",
+        ),
+    ] = 0
+    delete_undelivered: Annotated[
+        bool,
+        Field(
+            description="When deleting delivered clips is not enough, also delete the oldest "
+            "clips not yet delivered (their contacts are kept and still sent, without audio)",
+        ),
+    ] = False
+
+
+class RetentionSection(Section):
+    audio_days: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=36500,
+            description="Delete a clip's audio this many days after its contact ended (personal "
+            "data: keep it no longer than needed); the contact, its events and tags stay. "
+            "Unset = keep audio until the disk budget needs the room",
+        ),
+    ] = None
+    delete_undelivered: Annotated[
+        bool,
+        Field(
+            description="Also delete, by age, audio the sink has not acknowledged yet (default: "
+            "an undelivered clip is kept until it is delivered, however old)",
+        ),
+    ] = False
+    interval_s: Annotated[
+        float,
+        Field(ge=10, le=86400, description="How often the daemon enforces the retention (s)"),
+    ] = 3600.0
+
+
+class ShiftConfig(Section):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, populate_by_name=True
+    )
+
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_NAME,
+            description="The staff member on this shift, as reports name them (e.g. 'anna')",
+        ),
+    ]
+    days: Annotated[
+        list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]],
+        Field(min_length=1, description="Weekdays the shift starts on"),
+    ]
+    from_: Annotated[
+        str, Field(alias="from", description="Local start time, HH:MM (00:00 .. 23:59)")
+    ]
+    to: Annotated[
+        str,
+        Field(
+            description="Local end time, HH:MM or 24:00; at or before 'from' = the shift ends "
+            "on the next day (a night shift)"
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def _times(self) -> Self:
+        check_name(self.name)
+        if len(set(self.days)) != len(self.days):
+            raise ValueError(f"days lists a day twice: {self.days}")
+        try:
+            start = parse_hhmm(self.from_)
+        except ValueError as exc:
+            raise ValueError(f"from: {exc}") from None
+        try:
+            end = parse_hhmm(self.to, end=True)
+        except ValueError as exc:
+            raise ValueError(f"to: {exc}") from None
+        if start == end % DAY_MINUTES and end != DAY_MINUTES:
+            raise ValueError(
+                f"from and to are both {self.from_!r}: for a 24-hour shift write "
+                "from = '00:00', to = '24:00'"
+            )
+        return self
+
+    def shift(self) -> Shift:
+        return Shift(
+            name=self.name,
+            days=frozenset(DAYS.index(d) for d in self.days),
+            start_min=parse_hhmm(self.from_),
+            end_min=parse_hhmm(self.to, end=True),
+        )
+
+
+class StaffSection(Section):
+    timezone: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=100,
+            description="IANA time zone of the shift times and of 'today' in the live "
+            "counters, e.g. 'Europe/Berlin'",
+        ),
+    ] = "UTC"
+    shifts: Annotated[
+        list[ShiftConfig],
+        Field(
+            description="Weekly shifts at this counter (one person at a time: shifts must not "
+            "overlap); 'POST /staff' at the till overrides them until the next shift change"
+        ),
+    ] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "not an IANA time zone; use e.g. 'UTC', 'Europe/Berlin', 'Asia/Yekaterinburg'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _schedule(self) -> Self:
+        shifts = [s.shift() for s in self.shifts]
+        clash = find_overlap(shifts)
+        if clash is not None:
+            i, j, at = clash
+            raise ValueError(
+                f"shifts[{j}] ({shifts[j].describe()}) overlaps shifts[{i}] "
+                f"({shifts[i].describe()}) at {at}: one counter has one person on duty at a "
+                "time; let one shift end where the other starts"
+            )
+        return self
+
+    def schedule(self) -> Schedule:
+        return Schedule([s.shift() for s in self.shifts], ZoneInfo(self.timezone))
+
+
+class MetricsSection(Section):
+    correction_factor: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1,
+            description="Share of silent customers counted as dissatisfied in the staff "
+            "dissatisfaction and loyalty indices (live counters; the sink has its own)",
+        ),
+    ] = 0.5
+    force_majeure_threshold: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=10,
+            description="Force-majeure presses per survey above which a day's quality scores "
+            "are marked not meaningful",
+        ),
+    ] = 0.1
+
+
 class Config(Section):
     device: DeviceSection = DeviceSection()
     hardware: HardwareSection = HardwareSection()
@@ -501,6 +1160,14 @@ class Config(Section):
     serial: SerialSection = SerialSection()
     nrf24: Nrf24Section = Nrf24Section()
     prompt: PromptSection = PromptSection()
+    staff: StaffSection = StaffSection()
+    metrics: MetricsSection = MetricsSection()
+    storage: StorageSection = StorageSection()
+    retention: RetentionSection = RetentionSection()
+    routes: RoutesSection = RoutesSection()
+    alerts: AlertsSection = AlertsSection()
+    video: VideoSection = VideoSection()
+    homeassistant: HomeAssistantSection = HomeAssistantSection()
 
     @model_validator(mode="after")
     def _unique_buttons(self) -> Self:
@@ -557,9 +1224,20 @@ class ConfigError(UserError):
 # --- loading -----------------------------------------------------------------------------------
 
 
+#: config and scenario files are small; a bigger one is a mistake (or hostile): refused unread
+MAX_TOML_BYTES = 1024 * 1024
+
+
 def load_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_TOML_BYTES + 1)
+        if len(raw) > MAX_TOML_BYTES:
+            raise ConfigError(
+                f"{path}: the {what} file is larger than {MAX_TOML_BYTES} bytes; is it the "
+                f"right file?"
+            )
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -568,6 +1246,8 @@ def load_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses on nested arrays and inline tables
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
 def parse_model(model: type[M], data: dict[str, Any], source: str) -> M:

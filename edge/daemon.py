@@ -24,13 +24,16 @@ import threading
 import time
 from pathlib import Path
 
-from edge import __version__
+from edge import __version__, retention
 from edge.app import Core, backend_spec
 from edge.clock import Clock, SystemClock
 from edge.config import Config
 from edge.events import Press
 from edge.pos import ReceiptServer
+from edge.publish import discovery
 from edge.publish.mqtt import Publisher
+from edge.recovery import open_store, recovered
+from edge.routes import RouteRunner
 from edge.simulate import STORE_NAME, Acked, Inbox, apply
 from edge.store import Store
 from hardware import HardwareError, LiveBackend, open_backend, open_prompt_player
@@ -60,9 +63,18 @@ def run_live(
             f"'edge run' without a scenario needs backend 'pi', not {cfg.hardware.backend!r}"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.open(data_dir / STORE_NAME)
+    store, corrupt = open_store(data_dir / STORE_NAME)
     inbox: Inbox = queue.SimpleQueue()
     core = Core(cfg, clock, store, data_dir, audio=backend.inventory.audio is not None)
+    if corrupt is not None:
+        recovered(
+            store,
+            data_dir,
+            device=cfg.device.id,
+            site=cfg.device.site,
+            health=core.health,
+            reason=corrupt,
+        )
     mqtt = cfg.mqtt if broker is None else cfg.mqtt.model_copy(update={"broker": broker})
     publisher = Publisher(
         mqtt,
@@ -73,9 +85,13 @@ def run_live(
         version=__version__,
         clock=clock,
         on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
+        retained_on_connect=discovery.provider(cfg, __version__),
+        today=core.today.snapshot,
+        health=core.health.snapshot,
     )
+    core.health.on_change = publisher.refresh_status
     receipts = (
-        ReceiptServer(cfg.receipts.host, cfg.receipts.port, clock, inbox.put)
+        ReceiptServer(cfg.receipts.host, cfg.receipts.port, clock, inbox.put, on_staff=inbox.put)
         if cfg.receipts.enabled
         else None
     )
@@ -91,13 +107,17 @@ def run_live(
                     log.warning("prompt %s not played: %s", prompt, exc)
 
         core.on_press = play_prompt
+    routes: RouteRunner | None = None
     try:
+        routes = RouteRunner(cfg.routes, store, data_dir)  # one worker per route destination
         backend.start(inbox.put)
         publisher.start()
+        routes.start()
         if receipts is not None:
             receipts.start()
         log.info("contactpoint %s running as %s at %s", __version__, cfg.device.id, cfg.device.site)
         written = 0
+        retention_next = 0  # monotonic ns of the next audio retention run (edge/retention.py)
         while not stop.is_set():
             try:
                 apply(core, store, inbox.get(timeout=TICK_S))
@@ -106,14 +126,22 @@ def run_live(
             except queue.Empty:
                 pass
             core.tick(clock.monotonic_ns())
+            retention_next = retention.periodic(
+                store, data_dir, cfg.retention, clock, retention_next
+            )
             if core.counters.saved != written:
                 written = core.counters.saved
                 publisher.notify()
+                routes.notify()
         core.shutdown(clock.monotonic_ns())
         publisher.notify()
         _deliver_acks(core, store, inbox, publisher, final_drain_s)
+        if routes:
+            routes.drain(cfg.routes.drain_s)  # what is left waits for the next start
         return core
     finally:
+        if routes is not None:
+            routes.stop()
         if receipts is not None:
             receipts.stop()
         backend.stop()

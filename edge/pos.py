@@ -10,6 +10,18 @@ The body is optional (an empty POST is a sale with no details). Fields: ``id`` (
 monotonic clock on arrival and answered ``202 {"accepted": true, ...}``; bad input gets ``400``
 with a message naming the field. ``GET /health`` answers 200. The server binds to loopback by
 default; it is an integration point for software on the same machine, not a network service.
+
+Who is on duty (staff attribution, :mod:`edge.staff`)::
+
+    curl -X POST http://127.0.0.1:8765/staff -H 'Content-Type: application/json' \\
+         -d '{"name": "anna"}'
+    curl -X DELETE http://127.0.0.1:8765/staff
+
+``POST /staff`` says "anna is on duty now": from that moment contacts are attributed to her,
+overriding the shift schedule (config section ``staff``) until the next shift change or until
+``DELETE /staff`` clears the call (the schedule applies again). ``name`` is required: 1..64
+characters, no control characters, no surrounding spaces. Both are stamped on arrival like
+receipts and answered ``202``; bad input gets ``400`` naming the field.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from typing import Any
 
 from edge.clock import Clock
 from edge.events import Receipt
+from edge.staff import StaffCall, check_name
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -52,14 +65,38 @@ def parse_receipt_body(body: bytes) -> dict[str, Any]:
     return data
 
 
+def parse_staff_body(body: bytes) -> str:
+    """The name of a ``POST /staff`` body; raise ValueError naming the field and the fix."""
+    try:
+        data = json.loads(body) if body.strip() else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f'body is not JSON ({exc}); send {{"name": "anna"}}') from None
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError('send a JSON object with a name, e.g. {"name": "anna"}')
+    unknown = sorted(set(data) - {"name"})
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; allowed: name")
+    try:
+        return check_name(data["name"])
+    except ValueError as exc:
+        raise ValueError(f"name: {exc}") from None
+
+
 class ReceiptServer:
-    """Runs the HTTP endpoint on its own thread; ``on_receipt`` must be thread-safe."""
+    """Runs the HTTP endpoint on its own thread; ``on_receipt`` (and ``on_staff``, when given:
+    without it ``/staff`` answers 404) must be thread-safe."""
 
     def __init__(
-        self, host: str, port: int, clock: Clock, on_receipt: Callable[[Receipt], None]
+        self,
+        host: str,
+        port: int,
+        clock: Clock,
+        on_receipt: Callable[[Receipt], None],
+        on_staff: Callable[[StaffCall], None] | None = None,
     ) -> None:
         self._clock = clock
         self._on_receipt = on_receipt
+        self._on_staff = on_staff
         self.accepted = 0
         self.rejected = 0
         server = self
@@ -72,6 +109,9 @@ class ReceiptServer:
                     self._answer(404, {"error": f"no such path {self.path}; use POST /receipt"})
 
             def do_POST(self) -> None:
+                if self.path == "/staff" and server._on_staff is not None:
+                    self._staff(delete=False)
+                    return
                 if self.path != "/receipt":
                     self._answer(404, {"error": f"no such path {self.path}; use POST /receipt"})
                     return
@@ -91,6 +131,30 @@ class ReceiptServer:
                 server._on_receipt(Receipt(t_ns=t_ns, receipt_id=receipt_id, data=data))
                 server.accepted += 1
                 self._answer(202, {"accepted": True, "id": receipt_id})
+
+            def do_DELETE(self) -> None:
+                if self.path == "/staff" and server._on_staff is not None:
+                    self._staff(delete=True)
+                else:
+                    self._answer(404, {"error": f"no such path {self.path}; use DELETE /staff"})
+
+            def _staff(self, *, delete: bool) -> None:
+                assert server._on_staff is not None
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    server.rejected += 1
+                    self._answer(413, {"error": f"body over {MAX_BODY} bytes"})
+                    return
+                t_ns = server._clock.monotonic_ns()
+                body = self.rfile.read(length)
+                try:
+                    name = None if delete else parse_staff_body(body)
+                except ValueError as exc:
+                    server.rejected += 1
+                    self._answer(400, {"error": str(exc)})
+                    return
+                server._on_staff(StaffCall(t_ns=t_ns, name=name))
+                self._answer(202, {"accepted": True, "on_duty": name})
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 raw = json.dumps(body).encode()

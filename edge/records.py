@@ -52,6 +52,8 @@ class EventRecord:
     via: str | None = None
     receipt_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    video_url: str | None = None  # link into the camera archive at this moment (video config)
+    staff: str | None = None  # outside a contact: who was on duty (edge.staff); else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class ContactRecord:
     clip: ClipInfo | None
     clock_synced: bool
     boot_id: str
+    video_url: str | None = None  # link into the camera archive at the contact's start
+    staff: str | None = None  # who served it (edge.staff: schedule or on-duty call); None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +81,16 @@ class OutboxMessage:
     msg_id: str
     kind: str  # contact | event | clip | status ...
     ref: str  # the id of what it is about
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteJob:
+    """One delivery to one route destination (edge/routes): written in the same transaction as
+    the contact (or alert) it carries. ``delivery_id`` stays the same across retries."""
+
+    delivery_id: str
+    destination: str
+    kind: str  # contact | alert
+    ref: str  # the id of the contact or alert
     payload: dict[str, Any]

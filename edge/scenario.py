@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from edge.clock import NS, seconds_to_ns
 from edge.config import Config, ConfigError, Section, load_toml, parse_model
+from edge.staff import check_name
 from hardware import SimCustomer, SimGap, SimPress, World
 
 MAX_DURATION_S = 7 * 24 * 3600.0
@@ -83,6 +84,25 @@ class ScenarioReceipt(Section):
     amount: Annotated[float | None, Field(ge=0, description="Sale amount")] = None
 
 
+class ScenarioOnDuty(Section):
+    at: Annotated[float, Field(ge=0, description="When the call reaches the device (s)")]
+    name: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="Who is on duty from now (like 'POST /staff' at the till); unset = "
+            "clear the call, the shift schedule applies again (like 'DELETE /staff')",
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _name(self) -> Self:
+        if self.name is not None:
+            check_name(self.name)
+        return self
+
+
 class ScenarioGap(Section):
     at: Annotated[float, Field(ge=0, description="Capture stops delivering audio at (s)")]
     length: Annotated[float, Field(gt=0, le=3600, description="For this long (s)")]
@@ -99,6 +119,7 @@ class Scenario(Section):
     presses: list[ScenarioPress] = Field(default_factory=list)
     receipts: list[ScenarioReceipt] = Field(default_factory=list)
     audio_gaps: list[ScenarioGap] = Field(default_factory=list)
+    on_duty: list[ScenarioOnDuty] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _inside(self) -> Self:
@@ -118,6 +139,8 @@ class Scenario(Section):
             check("receipts", i, r.at)
         for i, g in enumerate(self.audio_gaps):
             check("audio_gaps", i, g.at)
+        for i, d in enumerate(self.on_duty):
+            check("on_duty", i, d.at)
         return self
 
     @property

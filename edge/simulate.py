@@ -29,10 +29,15 @@ from edge._errors import UserError
 from edge.app import Core, backend_spec, settle_ns, step_ns
 from edge.clock import NS, FakeClock, seconds_to_ns
 from edge.config import Config
+from edge.diskbudget import is_disk_full
 from edge.events import Receipt
 from edge.pos import ReceiptServer
+from edge.publish import discovery
 from edge.publish.mqtt import Publisher
+from edge.recovery import open_store, recovered
+from edge.routes import RouteRunner
 from edge.scenario import Scenario, audio_path, build_world
+from edge.staff import StaffCall
 from edge.store import Store
 from hardware import HardwareEvent, SimulatedBackend, open_backend
 
@@ -47,7 +52,7 @@ class Acked:
     seqs: tuple[int, ...]
 
 
-Inbox = queue.SimpleQueue[Receipt | Acked | HardwareEvent]
+Inbox = queue.SimpleQueue[Receipt | Acked | HardwareEvent | StaffCall]
 
 
 class DeliveryError(UserError):
@@ -66,12 +71,18 @@ class Summary:
     modes: Counter[str] = field(default_factory=Counter)
     audio_seconds: float = 0.0
     outbox_depth: int = 0
+    routes_open: int = 0  # route deliveries still queued (edge/routes), kept for the next run
 
 
-def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent) -> None:
+def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent | StaffCall) -> None:
     """One item from the inbox, on the core thread (the store's single writer)."""
     if isinstance(item, Acked):
-        store.outbox.mark_sent(list(item.seqs), time.time_ns())
+        try:
+            store.outbox.mark_sent(list(item.seqs), time.time_ns())
+        except Exception as exc:  # a full disk: the rows stay unsent and go again (dupes are fine)
+            if not is_disk_full(exc):
+                raise
+            core.health.alarm("disk_full", f"acknowledgement of {len(item.seqs)} row(s) not noted")
     else:
         core.handle(item)
 
@@ -88,8 +99,12 @@ def run_simulation(
     broker: str | None = None,
     drain_timeout_s: float = 120.0,
     stop: threading.Event | None = None,
+    clock: FakeClock | None = None,
+    core_hook: Callable[[Core], None] | None = None,
 ) -> Summary:
-    clock = FakeClock(scenario.start_wall_ns, synced=True)
+    """``clock``: a prepared virtual clock (e.g. one that starts wrong and syncs later);
+    ``core_hook``: called with the core once it is built (tests look at its health)."""
+    clock = clock if clock is not None else FakeClock(scenario.start_wall_ns, synced=True)
     spec = backend_spec(
         cfg,
         build_world(scenario, cfg),
@@ -100,11 +115,25 @@ def run_simulation(
     backend = open_backend(dataclasses.replace(spec, backend="simulated"))
     if not isinstance(backend, SimulatedBackend):  # open_backend's contract for "simulated"
         raise TypeError(f"expected the simulated backend, got {type(backend).__name__}")
-    store = Store.open(data_dir / STORE_NAME)
+    store, corrupt = open_store(data_dir / STORE_NAME)
     inbox: Inbox = queue.SimpleQueue()
     publisher: Publisher | None = None
+    routes: RouteRunner | None = None
     try:
         core = Core(cfg, clock, store, data_dir, audio=backend.inventory.audio is not None)
+        if corrupt is not None:
+            recovered(
+                store,
+                data_dir,
+                device=cfg.device.id,
+                site=cfg.device.site,
+                health=core.health,
+                reason=corrupt,
+            )
+        if core_hook is not None:
+            core_hook(core)
+        routes = RouteRunner(cfg.routes, store, data_dir)  # one worker per route destination
+        routes.start()
         if broker is not None:
             publisher = Publisher(
                 cfg.mqtt.model_copy(update={"broker": broker}),
@@ -115,7 +144,11 @@ def run_simulation(
                 version=__version__,
                 clock=clock,
                 on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
+                retained_on_connect=discovery.provider(cfg, __version__),
+                today=core.today.snapshot,
+                health=core.health.snapshot,
             )
+            core.health.on_change = publisher.refresh_status
             publisher.start()
         _play(
             cfg,
@@ -133,8 +166,14 @@ def run_simulation(
         )
         if publisher is not None:
             _drain(store, inbox, core, publisher, drain_timeout_s)
-        return _summarise(store, clock.now_ns)
+        if routes:
+            routes.drain(cfg.routes.drain_s)
+        summary = _summarise(store, clock.now_ns)
+        summary.routes_open = store.routes.depth()
+        return summary
     finally:
+        if routes is not None:
+            routes.stop()
         if publisher is not None:
             publisher.stop()
         store.close()
@@ -169,9 +208,13 @@ def _play(
         ),
         key=lambda r: r.t_ns,
     )
+    calls = [StaffCall(seconds_to_ns(d.at), d.name) for d in scenario.on_duty]  # like receipts
+    till: list[Receipt | StaffCall] = sorted([*receipts, *calls], key=lambda r: r.t_ns)
     server: ReceiptServer | None = None
     if realtime and cfg.receipts.enabled:  # a real till can post receipts into the simulation
-        server = ReceiptServer(cfg.receipts.host, cfg.receipts.port, clock, inbox.put)
+        server = ReceiptServer(
+            cfg.receipts.host, cfg.receipts.port, clock, inbox.put, on_staff=inbox.put
+        )
         server.start()
     wall_start = time.monotonic()
     next_receipt = 0
@@ -189,8 +232,8 @@ def _play(
             clock.advance_to(t)
             for event in advance(t):
                 core.handle(event)
-            while next_receipt < len(receipts) and receipts[next_receipt].t_ns <= t:
-                core.handle(receipts[next_receipt])
+            while next_receipt < len(till) and till[next_receipt].t_ns <= t:
+                core.handle(till[next_receipt])
                 next_receipt += 1
             while not inbox.empty():
                 apply(core, store, inbox.get_nowait())

@@ -75,9 +75,16 @@ class BrokerConfig:
 class LocalBroker:
     """A mosquitto process on loopback; ``stop``/``start`` keep its persisted sessions."""
 
-    def __init__(self, data_dir: Path, port: int = 0, *, extra: str = "") -> None:
+    def __init__(
+        self, data_dir: Path, port: int = 0, *, extra: str = "", allow_anonymous: bool = True
+    ) -> None:
         self.data_dir = data_dir
-        self.config = BrokerConfig(port=port or free_port(), data_dir=data_dir, extra=extra)
+        self.config = BrokerConfig(
+            port=port or free_port(),
+            data_dir=data_dir,
+            extra=extra,
+            allow_anonymous=allow_anonymous,
+        )
         self._binary = find_mosquitto()
         self._process: subprocess.Popen[bytes] | None = None
 

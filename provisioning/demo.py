@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cloud_sink import Sink, SinkConfig
+from cloud_sink.alerts import Rule, SiteAlerts
 from cloud_sink.metrics import ShiftMetrics, shift_metrics
 from edge._errors import UserError
 from edge.config import Config
@@ -30,6 +31,11 @@ from edge.simulate import STORE_NAME, Summary, run_simulation
 from provisioning.broker import BrokerError, LocalBroker
 
 DEVICE, SITE = "cp-demo-1", "demo-shop"
+_EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DEMO_SHIFTS = [  # busy_shift starts at 09:00 UTC
+    {"name": "anna", "days": _EVERY_DAY, "from": "06:00", "to": "09:30"},
+    {"name": "bob", "days": _EVERY_DAY, "from": "09:30", "to": "18:00"},
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,8 @@ def run_demo(
         broker_url = broker.url
         console.print(f"broker: mosquitto on {broker_url} (data in {data / 'broker'})")
     sink = Sink(
-        SinkConfig(broker=broker_url, data_dir=data / "sink", resend_after_s=5, check_every_s=1)
+        SinkConfig(broker=broker_url, data_dir=data / "sink", resend_after_s=5, check_every_s=1),
+        alerts=SiteAlerts([Rule("negative_burst", "red", 4, share_at_least=0.5)]),  # site-wide
     )
     try:
         sink.start()
@@ -74,7 +81,11 @@ def run_demo(
             raise UserError(f"the sink could not subscribe at {broker_url}")
         console.print(f"sink: subscribed, storing into {data / 'sink'}")
         cfg = Config.model_validate(
-            {"device": {"id": DEVICE, "site": SITE}, "mqtt": {"broker": broker_url}}
+            {
+                "device": {"id": DEVICE, "site": SITE},
+                "mqtt": {"broker": broker_url},
+                "staff": {"shifts": DEMO_SHIFTS},  # the shift's first half anna, then bob
+            }
         )
         scenario = busy_shift(minutes / 60, seed=7)
         console.print(
@@ -163,3 +174,4 @@ def print_result(result: DemoResult, console: Console) -> None:
         f"      sink database {data / 'sink' / 'sink.db'}, sink clips {data / 'sink' / 'clips'}"
     )
     console.print(f"list them: contactpoint sink contacts --data {data / 'sink'} --json")
+    console.print(f"metrics per seller: contactpoint sink report --data {data / 'sink'} --by staff")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.alerts import Firing, alert_id
 from edge.clock import NS
 from edge.records import ClipInfo, ContactRecord, EventRecord
 
@@ -51,6 +52,7 @@ EVENTS = (
         gesture="short",
         duration_ns=100_000_000,
         via="gpio",
+        video_url="https://nvr.local/archive?camera=3&t=1795424460",
     ),
     EventRecord(
         id="e0000000000000000000000000000004",
@@ -74,6 +76,8 @@ CONTACT = ContactRecord(
     clip=CLIP,
     clock_synced=True,
     boot_id="3c1e5a52-5b39-4a8e-9a39-6f0d7c1b2a11",
+    staff="anna",
+    video_url="https://nvr.local/archive?camera=3&t=1795424410",
 )
 
 ORPHAN = EventRecord(
@@ -89,3 +93,47 @@ ORPHAN = EventRecord(
 )
 
 CHUNK_DATA = bytes(range(256)) * 4  # 1024 bytes
+
+#: the golden alert (tests/fixtures/wire/alert.json): 4 red of 6 ratings within 15 minutes
+ALERT = Firing(
+    id=alert_id(DEVICE, "negative_burst", START + 590 * NS),
+    rule="negative_burst",
+    scope=DEVICE,
+    at_ns=START + 590 * NS,
+    window_start_ns=START + 590 * NS - 900 * NS,
+    count=4,
+    at_least=4,
+    total=6,
+    share=0.6667,
+    share_at_least=0.5,
+    refs=(
+        "e0000000000000000000000000000003",
+        "e0000000000000000000000000000006",
+        "e0000000000000000000000000000007",
+        "e0000000000000000000000000000005",
+    ),
+)
+ALERT_TEXT = "negative_burst: 4 x red within 15 min at site-1/cp-0001 (4 of 6, 67%)"
+
+#: today's live counters in the golden status (edge.live.TodayCounters.snapshot's keys)
+TODAY = {
+    "date": "2026-11-23",
+    "served": 4,
+    "positive": 1,
+    "negative": 1,
+    "silent": 2,
+    "productive": 2,
+    "receipts": 3,
+    "surveys": 2,
+    "force_majeure": 1,
+    "visitors": 4,
+    "support_index": 0.25,
+    "dissatisfaction_index": 0.25,
+    "staff_dissatisfaction_index": 0.5,
+    "loyalty_index": -0.25,
+    "personal_conversion": 0.5,
+    "exact_conversion": 0.6667,
+    "visitor_coverage": 0.5,
+    "force_majeure_level": 0.5,
+    "meaningful": False,
+}

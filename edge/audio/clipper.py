@@ -21,7 +21,9 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from hardware import AudioPeriod
 log = logging.getLogger(__name__)
 
 CLIPS_DIR = "clips"
+MAX_ID_CHARS = 128  # a contact id names its clip file: no separators, NUL, dot files, or huge
 
 
 @dataclass(slots=True)
@@ -68,6 +71,9 @@ class Clipper:
         self.pre_roll_ns = pre_roll_ns
         self.post_roll_ns = post_roll_ns
         self._failed: list[str] = []
+        #: called with (what, bytes needed) when the OS says ENOSPC; True if it freed space (the
+        #: write is then tried once more)
+        self.on_disk_full: Callable[[str, int], bool] | None = None
         self._anchor: tuple[int, int] | None = None
         self._pending: dict[str, _Request] = {}
 
@@ -89,8 +95,14 @@ class Clipper:
 
     def request(self, contact_id: str, start_ns: int, end_ns: int) -> None:
         """Ask for the audio of ``[start_ns, end_ns]`` plus pre- and post-roll."""
-        if not contact_id or contact_id.startswith(".") or Path(contact_id).name != contact_id:
-            raise ValueError(f"contact id {contact_id!r} cannot be a clip file name")
+        if (
+            not contact_id
+            or contact_id.startswith(".")
+            or Path(contact_id).name != contact_id
+            or "\x00" in contact_id
+            or len(contact_id) > MAX_ID_CHARS
+        ):
+            raise ValueError(f"contact id {contact_id[:80]!r} cannot be a clip file name")
         if contact_id in self._pending:
             raise ValueError(f"a clip for contact {contact_id!r} is already pending")
         if end_ns < start_ns:
@@ -166,9 +178,18 @@ class Clipper:
             return None
         relative = f"{CLIPS_DIR}/{contact_id}{CODEC_EXTENSIONS[self.codec]}"
         try:
-            sha256, size = write_clip(
-                self.data_dir / relative, cut.samples, self.sample_rate, self.codec
-            )
+            try:
+                sha256, size = write_clip(
+                    self.data_dir / relative, cut.samples, self.sample_rate, self.codec
+                )
+            except OSError as exc:
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                need = cut.samples.nbytes + 4096  # the clip at most (WAV), with headers
+                if not (full and self.on_disk_full and self.on_disk_full(contact_id, need)):
+                    raise
+                sha256, size = write_clip(  # space was freed: once more
+                    self.data_dir / relative, cut.samples, self.sample_rate, self.codec
+                )
         except OSError:
             self._failed.append(contact_id)
             log.exception("could not write the clip of contact %s", contact_id)

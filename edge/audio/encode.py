@@ -25,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from edge._crashpoint import crashpoint
+
 Codec = Literal["wav", "flac", "opus"]
 
 CODEC_EXTENSIONS: Final[dict[str, str]] = {"wav": ".wav", "flac": ".flac", "opus": ".opus"}
@@ -60,6 +62,7 @@ def write_clip(
             ) as out:
                 out.write(block)
             f.flush()
+            crashpoint("clip.write")  # fault tests only: a no-op unless armed
             os.fsync(f.fileno())
             f.seek(0)
             digest = hashlib.sha256()

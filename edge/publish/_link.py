@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from paho.mqtt.properties import Properties
 
 from edge._errors import UserError
 from edge.config import MqttSection
+from edge.publish._tls import ClosingSSLSocket
+
+log = logging.getLogger(__name__)
 
 
 class LinkConfigError(UserError):
@@ -97,7 +101,15 @@ def _password(cfg: MqttSection) -> str:
         return ""
     if not cfg.username:
         raise LinkConfigError("mqtt.password_file is set but mqtt.username is empty")
-    text = _readable(cfg.password_file, "password_file").read_text(encoding="utf-8")
+    path = _readable(cfg.password_file, "password_file")
+    if path.stat().st_mode & 0o077:
+        log.warning(
+            "mqtt.password_file %s can be read by other users (mode %o): chmod 600 %s",
+            path,
+            path.stat().st_mode & 0o777,
+            path,
+        )
+    text = path.read_text(encoding="utf-8")
     return text.rstrip("\r\n")
 
 
@@ -109,6 +121,7 @@ def _tls_context(cfg: MqttSection) -> ssl.SSLContext:
         raise LinkConfigError(
             f"mqtt.ca_file: {cfg.ca_file} is not a PEM CA certificate ({exc})"
         ) from None
+    context.sslsocket_class = ClosingSSLSocket  # a failed handshake leaks no socket
     if cfg.key_file and not cfg.cert_file:
         raise LinkConfigError("mqtt.key_file is set without mqtt.cert_file")
     if cfg.cert_file:

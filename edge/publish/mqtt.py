@@ -49,7 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.clock import Clock
 from edge.config import MqttSection
-from edge.publish import wire
+from edge.publish import _tls, wire
 from edge.publish._link import (
     Link,
     LinkConfigError,
@@ -90,6 +90,11 @@ class _ClipUnavailableError(Exception):
     """The clip file cannot be sent (gone, unreadable, outside the data dir, changed)."""
 
 
+class _ClipGoneError(_ClipUnavailableError):
+    """The clip file was deleted while its row was being sent (the disk budget): it will never
+    be there again, so the row is finished like a missing clip, not retried."""
+
+
 @dataclass(eq=False, slots=True)
 class _Job:
     """The messages of one outbox row (``seq``) or of one resend request (``seq`` None)."""
@@ -116,7 +121,10 @@ class Publisher:
         clock: Clock,
         on_acked: Callable[[list[int]], None] | None = None,
         free_disk: Callable[[], int] | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
         random_source: Callable[[], float] = random.random,
+        retained_on_connect: Callable[[], list[Message]] | None = None,
+        today: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         self._cfg = cfg
         self._link: Link = resolve(cfg)  # fails now, naming the file, if the config is bad
@@ -128,7 +136,13 @@ class Publisher:
         self._clock = clock
         self._on_acked = on_acked or self._mark_sent
         self._free_disk = free_disk or self._disk_free
+        self._health = health  # alarms and faults for the status message (edge.health)
         self._random = random_source
+        #: extra retained messages (topic, payload) published on every connect, e.g. the
+        #: Home Assistant discovery configs (edge/publish/discovery.py)
+        self._retained_on_connect = retained_on_connect
+        #: today's live counters for the status, given the wall time (edge.live.TodayCounters)
+        self._today = today
         self._resend_topic = wire.resend_topic(site, device)
         self._status_topic = wire.topic(site, device, "status")
 
@@ -168,6 +182,11 @@ class Publisher:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+    def refresh_status(self) -> None:
+        """Health changed: publish the retained status now rather than at the next interval."""
+        self._status_due = 0.0
+        self._wake.set()
 
     def notify(self) -> None:
         """New rows were committed: look at the outbox now rather than at the next poll."""
@@ -220,19 +239,27 @@ class Publisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_log = self._on_log
+        self._paho_error = ""
         self._reset_session()
         self._refused = False
         self._client = client
         try:
             open_connection(client, self._link)
         except OSError as exc:
-            self._error(f"cannot reach the broker at {self._link.url}: {exc}")
+            why = _tls.explain(str(exc), self._cfg, self._link.host)
+            self._error(f"cannot reach the broker at {self._link.url}: {why}")
             return False
         accepted = False
         connack_deadline = time.monotonic() + CONNACK_TIMEOUT_S
         try:
             while not self._stop.is_set():
                 if client.loop(TICK_S) != paho.MQTT_ERR_SUCCESS or self._refused:
+                    if not (accepted or self._connected or self._refused):
+                        # dropped before CONNACK: TLS 1.3 rejects a client certificate here
+                        cause = self._paho_error or "connection closed"
+                        why = _tls.explain(cause, self._cfg, self._link.host)
+                        self._error(f"the broker at {self._link.url} closed the connection: {why}")
                     break
                 if not self._connected:
                     if accepted or time.monotonic() > connack_deadline:
@@ -303,6 +330,12 @@ class Publisher:
         self._sessions += 1
         log.info("connected to %s (session present: %s)", self._link.url, flags.session_present)
         client.subscribe(self._resend_topic, qos=1)
+        if self._retained_on_connect is not None:
+            try:
+                for topic, payload in self._retained_on_connect():
+                    client.publish(topic, payload, qos=1, retain=True)
+            except Exception as exc:  # a broken provider must not cost the connection
+                self._error(f"retained_on_connect failed: {exc!r}")
         self._publish_status(client)
 
     def _on_disconnect(
@@ -348,6 +381,10 @@ class Publisher:
         self._resends.append(job)
         self._count(resends=1)
 
+    def _on_log(self, client: paho.Client, userdata: Any, level: int, text: str) -> None:
+        if level == paho.MQTT_LOG_ERR and not self._paho_error:
+            self._paho_error = text  # the first error of a connection is the cause
+
     # --- publishing ----------------------------------------------------------------------------
 
     def _pump(self, client: paho.Client) -> bool:
@@ -359,6 +396,10 @@ class Publisher:
             try:
                 topic, payload = next(job.messages)
             except StopIteration:
+                self._retire(job)
+                continue
+            except _ClipGoneError as exc:
+                self._error(f"clip deleted while being sent, row finished: {exc}", clips_missing=1)
                 self._retire(job)
                 continue
             except _ClipUnavailableError as exc:
@@ -422,8 +463,11 @@ class Publisher:
         return self._rows.popleft()
 
     def _row_job(self, row: OutboxRow) -> _Job | None:
-        if row.kind in ("contact", "event"):
+        if row.kind in ("contact", "event", "alert"):
             topic = wire.topic(self._site, self._device, row.kind)
+            return _Job(row.seq, iter([(topic, wire.encode_json(row.payload))]))
+        if row.kind == "route" and isinstance(row.payload.get("route"), str):  # edge/routes
+            topic = wire.route_topic(self._site, self._device, row.payload["route"])
             return _Job(row.seq, iter([(topic, wire.encode_json(row.payload))]))
         if row.kind != "clip":
             self._error(
@@ -497,6 +541,8 @@ class Publisher:
                 with path.open("rb") as file:
                     file.seek(offset)
                     data = file.read(size)
+            except FileNotFoundError:
+                raise _ClipGoneError(f"{path}: deleted") from None
             except OSError as exc:
                 raise _ClipUnavailableError(f"{path}: {exc.strerror or exc}") from None
             if len(data) != expected:
@@ -530,6 +576,8 @@ class Publisher:
             free_disk_bytes=self._free_disk(),
             clock_synced=clock.synchronized(),
             at_wall_ns=clock.wall_ns(clock.monotonic_ns()),
+            health=None if self._health is None else self._health(),
+            today=None if self._today is None else self._today(clock.wall_ns(clock.monotonic_ns())),
         )
 
     def _publish_status(self, client: paho.Client) -> None:

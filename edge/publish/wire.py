@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edge.alerts import Firing
 from edge.clock import NS
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
 
@@ -46,6 +47,8 @@ def event_json(rec: EventRecord) -> dict[str, Any]:
         "question": rec.question,
         "via": rec.via,
         "receipt_id": rec.receipt_id or None,
+        "video_url": rec.video_url,
+        "staff": rec.staff,  # outside a contact only: who was on duty
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     if rec.data:
@@ -76,7 +79,7 @@ def contact_json(rec: ContactRecord) -> dict[str, Any]:
     clip = None
     if rec.clip is not None:
         clip = clip_json(rec.clip, rec.clip.start_ns + offset, rec.clip.end_ns + offset)
-    return {
+    out = {
         "id": rec.id,
         "start": iso(rec.start_wall_ns),
         "end": iso(rec.end_wall_ns),
@@ -88,7 +91,11 @@ def contact_json(rec: ContactRecord) -> dict[str, Any]:
         "clip": clip,
         "clock_synced": rec.clock_synced,
         "boot_id": rec.boot_id,
+        "staff": rec.staff,  # who served the contact (edge.staff); null: unknown
     }
+    if rec.video_url is not None:
+        out["video_url"] = rec.video_url
+    return out
 
 
 def _envelope(kind: str, device: str, site: str, body_key: str, body: Any) -> dict[str, Any]:
@@ -186,6 +193,8 @@ def status_payload(
     free_disk_bytes: int,
     clock_synced: bool,
     at_wall_ns: int,
+    health: dict[str, Any] | None = None,
+    today: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     payload = _envelope(
         "status",
@@ -202,7 +211,45 @@ def status_payload(
             "at": iso(at_wall_ns),
         },
     )
+    if today is not None:  # optional: today's live counters (edge.live.TodayCounters)
+        payload["status"]["today"] = today
+    if health:  # optional: "alarms" and "faults" (edge.health), only when there are any
+        payload["status"].update(
+            {key: health[key] for key in ("alarms", "faults") if health.get(key)}
+        )
     return payload
+
+
+def alert_json(firing: Firing, text: str) -> dict[str, Any]:
+    """An alert (:mod:`edge.alerts`): which rule fired, when, over which window and items."""
+    return {
+        "id": firing.id,
+        "rule": firing.rule,
+        "scope": "site" if firing.scope == SITE_SCOPE else "device",
+        "at": iso(firing.at_ns),
+        "window_start": iso(firing.window_start_ns),
+        "count": firing.count,
+        "at_least": firing.at_least,
+        "total": firing.total,
+        "share": firing.share,
+        "share_at_least": firing.share_at_least,
+        "refs": list(firing.refs),
+        "text": text,
+    }
+
+
+def alert_message(firing: Firing, text: str, device: str, site: str) -> OutboxMessage:
+    payload = _envelope("alert", device, site, "alert", alert_json(firing, text))
+    return OutboxMessage(payload["msg_id"], "alert", firing.id, payload)
+
+
+#: the device id slot of a site-level alert's topic (the sink publishes those)
+SITE_SCOPE = "_site"
+
+
+def discovery_topic(prefix: str, component: str, object_id: str) -> str:
+    """Home Assistant MQTT discovery: ``<prefix>/<component>/<object_id>/config``."""
+    return f"{prefix}/{component}/{object_id}/config"
 
 
 def resend_topic(site: str, device: str) -> str:
@@ -253,6 +300,8 @@ def parse_resend(data: bytes) -> tuple[str, list[int]]:
         body = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"resend request is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("resend request is not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ValueError("resend request is not a JSON object")
     clip_id, seqs = body.get("clip_id"), body.get("seqs")
@@ -263,3 +312,20 @@ def parse_resend(data: bytes) -> tuple[str, list[int]]:
     ):
         raise ValueError("resend request without a 'seqs' list of integers")
     return clip_id, seqs
+
+
+def route_topic(site: str, device: str, name: str) -> str:
+    """A route destination of type mqtt (edge/routes): what managers subscribe to."""
+    return topic(site, device, f"route/{name}")
+
+
+def route_message(
+    name: str, about: str, ref: str, body: dict[str, Any], *, device: str, site: str
+) -> OutboxMessage:
+    """An outbox row the publisher sends on :func:`route_topic`: the routed contact or alert
+    (``about``) under its own key, e.g. ``{"route": "managers", "about": "contact",
+    "contact": {...}}``."""
+    payload = _envelope("route", device, site, about, body)
+    payload["route"] = name
+    payload["about"] = about
+    return OutboxMessage(payload["msg_id"], "route", ref, payload)

@@ -9,6 +9,7 @@ from peewee import IntegrityError
 from edge.store.db import PRAGMAS, Store, StoreError, connect
 from edge.store.migrations import MIGRATIONS, Migration, SchemaError, migrate, schema_version
 from edge.store.outbox import Outbox, OutboxRow
+from edge.store.route_queue import RouteCounts, RouteQueue, RouteRow
 
 __all__ = [
     "MIGRATIONS",
@@ -17,6 +18,9 @@ __all__ = [
     "Migration",
     "Outbox",
     "OutboxRow",
+    "RouteCounts",
+    "RouteQueue",
+    "RouteRow",
     "SchemaError",
     "Store",
     "StoreError",

@@ -23,8 +23,9 @@ from typing import Any, Final
 
 from peewee import SQL, DatabaseError, SqliteDatabase
 
+from edge._crashpoint import crashpoint
 from edge._errors import UserError
-from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
+from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage, RouteJob
 from edge.store.migrations import migrate
 from edge.store.models import (
     ClipModel,
@@ -36,8 +37,14 @@ from edge.store.models import (
     to_json,
 )
 from edge.store.outbox import Outbox, add_messages
+from edge.store.route_queue import RouteQueue, add_route_jobs
 
 BUSY_TIMEOUT_MS: Final = 5_000
+#: (contact or None, its outbox rows) -> (route deliveries, extra outbox rows); edge/routes/plan.py
+Router = Callable[
+    [ContactRecord | None, Sequence[OutboxMessage]],
+    tuple[Sequence[RouteJob], Sequence[OutboxMessage]],
+]
 PRAGMAS: Final[tuple[tuple[str, str | int], ...]] = (
     # WAL: readers (the CLI, a backup) never block the writer and the writer never blocks them;
     # a commit appends to the -wal file instead of rewriting pages of the main file in place.
@@ -100,6 +107,11 @@ class Store:
         self.path = path
         self._clock = clock
         self.outbox = Outbox(db)
+        self.routes = RouteQueue(db)
+        #: routing by tag (edge/routes.plan.router): the route deliveries and extra outbox rows
+        #: of a contact (or None for an orphan event) and its outbox rows, written in the same
+        #: transaction; None = nothing is routed
+        self.router: Router | None = None
 
     @classmethod
     def open(cls, path: Path, *, clock: Callable[[], int] = time.time_ns) -> Store:
@@ -127,8 +139,14 @@ class Store:
     ) -> None:
         self.close()
 
-    def save_contact(self, rec: ContactRecord, outbox: Sequence[OutboxMessage]) -> bool:
-        """Write the contact, its events, tags, clip and ``outbox`` in one transaction.
+    def save_contact(
+        self,
+        rec: ContactRecord,
+        outbox: Sequence[OutboxMessage],
+        routes: Sequence[RouteJob] = (),
+    ) -> bool:
+        """Write the contact, its events, tags, clip, ``outbox`` and route deliveries
+        (``routes``) in one transaction.
 
         Returns False, writing nothing, when a contact with this id is stored already.
         Raises ValueError when an event or the clip names another contact, and
@@ -143,6 +161,7 @@ class Store:
         if rec.clip is not None and rec.clip.contact_id != rec.id:
             raise ValueError(f"the clip of contact {rec.id} names contact {rec.clip.contact_id}")
         created_ns = self._clock()
+        routes, outbox = self._routed(rec, routes, outbox)
         with bound(self._db), self._db.atomic("IMMEDIATE"):
             if ContactModel.select().where(ContactModel.id == rec.id).exists():
                 return False
@@ -157,6 +176,8 @@ class Store:
                 clock_synced=rec.clock_synced,
                 boot_id=rec.boot_id,
                 created_ns=created_ns,
+                video_url=rec.video_url,
+                staff=rec.staff,
             ).execute()
             for event in rec.events:
                 EventModel.insert(_event_fields(event)).execute()
@@ -165,6 +186,8 @@ class Store:
             if rec.clip is not None:
                 ClipModel.insert(_clip_fields(rec.clip)).execute()
             add_messages(outbox, created_ns)
+            add_route_jobs(routes, created_ns)
+            crashpoint("store.commit")  # fault tests only: a no-op unless armed
         return True
 
     def save_event(self, rec: EventRecord, outbox: Sequence[OutboxMessage]) -> bool:
@@ -173,12 +196,39 @@ class Store:
         Returns False, writing nothing, when an event with this id is stored already.
         An event naming a contact needs that contact stored (else ``peewee.IntegrityError``).
         """
+        routes, outbox = self._routed(None, (), outbox)
         with bound(self._db), self._db.atomic("IMMEDIATE"):
             if EventModel.select().where(EventModel.id == rec.id).exists():
                 return False
             EventModel.insert(_event_fields(rec)).execute()
-            add_messages(outbox, self._clock())
+            created_ns = self._clock()
+            add_messages(outbox, created_ns)
+            add_route_jobs(routes, created_ns)
         return True
+
+    def _routed(
+        self,
+        rec: ContactRecord | None,
+        routes: Sequence[RouteJob],
+        outbox: Sequence[OutboxMessage],
+    ) -> tuple[Sequence[RouteJob], Sequence[OutboxMessage]]:
+        if self.router is None:
+            return routes, outbox
+        more_routes, more_outbox = self.router(rec, outbox)
+        return [*routes, *more_routes], [*outbox, *more_outbox]
+
+    def save_routes(self, routes: Sequence[RouteJob], outbox: Sequence[OutboxMessage] = ()) -> int:
+        """Queue route deliveries (e.g. of an alert) and their outbox rows atomically; return
+        how many deliveries were new (one already queued for its destination is skipped)."""
+        with bound(self._db), self._db.atomic("IMMEDIATE"):
+            created_ns = self._clock()
+            add_messages(outbox, created_ns)
+            return add_route_jobs(routes, created_ns)
+
+    def save_messages(self, outbox: Sequence[OutboxMessage]) -> None:
+        """Write standalone outbox rows (e.g. an alert about data already stored), atomically."""
+        with bound(self._db), self._db.atomic("IMMEDIATE"):
+            add_messages(outbox, self._clock())
 
     def contacts(self) -> list[ContactRecord]:
         """All contacts with their events, tags and clip.
@@ -218,6 +268,8 @@ class Store:
                 clip=clips.get(r.id),
                 clock_synced=r.clock_synced,
                 boot_id=r.boot_id,
+                video_url=r.video_url,
+                staff=r.staff,
             )
             for r in rows
         ]
@@ -234,6 +286,108 @@ class Store:
             cursor = self._db.execute_sql("PRAGMA integrity_check")  # type: ignore[no-untyped-call]
             rows = cursor.fetchall()
         return "\n".join(str(row[0]) for row in rows)
+
+    def quick_check(self) -> str:
+        """The result of ``PRAGMA quick_check`` (the cheaper check run at every start)."""
+        with bound(self._db):
+            cursor = self._db.execute_sql("PRAGMA quick_check")  # type: ignore[no-untyped-call]
+            rows = cursor.fetchall()
+        return "\n".join(str(row[0]) for row in rows)
+
+    def clip_files(self) -> list[tuple[str, str, bool]]:
+        """Every clip as (contact id, path relative to the data dir, delivered), oldest first.
+
+        Delivered: no unsent ``clip`` outbox row is left for it (the broker acknowledged every
+        chunk, or the row was purged after it was sent)."""
+        sql = (
+            "SELECT c.contact_id, c.path, NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = "
+            "'clip' AND o.ref = c.contact_id AND o.sent_ns IS NULL) FROM clips c "
+            "JOIN contacts k ON k.id = c.contact_id ORDER BY k.rowid"
+        )
+        with bound(self._db):
+            cursor = self._db.execute_sql(sql)  # type: ignore[no-untyped-call]
+            return [(str(a), str(b), bool(c)) for a, b, c in cursor.fetchall()]
+
+    def audio_on_disk(self) -> list[tuple[str, str, int, bool]]:
+        """Clips whose audio retention has not deleted yet, oldest first: (contact id, path
+        relative to the data dir, the contact's end wall ns, delivered). Delivered: neither the
+        contact's nor the clip's outbox row is unsent."""
+        sql = (
+            "SELECT c.contact_id, c.path, k.end_wall_ns, NOT EXISTS (SELECT 1 FROM outbox o "
+            "WHERE o.kind IN ('contact', 'clip') AND o.ref = c.contact_id AND o.sent_ns IS NULL) "
+            "FROM clips c JOIN contacts k ON k.id = c.contact_id "
+            "WHERE c.audio_deleted_at IS NULL ORDER BY k.rowid"
+        )
+        with bound(self._db):
+            cursor = self._db.execute_sql(sql)  # type: ignore[no-untyped-call]
+            return [(str(a), str(b), int(c), bool(d)) for a, b, c, d in cursor.fetchall()]
+
+    def mark_audio_deleted(self, contact_ids: Sequence[str], at_wall_ns: int) -> int:
+        """Record that these clips' files were deleted by retention (rows already marked keep
+        their time); how many rows were marked now."""
+        marked = 0
+        with bound(self._db), self._db.atomic("IMMEDIATE"):
+            for start in range(0, len(contact_ids), 500):
+                marked += (
+                    ClipModel.update(audio_deleted_at=at_wall_ns)
+                    .where(
+                        ClipModel.contact_id.in_(list(contact_ids[start : start + 500]))
+                        & ClipModel.audio_deleted_at.is_null()
+                    )
+                    .execute()
+                )
+        return marked
+
+    def correct_clock(
+        self,
+        boot_id: str,
+        wall_offset_ns: int,
+        message: Callable[[ContactRecord], OutboxMessage],
+    ) -> int:
+        """The clock was synchronised: give the contacts of boot ``boot_id`` saved with an
+        unsynchronised clock their true wall times (``monotonic + wall_offset_ns``, events
+        too) and ``clock_synced``; in ONE transaction, a contact message still unsent is
+        rewritten in place, and a new ``message`` is added for each (one already sent, or in
+        flight right now, went out with the flagged times: the sink replaces them). Returns how
+        many contacts were corrected."""
+        with bound(self._db), self._db.atomic("IMMEDIATE"):
+            ids = [
+                str(row[0])
+                for row in self._db.execute_sql(  # type: ignore[no-untyped-call]
+                    "SELECT id FROM contacts WHERE boot_id = ? AND clock_synced = 0", (boot_id,)
+                ).fetchall()
+            ]
+            if not ids:
+                return 0
+            for contact_id in ids:
+                self._db.execute_sql(  # type: ignore[no-untyped-call]
+                    "UPDATE contacts SET start_wall_ns = start_ns + ?, end_wall_ns = end_ns + ?, "
+                    "clock_synced = 1 WHERE id = ?",
+                    (wall_offset_ns, wall_offset_ns, contact_id),
+                )
+                self._db.execute_sql(  # type: ignore[no-untyped-call]
+                    "UPDATE events SET wall_ns = t_ns + ? WHERE contact_id = ?",
+                    (wall_offset_ns, contact_id),
+                )
+            wanted = set(ids)
+            corrected = [r for r in self.contacts() if r.id in wanted]
+            fresh: list[OutboxMessage] = []
+            for record in corrected:
+                msg = message(record)
+                unsent = self._db.execute_sql(  # type: ignore[no-untyped-call]
+                    "SELECT seq, msg_id FROM outbox WHERE kind = 'contact' AND ref = ? "
+                    "AND sent_ns IS NULL ORDER BY seq",
+                    (record.id,),
+                ).fetchall()
+                for seq, msg_id in unsent:
+                    payload = {**msg.payload, "msg_id": msg_id}
+                    self._db.execute_sql(  # type: ignore[no-untyped-call]
+                        "UPDATE outbox SET payload = ? WHERE seq = ?", (to_json(payload), seq)
+                    )
+                # also a new message: an unsent row may be in flight already with the old times
+                fresh.append(msg)
+            add_messages(fresh, self._clock())
+        return len(ids)
 
 
 _ROWID = SQL("rowid")  # insertion order of a table
@@ -254,6 +408,8 @@ def _event_fields(rec: EventRecord) -> dict[str, Any]:
         "via": rec.via,
         "receipt_id": rec.receipt_id,
         "data": to_json(rec.data),
+        "video_url": rec.video_url,
+        "staff": rec.staff,
     }
 
 
@@ -272,6 +428,8 @@ def _event_record(row: EventModel) -> EventRecord:
         via=row.via,
         receipt_id=row.receipt_id,
         data=from_json(row.data),
+        video_url=row.video_url,
+        staff=row.staff,
     )
 
 

@@ -105,7 +105,60 @@ _V1_INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+_V2_VIDEO_LINKS = Migration(
+    2,
+    "video links: contacts.video_url, events.video_url",
+    (
+        "ALTER TABLE contacts ADD COLUMN video_url TEXT",
+        "ALTER TABLE events ADD COLUMN video_url TEXT",
+    ),
+)
+
+_V3_ROUTE_QUEUE = Migration(
+    3,
+    "routing by tag: route_queue, one durable queue per destination",
+    (
+        # One row per (destination, contact or alert), written in the transaction that stores
+        # what it carries. AUTOINCREMENT: ids are the delivery order and are never reused.
+        """CREATE TABLE route_queue (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            delivery_id TEXT NOT NULL UNIQUE,
+            destination TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_ns INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '',
+            done_ns INTEGER,
+            failed_ns INTEGER,
+            UNIQUE (destination, kind, ref)
+        )""",
+        # A destination's worker reads only its open rows, oldest first.
+        """CREATE INDEX route_queue_open ON route_queue (destination, id)
+            WHERE done_ns IS NULL AND failed_ns IS NULL""",
+    ),
+)
+
+_V4_STAFF = Migration(
+    4,
+    "staff attribution: contacts.staff, events.staff (who was on duty; NULL = unknown)",
+    ("ALTER TABLE contacts ADD COLUMN staff TEXT", "ALTER TABLE events ADD COLUMN staff TEXT"),
+)
+
+_V5_AUDIO_RETENTION = Migration(
+    5,
+    "audio retention: clips.audio_deleted_at (wall ns the clip file was deleted by retention)",
+    ("ALTER TABLE clips ADD COLUMN audio_deleted_at INTEGER",),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1_INITIAL,
+    _V2_VIDEO_LINKS,
+    _V3_ROUTE_QUEUE,
+    _V4_STAFF,
+    _V5_AUDIO_RETENTION,
+)
 
 
 def schema_version(db: SqliteDatabase) -> int:

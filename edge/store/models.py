@@ -49,6 +49,8 @@ class ContactModel(_Base):
     clock_synced = BooleanField()
     boot_id = TextField()
     created_ns = IntegerField()
+    video_url = TextField(null=True)  # migration 2
+    staff = TextField(null=True)  # migration 4
 
     class Meta:
         table_name = "contacts"
@@ -68,6 +70,8 @@ class EventModel(_Base):
     via = TextField(null=True)
     receipt_id = TextField(null=True)
     data = TextField()  # JSON object
+    video_url = TextField(null=True)  # migration 2
+    staff = TextField(null=True)  # migration 4
 
     class Meta:
         table_name = "events"
@@ -96,6 +100,7 @@ class ClipModel(_Base):
     bytes = IntegerField()
     truncated = BooleanField()
     gaps = TextField()  # JSON list of [start, end) sample index pairs
+    audio_deleted_at = IntegerField(null=True)  # audio retention: wall ns the file was deleted
 
     class Meta:
         table_name = "clips"
@@ -115,7 +120,31 @@ class OutboxModel(_Base):
         table_name = "outbox"
 
 
-MODELS: tuple[type[Model], ...] = (ContactModel, EventModel, TagModel, ClipModel, OutboxModel)
+class RouteJobModel(_Base):  # migration 3
+    id = AutoField()  # the delivery order within a destination
+    delivery_id = TextField(unique=True)  # stable across retries: receivers deduplicate by it
+    destination = TextField()
+    kind = TextField()  # contact | alert
+    ref = TextField()  # the contact's or alert's id
+    payload = TextField()  # JSON object
+    created_ns = IntegerField()
+    attempts = IntegerField(default=0)
+    last_error = TextField(default="")
+    done_ns = IntegerField(null=True)  # wall ns the destination accepted it
+    failed_ns = IntegerField(null=True)  # wall ns it was refused for good (a dead letter)
+
+    class Meta:
+        table_name = "route_queue"
+
+
+MODELS: tuple[type[Model], ...] = (
+    ContactModel,
+    EventModel,
+    TagModel,
+    ClipModel,
+    OutboxModel,
+    RouteJobModel,
+)
 
 
 @contextmanager

@@ -455,14 +455,15 @@ def _add_column(version: int, column: str) -> Migration:
 def test_a_v1_file_is_upgraded_by_later_migrations_in_order(db_path: Path) -> None:
     with Store.open(db_path) as store:
         store.save_contact(contact("c1", 10), [message("m1", "c1")])
-    v2 = Migration(2, "test: note column", ("ALTER TABLE contacts ADD note TEXT",))
+    n = len(MIGRATIONS)  # the shipped ones; the two below come after them
+    v2 = Migration(n + 1, "test: note column", ("ALTER TABLE contacts ADD note TEXT",))
     # v3 depends on v2: it only works when applied after it
-    v3 = Migration(3, "test: fill note", ("UPDATE contacts SET note = 'v3 saw ' || id",))
+    v3 = Migration(n + 2, "test: fill note", ("UPDATE contacts SET note = 'v3 saw ' || id",))
 
     db = connect(db_path)
     try:
-        assert migrate(db, db_path, (*MIGRATIONS, v2, v3)) == [2, 3]
-        assert schema_version(db) == 3
+        assert migrate(db, db_path, (*MIGRATIONS, v2, v3)) == [n + 1, n + 2]
+        assert schema_version(db) == n + 2
         assert migrate(db, db_path, (*MIGRATIONS, v2, v3)) == []
     finally:
         db.close()
@@ -476,14 +477,15 @@ def test_a_v1_file_is_upgraded_by_later_migrations_in_order(db_path: Path) -> No
 def test_a_failing_migration_is_rolled_back_alone(db_path: Path) -> None:
     with Store.open(db_path):
         pass
-    good = _add_column(2, "note")
-    bad = Migration(3, "test: broken", ("ALTER TABLE contacts ADD other TEXT", "NOT SQL"))
+    n = len(MIGRATIONS)
+    good = _add_column(n + 1, "note")
+    bad = Migration(n + 2, "test: broken", ("ALTER TABLE contacts ADD other TEXT", "NOT SQL"))
 
     db = connect(db_path)
     try:
         with pytest.raises(Exception, match="syntax error"):
             migrate(db, db_path, (*MIGRATIONS, good, bad))
-        assert schema_version(db) == 2
+        assert schema_version(db) == n + 1
         columns = {c.name for c in db.get_columns("contacts")}
         assert "note" in columns and "other" not in columns
     finally:
@@ -493,8 +495,9 @@ def test_a_failing_migration_is_rolled_back_alone(db_path: Path) -> None:
 def test_migrations_out_of_order_are_rejected(db_path: Path) -> None:
     db = connect(db_path)
     try:
-        with pytest.raises(ValueError, match="expected 2"):
-            migrate(db, db_path, (*MIGRATIONS, _add_column(3, "note")))
+        n = len(MIGRATIONS)
+        with pytest.raises(ValueError, match=f"expected {n + 1}"):
+            migrate(db, db_path, (*MIGRATIONS, _add_column(n + 2, "note")))
         assert schema_version(db) == 0  # checked before anything was applied
     finally:
         db.close()

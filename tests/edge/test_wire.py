@@ -10,7 +10,7 @@ from typing import Any
 
 from edge.clock import NS
 from edge.publish import wire
-from tests.wire_samples import CHUNK_DATA, CLIP, CONTACT, DEVICE, ORPHAN, SITE, START
+from tests.wire_samples import CHUNK_DATA, CLIP, CONTACT, DEVICE, ORPHAN, SITE, START, TODAY
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "wire"
 
@@ -49,6 +49,7 @@ def test_status_payload_is_golden() -> None:
         free_disk_bytes=12_345_678_912,
         clock_synced=True,
         at_wall_ns=START + 600 * NS,
+        today=TODAY,
     )
     assert without_id(payload) == without_id(golden("status.json"))
 

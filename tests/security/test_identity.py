@@ -1,0 +1,223 @@
+"""Device identity against a real mosquitto: the password file and ACL that `contactpoint
+provision` writes let each device log in and confine it to its own topics; the sink reads all
+and may only ask for resends; payloads whose device id disagrees with the topic are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cloud_sink import Sink, SinkConfig
+from provisioning import identity
+from provisioning.broker import LocalBroker
+from provisioning.files import mode_of
+from tests.cloud_sink.helpers import contact_message, encode, wait_until
+from tests.security.helpers import Client
+
+SITE = "site-1"
+A, B = "cp-a", "cp-b"
+
+
+def root(device: str, site: str = SITE) -> str:
+    return f"contactpoint/v1/{site}/{device}"
+
+
+def forged_contact(device: str, site: str = SITE) -> bytes:
+    msg = contact_message(contact_id="ab" * 16, msg_id="cd" * 16)
+    msg["device"], msg["site"] = device, site
+    return encode(msg)
+
+
+@dataclass
+class Fleet:
+    broker: LocalBroker
+    work: Path
+
+    def password(self, name: str) -> str:
+        return (self.work / name / identity.PASSWORD_FILE).read_text().strip()
+
+    def client(self, name: str | None, password: str | None = None) -> Client:
+        secret = password if password is not None else (self.password(name) if name else None)
+        return Client(self.broker.port, name, secret)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    work = tmp_path / "prov"
+    broker_dir = work / "broker"
+    identity.provision_device(A, SITE, work / A)
+    identity.provision_device(B, SITE, work / B)
+    identity.provision_sink(work / identity.DEFAULT_SINK_USER)
+    conf = (broker_dir / identity.BROKER_CONF).read_text()
+    with LocalBroker(tmp_path / "mosq", extra=conf, allow_anonymous=False) as broker:
+        yield Fleet(broker, work)
+
+
+def test_provisioning_writes_secrets_0600_and_confining_acl(tmp_path: Path) -> None:
+    done = identity.provision_device(A, SITE, tmp_path / A, broker_dir=tmp_path / "broker")
+    assert mode_of(done.password_file) == 0o600
+    assert mode_of(tmp_path / "broker" / identity.PASSWD) == 0o600
+    acl = (tmp_path / "broker" / identity.ACL).read_text()
+    assert (
+        f"user {A}\ntopic write {root(A)}/+\ntopic write {root(A)}/route/+\n"
+        f"topic read {root(A)}/cmd/#\n"
+    ) in acl
+    password = done.password_file.read_text().strip()
+    assert len(password) >= 43  # 256 bits, URL-safe base64
+    line = (tmp_path / "broker" / identity.PASSWD).read_text()
+    assert line.startswith(f"{A}:$7$101$") and password not in line
+    assert done.snippet is not None and password not in done.snippet.read_text()
+
+
+def test_a_device_id_lives_at_one_site_and_is_never_a_sink(tmp_path: Path) -> None:
+    identity.provision_device(A, SITE, tmp_path / A)
+    with pytest.raises(identity.ProvisionError, match="provisioned at site 'site-1' already"):
+        identity.provision_device(A, "site-2", tmp_path / "again")
+    with pytest.raises(identity.ProvisionError, match="is a device already"):
+        identity.provision_sink(tmp_path / "s", user=A)
+    with pytest.raises(identity.ProvisionError, match="not a valid name"):
+        identity.provision_device("../etc", SITE, tmp_path / "x")
+
+
+def test_reprovisioning_replaces_the_password(tmp_path: Path) -> None:
+    first = identity.provision_device(A, SITE, tmp_path / A)
+    old = first.password_file.read_text().strip()
+    identity.provision_device(A, SITE, tmp_path / A)
+    new = first.password_file.read_text().strip()
+    entries = identity.read_passwd(tmp_path / "broker" / identity.PASSWD)
+    assert old != new and list(entries) == [A]
+    assert identity.verify_password(new, entries[A]) and not identity.verify_password(
+        old, entries[A]
+    )
+
+
+@pytest.mark.parametrize("password", ["secret", "S3cr3t-ü-with:colons$and dollars"])
+def test_hashes_agree_with_mosquitto_passwd(tmp_path: Path, password: str) -> None:
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    path = tmp_path / "passwd"
+    path.touch()
+    # the tool's hash verifies with ours (password on a test's command line: harmless here)
+    subprocess.run([tool, "-b", str(path), "u", password], check=True, timeout=10)
+    theirs = identity.read_passwd(path)["u"]
+    assert theirs.startswith("$7$")
+    assert identity.verify_password(password, theirs)
+    assert not identity.verify_password(password + "x", theirs)
+    # same salt and iterations -> the same hash as the tool's
+    _, _, iterations, salt, _ = theirs.split("$")
+    import base64
+
+    ours = identity.hash_password(password, salt=base64.b64decode(salt), iterations=int(iterations))
+    assert ours == theirs
+
+
+def test_devices_log_in_and_strangers_do_not(fleet: Fleet) -> None:
+    for name, password in [(None, None), (A, "wrong"), ("nobody", "x"), (A, fleet.password(B))]:
+        client = fleet.client(name, password)
+        answer = client.connect()
+        client.close()
+        assert answer.failed, f"{name}/{password} was let in"
+    client = fleet.client(A)
+    assert not client.connect().failed
+    client.close()
+
+
+def test_a_device_cannot_publish_as_another_nor_read_it(fleet: Fleet) -> None:
+    a, b, sink = fleet.client(A), fleet.client(B), fleet.client(identity.DEFAULT_SINK_USER)
+    try:
+        for c in (a, b, sink):
+            assert not c.connect().failed
+        assert not sink.subscribe("contactpoint/v1/+/+/+").failed
+        # A on B's topics: refused with MQTT 5 "Not authorized", nothing reaches the sink
+        for kind in ("contact", "event", "clip", "status"):
+            answer = a.publish(f"{root(B)}/{kind}", forged_contact(B))
+            assert answer.failed and "Not authorized" in str(answer), (kind, answer)
+        # ...nor at another site, nor on its own command topic, nor outside the tree
+        for topic in (f"{root(A, 'site-2')}/contact", f"{root(A)}/cmd/resend", "other/x"):
+            assert a.publish(topic, b"{}").failed, topic
+        # A's own topic works and the sink (which reads all) gets it
+        assert not a.publish(f"{root(A)}/contact", forged_contact(A)).failed
+        topic, _ = sink.received.get(timeout=5)
+        assert topic == f"{root(A)}/contact"
+        assert sink.received.empty()
+        # A subscribing to B: mosquitto 2.0 grants a wildcard filter but checks the read ACL
+        # on every message it would deliver, so B's messages never reach A
+        for topic_filter in (f"{root(B)}/#", f"{root(B)}/status", "contactpoint/v1/#", "#"):
+            a.subscribe(topic_filter)
+        assert not b.publish(f"{root(B)}/status", forged_contact(B)).failed
+        assert not b.publish(f"{root(B)}/contact", forged_contact(B)).failed
+        assert sink.received.get(timeout=5)[0] == f"{root(B)}/status"
+        assert sink.received.get(timeout=5)[0] == f"{root(B)}/contact"
+        # the sink may ask a device for a resend, and A hears only its own
+        assert not sink.publish(f"{root(B)}/cmd/resend", b'{"clip_id":"y","seqs":[0]}').failed
+        assert not sink.publish(f"{root(A)}/cmd/resend", b'{"clip_id":"x","seqs":[0]}').failed
+        # delivery is in order: had anything of B's reached A, it would come first
+        assert a.received.get(timeout=5)[0] == f"{root(A)}/cmd/resend"
+        # the sink may not speak for a device
+        assert sink.publish(f"{root(A)}/contact", forged_contact(A)).failed
+        heard = {a.received.get_nowait()[0] for _ in range(a.received.qsize())}
+        assert heard <= {f"{root(A)}/cmd/resend"}  # overlapping filters: the same one again
+    finally:
+        for c in (a, b, sink):
+            c.close()
+
+
+def test_the_sink_rejects_a_payload_whose_device_disagrees_with_its_topic(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    config = SinkConfig(
+        broker=fleet.broker.url,
+        data_dir=tmp_path / "sink",
+        username=identity.DEFAULT_SINK_USER,
+        password=fleet.password(identity.DEFAULT_SINK_USER),
+        backoff_min_s=0.05,
+    )
+    a = fleet.client(A)
+    with Sink(config) as sink:
+        assert sink.subscribed.wait(10)
+        assert not a.connect().failed
+        # on A's own topic, but claiming to be B: the broker lets it through, the sink refuses
+        assert not a.publish(f"{root(A)}/contact", forged_contact(B)).failed
+        # on B's topic: the broker refuses it
+        assert a.publish(f"{root(B)}/contact", forged_contact(B)).failed
+        # a genuine one from A, to know when the sink has seen everything before it
+        good = contact_message(contact_id="ef" * 16)
+        good["device"], good["site"] = A, SITE
+        assert not a.publish(f"{root(A)}/contact", encode(good)).failed
+        wait_until(lambda: _stored(sink) >= 1, "A's contact in the sink")
+        a.close()
+        with sink.db.connection_context():
+            dead = sink.ingest.dead_letters()
+            devices = [d["device"] for d in sink.ingest.devices()]
+            contacts = list(sink.ingest.contacts())
+    assert [(d["reason"], d["topic"]) for d in dead] == [("mismatch", f"{root(A)}/contact")]
+    assert "'cp-b'" in dead[0]["detail"]
+    assert devices == [A]
+    assert [(c["device"], c["id"]) for c in contacts] == [(A, "ef" * 16)]
+
+
+def _stored(sink: Sink) -> int:
+    with sink.db.connection_context():
+        return sum(1 for _ in sink.ingest.contacts())
+
+
+def test_provision_cli_prints_paths_never_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.cli import main
+
+    out = tmp_path / A
+    assert main(["provision", "device", A, "--site", SITE, "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    password = (out / "password").read_text().strip()
+    assert password not in printed.out + printed.err
+    assert str(out / "password") in printed.out
+    accounts = json.loads((tmp_path / "broker" / "accounts.json").read_text())
+    assert accounts == {"devices": {A: SITE}, "sinks": []}
+    assert main(["provision", "device", A, "--site", "Bad Site", "--out", str(out)]) == 2
+    assert "not a valid name" in capsys.readouterr().err
