@@ -406,7 +406,10 @@ def _demo(args: argparse.Namespace) -> int:
         console=console,
     )
     print_result(result, console)
-    return 0 if result.verified_clips == result.edge.clips else 1
+    complete = (
+        result.verified_clips == result.edge.clips and result.routed == result.routed_expected
+    )
+    return 0 if complete else 1
 
 
 def _contacts(args: argparse.Namespace) -> int:

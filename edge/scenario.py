@@ -233,9 +233,18 @@ def build_world(scenario: Scenario, config: Config) -> World:
     )
 
 
-def busy_shift(hours: float, seed: int = 1, start: str = "2026-11-23T09:00:00Z") -> Scenario:
+def busy_shift(
+    hours: float,
+    seed: int = 1,
+    start: str = "2026-11-23T09:00:00Z",
+    *,
+    incident_at_s: float | None = None,
+    incident_s: float = 600.0,
+) -> Scenario:
     """A generated shift at a busy counter: a customer every ~1.5 min staying 20–70 s; ratings,
     receipts, now and then a request, a seller's survey by phone and a force-majeure press.
+    With ``incident_at_s``, something goes wrong for ``incident_s`` from then on (the card
+    terminal is down): every customer in that spell rates red — what the alert rules are for.
     Deterministic for a seed; used by ``contactpoint demo`` and the benchmarks."""
     rng = random.Random(seed)
     duration = hours * 3600
@@ -246,7 +255,10 @@ def busy_shift(hours: float, seed: int = 1, start: str = "2026-11-23T09:00:00Z")
     while t < duration - 150:
         stay = rng.uniform(20, 70)
         customers.append({"arrive": t, "leave": t + stay, "distance_m": rng.uniform(0.4, 0.8)})
-        if rng.random() < 0.6:
+        in_incident = incident_at_s is not None and 0 <= t - incident_at_s < incident_s
+        if in_incident:
+            presses.append({"at": round(t + stay * 0.8, 3), "button": "red"})
+        elif rng.random() < 0.6:
             rating = rng.choice(["green", "green", "green", "yellow", "red"])
             presses.append({"at": round(t + stay * 0.8, 3), "button": rating})
         if rng.random() < 0.55:

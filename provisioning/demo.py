@@ -1,33 +1,43 @@
 """``contactpoint demo``: a whole installation on one machine, end to end.
 
 A local mosquitto on a free loopback port (or a broker you name), the central sink on SQLite,
-and a simulated contact point playing a generated shift at accelerated pace. Every contact
-travels the real way: the device's store and outbox, the publisher (marked sent only on the
-broker's acknowledgement), the broker, the sink's idempotent ingest and verified clip
-reassembly. The demo ends when the sink holds every contact with a verified clip, and prints
-what arrived.
+and a simulated contact point playing a generated shift at accelerated pace, with a spell in the
+middle where everything goes wrong (every customer rates red: the card terminal is down). Every
+contact travels the real way: the device's store and outbox, the publisher (marked sent only on
+the broker's acknowledgement), the broker, the sink's idempotent ingest and verified clip
+reassembly. The device routes negative contacts and its alerts to a managers' MQTT topic; the
+sink raises site-wide alerts. A managers' client subscribed to those topics counts what they
+would receive. The demo ends when the sink holds every contact with a verified clip and the
+managers have every routed message, and prints what arrived.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.table import Table
 
 from cloud_sink import Sink, SinkConfig
 from cloud_sink.alerts import Rule, SiteAlerts
-from cloud_sink.metrics import ShiftMetrics, shift_metrics
+from cloud_sink.metrics import Metrics, ShiftMetrics, compute, shift_metrics
 from edge._errors import UserError
 from edge.config import Config
+from edge.publish.wire import event_json
 from edge.scenario import busy_shift
 from edge.simulate import STORE_NAME, Summary, run_simulation
+from edge.store import Store
 from provisioning.broker import BrokerError, LocalBroker
 
 DEVICE, SITE = "cp-demo-1", "demo-shop"
@@ -38,6 +48,15 @@ DEMO_SHIFTS = [  # busy_shift starts at 09:00 UTC
 ]
 
 
+MANAGERS_ROUTES = {  # the device sends negative contacts and its alerts to the managers' topic
+    "mqtt": [{"name": "managers"}],
+    "rules": [
+        {"to": ["managers"], "tags": ["negative"]},
+        {"to": ["managers"], "kinds": ["alert"]},
+    ],
+}
+
+
 @dataclass(frozen=True, slots=True)
 class DemoResult:
     edge: Summary
@@ -46,6 +65,60 @@ class DemoResult:
     tags: Counter[str]
     metrics: ShiftMetrics
     data: Path
+    full_metrics: Metrics
+    device_alerts: list[str]
+    site_alerts: list[str]
+    routed: int
+    routed_expected: int
+
+
+class ManagersClient:
+    """What a manager's app subscribed to the documented topics receives (docs/MANAGERS.md)."""
+
+    def __init__(self, broker_url: str) -> None:
+        url = urlsplit(broker_url)
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id="contactpoint-demo-managers",
+            protocol=mqtt.MQTTv5,
+        )
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.connect(url.hostname or "127.0.0.1", url.port or 1883)
+        self._client.subscribe(
+            [
+                (f"contactpoint/v1/{SITE}/+/route/#", 1),
+                (f"contactpoint/v1/{SITE}/+/alert", 1),
+                (f"contactpoint/v1/{SITE}/_site/alert", 1),
+            ]
+        )
+        self._client.loop_start()
+        if not self._subscribed.wait(10):
+            raise UserError(f"the managers' client could not subscribe at {broker_url}")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        with self._lock:
+            self.messages.append((msg.topic, body if isinstance(body, dict) else {}))
+
+    def received(self, suffix: str) -> list[dict[str, Any]]:
+        """Messages on topics ending in ``suffix``, each once (QoS 1 may deliver twice)."""
+        seen: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for topic, body in self.messages:
+                if topic.endswith(suffix):
+                    seen.setdefault(str(body.get("msg_id")), body)
+        return list(seen.values())
+
+    def stop(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
 
 
 def run_demo(
@@ -85,9 +158,11 @@ def run_demo(
                 "device": {"id": DEVICE, "site": SITE},
                 "mqtt": {"broker": broker_url},
                 "staff": {"shifts": DEMO_SHIFTS},  # the shift's first half anna, then bob
+                "routes": MANAGERS_ROUTES,
             }
         )
-        scenario = busy_shift(minutes / 60, seed=7)
+        managers = ManagersClient(broker_url)
+        scenario = busy_shift(minutes / 60, seed=7, incident_at_s=minutes * 60 * 0.4)
         console.print(
             f"edge: device {DEVICE} plays a {minutes:g}-minute shift at {speed:g}x "
             f"({len(scenario.customers)} customers)"
@@ -105,6 +180,17 @@ def run_demo(
             drain_timeout_s=timeout_s,
         )
         contacts = _wait_for_sink(sink, summary, timeout_s)
+        negative = sum(1 for c in contacts if "negative" in c["tags"])
+        device_alerts = _device_alerts(data / "edge")
+        expected = negative + len(device_alerts)
+        deadline = time.monotonic() + timeout_s
+        while len(managers.received("/route/managers")) < expected:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        routed = len(managers.received("/route/managers"))
+        site_alerts = [str(a["alert"]["rule"]) for a in managers.received("/_site/alert")]
+        managers.stop()
     finally:
         sink.stop()
         if broker is not None:
@@ -117,7 +203,24 @@ def run_demo(
         tags=tags,
         metrics=shift_metrics(contacts),
         data=data,
+        full_metrics=compute(contacts, _orphan_events(data / "edge")),
+        device_alerts=device_alerts,
+        site_alerts=site_alerts,
+        routed=routed,
+        routed_expected=expected,
     )
+
+
+def _device_alerts(edge_dir: Path) -> list[str]:
+    """The rules of the alerts the device raised (its outbox keeps every message it sent)."""
+    with Store.open(edge_dir / STORE_NAME) as store:
+        rows = store.outbox.of_kind("alert")
+    return [str(row.payload["alert"]["rule"]) for row in rows]
+
+
+def _orphan_events(edge_dir: Path) -> list[dict[str, Any]]:
+    with Store.open(edge_dir / STORE_NAME) as store:
+        return [event_json(e) for e in store.orphan_events()]
 
 
 def _wait_for_sink(sink: Sink, summary: Summary, timeout_s: float) -> list[dict[str, Any]]:
@@ -160,7 +263,24 @@ def print_result(result: DemoResult, console: Console) -> None:
     metrics.add_row("silent customers (no rating / served)", _share(m.silent_share))
     metrics.add_row("personal conversion (receipts / served)", _share(m.personal_conversion))
     metrics.add_row("force-majeure level (long presses / surveys)", _share(m.force_majeure_level))
+    f = result.full_metrics
+    metrics.add_row(
+        "dissatisfaction with staff (silent weighted)", _share(f.staff_dissatisfaction_index)
+    )
+    metrics.add_row("emotional loyalty index", _share(f.loyalty_index))
+    metrics.add_row("exact conversion (surveys / receipts)", _share(f.exact_conversion))
+    metrics.add_row("visitor coverage (surveys / visitors)", _share(f.visitor_coverage))
+    metrics.add_row(
+        "period meaningful (force majeure under threshold)", "yes" if f.meaningful else "no"
+    )
     console.print(metrics)
+    console.print(
+        f"alerts: the device raised {len(result.device_alerts)} "
+        f"({', '.join(result.device_alerts) or 'none'}), the sink {len(result.site_alerts)} "
+        f"site-wide ({', '.join(result.site_alerts) or 'none'}); the managers' topic got "
+        f"{result.routed} routed messages (negative contacts and alerts; "
+        f"{result.routed_expected} expected)."
+    )
     console.print(
         f"edge stored {edge.contacts} contacts ({edge.clips} clips) and "
         f"{edge.orphan_events} events outside contacts; the sink holds {result.arrived} "

@@ -14,12 +14,23 @@ from provisioning.demo import run_demo
 
 def test_demo_delivers_every_contact_with_verified_audio(tmp_path: Path) -> None:
     console = Console(record=True, width=120)
-    result = run_demo(tmp_path / "demo", minutes=10, speed=600, console=console)
+    result = run_demo(tmp_path / "demo", minutes=20, speed=600, console=console)
     assert result.edge.contacts >= 5
     assert result.arrived == result.edge.contacts
     assert result.verified_clips == result.edge.clips == result.edge.contacts
     assert result.metrics.contacts_served > 0
     assert sum(result.tags.values()) > 0
+    # the spell of red ratings in the middle raises alerts on the device and in the sink, and
+    # the managers' topic gets every negative contact and every device alert
+    assert "negative_burst" in result.device_alerts
+    assert "negative_burst" in result.site_alerts
+    assert result.tags["negative"] >= 4
+    assert (
+        result.routed
+        == result.routed_expected
+        == result.tags["negative"] + len(result.device_alerts)
+    )
+    assert result.full_metrics.contacts_served == result.metrics.contacts_served
     # the sink's clip files are there and the broker, sink and edge each had their directory
     assert len(list((tmp_path / "demo" / "sink" / "clips").rglob("*.wav"))) == result.edge.clips
     assert "sink: subscribed" in console.export_text()

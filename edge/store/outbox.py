@@ -56,6 +56,23 @@ class Outbox:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
 
+    def of_kind(self, kind: str) -> list[OutboxRow]:
+        """Every row of one kind, sent or not, in seq order (what the device has said)."""
+        with bound(self._db):
+            query = OutboxModel.select().where(OutboxModel.kind == kind).order_by(OutboxModel.seq)
+            return [
+                OutboxRow(
+                    seq=r.seq,
+                    msg_id=r.msg_id,
+                    kind=r.kind,
+                    ref=r.ref,
+                    payload=from_json(r.payload),
+                    created_ns=r.created_ns,
+                    attempts=r.attempts,
+                )
+                for r in query
+            ]
+
     def pending(self, limit: int = 100, after_seq: int = 0) -> list[OutboxRow]:
         """Up to ``limit`` unsent rows with ``seq > after_seq``, in seq order."""
         if limit < 1:

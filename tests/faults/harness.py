@@ -1,0 +1,586 @@
+"""Shared machinery of the fault suite (tests/faults) and the soak (bench/soak.py).
+
+The edge daemon and the sink run as real subprocesses (``contactpoint edge run --scenario``,
+``contactpoint sink run``) so that ``kill -9`` is a real kill; crash points
+(``CONTACTPOINT_CRASH_AT``, see edge/_crashpoint.py) make a process kill itself at a named spot.
+Stores are inspected only while their writer is dead, or read-only (``mode=ro``) while it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from cloud_sink import Sink, SinkConfig
+from edge.config import Config
+from edge.records import ClipInfo
+from edge.scenario import Scenario
+from edge.simulate import STORE_NAME
+from edge.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+CRASH_ENV = "CONTACTPOINT_CRASH_AT"
+DEVICE, SITE = "cp-fault", "shop-fault"
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s} s")
+        time.sleep(0.05)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def write_scenario(path: Path, scenario: Scenario) -> Path:
+    path.write_text(tomlkit.dumps(scenario.model_dump(mode="json", exclude_none=True)))
+    return path
+
+
+def config_dict(broker_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A device config for the fault runs: fast reconnects, no till server (port clashes), no
+    alert rules (their rows are not what these tests count)."""
+    data: dict[str, Any] = {
+        "device": {"id": DEVICE, "site": SITE},
+        "mqtt": {"broker": broker_url, "backoff_min_s": 0.05, "backoff_max_s": 0.5},
+        "receipts": {"enabled": False},
+    }
+    if "alerts" in Config.model_fields:
+        data["alerts"] = {"rules": []}
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return data
+
+
+def write_config(path: Path, broker_url: str, **sections: dict[str, Any]) -> Path:
+    data = config_dict(broker_url, **sections)
+    Config.model_validate(data)  # fail here, not in the subprocess
+    path.write_text(tomlkit.dumps(data))
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _env(crash_at: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    if crash_at:
+        env[CRASH_ENV] = crash_at
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def start_edge(
+    config: Path,
+    data: Path,
+    scenario: Path,
+    *,
+    speed: float,
+    crash_at: str | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """``contactpoint edge run --scenario`` as a subprocess (it publishes to the config's broker
+    and exits 0 once everything is acknowledged)."""
+    out = (log or data / "edge.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "edge.cli", "edge", "run", "--config", str(config)),
+                *("--data", str(data), "--scenario", str(scenario), "--speed", str(speed)),
+            ],
+            cwd=ROOT,
+            env=_env(crash_at),
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        out.close()
+
+
+def start_sink(
+    broker_url: str, data: Path, *, crash_at: str | None = None
+) -> subprocess.Popen[bytes]:
+    """``contactpoint sink run`` as a subprocess (SQLite in ``data``)."""
+    data.mkdir(parents=True, exist_ok=True)
+    out = (data / "sink.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "edge.cli", "sink", "run", "--broker", broker_url),
+                *("--data", str(data), "--resend-after", "2", "--check-every", "0.5"),
+            ],
+            cwd=ROOT,
+            env=_env(crash_at),
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        out.close()
+
+
+def kill9(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait(30)
+
+
+def sink_config(broker_url: str, data: Path) -> SinkConfig:
+    return SinkConfig(
+        broker=broker_url,
+        data_dir=data,
+        resend_after_s=2,
+        check_every_s=0.5,
+        backoff_min_s=0.05,
+        backoff_max_s=0.5,
+    )
+
+
+@contextmanager
+def running_sink(broker_url: str, data: Path) -> Iterator[Sink]:
+    """An in-process sink worker, subscribed before the body runs."""
+    sink = Sink(sink_config(broker_url, data))
+    sink.start()
+    try:
+        assert sink.subscribed.wait(15), "the sink did not subscribe"
+        yield sink
+    finally:
+        sink.stop()
+
+
+# --- the edge store ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSnapshot:
+    """What the device's store says, read while no daemon runs (what a restart finds)."""
+
+    integrity: str
+    clips: dict[str, ClipInfo | None]  # contact id -> its clip
+    sent: dict[int, int]  # outbox seq -> sent_ns, acknowledged rows
+    seqs: frozenset[int]  # every outbox row
+    partials: frozenset[str]  # half-written clip files in clips/
+
+    @property
+    def contacts(self) -> frozenset[str]:
+        return frozenset(self.clips)
+
+
+def edge_snapshot(data: Path) -> EdgeSnapshot:
+    store = Store.open(data / STORE_NAME)
+    try:
+        integrity = store.integrity_check()
+        clips = {c.id: c.clip for c in store.contacts()}
+        with sqlite3.connect(data / STORE_NAME) as raw:
+            rows = raw.execute("SELECT seq, sent_ns FROM outbox").fetchall()
+    finally:
+        store.close()
+    clips_dir = data / "clips"
+    partials = (
+        frozenset(p.name for p in clips_dir.iterdir() if p.name.endswith(".partial"))
+        if clips_dir.is_dir()
+        else frozenset()
+    )
+    return EdgeSnapshot(
+        integrity=integrity,
+        clips=clips,
+        sent={seq: sent for seq, sent in rows if sent is not None},
+        seqs=frozenset(seq for seq, _ in rows),
+        partials=partials,
+    )
+
+
+def broken_clips(data: Path, clips: dict[str, ClipInfo | None]) -> list[str]:
+    """Contacts whose recorded clip has no complete file (size and sha256 as recorded)."""
+    bad: list[str] = []
+    for contact_id, clip in clips.items():
+        if clip is None:
+            continue
+        path = data / clip.path
+        if (
+            not path.is_file()
+            or path.stat().st_size != clip.bytes
+            or sha256_of(path) != clip.sha256
+        ):
+            bad.append(contact_id)
+    return bad
+
+
+def outbox_depth_readonly(store_path: Path) -> int | None:
+    """Unsent outbox rows, read without disturbing a running writer (None: not readable now)."""
+    try:
+        with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=1) as db:
+            (depth,) = db.execute("SELECT COUNT(*) FROM outbox WHERE sent_ns IS NULL").fetchone()
+            return int(depth)
+    except sqlite3.Error:
+        return None
+
+
+# --- the sink ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Figures of one check that the edge's contacts are in the sink."""
+
+    produced: int = 0  # contacts in the edge store
+    delivered: int = 0  # ... in the sink, exactly once, with a verified clip where one was made
+    duplicated: int = 0  # contact ids stored more than once in the sink (must be 0)
+    lost: int = 0  # edge contacts missing in the sink, or whose clip never verified
+    redelivered: int = 0  # messages the sink saw again and dropped (QoS 1 duplicates, allowed)
+    missing: list[str] = field(default_factory=list)
+
+
+def sink_rows(db_path: Path) -> list[tuple[str, str, str | None, bool]]:
+    """(contact id, device, verified clip path, clock_synced) of every sink contact row."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
+        return [
+            (cid, dev, path, bool(synced))
+            for cid, dev, path, synced in db.execute(
+                "SELECT c.id, c.device, k.path, c.clock_synced FROM contacts c LEFT JOIN clips k "
+                "ON k.device = c.device AND k.clip_id = c.id AND k.complete"
+            )
+        ]
+
+
+def delivery(edge_data: Path, sink_data: Path, edge_clips: dict[str, ClipInfo | None]) -> Delivery:
+    rows = sink_rows(sink_data / "sink.db")
+    result = Delivery(produced=len(edge_clips))
+    seen: dict[str, int] = {}
+    audio: dict[str, str | None] = {}
+    for cid, device, path, _ in rows:
+        if device != DEVICE:
+            continue
+        seen[cid] = seen.get(cid, 0) + 1
+        audio[cid] = path
+    result.duplicated = sum(n - 1 for n in seen.values() if n > 1)
+    for cid, clip in edge_clips.items():
+        ok = cid in seen
+        if ok and clip is not None:
+            path = audio.get(cid)
+            ok = path is not None and sha256_of(sink_data / path) == clip.sha256
+        if ok:
+            result.delivered += 1
+        else:
+            result.lost += 1
+            result.missing.append(cid)
+    return result
+
+
+def wait_delivered(
+    edge_data: Path, sink_data: Path, timeout_s: float, redelivered: Callable[[], int] = lambda: 0
+) -> Delivery:
+    """Wait until every contact of the (stopped) edge is in the sink; the last figures."""
+    edge = edge_snapshot(edge_data)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = delivery(edge_data, sink_data, edge.clips)
+        if result.lost == 0 or time.monotonic() > deadline:
+            result.redelivered = redelivered()
+            return result
+        time.sleep(0.2)
+
+
+def sink_integrity(sink_data: Path) -> tuple[str, list[str]]:
+    """``PRAGMA integrity_check`` of the sink's SQLite, and the clips marked complete whose file
+    is missing or does not hash to the announced sha256 (must be none)."""
+    with sqlite3.connect(sink_data / "sink.db", timeout=5) as db:
+        integrity = "\n".join(str(r[0]) for r in db.execute("PRAGMA integrity_check"))
+        complete = db.execute(
+            "SELECT clip_id, path, clip_sha256, clip_bytes FROM clips WHERE complete"
+        ).fetchall()
+    bad = []
+    for clip_id, path, sha, size in complete:
+        file = sink_data / path
+        if not file.is_file() or file.stat().st_size != size or sha256_of(file) != sha:
+            bad.append(clip_id)
+    return integrity, bad
+
+
+# --- broker outages ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OutageFigures:
+    outages: int = 0
+    outbox_peak: int = 0  # most unsent rows seen in the edge store (sampled every 50 ms)
+    drain_s: float = 0.0  # broker back after the last outage -> edge outbox empty
+    run_s: float = 0.0  # the edge process, start to exit
+    delivery: Delivery = field(default_factory=Delivery)
+
+
+def broker_outage_cycles(
+    broker: Any,
+    work: Path,
+    scenario: Scenario,
+    *,
+    speed: float,
+    up_s: float = 1.0,
+    down_s: float = 1.5,
+    max_outages: int = 1_000_000,
+    timeout_s: float = 300.0,
+) -> OutageFigures:
+    """Play ``scenario`` with ``contactpoint edge run`` while the broker (a ``LocalBroker``) is
+    stopped and started in cycles; then check the sink got every contact exactly once."""
+    data, sink_data = work / "edge", work / "sink"
+    data.mkdir(parents=True)
+    config = write_config(
+        work / "device.toml", broker.url, audio={"codec": "flac"}, mqtt={"chunk_bytes": 16384}
+    )
+    shift = write_scenario(work / "shift.toml", scenario)
+    figures = OutageFigures()
+    store = data / STORE_NAME
+    with running_sink(broker.url, sink_data) as sink:
+        started = time.monotonic()
+        process = start_edge(config, data, shift, speed=speed)
+        next_toggle = started + up_s
+        back_at: float | None = None
+        deadline = started + timeout_s
+        while process.poll() is None:
+            now = time.monotonic()
+            if now > deadline:
+                kill9(process)
+                raise AssertionError(f"the edge did not finish within {timeout_s} s")
+            depth = outbox_depth_readonly(store)
+            if depth is not None:
+                figures.outbox_peak = max(figures.outbox_peak, depth)
+                if depth == 0 and back_at is not None and not figures.drain_s:
+                    figures.drain_s = now - back_at
+            if now >= next_toggle:
+                if broker.running:
+                    if figures.outages < max_outages:
+                        broker.stop()
+                        figures.outages += 1
+                    next_toggle = now + down_s
+                else:
+                    broker.start()
+                    back_at, figures.drain_s = time.monotonic(), 0.0
+                    next_toggle = now + up_s
+            time.sleep(0.05)
+        figures.run_s = time.monotonic() - started
+        if not broker.running:
+            broker.start()
+        if back_at is not None and not figures.drain_s:
+            figures.drain_s = time.monotonic() - back_at
+        assert process.returncode == 0, (data / "edge.log").read_text()[-2000:]
+        figures.delivery = wait_delivered(
+            data, sink_data, 60, lambda: sink.stats().get("duplicate", 0)
+        )
+    return figures
+
+
+def retained_status(broker_url: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The device's retained status message, as a subscriber arriving now gets it."""
+    import json
+    import queue
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.publish import wire
+
+    got: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, msg: got.put(bytes(msg.payload))
+    url = urlsplit(broker_url)
+    client.connect(url.hostname or "127.0.0.1", url.port or 1883)
+    client.subscribe(wire.topic(SITE, DEVICE, "status"), qos=1)
+    client.loop_start()
+    try:
+        payload: dict[str, Any] = json.loads(got.get(timeout=timeout_s))
+        return payload
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+# --- kill -9 cycles ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class KillFigures:
+    kills: dict[str, int] = field(default_factory=dict)  # how each run died -> how often
+    partials_left: int = 0  # half-written clip files found after a kill (cleaned at start)
+    seconds: float = 0.0
+    delivery: Delivery = field(default_factory=Delivery)
+
+    @property
+    def total(self) -> int:
+        return sum(self.kills.values())
+
+
+def edge_crash_point(rng: Any, cycle: int) -> str | None:
+    """Cycle 1 of every four dies inside a contact's store transaction, cycle 3 during a clip
+    write (the N-th of the run, N random); the others get a kill -9 at a random moment."""
+    n = rng.randint(1, 4)
+    return {1: f"store.commit@{n}", 3: f"clip.write@{n}"}.get(cycle % 4)
+
+
+def check_edge_restart(before: EdgeSnapshot, after: EdgeSnapshot, data: Path) -> None:
+    """What every restart of the daemon must find (raises AssertionError)."""
+    assert after.integrity == "ok", after.integrity
+    assert before.contacts <= after.contacts, "a committed contact was lost"
+    new = {cid: clip for cid, clip in after.clips.items() if cid not in before.clips}
+    assert broken_clips(data, new) == [], "a clip is recorded without its complete file"
+    assert before.seqs <= after.seqs, "an outbox row disappeared"
+    for seq, sent_ns in before.sent.items():  # acknowledged stays acknowledged, first ack wins
+        assert after.sent.get(seq) == sent_ns, f"outbox row {seq} lost its acknowledgement"
+
+
+def edge_kill_cycles(
+    broker: Any,
+    work: Path,
+    scenario: Scenario,
+    *,
+    rng: Any,
+    cycles: int | None = None,
+    until: float | None = None,
+    speed: float = 2000.0,
+) -> KillFigures:
+    """kill -9 the daemon ``cycles`` times (or until monotonic ``until``), checking every
+    restart; then one undisturbed run drains everything and the sink is checked."""
+    data, sink_data = work / "edge", work / "sink"
+    data.mkdir(parents=True)
+    config = write_config(
+        work / "device.toml", broker.url, audio={"codec": "flac"}, mqtt={"chunk_bytes": 65536}
+    )
+    shift = write_scenario(work / "shift.toml", scenario)
+    figures = KillFigures(kills={"random": 0, "store.commit": 0, "clip.write": 0})
+    started = time.monotonic()
+    with running_sink(broker.url, sink_data) as sink:
+        before = edge_snapshot(data)
+        cycle = 0
+        while (cycles is None or cycle < cycles) and (until is None or time.monotonic() < until):
+            crash = edge_crash_point(rng, cycle)
+            cycle += 1
+            process = start_edge(config, data, shift, speed=speed, crash_at=crash)
+            if crash is None:
+                time.sleep(rng.uniform(0.5, 1.1))
+                kill9(process)
+            else:
+                process.wait(60)
+            assert process.returncode == -9, f"the daemon was not killed ({process.returncode})"
+            after = edge_snapshot(data)
+            check_edge_restart(before, after, data)
+            if crash is not None:  # the N-th commit / clip write died: N-1 contacts committed
+                point, n = crash.split("@")
+                assert len(after.contacts - before.contacts) == int(n) - 1
+                figures.kills[point] += 1
+            else:
+                figures.kills["random"] += 1
+            figures.partials_left += len(after.partials - before.partials)
+            before = after
+        final_run = start_edge(config, data, shift, speed=speed)
+        assert final_run.wait(300) == 0, (data / "edge.log").read_text()[-2000:]
+        final = edge_snapshot(data)
+        check_edge_restart(before, final, data)
+        assert broken_clips(data, final.clips) == []
+        assert final.partials == frozenset(), "half-written clips were not cleaned at start"
+        assert final.sent.keys() == final.seqs, "the outbox did not drain"
+        figures.delivery = wait_delivered(
+            data, sink_data, 120, lambda: sink.stats().get("duplicate", 0)
+        )
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+def sink_crash_plan(rng: Any, cycles: int) -> list[str | None]:
+    points = [
+        f"sink.commit@{rng.randint(5, 80)}",
+        f"sink.assemble.write@{rng.randint(1, 3)}",
+        f"sink.assemble@{rng.randint(1, 3)}",
+    ]
+    return [points[i % 5] if i % 5 < len(points) else None for i in range(cycles)]
+
+
+def sink_contact_ids(sink_data: Path) -> set[str]:
+    with sqlite3.connect(sink_data / "sink.db", timeout=5) as db:
+        return {cid for (cid,) in db.execute("SELECT id FROM contacts")}
+
+
+def sink_kill_cycles(
+    broker: Any,
+    work: Path,
+    scenario: Scenario,
+    *,
+    rng: Any,
+    cycles: int,
+) -> KillFigures:
+    """Publish ``scenario`` (in-process simulation) while ``contactpoint sink run`` is killed
+    ``cycles`` times, at random and at the sink's crash points; every restart is checked; then
+    an undisturbed sink must hold every contact exactly once with a verified clip."""
+    import threading
+
+    from edge.simulate import run_simulation
+
+    sink_data, edge_data = work / "sink", work / "edge"
+    edge_data.mkdir(parents=True)
+    with running_sink(broker.url, sink_data):
+        pass  # the sink's persistent session exists: the broker queues for it from now on
+    cfg = Config.model_validate(
+        config_dict(broker.url, audio={"codec": "flac"}, mqtt={"chunk_bytes": 8192})
+    )
+    failure: list[BaseException] = []
+
+    def device() -> None:
+        try:
+            run_simulation(cfg, scenario, edge_data / "s.toml", edge_data, broker=broker.url)
+        except BaseException as exc:  # reported by the caller's thread
+            failure.append(exc)
+
+    started = time.monotonic()
+    publishing = threading.Thread(target=device)
+    publishing.start()
+    figures = KillFigures(
+        kills={"random": 0, "sink.commit": 0, "sink.assemble.write": 0, "sink.assemble": 0}
+    )
+    before: set[str] = set()
+    for armed in sink_crash_plan(rng, cycles):
+        process = start_sink(broker.url, sink_data, crash_at=armed)
+        how = "random"
+        if armed is None:
+            time.sleep(rng.uniform(0.6, 1.5))
+        else:
+            try:
+                process.wait(20)
+                how = armed.split("@")[0]
+            except subprocess.TimeoutExpired:  # the point was not reached (nothing left to do)
+                pass
+        kill9(process)
+        assert process.returncode == -9
+        figures.kills[how] += 1
+        integrity, bad = sink_integrity(sink_data)
+        assert integrity == "ok", integrity
+        assert bad == [], "a clip is marked complete without its verified file"
+        after = sink_contact_ids(sink_data)
+        assert before <= after, "a contact the sink had committed is gone"
+        before = after
+    publishing.join(600)
+    assert not failure, failure
+    with running_sink(broker.url, sink_data) as sink:
+        figures.delivery = wait_delivered(
+            edge_data, sink_data, 120, lambda: sink.stats().get("duplicate", 0)
+        )
+        wait_for(lambda: not list(sink_data.rglob("*.tmp")), 10, "temporary files cleaned")
+    figures.seconds = time.monotonic() - started
+    return figures
