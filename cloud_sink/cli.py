@@ -235,9 +235,10 @@ def _contacts(args: argparse.Namespace) -> int:
                 print(json.dumps(contact, ensure_ascii=False))
             else:
                 audio = (contact["audio"] or "(clip incomplete)") if contact["clip"] else "-"
+                video = f"  video: {contact['video_url']}" if contact.get("video_url") else ""
                 print(
                     f"{contact['start']}  {contact['site']}/{contact['device']}  "
-                    f"{contact['duration_s']:7.1f} s  {','.join(contact['tags'])}  {audio}"
+                    f"{contact['duration_s']:7.1f} s  {','.join(contact['tags'])}  {audio}{video}"
                 )
     finally:
         db.close()

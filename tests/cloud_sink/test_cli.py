@@ -49,6 +49,19 @@ def test_contacts_json_is_the_golden_contact_plus_origin(
     assert [json.loads(line) for line in lines] == [expected]
 
 
+def test_contacts_listing_shows_the_video_link(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = open_database(None, data_dir)
+    migrate(db)
+    Ingest(db, data_dir).handle(topic("contact"), golden_bytes("contact.json"))
+    db.close()
+    assert main(["sink", "contacts", "--data", str(data_dir)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    video = golden("contact.json")["contact"]["video_url"]
+    assert line.endswith(f"video: {video}") and "negative" in line
+
+
 def test_flags_override_the_config_file(tmp_path: Path) -> None:
     conf = tmp_path / "sink.toml"
     conf.write_text(
