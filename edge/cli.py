@@ -9,6 +9,7 @@ import logging
 import queue
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -231,12 +232,18 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _edge_run(args: argparse.Namespace) -> int:
     import signal
-    import threading
 
     cfg = load_config(args.config)
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _edge_run_until(args, cfg, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event) -> int:
     if args.scenario is not None:
         from edge.scenario import load_scenario
         from edge.simulate import run_simulation

@@ -30,11 +30,10 @@ from edge.clock import Clock, SystemClock
 from edge.config import Config
 from edge.events import Press
 from edge.pos import ReceiptServer
-from edge.publish import discovery
 from edge.publish.mqtt import Publisher
 from edge.recovery import open_store, recovered
 from edge.routes import RouteRunner
-from edge.simulate import STORE_NAME, Acked, Inbox, apply
+from edge.simulate import STORE_NAME, Inbox, apply, device_publisher
 from edge.store import Store
 from hardware import HardwareError, LiveBackend, open_backend, open_prompt_player
 
@@ -75,21 +74,7 @@ def run_live(
             health=core.health,
             reason=corrupt,
         )
-    mqtt = cfg.mqtt if broker is None else cfg.mqtt.model_copy(update={"broker": broker})
-    publisher = Publisher(
-        mqtt,
-        device=cfg.device.id,
-        site=cfg.device.site,
-        data_dir=data_dir,
-        store=store,
-        version=__version__,
-        clock=clock,
-        on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
-        retained_on_connect=discovery.provider(cfg, __version__),
-        today=core.today.snapshot,
-        health=core.health.snapshot,
-    )
-    core.health.on_change = publisher.refresh_status
+    publisher = device_publisher(cfg, core, store, data_dir, inbox, broker=broker)
     receipts = (
         ReceiptServer(cfg.receipts.host, cfg.receipts.port, clock, inbox.put, on_staff=inbox.put)
         if cfg.receipts.enabled

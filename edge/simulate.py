@@ -87,6 +87,29 @@ def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent | Staf
         core.handle(item)
 
 
+def device_publisher(
+    cfg: Config, core: Core, store: Store, data_dir: Path, inbox: Inbox, *, broker: str | None
+) -> Publisher:
+    """The device's publisher as the daemon and the simulation run it: acknowledgements go to
+    the core loop through ``inbox``; the status carries today's counters and the health."""
+    mqtt = cfg.mqtt if broker is None else cfg.mqtt.model_copy(update={"broker": broker})
+    publisher = Publisher(
+        mqtt,
+        device=cfg.device.id,
+        site=cfg.device.site,
+        data_dir=data_dir,
+        store=store,
+        version=__version__,
+        clock=core.clock,
+        on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
+        retained_on_connect=discovery.provider(cfg, __version__),
+        today=core.today.snapshot,
+        health=core.health.snapshot,
+    )
+    core.health.on_change = publisher.refresh_status
+    return publisher
+
+
 def run_simulation(
     cfg: Config,
     scenario: Scenario,
@@ -135,20 +158,7 @@ def run_simulation(
         routes = RouteRunner(cfg.routes, store, data_dir)  # one worker per route destination
         routes.start()
         if broker is not None:
-            publisher = Publisher(
-                cfg.mqtt.model_copy(update={"broker": broker}),
-                device=cfg.device.id,
-                site=cfg.device.site,
-                data_dir=data_dir,
-                store=store,
-                version=__version__,
-                clock=clock,
-                on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
-                retained_on_connect=discovery.provider(cfg, __version__),
-                today=core.today.snapshot,
-                health=core.health.snapshot,
-            )
-            core.health.on_change = publisher.refresh_status
+            publisher = device_publisher(cfg, core, store, data_dir, inbox, broker=broker)
             publisher.start()
         _play(
             cfg,

@@ -159,6 +159,7 @@ def run_demo(
                 "mqtt": {"broker": broker_url},
                 "staff": {"shifts": DEMO_SHIFTS},  # the shift's first half anna, then bob
                 "routes": MANAGERS_ROUTES,
+                "receipts": {"port": 0},  # a till could post here; any free port, no clash
             }
         )
         managers = ManagersClient(broker_url)

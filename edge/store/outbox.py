@@ -60,18 +60,7 @@ class Outbox:
         """Every row of one kind, sent or not, in seq order (what the device has said)."""
         with bound(self._db):
             query = OutboxModel.select().where(OutboxModel.kind == kind).order_by(OutboxModel.seq)
-            return [
-                OutboxRow(
-                    seq=r.seq,
-                    msg_id=r.msg_id,
-                    kind=r.kind,
-                    ref=r.ref,
-                    payload=from_json(r.payload),
-                    created_ns=r.created_ns,
-                    attempts=r.attempts,
-                )
-                for r in query
-            ]
+            return [_row(r) for r in query]
 
     def pending(self, limit: int = 100, after_seq: int = 0) -> list[OutboxRow]:
         """Up to ``limit`` unsent rows with ``seq > after_seq``, in seq order."""
@@ -84,18 +73,7 @@ class Outbox:
                 .order_by(OutboxModel.seq)
                 .limit(limit)
             )
-            return [
-                OutboxRow(
-                    seq=r.seq,
-                    msg_id=r.msg_id,
-                    kind=r.kind,
-                    ref=r.ref,
-                    payload=from_json(r.payload),
-                    created_ns=r.created_ns,
-                    attempts=r.attempts,
-                )
-                for r in query
-            ]
+            return [_row(r) for r in query]
 
     def mark_sent(self, seqs: Sequence[int], sent_ns: int) -> int:
         """Mark rows acknowledged; return how many were newly marked (already sent: ignored)."""
@@ -136,3 +114,15 @@ class Outbox:
                 .execute()
             )
             return int(deleted)
+
+
+def _row(r: OutboxModel) -> OutboxRow:
+    return OutboxRow(
+        seq=r.seq,
+        msg_id=r.msg_id,
+        kind=r.kind,
+        ref=r.ref,
+        payload=from_json(r.payload),
+        created_ns=r.created_ns,
+        attempts=r.attempts,
+    )

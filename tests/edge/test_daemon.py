@@ -120,7 +120,7 @@ def test_edge_run_plays_a_scenario_to_a_broker(
     broker: LocalBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "device.toml"
-    config.write_text(f"[mqtt]\nbroker = '{broker.url}'\n")
+    config.write_text(f"[mqtt]\nbroker = '{broker.url}'\n[receipts]\nport = 0\n")
     scenario = tmp_path / "s.toml"
     scenario.write_text(
         'start = "2026-11-23T09:00:00Z"\nduration = 40.0\n'
