@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", type=Path, help="play this scenario (simulated backend)")
     run.add_argument("--speed", type=float, default=1.0, help="with --scenario: N x real time")
     run.add_argument("--broker", metavar="URL", help="override mqtt.broker from the config")
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="with --scenario: after the scenario, wait at most S seconds for the broker to "
+        "acknowledge everything (exit 1 otherwise; nothing is lost, it stays queued)",
+    )
     run.set_defaults(handler=_edge_run)
 
     rf = sub.add_parser("rf433", help="433 MHz remotes: decode captures or listen live")
@@ -261,6 +269,7 @@ def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event
             speed=args.speed,
             broker=args.broker or cfg.mqtt.broker,
             stop=stop,
+            drain_timeout_s=args.drain_timeout,
         )
         print(
             f"played {args.scenario.name}: {summary.contacts} contacts, "

@@ -96,6 +96,7 @@ def start_edge(
     speed: float,
     crash_at: str | None = None,
     log: Path | None = None,
+    drain_timeout_s: float = 120.0,
 ) -> subprocess.Popen[bytes]:
     """``contactpoint edge run --scenario`` as a subprocess (it publishes to the config's broker
     and exits 0 once everything is acknowledged)."""
@@ -105,6 +106,7 @@ def start_edge(
             [
                 *(sys.executable, "-m", "edge.cli", "edge", "run", "--config", str(config)),
                 *("--data", str(data), "--scenario", str(scenario), "--speed", str(speed)),
+                *("--drain-timeout", str(drain_timeout_s)),
             ],
             cwd=ROOT,
             env=_env(crash_at),
@@ -161,7 +163,8 @@ def running_sink(broker_url: str, data: Path) -> Iterator[Sink]:
     sink = Sink(sink_config(broker_url, data))
     sink.start()
     try:
-        assert sink.subscribed.wait(15), "the sink did not subscribe"
+        # a restarted sink gets its session's backlog before the SUBACK: allow for a long one
+        assert sink.subscribed.wait(120), "the sink did not subscribe"
         yield sink
     finally:
         sink.stop()
@@ -351,7 +354,8 @@ def broker_outage_cycles(
     store = data / STORE_NAME
     with running_sink(broker.url, sink_data) as sink:
         started = time.monotonic()
-        process = start_edge(config, data, shift, speed=speed)
+        # the outages go on while the daemon drains its backlog: give it the whole budget
+        process = start_edge(config, data, shift, speed=speed, drain_timeout_s=timeout_s)
         next_toggle = started + up_s
         back_at: float | None = None
         deadline = started + timeout_s
