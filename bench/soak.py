@@ -73,7 +73,12 @@ def run_outages(work: Path, seconds: float) -> Row:
     try:
         with LocalBroker(work / "broker") as broker:
             figures = broker_outage_cycles(
-                broker, work, busy_shift(hours, seed=21), speed=OUTAGE_SPEED, timeout_s=seconds * 5
+                broker,
+                work,
+                busy_shift(hours, seed=21),
+                speed=OUTAGE_SPEED,
+                timeout_s=seconds * 5,
+                deliver_timeout_s=max(120.0, seconds),  # the sink catches up after the last outage
             )
         row.delivery = figures.delivery
         row.outbox_peak = str(figures.outbox_peak)

@@ -341,6 +341,7 @@ def broker_outage_cycles(
     down_s: float = 1.5,
     max_outages: int = 1_000_000,
     timeout_s: float = 300.0,
+    deliver_timeout_s: float = 60.0,
 ) -> OutageFigures:
     """Play ``scenario`` with ``contactpoint edge run`` while the broker (a ``LocalBroker``) is
     stopped and started in cycles; then check the sink got every contact exactly once."""
@@ -387,7 +388,7 @@ def broker_outage_cycles(
             figures.drain_s = time.monotonic() - back_at
         assert process.returncode == 0, (data / "edge.log").read_text()[-2000:]
         figures.delivery = wait_delivered(
-            data, sink_data, 60, lambda: sink.stats().get("duplicate", 0)
+            data, sink_data, deliver_timeout_s, lambda: sink.stats().get("duplicate", 0)
         )
     return figures
 
