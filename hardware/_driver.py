@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from hardware._api import DeviceFault, EventSink, HardwareEvent
 
@@ -23,6 +24,37 @@ class EmittingDevice:
     _sink: EventSink | None
     _stop: threading.Event
     _emit_lock: threading.Lock
+    _reopen_interval_s: float
+
+    def _keep_open(
+        self,
+        open_: Callable[[], Any],
+        serve: Callable[[Any], None],
+        close: Callable[[Any], None],
+        errors: tuple[type[BaseException], ...],
+        lost: Callable[[BaseException], None],
+    ) -> None:
+        """The reader thread's loop: open the device (``open_`` reports why and returns None
+        while it cannot), serve it until it fails with one of ``errors`` (``lost`` reports that),
+        then try again every ``_reopen_interval_s``; the device is closed when the loop ends."""
+        handle: Any = None
+        try:
+            while not self._stop.is_set():
+                if handle is None:
+                    handle = open_()
+                    if handle is None:
+                        self._stop.wait(self._reopen_interval_s)
+                        continue
+                try:
+                    serve(handle)
+                except errors as exc:
+                    close(handle)
+                    handle = None
+                    lost(exc)
+                    self._stop.wait(self._reopen_interval_s)
+        finally:
+            if handle is not None:
+                close(handle)
 
     def _fault(self, ok: bool, detail: str) -> None:
         (log.info if ok else log.warning)("%s: %s", self.name, detail)

@@ -177,25 +177,17 @@ class AlsaMicrophone(EmittingDevice):
     # -- capture thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        pcm: Any = None
-        try:
-            while not self._stop.is_set():
-                if pcm is None:
-                    pcm = self._try_open()
-                    if pcm is None:
-                        self._stop.wait(self._reopen_interval_s)
-                        continue
-                try:
-                    self._capture(pcm)
-                except alsaaudio.ALSAAudioError as exc:
-                    pcm.close()
-                    pcm = None
-                    self._link = "reconnecting"
-                    self._fault(False, f"capture from ALSA device {self.device!r} failed: {exc}")
-                    self._stop.wait(self._reopen_interval_s)
-        finally:
-            if pcm is not None:
-                pcm.close()
+        self._keep_open(
+            self._try_open,
+            self._capture,
+            lambda pcm: pcm.close(),
+            (alsaaudio.ALSAAudioError,),
+            self._lost,
+        )
+
+    def _lost(self, exc: BaseException) -> None:
+        self._link = "reconnecting"
+        self._fault(False, f"capture from ALSA device {self.device!r} failed: {exc}")
 
     def _try_open(self) -> Any:
         try:

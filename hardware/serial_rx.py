@@ -278,25 +278,17 @@ class RflinkReceiver(EmittingDevice):
     # -- reader thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        port: Any = None
-        try:
-            while not self._stop.is_set():
-                if port is None:
-                    port = self._try_open()
-                    if port is None:
-                        self._stop.wait(self._reopen_interval_s)
-                        continue
-                try:
-                    self._read_lines(port)
-                except (serial.SerialException, OSError) as exc:
-                    self._close(port)
-                    port = None
-                    self._state = "reconnecting"
-                    self._fault(False, f"serial port {self.port!r} failed: {exc}")
-                    self._stop.wait(self._reopen_interval_s)
-        finally:
-            if port is not None:
-                self._close(port)
+        self._keep_open(
+            self._try_open,
+            self._read_lines,
+            self._close,
+            (serial.SerialException, OSError),
+            self._lost,
+        )
+
+    def _lost(self, exc: BaseException) -> None:
+        self._state = "reconnecting"
+        self._fault(False, f"serial port {self.port!r} failed: {exc}")
 
     def _try_open(self) -> Any:
         try:
