@@ -411,8 +411,7 @@ def test_a_file_that_is_not_a_database_is_refused_by_name(db_path: Path) -> None
 
 
 def test_a_new_file_gets_every_migration_and_matching_models(db_path: Path) -> None:
-    with Store.open(db_path):
-        pass
+    Store.open(db_path).close()  # a fresh file with every migration
     db = connect(db_path)
     try:
         assert schema_version(db) == len(MIGRATIONS)
@@ -425,8 +424,7 @@ def test_a_new_file_gets_every_migration_and_matching_models(db_path: Path) -> N
 
 
 def test_a_newer_schema_is_refused_with_file_versions_and_fix(db_path: Path) -> None:
-    with Store.open(db_path):
-        pass
+    Store.open(db_path).close()  # a fresh file with every migration
     newer = len(MIGRATIONS) + 5
     with closing(sqlite3.connect(db_path)) as conn:
         conn.execute(f"PRAGMA user_version = {newer}")
@@ -475,8 +473,7 @@ def test_a_v1_file_is_upgraded_by_later_migrations_in_order(db_path: Path) -> No
 
 
 def test_a_failing_migration_is_rolled_back_alone(db_path: Path) -> None:
-    with Store.open(db_path):
-        pass
+    Store.open(db_path).close()  # a fresh file with every migration
     n = len(MIGRATIONS)
     good = _add_column(n + 1, "note")
     bad = Migration(n + 2, "test: broken", ("ALTER TABLE contacts ADD other TEXT", "NOT SQL"))
