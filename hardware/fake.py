@@ -94,14 +94,24 @@ class World:
         return min(near) if near else self.background_m
 
 
-class SimButton:
+class _ScriptedDevice:
+    """A simulated device is read with ``emit_until``; :class:`SimulatedBackend` hands what it
+    returns to the sink, so starting and stopping the device itself has nothing to do."""
+
+    def start(self, sink: EventSink) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
+class SimButton(_ScriptedDevice):
     """A push button pressed by the script: raw edges with contact bounce."""
 
     def __init__(self, name: str, presses: list[SimPress], seed: int = 0) -> None:
         self.name = name
         self._edges = self._script(presses, np.random.default_rng(seed))
         self._next = 0
-        self._sink: EventSink | None = None
 
     def _script(self, presses: list[SimPress], rng: np.random.Generator) -> list[ButtonEdge]:
         edges: list[ButtonEdge] = []
@@ -117,12 +127,6 @@ class SimButton:
         edges.sort(key=lambda e: e.t_ns)
         return edges
 
-    def start(self, sink: EventSink) -> None:
-        self._sink = sink
-
-    def stop(self) -> None:
-        self._sink = None
-
     def emit_until(self, t_ns: int) -> list[HardwareEvent]:
         out: list[HardwareEvent] = []
         while self._next < len(self._edges) and self._edges[self._next].t_ns <= t_ns:
@@ -131,7 +135,7 @@ class SimButton:
         return out
 
 
-class SimRanger:
+class SimRanger(_ScriptedDevice):
     """An ultrasonic ranger pinging every ``interval_s`` at the scripted world."""
 
     def __init__(self, world: World, interval_s: float, name: str = "ranger") -> None:
@@ -141,13 +145,6 @@ class SimRanger:
         self._world = world
         self._rng = np.random.default_rng(world.seed + 1)
         self._next_ns = 0
-        self._sink: EventSink | None = None
-
-    def start(self, sink: EventSink) -> None:
-        self._sink = sink
-
-    def stop(self) -> None:
-        self._sink = None
 
     def emit_until(self, t_ns: int) -> list[HardwareEvent]:
         out: list[HardwareEvent] = []
@@ -165,7 +162,7 @@ class SimRanger:
         return out
 
 
-class SimMicrophone:
+class SimMicrophone(_ScriptedDevice):
     """A microphone delivering fixed periods from a renderer, with scripted capture gaps."""
 
     def __init__(
@@ -184,19 +181,12 @@ class SimMicrophone:
             (self.index_at(g.at_ns), self.index_at(g.at_ns + g.length_ns)) for g in gaps or []
         )
         self._next_index = 0
-        self._sink: EventSink | None = None
 
     def index_at(self, t_ns: int) -> int:
         return t_ns * self.sample_rate // NS
 
     def time_of(self, index: int) -> int:
         return index * NS // self.sample_rate
-
-    def start(self, sink: EventSink) -> None:
-        self._sink = sink
-
-    def stop(self) -> None:
-        self._sink = None
 
     def emit_until(self, t_ns: int) -> list[HardwareEvent]:
         """Every period whose last sample has been captured by ``t_ns``."""
@@ -275,7 +265,7 @@ def _remote_pulse_us(protocol: int, key: str, seed: int) -> int:
     return round(_remote.NOMINAL_PULSE_US[protocol] * rng.uniform(0.9, 1.1))
 
 
-class SimRadio:
+class SimRadio(_ScriptedDevice):
     """A 433 MHz OOK receiver's data pin, as pigpio reports it (implements EdgeInput).
 
     Every press with ``via == "rf433"`` is its remote's pulse train: frames repeated for as long
@@ -310,7 +300,6 @@ class SimRadio:
         self._order = 0
         self._quiet: list[tuple[int, int]] = []  # transmissions (+ guard), sorted, disjoint
         self._noise_until = 0
-        self._sink: EventSink | None = None
         jitter = random.Random(seed)
         free_ns = 0  # the air is free from here on
         for press in sorted((p for p in world.presses if p.via == "rf433"), key=lambda p: p.at_ns):
@@ -363,12 +352,6 @@ class SimRadio:
                 self._push((t + mark) * 1000, 0)
             t += mark
 
-    def start(self, sink: EventSink) -> None:
-        self._sink = sink
-
-    def stop(self) -> None:
-        self._sink = None
-
     def emit_until(self, t_ns: int) -> list[HardwareEvent]:
         out: list[HardwareEvent] = []
         if self._noise_per_s > 0:  # noise known far enough ahead to tell where silences are
@@ -415,7 +398,7 @@ def rflink_line(key: str, counter: int) -> str:
     return line
 
 
-class SimRflink:
+class SimRflink(_ScriptedDevice):
     """An RFLink USB receiver (implements Device): the lines it prints, read by the real parser.
 
     Every press with ``via == "serial"`` makes the stick print its line 40–80 ms after the key
@@ -449,13 +432,6 @@ class SimRflink:
         self.lines = lines  # what the stick prints, with the time each line arrives
         self._next = 0
         self._repeats = RepeatFilter(round(repeat_window_s * NS))
-        self._sink: EventSink | None = None
-
-    def start(self, sink: EventSink) -> None:
-        self._sink = sink
-
-    def stop(self) -> None:
-        self._sink = None
 
     def emit_until(self, t_ns: int) -> list[HardwareEvent]:
         out: list[HardwareEvent] = []
