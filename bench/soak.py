@@ -305,6 +305,23 @@ writes through a virtual disk with and without `delete_undelivered` (the daemon 
 end, every contact saved and delivered, the retained status on the broker shows `disk_full`),
 and a store that refuses three writes (no contact lost).
 
+A real full disk: the tests mount a 64 MiB tmpfs (skipped, saying why, where mounting is not
+permitted; `tests/edge/test_encode.py` then still proves the write path under a file-size limit,
+`RLIMIT_FSIZE`), put the data directory (store and clips) on it and fill it with a real file,
+leaving room for the store but not for a clip. Clips are encoded in memory and written with
+plain OS writes (`edge/audio/encode.py`), so the refusal is an `OSError` (ENOSPC) and never an
+error from inside libsndfile (soundfile turned it into an `AssertionError`, which crashed the
+daemon at the first clip and again at every restart). A clip that cannot be written leaves its
+contact in the store without audio and flagged `clip_missing: "disk_full"` (on the wire too;
+`no_audio` and `write_failed` are the other reasons), raises the `disk_full` alarm and the
+`storage` fault in `status.faults`; the fault is cleared by the next clip written. The
+in-process test frees the space half-way through a shift: the daemon never stops, every contact
+is kept and delivered, the contacts before carry the flag and the ones after have their
+complete clips. The daemon test (`contactpoint edge run`) loses power while a clip write fails
+on the full disk (`clip.write.failed`: the half-written clip stays), restarts on the still-full
+disk (the half-written clip is removed, the whole shift runs and is delivered, every contact
+flagged), then restarts with room again: every new contact has its clip.
+
 ### 5. Clock trouble (`test_clock.py`)
 The device starts with a wall clock 5 h ahead or 7 h behind (`FakeClock(synced=False)`,
 `schedule_sync`) and NTP corrects it 500 s after boot. Durations and ordering come from the
@@ -350,6 +367,9 @@ while the daemon runs.
   only after a reconnect, holding the outbox until then; it now finishes such a row as missing.
 - A clock correction rewritten into a contact message that was already in flight would have been
   lost; corrections are now always sent as a new message as well.
+- On a real full disk soundfile reported a failed clip write as an `AssertionError` (not an
+  `OSError`): the disk-full path never ran and the daemon crashed at the first clip, and again
+  at every restart. Clips are now encoded in memory and written with plain OS writes.
 """
 
 

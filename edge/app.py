@@ -23,7 +23,7 @@ from typing import Any
 
 from edge.alerts import AlertEvaluator, describe, observations
 from edge.audio import Clipper, Ring, cleanup_partials
-from edge.audio.clipper import CLIPS_DIR
+from edge.audio.clipper import CLIPS_DIR, ClipMissing
 from edge.buttons import ButtonDecoder
 from edge.clock import NS, Clock, seconds_to_ns
 from edge.config import Config
@@ -61,6 +61,9 @@ from hardware import (
 )
 
 log = logging.getLogger(__name__)
+
+#: the health fault of a disk too full for clips (docs/WIRE.md: ``status.faults``)
+STORAGE_PART = "storage"
 
 
 def settle_ns(cfg: Config) -> int:
@@ -277,7 +280,7 @@ class Core:
         if self.clipper is not None:
             self._clips_ready(self.clipper.flush())
         for contact in list(self._awaiting_clip.values()):  # no audio ever arrived for these
-            self._save(self._awaiting_clip.pop(contact.id), None)
+            self._save(self._awaiting_clip.pop(contact.id), None, "no_audio")
 
     # --- output ------------------------------------------------------------------------------
 
@@ -308,10 +311,19 @@ class Core:
 
     def _clips_ready(self, clips: list[ClipInfo]) -> None:
         assert self.clipper is not None
-        for contact_id in self.clipper.take_failed():  # no audio could be cut: keep the contact
+        for contact_id, why in self.clipper.take_failed():  # no clip: keep the contact, flagged
+            if why == "disk_full":  # a part failing now: cleared by the next clip written
+                self.health.fault(
+                    STORAGE_PART,
+                    False,
+                    f"disk full: clips are not written (the last one: contact {contact_id}); "
+                    "contacts are kept without audio until there is room",
+                )
             contact = self._awaiting_clip.pop(contact_id, None)
             if contact is not None:
-                self._save(contact, None)
+                self._save(contact, None, why)
+        if clips:
+            self.health.fault(STORAGE_PART, True, "clips are written again")
         for clip in clips:
             contact = self._awaiting_clip.pop(clip.contact_id, None)
             if contact is None:
@@ -321,8 +333,10 @@ class Core:
             self.counters.truncated_clips += clip.truncated
             self._save(contact, clip)
 
-    def _save(self, contact: Contact, clip: ClipInfo | None) -> None:
-        record = self.contact_record(contact, clip)
+    def _save(
+        self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
+    ) -> None:
+        record = self.contact_record(contact, clip, clip_missing)
         device = self.cfg.device
         outbox = [wire.contact_message(record, device.id, device.site)]
         if clip is not None:  # the audio follows its contact, in chunks
@@ -402,7 +416,7 @@ class Core:
         waiting = len(self._awaiting_clip)
         self._clips_ready(self.clipper.flush())
         for contact_id in list(self._awaiting_clip):  # flushed without a file
-            self._save(self._awaiting_clip.pop(contact_id), None)
+            self._save(self._awaiting_clip.pop(contact_id), None, "no_audio")
         self.health.alarm(
             "audio_stalled",
             f"no audio for {(now_ns - self._audio_seen_ns) / NS:.0f} s: {waiting} contact(s) "
@@ -433,7 +447,9 @@ class Core:
     def video_url(self, wall_ns: int) -> str | None:
         return None if self.video is None else self.video.url(wall_ns)
 
-    def contact_record(self, contact: Contact, clip: ClipInfo | None) -> ContactRecord:
+    def contact_record(
+        self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
+    ) -> ContactRecord:
         end_ns = contact.end_ns if contact.end_ns is not None else contact.start_ns
         return ContactRecord(
             id=contact.id,
@@ -453,6 +469,7 @@ class Core:
             boot_id=self.clock.boot_id(),
             video_url=self.video_url(self.clock.wall_ns(contact.start_ns)),
             staff=self.roster.staff_at(self.clock.wall_ns(contact.start_ns)),
+            clip_missing=None if clip is not None else clip_missing,
         )
 
     def _event_record(self, event: EdgeEvent, contact_id: str | None) -> EventRecord:
