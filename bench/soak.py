@@ -338,6 +338,21 @@ is the true order. Not corrected: contacts of an earlier boot that never saw a s
 clock (their monotonic base is gone; they stay flagged), and events outside contacts already
 sent (they carry no flag).
 
+Steps while synchronised: NTP steps a clock it already trusted (back an hour mid-shift). The
+core (`edge/clock.py` `StepWatch`, `Core._watch_clock`) compares the wall clock with the
+monotonic clock at least once a second and before stamping a contact; a jump by more than
+`clock.step_threshold_s` (default 2 s) raises the `clock_stepped` alarm, and the `clock` fault
+stays in `status.faults` while the clock is off the boot's earlier time. Decision: wall times
+keep following the system's clock (re-anchored at each step: no side of a step is known to be
+the true one), and a contact is flagged `clock_stepped` (store and wire; `clock_synced` stays
+true) when it was stamped while the clock was off, or a step happened between its start and its
+stamping - the contacts in between a step back and the step forward again. A daemon restart
+takes the clock as it finds it. The tests drive the real `SystemClock` with an injected wall
+clock stepped back and forward, and a simulated shift whose clock steps back an hour at 300 s
+and forward at 600 s: contacts before and after are unflagged with true times, the ones in
+between (or across a step) are flagged in the store and the outbox, two alarms, the fault
+raised and cleared.
+
 ### 6. Corrupt store (`test_corrupt_store.py`)
 Every contact also leaves a JSON sidecar `clips/<id>.json` (the whole record, no audio),
 written atomically before its store transaction. At start (`edge/recovery.py`, used by the
@@ -370,6 +385,9 @@ while the daemon runs.
 - On a real full disk soundfile reported a failed clip write as an `AssertionError` (not an
   `OSError`): the disk-full path never ran and the daemon crashed at the first clip, and again
   at every restart. Clips are now encoded in memory and written with plain OS writes.
+- A step of the synchronised wall clock (NTP, back an hour mid-shift) went unnoticed: later
+  contacts were stamped an hour early and still looked right (`clock_synced: true`). Steps are
+  now detected, alarmed, and the contacts they may have shifted flagged `clock_stepped`.
 """
 
 

@@ -25,7 +25,7 @@ from edge.alerts import AlertEvaluator, describe, observations
 from edge.audio import Clipper, Ring, cleanup_partials
 from edge.audio.clipper import CLIPS_DIR, ClipMissing
 from edge.buttons import ButtonDecoder
-from edge.clock import NS, Clock, seconds_to_ns
+from edge.clock import NS, Clock, StepWatch, seconds_to_ns
 from edge.config import Config
 from edge.contact import Segmenter
 from edge.diskbudget import DiskBudget, is_disk_full
@@ -62,8 +62,10 @@ from hardware import (
 
 log = logging.getLogger(__name__)
 
-#: the health fault of a disk too full for clips (docs/WIRE.md: ``status.faults``)
+#: the health faults (docs/WIRE.md: ``status.faults``) of a disk too full for clips, and of a
+#: wall clock off its earlier time after a step while synchronised
 STORAGE_PART = "storage"
+CLOCK_PART = "clock"
 
 
 def settle_ns(cfg: Config) -> int:
@@ -181,6 +183,9 @@ class Core:
         self._unsaved: list[tuple[ContactRecord, list[OutboxMessage]]] = []
         self._audio_seen_ns = clock.monotonic_ns()
         self._synced = clock.synchronized()
+        #: steps of the synchronised wall clock (edge.clock.StepWatch): alarm, fault, flag
+        self.clock_steps = StepWatch(seconds_to_ns(cfg.clock.step_threshold_s))
+        self._watch_clock()
         self._next_checks_ns = 0
         #: called for every press as soon as it is known (e.g. to play a prompt)
         self.on_press: Callable[[Press], None] | None = None
@@ -269,6 +274,7 @@ class Core:
         if now_ns >= self._next_checks_ns:  # at most once a second of monotonic time
             self._next_checks_ns = now_ns + NS
             self._check_clock()
+            self._watch_clock()
             self._check_audio(now_ns)
             self._retry_unsaved()
 
@@ -407,6 +413,27 @@ class Core:
                 log.warning("clock synchronised: wall times of %d contact(s) corrected", corrected)
         self._synced = synced
 
+    def _watch_clock(self) -> None:
+        """A step of the synchronised wall clock: alarm (each step), fault (while it is off
+        this boot's reference time); the contacts it may have mixed up are flagged by
+        :meth:`contact_record`."""
+        now = self.clock.monotonic_ns()
+        wall = self.clock.wall_ns(now)
+        step = self.clock_steps.observe(now, wall - now, self.clock.synchronized())
+        if step is not None:
+            self.health.alarm(
+                "clock_stepped",
+                f"the synchronised wall clock stepped {step.delta_ns / NS:+.3f} s "
+                f"(now {wire.iso(wall)}); contacts around it are flagged clock_stepped",
+            )
+        off = self.clock_steps.off_ns
+        self.health.fault(
+            CLOCK_PART,
+            off == 0,
+            f"the wall clock is {off / NS:+.3f} s off the time it kept before a step while "
+            "synchronised; contacts stamped now are flagged clock_stepped",
+        )
+
     def _check_audio(self, now_ns: int) -> None:
         """Capture stalled (microphone gone): contacts waiting for audio get what there is."""
         if self.clipper is None or not self._awaiting_clip:
@@ -451,6 +478,7 @@ class Core:
         self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
     ) -> ContactRecord:
         end_ns = contact.end_ns if contact.end_ns is not None else contact.start_ns
+        self._watch_clock()  # a step since the last check: seen before stamping with it
         return ContactRecord(
             id=contact.id,
             mode=contact.mode,
@@ -470,6 +498,7 @@ class Core:
             video_url=self.video_url(self.clock.wall_ns(contact.start_ns)),
             staff=self.roster.staff_at(self.clock.wall_ns(contact.start_ns)),
             clip_missing=None if clip is not None else clip_missing,
+            clock_stepped=self.clock_steps.stepped_since(contact.start_ns),
         )
 
     def _event_record(self, event: EdgeEvent, contact_id: str | None) -> EventRecord:
