@@ -165,8 +165,7 @@ def test_a_step_of_a_synchronised_clock_is_detected_re_anchored_and_flagged(
         between = core.contact_record(contact("between", 65, 75), None)
         assert between.clock_stepped and between.clock_synced
         assert between.start_wall_ns == TRUE_START - HOUR + 65 * NS  # follows the new clock
-        json = wire.contact_json(between)
-        assert json["clock_stepped"] is True
+        assert wire.contact_json(between)["clock_stepped"] is True
 
         machine.offset += HOUR  # and forward again
         at(core, machine, 100)
