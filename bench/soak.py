@@ -305,6 +305,23 @@ writes through a virtual disk with and without `delete_undelivered` (the daemon 
 end, every contact saved and delivered, the retained status on the broker shows `disk_full`),
 and a store that refuses three writes (no contact lost).
 
+A real full disk: the tests mount a 64 MiB tmpfs (skipped, saying why, where mounting is not
+permitted; `tests/edge/test_encode.py` then still proves the write path under a file-size limit,
+`RLIMIT_FSIZE`), put the data directory (store and clips) on it and fill it with a real file,
+leaving room for the store but not for a clip. Clips are encoded in memory and written with
+plain OS writes (`edge/audio/encode.py`), so the refusal is an `OSError` (ENOSPC) and never an
+error from inside libsndfile (soundfile turned it into an `AssertionError`, which crashed the
+daemon at the first clip and again at every restart). A clip that cannot be written leaves its
+contact in the store without audio and flagged `clip_missing: "disk_full"` (on the wire too;
+`no_audio` and `write_failed` are the other reasons), raises the `disk_full` alarm and the
+`storage` fault in `status.faults`; the fault is cleared by the next clip written. The
+in-process test frees the space half-way through a shift: the daemon never stops, every contact
+is kept and delivered, the contacts before carry the flag and the ones after have their
+complete clips. The daemon test (`contactpoint edge run`) loses power while a clip write fails
+on the full disk (`clip.write.failed`: the half-written clip stays), restarts on the still-full
+disk (the half-written clip is removed, the whole shift runs and is delivered, every contact
+flagged), then restarts with room again: every new contact has its clip.
+
 ### 5. Clock trouble (`test_clock.py`)
 The device starts with a wall clock 5 h ahead or 7 h behind (`FakeClock(synced=False)`,
 `schedule_sync`) and NTP corrects it 500 s after boot. Durations and ordering come from the
@@ -320,6 +337,21 @@ and sink, that the sink's start/end/event times are the true ones and its order 
 is the true order. Not corrected: contacts of an earlier boot that never saw a synchronised
 clock (their monotonic base is gone; they stay flagged), and events outside contacts already
 sent (they carry no flag).
+
+Steps while synchronised: NTP steps a clock it already trusted (back an hour mid-shift). The
+core (`edge/clock.py` `StepWatch`, `Core._watch_clock`) compares the wall clock with the
+monotonic clock at least once a second and before stamping a contact; a jump by more than
+`clock.step_threshold_s` (default 2 s) raises the `clock_stepped` alarm, and the `clock` fault
+stays in `status.faults` while the clock is off the boot's earlier time. Decision: wall times
+keep following the system's clock (re-anchored at each step: no side of a step is known to be
+the true one), and a contact is flagged `clock_stepped` (store and wire; `clock_synced` stays
+true) when it was stamped while the clock was off, or a step happened between its start and its
+stamping - the contacts in between a step back and the step forward again. A daemon restart
+takes the clock as it finds it. The tests drive the real `SystemClock` with an injected wall
+clock stepped back and forward, and a simulated shift whose clock steps back an hour at 300 s
+and forward at 600 s: contacts before and after are unflagged with true times, the ones in
+between (or across a step) are flagged in the store and the outbox, two alarms, the fault
+raised and cleared.
 
 ### 6. Corrupt store (`test_corrupt_store.py`)
 Every contact also leaves a JSON sidecar `clips/<id>.json` (the whole record, no audio),
@@ -350,6 +382,12 @@ while the daemon runs.
   only after a reconnect, holding the outbox until then; it now finishes such a row as missing.
 - A clock correction rewritten into a contact message that was already in flight would have been
   lost; corrections are now always sent as a new message as well.
+- On a real full disk soundfile reported a failed clip write as an `AssertionError` (not an
+  `OSError`): the disk-full path never ran and the daemon crashed at the first clip, and again
+  at every restart. Clips are now encoded in memory and written with plain OS writes.
+- A step of the synchronised wall clock (NTP, back an hour mid-shift) went unnoticed: later
+  contacts were stamped an hour early and still looked right (`clock_synced: true`). Steps are
+  now detected, alarmed, and the contacts they may have shifted flagged `clock_stepped`.
 """
 
 

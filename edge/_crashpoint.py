@@ -7,8 +7,10 @@ commits — a deterministic way to hit "inside the store transaction" or "during
 which a randomly timed ``kill -9`` rarely does.
 
 Format: ``NAME`` (the first time the point is reached) or ``NAME@N`` (the N-th time).
-Points: ``store.commit`` (inside a contact's transaction: every row written, not committed) and
-``clip.write`` (a clip's temporary file fully written, before its fsync and rename).
+Points: ``store.commit`` (inside a contact's transaction: every row written, not committed),
+``clip.write`` (a clip's temporary file fully written, before its fsync and rename) and
+``clip.write.failed`` (the OS refused a clip's write, e.g. a full disk: the temporary file is
+half written and not yet removed).
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from typing import Any
 
 from edge.alerts import AlertEvaluator, describe, observations
 from edge.audio import Clipper, Ring, cleanup_partials
-from edge.audio.clipper import CLIPS_DIR
+from edge.audio.clipper import CLIPS_DIR, ClipMissing
 from edge.buttons import ButtonDecoder
-from edge.clock import NS, Clock, seconds_to_ns
+from edge.clock import NS, Clock, StepWatch, seconds_to_ns
 from edge.config import Config
 from edge.contact import Segmenter
 from edge.diskbudget import DiskBudget, is_disk_full
@@ -61,6 +61,11 @@ from hardware import (
 )
 
 log = logging.getLogger(__name__)
+
+#: the health faults (docs/WIRE.md: ``status.faults``) of a disk too full for clips, and of a
+#: wall clock off its earlier time after a step while synchronised
+STORAGE_PART = "storage"
+CLOCK_PART = "clock"
 
 
 def settle_ns(cfg: Config) -> int:
@@ -178,6 +183,9 @@ class Core:
         self._unsaved: list[tuple[ContactRecord, list[OutboxMessage]]] = []
         self._audio_seen_ns = clock.monotonic_ns()
         self._synced = clock.synchronized()
+        #: steps of the synchronised wall clock (edge.clock.StepWatch): alarm, fault, flag
+        self.clock_steps = StepWatch(seconds_to_ns(cfg.clock.step_threshold_s))
+        self._watch_clock()
         self._next_checks_ns = 0
         #: called for every press as soon as it is known (e.g. to play a prompt)
         self.on_press: Callable[[Press], None] | None = None
@@ -266,6 +274,7 @@ class Core:
         if now_ns >= self._next_checks_ns:  # at most once a second of monotonic time
             self._next_checks_ns = now_ns + NS
             self._check_clock()
+            self._watch_clock()
             self._check_audio(now_ns)
             self._retry_unsaved()
 
@@ -277,7 +286,7 @@ class Core:
         if self.clipper is not None:
             self._clips_ready(self.clipper.flush())
         for contact in list(self._awaiting_clip.values()):  # no audio ever arrived for these
-            self._save(self._awaiting_clip.pop(contact.id), None)
+            self._save(self._awaiting_clip.pop(contact.id), None, "no_audio")
 
     # --- output ------------------------------------------------------------------------------
 
@@ -308,10 +317,19 @@ class Core:
 
     def _clips_ready(self, clips: list[ClipInfo]) -> None:
         assert self.clipper is not None
-        for contact_id in self.clipper.take_failed():  # no audio could be cut: keep the contact
+        for contact_id, why in self.clipper.take_failed():  # no clip: keep the contact, flagged
+            if why == "disk_full":  # a part failing now: cleared by the next clip written
+                self.health.fault(
+                    STORAGE_PART,
+                    False,
+                    f"disk full: clips are not written (the last one: contact {contact_id}); "
+                    "contacts are kept without audio until there is room",
+                )
             contact = self._awaiting_clip.pop(contact_id, None)
             if contact is not None:
-                self._save(contact, None)
+                self._save(contact, None, why)
+        if clips:
+            self.health.fault(STORAGE_PART, True, "clips are written again")
         for clip in clips:
             contact = self._awaiting_clip.pop(clip.contact_id, None)
             if contact is None:
@@ -321,8 +339,10 @@ class Core:
             self.counters.truncated_clips += clip.truncated
             self._save(contact, clip)
 
-    def _save(self, contact: Contact, clip: ClipInfo | None) -> None:
-        record = self.contact_record(contact, clip)
+    def _save(
+        self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
+    ) -> None:
+        record = self.contact_record(contact, clip, clip_missing)
         device = self.cfg.device
         outbox = [wire.contact_message(record, device.id, device.site)]
         if clip is not None:  # the audio follows its contact, in chunks
@@ -393,6 +413,27 @@ class Core:
                 log.warning("clock synchronised: wall times of %d contact(s) corrected", corrected)
         self._synced = synced
 
+    def _watch_clock(self) -> None:
+        """A step of the synchronised wall clock: alarm (each step), fault (while it is off
+        this boot's reference time); the contacts it may have mixed up are flagged by
+        :meth:`contact_record`."""
+        now = self.clock.monotonic_ns()
+        wall = self.clock.wall_ns(now)
+        step = self.clock_steps.observe(now, wall - now, self.clock.synchronized())
+        if step is not None:
+            self.health.alarm(
+                "clock_stepped",
+                f"the synchronised wall clock stepped {step.delta_ns / NS:+.3f} s "
+                f"(now {wire.iso(wall)}); contacts around it are flagged clock_stepped",
+            )
+        off = self.clock_steps.off_ns
+        self.health.fault(
+            CLOCK_PART,
+            off == 0,
+            f"the wall clock is {off / NS:+.3f} s off the time it kept before a step while "
+            "synchronised; contacts stamped now are flagged clock_stepped",
+        )
+
     def _check_audio(self, now_ns: int) -> None:
         """Capture stalled (microphone gone): contacts waiting for audio get what there is."""
         if self.clipper is None or not self._awaiting_clip:
@@ -402,7 +443,7 @@ class Core:
         waiting = len(self._awaiting_clip)
         self._clips_ready(self.clipper.flush())
         for contact_id in list(self._awaiting_clip):  # flushed without a file
-            self._save(self._awaiting_clip.pop(contact_id), None)
+            self._save(self._awaiting_clip.pop(contact_id), None, "no_audio")
         self.health.alarm(
             "audio_stalled",
             f"no audio for {(now_ns - self._audio_seen_ns) / NS:.0f} s: {waiting} contact(s) "
@@ -433,8 +474,11 @@ class Core:
     def video_url(self, wall_ns: int) -> str | None:
         return None if self.video is None else self.video.url(wall_ns)
 
-    def contact_record(self, contact: Contact, clip: ClipInfo | None) -> ContactRecord:
+    def contact_record(
+        self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
+    ) -> ContactRecord:
         end_ns = contact.end_ns if contact.end_ns is not None else contact.start_ns
+        self._watch_clock()  # a step since the last check: seen before stamping with it
         return ContactRecord(
             id=contact.id,
             mode=contact.mode,
@@ -453,6 +497,8 @@ class Core:
             boot_id=self.clock.boot_id(),
             video_url=self.video_url(self.clock.wall_ns(contact.start_ns)),
             staff=self.roster.staff_at(self.clock.wall_ns(contact.start_ns)),
+            clip_missing=None if clip is not None else clip_missing,
+            clock_stepped=self.clock_steps.stepped_since(contact.start_ns),
         )
 
     def _event_record(self, event: EdgeEvent, contact_id: str | None) -> EventRecord:

@@ -1019,6 +1019,20 @@ class RetentionSection(Section):
     ] = 3600.0
 
 
+class ClockSection(Section):
+    step_threshold_s: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=3600,
+            description="A jump of the synchronised wall clock against the monotonic clock by "
+            "more than this is a step (NTP slews small errors, it steps big ones): the "
+            "'clock_stepped' alarm is raised and contacts stamped while the clock is off its "
+            "earlier time, or across a step, are flagged clock_stepped (s)",
+        ),
+    ] = 2.0
+
+
 class ShiftConfig(Section):
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, populate_by_name=True
@@ -1164,6 +1178,7 @@ class Config(Section):
     metrics: MetricsSection = MetricsSection()
     storage: StorageSection = StorageSection()
     retention: RetentionSection = RetentionSection()
+    clock: ClockSection = ClockSection()
     routes: RoutesSection = RoutesSection()
     alerts: AlertsSection = AlertsSection()
     video: VideoSection = VideoSection()

@@ -95,6 +95,10 @@ def contact_json(rec: ContactRecord) -> dict[str, Any]:
     }
     if rec.video_url is not None:
         out["video_url"] = rec.video_url
+    if rec.clip is None and rec.clip_missing is not None:  # optional: why there is no clip
+        out["clip_missing"] = rec.clip_missing
+    if rec.clock_stepped:  # optional: the wall clock was stepped while synchronised
+        out["clock_stepped"] = True
     return out
 
 

@@ -178,6 +178,8 @@ class Store:
                 created_ns=created_ns,
                 video_url=rec.video_url,
                 staff=rec.staff,
+                clip_missing=rec.clip_missing,
+                clock_stepped=rec.clock_stepped,
             ).execute()
             for event in rec.events:
                 EventModel.insert(_event_fields(event)).execute()
@@ -270,6 +272,8 @@ class Store:
                 boot_id=r.boot_id,
                 video_url=r.video_url,
                 staff=r.staff,
+                clip_missing=r.clip_missing,
+                clock_stepped=bool(r.clock_stepped),
             )
             for r in rows
         ]

@@ -51,6 +51,8 @@ class ContactModel(_Base):
     created_ns = IntegerField()
     video_url = TextField(null=True)  # migration 2
     staff = TextField(null=True)  # migration 4
+    clip_missing = TextField(null=True)  # migration 6
+    clock_stepped = BooleanField(default=False)  # migration 6
 
     class Meta:
         table_name = "contacts"

@@ -30,7 +30,17 @@ from edge.scenario import busy_shift
 from edge.simulate import STORE_NAME, run_simulation
 from edge.store import Store
 from provisioning.broker import LocalBroker
-from tests.faults.harness import config_dict, retained_status
+from tests.faults.harness import (
+    broken_clips,
+    config_dict,
+    edge_snapshot,
+    kill9,
+    retained_status,
+    start_edge,
+    write_config,
+    write_scenario,
+)
+from tests.fullfs import fill, small_tmpfs
 
 SHIFT = busy_shift(0.25, seed=3)  # 13 contacts, each with a clip of ~1-2.5 MB (WAV)
 
@@ -169,3 +179,105 @@ def test_a_full_disk_under_the_store_delays_contacts_but_loses_none(tmp_path: Pa
     assert summary.contacts == 13 and cores[0].unsaved == 0
     assert cores[0].health.count("save_failed") >= 1
     assert cores[0].health.count("disk_full") >= 1
+
+
+# --- a real full filesystem (a tmpfs mounted by the test) --------------------------------------
+
+DISK_BYTES = 64 << 20  # room for the store and this shift's clips once the filler is gone
+ROOM_LEFT = 1_500_000  # enough for the store's growth over the shift, not for one clip
+ROLLS = {"pre_roll_s": 30.0, "post_roll_s": 30.0}  # every clip >= 60 s of WAV (~1.9 MB)
+FREE_AT_NS = SHIFT.duration_ns // 2  # the operator frees space half-way through the shift
+
+
+def flagged_and_clipped(data: Path) -> tuple[list[ContactRecord], list[ContactRecord]]:
+    """The stored contacts without a clip (each must say why: the disk was full) and those with
+    one (each with its complete file)."""
+    with Store.open(data / STORE_NAME) as store:
+        contacts = store.contacts()
+        payloads = {r.ref: r.payload["contact"] for r in store.outbox.of_kind("contact")}
+    flagged = [c for c in contacts if c.clip is None]
+    clipped = [c for c in contacts if c.clip is not None]
+    for c in flagged:
+        assert c.clip_missing == "disk_full", c
+        assert payloads[c.id]["clip"] is None
+        assert payloads[c.id]["clip_missing"] == "disk_full"  # on the wire too
+    for c in clipped:
+        assert c.clip_missing is None and "clip_missing" not in payloads[c.id]
+    assert broken_clips(data, {c.id: c.clip for c in clipped}) == []
+    return flagged, clipped
+
+
+def test_a_real_full_disk_keeps_capture_and_contacts_and_clips_resume_with_room(
+    tmp_path: Path, broker: LocalBroker
+) -> None:
+    with small_tmpfs(tmp_path / "disk", DISK_BYTES) as disk:
+        data = disk / "data"  # the store and the clips
+        data.mkdir()
+        filler = fill(disk, ROOM_LEFT)
+        cores: list[Core] = []
+
+        def hook(core: Core) -> None:
+            tick = core.tick
+
+            def tick_then_free(now_ns: int) -> None:
+                if now_ns >= FREE_AT_NS and filler.exists():
+                    filler.unlink()  # room again, the daemon still running
+                tick(now_ns)
+
+            core.tick = tick_then_free  # type: ignore[method-assign]
+            cores.append(core)
+
+        cfg = Config.model_validate(config_dict(broker.url, contacts=ROLLS))
+        summary = run_simulation(
+            cfg, SHIFT, tmp_path / "s.toml", data, broker=broker.url, core_hook=hook
+        )
+        assert not filler.exists()
+        assert summary.contacts == 13 and summary.outbox_depth == 0  # all kept, all delivered
+        flagged, clipped = flagged_and_clipped(data)
+        assert len(flagged) >= 3 and len(clipped) >= 3  # a full disk first, clips after
+        assert summary.clips == len(clipped)
+        assert list((data / "clips").glob("*.partial")) == []
+        health = cores[0].health
+        assert health.count("disk_full") >= len(flagged)
+        status = retained_status(broker.url)["status"]
+        assert "disk_full" in {a["kind"] for a in status["alarms"]}
+        assert "storage" not in {f["part"] for f in status.get("faults", [])}  # room again
+
+
+def test_a_full_disk_fails_no_restart_and_clips_resume_when_room_returns(
+    tmp_path: Path, broker: LocalBroker
+) -> None:
+    """The real daemon (``contactpoint edge run``): power is lost while a clip write fails on
+    the full disk, leaving a half-written clip; restarts on the still-full disk run to the end
+    (contacts kept without audio, flagged); once there is room, clips are written again."""
+    config = write_config(tmp_path / "device.toml", broker.url, contacts=ROLLS)
+    shift = write_scenario(tmp_path / "shift.toml", SHIFT)
+    log = tmp_path / "edge.log"  # not on the full disk
+    with small_tmpfs(tmp_path / "disk", DISK_BYTES) as disk:
+        data = disk / "data"
+        data.mkdir()
+        filler = fill(disk, ROOM_LEFT)
+
+        def run(crash_at: str | None = None) -> int:
+            daemon = start_edge(config, data, shift, speed=300, crash_at=crash_at, log=log)
+            try:
+                return daemon.wait(300)
+            finally:
+                kill9(daemon)
+
+        assert run("clip.write.failed") == -9, log.read_text()[-3000:]
+        killed = edge_snapshot(data)
+        assert len(killed.partials) == 1  # the half-written clip the power loss left
+        assert killed.contacts == frozenset()  # the first contact was waiting for that clip
+
+        assert run() == 0, log.read_text()[-3000:]  # still full: runs, delivers, exits 0
+        full = edge_snapshot(data)
+        assert full.partials == frozenset()  # cleaned at start
+        flagged, clipped = flagged_and_clipped(data)
+        assert (len(flagged), clipped) == (13, [])
+
+        filler.unlink()
+        assert run() == 0, log.read_text()[-3000:]
+        flagged, clipped = flagged_and_clipped(data)
+        assert (len(flagged), len(clipped)) == (13, 13)  # the new run's contacts have clips
+        assert edge_snapshot(data).partials == frozenset()
