@@ -11,11 +11,13 @@ must be readable by it. The devices' files are used where ``--out`` put them, st
 What is proved: mosquitto starts on them without an error or warning, a device logs in over
 TLS with its password; a device cannot take the sink's or another device's client id (so it
 can neither wipe their queued messages nor throw them off); two sink workers of a group with
-their own accounts share the stream.
+their own accounts share the stream; Home Assistant discovery is retained under the ACL, and a
+refused discovery config is one fault, logged once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import ssl
@@ -29,8 +31,9 @@ import pytest
 from cloud_sink import Sink, SinkConfig
 from edge.cli import main
 from edge.clock import FakeClock
-from edge.config import MqttSection
-from edge.publish import wire
+from edge.config import Config, MqttSection
+from edge.health import Health
+from edge.publish import discovery, wire
 from edge.publish.mqtt import Publisher
 from edge.store import Store
 from provisioning import identity
@@ -251,3 +254,108 @@ def test_each_worker_of_a_sink_group_has_its_own_account(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def _device_publisher(
+    cfg: Config, provisioned: Provisioned, broker: InstalledBroker, data: Path, health: Health
+) -> tuple[Publisher, Store]:
+    device = cfg.device.id
+    mqtt = MqttSection(
+        broker=url(broker), username=device, backoff_min_s=0.05, backoff_max_s=0.2,
+        password_file=str(provisioned.out(device) / "password"),
+        ca_file=str(provisioned.out(device) / "ca.crt"),
+    )  # fmt: skip
+    store = Store.open(data / "contactpoint.db")
+    pub = Publisher(
+        mqtt, device=device, site=SITE, data_dir=data, store=store, version="test",
+        clock=FakeClock(), retained_on_connect=discovery.provider(cfg, "test"),
+        health=health.snapshot, on_fault=health.fault,
+    )  # fmt: skip
+    return pub, store
+
+
+def _ha_config(device: str, **homeassistant: object) -> Config:
+    return Config.model_validate(
+        {
+            "device": {"id": device, "site": SITE},
+            "homeassistant": {"enabled": True, **homeassistant},
+        }
+    )
+
+
+def test_home_assistant_discovery_works_with_the_provisioned_acl(
+    provisioned: Provisioned, broker: InstalledBroker, tmp_path: Path
+) -> None:
+    provisioned.provision("homeassistant", "--out", str(provisioned.out("homeassistant")))
+    broker.broker.restart()  # a new account: mosquitto reads the files at start (or on HUP)
+    cfg = _ha_config(A)
+    expected = {topic for topic, _ in discovery.provider(cfg, "test")()}  # type: ignore[misc]
+    assert len(expected) == len(cfg.homeassistant.sensors) + 2  # + online, + alert event
+    health = Health()
+    pub, store = _device_publisher(cfg, provisioned, broker, tmp_path / "a", health)
+    pub.start()
+    ha = provisioned.client(broker, "homeassistant")
+    try:
+        wait_until(lambda: pub.connected, "the device connected", WAIT_S)
+        assert not ha.connect().failed
+        assert not ha.subscribe("homeassistant/#").failed
+        status = f"contactpoint/v1/{SITE}/{A}/status"
+        assert not ha.subscribe(status).failed
+        seen: set[str] = set()
+
+        def all_retained() -> bool:
+            while not ha.received.empty():
+                seen.add(ha.received.get_nowait()[0])
+            return expected | {status} <= seen  # Home Assistant reads the status too
+
+        wait_until(all_retained, "every discovery config and the status, retained", WAIT_S)
+        assert health.faults == {} and pub.stats.failed == 0, pub.stats.last_error
+        # the ACL grants a device its own discovery topics only
+        a = provisioned.client(broker, A)
+        assert not a.connect().failed
+        assert a.publish(f"homeassistant/sensor/{B}/outbox_depth/config", b"{}").failed
+        assert a.publish("homeassistant/status", b"online").failed
+        a.close()
+    finally:
+        ha.close()
+        pub.stop()
+        store.close()
+    # the device is gone: what Home Assistant gets on its next start is retained
+    later = provisioned.client(broker, "homeassistant")
+    try:
+        assert not later.connect().failed
+        assert not later.subscribe("homeassistant/#").failed
+        got = {later.received.get(timeout=WAIT_S)[0] for _ in expected}
+        assert got == expected
+    finally:
+        later.close()
+
+
+def test_a_refused_discovery_config_is_one_fault_logged_once(
+    provisioned: Provisioned,
+    broker: InstalledBroker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = _ha_config(B, discovery_prefix="elsewhere")  # the ACL grants homeassistant/ only
+    refused = len(discovery.provider(cfg, "test")())  # type: ignore[misc]
+    health = Health()
+    pub, store = _device_publisher(cfg, provisioned, broker, tmp_path / "b", health)
+    caplog.set_level(logging.DEBUG, logger="edge.publish.mqtt")
+    pub.start()
+    try:
+        wait_until(lambda: pub.stats.failed >= refused, "the refusals", WAIT_S)
+        broker.broker.restart()  # the next connection is refused the same
+        wait_until(lambda: pub.stats.reconnects >= 1, "a reconnect", WAIT_S)
+        wait_until(lambda: pub.stats.failed >= 2 * refused, "the refusals again", WAIT_S)
+    finally:
+        pub.stop()
+        store.close()
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "refused" in r.getMessage()
+    ]
+    assert len(warnings) == 1, warnings
+    assert "elsewhere/" in warnings[0] and "Not authorized" in warnings[0]
+    assert list(health.faults) == ["mqtt_acl"] and "elsewhere/" in health.faults["mqtt_acl"]
