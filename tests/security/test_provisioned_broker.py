@@ -359,3 +359,41 @@ def test_a_refused_discovery_config_is_one_fault_logged_once(
     assert len(warnings) == 1, warnings
     assert "elsewhere/" in warnings[0] and "Not authorized" in warnings[0]
     assert list(health.faults) == ["mqtt_acl"] and "elsewhere/" in health.faults["mqtt_acl"]
+
+
+def test_with_client_certificates_the_cn_is_the_account_and_the_client_id(
+    tmp_path: Path,
+) -> None:
+    root = broker_host_dir()
+    site = Provisioned(tmp_path, root)
+    ca = str(tmp_path / "ca")
+    try:
+        assert main(["provision", "ca", "--out", ca]) == 0
+        site.provision("server", "--ca-dir", ca, "--host", "127.0.0.1", "--require-client-cert")
+        for device in (A, B):
+            out = str(site.out(device))
+            site.provision("device", device, "--site", SITE, "--out", out, "--ca-dir", ca, "--cert")
+        conf = (root / identity.BROKER_CONF).read_text()
+        assert "\nrequire_certificate true\nuse_identity_as_username true\n" in conf
+
+        def client(port: int, name: str, client_id: str | None = None) -> Client:
+            tls = site.tls()
+            tls.load_cert_chain(site.out(name) / "client.crt", site.out(name) / "client.key")
+            return Client(port, tls=tls, client_id=client_id)
+
+        with InstalledBroker(root) as broker:
+            b = client(broker.port, B)
+            assert not b.connect().failed
+            a = client(
+                broker.port, A, client_id=B
+            )  # no user name, no password: the certificate says who
+            assert not a.connect().failed
+            assert not a.publish(f"contactpoint/v1/{SITE}/{A}/status", b"{}").failed
+            assert a.publish(f"contactpoint/v1/{SITE}/{B}/status", b"{}").failed
+            assert not b.publish(f"contactpoint/v1/{SITE}/{B}/status", b"{}").failed
+            assert b.disconnects == 0  # A's certificate made it A, whatever id it sent
+            a.close()
+            b.close()
+            assert "Error" not in broker.log, broker.log
+    finally:
+        remove_tree(root)
