@@ -220,4 +220,5 @@ def _report_broker(files: identity.BrokerFiles) -> None:
     else:
         names = " ".join(str(files.directory / name) for name in secrets)
         print(f"                  install -o {user} -g {user} -m 600 {names} {root}/")
-    print("                  then restart mosquitto (client-id binding is not reloaded)")
+    print("                  then 'systemctl reload mosquitto' (accounts, ACL); restart it")
+    print("                  after the first install or a listener change (not reloaded)")
