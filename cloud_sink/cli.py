@@ -73,7 +73,11 @@ def add_commands(subparsers: Any) -> None:
         help="MQTT 5 shared-subscription group, for N workers on one stream (default: none, a "
         "single worker with a plain subscription)",
     )
-    run.add_argument("--client-id", help="MQTT client id (default: contactpoint-sink-GROUP)")
+    run.add_argument(
+        "--client-id",
+        help="MQTT client id (default: contactpoint-sink[-GROUP], with a password also a tag "
+        "derived from it, so devices cannot guess it)",
+    )
     run.add_argument("--config", type=Path, help="TOML file with a [sink] table")
     run.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version (default: 5)")
     run.add_argument("--username", help="broker user name")

@@ -105,6 +105,7 @@ def device_publisher(
         retained_on_connect=discovery.provider(cfg, __version__),
         today=core.today.snapshot,
         health=core.health.snapshot,
+        on_fault=core.health.fault,  # the broker refused a retained message (its ACL)
     )
     core.health.on_change = publisher.refresh_status
     return publisher

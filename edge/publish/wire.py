@@ -251,9 +251,10 @@ def alert_message(firing: Firing, text: str, device: str, site: str) -> OutboxMe
 SITE_SCOPE = "_site"
 
 
-def discovery_topic(prefix: str, component: str, object_id: str) -> str:
-    """Home Assistant MQTT discovery: ``<prefix>/<component>/<object_id>/config``."""
-    return f"{prefix}/{component}/{object_id}/config"
+def discovery_topic(prefix: str, component: str, device: str, object_id: str) -> str:
+    """Home Assistant MQTT discovery: ``<prefix>/<component>/<device>/<object_id>/config`` (the
+    device id as Home Assistant's node id: the broker's ACL grants a device only its own)."""
+    return f"{prefix}/{component}/{device}/{object_id}/config"
 
 
 def resend_topic(site: str, device: str) -> str:
