@@ -223,6 +223,10 @@ class _Server(ThreadingHTTPServer):
         with self._lock:
             self._reading.pop(request, None)
 
+    def count_timeout(self) -> None:
+        with self._lock:
+            self.timed_out += 1
+
     def time_left(self, request: socket.socket) -> float:
         """Seconds until the request's deadline (at least a little)."""
         with self._lock:
@@ -290,7 +294,8 @@ class ReceiptServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            timeout = timeout_s  # every single read and write on the connection
+            # a backstop for every single read and write; the request's deadline comes first
+            timeout = timeout_s + 2 * _GRACE_S
 
             def do_GET(self) -> None:
                 httpd.read_done(self.connection)
@@ -375,6 +380,7 @@ class ReceiptServer:
                 except OSError:  # TimeoutError, or cut off by the deadline
                     body = b""
                 if len(body) < length:
+                    httpd.count_timeout()
                     self._reject(
                         408,
                         f"body incomplete: {length} bytes announced, {len(body)} arrived "
@@ -421,7 +427,7 @@ class ReceiptServer:
 
     @property
     def timed_out(self) -> int:
-        """Requests cut off because they did not arrive within ``timeout_s``."""
+        """Requests that did not arrive whole within ``timeout_s`` (408 or disconnected)."""
         return self._httpd.timed_out
 
     @property
