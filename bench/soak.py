@@ -138,6 +138,7 @@ def run_in_process_tests() -> tuple[bool, str]:
         "tests/faults/test_corrupt_store.py",
         "tests/faults/test_devices_gone.py",
         "tests/faults/test_wire_health.py",
+        "tests/faults/test_bad_input.py",
     ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
@@ -239,8 +240,9 @@ not a Raspberry Pi).
 
 {table}
 
-In-process fault tests (scenarios 4-7, `tests/faults/test_disk_pressure.py`, `test_clock.py`,
-`test_corrupt_store.py`, `test_devices_gone.py`, `test_wire_health.py`): {in_process}
+In-process fault tests (scenarios 4-8, `tests/faults/test_disk_pressure.py`, `test_clock.py`,
+`test_corrupt_store.py`, `test_devices_gone.py`, `test_wire_health.py`, `test_bad_input.py`):
+{in_process}
 
 "Delivered" = in the sink exactly once, with a clip whose bytes hash to what the edge recorded
 (where the edge recorded one). "Duplicated" = a contact stored twice by the sink (must be 0).
@@ -299,11 +301,18 @@ Every deleted clip is counted and raised as an alarm (`clips_deleted_delivered`,
 is handled the same way: a clip write that fails frees space by the same rules and is tried
 once more, else the contact is saved without a clip; a store write that fails (`database or
 disk is full`) frees space and retries, else the contact waits in memory and is retried every
-second (`save_failed`). The tests check the deletion order on a real store, a shift bigger than
-the budget (every contact kept, the newest clips kept, usage within budget), ENOSPC on clip
-writes through a virtual disk with and without `delete_undelivered` (the daemon runs to the
-end, every contact saved and delivered, the retained status on the broker shows `disk_full`),
-and a store that refuses three writes (no contact lost).
+second (`save_failed`). Events outside contacts are saved the same way, and so is any other
+trouble of the store (an I/O error, a lock): the record waits, the core loop goes on. The tests
+check the deletion order on a real store, a shift bigger than the budget (every contact kept,
+the newest clips kept, usage within budget), ENOSPC on clip writes through a virtual disk with
+and without `delete_undelivered` (the daemon runs to the end, every contact saved and
+delivered, the retained status on the broker shows `disk_full`), a store that refuses three
+writes (no contact lost), and events outside contacts on a really full filesystem: a 4 MiB
+tmpfs the test mounts (root only; skipped, saying so, where mounting is not permitted) and,
+everywhere, `RLIMIT_FSIZE` in a subprocess (the write-ahead log may not grow): the events wait
+and are saved in order once the space is back. A COMMIT refused by a full disk raises
+`database or disk is full` (SQLite rolls it back itself; peewee's rollback of nothing is not
+what is reported).
 
 A real full disk: the tests mount a 64 MiB tmpfs (skipped, saying why, where mounting is not
 permitted; `tests/edge/test_encode.py` then still proves the write path under a file-size limit,
@@ -361,8 +370,12 @@ cannot open or whose check fails is renamed `contactpoint.db.corrupt-<UTC time>`
 `-wal`/`-shm`), a fresh store created, the `store_corrupt` alarm raised, and every sidecar's
 contact saved again with its outbox rows - with its clip when the file is intact, without it
 otherwise. The sink deduplicates what it already had. Lost for good: events outside contacts,
-and which rows had been delivered (everything re-indexed is sent again). The tests overwrite
-the header, or blocks inside the file, with random bytes (three seeds).
+and which rows had been delivered (everything re-indexed is sent again). A sidecar that cannot
+be used (unreadable, not a record, refused by the store) is skipped and named in the alarm; a
+value no store can hold (NaN, an unpaired surrogate: older releases wrote them) is dropped or
+spelled out and the contact saved (`bad_record`). The tests overwrite the header, or blocks
+inside the file, with random bytes (three seeds), and recover from sidecars with NaN, an
+escaped surrogate, an event of another contact, a time beyond 64 bits and no JSON at all.
 
 ### 7. Microphone or sensor gone (`test_devices_gone.py`)
 A part that fails reports a `DeviceFault` (real drivers: ALSA, ultrasonic, serial, nRF24; the
@@ -376,6 +389,16 @@ keep producing events, presence contacts resume), and run the real-driver daemon
 "pi"`, gpiozero mock pins) with an ALSA device that does not exist: the retained status on the
 broker names the microphone, and a button press still makes a contact, saved without a clip
 while the daemon runs.
+
+### 8. Bad values from the till (`test_bad_input.py`)
+The till's HTTP input (`edge/pos.py`) refuses what the device cannot keep with a `400` naming
+the field (NaN, infinities, amounts over 1e12, unpaired surrogates) and bounds every request
+(Content-Length required and at most 64 KiB, a 10 s deadline, at most 16 connections;
+tests/edge/test_pos.py sends raw bytes over real sockets). Behind it the core does not rely
+on that: a record with a value no store can hold is saved without it (`bad_record` says which
+field went), one the store refuses outright is logged whole and reported, and the core loop
+goes on. The test plays a shift whose receipts carry NaN and infinite amounts through the real
+simulation path: every contact and receipt is saved, the sidecars are strict JSON.
 
 ## Fixed on the way
 - The publisher retried a clip whose file the disk budget had deleted while it was being sent

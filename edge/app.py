@@ -7,6 +7,7 @@
                                                          └──────▶ Segmenter ─▶ contacts
     contacts ─▶ tags (rules) ─▶ clip cut from the ring ─▶ ONE store transaction (+ outbox)
     orphan events ──────────────────────────────────────▶ store (+ outbox)
+    (both saved the same way: a full disk waits, a bad value is dropped, nothing stops the loop)
 
 Decisions live in the small pure objects; this module only wires them and converts monotonic
 time to wall time at the boundary (records).
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from edge.alerts import AlertEvaluator, describe, observations
 from edge.audio import Clipper, Ring, cleanup_partials
@@ -36,10 +37,10 @@ from edge.presence import PresenceDetector
 from edge.publish import wire
 from edge.radio import Decoder
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
-from edge.recovery import write_sidecar
+from edge.recovery import sidecar_path, write_sidecar
 from edge.routes import router as route_planner
 from edge.staff import Roster, StaffCall
-from edge.store import Store
+from edge.store import IntegrityError, Store, clean_contact, clean_event
 from edge.tagging import apply_rules
 from edge.video import VideoLinks
 from hardware import (
@@ -180,7 +181,7 @@ class Core:
         self.budget = DiskBudget(cfg.storage, store, data_dir, self.health, CLIPS_DIR)
         if self.clipper is not None:
             self.clipper.on_disk_full = self.budget.on_disk_full
-        self._unsaved: list[tuple[ContactRecord, list[OutboxMessage]]] = []
+        self._unsaved: list[tuple[ContactRecord | EventRecord, list[OutboxMessage]]] = []
         self._audio_seen_ns = clock.monotonic_ns()
         self._synced = clock.synchronized()
         #: steps of the synchronised wall clock (edge.clock.StepWatch): alarm, fault, flag
@@ -301,19 +302,16 @@ class Core:
                 self._awaiting_clip[contact.id] = contact
                 self.clipper.request(contact.id, contact.start_ns, end_ns)
         for event in orphans:
-            record = self._event_record(event, None)
-            record = replace(record, staff=self.roster.staff_at(record.wall_ns))
-            alerts = self._alerts(record)
-            self.store.save_event(
-                record,
-                [
-                    wire.event_message(record, self.cfg.device.id, self.cfg.device.site),
-                    *alerts,
-                ],
-            )
-            self.counters.orphan_events += 1
-            self.today.add_event(record)
-            self._announce(alerts)
+            self._save_orphan(event)
+
+    def _save_orphan(self, event: EdgeEvent) -> None:
+        record = self._event_record(event, None)
+        record = self._storable(replace(record, staff=self.roster.staff_at(record.wall_ns)))
+        alerts = self._alerts(record)
+        device = self.cfg.device
+        self._commit(record, [wire.event_message(record, device.id, device.site), *alerts])
+        self.today.add_event(record)
+        self._announce(alerts)
 
     def _clips_ready(self, clips: list[ClipInfo]) -> None:
         assert self.clipper is not None
@@ -342,14 +340,13 @@ class Core:
     def _save(
         self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
     ) -> None:
-        record = self.contact_record(contact, clip, clip_missing)
+        record = self._storable(self.contact_record(contact, clip, clip_missing))
         device = self.cfg.device
         outbox = [wire.contact_message(record, device.id, device.site)]
         if clip is not None:  # the audio follows its contact, in chunks
             outbox.append(wire.clip_message(clip, device.id, device.site))
         alerts = self._alerts(record)
-        if self._commit(record, outbox + alerts):
-            self.counters.contacts += 1
+        self._commit(record, outbox + alerts)
         if clip is not None:
             self.budget.enforce()
         self.today.add_contact(record)
@@ -357,46 +354,93 @@ class Core:
 
     # --- faults (docs/RELIABILITY.md) ----------------------------------------------------------
 
-    def _commit(self, record: ContactRecord, outbox: list[OutboxMessage]) -> bool:
-        """Sidecar, then the store transaction. A full disk never loses the contact: space is
-        freed by the budget's rules and the save tried again; failing that it waits in memory
-        and is retried every second (False)."""
+    @overload
+    def _storable(self, record: ContactRecord) -> ContactRecord: ...
+    @overload
+    def _storable(self, record: EventRecord) -> EventRecord: ...
+    def _storable(self, record: ContactRecord | EventRecord) -> ContactRecord | EventRecord:
+        """The record as the store can hold it (edge/store/storable.py): a value no store can
+        keep (NaN, an unpaired surrogate) is dropped or spelled out, and ``bad_record`` says
+        which; the rest of the record is saved as usual."""
+        if isinstance(record, ContactRecord):
+            cleaned: ContactRecord | EventRecord
+            cleaned, changes = clean_contact(record)
+        else:
+            cleaned, changes = clean_event(record)
+        if changes:
+            self.health.alarm(
+                "bad_record",
+                _brief(
+                    f"{_what(cleaned)} saved without values no store can hold: "
+                    + "; ".join(changes)
+                ),
+            )
+        return cleaned
+
+    def _commit(self, record: ContactRecord | EventRecord, outbox: list[OutboxMessage]) -> bool:
+        """Sidecar (contacts only), then the store transaction. Nothing stops the core loop:
+
+        - a full disk never loses the record: space is freed by the budget's rules and the
+          save tried again; failing that, or on any other trouble of the store (an I/O error,
+          a lock held too long), it waits in memory and is retried every second (False);
+        - a record the store refuses as such (it breaks a constraint) is logged whole and
+          raised as ``bad_record``; a contact stays in its sidecar (False)."""
+        error: Exception | None = None
         for attempt in (1, 2):
+            if isinstance(record, ContactRecord):
+                try:
+                    write_sidecar(self.data_dir, record)
+                except (OSError, ValueError) as exc:  # a recovery aid: the contact matters more
+                    log.warning("sidecar of contact %s not written: %s", record.id, exc)
+                    full = is_disk_full(exc) and attempt == 1
+                    if full and self.budget.on_disk_full("a sidecar", 4096):
+                        continue
             try:
-                write_sidecar(self.data_dir, record)
-            except OSError as exc:  # a recovery aid only: the contact itself matters more
-                log.warning("sidecar of contact %s not written: %s", record.id, exc)
-                full = is_disk_full(exc) and attempt == 1
-                if full and self.budget.on_disk_full("a sidecar", 4096):
-                    continue
-            try:
-                self.store.save_contact(record, outbox)
+                self._write(record, outbox)
                 return True
+            except _REFUSED as exc:
+                self._refused(record, exc)
+                return False
             except Exception as exc:
-                if not is_disk_full(exc):
-                    raise
-                if attempt == 1 and self.budget.on_disk_full("the store", 1 << 20):
+                error = exc
+                full = is_disk_full(exc) and attempt == 1
+                if full and self.budget.on_disk_full("the store", 1 << 20):
                     continue
                 break
+        log.warning("%s not saved yet, retried every second: %s", _what(record), error)
         self._unsaved.append((record, outbox))
-        self.health.alarm("save_failed", f"contact {record.id} waits for disk space")
+        self.health.alarm("save_failed", _brief(f"{_what(record)} waits: {error}"))
         return False
+
+    def _write(self, record: ContactRecord | EventRecord, outbox: list[OutboxMessage]) -> None:
+        if isinstance(record, ContactRecord):
+            self.store.save_contact(record, outbox)
+            self.counters.contacts += 1
+        else:
+            self.store.save_event(record, outbox)
+            self.counters.orphan_events += 1
+
+    def _refused(self, record: ContactRecord | EventRecord, exc: Exception) -> None:
+        kept = ""
+        if isinstance(record, ContactRecord) and sidecar_path(self.data_dir, record.id).exists():
+            kept = " (kept in its sidecar)"
+        log.error("%s refused by the store%s: %s; the record: %r", _what(record), kept, exc, record)
+        self.health.alarm("bad_record", _brief(f"{_what(record)} not saved{kept}: {exc}"))
 
     def _retry_unsaved(self) -> None:
         waiting, self._unsaved = self._unsaved, []
         for index, (record, outbox) in enumerate(waiting):
             try:
-                self.store.save_contact(record, outbox)
-            except Exception as exc:
-                if not is_disk_full(exc):
-                    raise
+                self._write(record, outbox)
+            except _REFUSED as exc:
+                self._refused(record, exc)
+            except Exception:  # still no space (or the store still in trouble): in order, later
                 self._unsaved.extend(waiting[index:])
                 return
-            self.counters.contacts += 1
 
     @property
     def unsaved(self) -> int:
-        """Contacts waiting in memory for disk space."""
+        """Contacts and orphan events waiting in memory for the store (e.g. for disk space)."""
         return len(self._unsaved)
 
     def _check_clock(self) -> None:
@@ -528,6 +572,20 @@ class Core:
     @property
     def awaiting_clips(self) -> int:
         return len(self._awaiting_clip)
+
+
+#: what the store refuses for the record itself (edge/store/storable.py, a broken constraint):
+#: saving it again would fail again
+_REFUSED = (ValueError, TypeError, OverflowError, IntegrityError)
+
+
+def _what(record: ContactRecord | EventRecord) -> str:
+    return f"contact {record.id}" if isinstance(record, ContactRecord) else f"event {record.id}"
+
+
+def _brief(detail: str, limit: int = 500) -> str:
+    """An alarm's detail, short enough for the status message."""
+    return detail if len(detail) <= limit else detail[: limit - 1] + "…"
 
 
 def step_ns(cfg: Config) -> int:
