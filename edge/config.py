@@ -305,14 +305,24 @@ class PresenceSection(Section):
 
 class WindowSection(Section):
     before_s: Annotated[
-        float, Field(ge=0, le=600, description="Audio kept before a window press (s)")
+        float,
+        Field(
+            ge=0,
+            le=600,
+            description="A window press reaches this far back: audio and events before it are "
+            "its window's; so a window (or an event outside every contact) is handed out this "
+            "long after its end, in case a later press reaches it (s)",
+        ),
     ] = 60.0
     after_s: Annotated[
         float, Field(ge=0, le=600, description="Audio kept after a window press (s)")
     ] = 60.0
     roles: Annotated[
         list[Role],
-        Field(description="Roles whose press cuts a window when no other contact is open"),
+        Field(
+            description="Roles whose press cuts a window when no presence or survey contact is "
+            "open; overlapping or touching windows are one contact"
+        ),
     ] = ["question", "request"]
 
 
@@ -338,7 +348,12 @@ class ContactsSection(Section):
     ] = ["presence", "window", "survey"]
     max_duration_s: Annotated[
         float,
-        Field(ge=5, le=7200, description="A contact longer than this is closed as 'timeout' (s)"),
+        Field(
+            ge=5,
+            le=7200,
+            description="A contact longer than this is closed as 'timeout' (s); a longer "
+            "window is cut here into pieces that do not overlap",
+        ),
     ] = 900.0
     pre_roll_s: Annotated[
         float, Field(ge=0, le=120, description="Audio kept before a contact's start (s)")
@@ -372,8 +387,9 @@ class AudioSection(Section):
         Field(
             ge=10,
             le=14400,
-            description="RAM ring length (s); unset = pre-roll + longest contact + post-roll "
-            "+ 30 s",
+            description="RAM ring length (s); unset = pre-roll + max_duration_s + window "
+            "before_s (window mode: a window is handed out that long after its end, in case a "
+            "press merges with it) + post-roll + 30 s",
         ),
     ] = None
     codec: Annotated[
@@ -1191,12 +1207,17 @@ class Config(Section):
         return self
 
     def ring_seconds(self) -> float:
-        """The ring buffer's length: configured, or enough for the longest possible clip."""
+        """The ring buffer's length: configured, or enough for the longest possible clip until
+        the segmenter hands its contact out."""
         if self.audio.ring_s is not None:
             return self.audio.ring_s
         c = self.contacts
-        longest = max(c.max_duration_s, c.window.before_s + c.window.after_s)
-        return c.pre_roll_s + longest + c.post_roll_s + 30.0
+        # no contact is longer than max_duration_s (windows are cut there); a window is handed
+        # out only once no press can merge with it any more: before_s after its end
+        held = 0.0
+        if "window" in c.modes and c.window.roles:
+            held = min(c.window.before_s, c.max_duration_s)
+        return c.pre_roll_s + c.max_duration_s + held + c.post_roll_s + 30.0
 
     def button_for_code(self, key: str) -> ButtonConfig | None:
         """The button bound to a remote key (``"<protocol>:<hex>"``), case-insensitive."""

@@ -107,8 +107,10 @@ def test_ring_defaults_to_longest_clip() -> None:
     cfg = Config.model_validate(
         {"contacts": {"max_duration_s": 100, "pre_roll_s": 2, "post_roll_s": 4}}
     )
-    # the window (60 + 60) is longer than max_duration here
-    assert cfg.ring_seconds() == 2 + 120 + 4 + 30
+    # a window is handed out before_s (60) after its end: its audio must still be there
+    assert cfg.ring_seconds() == 2 + 100 + 60 + 4 + 30
+    no_windows = {"modes": ["presence", "survey"], "max_duration_s": 100, "pre_roll_s": 2}
+    assert Config.model_validate({"contacts": no_windows}).ring_seconds() == 2 + 100 + 3 + 30
     assert Config.model_validate({"audio": {"ring_s": 50}}).ring_seconds() == 50
 
 
