@@ -44,6 +44,8 @@ from edge.staff import (
 M = TypeVar("M", bound=BaseModel)
 Mode = Literal["presence", "window", "survey"]
 Role = Literal["green", "yellow", "red", "request", "seller", "question"]
+#: How a button's presses arrive: its wired pin, or a wireless remote through a receiver
+Via = Literal["gpio", "rf433", "serial", "nrf24"]
 RATING_ROLES: tuple[str, ...] = ("green", "yellow", "red")
 #: Event kinds a tag rule can name (besides ``question:N`` for one question button).
 EVENT_KINDS: tuple[str, ...] = (
@@ -205,12 +207,16 @@ class ButtonConfig(Section):
     ] = None
     label: Annotated[str, Field(max_length=200, description="Human text, e.g. the question")] = ""
     via: Annotated[
-        Literal["gpio", "rf433", "serial", "nrf24"],
-        Field(description="How the press arrives: a wired GPIO pin or a wireless remote"),
+        Via | list[Via],
+        Field(
+            description="How presses arrive: 'gpio' = wired to 'pin'; 'rf433', 'serial' or "
+            "'nrf24' = a wireless remote whose key is 'code'. A button with both lists them, "
+            "e.g. ['gpio', 'rf433'] (a scenario press uses the first unless it says)"
+        ),
     ] = "gpio"
-    pin: Annotated[int | None, Field(ge=0, le=27, description="BCM GPIO number (via = 'gpio')")] = (
-        None
-    )
+    pin: Annotated[
+        int | None, Field(ge=0, le=27, description="BCM GPIO number (via includes 'gpio')")
+    ] = None
     pull_up: Annotated[
         bool, Field(description="Use the internal pull-up (button wired to ground)")
     ] = True
@@ -225,10 +231,31 @@ class ButtonConfig(Section):
         str | None,
         Field(
             pattern=r"^[0-9A-Za-z:._-]{1,64}$",
-            description="Remote code bound to this button (via rf433/serial/nrf24); "
-            "'contactpoint learn ROLE' fills it in",
+            description="Remote key bound to this button (via includes rf433, serial or "
+            "nrf24); 'contactpoint learn ROLE' fills it in and keeps a wired pin",
         ),
     ] = None
+
+    @field_validator("via")
+    @classmethod
+    def _via_list(cls, value: Via | list[Via]) -> Via | list[Via]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("name at least one way, e.g. 'gpio' or ['gpio', 'rf433']")
+            for via in value:
+                if value.count(via) > 1:
+                    raise ValueError(f"'{via}' is listed twice")
+        return value
+
+    @property
+    def vias(self) -> tuple[Via, ...]:
+        """The ways this button's presses arrive, in the configured order."""
+        return (self.via,) if isinstance(self.via, str) else tuple(self.via)
+
+    @property
+    def wired(self) -> bool:
+        """Read from its GPIO pin (a wireless key, if it has a ``code``, works as well)."""
+        return "gpio" in self.vias
 
     @model_validator(mode="after")
     def _question_number(self) -> Self:
@@ -1327,9 +1354,9 @@ def _unwrap(annotation: Any) -> Any:
     if origin is list:
         return _unwrap(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _unwrap(args[0])
+        args = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
+        if all(a == args[0] for a in args):  # X | None, X | list[X]
+            return args[0]
     return annotation
 
 

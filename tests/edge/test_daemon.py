@@ -99,12 +99,28 @@ def test_learn_binds_the_pressed_key_and_keeps_comments(
     assert result == [0]
     out = capsys.readouterr().out
     assert "press the remote key for red" in out and "'ev1527:123453'" in out
+    assert "still wired on GPIO13" in out and "--wireless-only" in out
     text = config.read_text()
     assert text.startswith("# the counter by the door\n")
     cfg = load_config(config)
     red = cfg.button_for_code("ev1527:123453")
-    assert red is not None and red.role == "red" and red.via == "rf433"
+    assert red is not None and red.role == "red"
+    assert (red.vias, red.pin) == (("gpio", "rf433"), 13)  # the wired button stays wired
     assert len(cfg.buttons) == 5  # the defaults were written out, the code bound to red
+
+
+def test_learn_wireless_only_gives_up_the_pin(
+    pigpiod: PigpioReplayServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "device.toml", pigpiod)
+    argv = ["learn", "red", "--config", str(config), "--timeout", "20", "--wireless-only"]
+    thread, result = in_thread(lambda: main(argv))
+    press_remote(pigpiod, 0x12345, 0x3)
+    thread.join(20)
+    assert result == [0]
+    assert "still wired" not in capsys.readouterr().out
+    red = load_config(config).button_for_code("ev1527:123453")
+    assert red is not None and red.vias == ("rf433",) and not red.wired
 
 
 def test_learn_without_a_receiver_is_a_clear_error(
