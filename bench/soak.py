@@ -384,11 +384,11 @@ hardware backend turns start failures into faults); the core logs it and keeps i
 bounded wait: when no audio period arrived for `audio.stall_s` (default 10 s) they get the audio
 there was (truncated) or no clip (`audio_stalled` alarm). The tests take the microphone away
 for ten minutes of a shift (faults reported and cleared, contacts saved within settle +
-post-roll + `stall_s` + 1 s, full clips again after), take the presence sensor away (buttons
-keep producing events, presence contacts resume), and run the real-driver daemon (`backend =
-"pi"`, gpiozero mock pins) with an ALSA device that does not exist: the retained status on the
-broker names the microphone, and a button press still makes a contact, saved without a clip
-while the daemon runs.
+post-roll + `stall_s` + 1 s, windows `before_s` later, full clips again after), take the
+presence sensor away (buttons keep producing events, presence contacts resume), and run the
+real-driver daemon (`backend = "pi"`, gpiozero mock pins) with an ALSA device that does not
+exist: the retained status on the broker names the microphone, and a button press still makes a
+contact, saved without a clip while the daemon runs.
 
 ### 8. Bad values from the till (`test_bad_input.py`)
 The till's HTTP input (`edge/pos.py`) refuses what the device cannot keep with a `400` naming

@@ -87,9 +87,7 @@ def backend_spec(
     return BackendSpec(
         backend=cfg.hardware.backend,
         buttons=tuple(
-            ButtonSpec(b.name, b.pin, b.pull_up, b.active_high)
-            for b in cfg.buttons
-            if b.via == "gpio"
+            ButtonSpec(b.name, b.pin, b.pull_up, b.active_high) for b in cfg.buttons if b.wired
         ),
         ranger=RangerSpec(p.trigger_pin, p.echo_pin, p.interval_s, p.temperature_c)
         if "presence" in cfg.contacts.modes

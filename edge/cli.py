@@ -144,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_argument("role", help="a role (green, yellow, red, request, seller) or button name")
     learn.add_argument("--config", type=Path, required=True, help="the config file to edit")
     learn.add_argument("--timeout", type=float, default=60.0, help="wait at most S seconds")
+    learn.add_argument(
+        "--wireless-only",
+        action="store_true",
+        help="a wired button stops reading its pin (default: it keeps the pin, the remote key "
+        "works as well)",
+    )
     learn.set_defaults(handler=_learn)
 
     contacts = sub.add_parser("contacts", help="list the contacts in a device's store")
@@ -394,6 +400,7 @@ def _learn(args: argparse.Namespace) -> int:
         args.role,
         str(key["remote_key"]),
         via="serial" if via == "serial" else "nrf24" if via == "nrf24" else "rf433",
+        wireless_only=args.wireless_only,
     )
     print(
         f"{args.config}: button '{change.name}' ({change.role}) {change.action}: "
@@ -401,6 +408,11 @@ def _learn(args: argparse.Namespace) -> int:
         + (f" (was {change.previous_code!r})" if change.previous_code else "")
         + ("; the default buttons were written out" if change.defaults_written else "")
     )
+    if change.kept_pin is not None:
+        print(
+            f"it is still wired on GPIO{change.kept_pin}: a press of the button or of the "
+            "remote key both count (learn again with --wireless-only to use only the remote)"
+        )
     return 0
 
 

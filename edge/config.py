@@ -44,6 +44,8 @@ from edge.staff import (
 M = TypeVar("M", bound=BaseModel)
 Mode = Literal["presence", "window", "survey"]
 Role = Literal["green", "yellow", "red", "request", "seller", "question"]
+#: How a button's presses arrive: its wired pin, or a wireless remote through a receiver
+Via = Literal["gpio", "rf433", "serial", "nrf24"]
 RATING_ROLES: tuple[str, ...] = ("green", "yellow", "red")
 #: Event kinds a tag rule can name (besides ``question:N`` for one question button).
 EVENT_KINDS: tuple[str, ...] = (
@@ -205,12 +207,16 @@ class ButtonConfig(Section):
     ] = None
     label: Annotated[str, Field(max_length=200, description="Human text, e.g. the question")] = ""
     via: Annotated[
-        Literal["gpio", "rf433", "serial", "nrf24"],
-        Field(description="How the press arrives: a wired GPIO pin or a wireless remote"),
+        Via | list[Via],
+        Field(
+            description="How presses arrive: 'gpio' = wired to 'pin'; 'rf433', 'serial' or "
+            "'nrf24' = a wireless remote whose key is 'code'. A button with both lists them, "
+            "e.g. ['gpio', 'rf433'] (a scenario press uses the first unless it says)"
+        ),
     ] = "gpio"
-    pin: Annotated[int | None, Field(ge=0, le=27, description="BCM GPIO number (via = 'gpio')")] = (
-        None
-    )
+    pin: Annotated[
+        int | None, Field(ge=0, le=27, description="BCM GPIO number (via includes 'gpio')")
+    ] = None
     pull_up: Annotated[
         bool, Field(description="Use the internal pull-up (button wired to ground)")
     ] = True
@@ -225,10 +231,31 @@ class ButtonConfig(Section):
         str | None,
         Field(
             pattern=r"^[0-9A-Za-z:._-]{1,64}$",
-            description="Remote code bound to this button (via rf433/serial/nrf24); "
-            "'contactpoint learn ROLE' fills it in",
+            description="Remote key bound to this button (via includes rf433, serial or "
+            "nrf24); 'contactpoint learn ROLE' fills it in and keeps a wired pin",
         ),
     ] = None
+
+    @field_validator("via")
+    @classmethod
+    def _via_list(cls, value: Via | list[Via]) -> Via | list[Via]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("name at least one way, e.g. 'gpio' or ['gpio', 'rf433']")
+            for via in value:
+                if value.count(via) > 1:
+                    raise ValueError(f"'{via}' is listed twice")
+        return value
+
+    @property
+    def vias(self) -> tuple[Via, ...]:
+        """The ways this button's presses arrive, in the configured order."""
+        return (self.via,) if isinstance(self.via, str) else tuple(self.via)
+
+    @property
+    def wired(self) -> bool:
+        """Read from its GPIO pin (a wireless key, if it has a ``code``, works as well)."""
+        return "gpio" in self.vias
 
     @model_validator(mode="after")
     def _question_number(self) -> Self:
@@ -305,14 +332,24 @@ class PresenceSection(Section):
 
 class WindowSection(Section):
     before_s: Annotated[
-        float, Field(ge=0, le=600, description="Audio kept before a window press (s)")
+        float,
+        Field(
+            ge=0,
+            le=600,
+            description="A window press reaches this far back: audio and events before it are "
+            "its window's; so a window (or an event outside every contact) is handed out this "
+            "long after its end, in case a later press reaches it (s)",
+        ),
     ] = 60.0
     after_s: Annotated[
         float, Field(ge=0, le=600, description="Audio kept after a window press (s)")
     ] = 60.0
     roles: Annotated[
         list[Role],
-        Field(description="Roles whose press cuts a window when no other contact is open"),
+        Field(
+            description="Roles whose press cuts a window when no presence or survey contact is "
+            "open; overlapping or touching windows are one contact"
+        ),
     ] = ["question", "request"]
 
 
@@ -338,7 +375,12 @@ class ContactsSection(Section):
     ] = ["presence", "window", "survey"]
     max_duration_s: Annotated[
         float,
-        Field(ge=5, le=7200, description="A contact longer than this is closed as 'timeout' (s)"),
+        Field(
+            ge=5,
+            le=7200,
+            description="A contact longer than this is closed as 'timeout' (s); a longer "
+            "window is cut here into pieces that do not overlap",
+        ),
     ] = 900.0
     pre_roll_s: Annotated[
         float, Field(ge=0, le=120, description="Audio kept before a contact's start (s)")
@@ -372,8 +414,9 @@ class AudioSection(Section):
         Field(
             ge=10,
             le=14400,
-            description="RAM ring length (s); unset = pre-roll + longest contact + post-roll "
-            "+ 30 s",
+            description="RAM ring length (s); unset = pre-roll + max_duration_s + window "
+            "before_s (window mode: a window is handed out that long after its end, in case a "
+            "press merges with it) + post-roll + 30 s",
         ),
     ] = None
     codec: Annotated[
@@ -1206,12 +1249,17 @@ class Config(Section):
         return self
 
     def ring_seconds(self) -> float:
-        """The ring buffer's length: configured, or enough for the longest possible clip."""
+        """The ring buffer's length: configured, or enough for the longest possible clip until
+        the segmenter hands its contact out."""
         if self.audio.ring_s is not None:
             return self.audio.ring_s
         c = self.contacts
-        longest = max(c.max_duration_s, c.window.before_s + c.window.after_s)
-        return c.pre_roll_s + longest + c.post_roll_s + 30.0
+        # no contact is longer than max_duration_s (windows are cut there); a window is handed
+        # out only once no press can merge with it any more: before_s after its end
+        held = 0.0
+        if "window" in c.modes and c.window.roles:
+            held = min(c.window.before_s, c.max_duration_s)
+        return c.pre_roll_s + c.max_duration_s + held + c.post_roll_s + 30.0
 
     def button_for_code(self, key: str) -> ButtonConfig | None:
         """The button bound to a remote key (``"<protocol>:<hex>"``), case-insensitive."""
@@ -1321,9 +1369,9 @@ def _unwrap(annotation: Any) -> Any:
     if origin is list:
         return _unwrap(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _unwrap(args[0])
+        args = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
+        if all(a == args[0] for a in args):  # X | None, X | list[X]
+            return args[0]
     return annotation
 
 
