@@ -4,6 +4,7 @@ boundaries, and site alerts published on contactpoint/v1/<site>/_site/alert (rea
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import tomllib
 from collections.abc import Iterator
@@ -209,6 +210,96 @@ def test_contact_tags_count_at_the_contacts_start(db: Database, data_dir: Path) 
     ingest.handle(topic("contact"), golden_bytes("contact.json"))
     (fired,) = alerts.fired
     assert fired.at_ns == to_ns(golden("contact.json")["contact"]["start"])
+
+
+# --- delivery order, duplicates and restarts (site rules run on event time) ---------------------
+
+THREE_REDS = Rule("reds", "red", 3, within_s=900, cooldown_s=0)
+#: reds at 30 s and 130 s from one device and at 40 s from another
+REDS = (("cp-0001", 30.0), ("cp-0001", 130.0), ("cp-0002", 40.0))
+
+
+def red(device: str, at_s: float) -> tuple[bytes, str]:
+    """An event message and its event id."""
+    raw = event("red", at_s, device)
+    return raw, json.loads(raw)["event"]["id"]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_a_site_rule_fires_once_whatever_order_devices_deliver_in(
+    db: Database, data_dir: Path, order: tuple[int, ...]
+) -> None:
+    ingest, alerts = make_ingest(db, data_dir, [THREE_REDS])
+    ids = {}
+    for i in order:
+        device, at_s = REDS[i]
+        raw, ids[at_s] = red(device, at_s)
+        assert ingest.handle(topic("event", device=device), raw).outcome is Outcome.STORED
+    (fired,) = alerts.fired
+    assert fired.id == alert_id("_site", "reds", T0 + 130 * NS)  # at the third red in event time
+    assert (fired.count, fired.window_start_ns) == (3, T0 + (130 - 900) * NS)
+    assert fired.refs == (ids[30.0], ids[40.0], ids[130.0])
+    (row,) = stored_alerts(db)
+    assert (row["id"], row["count"]) == (fired.id, 3)
+
+
+def test_a_late_device_completes_a_window_that_ends_before_the_newest_red(
+    db: Database, data_dir: Path
+) -> None:
+    ingest, alerts = make_ingest(db, data_dir, [THREE_REDS])
+    send(ingest, "red", 30, "cp-0001")
+    send(ingest, "red", 130, "cp-0001")
+    send(ingest, "red", 1000, "cp-0001")  # its window (100 s .. 1000 s) holds one red
+    assert alerts.fired == []
+    send(ingest, "red", 40, "cp-0002")  # late: only the windows ending at 40 s and 130 s hold it
+    (fired,) = alerts.fired
+    assert (fired.at_ns, fired.count) == (T0 + 130 * NS, 3)
+
+
+def test_a_duplicate_delivery_does_not_count_twice(db: Database, data_dir: Path) -> None:
+    ingest, alerts = make_ingest(db, data_dir, [THREE_REDS])
+    send(ingest, "red", 30, "cp-0001")
+    raw, event_id = red("cp-0002", 40)
+    assert ingest.handle(topic("event", device="cp-0002"), raw).outcome is Outcome.STORED
+    again = json.loads(raw)
+    assert ingest.handle(topic("event", device="cp-0002"), raw).outcome is Outcome.DUPLICATE
+    again["msg_id"] = new_id()  # the same event under a new message id (the device resent it)
+    resent = ingest.handle(topic("event", device="cp-0002"), encode(again)).outcome
+    assert resent is Outcome.DUPLICATE
+    assert alerts.fired == []  # two reds, not three
+    send(ingest, "red", 130, "cp-0001")
+    (fired,) = alerts.fired
+    assert fired.count == 3 and event_id in fired.refs
+
+
+def test_a_sink_restart_does_not_fire_the_same_alert_again(db_url: str | None, tmp_path: Path) -> None:
+    data_dir = tmp_path / "sink"
+
+    def start() -> tuple[Database, Ingest, SiteAlerts]:
+        database = open_database(db_url, data_dir)
+        migrate(database)
+        ingest, alerts = make_ingest(database, data_dir, [THREE_REDS])
+        return database, ingest, alerts
+
+    database, ingest, alerts = start()
+    send(ingest, "red", 30, "cp-0001")
+    send(ingest, "red", 130, "cp-0001")
+    database.close()
+    database, ingest, alerts = start()  # a restart between the deliveries
+    raw, _ = red("cp-0002", 40)
+    ingest.handle(topic("event", device="cp-0002"), raw)
+    (first,) = alerts.fired
+    database.close()
+    database, ingest, alerts = start()
+    # the broker redelivers (the ack was lost with the process), a fourth red comes in: the
+    # three reds are reported already; the window ending at 135 s holds only one new red
+    assert ingest.handle(topic("event", device="cp-0002"), raw).outcome is Outcome.DUPLICATE
+    send(ingest, "red", 135, "cp-0003")
+    try:
+        assert alerts.fired == []
+        assert [a["id"] for a in stored_alerts(database)] == [first.id]
+    finally:
+        database.close()
 
 
 # --- rules from the config file ---------------------------------------------------------------
