@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edge.alerts import AlertEvaluator, describe, observations
+from contract.alerts import AlertEvaluator, describe
+from edge.alerts import observations
 from edge.audio import Clipper, Ring, cleanup_partials
 from edge.audio.clipper import CLIPS_DIR
 from edge.buttons import ButtonDecoder
@@ -71,6 +72,17 @@ def settle_ns(cfg: Config) -> int:
     presence_lag = max(p.arrive_dwell_s, p.no_echo_as_far_s + p.leave_dwell_s) + median_lag
     button_lag = i.long_press_s + i.debounce_ms / 1000
     return seconds_to_ns(max(presence_lag, button_lag) + 0.5)
+
+
+def alert_lateness_s(cfg: Config) -> float:
+    """How far behind the newest observation a contact's can reach the alert evaluator: a
+    contact is evaluated when it is saved (an orphan event at once), i.e. after it lasted (at
+    most the longest of max_duration_s, a press window, a survey's answer window), the
+    segmenter's settle time, its post-roll and, when capture stalls, stall_s waiting for
+    audio; plus a minute of slack for encoding and a busy machine."""
+    c = cfg.contacts
+    longest = max(c.max_duration_s, c.window.before_s + c.window.after_s, c.survey.answer_window_s)
+    return longest + settle_ns(cfg) / NS + c.post_roll_s + cfg.audio.stall_s + 60.0
 
 
 def backend_spec(
@@ -201,7 +213,7 @@ class Core:
                 device=cfg.device.id,
                 site=cfg.device.site,
             )
-        self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id)
+        self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id, late_s=alert_lateness_s(cfg))
         #: called with each alert's wire payload after it is committed (e.g. to route it)
         self.on_alert: list[Callable[[dict[str, Any]], None]] = []
         #: routing by tag (edge/routes): a contact's and its alerts' deliveries are queued in
@@ -416,7 +428,11 @@ class Core:
         device = self.cfg.device
         where = f"{device.site}/{device.id}"
         out: list[OutboxMessage] = []
-        for firing in self.alerts.feed(observations(record)):
+        too_late = self.alerts.too_late
+        fired = self.alerts.feed(observations(record))
+        if self.alerts.too_late > too_late:
+            log.warning("alerts: %s arrived too late to be evaluated (clock jump?)", record.id)
+        for firing in fired:
             text = describe(firing, rules[firing.rule], where)
             log.warning("alert %s", text)
             out.append(wire.alert_message(firing, text, device.id, device.site))

@@ -15,20 +15,11 @@ import pytest
 from peewee import Database
 
 from cloud_sink import Sink, SinkConfig, wire
-from cloud_sink.alerts import (
-    AlertConfigError,
-    Rule,
-    SiteAlerts,
-    alert_id,
-    iso,
-    parse_rules,
-    payload,
-    stored_alerts,
-    to_ns,
-)
+from cloud_sink.alerts import SiteAlerts, iso, payload, stored_alerts, to_ns
 from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest, Outcome
 from cloud_sink.migrations import migrate
+from contract.alerts import AlertConfigError, AlertRule, Firing, alert_id, parse_rules
 from provisioning.broker import LocalBroker
 from tests.cloud_sink.helpers import (
     NS,
@@ -54,7 +45,7 @@ def db(db_url: str | None, data_dir: Path) -> Iterator[Database]:
     database.close()
 
 
-def make_ingest(db: Database, data_dir: Path, rules: list[Rule]) -> tuple[Ingest, SiteAlerts]:
+def make_ingest(db: Database, data_dir: Path, rules: list[AlertRule]) -> tuple[Ingest, SiteAlerts]:
     ingest = Ingest(db, data_dir, clock=FakeClock())
     alerts = SiteAlerts(rules)
     ingest.on_stored = alerts.observe
@@ -73,7 +64,9 @@ def send(ingest: Ingest, kind: str, at_s: float, device: str = "cp-0001") -> Out
     return ingest.handle(topic("event", device=device), event(kind, at_s, device)).outcome
 
 
-BURST = Rule("negative_burst", "red", 4, share_at_least=0.5, within_s=900, cooldown_s=900)
+BURST = AlertRule(
+    name="negative_burst", count="red", at_least=4, share_at_least=0.5, within_s=900, cooldown_s=900
+)
 
 
 # --- the wire ------------------------------------------------------------------------------
@@ -110,9 +103,7 @@ def test_the_sinks_own_site_alerts_are_ignored_when_they_come_back() -> None:
 
 def test_the_site_payload_has_the_device_alerts_shape() -> None:
     firing = golden("alert.json")["alert"]
-    rule = Rule("negative_burst", "red", 4, share_at_least=0.5)
-    from cloud_sink.alerts import Firing
-
+    rule = AlertRule(name="negative_burst", count="red", at_least=4, share_at_least=0.5)
     f = Firing(
         alert_id("_site", "negative_burst", to_ns(firing["at"])), "negative_burst", "_site",
         to_ns(firing["at"]), to_ns(firing["window_start"]), 4, 4, 6, 0.6667, 0.5,
@@ -121,7 +112,7 @@ def test_the_site_payload_has_the_device_alerts_shape() -> None:
     site = payload(f, SITE, "text")
     assert set(site["alert"]) == set(firing)
     assert site["alert"]["scope"] == "site" and site["device"] == "_site"
-    assert rule.share_of == ("green", "yellow", "red")
+    assert rule.share_of == ["green", "yellow", "red"]
 
 
 # --- storing the devices' alerts -------------------------------------------------------------
@@ -176,7 +167,7 @@ def test_site_share_below_and_at_the_threshold(db: Database, data_dir: Path) -> 
 
 
 def test_site_window_edge_and_cooldown(db: Database, data_dir: Path) -> None:
-    rule = Rule("reds", "red", 2, within_s=60, cooldown_s=120)
+    rule = AlertRule(name="reds", count="red", at_least=2, within_s=60, cooldown_s=120)
     ingest, alerts = make_ingest(db, data_dir, [rule])
     send(ingest, "red", 0)
     send(ingest, "red", 60.001, "cp-0002")  # just outside the first one's window
@@ -191,14 +182,16 @@ def test_site_window_edge_and_cooldown(db: Database, data_dir: Path) -> None:
 
 
 def test_other_sites_do_not_count(db: Database, data_dir: Path) -> None:
-    ingest, alerts = make_ingest(db, data_dir, [Rule("reds", "red", 2)])
+    ingest, alerts = make_ingest(db, data_dir, [AlertRule(name="reds", count="red", at_least=2)])
     ingest.handle(topic("event", site="site-2", device="cp-9"), event("red", 0, "cp-9", "site-2"))
     send(ingest, "red", 1)
     assert alerts.fired == []
 
 
 def test_a_redelivered_event_fires_nothing_twice(db: Database, data_dir: Path) -> None:
-    ingest, alerts = make_ingest(db, data_dir, [Rule("reds", "red", 1, cooldown_s=0)])
+    ingest, alerts = make_ingest(
+        db, data_dir, [AlertRule(name="reds", count="red", at_least=1, cooldown_s=0)]
+    )
     raw = event("red", 5)
     ingest.handle(topic("event"), raw)
     assert ingest.handle(topic("event"), raw).outcome is Outcome.DUPLICATE
@@ -206,7 +199,9 @@ def test_a_redelivered_event_fires_nothing_twice(db: Database, data_dir: Path) -
 
 
 def test_contact_tags_count_at_the_contacts_start(db: Database, data_dir: Path) -> None:
-    ingest, alerts = make_ingest(db, data_dir, [Rule("neg", "tag:negative", 1)])
+    ingest, alerts = make_ingest(
+        db, data_dir, [AlertRule(name="neg", count="tag:negative", at_least=1)]
+    )
     ingest.handle(topic("contact"), golden_bytes("contact.json"))
     (fired,) = alerts.fired
     assert fired.at_ns == to_ns(golden("contact.json")["contact"]["start"])
@@ -214,7 +209,7 @@ def test_contact_tags_count_at_the_contacts_start(db: Database, data_dir: Path) 
 
 # --- delivery order, duplicates and restarts (site rules run on event time) ---------------------
 
-THREE_REDS = Rule("reds", "red", 3, within_s=900, cooldown_s=0)
+THREE_REDS = AlertRule(name="reds", count="red", at_least=3, within_s=900, cooldown_s=0)
 #: reds at 30 s and 130 s from one device and at 40 s from another
 REDS = (("cp-0001", 30.0), ("cp-0001", 130.0), ("cp-0002", 40.0))
 
@@ -272,7 +267,9 @@ def test_a_duplicate_delivery_does_not_count_twice(db: Database, data_dir: Path)
     assert fired.count == 3 and event_id in fired.refs
 
 
-def test_a_sink_restart_does_not_fire_the_same_alert_again(db_url: str | None, tmp_path: Path) -> None:
+def test_a_sink_restart_does_not_fire_the_same_alert_again(
+    db_url: str | None, tmp_path: Path
+) -> None:
     data_dir = tmp_path / "sink"
 
     def start() -> tuple[Database, Ingest, SiteAlerts]:
@@ -346,7 +343,9 @@ def test_the_sink_publishes_site_alerts(broker: LocalBroker, tmp_path: Path) -> 
     device = TestClient(broker.port)
     manager.subscribe("contactpoint/v1/+/_site/alert")
     config = SinkConfig(broker=broker.url, data_dir=tmp_path / "sink", check_every_s=0.1)
-    sink = Sink(config, alerts=SiteAlerts([Rule("reds", "red", 3)])).start()
+    sink = Sink(
+        config, alerts=SiteAlerts([AlertRule(name="reds", count="red", at_least=3)])
+    ).start()
     try:
         wait_until(sink.subscribed.is_set, "the sink's subscription")
         for i, dev in enumerate(("cp-0001", "cp-0002", "cp-0001")):
