@@ -3,7 +3,7 @@ accounts.
 
 Rules:
 - ``add_commands(subparsers)`` registers the ``provision`` group; handlers follow contactpoint's
-  convention (Namespace -> exit code, :class:`~edge._errors.UserError` for fixable mistakes).
+  convention (Namespace -> exit code, :class:`~edge.UserError` for fixable mistakes).
 - Output names files, never their secret contents: a password is only ever in its 0600 file.
 """
 

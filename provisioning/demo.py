@@ -33,7 +33,7 @@ from cloud_sink import Sink, SinkConfig
 from cloud_sink.alerts import SiteAlerts
 from cloud_sink.metrics import Metrics, ShiftMetrics, compute, shift_metrics
 from contract.alerts import AlertRule
-from edge._errors import UserError
+from edge import UserError
 from edge.config import Config
 from edge.publish.wire import event_json
 from edge.scenario import busy_shift

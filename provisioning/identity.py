@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from edge._errors import UserError
+from edge import UserError
 from provisioning import pki
 from provisioning.files import write_public, write_secret
 
