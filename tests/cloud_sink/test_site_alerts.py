@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from peewee import Database
 
@@ -297,6 +299,59 @@ def test_a_sink_restart_does_not_fire_the_same_alert_again(
         assert [a["id"] for a in stored_alerts(database)] == [first.id]
     finally:
         database.close()
+
+
+def test_two_workers_storing_at_once_see_each_others_reds(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Two ingest workers (one PostgreSQL connection each) store the two reds of a burst at
+    # the same time: the second must wait for the first's commit, or neither sees the other.
+    database = open_database(postgres_url, tmp_path / "sink")
+    migrate(database)
+    rule = AlertRule(name="reds", count="red", at_least=2, cooldown_s=0)
+    first, _ = make_ingest(database, tmp_path / "sink", [rule])
+    second, _ = make_ingest(database, tmp_path / "sink", [rule])
+    inside, go = threading.Event(), threading.Event()
+
+    def hold(topic_: str) -> None:  # the first worker, about to commit
+        inside.set()
+        assert go.wait(30), "never released"
+
+    first.before_commit = hold
+    done: list[Outcome] = []
+
+    def worker(ingest: Ingest, device: str, at_s: float) -> None:
+        try:
+            done.append(send(ingest, "red", at_s, device))
+        finally:
+            database.close()  # this thread's connection
+
+    one = threading.Thread(target=worker, args=(first, "cp-0001", 30))
+    two = threading.Thread(target=worker, args=(second, "cp-0002", 40))
+    try:
+        one.start()
+        assert inside.wait(30), "the first worker never reached its commit"
+        two.start()
+        wait_until(
+            lambda: not two.is_alive() or waiting_for_a_lock(postgres_url) > 0,
+            "the second worker to finish or to wait",
+        )
+    finally:
+        go.set()
+        one.join(30)
+        two.join(30)
+    try:
+        assert done.count(Outcome.STORED) == 2
+        (row,) = stored_alerts(database)
+        assert (row["count"], row["at"]) == (2, iso(T0 + 40 * NS))
+    finally:
+        database.close()
+
+
+def waiting_for_a_lock(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+        return int(row[0]) if row else 0
 
 
 # --- rules from the config file ---------------------------------------------------------------
