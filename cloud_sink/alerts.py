@@ -11,8 +11,11 @@ Rules:
   refused naming the rule, the key and the fix.
 - The sink checks them inside the transaction that stores a contact or an event (the
   ``Ingest.on_stored`` hook), reading the site's observations and the rule's earlier firings
-  from the database, so a late device, a duplicate delivery (stored once), several workers in
-  turn and a restart all see the same history. A firing is a row of ``alerts`` (scope
+  from the database, so a late device, a duplicate delivery (stored once) and a restart all
+  see the same history. Workers storing for one site take turns: on PostgreSQL the check
+  first takes the site's transaction-scoped advisory lock, so a worker waits for another's
+  commit and then reads its rows (READ COMMITTED); on SQLite a write transaction holds the
+  database's one write lock from its start. A firing is a row of ``alerts`` (scope
   ``_site``), unique per id; :meth:`SiteAlerts.publish_pending` sends unpublished rows on
   ``contactpoint/v1/<site>/_site/alert`` and marks them published.
 """
@@ -28,7 +31,7 @@ from typing import Any, Final
 from peewee import Database
 
 from cloud_sink import wire
-from cloud_sink.db import rowcount, transaction
+from cloud_sink.db import execute_sql, is_sqlite, rowcount, transaction
 from cloud_sink.models import from_json, tables, to_json
 from contract.alerts import (
     NS,
@@ -41,6 +44,8 @@ from contract.alerts import (
     evaluate,
     event_keys,
 )
+
+_LOCK: Final = "contactpoint.site_alerts:"  # + site: the PostgreSQL advisory lock of a site
 
 # --- times --------------------------------------------------------------------------------------
 
@@ -101,6 +106,8 @@ class SiteAlerts:
         new = _observations_of(msg)
         if not self.rules or not new:
             return []
+        if not is_sqlite(db):  # (SQLite: every write transaction holds the one lock already)
+            execute_sql(db, "SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK + msg.site,))
         t = tables(db)
         earliest = min(o.at_ns for o in new)
         latest = max(o.at_ns for o in new)
