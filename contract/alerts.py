@@ -124,6 +124,13 @@ class AlertRule(BaseModel):
         Field(ge=0, le=7 * 86400, description="After firing, stay quiet this long (s)"),
     ] = 900.0
 
+    @field_validator("at_least", "share_at_least", "within_s", "cooldown_s", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # TOML true would be taken for 1
+            raise ValueError("a number, not true/false")
+        return value
+
     @field_validator("count")
     @classmethod
     def _count(cls, value: str) -> str:

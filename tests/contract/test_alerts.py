@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from contract.alerts import (
     NS,
+    AlertConfigError,
     AlertEvaluator,
     AlertRule,
     Firing,
@@ -23,6 +24,7 @@ from contract.alerts import (
     alert_id,
     check,
     evaluate,
+    parse_rules,
 )
 
 T0 = 1_795_424_400 * NS
@@ -36,6 +38,25 @@ def rule(**kw: Any) -> AlertRule:
 
 def obs(kind: str, at_s: float, ref: str | None = None) -> Observation:
     return Observation(T0 + round(at_s * NS), ref or f"{kind}@{at_s}", frozenset([kind]))
+
+
+# --- rules --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "msg"),
+    [
+        ({"at_least": True}, "alerts.rules[0].at_least = True: a number, not true/false"),
+        ({"within_s": False}, "alerts.rules[0].within_s = False: a number"),
+        ({"share_of": ["greem"]}, "share_of 'greem' is not something to count (did you mean"),
+        ({"cooldown_s": -1}, "alerts.rules[0].cooldown_s = -1: Input should be greater than"),
+    ],
+)
+def test_a_bad_rule_names_the_key_the_value_and_the_fix(entry: dict[str, Any], msg: str) -> None:
+    doc = {"alerts": {"rules": [{"name": "x", "count": "red", "at_least": 2, **entry}]}}
+    with pytest.raises(AlertConfigError) as err:
+        parse_rules(doc, "sink.toml")
+    assert msg in str(err.value) and str(err.value).startswith("sink.toml: ")
 
 
 # --- the case: reds at 30 s and 130 s from one device, 40 s from another --------------
