@@ -387,15 +387,18 @@ class AlertEvaluator:
 
     ``late_s``: how much older than the newest observation seen so far an observation may
     arrive and still be evaluated against everything it shares a window with; observations
-    and firings are kept that long (plus the longest window and cooldown). One that arrives
-    later than that is not evaluated (what it would be compared with may be forgotten): it is
-    counted in :attr:`too_late`.
+    and firings are kept that long (plus the longest window and cooldown). Observations older
+    than that mean the wall clock stepped back (NTP on a device without a real-time clock):
+    the evaluator starts over from them, forgetting what it kept (counted in
+    :attr:`restarts`); refusing them instead would silence every rule until the wall clock
+    caught up with the newest time seen before the step.
     """
 
     def __init__(self, rules: Sequence[AlertRule], scope: str, *, late_s: float = 0.0) -> None:
         self.rules = list(rules)
         self.scope = scope
-        self.too_late = 0
+        self.late_s = late_s
+        self.restarts = 0
         self._late_ns = round(late_s * NS)
         self._within_ns = max((round(r.within_s * NS) for r in self.rules), default=0)
         self._reach_ns = max(
@@ -410,18 +413,17 @@ class AlertEvaluator:
         """Add observations (in any order); the firings they cause, oldest first."""
         if not self.rules:
             return []
-        new: list[Observation] = []
-        for obs in items:
-            if obs in self._known:
-                continue  # delivered twice: one observation
-            if self._newest is not None and obs.at_ns < self._newest - self._late_ns:
-                self.too_late += 1
-                continue
-            bisect.insort(self._seen, obs, key=_order)
-            self._known.add(obs)
-            new.append(obs)
+        new = [o for o in dict.fromkeys(items) if o not in self._known]  # twice: once
         if not new:
             return []
+        oldest = min(o.at_ns for o in new)
+        if self._newest is not None and oldest < self._newest - self._late_ns:
+            self.restarts += 1  # the clock stepped back: start over
+            self._seen, self._known, self._newest = [], set(), None
+            self._fired = {r.name: [] for r in self.rules}
+        for obs in new:
+            bisect.insort(self._seen, obs, key=_order)
+            self._known.add(obs)
         fired: list[tuple[int, int, Firing]] = []
         for index, rule in enumerate(self.rules):
             spans = self._fired[rule.name]

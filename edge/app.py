@@ -428,10 +428,15 @@ class Core:
         device = self.cfg.device
         where = f"{device.site}/{device.id}"
         out: list[OutboxMessage] = []
-        too_late = self.alerts.too_late
+        restarts = self.alerts.restarts
         fired = self.alerts.feed(observations(record))
-        if self.alerts.too_late > too_late:
-            log.warning("alerts: %s arrived too late to be evaluated (clock jump?)", record.id)
+        if self.alerts.restarts > restarts:
+            log.warning(
+                "alerts: %s is more than %.0f s older than the newest observation (the clock "
+                "stepped back?): the alert windows start over",
+                record.id,
+                self.alerts.late_s,
+            )
         for firing in fired:
             text = describe(firing, rules[firing.rule], where)
             log.warning("alert %s", text)

@@ -91,12 +91,18 @@ def test_an_observation_delivered_twice_counts_once() -> None:
     assert evaluate(rule(), seen, [A130], scope="d") == [fired]
 
 
-def test_an_observation_later_than_late_s_is_counted_not_evaluated() -> None:
-    ev = AlertEvaluator([rule(at_least=1)], "d", late_s=60)
-    assert len(ev.feed([obs("red", 1000)])) == 1
-    assert ev.feed([obs("red", 939.999)]) == []  # more than 60 s older than the newest
-    assert ev.too_late == 1
-    assert len(AlertEvaluator([rule(at_least=1)], "d", late_s=61).feed([obs("red", 939.999)])) == 1
+def test_within_late_s_an_observation_is_late_beyond_it_the_clock_stepped_back() -> None:
+    ev = AlertEvaluator([rule(at_least=2, cooldown_s=900)], "d", late_s=60)
+    (fired,) = ev.feed([obs("red", 990), obs("red", 1000)])
+    assert ev.feed([obs("red", 940)]) == []  # 60 s late: in the fired window, not again
+    assert ev.restarts == 0
+    # NTP steps the wall clock back by an hour: the rules start over at the new times instead
+    # of staying silent until the clock is past 1000 s again
+    assert ev.feed([obs("red", 1000 - 3600)]) == []
+    assert ev.restarts == 1
+    (again,) = ev.feed([obs("red", 1010 - 3600)])
+    assert (again.at_ns, again.count) == (T0 + (1010 - 3600) * NS, 2)
+    assert fired.at_ns == T0 + 1000 * NS
 
 
 def test_a_late_observation_a_firing_covers_is_not_reported_again() -> None:
