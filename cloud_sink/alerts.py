@@ -4,8 +4,10 @@ Rules:
 - The rule model and the engine are the contract's (``contract/alerts.py``), the code the
   devices run too: observations (events at their time, contacts at their start), windows on
   event time, checked for every window that holds a newly stored observation, oldest first,
-  so the order the devices deliver in does not matter; firings cover their window and are
-  ``cooldown_s`` apart; the alert id is a digest of (``_site``, rule, firing time): stable.
+  so the order the devices deliver in does not matter (but an alert is never withdrawn: a
+  window that fired before a late observation of it arrived does not count it again);
+  firings cover their window and are ``cooldown_s`` apart; the alert id is a digest of
+  (``_site``, rule, firing time): stable.
 - Rules come from the ``[[alerts.rules]]`` tables of the sink's ``--config`` file (the same
   keys as the device's ``alerts.rules``, :func:`contract.alerts.parse_rules`); a bad rule is
   refused naming the rule, the key and the fix.

@@ -75,11 +75,11 @@ def settle_ns(cfg: Config) -> int:
 
 
 def alert_lateness_s(cfg: Config) -> float:
-    """How far behind the newest observation a contact's can reach the alert evaluator: a
-    contact is evaluated when it is saved (an orphan event at once), i.e. after it lasted (at
-    most the longest of max_duration_s, a press window, a survey's answer window), the
-    segmenter's settle time, its post-roll and, when capture stalls, stall_s waiting for
-    audio; plus a minute of slack for encoding and a busy machine."""
+    """How far behind the newest observation a contact's observations can reach the alert
+    evaluator: a contact is evaluated when it is saved (an orphan event at once), i.e. after
+    it lasted (at most the longest of max_duration_s, a press window, a survey's answer
+    window), the segmenter's settle time, its post-roll and, when capture stalls, stall_s
+    waiting for audio; plus a minute of slack for encoding and a busy machine."""
     c = cfg.contacts
     longest = max(c.max_duration_s, c.window.before_s + c.window.after_s, c.survey.answer_window_s)
     return longest + settle_ns(cfg) / NS + c.post_roll_s + cfg.audio.stall_s + 60.0
