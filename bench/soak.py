@@ -268,7 +268,7 @@ reboots and keeps recording: the store carries what earlier runs committed. One 
 dies inside a contact's store transaction (`CONTACTPOINT_CRASH_AT=store.commit@N`: every row
 written, not committed), one in four while a clip file is written (`clip.write@N`: the
 temporary file written, not fsynced nor renamed), the others at a random moment. The crash
-points (edge/_crashpoint.py) are a no-op unless that environment variable is set; the code
+points (contract/crashpoint.py) are a no-op unless that environment variable is set; the code
 around them is the production path. After every kill, reading the store as the next start
 does: `PRAGMA integrity_check` is ok; every contact committed before is still there; for a
 crash point the run committed exactly N-1 contacts (the N-th was rolled back whole); every

@@ -21,10 +21,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from cloud_sink.alerts import SiteAlerts, parse_rules, stored_alerts
+from cloud_sink.alerts import SiteAlerts, stored_alerts
 from cloud_sink.db import open_database
 from cloud_sink.migrations import migrate
 from cloud_sink.reasons import Reason, annotate, count, parse_reasons
+from contract.alerts import parse_rules
 
 
 def read_toml(path: Path | None) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
-from edge.alerts import AlertEvaluator, describe, observations
+from contract.alerts import AlertEvaluator, describe
+from edge.alerts import observations
 from edge.audio import Clipper, Ring, cleanup_partials
 from edge.audio.clipper import CLIPS_DIR, ClipMissing
 from edge.buttons import ButtonDecoder
@@ -77,6 +78,17 @@ def settle_ns(cfg: Config) -> int:
     presence_lag = max(p.arrive_dwell_s, p.no_echo_as_far_s + p.leave_dwell_s) + median_lag
     button_lag = i.long_press_s + i.debounce_ms / 1000
     return seconds_to_ns(max(presence_lag, button_lag) + 0.5)
+
+
+def alert_lateness_s(cfg: Config) -> float:
+    """How far behind the newest observation a contact's observations can reach the alert
+    evaluator: a contact is evaluated when it is saved (an orphan event at once), i.e. after
+    it lasted (at most the longest of max_duration_s, a press window, a survey's answer
+    window), the segmenter's settle time, its post-roll and, when capture stalls, stall_s
+    waiting for audio; plus a minute of slack for encoding and a busy machine."""
+    c = cfg.contacts
+    longest = max(c.max_duration_s, c.window.before_s + c.window.after_s, c.survey.answer_window_s)
+    return longest + settle_ns(cfg) / NS + c.post_roll_s + cfg.audio.stall_s + 60.0
 
 
 def backend_spec(
@@ -208,7 +220,7 @@ class Core:
                 device=cfg.device.id,
                 site=cfg.device.site,
             )
-        self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id)
+        self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id, late_s=alert_lateness_s(cfg))
         #: called with each alert's wire payload after it is committed (e.g. to route it)
         self.on_alert: list[Callable[[dict[str, Any]], None]] = []
         #: routing by tag (edge/routes): a contact's and its alerts' deliveries are queued in
@@ -499,7 +511,16 @@ class Core:
         device = self.cfg.device
         where = f"{device.site}/{device.id}"
         out: list[OutboxMessage] = []
-        for firing in self.alerts.feed(observations(record)):
+        restarts = self.alerts.restarts
+        fired = self.alerts.feed(observations(record))
+        if self.alerts.restarts > restarts:
+            log.warning(
+                "alerts: %s is more than %.0f s older than the newest observation (the clock "
+                "stepped back?): the alert windows start over",
+                record.id,
+                self.alerts.late_s,
+            )
+        for firing in fired:
             text = describe(firing, rules[firing.rule], where)
             log.warning("alert %s", text)
             out.append(wire.alert_message(firing, text, device.id, device.site))

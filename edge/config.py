@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from contract.alerts import EVENT_KINDS, NAME_PATTERN, AlertRule, duplicate_names, is_question_kind
 from edge import video
 from edge._errors import UserError
 from edge.staff import (
@@ -47,21 +48,7 @@ Role = Literal["green", "yellow", "red", "request", "seller", "question"]
 #: How a button's presses arrive: its wired pin, or a wireless remote through a receiver
 Via = Literal["gpio", "rf433", "serial", "nrf24"]
 RATING_ROLES: tuple[str, ...] = ("green", "yellow", "red")
-#: Event kinds a tag rule can name (besides ``question:N`` for one question button).
-EVENT_KINDS: tuple[str, ...] = (
-    "green",
-    "yellow",
-    "red",
-    "request",
-    "seller_short",
-    "seller_long",
-    "question",
-    "receipt",
-    "arrival",
-    "departure",
-)
 ENDED_BY: tuple[str, ...] = ("departure", "timeout", "window", "answer", "no_answer", "shutdown")
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class Section(BaseModel):
@@ -452,7 +439,7 @@ class TagRule(Section):
         if not (self.if_any or self.if_none or self.ended_by):
             raise ValueError(f"rule '{self.tag}' needs if_any, if_none or ended_by")
         for kind in [*self.if_any, *self.if_none]:
-            if kind not in EVENT_KINDS and not _is_question_kind(kind):
+            if kind not in EVENT_KINDS and not is_question_kind(kind):
                 hint = difflib.get_close_matches(kind, EVENT_KINDS, n=1)
                 raise ValueError(
                     f"unknown event kind '{kind}'"
@@ -463,11 +450,6 @@ class TagRule(Section):
             if way not in ENDED_BY:
                 raise ValueError(f"unknown ended_by '{way}'; allowed: {', '.join(ENDED_BY)}")
         return self
-
-
-def _is_question_kind(kind: str) -> bool:
-    head, _, number = kind.partition(":")
-    return head == "question" and number.isdigit()
 
 
 def _default_rules() -> list[TagRule]:
@@ -556,67 +538,6 @@ class MqttSection(Section):
     ] = 60.0
 
 
-def _is_alert_key(key: str) -> bool:
-    head, _, rest = key.partition(":")
-    if key == "contact" or key in EVENT_KINDS or _is_question_kind(key):
-        return True
-    return head == "tag" and re.fullmatch(NAME_PATTERN, rest) is not None
-
-
-def _check_alert_key(key: str, field: str) -> None:
-    if not _is_alert_key(key):
-        hint = difflib.get_close_matches(key, [*EVENT_KINDS, "contact"], n=1)
-        raise ValueError(
-            f"{field} {key!r} is not something to count"
-            + (f" (did you mean '{hint[0]}'?)" if hint else "")
-            + f"; allowed: an event kind ({', '.join(EVENT_KINDS)}, question:N), 'contact', "
-            "or 'tag:<tag>' (contacts with that tag)"
-        )
-
-
-class AlertRule(Section):
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the rule")]
-    count: Annotated[
-        str,
-        Field(
-            description="What is counted: an event kind (red, request, question:2 ...), "
-            "'contact', or 'tag:<tag>' (contacts with that tag, at their start)"
-        ),
-    ]
-    at_least: Annotated[
-        int, Field(ge=1, le=100_000, description="Fire when at least this many are in the window")
-    ]
-    share_at_least: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=1,
-            description="Also require them to be at least this share of the 'share_of' "
-            "observations in the window (unset: no share condition)",
-        ),
-    ] = None
-    share_of: Annotated[
-        list[str],
-        Field(description="The denominator of the share: observations with any of these keys"),
-    ] = ["green", "yellow", "red"]
-    within_s: Annotated[
-        float, Field(ge=1, le=7 * 86400, description="Length of the sliding window (s)")
-    ] = 900.0
-    cooldown_s: Annotated[
-        float,
-        Field(ge=0, le=7 * 86400, description="After firing, stay quiet this long (s)"),
-    ] = 900.0
-
-    @model_validator(mode="after")
-    def _keys(self) -> Self:
-        _check_alert_key(self.count, "count")
-        for key in self.share_of:
-            _check_alert_key(key, "share_of")
-        if self.share_at_least is not None and not self.share_of:
-            raise ValueError(f"rule '{self.name}': share_at_least needs share_of")
-        return self
-
-
 def _default_alert_rules() -> list[AlertRule]:
     return [
         AlertRule(name="negative_burst", count="red", at_least=4, share_at_least=0.5, within_s=900),
@@ -641,8 +562,7 @@ class AlertsSection(Section):
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        names = [r.name for r in self.rules]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = duplicate_names(self.rules)
         if twice:
             raise ValueError(f"alert rule names must be unique: {', '.join(twice)}")
         return self

@@ -30,9 +30,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cloud_sink import Sink, SinkConfig
-from cloud_sink.alerts import Rule, SiteAlerts
+from cloud_sink.alerts import SiteAlerts
 from cloud_sink.metrics import Metrics, ShiftMetrics, compute, shift_metrics
-from edge._errors import UserError
+from contract.alerts import AlertRule
+from edge import UserError
 from edge.config import Config
 from edge.publish.wire import event_json
 from edge.scenario import busy_shift
@@ -47,6 +48,8 @@ DEMO_SHIFTS = [  # busy_shift starts at 09:00 UTC
     {"name": "bob", "days": _EVERY_DAY, "from": "09:30", "to": "18:00"},
 ]
 
+#: the site-wide rule the demo's sink runs (the device runs its own defaults)
+BURST = AlertRule(name="negative_burst", count="red", at_least=4, share_at_least=0.5)
 
 MANAGERS_ROUTES = {  # the device sends negative contacts and its alerts to the managers' topic
     "mqtt": [{"name": "managers"}],
@@ -146,7 +149,7 @@ def run_demo(
         console.print(f"broker: mosquitto on {broker_url} (data in {data / 'broker'})")
     sink = Sink(
         SinkConfig(broker=broker_url, data_dir=data / "sink", resend_after_s=5, check_every_s=1),
-        alerts=SiteAlerts([Rule("negative_burst", "red", 4, share_at_least=0.5)]),  # site-wide
+        alerts=SiteAlerts([BURST]),  # site-wide
     )
     try:
         sink.start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.alerts import Firing, alert_id
+from contract.alerts import Firing, alert_id
 from edge.clock import NS
 from edge.records import ClipInfo, ContactRecord, EventRecord
 

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from edge._crashpoint import crashpoint
+from contract.crashpoint import crashpoint
 
 Codec = Literal["wav", "flac", "opus"]
 

@@ -54,11 +54,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.clock import Clock
 from edge.config import MqttSection
-from edge.publish import _tls, wire
+from edge.publish import wire
 from edge.publish._link import (
     Link,
     LinkConfigError,
     backoff_delay,
+    explain_tls,
     new_client,
     open_connection,
     resolve,
@@ -257,7 +258,7 @@ class Publisher:
         try:
             open_connection(client, self._link)
         except OSError as exc:
-            why = _tls.explain(str(exc), self._cfg, self._link.host)
+            why = explain_tls(str(exc), self._cfg, self._link.host)
             self._error(f"cannot reach the broker at {self._link.url}: {why}")
             return False
         accepted = False
@@ -268,7 +269,7 @@ class Publisher:
                     if not (accepted or self._connected or self._refused):
                         # dropped before CONNACK: TLS 1.3 rejects a client certificate here
                         cause = self._paho_error or "connection closed"
-                        why = _tls.explain(cause, self._cfg, self._link.host)
+                        why = explain_tls(cause, self._cfg, self._link.host)
                         self._error(f"the broker at {self._link.url} closed the connection: {why}")
                     break
                 if not self._connected:

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from peewee import SQL, DatabaseError, SqliteDatabase
 
-from edge._crashpoint import crashpoint
+from contract.crashpoint import crashpoint
 from edge._errors import UserError
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage, RouteJob
 from edge.store.migrations import migrate

@@ -308,7 +308,9 @@ def orphans_through_a_full_disk(
         def orphan(receipt_id: str) -> None:
             """A receipt now, then time enough for the segmenter to let it go."""
             core.handle(Receipt(t_ns=clock.now_ns, receipt_id=receipt_id))
-            end = clock.now_ns + settle_ns(cfg) + 2 * NS
+            # an event nobody claims is an orphan once no window can reach back to it
+            reach = settle_ns(cfg) + int(cfg.contacts.window.before_s * NS)
+            end = clock.now_ns + reach + 2 * NS
             while clock.now_ns < end:
                 clock.advance(0.1)
                 core.tick(clock.now_ns)
