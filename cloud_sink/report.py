@@ -7,16 +7,18 @@ Rules:
   missing, and with neither the report covers everything. A bound without a time zone is read
   in the report's time zone, a bare date is midnight there.
 - Groups (``by``): ``device`` (its id), ``site``, ``staff`` (the contact's ``staff``; unknown
-  and events outside contacts: ``(unknown)``), ``day`` (``YYYY-MM-DD``) or ``hour``
-  (``YYYY-MM-DD HH:00``) of the start in the report's time zone; no ``by``: one group
+  and events outside contacts without one: ``(unknown)``), ``day`` (``YYYY-MM-DD``) or
+  ``hour`` (``YYYY-MM-DD HH:00``) of the start in the report's time zone; no ``by``: one group
   ``(all)``. Groups are sorted by key; the total over the whole period comes last.
-- The metrics and their parameters are :mod:`cloud_sink.metrics`'s (definitions there).
-- Formats: ``table`` (rich, for a terminal), ``csv`` (one row per group and the total; empty
-  cells for "no data"), ``json`` (keys of each group's ``metrics`` exactly
-  :data:`cloud_sink.metrics.METRIC_KEYS`, plus the ``counts`` they come from) and ``png`` (a
-  chart drawn with matplotlib's Agg backend: contacts served, the rating indices, the sales and
-  coverage ratios with the force-majeure threshold; groups whose period is not meaningful are
-  hatched and marked).
+- The metrics and their parameters are :mod:`cloud_sink.metrics`'s (definitions there); every
+  label a person reads says what it divides by what (``Definition.formula``).
+- Formats: ``table`` (rich, for a terminal; each column headed by its name and formula),
+  ``csv`` (one row per group and the total; empty cells for "no data"), ``json`` (keys of
+  each group's ``metrics`` exactly
+  :data:`cloud_sink.metrics.METRIC_KEYS`, plus the ``counts`` they come from and the
+  ``definitions``: key -> formula) and ``png`` (a chart drawn with matplotlib's Agg
+  backend: contacts served, the rating indices, the sales and coverage ratios with the
+  force-majeure threshold; groups whose period is not meaningful are hatched and marked).
 """
 
 from __future__ import annotations
@@ -34,7 +36,17 @@ from zoneinfo import ZoneInfo
 from peewee import Database
 
 from cloud_sink.ingest import Ingest
-from cloud_sink.metrics import METRIC_KEYS, Counts, Metrics, Parameters, count, metrics
+from cloud_sink.metrics import (
+    DEFINITIONS,
+    METRIC_KEYS,
+    TERSE_WORDS,
+    Counts,
+    Definition,
+    Metrics,
+    Parameters,
+    count,
+    metrics,
+)
 from cloud_sink.models import from_json
 
 GROUPS: Final = ("device", "site", "staff", "day", "hour")
@@ -97,6 +109,7 @@ class Report:
                 "correction_factor": self.params.correction_factor,
                 "force_majeure_threshold": self.params.force_majeure_threshold,
             },
+            "definitions": {d.key: d.formula for d in DEFINITIONS},
             "groups": [row.as_json() for row in self.rows],
             "total": self.total.as_json(),
         }
@@ -187,18 +200,7 @@ def build(
 
 # --- rendering -------------------------------------------------------------------------------
 
-_SHORT: Final[dict[str, str]] = {
-    "contacts_served": "served",
-    "support_index": "support",
-    "dissatisfaction_index": "dissatisf.",
-    "staff_dissatisfaction_index": "staff dissatisf.",
-    "loyalty_index": "loyalty",
-    "personal_conversion": "pers. conv.",
-    "exact_conversion": "exact conv.",
-    "visitor_coverage": "coverage",
-    "force_majeure_level": "force maj.",
-    "meaningful": "meaningful",
-}
+_BY_KEY: Final[dict[str, Definition]] = {d.key: d for d in DEFINITIONS}
 
 
 def _cell(value: Any) -> str:
@@ -225,12 +227,12 @@ def render_table(report: Report, width: int | None = None) -> str:
     )
     table = Table(
         title=f"metrics by {report.by or 'period'} ({period}, {report.tz.key})",
-        caption=f"correction factor {report.params.correction_factor:g}, force-majeure "
-        f"threshold {report.params.force_majeure_threshold:g}; – = no data",
+        caption=f"{TERSE_WORDS}; k = {report.params.correction_factor:g}, T = "
+        f"{report.params.force_majeure_threshold:g}; – = no data",
     )
     table.add_column(report.by or "group")
-    for key in METRIC_KEYS:
-        table.add_column(_SHORT[key], justify="right")
+    for d in DEFINITIONS:
+        table.add_column(d.header, justify="right", no_wrap=True)
     for row in report.rows:
         values = row.metrics.as_json()
         table.add_row(row.key, *(_cell(values[k]) for k in METRIC_KEYS))
@@ -264,16 +266,17 @@ def render_json(report: Report) -> str:
 
 
 _RATINGS: Final = (
-    ("support_index", "support", "#2e7d32"),
-    ("dissatisfaction_index", "dissatisfaction", "#c62828"),
-    ("staff_dissatisfaction_index", "staff dissatisfaction", "#ef6c00"),
-    ("loyalty_index", "loyalty", "#1565c0"),
+    (_BY_KEY["support_index"], "#2e7d32"),
+    (_BY_KEY["dissatisfaction_index"], "#c62828"),
+    (_BY_KEY["staff_dissatisfaction_index"], "#ef6c00"),
+    (_BY_KEY["loyalty_index"], "#1565c0"),
 )
 _SALES: Final = (
-    ("personal_conversion", "personal conversion", "#6a1b9a"),
-    ("exact_conversion", "exact conversion", "#00838f"),
-    ("visitor_coverage", "visitor coverage", "#9e9d24"),
-    ("force_majeure_level", "force-majeure level", "#5d4037"),
+    (_BY_KEY["personal_conversion"], "#6a1b9a"),
+    (_BY_KEY["productive_share"], "#ad1457"),
+    (_BY_KEY["exact_conversion"], "#00838f"),
+    (_BY_KEY["visitor_coverage"], "#9e9d24"),
+    (_BY_KEY["force_majeure_level"], "#5d4037"),
 )
 
 
@@ -291,7 +294,7 @@ def render_png(report: Report, path: Path) -> None:
     labels = [row.key for row in rows]
     n = len(rows)
     positions = list(range(n))
-    fig_width = min(30.0, max(9.0, 0.9 * n + 3))
+    fig_width = min(30.0, max(14.0, 0.9 * n + 8))  # the legends name each formula: room
     fig, axes = plt.subplots(3, 1, figsize=(fig_width, 11), sharex=True, layout="constrained")
     try:
         served_ax, ratings_ax, sales_ax = axes
@@ -313,14 +316,14 @@ def render_png(report: Report, path: Path) -> None:
             (sales_ax, _SALES, "ratio"),
         ):
             width = 0.8 / len(series)
-            for i, (key, name, color) in enumerate(series):
-                values = [getattr(row.metrics, key) for row in rows]
+            for i, (d, color) in enumerate(series):
+                values = [getattr(row.metrics, d.key) for row in rows]
                 xs = [p - 0.4 + width * (i + 0.5) for p in positions]
                 drawn = ax.bar(
                     xs,
                     [0.0 if v is None else v for v in values],
                     width,
-                    label=name,
+                    label=d.label,
                     color=color,
                     edgecolor="white",
                 )
@@ -329,7 +332,7 @@ def render_png(report: Report, path: Path) -> None:
                         patch.set_hatch("//")
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_ylabel(ylabel)
-            handles: list[Any] = [Patch(color=color, label=name) for _, name, color in series]
+            handles: list[Any] = [Patch(color=color, label=d.label) for d, color in series]
             if ax is sales_ax:
                 handles.append(
                     Line2D([], [], color="#5d4037", linestyle="--", label="force-majeure threshold")

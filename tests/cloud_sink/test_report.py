@@ -21,7 +21,7 @@ import pytest
 from cloud_sink.cli import main
 from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest, Outcome
-from cloud_sink.metrics import METRIC_KEYS, Parameters
+from cloud_sink.metrics import DEFINITIONS, METRIC_KEYS, Parameters
 from cloud_sink.migrations import migrate
 from cloud_sink.report import ALL, UNKNOWN, Report, build, load, parse_when, render
 from tests.cloud_sink.helpers import encode, golden, topic
@@ -114,7 +114,8 @@ D1 = {
     "dissatisfaction_index": 0.25,
     "staff_dissatisfaction_index": 0.375,  # (1 negative + 0.5 x 1 silent) / 4
     "loyalty_index": 0.125,  # (2 - 1 - 0.5 x 1) / 4
-    "personal_conversion": 0.5,
+    "personal_conversion": 0.75,  # 3 receipts (one outside any contact) / 4 served
+    "productive_share": 0.5,  # 2 productive contacts / 4 served
     "exact_conversion": 1.0,  # 3 surveys / 3 receipts (one outside any contact)
     "visitor_coverage": 0.75,  # 3 surveys / 4 visitors
     "force_majeure_level": 0.0,
@@ -126,7 +127,8 @@ D2 = {
     "dissatisfaction_index": 0.5,
     "staff_dissatisfaction_index": 0.75,
     "loyalty_index": -0.75,
-    "personal_conversion": 0.5,
+    "personal_conversion": 0.5,  # 1 receipt / 2 served
+    "productive_share": 0.5,
     "exact_conversion": 1.0,
     "visitor_coverage": 0.5,
     "force_majeure_level": 1.0,  # 1 long press / 1 survey
@@ -138,7 +140,8 @@ TOTAL = {
     "dissatisfaction_index": 2 / 6,
     "staff_dissatisfaction_index": 0.5,
     "loyalty_index": -1 / 6,
-    "personal_conversion": 0.5,
+    "personal_conversion": 4 / 6,  # 4 receipts / 6 served
+    "productive_share": 0.5,  # 3 productive / 6 served
     "exact_conversion": 1.0,
     "visitor_coverage": 4 / 6,
     "force_majeure_level": 0.25,
@@ -180,7 +183,8 @@ def test_grouping_by_site_staff_day_and_hour(
             "dissatisfaction_index": 1 / 3,
             "staff_dissatisfaction_index": 0.5,
             "loyalty_index": -1 / 6,
-            "personal_conversion": 2 / 3,
+            "personal_conversion": 2 / 3,  # 2 receipts / 3 served
+            "productive_share": 2 / 3,
             "exact_conversion": 0.5,  # 1 survey / 2 receipts
             "visitor_coverage": 1 / 3,
             "force_majeure_level": 0.0,
@@ -190,14 +194,17 @@ def test_grouping_by_site_staff_day_and_hour(
     bob = by_key(staff)["bob"]  # one presence contact served; the survey contact is not
     assert (bob["contacts_served"], bob["support_index"], bob["loyalty_index"]) == (1, 1.0, 1.0)
     assert bob["exact_conversion"] is None  # no receipt: no data, never 0
+    assert bob["personal_conversion"] == 0.0 and bob["productive_share"] == 0.0
     assert bob["visitor_coverage"] == 2.0
     unknown = by_key(staff)[UNKNOWN]  # d2's contacts and both events outside contacts
     assert unknown["exact_conversion"] == 0.5 and unknown["meaningful"] is False
+    assert unknown["personal_conversion"] == 1.0  # d2's receipt and the one outside / 2 served
     assert by_key(build(*stored, by="day")) == {"2026-11-23": approx(D1), "2026-11-24": approx(D2)}
     hours = by_key(build(*stored, by="hour"))
     assert list(hours) == ["2026-11-23 09:00", "2026-11-23 10:00", "2026-11-24 08:00"]
     assert hours["2026-11-23 09:00"]["contacts_served"] == 3
     assert hours["2026-11-23 09:00"]["exact_conversion"] == pytest.approx(1 / 3)  # 1 / 3 receipts
+    assert hours["2026-11-23 09:00"]["personal_conversion"] == 1.0  # 3 receipts / 3 served
 
 
 def test_days_and_hours_follow_the_time_zone(
@@ -269,13 +276,18 @@ def test_json_keys_are_exact(report: Report, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     render(report, "json", out)
     doc = json.loads(out.read_text())
-    assert set(doc) == {"by", "from", "to", "timezone", "parameters", "groups", "total"}
+    assert set(doc) == {
+        "by", "from", "to", "timezone", "parameters", "definitions", "groups", "total",
+    }  # fmt: skip
+    assert doc["definitions"]["personal_conversion"] == "receipts / contacts served"
+    assert doc["definitions"]["productive_share"] == "productive contacts / contacts served"
     assert doc["parameters"] == {"correction_factor": 0.5, "force_majeure_threshold": 0.1}
     for group in [*doc["groups"], doc["total"]]:
         assert list(group["metrics"]) == [
             "contacts_served", "support_index", "dissatisfaction_index",
             "staff_dissatisfaction_index", "loyalty_index", "personal_conversion",
-            "exact_conversion", "visitor_coverage", "force_majeure_level", "meaningful",
+            "productive_share", "exact_conversion", "visitor_coverage", "force_majeure_level",
+            "meaningful",
         ]  # fmt: skip
     assert doc["groups"][0]["metrics"] == D1
 
@@ -288,6 +300,12 @@ def test_table_contains_the_numbers(report: Report) -> None:
         assert number in d1
     d2 = next(line for line in text.splitlines() if " d2 " in line)
     assert "-0.750" in d2 and "NO" in d2
+    # every column says what it divides by what: name, numerator, "/ denominator"
+    head = [line.split("┃")[1:-1] for line in text.splitlines() if line.startswith("┃")]
+    columns = [" ".join(" ".join(column).split()) for column in zip(*head, strict=True)]
+    assert columns[1:] == [f"{d.short} {d.over} {d.under}".strip() for d in DEFINITIONS]
+    assert "pers. conv. receipts / served" in columns and "productive prod / served" in columns
+    assert "served = contacts served" in " ".join(text.split())  # the legend
 
 
 def png_size(data: bytes) -> tuple[int, int]:
