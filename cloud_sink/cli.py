@@ -8,7 +8,8 @@ Rules:
   refused with a "did you mean"), the defaults of :class:`SinkConfig`.
 - The password is never a flag (it would show in ``ps``): ``--password-file`` or the config.
 - ``sink run`` stops cleanly on SIGTERM and SIGINT (finishes the message in hand, disconnects).
-- Errors the user can fix print one line on stderr and exit 2.
+- Errors the user can fix print one line on stderr and exit 2. Only ``sink run`` creates a
+  database: every other command on a place holding none says so and exits 2.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from typing import Any
 
 from cloud_sink import manage, report
 from cloud_sink.consumer import Sink, SinkConfig
-from cloud_sink.db import DatabaseUrlError, open_database
+from cloud_sink.db import DatabaseUrlError
 from cloud_sink.ingest import Ingest
-from cloud_sink.migrations import SchemaError, migrate
+from cloud_sink.migrations import NoDatabaseError, SchemaError, open_existing
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import check_files as check_tls_files
 
@@ -121,7 +122,14 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except (SinkCliError, DatabaseUrlError, SchemaError, OSError, ValueError) as exc:
+        except (
+            SinkCliError,
+            DatabaseUrlError,
+            SchemaError,
+            NoDatabaseError,
+            OSError,
+            ValueError,
+        ) as exc:
             print(f"contactpoint sink: error: {exc}", file=sys.stderr)
             return 2
 
@@ -211,9 +219,8 @@ def _retention(args: argparse.Namespace) -> int:
         )
     if days < 0:
         raise SinkCliError(f"--days must be >= 0, got {days}")
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         done = enforce_retention(db, args.data, float(days), time.time_ns())
     finally:
         db.close()
@@ -227,9 +234,8 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def _contacts(args: argparse.Namespace) -> int:
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         for contact in Ingest(db, args.data).contacts():
             if args.json:
                 print(json.dumps(contact, ensure_ascii=False))

@@ -456,8 +456,7 @@ def zone(name: str) -> ZoneInfo:
 def report_command(args: Any) -> int:
     import sys
 
-    from cloud_sink.db import open_database
-    from cloud_sink.migrations import migrate
+    from cloud_sink.migrations import open_existing
 
     if args.reasons:
         from cloud_sink import manage
@@ -488,9 +487,8 @@ def report_command(args: Any) -> int:
     end = None if args.end is None else parse_when(args.end, tz, "--to")
     if args.format == "png" and args.out is None:
         raise ReportError("--format png needs --out FILE.png (a chart is not terminal text)")
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         contacts, events = load(db, args.data)
     finally:
         db.close()

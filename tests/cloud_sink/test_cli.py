@@ -1,4 +1,5 @@
-"""``contactpoint sink ...``: the listing, the configuration, and a real ``sink run`` process."""
+"""``contactpoint sink ...``: the listing and its filters, the configuration, a real ``sink run``
+process, and the reading commands as real processes: no database, a reader that stops early."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +125,55 @@ def test_sink_run_ingests_and_stops_on_sigterm(broker: LocalBroker, data_dir: Pa
             proc.communicate()
     assert proc.returncode == 0, err
     assert json.loads(err.strip().splitlines()[-1])["stored"] == 1
+
+
+# --- the reading commands as processes ---------------------------------------------------------
+
+
+def contactpoint(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *argv],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=120, **kw,
+    )  # fmt: skip
+
+
+READERS = [
+    ["report"],
+    ["report", "--reasons"],
+    ["contacts"],
+    ["contacts", "--json"],
+    ["alerts"],
+    ["reasons"],
+    ["annotate", "c0ffee00", "--reason", "rude"],
+    ["retention", "--days", "30"],
+]
+
+
+@pytest.mark.parametrize("command", READERS, ids=" ".join)
+def test_reading_commands_refuse_a_directory_without_a_sink_database(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """They used to create an empty database there and report zeros."""
+    empty = tmp_path / "typo"
+    empty.mkdir()
+    done = contactpoint("sink", *command, "--data", str(empty))
+    assert done.returncode == 2, done.stderr
+    assert f"no sink database at {empty / 'sink.db'}" in done.stderr
+    assert "sink run" in done.stderr and "Traceback" not in done.stderr
+    assert list(empty.iterdir()) == []  # nothing created
+    missing = tmp_path / "nowhere"
+    assert contactpoint("sink", *command, "--data", str(missing)).returncode == 2
+    assert not missing.exists()
+
+
+def test_a_postgresql_database_without_the_sink_schema_is_refused(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    done = contactpoint("sink", "report", "--db", postgres_url, "--data", str(tmp_path / "x"))
+    assert done.returncode == 2, done.stderr
+    assert "holds no sink database" in done.stderr and "Traceback" not in done.stderr
+    db = open_database(postgres_url, tmp_path / "x")
+    try:
+        assert db.get_tables() == []  # not migrated behind the user's back
+    finally:
+        db.close()
