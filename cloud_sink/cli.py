@@ -10,6 +10,7 @@ Rules:
 - ``sink run`` stops cleanly on SIGTERM and SIGINT (finishes the message in hand, disconnects).
 - Errors the user can fix print one line on stderr and exit 2. Only ``sink run`` creates a
   database: every other command on a place holding none says so and exits 2.
+- A reader that stops early (``| head -1``) is a normal end: no traceback, exit 0.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -121,7 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            return fn(args)
+            code = fn(args)
+            sys.stdout.flush()  # a reader gone while the last lines were buffered: caught here
+            return code
+        except BrokenPipeError:
+            return stdout_closed()
         except (
             SinkCliError,
             DatabaseUrlError,
@@ -134,6 +140,17 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
             return 2
 
     return run
+
+
+def stdout_closed() -> int:
+    """Whoever read our standard output stopped (``| head -1``): a normal end, exit 0. The
+    descriptor is pointed at /dev/null so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return 0
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""``contactpoint``: one command with subcommands for the device, the simulation and tools."""
+"""``contactpoint``: one command with subcommands for the device, the simulation and tools.
+
+Rules:
+- Errors the user can fix print one line on stderr and exit with the error's code (2).
+- A reader of the output that stops early (``contactpoint contacts | head -1``) is a normal
+  end: no traceback, exit 0 (the sink's commands do the same, ``cloud_sink.cli``).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from edge._errors import UserError
 from edge.config import Config, ConfigError, example_config, load_config
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hardware import Backend
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,7 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # the reader may be gone while the last lines were buffered
+        return code
+    except BrokenPipeError:
+        from cloud_sink.cli import stdout_closed
+
+        return stdout_closed()
     except UserError as exc:
         print(f"contactpoint: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -445,7 +459,6 @@ def _contacts(args: argparse.Namespace) -> int:
         for record in records:
             print(json.dumps(contact_json(record), ensure_ascii=False))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(records)} contacts in {path}")
@@ -461,8 +474,19 @@ def _contacts(args: argparse.Namespace) -> int:
             ", ".join(row["tags"]),
             row["clip"]["path"] if row["clip"] else "-",
         )
-    Console().print(table)
+    _console().print(table)
     return 0
+
+
+def _console() -> Console:
+    """A rich console whose broken pipe reaches :func:`main` (rich's own handler exits 1)."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return PipeConsole()
 
 
 def _progress_bar(label: str) -> Callable[[int, int], None] | None:

@@ -8,6 +8,8 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,12 @@ from tests.cloud_sink.helpers import (
     DEVICE,
     SITE,
     TestClient,
+    contact_message,
+    encode,
     golden,
     golden_bytes,
+    new_id,
+    run_piped,
     topic,
     wait_until,
 )
@@ -177,3 +183,40 @@ def test_a_postgresql_database_without_the_sink_schema_is_refused(
         assert db.get_tables() == []  # not migrated behind the user's back
     finally:
         db.close()
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A sink holding enough contacts that any listing overflows a pipe's buffer (64 KiB)."""
+    data = tmp_path_factory.mktemp("busy") / "sink"
+    db = open_database(None, data)
+    try:
+        migrate(db)
+        ingest = Ingest(db, data)
+        for hour in range(800):
+            message = contact_message(new_id(), new_id())
+            start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=hour)
+            message["contact"]["start"] = message["contact"]["end"] = start.isoformat()
+            ingest.handle(topic("contact"), encode(message))
+    finally:
+        db.close()
+    yield data
+
+
+@pytest.mark.parametrize(
+    ("command", "reader"),
+    [
+        (["contacts"], "head"),
+        (["contacts", "--json"], "head"),
+        (["contacts"], "gone"),
+        (["contacts", "--json"], "gone"),
+        (["report", "--by", "hour", "--format", "json"], "gone"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_a_reader_that_stops_early_is_a_normal_end(
+    busy: Path, command: list[str], reader: str
+) -> None:
+    """``sink contacts | head -1``: a traceback (BrokenPipeError) and exit 2 before."""
+    code, err = run_piped(["sink", *command, "--data", str(busy)], reader, ROOT)
+    assert (code, err) == (0, "")

@@ -1,13 +1,22 @@
-"""The `contactpoint` command: clear errors, non-zero exits, nothing written on bad input."""
+"""The `contactpoint` command: clear errors, non-zero exits, nothing written on bad input; the
+contacts listing after retention and piped into a reader that stops early; --version."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge.cli import main
+from edge.clock import NS
+from edge.records import ContactRecord
+from edge.simulate import STORE_NAME
+from edge.store import Store
+from tests.cloud_sink.helpers import run_piped
+from tests.wire_samples import CONTACT
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIFT = ROOT / "examples" / "shift.toml"
@@ -121,3 +130,33 @@ def test_simulate_then_list_contacts(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_contacts_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "contacts", "--data", str(tmp_path))
     assert code == 2 and "no store" in err
+
+
+def store_with(data: Path, contacts: list[ContactRecord]) -> None:
+    with Store.open(data / STORE_NAME) as store:
+        for rec in contacts:
+            assert store.save_contact(rec, [])
+
+
+def plain(n: int, **changes: Any) -> ContactRecord:
+    """The golden contact as contact number ``n``, without events or clip."""
+    return replace(CONTACT, id=f"{n:032x}", events=(), clip=None, **changes)
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store whose listing overflows a pipe's buffer (64 KiB) many times over."""
+    data = tmp_path_factory.mktemp("busy")
+    store_with(data, [plain(n, start_wall_ns=CONTACT.start_wall_ns + n * NS) for n in range(600)])
+    return data
+
+
+@pytest.mark.parametrize(
+    ("flags", "reader"), [([], "head"), (["--json"], "head"), ([], "gone"), (["--json"], "gone")]
+)
+def test_contacts_piped_into_a_reader_that_stops_early(
+    busy: Path, flags: list[str], reader: str
+) -> None:
+    """``contactpoint contacts | head -1``: a traceback (--json) or rich's exit 1 before."""
+    code, err = run_piped(["contacts", "--data", str(busy), *flags], reader, ROOT)
+    assert (code, err) == (0, "")
