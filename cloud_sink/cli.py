@@ -11,6 +11,8 @@ Rules:
 - Errors the user can fix print one line on stderr and exit 2. Only ``sink run`` creates a
   database: every other command on a place holding none says so and exits 2.
 - A reader that stops early (``| head -1``) is a normal end: no traceback, exit 0.
+- ``sink contacts``: a clip whose audio retention deleted says so (``audio_deleted_at``: when,
+  ISO 8601 UTC).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,6 +40,7 @@ from cloud_sink.consumer import Sink, SinkConfig
 from cloud_sink.db import DatabaseUrlError
 from cloud_sink.ingest import Ingest
 from cloud_sink.migrations import NoDatabaseError, SchemaError, open_existing
+from cloud_sink.retention import deleted_audio
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import check_files as check_tls_files
 
@@ -250,19 +254,39 @@ def _retention(args: argparse.Namespace) -> int:
     return 1 if done.errors else 0
 
 
+def _iso_utc(wall_ns: int) -> str:
+    """ISO 8601 UTC with milliseconds, as the wire writes times (``2026-11-23T09:00:10.000Z``)."""
+    seconds, rest = divmod(wall_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1_000_000:03d}Z"
+
+
+def _audio_text(contact: dict[str, Any]) -> str:
+    if not contact["clip"]:
+        return "-"
+    if contact["audio"]:
+        return str(contact["audio"])
+    if contact["audio_deleted_at"]:
+        return f"audio deleted by retention on {contact['audio_deleted_at'][:10]}"
+    return "(clip incomplete)"
+
+
 def _contacts(args: argparse.Namespace) -> int:
     db = open_existing(args.db, args.data)
     try:
+        deleted = deleted_audio(db)
         for contact in Ingest(db, args.data).contacts():
+            when = deleted.get((contact["device"], contact["id"]))
+            contact["audio_deleted_at"] = None if when is None else _iso_utc(when)
             if args.json:
                 print(json.dumps(contact, ensure_ascii=False))
-            else:
-                audio = (contact["audio"] or "(clip incomplete)") if contact["clip"] else "-"
-                video = f"  video: {contact['video_url']}" if contact.get("video_url") else ""
-                print(
-                    f"{contact['start']}  {contact['site']}/{contact['device']}  "
-                    f"{contact['duration_s']:7.1f} s  {','.join(contact['tags'])}  {audio}{video}"
-                )
+                continue
+            video = f"  video: {contact['video_url']}" if contact.get("video_url") else ""
+            print(
+                f"{contact['start']}  {contact['site']}/{contact['device']}  "
+                f"{contact['duration_s']:7.1f} s  {','.join(contact['tags'])}  "
+                f"{_audio_text(contact)}{video}"
+            )
     finally:
         db.close()
     return 0

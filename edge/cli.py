@@ -443,7 +443,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _contacts(args: argparse.Namespace) -> int:
-    from edge.publish.wire import contact_json
+    """The device's contacts; a clip whose audio retention deleted says so and when
+    (``audio_deleted_at`` in JSON), a clip file gone otherwise (the disk budget) is marked."""
+    from edge.publish.wire import contact_json, iso
     from edge.simulate import STORE_NAME
     from edge.store import Store
 
@@ -453,13 +455,21 @@ def _contacts(args: argparse.Namespace) -> int:
     store = Store.open(path)
     try:
         records = store.contacts()
+        deleted = store.audio_deleted()
     finally:
         store.close()
     if args.json:
         for record in records:
-            print(json.dumps(contact_json(record), ensure_ascii=False))
+            when = deleted.get(record.id)
+            row = {**contact_json(record), "audio_deleted_at": None if when is None else iso(when)}
+            print(json.dumps(row, ensure_ascii=False))
         return 0
     from rich.table import Table
+
+    def clip(rel: str, contact_id: str) -> str:
+        if contact_id in deleted:
+            return f"audio deleted by retention on {iso(deleted[contact_id])[:10]}"
+        return rel if (args.data / rel).is_file() else f"{rel} (file gone)"
 
     table = Table(title=f"{len(records)} contacts in {path}")
     for column in ("start", "duration", "mode", "ended by", "tags", "clip"):
@@ -472,7 +482,7 @@ def _contacts(args: argparse.Namespace) -> int:
             row["mode"],
             row["ended_by"],
             ", ".join(row["tags"]),
-            row["clip"]["path"] if row["clip"] else "-",
+            clip(row["clip"]["path"], record.id) if row["clip"] else "-",
         )
     _console().print(table)
     return 0

@@ -19,10 +19,13 @@ from cloud_sink.cli import SinkCliError, add_commands, config_from_args, main, r
 from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest
 from cloud_sink.migrations import migrate
+from cloud_sink.retention import enforce as enforce_retention
 from provisioning.broker import LocalBroker
 from tests.cloud_sink.helpers import (
     DEVICE,
+    NS,
     SITE,
+    Clip,
     TestClient,
     contact_message,
     encode,
@@ -53,7 +56,10 @@ def test_contacts_json_is_the_golden_contact_plus_origin(
     argv = ["sink", "contacts", "--data", str(data_dir), "--json"]
     assert main(argv + (["--db", db_url] if db_url else [])) == 0
     lines = capsys.readouterr().out.splitlines()
-    expected = {**golden("contact.json")["contact"], "device": DEVICE, "site": SITE, "audio": None}
+    expected = {
+        **golden("contact.json")["contact"], "device": DEVICE, "site": SITE, "audio": None,
+        "audio_deleted_at": None,
+    }  # fmt: skip
     assert [json.loads(line) for line in lines] == [expected]
 
 
@@ -131,6 +137,54 @@ def test_sink_run_ingests_and_stops_on_sigterm(broker: LocalBroker, data_dir: Pa
             proc.communicate()
     assert proc.returncode == 0, err
     assert json.loads(err.strip().splitlines()[-1])["stored"] == 1
+
+
+# --- sink contacts: filters, strict JSON, retention ----------------------------------------------
+
+
+def listed(capsys: pytest.CaptureFixture[str], data: Path, *flags: str) -> list[dict[str, Any]]:
+    assert main(["sink", "contacts", "--data", str(data), "--json", *flags]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_contacts_say_when_retention_deleted_the_audio(
+    db_url: str | None, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once retention deleted a clip's audio, the listing said "(clip incomplete)"."""
+    db = open_database(db_url, data_dir)
+    try:
+        migrate(db)
+        ingest = Ingest(db, data_dir)
+        kept, gone, partial = (Clip(bytes([n]) * 3000, 2048) for n in range(3))
+        for clip in (kept, gone, partial):
+            message = contact_message(clip.id, new_id())
+            if clip is gone:  # an old contact: the only one retention will find due
+                message["contact"]["start"] = "2020-01-01T09:00:00.000Z"
+                message["contact"]["end"] = "2020-01-01T09:01:00.000Z"
+            ingest.handle(topic("contact"), encode(message))
+        for clip in (kept, gone):
+            for seq in range(clip.total):
+                result = ingest.handle(topic("clip"), clip.frame(seq))
+            assert result.ready is not None and ingest.assemble(result.ready)
+        ingest.handle(topic("clip"), partial.frame(0))  # one chunk of two: incomplete
+        when = datetime(2026, 12, 24, 12, tzinfo=UTC)
+        done = enforce_retention(db, data_dir, 365, int(when.timestamp()) * NS)
+        assert (done.deleted, done.dropped_incomplete) == (1, 0)
+    finally:
+        db.close()
+    db_flags = ["--db", db_url] if db_url else []
+    rows = {c["id"]: c for c in listed(capsys, data_dir, *db_flags)}
+    assert rows[gone.id]["audio"] is None
+    assert rows[gone.id]["audio_deleted_at"] == "2026-12-24T12:00:00.000Z"
+    assert rows[gone.id]["clip"] is not None  # the clip's metadata stays
+    assert rows[kept.id]["audio_deleted_at"] is None and Path(rows[kept.id]["audio"]).is_file()
+    assert rows[partial.id]["audio_deleted_at"] is None and rows[partial.id]["audio"] is None
+    assert main(["sink", "contacts", "--data", str(data_dir), *db_flags]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (old,) = [line for line in lines if line.startswith("2020-01-01")]  # the gone one
+    assert "  audio deleted by retention on 2026-12-24  " in old
+    assert sum(f"  {rows[kept.id]['audio']}  " in line for line in lines) == 1
+    assert sum("  (clip incomplete)  " in line for line in lines) == 1
 
 
 # --- the reading commands as processes ---------------------------------------------------------

@@ -16,7 +16,7 @@ from edge.records import ContactRecord
 from edge.simulate import STORE_NAME
 from edge.store import Store
 from tests.cloud_sink.helpers import run_piped
-from tests.wire_samples import CONTACT
+from tests.wire_samples import CLIP, CONTACT
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIFT = ROOT / "examples" / "shift.toml"
@@ -141,6 +141,41 @@ def store_with(data: Path, contacts: list[ContactRecord]) -> None:
 def plain(n: int, **changes: Any) -> ContactRecord:
     """The golden contact as contact number ``n``, without events or clip."""
     return replace(CONTACT, id=f"{n:032x}", events=(), clip=None, **changes)
+
+
+def test_contacts_say_when_retention_deleted_the_audio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing used to print the deleted file's path as if it were there."""
+    data = tmp_path / "device"
+    records = []
+    for n, name in enumerate(("old", "young", "budget")):
+        clip = replace(CLIP, contact_id=f"{n + 1:032x}", path=f"clips/{name}.wav")
+        (data / "clips").mkdir(parents=True, exist_ok=True)
+        (data / clip.path).write_bytes(b"RIFF")
+        records.append(replace(CONTACT, id=clip.contact_id, events=(), clip=clip))
+    store_with(data, records)
+    old, young, budget = records
+    (data / "clips" / "budget.wav").unlink()  # the disk budget deleted it, not retention
+    when = 1_798_113_600 * NS  # 2026-12-24T12:00:00Z
+    with Store.open(data / STORE_NAME) as store:
+        (data / "clips" / "old.wav").unlink()
+        assert store.mark_audio_deleted([old.id], when) == 1  # as edge.retention does
+    code, out, _ = run(capsys, "contacts", "--data", str(data), "--json")
+    assert code == 0
+    rows = {row["id"]: row for row in map(json.loads, out.splitlines())}
+    assert rows[old.id]["audio_deleted_at"] == "2026-12-24T12:00:00.000Z"
+    assert rows[old.id]["clip"]["path"] == "clips/old.wav"  # the metadata stays
+    assert rows[young.id]["audio_deleted_at"] is None
+    assert rows[budget.id]["audio_deleted_at"] is None
+    monkeypatch.setenv("COLUMNS", "300")  # one line per contact
+    code, out, _ = run(capsys, "contacts", "--data", str(data))
+    assert code == 0
+    lines = [line for line in out.splitlines() if "2026-11-23" in line]
+    assert len(lines) == 3
+    assert "audio deleted by retention on 2026-12-24" in lines[0] and "old.wav" not in lines[0]
+    assert "clips/young.wav" in lines[1] and "gone" not in lines[1]
+    assert "clips/budget.wav (file gone)" in lines[2]
 
 
 @pytest.fixture(scope="module")
