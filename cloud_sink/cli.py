@@ -11,8 +11,12 @@ Rules:
 - Errors the user can fix print one line on stderr and exit 2. Only ``sink run`` creates a
   database: every other command on a place holding none says so and exits 2.
 - A reader that stops early (``| head -1``) is a normal end: no traceback, exit 0.
-- ``sink contacts``: a clip whose audio retention deleted says so (``audio_deleted_at``: when,
-  ISO 8601 UTC).
+- ``--json`` output is strict JSON (RFC 8259): a non-finite number stored by an older sink
+  (``duration_s`` of ``1e999``) is printed as null, never as ``Infinity``.
+- ``sink contacts`` filters (all given ones must hold): ``--tag`` (repeatable: every tag),
+  ``--site``, ``--device``, ``--staff``, ``--from`` (start at or after) and ``--to`` (start
+  before), times as in ``sink report`` (a bare date is midnight in ``--tz``, default UTC).
+  A clip whose audio retention deleted says so (``audio_deleted_at``: when, ISO 8601 UTC).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -99,6 +104,15 @@ def add_commands(subparsers: Any) -> None:
     contacts.add_argument("--data", type=Path, required=True, help="data directory")
     contacts.add_argument("--db", help="postgresql://... (default: SQLite in --data)")
     contacts.add_argument("--json", action="store_true", help="one JSON object per line")
+    contacts.add_argument(
+        "--tag", action="append", default=[], help="only contacts with this tag (repeatable: all)"
+    )
+    contacts.add_argument("--site", help="only this site")
+    contacts.add_argument("--device", help="only this device")
+    contacts.add_argument("--staff", help="only contacts served by this staff member")
+    contacts.add_argument("--from", dest="start", help="starting at or after (ISO date/time)")
+    contacts.add_argument("--to", dest="end", help="starting before (ISO date/time)")
+    contacts.add_argument("--tz", help="time zone of bare --from/--to times (default: UTC)")
     contacts.set_defaults(handler=_guarded(_contacts))
 
     retention = sub.add_parser(
@@ -155,6 +169,22 @@ def stdout_closed() -> int:
     finally:
         os.close(devnull)
     return 0
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (inf, nan) made None: valid JSON for any reader."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """One line of strict JSON (``allow_nan=False`` after :func:`strict_json`)."""
+    return json.dumps(strict_json(value), ensure_ascii=False, allow_nan=False)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -261,6 +291,28 @@ def _iso_utc(wall_ns: int) -> str:
     return f"{stamp}.{rest // 1_000_000:03d}Z"
 
 
+def _contact_filter(args: argparse.Namespace) -> Callable[[dict[str, Any]], bool]:
+    """Whether a contact passes the filters of ``sink contacts`` (module rules); bad filter
+    values are refused here, before anything is opened."""
+    tz = report.zone(args.tz or "UTC")
+    start = None if args.start is None else report.parse_when(args.start, tz, "--from")
+    end = None if args.end is None else report.parse_when(args.end, tz, "--to")
+    if start is not None and end is not None and end <= start:
+        raise SinkCliError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
+    wanted = set(args.tag)
+    fields = [(k, v) for k, v in (("site", args.site), ("device", args.device),
+              ("staff", args.staff)) if v is not None]  # fmt: skip
+
+    def passes(contact: dict[str, Any]) -> bool:
+        return (
+            wanted <= set(contact["tags"])
+            and all(contact.get(key) == value for key, value in fields)
+            and report.in_period(report.instant(str(contact["start"])), start, end)
+        )
+
+    return passes
+
+
 def _audio_text(contact: dict[str, Any]) -> str:
     if not contact["clip"]:
         return "-"
@@ -272,20 +324,21 @@ def _audio_text(contact: dict[str, Any]) -> str:
 
 
 def _contacts(args: argparse.Namespace) -> int:
+    passes = _contact_filter(args)
     db = open_existing(args.db, args.data)
     try:
         deleted = deleted_audio(db)
-        for contact in Ingest(db, args.data).contacts():
+        for contact in filter(passes, Ingest(db, args.data).contacts()):
             when = deleted.get((contact["device"], contact["id"]))
             contact["audio_deleted_at"] = None if when is None else _iso_utc(when)
             if args.json:
-                print(json.dumps(contact, ensure_ascii=False))
+                print(dumps(contact))
                 continue
             video = f"  video: {contact['video_url']}" if contact.get("video_url") else ""
             print(
-                f"{contact['start']}  {contact['site']}/{contact['device']}  "
-                f"{contact['duration_s']:7.1f} s  {','.join(contact['tags'])}  "
-                f"{_audio_text(contact)}{video}"
+                f"{contact['id']}  {contact['start']}  {contact['site']}/{contact['device']}  "
+                f"{contact.get('staff') or '-'}  {contact['duration_s']:7.1f} s  "
+                f"{','.join(contact['tags'])}  {_audio_text(contact)}{video}"
             )
     finally:
         db.close()

@@ -10,13 +10,18 @@ Rules:
   and events outside contacts without one: ``(unknown)``), ``day`` (``YYYY-MM-DD``) or
   ``hour`` (``YYYY-MM-DD HH:00``) of the start in the report's time zone; no ``by``: one group
   ``(all)``. Groups are sorted by key; the total over the whole period comes last.
+- Times a device may send that no calendar can place never stop a report: a time whose
+  local day is out of the calendar's range (year 1 with offset +14:00, year 9999 with
+  -12:00) is grouped by day or hour under ``(time out of range)``; a time that is not ISO
+  8601 with an offset (from a database an older sink wrote) under ``(unreadable time)``, and
+  it is outside every period that has a bound.
 - The metrics and their parameters are :mod:`cloud_sink.metrics`'s (definitions there); every
   label a person reads says what it divides by what (``Definition.formula``).
 - Formats: ``table`` (rich, for a terminal; each column headed by its name and formula),
-  ``csv`` (one row per group and the total; empty cells for "no data"), ``json`` (keys of
-  each group's ``metrics`` exactly
+  ``csv`` (one row per group and the total; ratios rounded to 4 decimals; empty cells for "no
+  data"), ``json`` (keys of each group's ``metrics`` exactly
   :data:`cloud_sink.metrics.METRIC_KEYS`, plus the ``counts`` they come from and the
-  ``definitions``: key -> formula) and ``png`` (a chart drawn with matplotlib's Agg
+  ``definitions``: key -> formula; strict JSON) and ``png`` (a chart drawn with matplotlib's Agg
   backend: contacts served, the rating indices, the sales and coverage ratios with the
   force-majeure threshold; groups whose period is not meaningful are hatched and marked).
 """
@@ -53,6 +58,9 @@ GROUPS: Final = ("device", "site", "staff", "day", "hour")
 FORMATS: Final = ("table", "csv", "json", "png")
 ALL: Final = "(all)"
 UNKNOWN: Final = "(unknown)"
+OUT_OF_RANGE: Final = "(time out of range)"
+UNREADABLE: Final = "(unreadable time)"
+CSV_DECIMALS: Final = 4
 Progress = Callable[[int, int], None]
 
 
@@ -75,8 +83,21 @@ def parse_when(text: str, tz: ZoneInfo, what: str) -> datetime:
     return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=tz)
 
 
-def _instant(iso: str) -> datetime:
-    return datetime.fromisoformat(iso)
+def instant(iso: str) -> datetime | None:
+    """The instant of a stored ISO 8601 time with an offset; None when it is not one."""
+    try:
+        stamp = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return stamp if stamp.utcoffset() is not None else None
+
+
+def in_period(at: datetime | None, start: datetime | None, end: datetime | None) -> bool:
+    """``start`` <= ``at`` < ``end``, a missing bound being no bound; an unreadable time (None)
+    is only in the period without bounds."""
+    if start is None and end is None:
+        return True
+    return at is not None and (start is None or at >= start) and (end is None or at < end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +154,19 @@ def load(db: Database, data_dir: Path) -> tuple[list[dict[str, Any]], list[dict[
     return contacts, events
 
 
-def _key(by: str | None, item: Mapping[str, Any], at: datetime, tz: ZoneInfo) -> str:
+def _key(by: str | None, item: Mapping[str, Any], at: datetime | None, tz: ZoneInfo) -> str:
     if by is None:
         return ALL
     if by in ("device", "site"):
         return str(item.get(by) or UNKNOWN)
     if by == "staff":
         return str(item.get("staff") or UNKNOWN)
-    local = at.astimezone(tz)
+    if at is None:
+        return UNREADABLE
+    try:
+        local = at.astimezone(tz)
+    except OverflowError:  # the local day is before year 1 or after year 9999
+        return OUT_OF_RANGE
     return local.strftime("%Y-%m-%d") if by == "day" else local.strftime("%Y-%m-%d %H:00")
 
 
@@ -174,8 +200,8 @@ def build(
             done += 1
             if progress is not None and done % step == 0:
                 progress(done, total)
-            at = _instant(str(item["start"] if kind == 0 else item["at"]))
-            if (start is not None and at < start) or (end is not None and at >= end):
+            at = instant(str(item["start"] if kind == 0 else item["at"]))
+            if not in_period(at, start, end):
                 continue
             key = _key(by, item, at, tz)
             grouped.setdefault(key, ([], []))[kind].append(item)
@@ -258,11 +284,11 @@ def render_csv(report: Report) -> str:
 def _csv_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
+    return repr(round(value, CSV_DECIMALS)) if isinstance(value, float) else str(value)
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(report.as_json(), ensure_ascii=False, indent=2) + "\n"
+    return json.dumps(report.as_json(), ensure_ascii=False, allow_nan=False, indent=2) + "\n"
 
 
 _RATINGS: Final = (

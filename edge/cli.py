@@ -4,6 +4,7 @@ Rules:
 - Errors the user can fix print one line on stderr and exit with the error's code (2).
 - A reader of the output that stops early (``contactpoint contacts | head -1``) is a normal
   end: no traceback, exit 0 (the sink's commands do the same, ``cloud_sink.cli``).
+- ``contactpoint --version`` prints the installed distribution's version (package metadata).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge import __version__
 from edge._errors import UserError
 from edge.config import Config, ConfigError, example_config, load_config
 
@@ -66,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         "sensor and always-on audio, cut into tagged contacts.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"contactpoint {__version__}", help="and exit"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     config = sub.add_parser("config", help="print or check a device configuration")

@@ -19,6 +19,7 @@ from cloud_sink.cli import SinkCliError, add_commands, config_from_args, main, r
 from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest
 from cloud_sink.migrations import migrate
+from cloud_sink.models import tables
 from cloud_sink.retention import enforce as enforce_retention
 from provisioning.broker import LocalBroker
 from tests.cloud_sink.helpers import (
@@ -36,6 +37,7 @@ from tests.cloud_sink.helpers import (
     topic,
     wait_until,
 )
+from tests.cloud_sink.test_report import FIXED, store_fixed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,8 +74,9 @@ def test_contacts_listing_shows_the_video_link(
     db.close()
     assert main(["sink", "contacts", "--data", str(data_dir)]) == 0
     (line,) = capsys.readouterr().out.splitlines()
-    video = golden("contact.json")["contact"]["video_url"]
-    assert line.endswith(f"video: {video}") and "negative" in line
+    contact = golden("contact.json")["contact"]
+    assert line.endswith(f"video: {contact['video_url']}") and "negative" in line
+    assert line.split()[0] == contact["id"]  # the id first: what annotate and alerts refer to
 
 
 def test_flags_override_the_config_file(tmp_path: Path) -> None:
@@ -147,6 +150,78 @@ def listed(capsys: pytest.CaptureFixture[str], data: Path, *flags: str) -> list[
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+def test_contacts_filters(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = open_database(None, data_dir)
+    try:
+        migrate(db)
+        store_fixed(Ingest(db, data_dir))
+    finally:
+        db.close()
+
+    def starts(*flags: str) -> list[str]:
+        return [c["start"][:16] for c in listed(capsys, data_dir, *flags)]
+
+    everything = starts()
+    assert len(everything) == len(FIXED)
+    assert starts("--tag", "positive") == ["2026-11-23T09:05", "2026-11-23T10:10"]
+    assert starts("--tag", "not_positive", "--tag", "productive") == [
+        "2026-11-23T09:40", "2026-11-24T08:30",
+    ]  # fmt: skip
+    assert starts("--site", "s2") == starts("--device", "d2") == [
+        "2026-11-24T08:00", "2026-11-24T08:30",
+    ]  # fmt: skip
+    assert starts("--staff", "bob") == ["2026-11-23T10:10", "2026-11-23T10:30"]
+    assert starts("--staff", "anna", "--tag", "productive") == [
+        "2026-11-23T09:05", "2026-11-23T09:40",
+    ]  # fmt: skip
+    # --from inclusive, --to exclusive; a bare date is midnight in --tz (default UTC)
+    assert starts("--from", "2026-11-23T09:20:00Z", "--to", "2026-11-23T10:30:00Z") == [
+        "2026-11-23T09:20", "2026-11-23T09:40", "2026-11-23T10:10",
+    ]  # fmt: skip
+    assert starts("--from", "2026-11-24") == ["2026-11-24T08:00", "2026-11-24T08:30"]
+    assert starts("--to", "2026-11-24", "--tz", "Asia/Tokyo") == everything[:5]  # 15:00Z
+    assert starts("--site", "nowhere") == []
+    # the text listing: the contact id first, the same contacts
+    assert main(["sink", "contacts", "--data", str(data_dir), "--staff", "bob"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ids = [c["id"] for c in listed(capsys, data_dir, "--staff", "bob")]
+    assert [line.split()[0] for line in lines] == ids and all(" bob " in x for x in lines)
+    for flags, needle in [
+        (["--from", "yesterday"], "--from 'yesterday' is not an ISO 8601 date"),
+        (["--from", "2026-11-24", "--to", "2026-11-23"], "must be after --from"),
+        (["--tz", "Mars/Olympus"], "'Mars/Olympus' is not an IANA time zone"),
+    ]:
+        assert main(["sink", "contacts", "--data", str(data_dir), *flags]) == 2
+        assert needle in capsys.readouterr().err
+
+
+def test_contacts_json_is_strict_even_for_a_non_finite_number(
+    db_url: str | None, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An older sink stored ``"duration_s": 1e999`` (inf); the listing printed ``Infinity``."""
+    db = open_database(db_url, data_dir)
+    try:
+        migrate(db)
+        Ingest(db, data_dir).handle(topic("contact"), golden_bytes("contact.json"))
+        t = tables(db)
+        t.contacts.update({t.contacts.duration_s: float("inf")}).execute()
+    finally:
+        db.close()
+    db_flags = ["--db", db_url] if db_url else []
+    assert main(["sink", "contacts", "--data", str(data_dir), "--json", *db_flags]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    contact = json.loads(line, parse_constant=refuse)
+    assert (
+        contact["duration_s"] is None and contact["id"] == golden("contact.json")["contact"]["id"]
+    )
+    assert main(["sink", "contacts", "--data", str(data_dir), *db_flags]) == 0
+    assert "inf s" in capsys.readouterr().out  # the text listing shows it as it is
+
+
 def test_contacts_say_when_retention_deleted_the_audio(
     db_url: str | None, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -180,11 +255,10 @@ def test_contacts_say_when_retention_deleted_the_audio(
     assert rows[kept.id]["audio_deleted_at"] is None and Path(rows[kept.id]["audio"]).is_file()
     assert rows[partial.id]["audio_deleted_at"] is None and rows[partial.id]["audio"] is None
     assert main(["sink", "contacts", "--data", str(data_dir), *db_flags]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    (old,) = [line for line in lines if line.startswith("2020-01-01")]  # the gone one
-    assert "  audio deleted by retention on 2026-12-24  " in old
-    assert sum(f"  {rows[kept.id]['audio']}  " in line for line in lines) == 1
-    assert sum("  (clip incomplete)  " in line for line in lines) == 1
+    text = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "  audio deleted by retention on 2026-12-24  " in text[gone.id]
+    assert f"  {rows[kept.id]['audio']}  " in text[kept.id]
+    assert "  (clip incomplete)  " in text[partial.id]
 
 
 # --- the reading commands as processes ---------------------------------------------------------

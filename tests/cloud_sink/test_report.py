@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import struct
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,8 +25,20 @@ from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest, Outcome
 from cloud_sink.metrics import DEFINITIONS, METRIC_KEYS, Parameters
 from cloud_sink.migrations import migrate
-from cloud_sink.report import ALL, UNKNOWN, Report, build, load, parse_when, render
+from cloud_sink.report import (
+    ALL,
+    OUT_OF_RANGE,
+    UNKNOWN,
+    UNREADABLE,
+    Report,
+    build,
+    load,
+    parse_when,
+    render,
+)
 from tests.cloud_sink.helpers import encode, golden, topic
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FIXED: list[tuple[str, str, str | None, str, str, list[str], list[str]]] = [
     # device, site, staff, start, mode, tags, event kinds
@@ -269,7 +283,9 @@ def test_csv_parses_with_one_row_per_group_and_the_total(report: Report) -> None
     assert [r["device"] for r in rows] == ["d1", "d2", ALL]
     assert list(rows[0]) == ["device", *METRIC_KEYS]
     assert float(rows[0]["loyalty_index"]) == 0.125 and rows[1]["meaningful"] == "false"
-    assert float(rows[2]["visitor_coverage"]) == pytest.approx(4 / 6)
+    assert rows[2]["visitor_coverage"] == "0.6667"  # 4 / 6, rounded to 4 decimals
+    assert rows[2]["support_index"] == "0.3333" and rows[0]["loyalty_index"] == "0.125"
+    assert rows[0]["contacts_served"] == "4" and rows[2]["meaningful"] == "false"
 
 
 def test_json_keys_are_exact(report: Report, tmp_path: Path) -> None:
@@ -346,7 +362,7 @@ def test_the_command_prints_json_and_refuses_bad_arguments(
     config.write_text('[report]\ncorrection_factor = 1.0\ntimezone = "Asia/Tokyo"\n')
     assert main([*base, "--format", "csv", "--config", str(config)]) == 0
     (row,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert float(row["staff_dissatisfaction_index"]) == pytest.approx(4 / 6)  # (2 + 2) / 6
+    assert row["staff_dissatisfaction_index"] == "0.6667"  # (2 + 2) / 6, 4 decimals
     png = tmp_path / "out.png"
     assert main([*base, "--by", "staff", "--format", "png", "--out", str(png)]) == 0
     png_size(png.read_bytes())
@@ -458,3 +474,81 @@ def test_a_shift_played_through_the_edge_reaches_the_report(tmp_path: Path) -> N
     assert bob.metrics.loyalty_index == -0.5
     assert bob.metrics.force_majeure_level == 1.0 and bob.metrics.meaningful is False
     assert report.total.metrics.contacts_served == 3
+
+
+# --- times a device may send ---------------------------------------------------------------------
+
+EXTREME = [  # device, site, staff, start, mode, tags, event kinds
+    ("d1", "s1", None, "2026-11-23T09:00:00.000+14:00", "presence", ["positive"], ["green"]),
+    ("d1", "s1", None, "2026-11-23T09:00:00.000-12:00", "presence", ["negative"], ["red"]),
+    ("d1", "s1", None, "0001-01-01T05:00:00.000+14:00", "presence", ["silent"], []),
+    ("d1", "s1", None, "9999-12-31T23:00:00.000-12:00", "presence", ["productive"], ["receipt"]),
+]
+
+
+def test_extreme_offsets_never_stop_a_report_by_day_or_hour(tmp_path: Path) -> None:
+    """Offsets of +14:00 / -12:00 at the ends of the calendar used to crash ``--by day|hour``
+    (OverflowError converting to the report's zone)."""
+    db = open_database(None, tmp_path)
+    try:
+        migrate(db)
+        ingest = Ingest(db, tmp_path)
+        for row in EXTREME:
+            outcome = ingest.handle(topic("contact", "s1", "d1"), encode(contact_payload(row)))
+            assert outcome.outcome is Outcome.STORED
+        stored = load(db, tmp_path)
+    finally:
+        db.close()
+    days = build(*stored, by="day")
+    assert {row.key: row.counts.contacts for row in days.rows} == {
+        "2026-11-22": 1,  # 09:00+14:00 is 19:00Z the day before
+        "2026-11-23": 1,  # 09:00-12:00 is 21:00Z
+        OUT_OF_RANGE: 2,  # year 0 and year 10000 in UTC: counted, not lost
+    }
+    assert days.total.counts.contacts == 4
+    hours = build(*stored, by="hour", tz=ZoneInfo("Pacific/Kiritimati"))  # UTC+14
+    assert {row.key: row.counts.contacts for row in hours.rows} == {
+        "2026-11-23 09:00": 1,
+        "2026-11-24 11:00": 1,
+        OUT_OF_RANGE: 2,
+    }
+    # a period compares instants, which never overflow
+    late = build(*stored, start=datetime(9000, 1, 1, tzinfo=UTC))
+    assert late.total.counts.contacts == 1
+
+
+def test_unreadable_times_from_an_older_database_are_grouped_apart() -> None:
+    contacts = [
+        {"start": "2026-11-23T09:00:00Z", "mode": "presence", "tags": ["positive"]},
+        {"start": "2026-11-23T09:00:00", "mode": "presence", "tags": []},  # no offset
+        {"start": "yesterday", "mode": "presence", "tags": []},
+    ]
+    report = build(contacts, by="day")
+    assert {row.key: row.counts.contacts for row in report.rows} == {
+        "2026-11-23": 1,
+        UNREADABLE: 2,
+    }
+    bounded = build(contacts, start=datetime(2026, 1, 1, tzinfo=UTC))
+    assert bounded.total.counts.contacts == 1  # outside every period with a bound
+
+
+def test_the_report_command_survives_extreme_offsets(tmp_path: Path) -> None:
+    db = open_database(None, tmp_path)
+    try:
+        migrate(db)
+        ingest = Ingest(db, tmp_path)
+        for row in EXTREME:
+            ingest.handle(topic("contact", "s1", "d1"), encode(contact_payload(row)))
+    finally:
+        db.close()
+    for by in ("day", "hour"):
+        done = subprocess.run(
+            [sys.executable, "-m", "edge.cli", "sink", "report", "--data", str(tmp_path),
+             "--by", by, "--format", "json", "--tz", "Pacific/Kiritimati"],
+            check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["groups"][0]["key"] == OUT_OF_RANGE
+        assert doc["total"]["counts"]["contacts"] == 4

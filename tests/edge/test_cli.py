@@ -4,7 +4,10 @@ contacts listing after retention and piped into a reader that stops early; --ver
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +133,15 @@ def test_simulate_then_list_contacts(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_contacts_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "contacts", "--data", str(tmp_path))
     assert code == 2 and "no store" in err
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "--version"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"contactpoint {version('contactpoint')}"
 
 
 def store_with(data: Path, contacts: list[ContactRecord]) -> None:
