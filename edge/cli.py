@@ -1,4 +1,11 @@
-"""``contactpoint``: one command with subcommands for the device, the simulation and tools."""
+"""``contactpoint``: one command with subcommands for the device, the simulation and tools.
+
+Rules:
+- Errors the user can fix print one line on stderr and exit with the error's code (2).
+- A reader of the output that stops early (``contactpoint contacts | head -1``) is a normal
+  end: no traceback, exit 0 (the sink's commands do the same, ``cloud_sink.cli``).
+- ``contactpoint --version`` prints the installed distribution's version (package metadata).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge import __version__
 from edge._errors import UserError
 from edge.config import Config, ConfigError, example_config, load_config
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hardware import Backend
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # the reader may be gone while the last lines were buffered
+        return code
+    except BrokenPipeError:
+        from cloud_sink.cli import stdout_closed
+
+        return stdout_closed()
     except UserError as exc:
         print(f"contactpoint: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -52,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         "sensor and always-on audio, cut into tagged contacts.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"contactpoint {__version__}", help="and exit"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     config = sub.add_parser("config", help="print or check a device configuration")
@@ -441,7 +460,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _contacts(args: argparse.Namespace) -> int:
-    from edge.publish.wire import contact_json
+    """The device's contacts; a clip whose audio retention deleted says so and when
+    (``audio_deleted_at`` in JSON), a clip file gone otherwise (the disk budget) is marked."""
+    from edge.publish.wire import contact_json, iso
     from edge.simulate import STORE_NAME
     from edge.store import Store
 
@@ -451,14 +472,21 @@ def _contacts(args: argparse.Namespace) -> int:
     store = Store.open(path)
     try:
         records = store.contacts()
+        deleted = store.audio_deleted()
     finally:
         store.close()
     if args.json:
         for record in records:
-            print(json.dumps(contact_json(record), ensure_ascii=False))
+            when = deleted.get(record.id)
+            row = {**contact_json(record), "audio_deleted_at": None if when is None else iso(when)}
+            print(json.dumps(row, ensure_ascii=False))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    def clip(rel: str, contact_id: str) -> str:
+        if contact_id in deleted:
+            return f"audio deleted by retention on {iso(deleted[contact_id])[:10]}"
+        return rel if (args.data / rel).is_file() else f"{rel} (file gone)"
 
     table = Table(title=f"{len(records)} contacts in {path}")
     for column in ("start", "duration", "mode", "ended by", "tags", "clip"):
@@ -471,10 +499,21 @@ def _contacts(args: argparse.Namespace) -> int:
             row["mode"],
             row["ended_by"],
             ", ".join(row["tags"]),
-            row["clip"]["path"] if row["clip"] else "-",
+            clip(row["clip"]["path"], record.id) if row["clip"] else "-",
         )
-    Console().print(table)
+    _console().print(table)
     return 0
+
+
+def _console() -> Console:
+    """A rich console whose broken pipe reaches :func:`main` (rich's own handler exits 1)."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return PipeConsole()
 
 
 def _progress_bar(label: str) -> Callable[[int, int], None] | None:

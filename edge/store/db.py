@@ -338,6 +338,17 @@ class Store:
             cursor = self._db.execute_sql(sql)  # type: ignore[no-untyped-call]
             return [(str(a), str(b), int(c), bool(d)) for a, b, c, d in cursor.fetchall()]
 
+    def audio_deleted(self) -> dict[str, int]:
+        """contact id -> when retention deleted its clip's audio (wall ns), for listings."""
+        with bound(self._db):
+            query: Any = (
+                ClipModel.select(ClipModel.contact_id, ClipModel.audio_deleted_at)
+                .where(ClipModel.audio_deleted_at.is_null(False))
+                .tuples()
+            )
+            rows: list[tuple[Any, ...]] = list(query)
+        return {str(cid): int(at) for cid, at in rows}
+
     def mark_audio_deleted(self, contact_ids: Sequence[str], at_wall_ns: int) -> int:
         """Record that these clips' files were deleted by retention (rows already marked keep
         their time); how many rows were marked now."""
