@@ -191,8 +191,9 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from edge.runtime import STORE_NAME
     from edge.scenario import load_scenario
-    from edge.simulate import STORE_NAME, run_simulation
+    from edge.simulate import run_simulation
 
     if args.speed <= 0:
         raise UserError(f"--speed must be > 0, got {args.speed}")
@@ -442,7 +443,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _contacts(args: argparse.Namespace) -> int:
     from edge.publish.wire import contact_json
-    from edge.simulate import STORE_NAME
+    from edge.runtime import STORE_NAME
     from edge.store import Store
 
     path: Path = args.data / STORE_NAME

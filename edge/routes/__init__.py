@@ -18,7 +18,7 @@ from edge.routes._base import (
     TokenBucket,
     read_secret,
 )
-from edge.routes.plan import destinations, for_alert, for_contact, router
+from edge.routes.plan import destinations, for_alert, for_contact, plan_routes
 from edge.routes.worker import RouteRunner, RouteWorker, WorkerStats, build_routes
 
 __all__ = [
@@ -36,6 +36,6 @@ __all__ = [
     "destinations",
     "for_alert",
     "for_contact",
+    "plan_routes",
     "read_secret",
-    "router",
 ]
