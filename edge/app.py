@@ -5,12 +5,17 @@
                      └─ audio periods ─▶ Clipper (RAM ring) │       │
     till (HTTP) ───────── receipts ──────────────────────┐  │       ▼
                                                          └──────▶ Segmenter ─▶ contacts
-    contacts ─▶ tags (rules) ─▶ clip cut from the ring ─▶ ONE store transaction (+ outbox)
-    orphan events ──────────────────────────────────────▶ store (+ outbox)
-    (both saved the same way: a full disk waits, a bad value is dropped, nothing stops the loop)
+    contacts ─▶ tags (rules) ─▶ clip cut from the ring ─▶ routes (rules) ─▶ ONE store
+    orphan events ─────────────────────────────────────────▶ routes (rules) ─▶ transaction
+    (both saved the same way, with their outbox rows and route deliveries: a full disk waits,
+    a bad value is dropped, nothing stops the loop)
 
 Decisions live in the small pure objects; this module only wires them and converts monotonic
-time to wall time at the boundary (records).
+time to wall time at the boundary (records). The store only persists what it is given: the
+core decides which destinations get what (edge/routes/plan.py). A contact waits for its clip in
+the clipper's pending requests alone; the request's result (the clip, or why there is none)
+comes back with the contact. What runs around the core (inbox, publisher, route workers, the
+till's server) is assembled in edge/runtime.py.
 """
 
 from __future__ import annotations
@@ -24,8 +29,7 @@ from typing import Any, overload
 
 from contract.alerts import AlertEvaluator, describe
 from edge.alerts import observations
-from edge.audio import Clipper, Ring, cleanup_partials
-from edge.audio.clipper import CLIPS_DIR, ClipMissing
+from edge.audio import CLIPS_DIR, ClipMissing, Clipper, ClipResult, Ring, cleanup_partials
 from edge.buttons import ButtonDecoder
 from edge.clock import NS, Clock, StepWatch, seconds_to_ns
 from edge.config import Config
@@ -37,9 +41,9 @@ from edge.live import TodayCounters
 from edge.presence import PresenceDetector
 from edge.publish import wire
 from edge.radio import Decoder
-from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
+from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage, RouteJob
 from edge.recovery import sidecar_path, write_sidecar
-from edge.routes import router as route_planner
+from edge.routes import plan_routes
 from edge.staff import Roster, StaffCall
 from edge.store import IntegrityError, Store, clean_contact, clean_event
 from edge.tagging import apply_rules
@@ -146,8 +150,17 @@ class Counters:
         return self.contacts + self.orphan_events
 
 
+#: a record waiting for the store: the record, its outbox rows, its route deliveries
+_Unsaved = tuple[ContactRecord | EventRecord, list[OutboxMessage], list[RouteJob]]
+
+
 class Core:
-    """Drives the state machines from one thread; everything it is given is time-stamped."""
+    """Drives the state machines from one thread; everything it is given is time-stamped.
+
+    Given here, all optional: ``health`` (the alarms and faults the status reports; a new one
+    by default), ``on_press`` (called with every press as soon as it is known, e.g. to play a
+    prompt; it handles its own errors), ``on_alert`` (called with each alert's wire payload
+    after it is committed; an error there is logged and the loop goes on)."""
 
     def __init__(
         self,
@@ -158,6 +171,9 @@ class Core:
         *,
         audio: bool = True,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        health: Health | None = None,
+        on_press: Callable[[Press], None] | None = None,
+        on_alert: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -168,7 +184,15 @@ class Core:
         r = cfg.rf433
         self.radio = Decoder(r.repeats, r.tolerance, r.frame_gap_us, r.release_ms * 1000)
         self.segmenter = Segmenter(cfg, new_id, settle_ns(cfg))
-        self.clipper: Clipper | None = None
+        self.counters = Counters()
+        # fault handling (docs/RELIABILITY.md): alarms and faults for the status message, the
+        # disk budget, saves waiting for disk space, capture stalls, the clock's first sync
+        self.health = health if health is not None else Health()
+        self.data_dir = data_dir
+        self.budget = DiskBudget(cfg.storage, store, data_dir, self.health, CLIPS_DIR)
+        #: cuts each contact's clip from the ring; its pending requests are the contacts that
+        #: wait for audio (each comes back with its clip or the reason there is none)
+        self.clipper: Clipper[Contact] | None = None
         if audio and cfg.audio.enabled:
             rate = cfg.audio.sample_rate
             self.clipper = Clipper(
@@ -178,28 +202,20 @@ class Core:
                 cfg.audio.codec,
                 seconds_to_ns(cfg.contacts.pre_roll_s),
                 seconds_to_ns(cfg.contacts.post_roll_s),
+                on_disk_full=self.budget.on_disk_full,
             )
             removed = cleanup_partials(self.clipper.clips_dir)  # power lost while writing a clip
             if removed:
                 log.warning("removed %d half-written clip file(s) from a previous run", removed)
-        self._awaiting_clip: dict[str, Contact] = {}
-        self.counters = Counters()
-        # fault handling (docs/RELIABILITY.md): alarms and faults for the status message, the
-        # disk budget, saves waiting for disk space, capture stalls, the clock's first sync
-        self.health = Health()
-        self.data_dir = data_dir
-        self.budget = DiskBudget(cfg.storage, store, data_dir, self.health, CLIPS_DIR)
-        if self.clipper is not None:
-            self.clipper.on_disk_full = self.budget.on_disk_full
-        self._unsaved: list[tuple[ContactRecord | EventRecord, list[OutboxMessage]]] = []
+        self._unsaved: list[_Unsaved] = []
         self._audio_seen_ns = clock.monotonic_ns()
         self._synced = clock.synchronized()
         #: steps of the synchronised wall clock (edge.clock.StepWatch): alarm, fault, flag
         self.clock_steps = StepWatch(seconds_to_ns(cfg.clock.step_threshold_s))
         self._watch_clock()
         self._next_checks_ns = 0
-        #: called for every press as soon as it is known (e.g. to play a prompt)
-        self.on_press: Callable[[Press], None] | None = None
+        self._on_press = on_press
+        self._on_alert = on_alert
         #: who served each contact: the shift schedule, overridden by on-duty calls
         self.roster = Roster(cfg.staff.schedule())
         #: today's counters for the status message (read by the publisher's thread)
@@ -221,12 +237,6 @@ class Core:
                 site=cfg.device.site,
             )
         self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id, late_s=alert_lateness_s(cfg))
-        #: called with each alert's wire payload after it is committed (e.g. to route it)
-        self.on_alert: list[Callable[[dict[str, Any]], None]] = []
-        #: routing by tag (edge/routes): a contact's and its alerts' deliveries are queued in
-        #: the transaction that saves them; the route workers (simulate, daemon) deliver them
-        if cfg.routes.rules:
-            store.router = route_planner(cfg.routes, device=cfg.device.id, site=cfg.device.site)
 
     # --- input -------------------------------------------------------------------------------
 
@@ -238,7 +248,7 @@ class Core:
         elif isinstance(event, AudioPeriod):
             self._audio_seen_ns = self.clock.monotonic_ns()
             if self.clipper is not None:
-                self._clips_ready(self.clipper.on_period(event))
+                self._clips_done(self.clipper.on_period(event))
         elif isinstance(event, RadioEdge):
             for code in self.radio.feed(event.level, event.tick_us, event.t_ns):
                 self._remote_press(f"{code.protocol}:{code.hex}", code.t_ns, "rf433")
@@ -273,8 +283,8 @@ class Core:
 
     def _to_segmenter(self, events: list[Press] | list[Arrival | Departure]) -> None:
         for event in events:
-            if isinstance(event, Press) and self.on_press is not None:
-                self.on_press(event)
+            if isinstance(event, Press) and self._on_press is not None:
+                self._on_press(event)
             self.segmenter.feed(event)
 
     def tick(self, now_ns: int) -> None:
@@ -294,10 +304,8 @@ class Core:
         self._to_segmenter(self.buttons.tick(now_ns))
         self.segmenter.shutdown(now_ns)
         self._drain()
-        if self.clipper is not None:
-            self._clips_ready(self.clipper.flush())
-        for contact in list(self._awaiting_clip.values()):  # no audio ever arrived for these
-            self._save(self._awaiting_clip.pop(contact.id), None, "no_audio")
+        if self.clipper is not None:  # every contact still waiting: the audio there is, or none
+            self._clips_done(self.clipper.flush())
 
     # --- output ------------------------------------------------------------------------------
 
@@ -308,9 +316,8 @@ class Core:
             end_ns = contact.end_ns if contact.end_ns is not None else contact.start_ns
             if self.clipper is None:
                 self._save(contact, None)
-            else:
-                self._awaiting_clip[contact.id] = contact
-                self.clipper.request(contact.id, contact.start_ns, end_ns)
+            else:  # saved when the clip's result comes back (_clips_done)
+                self.clipper.request(contact.id, contact.start_ns, end_ns, contact)
         for event in orphans:
             self._save_orphan(event)
 
@@ -319,30 +326,28 @@ class Core:
         record = self._storable(replace(record, staff=self.roster.staff_at(record.wall_ns)))
         alerts = self._alerts(record)
         device = self.cfg.device
-        self._commit(record, [wire.event_message(record, device.id, device.site), *alerts])
+        outbox = [wire.event_message(record, device.id, device.site), *alerts]
+        self._commit(record, *self._routed(None, outbox))
         self.today.add_event(record)
         self._announce(alerts)
 
-    def _clips_ready(self, clips: list[ClipInfo]) -> None:
-        assert self.clipper is not None
-        for contact_id, why in self.clipper.take_failed():  # no clip: keep the contact, flagged
-            if why == "disk_full":  # a part failing now: cleared by the next clip written
+    def _clips_done(self, results: list[ClipResult[Contact]]) -> None:
+        """Save each contact whose clip request ended: those without a clip first (flagged
+        with the reason), then those with one."""
+        failed = [r for r in results if r.missing is not None]
+        for result in failed:  # no clip: keep the contact, flagged
+            if result.missing == "disk_full":  # a part failing now: cleared by the next clip
                 self.health.fault(
                     STORAGE_PART,
                     False,
-                    f"disk full: clips are not written (the last one: contact {contact_id}); "
-                    "contacts are kept without audio until there is room",
+                    f"disk full: clips are not written (the last one: contact "
+                    f"{result.contact_id}); contacts are kept without audio until there is room",
                 )
-            contact = self._awaiting_clip.pop(contact_id, None)
-            if contact is not None:
-                self._save(contact, None, why)
-        if clips:
+            self._save(result.waiter, None, result.missing)
+        clipped = [(r.waiter, r.clip) for r in results if r.clip is not None]
+        if clipped:
             self.health.fault(STORAGE_PART, True, "clips are written again")
-        for clip in clips:
-            contact = self._awaiting_clip.pop(clip.contact_id, None)
-            if contact is None:
-                log.error("clip %s has no contact waiting for it", clip.contact_id)
-                continue
+        for contact, clip in clipped:
             self.counters.clips += 1
             self.counters.truncated_clips += clip.truncated
             self._save(contact, clip)
@@ -356,11 +361,23 @@ class Core:
         if clip is not None:  # the audio follows its contact, in chunks
             outbox.append(wire.clip_message(clip, device.id, device.site))
         alerts = self._alerts(record)
-        self._commit(record, outbox + alerts)
+        self._commit(record, *self._routed(record, outbox + alerts))
         if clip is not None:
             self.budget.enforce()
         self.today.add_contact(record)
         self._announce(alerts)
+
+    def _routed(
+        self, record: ContactRecord | None, outbox: list[OutboxMessage]
+    ) -> tuple[list[OutboxMessage], list[RouteJob]]:
+        """Routing by tag (``[routes]``): the outbox rows with those of the MQTT destinations
+        added, and the route queue's deliveries of the contact (``record``; None for an orphan
+        event) and of the alerts among ``outbox``, all saved in the same transaction."""
+        device = self.cfg.device
+        jobs, extra = plan_routes(
+            self.cfg.routes, record, outbox, device=device.id, site=device.site
+        )
+        return [*outbox, *extra], jobs
 
     # --- faults (docs/RELIABILITY.md) ----------------------------------------------------------
 
@@ -387,8 +404,14 @@ class Core:
             )
         return cleaned
 
-    def _commit(self, record: ContactRecord | EventRecord, outbox: list[OutboxMessage]) -> bool:
-        """Sidecar (contacts only), then the store transaction. Nothing stops the core loop:
+    def _commit(
+        self,
+        record: ContactRecord | EventRecord,
+        outbox: list[OutboxMessage],
+        routes: list[RouteJob],
+    ) -> bool:
+        """Sidecar (contacts only), then the store transaction (the record, its outbox rows and
+        route deliveries). Nothing stops the core loop:
 
         - a full disk never loses the record: space is freed by the budget's rules and the
           save tried again; failing that, or on any other trouble of the store (an I/O error,
@@ -406,7 +429,7 @@ class Core:
                     if full and self.budget.on_disk_full("a sidecar", 4096):
                         continue
             try:
-                self._write(record, outbox)
+                self._write(record, outbox, routes)
                 return True
             except _REFUSED as exc:
                 self._refused(record, exc)
@@ -418,16 +441,21 @@ class Core:
                     continue
                 break
         log.warning("%s not saved yet, retried every second: %s", _what(record), error)
-        self._unsaved.append((record, outbox))
+        self._unsaved.append((record, outbox, routes))
         self.health.alarm("save_failed", _brief(f"{_what(record)} waits: {error}"))
         return False
 
-    def _write(self, record: ContactRecord | EventRecord, outbox: list[OutboxMessage]) -> None:
+    def _write(
+        self,
+        record: ContactRecord | EventRecord,
+        outbox: list[OutboxMessage],
+        routes: list[RouteJob],
+    ) -> None:
         if isinstance(record, ContactRecord):
-            self.store.save_contact(record, outbox)
+            self.store.save_contact(record, outbox, routes=routes)
             self.counters.contacts += 1
         else:
-            self.store.save_event(record, outbox)
+            self.store.save_event(record, outbox, routes=routes)
             self.counters.orphan_events += 1
 
     def _refused(self, record: ContactRecord | EventRecord, exc: Exception) -> None:
@@ -439,9 +467,9 @@ class Core:
 
     def _retry_unsaved(self) -> None:
         waiting, self._unsaved = self._unsaved, []
-        for index, (record, outbox) in enumerate(waiting):
+        for index, (record, outbox, routes) in enumerate(waiting):
             try:
-                self._write(record, outbox)
+                self._write(record, outbox, routes)
             except _REFUSED as exc:
                 self._refused(record, exc)
             except Exception:  # still no space (or the store still in trouble): in order, later
@@ -490,14 +518,12 @@ class Core:
 
     def _check_audio(self, now_ns: int) -> None:
         """Capture stalled (microphone gone): contacts waiting for audio get what there is."""
-        if self.clipper is None or not self._awaiting_clip:
+        if self.clipper is None or self.clipper.pending == 0:
             return
         if now_ns - self._audio_seen_ns < seconds_to_ns(self.cfg.audio.stall_s):
             return
-        waiting = len(self._awaiting_clip)
-        self._clips_ready(self.clipper.flush())
-        for contact_id in list(self._awaiting_clip):  # flushed without a file
-            self._save(self._awaiting_clip.pop(contact_id), None, "no_audio")
+        waiting = self.clipper.pending
+        self._clips_done(self.clipper.flush())
         self.health.alarm(
             "audio_stalled",
             f"no audio for {(now_ns - self._audio_seen_ns) / NS:.0f} s: {waiting} contact(s) "
@@ -527,12 +553,13 @@ class Core:
         return out
 
     def _announce(self, alerts: list[OutboxMessage]) -> None:
+        if self._on_alert is None:
+            return
         for message in alerts:
-            for hook in self.on_alert:
-                try:
-                    hook(message.payload)
-                except Exception:  # a failing route must not stop the core loop
-                    log.exception("alert hook failed for alert %s", message.ref)
+            try:
+                self._on_alert(message.payload)
+            except Exception:  # a failing hook must not stop the core loop
+                log.exception("alert hook failed for alert %s", message.ref)
 
     def video_url(self, wall_ns: int) -> str | None:
         return None if self.video is None else self.video.url(wall_ns)
@@ -590,7 +617,8 @@ class Core:
 
     @property
     def awaiting_clips(self) -> int:
-        return len(self._awaiting_clip)
+        """Contacts waiting for their clip (the clipper's pending requests)."""
+        return 0 if self.clipper is None else self.clipper.pending
 
 
 #: what the store refuses for the record itself (edge/store/storable.py, a broken constraint):

@@ -210,8 +210,9 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from edge.runtime import STORE_NAME
     from edge.scenario import load_scenario
-    from edge.simulate import STORE_NAME, run_simulation
+    from edge.simulate import run_simulation
 
     if args.speed <= 0:
         raise UserError(f"--speed must be > 0, got {args.speed}")
@@ -463,7 +464,7 @@ def _contacts(args: argparse.Namespace) -> int:
     """The device's contacts; a clip whose audio retention deleted says so and when
     (``audio_deleted_at`` in JSON), a clip file gone otherwise (the disk budget) is marked."""
     from edge.publish.wire import contact_json, iso
-    from edge.simulate import STORE_NAME
+    from edge.runtime import STORE_NAME
     from edge.store import Store
 
     path: Path = args.data / STORE_NAME

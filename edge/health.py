@@ -13,8 +13,9 @@ Rules:
   too full for clips, ``storage``; the wall clock off its earlier time after a step,
   ``clock``); it is cleared when the part reports it is back.
 - Thread-safe: the core loop raises them, the publisher thread reads :meth:`Health.snapshot`
-  for the status message (``status.alarms`` and ``status.faults`` on the wire). ``on_change``
-  is called after every change (the publisher refreshes the retained status at once).
+  for the status message (``status.alarms`` and ``status.faults`` on the wire). ``on_change``,
+  given at construction, is called after every change (the runtime has the publisher refresh
+  the retained status at once); an error there is logged, never raised.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ class _Alarm:
 
 
 class Health:
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._alarms: dict[str, _Alarm] = {}
         self._faults: dict[str, str] = {}
-        self.on_change: Callable[[], None] | None = None
+        self._on_change = on_change
 
     def alarm(self, kind: str, detail: str, count: int = 1) -> None:
         """Raise alarm ``kind`` (one of :data:`ALARM_KINDS`) ``count`` more times."""
@@ -100,7 +101,7 @@ class Health:
             }
 
     def _changed(self) -> None:
-        callback = self.on_change
+        callback = self._on_change
         if callback is not None:
             try:
                 callback()

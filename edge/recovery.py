@@ -12,9 +12,11 @@ Rules:
   never deleted by us), a fresh store is created and the caller gets the reason, raises the
   ``store_corrupt`` alarm and calls :func:`reindex`. A store written by a NEWER release
   (``SchemaError``) or on a filesystem without WAL is not corruption: those errors propagate.
-- :func:`reindex` saves every sidecar's contact again, with its outbox rows: the clip when its
-  file is still there with the recorded size and sha256, else the contact without a clip. The
-  sink deduplicates contacts and clips it already has. A sidecar that cannot be used
+- :func:`reindex` saves every sidecar's contact again, with its outbox rows and its route
+  deliveries (``[routes]``, edge/routes/plan.py): the clip when its file is still there with the
+  recorded size and sha256, else the contact without a clip. The sink deduplicates contacts and
+  clips it already has; route receivers deduplicate by delivery id only within one store (a
+  re-indexed contact gets new ones). A sidecar that cannot be used
   (unreadable, not a record, refused by the store) is skipped; a value no store can hold
   (NaN, an unpaired surrogate, as older releases wrote them) is dropped or spelled out and the
   contact saved; both are counted in the ``store_corrupt`` alarm and raised as ``bad_record``.
@@ -42,9 +44,11 @@ from peewee import DatabaseError
 
 from edge.audio.clipper import CLIPS_DIR
 from edge.audio.encode import PARTIAL_SUFFIX
+from edge.config import RoutesSection
 from edge.health import Health
 from edge.publish import wire
-from edge.records import ClipInfo, ContactRecord, EventRecord
+from edge.records import ClipInfo, ContactRecord, EventRecord, RouteJob
+from edge.routes.plan import plan_routes
 from edge.store import IntegrityError, Store, StoreError, clean_contact
 
 log = logging.getLogger(__name__)
@@ -170,11 +174,18 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
-def reindex(store: Store, data_dir: Path, device: str, site: str) -> Reindexed:
-    """Save the contact of every sidecar again (see the module notes). A sidecar that cannot
-    be used (unreadable, not a record, a record the store refuses) is skipped and reported;
-    a value no store can hold (NaN, an unpaired surrogate: older releases wrote them) is
-    dropped or spelled out (:func:`edge.store.clean_contact`) and the contact saved."""
+def reindex(
+    store: Store,
+    data_dir: Path,
+    device: str,
+    site: str,
+    routes: RoutesSection | None = None,
+) -> Reindexed:
+    """Save the contact of every sidecar again (see the module notes), routed by ``routes``
+    (None: no route deliveries). A sidecar that cannot be used (unreadable, not a record, a
+    record the store refuses) is skipped and reported; a value no store can hold (NaN, an
+    unpaired surrogate: older releases wrote them) is dropped or spelled out
+    (:func:`edge.store.clean_contact`) and the contact saved."""
     done = Reindexed()
     clips_dir = data_dir / CLIPS_DIR
     if not clips_dir.is_dir():
@@ -196,7 +207,11 @@ def reindex(store: Store, data_dir: Path, device: str, site: str) -> Reindexed:
             outbox = [wire.contact_message(record, device, site)]
             if record.clip is not None:
                 outbox.append(wire.clip_message(record.clip, device, site))
-            saved = store.save_contact(record, outbox)
+            jobs: list[RouteJob] = []
+            if routes is not None:
+                jobs, extra = plan_routes(routes, record, outbox, device=device, site=site)
+                outbox += extra
+            saved = store.save_contact(record, outbox, routes=jobs)
         except _UNUSABLE as exc:
             log.warning("sidecar %s skipped: %s", sidecar, exc)
             done.skipped.append(f"{sidecar.name} ({_short(exc)})")
@@ -240,10 +255,18 @@ def _clip_intact(data_dir: Path, clip: ClipInfo) -> bool:
 
 
 def recovered(
-    store: Store, data_dir: Path, *, device: str, site: str, health: Health, reason: str
+    store: Store,
+    data_dir: Path,
+    *,
+    device: str,
+    site: str,
+    health: Health,
+    reason: str,
+    routes: RoutesSection | None = None,
 ) -> None:
-    """After :func:`open_store` replaced a corrupt store: raise the alarm and re-index."""
-    done = reindex(store, data_dir, device, site)
+    """After :func:`open_store` replaced a corrupt store: raise the alarm and re-index (routed
+    by ``routes``)."""
+    done = reindex(store, data_dir, device, site, routes)
     health.alarm("store_corrupt", f"{reason}; {done.summary()}")
     bad = len(done.cleaned) + len(done.skipped)
     if bad:

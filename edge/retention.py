@@ -138,7 +138,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.simulate import STORE_NAME
+    from edge.runtime import STORE_NAME
 
     cfg = load_config(args.config).retention
     if args.days is not None:

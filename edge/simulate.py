@@ -8,52 +8,39 @@ the post-roll) so that contacts which ended inside the shift close normally (a w
 segmenter still holds in case a press merges with it closes at its end: no press comes any
 more); whatever is still open then is closed with ``ended_by = "shutdown"``.
 
-With a broker, the device's publisher runs alongside, exactly as in the daemon: it drains the
-outbox and its acknowledgements come back through the core loop, the store's only writer. At
-the end the run waits until the broker has acknowledged everything, or fails after
-``drain_timeout_s`` saying what is still queued.
+The device around the core is assembled exactly as the daemon's (edge/runtime.py): the route
+workers always, the till's HTTP server when paced to the wall clock, and with a broker the
+device's publisher: it drains the outbox and its acknowledgements come back through the core
+loop, the store's only writer. At the end the run waits until the broker has acknowledged
+everything, or fails after ``drain_timeout_s`` saying what is still queued.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from edge import __version__
 from edge._errors import UserError
 from edge.app import Core, backend_spec, settle_ns, step_ns
 from edge.clock import NS, FakeClock, seconds_to_ns
 from edge.config import Config
-from edge.diskbudget import is_disk_full
 from edge.events import Receipt
-from edge.pos import ReceiptServer
-from edge.publish import discovery
-from edge.publish.mqtt import Publisher
-from edge.recovery import open_store, recovered
-from edge.routes import RouteRunner
+from edge.health import Health
+from edge.runtime import STORE_NAME, Runtime, assemble
 from edge.scenario import Scenario, audio_path, build_world
 from edge.staff import StaffCall
 from edge.store import Store
 from hardware import HardwareEvent, SimulatedBackend, open_backend
 
-STORE_NAME = "contactpoint.db"
+__all__ = ["STORE_NAME", "DeliveryError", "Progress", "Summary", "run_simulation"]
+
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Acked:
-    """The broker acknowledged these outbox rows (sent by the publisher to the core loop)."""
-
-    seqs: tuple[int, ...]
-
-
-Inbox = queue.SimpleQueue[Receipt | Acked | HardwareEvent | StaffCall]
 
 
 class DeliveryError(UserError):
@@ -75,43 +62,6 @@ class Summary:
     routes_open: int = 0  # route deliveries still queued (edge/routes), kept for the next run
 
 
-def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent | StaffCall) -> None:
-    """One item from the inbox, on the core thread (the store's single writer)."""
-    if isinstance(item, Acked):
-        try:
-            store.outbox.mark_sent(list(item.seqs), time.time_ns())
-        except Exception as exc:  # a full disk: the rows stay unsent and go again (dupes are fine)
-            if not is_disk_full(exc):
-                raise
-            core.health.alarm("disk_full", f"acknowledgement of {len(item.seqs)} row(s) not noted")
-    else:
-        core.handle(item)
-
-
-def device_publisher(
-    cfg: Config, core: Core, store: Store, data_dir: Path, inbox: Inbox, *, broker: str | None
-) -> Publisher:
-    """The device's publisher as the daemon and the simulation run it: acknowledgements go to
-    the core loop through ``inbox``; the status carries today's counters and the health."""
-    mqtt = cfg.mqtt if broker is None else cfg.mqtt.model_copy(update={"broker": broker})
-    publisher = Publisher(
-        mqtt,
-        device=cfg.device.id,
-        site=cfg.device.site,
-        data_dir=data_dir,
-        store=store,
-        version=__version__,
-        clock=core.clock,
-        on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
-        retained_on_connect=discovery.provider(cfg, __version__),
-        today=core.today.snapshot,
-        health=core.health.snapshot,
-        on_fault=core.health.fault,  # the broker refused a retained message (its ACL)
-    )
-    core.health.on_change = publisher.refresh_status
-    return publisher
-
-
 def run_simulation(
     cfg: Config,
     scenario: Scenario,
@@ -126,9 +76,16 @@ def run_simulation(
     stop: threading.Event | None = None,
     clock: FakeClock | None = None,
     core_hook: Callable[[Core], None] | None = None,
+    on_alert: Callable[[dict[str, Any]], None] | None = None,
+    on_health: Callable[[Health], None] | None = None,
+    at_step: Callable[[int], None] | None = None,
 ) -> Summary:
-    """``clock``: a prepared virtual clock (e.g. one that starts wrong and syncs later);
-    ``core_hook``: called with the core once it is built (tests look at its health)."""
+    """``clock``: a prepared virtual clock (e.g. one that starts wrong and syncs later). Hooks,
+    given here and wired at assembly (edge/runtime.py): ``core_hook`` is called with the core
+    once it is built (tests look at its health), ``on_alert`` with each committed alert's
+    payload, ``on_health`` with the health after every change, and ``at_step`` with the
+    virtual time of every step before the core ticks (a test makes something happen then,
+    e.g. frees disk space)."""
     clock = clock if clock is not None else FakeClock(scenario.start_wall_ns, synced=True)
     spec = backend_spec(
         cfg,
@@ -140,55 +97,37 @@ def run_simulation(
     backend = open_backend(dataclasses.replace(spec, backend="simulated"))
     if not isinstance(backend, SimulatedBackend):  # open_backend's contract for "simulated"
         raise TypeError(f"expected the simulated backend, got {type(backend).__name__}")
-    store, corrupt = open_store(data_dir / STORE_NAME)
-    inbox: Inbox = queue.SimpleQueue()
-    publisher: Publisher | None = None
-    routes: RouteRunner | None = None
-    try:
-        core = Core(cfg, clock, store, data_dir, audio=backend.inventory.audio is not None)
-        if corrupt is not None:
-            recovered(
-                store,
-                data_dir,
-                device=cfg.device.id,
-                site=cfg.device.site,
-                health=core.health,
-                reason=corrupt,
-            )
-        if core_hook is not None:
-            core_hook(core)
-        routes = RouteRunner(cfg.routes, store, data_dir)  # one worker per route destination
-        routes.start()
-        if broker is not None:
-            publisher = device_publisher(cfg, core, store, data_dir, inbox, broker=broker)
-            publisher.start()
+    with assemble(
+        cfg,
+        clock,
+        data_dir,
+        backend,
+        publish=broker is not None,
+        broker=broker,
+        till=realtime,  # a real till can post receipts into a simulation paced to the clock
+        on_alert=on_alert,
+        on_health=on_health,
+        on_core=core_hook,
+    ) as runtime:
+        runtime.start()
         _play(
             cfg,
             scenario,
             clock=clock,
             advance=backend.advance_to,
-            core=core,
-            store=store,
-            inbox=inbox,
-            publisher=publisher,
+            runtime=runtime,
             realtime=realtime,
             speed=speed,
             progress=progress,
             stop=stop or threading.Event(),
+            at_step=at_step,
         )
-        if publisher is not None:
-            _drain(store, inbox, core, publisher, drain_timeout_s)
-        if routes:
-            routes.drain(cfg.routes.drain_s)
-        summary = _summarise(store, clock.now_ns)
-        summary.routes_open = store.routes.depth()
+        if runtime.publisher is not None:
+            _drain(runtime, drain_timeout_s)
+        runtime.drain_routes()
+        summary = _summarise(runtime.store, clock.now_ns)
+        summary.routes_open = runtime.store.routes.depth()
         return summary
-    finally:
-        if routes is not None:
-            routes.stop()
-        if publisher is not None:
-            publisher.stop()
-        store.close()
 
 
 def _play(
@@ -197,14 +136,12 @@ def _play(
     *,
     clock: FakeClock,
     advance: Callable[[int], list[HardwareEvent]],
-    core: Core,
-    store: Store,
-    inbox: Inbox,
-    publisher: Publisher | None,
+    runtime: Runtime,
     realtime: bool,
     speed: float,
     progress: Progress | None,
     stop: threading.Event,
+    at_step: Callable[[int], None] | None,
 ) -> None:
     step = step_ns(cfg)
     end = scenario.duration_ns
@@ -222,70 +159,52 @@ def _play(
     )
     calls = [StaffCall(seconds_to_ns(d.at), d.name) for d in scenario.on_duty]  # like receipts
     till: list[Receipt | StaffCall] = sorted([*receipts, *calls], key=lambda r: r.t_ns)
-    server: ReceiptServer | None = None
-    if realtime and cfg.receipts.enabled:  # a real till can post receipts into the simulation
-        server = ReceiptServer(
-            cfg.receipts.host, cfg.receipts.port, clock, inbox.put, on_staff=inbox.put
-        )
-        server.start()
+    core = runtime.core
     wall_start = time.monotonic()
     next_receipt = 0
     report_every = max(1, NS // step)
     steps = 0
-    written = 0
-    try:
-        t = 0
-        while t < tail_end and not stop.is_set():
-            t = min(t + step, tail_end)
-            if realtime:
-                delay = wall_start + t / NS / speed - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            clock.advance_to(t)
-            for event in advance(t):
-                core.handle(event)
-            while next_receipt < len(till) and till[next_receipt].t_ns <= t:
-                core.handle(till[next_receipt])
-                next_receipt += 1
-            while not inbox.empty():
-                apply(core, store, inbox.get_nowait())
-            core.tick(t)
-            if publisher is not None and core.counters.saved != written:
-                written = core.counters.saved
-                publisher.notify()
-            steps += 1
-            if progress is not None and steps % report_every == 0:
-                progress(min(t, end), end)
-        core.shutdown(t)
-        if publisher is not None:
-            publisher.notify()
-        if progress is not None:
-            progress(end, end)
-    finally:
-        if server is not None:
-            server.stop()
+    t = 0
+    while t < tail_end and not stop.is_set():
+        t = min(t + step, tail_end)
+        if realtime:
+            delay = wall_start + t / NS / speed - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        clock.advance_to(t)
+        for event in advance(t):
+            core.handle(event)
+        while next_receipt < len(till) and till[next_receipt].t_ns <= t:
+            core.handle(till[next_receipt])
+            next_receipt += 1
+        runtime.take()  # acknowledgements, and what a real till posted
+        if at_step is not None:
+            at_step(t)
+        runtime.tick(t)
+        steps += 1
+        if progress is not None and steps % report_every == 0:
+            progress(min(t, end), end)
+    runtime.shutdown(t)
+    if progress is not None:
+        progress(end, end)
 
 
-def _drain(store: Store, inbox: Inbox, core: Core, publisher: Publisher, timeout_s: float) -> None:
+def _drain(runtime: Runtime, timeout_s: float) -> None:
     """Apply acknowledgements until the outbox is empty; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while store.outbox.depth() > 0:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pending = store.outbox.pending(limit=10)
-            depth = store.outbox.depth()
-            lines = [f"  seq {r.seq}: {r.kind} {r.ref} ({r.attempts} attempts)" for r in pending]
-            more = f"\n  … and {depth - len(pending)} more" if depth > len(pending) else ""
-            error = publisher.stats.last_error or "no acknowledgement"
-            raise DeliveryError(
-                f"the broker did not acknowledge everything within {timeout_s:g} s "
-                f"({depth} message(s) still queued in the outbox, kept for the next run; "
-                f"last error: {error}):\n" + "\n".join(lines) + more
-            )
-        try:
-            apply(core, store, inbox.get(timeout=min(left, 0.2)))
-        except queue.Empty:
-            publisher.notify()
+    if runtime.deliver(timeout_s):
+        return
+    store = runtime.store
+    pending = store.outbox.pending(limit=10)
+    depth = store.outbox.depth()
+    lines = [f"  seq {r.seq}: {r.kind} {r.ref} ({r.attempts} attempts)" for r in pending]
+    more = f"\n  … and {depth - len(pending)} more" if depth > len(pending) else ""
+    publisher = runtime.publisher
+    error = (publisher.stats.last_error if publisher else "") or "no acknowledgement"
+    raise DeliveryError(
+        f"the broker did not acknowledge everything within {timeout_s:g} s "
+        f"({depth} message(s) still queued in the outbox, kept for the next run; "
+        f"last error: {error}):\n" + "\n".join(lines) + more
+    )
 
 
 def _summarise(store: Store, now_ns: int) -> Summary:

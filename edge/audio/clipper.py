@@ -14,11 +14,14 @@ Rules:
   the oldest audio there is and flags it ``truncated``; at :meth:`Clipper.flush` the end is
   clamped to the newest audio and a shortened clip is flagged ``truncated`` too.
 - Gaps in capture stay zeros at their true place and are listed in :attr:`ClipInfo.gaps`.
-- A clip with no audio at all (or a failed write) produces no file and no :class:`ClipInfo`;
-  it is logged and its contact id is handed out once by :meth:`Clipper.take_failed` with the
-  reason (:data:`ClipMissing`: ``no_audio``, ``disk_full`` = the OS refused the write for
-  space, ``write_failed`` = any other error), so the caller can store that contact without a
-  clip, flagged, instead of waiting for one. A failed write never stops capture.
+- Every request ends exactly once, in a :class:`ClipResult` returned by the call that settles
+  it (:meth:`Clipper.on_period`, :meth:`Clipper.ready` or :meth:`Clipper.flush`): the clip, or
+  the reason there is none (:data:`ClipMissing`: ``no_audio``, ``disk_full`` = the OS refused
+  the write for space, ``write_failed`` = any other error), together with the ``waiter`` the
+  request was made with (the core passes the contact that waits for its clip). The clipper's
+  pending requests are the only list of contacts waiting for audio. A clip with no audio at all
+  (or a failed write) produces no file, only the logged reason; a failed write never stops
+  capture.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from edge.audio.encode import CODEC_EXTENSIONS, Codec, write_clip
 from edge.audio.ring import Ring
@@ -42,19 +45,45 @@ CLIPS_DIR = "clips"
 MAX_ID_CHARS = 128  # a contact id names its clip file: no separators, NUL, dot files, or huge
 #: why a contact has no clip (``ContactRecord.clip_missing``, ``clip_missing`` on the wire)
 ClipMissing = Literal["no_audio", "disk_full", "write_failed"]
+#: what the requester waits with (the core: the contact whose clip it is)
+W = TypeVar("W")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipResult(Generic[W]):
+    """How one clip request ended: its clip, or why there is none."""
+
+    contact_id: str
+    waiter: W
+    result: ClipInfo | ClipMissing
+
+    @property
+    def clip(self) -> ClipInfo | None:
+        return self.result if isinstance(self.result, ClipInfo) else None
+
+    @property
+    def missing(self) -> ClipMissing | None:
+        return None if isinstance(self.result, ClipInfo) else self.result
 
 
 @dataclass(slots=True)
-class _Request:
+class _Request(Generic[W]):
     contact_id: str
+    waiter: W
     start_ns: int  # pre-roll included
     end_ns: int  # post-roll included
     start: int | None = None  # sample indices, once an anchor exists
     end: int | None = None
 
+    def done(self, result: ClipInfo | ClipMissing) -> ClipResult[W]:
+        return ClipResult(self.contact_id, self.waiter, result)
 
-class Clipper:
-    """Turns clip requests into files as soon as the ring holds their audio."""
+
+class Clipper(Generic[W]):
+    """Turns clip requests into files as soon as the ring holds their audio.
+
+    ``on_disk_full(what, bytes_needed)`` is called when the OS says ENOSPC; True if it freed
+    space (the write is then tried once more)."""
 
     def __init__(  # noqa: PLR0917 - the composition root passes these positionally
         self,
@@ -64,6 +93,8 @@ class Clipper:
         codec: Codec,
         pre_roll_ns: int,
         post_roll_ns: int,
+        *,
+        on_disk_full: Callable[[str, int], bool] | None = None,
     ) -> None:
         if codec not in CODEC_EXTENSIONS:
             raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(CODEC_EXTENSIONS)}")
@@ -75,12 +106,9 @@ class Clipper:
         self.codec: Codec = codec
         self.pre_roll_ns = pre_roll_ns
         self.post_roll_ns = post_roll_ns
-        self._failed: list[tuple[str, ClipMissing]] = []
-        #: called with (what, bytes needed) when the OS says ENOSPC; True if it freed space (the
-        #: write is then tried once more)
-        self.on_disk_full: Callable[[str, int], bool] | None = None
+        self._on_disk_full = on_disk_full
         self._anchor: tuple[int, int] | None = None
-        self._pending: dict[str, _Request] = {}
+        self._pending: dict[str, _Request[W]] = {}
 
     @property
     def clips_dir(self) -> Path:
@@ -88,18 +116,19 @@ class Clipper:
 
     @property
     def pending(self) -> int:
-        """Requests not yet cut."""
+        """Requests not yet ended (their contacts wait for audio)."""
         return len(self._pending)
 
-    def on_period(self, period: AudioPeriod) -> list[ClipInfo]:
+    def on_period(self, period: AudioPeriod) -> list[ClipResult[W]]:
         """Store a captured period, move the anchor, and cut every clip now complete."""
         self.ring.write(period.start_index, period.samples)
         if self._anchor is None or period.start_index >= self._anchor[0]:
             self._anchor = (period.start_index, period.t_ns)
         return self.ready()
 
-    def request(self, contact_id: str, start_ns: int, end_ns: int) -> None:
-        """Ask for the audio of ``[start_ns, end_ns]`` plus pre- and post-roll."""
+    def request(self, contact_id: str, start_ns: int, end_ns: int, waiter: W) -> None:
+        """Ask for the audio of ``[start_ns, end_ns]`` plus pre- and post-roll; its
+        :class:`ClipResult` comes back once, with ``waiter``."""
         if (
             not contact_id
             or contact_id.startswith(".")
@@ -112,7 +141,7 @@ class Clipper:
             raise ValueError(f"a clip for contact {contact_id!r} is already pending")
         if end_ns < start_ns:
             raise ValueError(f"contact ends before it starts: {end_ns} < {start_ns}")
-        req = _Request(contact_id, start_ns - self.pre_roll_ns, end_ns + self.post_roll_ns)
+        req = _Request(contact_id, waiter, start_ns - self.pre_roll_ns, end_ns + self.post_roll_ns)
         if self._anchor is not None:
             self._resolve(req)
         self._pending[contact_id] = req
@@ -127,47 +156,40 @@ class Clipper:
         anchor_index, t0 = self._require_anchor()
         return t0 + (index - anchor_index) * NS // self.sample_rate
 
-    def ready(self) -> list[ClipInfo]:
-        """Cut every pending clip whose last sample is in the ring."""
-        clips: list[ClipInfo] = []
+    def ready(self) -> list[ClipResult[W]]:
+        """Cut every pending clip whose last sample is in the ring, in request order."""
+        done: list[ClipResult[W]] = []
         if self._anchor is None:
-            return clips  # no audio yet
+            return done  # no audio yet
         for req in list(self._pending.values()):
             if req.start is None:
                 self._resolve(req)
             assert req.start is not None and req.end is not None
             if req.end <= self.ring.head:
                 del self._pending[req.contact_id]
-                clip = self._cut(req.contact_id, req.start, req.end, shortened=False)
-                if clip is not None:
-                    clips.append(clip)
-        return clips
+                result = self._cut(req.contact_id, req.start, req.end, shortened=False)
+                done.append(req.done(result))
+        return done
 
-    def flush(self) -> list[ClipInfo]:
-        """At shutdown: cut every pending clip with the audio there is (end clamped to head)."""
-        clips: list[ClipInfo] = []
+    def flush(self) -> list[ClipResult[W]]:
+        """At shutdown, or when capture stalled: end every pending request with the audio there
+        is (end clamped to head); none is pending afterwards."""
+        done: list[ClipResult[W]] = []
         for req in self._pending.values():
             if self._anchor is None:
                 log.warning("no audio was captured: no clip for contact %s", req.contact_id)
-                self._failed.append((req.contact_id, "no_audio"))
+                done.append(req.done("no_audio"))
                 continue
             if req.start is None:
                 self._resolve(req)
             assert req.start is not None and req.end is not None
             end = min(req.end, self.ring.head)
-            clip = self._cut(req.contact_id, min(req.start, end), end, shortened=end < req.end)
-            if clip is not None:
-                clips.append(clip)
+            result = self._cut(req.contact_id, min(req.start, end), end, shortened=end < req.end)
+            done.append(req.done(result))
         self._pending.clear()
-        return clips
+        return done
 
-    def take_failed(self) -> list[tuple[str, ClipMissing]]:
-        """(contact id, why) of each clip that could not be made since the last call (each
-        reported once)."""
-        failed, self._failed = self._failed, []
-        return failed
-
-    def _resolve(self, req: _Request) -> None:
+    def _resolve(self, req: _Request[W]) -> None:
         req.start = self.index_of(req.start_ns)
         req.end = max(self.index_of(req.end_ns), req.start)
 
@@ -176,12 +198,13 @@ class Clipper:
             raise RuntimeError("no audio period has arrived yet: sample time is unknown")
         return self._anchor
 
-    def _cut(self, contact_id: str, start: int, end: int, *, shortened: bool) -> ClipInfo | None:
+    def _cut(
+        self, contact_id: str, start: int, end: int, *, shortened: bool
+    ) -> ClipInfo | ClipMissing:
         cut = self.ring.read(start, end)
         if len(cut.samples) == 0:
             log.warning("no audio left for contact %s [%d, %d)", contact_id, start, end)
-            self._failed.append((contact_id, "no_audio"))
-            return None
+            return "no_audio"
         relative = f"{CLIPS_DIR}/{contact_id}{CODEC_EXTENSIONS[self.codec]}"
         try:
             try:
@@ -190,7 +213,7 @@ class Clipper:
                 )
             except OSError as exc:
                 need = cut.samples.nbytes + 4096  # the clip at most (WAV), with headers
-                make_room = self.on_disk_full
+                make_room = self._on_disk_full
                 if not (_no_space(exc) and make_room is not None and make_room(contact_id, need)):
                     raise
                 sha256, size = write_clip(  # space was freed: once more
@@ -198,13 +221,11 @@ class Clipper:
                 )
         except OSError as exc:
             reason: ClipMissing = "disk_full" if _no_space(exc) else "write_failed"
-            self._failed.append((contact_id, reason))
             log.error("clip of contact %s not written (%s): %s", contact_id, reason, exc)
-            return None
+            return reason
         except Exception:  # an encoder error costs this clip, never the capture
-            self._failed.append((contact_id, "write_failed"))
             log.exception("could not encode the clip of contact %s", contact_id)
-            return None
+            return "write_failed"
         return ClipInfo(
             contact_id=contact_id,
             path=relative,

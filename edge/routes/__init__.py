@@ -1,11 +1,12 @@
 """Routing by tag: contacts (and alerts) delivered to Telegram, FTP/FTPS, e-mail, webhooks and
 MQTT topics, by the rules of the ``[routes]`` config section.
 
-Routes run on the device, from the device's store: a contact's deliveries are rows of the route
-queue written in the transaction that stores the contact, so nothing is lost to a power cut or
-a dead link, and the clips never have to leave the device for anyone but their destinations.
-One worker per destination drains its queue (:mod:`edge.routes.worker`); MQTT destinations are
-outbox rows, published and acknowledged like everything else the device sends.
+Routes run on the device, from the device's store: a contact's deliveries, chosen by the core
+(:func:`plan_routes`), are rows of the route queue written in the transaction that stores the
+contact, so nothing is lost to a power cut or a dead link, and the clips never have to leave
+the device for anyone but their destinations. One worker per destination drains its queue
+(:mod:`edge.routes.worker`); MQTT destinations are outbox rows, published and acknowledged
+like everything else the device sends.
 """
 
 from edge.routes._base import (
@@ -18,7 +19,7 @@ from edge.routes._base import (
     TokenBucket,
     read_secret,
 )
-from edge.routes.plan import destinations, for_alert, for_contact, router
+from edge.routes.plan import destinations, for_alert, for_contact, plan_routes
 from edge.routes.worker import RouteRunner, RouteWorker, WorkerStats, build_routes
 
 __all__ = [
@@ -36,6 +37,6 @@ __all__ = [
     "destinations",
     "for_alert",
     "for_contact",
+    "plan_routes",
     "read_secret",
-    "router",
 ]

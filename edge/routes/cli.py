@@ -20,7 +20,7 @@ def add_command(sub: Any) -> None:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    from edge.simulate import STORE_NAME
+    from edge.runtime import STORE_NAME
     from edge.store import Store
 
     path: Path = args.data / STORE_NAME

@@ -82,31 +82,29 @@ def for_alert(
     return jobs(cfg, "alert", alert_id, body, names, device=device, site=site)
 
 
-def router(
-    cfg: RoutesSection, *, device: str, site: str
-) -> Callable[
-    [ContactRecord | None, Sequence[OutboxMessage]],
-    tuple[list[RouteJob], list[OutboxMessage]],
-]:
-    """The store's ``router`` hook: a contact's deliveries, and those of every alert among
-    the outbox rows saved with it, queued in the same transaction."""
-
-    def route(
-        record: ContactRecord | None, outbox: Sequence[OutboxMessage]
-    ) -> tuple[list[RouteJob], list[OutboxMessage]]:
-        queued: list[RouteJob] = []
-        extra: list[OutboxMessage] = []
-        if record is not None:
-            queued, extra = for_contact(cfg, record, device=device, site=site)
-        for message in outbox:
-            body = message.payload.get("alert")
-            if message.kind != "alert" or not isinstance(body, dict):
-                continue
-            more, more_extra = for_alert(
-                cfg, message.ref, str(body.get("rule", "")), body, device=device, site=site
-            )
-            queued += more
-            extra += more_extra
-        return queued, extra
-
-    return route
+def plan_routes(
+    cfg: RoutesSection,
+    record: ContactRecord | None,
+    outbox: Sequence[OutboxMessage],
+    *,
+    device: str,
+    site: str,
+) -> tuple[list[RouteJob], list[OutboxMessage]]:
+    """Everything routing adds to one save: the deliveries of a contact (``record``; None for
+    an orphan event) and of every alert among the ``outbox`` rows saved with it, as queue rows
+    and extra outbox rows. The caller (the core) hands both to the store, which writes them in
+    the transaction that saves the contact or event."""
+    queued: list[RouteJob] = []
+    extra: list[OutboxMessage] = []
+    if record is not None:
+        queued, extra = for_contact(cfg, record, device=device, site=site)
+    for message in outbox:
+        body = message.payload.get("alert")
+        if message.kind != "alert" or not isinstance(body, dict):
+            continue
+        more, more_extra = for_alert(
+            cfg, message.ref, str(body.get("rule", "")), body, device=device, site=site
+        )
+        queued += more
+        extra += more_extra
+    return queued, extra

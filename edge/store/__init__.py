@@ -1,7 +1,9 @@
 """The device's local store: SQLite through peewee, numbered migrations, and the outbox.
 
-A finished contact is written in one transaction with its events, tags, clip metadata and the
-outbox rows that will carry it off the device; the publisher drains the outbox in ``seq`` order.
+A finished contact is written in one transaction with its events, tags, clip metadata, the
+outbox rows that will carry it off the device and its route deliveries; the publisher drains
+the outbox in ``seq`` order. The store only persists what it is given: which destinations get
+a contact is the core's decision (edge/routes/plan.py).
 """
 
 from peewee import IntegrityError

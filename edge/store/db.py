@@ -7,8 +7,11 @@ Rules:
   set on every connection (peewee applies ``PRAGMAS`` whenever it connects); the file must
   really be in WAL mode after connecting, otherwise opening fails loudly.
 - Opening applies the pending migrations (:mod:`edge.store.migrations`).
-- A contact is saved in ONE transaction with its events, tags, clip and outbox rows; an orphan
-  event likewise with its outbox rows. An id that is already stored is not written again.
+- A contact is saved in ONE transaction with its events, tags, clip, outbox rows and route
+  deliveries; an orphan event likewise with its outbox rows and route deliveries. An id that is
+  already stored is not written again.
+- The store is plain persistence: it writes what it is given. Which destinations get a contact
+  is decided by the caller (the core, edge/app.py, through edge/routes/plan.py).
 - Only what SQLite and JSON can hold is written (:mod:`edge.store.storable`): a record or
   payload with NaN, an infinity or an unpaired surrogate is refused, before anything is
   written, with a ValueError naming the field.
@@ -45,11 +48,6 @@ from edge.store.route_queue import RouteQueue, add_route_jobs
 from edge.store.storable import check_json, check_record
 
 BUSY_TIMEOUT_MS: Final = 5_000
-#: (contact or None, its outbox rows) -> (route deliveries, extra outbox rows); edge/routes/plan.py
-Router = Callable[
-    [ContactRecord | None, Sequence[OutboxMessage]],
-    tuple[Sequence[RouteJob], Sequence[OutboxMessage]],
-]
 PRAGMAS: Final[tuple[tuple[str, str | int], ...]] = (
     # WAL: readers (the CLI, a backup) never block the writer and the writer never blocks them;
     # a commit appends to the -wal file instead of rewriting pages of the main file in place.
@@ -113,10 +111,6 @@ class Store:
         self._clock = clock
         self.outbox = Outbox(db)
         self.routes = RouteQueue(db)
-        #: routing by tag (edge/routes.plan.router): the route deliveries and extra outbox rows
-        #: of a contact (or None for an orphan event) and its outbox rows, written in the same
-        #: transaction; None = nothing is routed
-        self.router: Router | None = None
 
     @classmethod
     def open(cls, path: Path, *, clock: Callable[[], int] = time.time_ns) -> Store:
@@ -151,7 +145,7 @@ class Store:
         routes: Sequence[RouteJob] = (),
     ) -> bool:
         """Write the contact, its events, tags, clip, ``outbox`` and route deliveries
-        (``routes``) in one transaction.
+        (``routes``, chosen by the caller: edge/routes/plan.py) in one transaction.
 
         Returns False, writing nothing, when a contact with this id is stored already.
         Raises ValueError when an event or the clip names another contact or a field cannot
@@ -168,7 +162,6 @@ class Store:
             raise ValueError(f"the clip of contact {rec.id} names contact {rec.clip.contact_id}")
         check_record(rec)
         created_ns = self._clock()
-        routes, outbox = self._routed(rec, routes, outbox)
         _check_rows(routes, outbox)
         with writing(self._db):
             if ContactModel.select().where(ContactModel.id == rec.id).exists():
@@ -200,14 +193,19 @@ class Store:
             crashpoint("store.commit")  # fault tests only: a no-op unless armed
         return True
 
-    def save_event(self, rec: EventRecord, outbox: Sequence[OutboxMessage]) -> bool:
-        """Write one event (normally an orphan: ``contact_id`` None) and ``outbox`` atomically.
+    def save_event(
+        self,
+        rec: EventRecord,
+        outbox: Sequence[OutboxMessage],
+        routes: Sequence[RouteJob] = (),
+    ) -> bool:
+        """Write one event (normally an orphan: ``contact_id`` None), ``outbox`` and route
+        deliveries (``routes``, e.g. of the alerts it caused) atomically.
 
         Returns False, writing nothing, when an event with this id is stored already.
         An event naming a contact needs that contact stored (else ``peewee.IntegrityError``).
         """
         check_record(rec)
-        routes, outbox = self._routed(None, (), outbox)
         _check_rows(routes, outbox)
         with writing(self._db):
             if EventModel.select().where(EventModel.id == rec.id).exists():
@@ -217,17 +215,6 @@ class Store:
             add_messages(outbox, created_ns)
             add_route_jobs(routes, created_ns)
         return True
-
-    def _routed(
-        self,
-        rec: ContactRecord | None,
-        routes: Sequence[RouteJob],
-        outbox: Sequence[OutboxMessage],
-    ) -> tuple[Sequence[RouteJob], Sequence[OutboxMessage]]:
-        if self.router is None:
-            return routes, outbox
-        more_routes, more_outbox = self.router(rec, outbox)
-        return [*routes, *more_routes], [*outbox, *more_outbox]
 
     def save_routes(self, routes: Sequence[RouteJob], outbox: Sequence[OutboxMessage] = ()) -> int:
         """Queue route deliveries (e.g. of an alert) and their outbox rows atomically; return

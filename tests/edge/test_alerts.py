@@ -235,12 +235,8 @@ def test_a_contact_saved_after_a_later_orphan_event_still_counts(tmp_path: Path)
     path = tmp_path / "scenario.toml"
     path.write_text(LATE_CONTACT)
     alerts: list[dict[str, Any]] = []
-
-    def hook(core: Any) -> None:
-        core.on_alert.append(alerts.append)
-
     data = tmp_path / "data"
-    summary = run_simulation(cfg, load_scenario(path, cfg), path, data, core_hook=hook)
+    summary = run_simulation(cfg, load_scenario(path, cfg), path, data, on_alert=alerts.append)
     assert (summary.contacts, summary.orphan_events) == (1, 1)
     with closing(Store.open(data / STORE_NAME)) as store:
         kinds = [row.kind for row in store.outbox.pending()]

@@ -6,6 +6,7 @@ was captured at ``i * NS // RATE``, so every expected clip is recomputed from th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge.audio import Clipper, Codec, Ring
+from edge.audio import Clipper, ClipResult, Codec, Ring
 from edge.clock import NS
 from edge.records import ClipInfo
 from hardware import AudioPeriod, Samples
@@ -54,11 +55,30 @@ class Mic:
                     out.append(AudioPeriod(a, SPEECH.render(a, b - a), a * NS // RATE))
         return out
 
-    def feed(self, clipper: Clipper, until: int) -> list[ClipInfo]:
-        clips: list[ClipInfo] = []
+    def feed(self, clipper: Clipper[str], until: int) -> list[ClipInfo]:
+        """The clips cut on the way; every request here expects its clip."""
+        return clips_of(self.results(clipper, until))
+
+    def results(self, clipper: Clipper[str], until: int) -> list[ClipResult[str]]:
+        done: list[ClipResult[str]] = []
         for period in self.periods_until(until):
-            clips += clipper.on_period(period)
-        return clips
+            done += clipper.on_period(period)
+        return done
+
+
+def clips_of(results: list[ClipResult[str]]) -> list[ClipInfo]:
+    """The clips of ``results``, each handed back with the waiter it was requested with."""
+    clips: list[ClipInfo] = []
+    for result in results:
+        assert result.clip is not None, f"no clip for {result.contact_id}: {result.missing}"
+        assert result.waiter == f"waiting for {result.contact_id}"
+        clips.append(result.clip)
+    return clips
+
+
+def ask(clipper: Clipper[str], contact_id: str, start_ns: int, end_ns: int) -> None:
+    """Request a clip, waiting for it with a marker that must come back with its result."""
+    clipper.request(contact_id, start_ns, end_ns, f"waiting for {contact_id}")
 
 
 def make(
@@ -67,7 +87,7 @@ def make(
     pre_s: float = 3.0,
     post_s: float = 3.0,
     codec: Codec = "wav",
-) -> Clipper:
+) -> Clipper[str]:
     return Clipper(Ring(idx(ring_s)), RATE, tmp_path, codec, s(pre_s), s(post_s))
 
 
@@ -81,7 +101,7 @@ def test_clip_boundaries_are_exact_to_the_sample(tmp_path: Path) -> None:
     clipper = make(tmp_path)
     mic = Mic()
     assert mic.feed(clipper, idx(75)) == []
-    clipper.request("c1", s(10), s(75))
+    ask(clipper, "c1", s(10), s(75))
     [clip] = mic.feed(clipper, idx(80))
 
     assert (clip.start_index, clip.end_index) == (idx(10 - 3), idx(75 + 3))
@@ -103,13 +123,13 @@ def test_clip_waits_for_its_post_roll(tmp_path: Path) -> None:
     clipper = make(tmp_path, pre_s=2.0, post_s=3.0)
     mic = Mic(period=700)  # periods do not line up with seconds
     mic.feed(clipper, idx(20))
-    clipper.request("c1", s(12), s(20))
+    ask(clipper, "c1", s(12), s(20))
     last_needed = idx(23)  # 368000: the clip ends there
     first_complete = -(-last_needed // 700) * 700  # the first period reaching it
     released_at = None
     for period in mic.periods_until(idx(25)):
         before = clipper.pending
-        clips = clipper.on_period(period)
+        clips = clips_of(clipper.on_period(period))
         if clips:
             assert before == 1
             released_at = period.end_index
@@ -122,16 +142,16 @@ def test_clip_waits_for_its_post_roll(tmp_path: Path) -> None:
 def test_a_request_already_complete_is_cut_by_ready(tmp_path: Path) -> None:
     clipper = make(tmp_path)
     Mic().feed(clipper, idx(30))
-    clipper.request("old", s(5), s(10))
+    ask(clipper, "old", s(5), s(10))
     assert clipper.pending == 1
-    [clip] = clipper.ready()
+    [clip] = clips_of(clipper.ready())
     assert (clip.start_index, clip.end_index) == (idx(2), idx(13))
     assert clipper.pending == 0
 
 
 def test_a_request_made_before_any_audio_is_placed_by_the_first_period(tmp_path: Path) -> None:
     clipper = make(tmp_path, pre_s=1.0, post_s=1.0)
-    clipper.request("early", s(2), s(4))
+    ask(clipper, "early", s(2), s(4))
     assert clipper.ready() == []
     [clip] = Mic().feed(clipper, idx(6))
     assert (clip.start_index, clip.end_index) == (idx(1), idx(5))
@@ -142,7 +162,7 @@ def test_contact_longer_than_the_ring_keeps_its_newest_audio(tmp_path: Path) -> 
     clipper = make(tmp_path, ring_s=20.0)
     mic = Mic()
     mic.feed(clipper, idx(60))
-    clipper.request("long", s(5), s(60))
+    ask(clipper, "long", s(5), s(60))
     [clip] = mic.feed(clipper, idx(64))
     # cut when the head reached 63 s: the ring then held [43 s, 63 s)
     assert clip.truncated
@@ -155,7 +175,7 @@ def test_start_before_capture_began_is_clamped_and_flagged(tmp_path: Path) -> No
     clipper = make(tmp_path)
     mic = Mic()
     mic.feed(clipper, idx(4))
-    clipper.request("first", s(1), s(4))  # pre-roll reaches back to -2 s
+    ask(clipper, "first", s(1), s(4))  # pre-roll reaches back to -2 s
     [clip] = mic.feed(clipper, idx(8))
     assert clip.truncated
     assert (clip.start_index, clip.end_index) == (0, idx(7))
@@ -167,7 +187,7 @@ def test_a_gap_inside_a_clip_is_zeros_at_its_place_and_listed(tmp_path: Path) ->
     clipper = make(tmp_path, pre_s=0.0, post_s=0.0)
     mic = Mic(gaps=(gap,))
     mic.feed(clipper, idx(33))
-    clipper.request("gappy", s(28), s(33))
+    ask(clipper, "gappy", s(28), s(33))
     [clip] = mic.feed(clipper, idx(34))
 
     assert (clip.start_index, clip.end_index) == (idx(28), idx(33))
@@ -183,10 +203,10 @@ def test_a_gap_inside_a_clip_is_zeros_at_its_place_and_listed(tmp_path: Path) ->
 def test_flush_cuts_pending_clips_with_the_audio_there_is(tmp_path: Path) -> None:
     clipper = make(tmp_path)
     Mic().feed(clipper, idx(21))
-    clipper.request("late", s(10), s(20))  # wants audio up to 23 s
-    clipper.request("later", s(15), s(21))
+    ask(clipper, "late", s(10), s(20))  # wants audio up to 23 s
+    ask(clipper, "later", s(15), s(21))
     assert clipper.ready() == []
-    clips = clipper.flush()
+    clips = clips_of(clipper.flush())
     assert [c.contact_id for c in clips] == ["late", "later"]
     for clip, start in zip(clips, (idx(7), idx(12)), strict=True):
         assert (clip.start_index, clip.end_index) == (start, idx(21))
@@ -195,16 +215,16 @@ def test_flush_cuts_pending_clips_with_the_audio_there_is(tmp_path: Path) -> Non
             audio_of(tmp_path, clip), SPEECH.render(start, idx(21) - start)
         )
     assert clipper.pending == 0
-    assert clipper.take_failed() == []
 
 
 def test_flush_without_any_audio_reports_the_contact_as_failed(tmp_path: Path) -> None:
     clipper = make(tmp_path)
-    clipper.request("silent", s(1), s(2))
-    assert clipper.flush() == []
+    ask(clipper, "silent", s(1), s(2))
+    [result] = clipper.flush()
+    assert (result.contact_id, result.waiter) == ("silent", "waiting for silent")
+    assert (result.result, result.clip, result.missing) == ("no_audio", None, "no_audio")
     assert clipper.pending == 0
-    assert clipper.take_failed() == [("silent", "no_audio")]
-    assert clipper.take_failed() == []  # reported once
+    assert clipper.flush() == []  # reported once
     assert not (tmp_path / "clips").exists()
 
 
@@ -214,7 +234,7 @@ def test_each_codec_writes_a_readable_clip(tmp_path: Path, codec: Codec, ext: st
     clipper = make(tmp_path, pre_s=1.0, post_s=1.0, codec=codec)
     mic = Mic(period=period)
     mic.feed(clipper, idx(6))
-    clipper.request("c", s(3), s(6))
+    ask(clipper, "c", s(3), s(6))
     [clip] = mic.feed(clipper, idx(8))
     assert clip.path == f"clips/c{ext}"
     assert clip.codec == codec
@@ -239,12 +259,53 @@ def test_a_failed_write_leaves_no_file_and_reports_the_contact(
     clipper = make(tmp_path, pre_s=0.0, post_s=0.0)
     mic = Mic()
     mic.feed(clipper, idx(3))
-    clipper.request("lost", s(1), s(2))
-    clipper.request("also", s(1.5), s(2.5))
-    assert mic.feed(clipper, idx(4)) == []
+    ask(clipper, "lost", s(1), s(2))
+    ask(clipper, "also", s(1.5), s(2.5))
+    results = mic.results(clipper, idx(4))
+    assert [(r.contact_id, r.waiter, r.missing) for r in results] == [
+        ("lost", "waiting for lost", "write_failed"),
+        ("also", "waiting for also", "write_failed"),
+    ]
+    assert all(r.clip is None for r in results)
     assert clipper.pending == 0
-    assert clipper.take_failed() == [("lost", "write_failed"), ("also", "write_failed")]
+    assert mic.results(clipper, idx(5)) == []  # reported once
     assert os.listdir(tmp_path / "clips") == []
+
+
+def test_a_full_disk_asks_for_room_and_writes_the_clip_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_disk_full`` (given at construction) is asked for room when the OS says ENOSPC;
+    room made, the write is tried once more; no room, the result says ``disk_full``."""
+    room = {"free": False}
+    asked: list[tuple[str, int]] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        if not room["free"]:
+            raise OSError(errno.ENOSPC, "No space left on device", dst)
+        real_replace(src, dst)
+
+    def make_room(what: str, need: int) -> bool:
+        asked.append((what, need))
+        room["free"] = what == "roomy"
+        return room["free"]
+
+    monkeypatch.setattr(os, "replace", replace)
+    clipper: Clipper[str] = Clipper(
+        Ring(idx(60)), RATE, tmp_path, "wav", 0, 0, on_disk_full=make_room
+    )
+    mic = Mic()
+    mic.feed(clipper, idx(3))
+    ask(clipper, "cramped", s(1), s(2))
+    [result] = mic.results(clipper, idx(4))
+    assert (result.contact_id, result.missing) == ("cramped", "disk_full")
+    room["free"] = False
+    ask(clipper, "roomy", s(2), s(3))
+    [clip] = mic.feed(clipper, idx(5))
+    assert clip.path == "clips/roomy.wav" and (tmp_path / clip.path).exists()
+    assert [what for what, _ in asked] == ["cramped", "roomy"]
+    assert all(need >= idx(1) * 2 for _, need in asked)  # at least a second of 16-bit audio
 
 
 def test_index_of_follows_the_latest_period_anchor(tmp_path: Path) -> None:
@@ -270,8 +331,8 @@ def test_clips_ready_together_come_out_in_request_order(tmp_path: Path) -> None:
     clipper = make(tmp_path, pre_s=0.0, post_s=0.0)
     mic = Mic(period=idx(1))
     mic.feed(clipper, idx(1))
-    clipper.request("b", s(0.5), s(1.5))
-    clipper.request("a", s(0.2), s(1.2))
+    ask(clipper, "b", s(0.5), s(1.5))
+    ask(clipper, "a", s(0.2), s(1.2))
     clips = mic.feed(clipper, idx(2))
     assert [c.contact_id for c in clips] == ["b", "a"]
 
@@ -280,11 +341,11 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
     clipper = make(tmp_path)
     for bad in ("", "../x", "a/b", ".hidden"):
         with pytest.raises(ValueError, match="file name"):
-            clipper.request(bad, s(1), s(2))
+            clipper.request(bad, s(1), s(2), bad)
     with pytest.raises(ValueError, match="ends before"):
-        clipper.request("x", s(2), s(1))
-    clipper.request("x", s(1), s(2))
+        ask(clipper, "x", s(2), s(1))
+    ask(clipper, "x", s(1), s(2))
     with pytest.raises(ValueError, match="already pending"):
-        clipper.request("x", s(1), s(2))
+        ask(clipper, "x", s(1), s(2))
     with pytest.raises(ValueError, match="codec"):
         Clipper(Ring(10), RATE, tmp_path, "mp3", 0, 0)  # type: ignore[arg-type]

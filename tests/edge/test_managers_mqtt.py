@@ -17,7 +17,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from cloud_sink import wire as sink_wire
-from edge.app import Core
 from edge.clock import NS
 from edge.config import Config
 from edge.publish import discovery, wire
@@ -106,13 +105,10 @@ def played(tmp_path: Path, broker: LocalBroker) -> Iterator[tuple[Path, Subscrib
     path.write_text(SCENARIO)
     cfg = config()
     hooked: list[Any] = []
-
-    def hook(core: Core) -> None:
-        core.on_alert.append(hooked.append)
-
     data = tmp_path / "data"
     try:
-        run_simulation(cfg, load_scenario(path, cfg), path, data, broker=broker.url, core_hook=hook)
+        scenario = load_scenario(path, cfg)
+        run_simulation(cfg, scenario, path, data, broker=broker.url, on_alert=hooked.append)
         yield data, sub, hooked
     finally:
         sub.close()

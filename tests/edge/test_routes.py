@@ -24,7 +24,7 @@ from edge.routes import (
     TokenBucket,
     build_routes,
     destinations,
-    router,
+    plan_routes,
 )
 from edge.routes.ftp import Ftp
 from edge.routes.mail import Email
@@ -120,10 +120,17 @@ def store(data: Path) -> Iterator[Store]:
         yield opened
 
 
+def save_routed(
+    store: Store, cfg: RoutesSection, record: ContactRecord, outbox: list[OutboxMessage]
+) -> bool:
+    """Save a contact as the core does: its routes planned by the rules, handed to the store."""
+    jobs, extra = plan_routes(cfg, record, outbox, device="cp-0001", site="site-1")
+    return store.save_contact(record, [*outbox, *extra], routes=jobs)
+
+
 def save(store: Store, cfg: RoutesSection, *records: ContactRecord) -> None:
-    store.router = router(cfg, device="cp-0001", site="site-1")
     for record in records:
-        assert store.save_contact(record, [wire.contact_message(record, "cp-0001", "site-1")])
+        assert save_routed(store, cfg, record, [wire.contact_message(record, "cp-0001", "site-1")])
 
 
 def worker(route: Route, store: Store, clock: FakeClock, rnd: float = 0.0) -> RouteWorker:
@@ -234,7 +241,8 @@ def test_deliveries_are_queued_with_their_contact_once_per_destination(
     ]
     assert routed[0].payload["contact"]["tags"] == ["request"]
     # the same contact again writes nothing, routes included
-    assert not store.save_contact(request, [wire.contact_message(request, "cp-0001", "site-1")])
+    again = [wire.contact_message(request, "cp-0001", "site-1")]
+    assert not save_routed(store, cfg, request, again)
     assert store.routes.depth() == 5
 
 
@@ -242,7 +250,6 @@ def test_alerts_saved_with_a_contact_are_routed_in_the_same_transaction(
     store: Store, data: Path
 ) -> None:
     cfg = routes_cfg(**RULES)
-    store.router = router(cfg, device="cp-0001", site="site-1")
     record = contact(data, 3, ("positive",))
     alert = OutboxMessage(
         "a" * 32,
@@ -250,7 +257,9 @@ def test_alerts_saved_with_a_contact_are_routed_in_the_same_transaction(
         "b" * 32,
         {"alert": {"id": "b" * 32, "rule": "negatives", "text": "4 red"}},
     )
-    store.save_contact(record, [wire.contact_message(record, "cp-0001", "site-1"), alert])
+    assert save_routed(
+        store, cfg, record, [wire.contact_message(record, "cp-0001", "site-1"), alert]
+    )
     assert [(r.destination, r.kind) for r in store.routes.open_rows()] == [
         ("archive", "contact"),
         ("quality", "alert"),

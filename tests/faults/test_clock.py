@@ -16,6 +16,7 @@ from edge.app import Core
 from edge.clock import NS, FakeClock, SystemClock
 from edge.config import Config
 from edge.events import Contact
+from edge.health import Health
 from edge.publish import wire
 from edge.publish.wire import contact_json, iso
 from edge.scenario import busy_shift
@@ -213,12 +214,19 @@ def test_a_shift_with_the_clock_stepped_back_and_forward_flags_the_contacts_in_b
     cores: list[Core] = []
     faults_seen: list[set[str]] = []
 
-    def hook(core: Core) -> None:
-        core.health.on_change = lambda: faults_seen.append(set(core.health.faults))
-        cores.append(core)
+    def seen(health: Health) -> None:
+        faults_seen.append(set(health.faults))
 
     cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1"))
-    run_simulation(cfg, SHIFT, tmp_path / "s.toml", tmp_path, clock=clock, core_hook=hook)
+    run_simulation(
+        cfg,
+        SHIFT,
+        tmp_path / "s.toml",
+        tmp_path,
+        clock=clock,
+        core_hook=cores.append,
+        on_health=seen,
+    )
     with Store.open(tmp_path / STORE_NAME) as store:
         contacts = store.contacts()
         payloads = {r.ref: r.payload["contact"] for r in store.outbox.of_kind("contact")}

@@ -223,20 +223,19 @@ def test_a_real_full_disk_keeps_capture_and_contacts_and_clips_resume_with_room(
         filler = fill(disk, ROOM_LEFT)
         cores: list[Core] = []
 
-        def hook(core: Core) -> None:
-            tick = core.tick
-
-            def tick_then_free(now_ns: int) -> None:
-                if now_ns >= FREE_AT_NS and filler.exists():
-                    filler.unlink()  # room again, the daemon still running
-                tick(now_ns)
-
-            core.tick = tick_then_free  # type: ignore[method-assign]
-            cores.append(core)
+        def free_half_way(now_ns: int) -> None:
+            if now_ns >= FREE_AT_NS and filler.exists():
+                filler.unlink()  # room again, the daemon still running
 
         cfg = Config.model_validate(config_dict(broker.url, contacts=ROLLS))
         summary = run_simulation(
-            cfg, SHIFT, tmp_path / "s.toml", data, broker=broker.url, core_hook=hook
+            cfg,
+            SHIFT,
+            tmp_path / "s.toml",
+            data,
+            broker=broker.url,
+            core_hook=cores.append,
+            at_step=free_half_way,
         )
         assert not filler.exists()
         assert summary.contacts == 13 and summary.outbox_depth == 0  # all kept, all delivered

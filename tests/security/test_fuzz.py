@@ -217,9 +217,9 @@ UNSAFE_FILE_NAMES = [
 
 @pytest.mark.parametrize("bad", UNSAFE_FILE_NAMES)
 def test_the_device_never_makes_a_clip_path_from_a_hostile_id(tmp_path: Path, bad: str) -> None:
-    clipper = Clipper(Ring(16000), 16000, tmp_path, "wav", 0, 0)
+    clipper: Clipper[str] = Clipper(Ring(16000), 16000, tmp_path, "wav", 0, 0)
     with pytest.raises(ValueError, match="cannot be a clip file name"):
-        clipper.request(bad, 0, 1)
+        clipper.request(bad, 0, 1, bad)
     assert clipper.pending == 0
 
 
