@@ -1,15 +1,18 @@
 """``contactpoint sink ...``: run the ingest worker, list what it stored.
 
 Rules:
-- ``add_commands(subparsers)`` registers ``sink run`` and ``sink contacts``; each sets
-  ``handler`` (Namespace -> exit code), the convention of ``contactpoint``'s main.
+- ``add_commands(subparsers)`` registers ``sink run``, ``sink contacts``, ``sink retention``,
+  ``sink config example|check`` and the managers' commands; each sets ``handler`` (Namespace ->
+  exit code), the convention of ``contactpoint``'s main.
 - Settings come from, highest first: command-line flags, the ``[sink]`` table of ``--config``
-  (TOML; keys are :class:`SinkConfig` field names, values of the field's type; unknown keys are
-  refused with a "did you mean"), the defaults of :class:`SinkConfig`.
+  (the schema of :mod:`cloud_sink.config`: keys are :class:`SinkConfig` field names, values of
+  the field's type; unknown keys are refused with a "did you mean"), the defaults of
+  :class:`SinkConfig`.
 - The password is never a flag (it would show in ``ps``): ``--password-file`` or the config.
 - ``sink run`` stops cleanly on SIGTERM and SIGINT (finishes the message in hand, disconnects).
-- Errors the user can fix print one line on stderr and exit 2. Only ``sink run`` creates a
-  database: every other command on a place holding none says so and exits 2.
+- Errors the user can fix print on stderr (one line; a config file: its list of problems) and
+  exit 2. Only ``sink run`` creates a database: every other command on a place holding none
+  says so and exits 2.
 - A reader that stops early (``| head -1``) is a normal end: no traceback, exit 0.
 - ``--json`` output is strict JSON (RFC 8259): a non-finite number stored by an older sink
   (``duration_s`` of ``1e999``) is printed as null, never as ``Infinity``.
@@ -22,8 +25,6 @@ Rules:
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 import json
 import logging
 import math
@@ -31,9 +32,6 @@ import os
 import signal
 import sys
 import time
-import tomllib
-import types
-import typing
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +39,7 @@ from types import FrameType
 from typing import Any
 
 from cloud_sink import manage, report
+from cloud_sink.config import example_sink_config, load_sink_file
 from cloud_sink.consumer import Sink, SinkConfig
 from cloud_sink.db import DatabaseUrlError
 from cloud_sink.ingest import Ingest
@@ -48,13 +47,13 @@ from cloud_sink.migrations import NoDatabaseError, SchemaError, open_existing
 from cloud_sink.retention import deleted_audio
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import check_files as check_tls_files
+from contract.config import ConfigError
 
 
 class SinkCliError(Exception):
     """A problem with the command line or the config file."""
 
 
-_FILE_KEYS = tuple(f.name for f in dataclasses.fields(SinkConfig) if f.name != "data_dir")
 _FLAGS: dict[str, str] = {  # argparse dest -> SinkConfig field
     "broker": "broker",
     "db": "db_url",
@@ -128,6 +127,14 @@ def add_commands(subparsers: Any) -> None:
     retention.add_argument("--days", type=float, help="override sink.retention_audio_days")
     retention.set_defaults(handler=_guarded(_retention))
 
+    config = sub.add_parser("config", help="print or check a sink configuration file")
+    config_sub = config.add_subparsers(title="config commands", metavar="ACTION", required=True)
+    example = config_sub.add_parser("example", help="print a commented default configuration")
+    example.set_defaults(handler=_guarded(_config_example))
+    check = config_sub.add_parser("check", help="validate a sink configuration file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_guarded(_config_check))
+
     manage.add_commands(sub, _guarded)  # annotate, reasons, alerts (cloud_sink/manage.py)
     report.add_command(sub, _guarded)  # the metrics (cloud_sink/report.py)
 
@@ -152,6 +159,7 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
             return stdout_closed()
         except (
             SinkCliError,
+            ConfigError,
             DatabaseUrlError,
             SchemaError,
             NoDatabaseError,
@@ -192,41 +200,12 @@ def dumps(value: Any) -> str:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """The ``[sink]`` table of a TOML file, checked against the :class:`SinkConfig` fields."""
+    """The keys the ``[sink]`` table of ``path`` sets, checked against the whole file's schema
+    (:mod:`cloud_sink.config`)."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SinkCliError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:  # tomllib recurses on nested arrays and inline tables
-        raise SinkCliError(f"{path}: not valid TOML: nested too deeply") from None
-    table = doc.get("sink", {})
-    if not isinstance(table, dict):
-        raise SinkCliError(f"{path}: [sink] must be a table")
-    hints = typing.get_type_hints(SinkConfig)
-    for key, value in table.items():
-        if key not in _FILE_KEYS:
-            close = difflib.get_close_matches(key, _FILE_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise SinkCliError(f"{path}: unknown key sink.{key}{hint}")
-        if not _accepts(hints[key], value):
-            shown = "(hidden)" if key == "password" else repr(value)  # never echo a secret
-            raise SinkCliError(f"{path}: sink.{key} = {shown} is not a {hints[key]}")
-    return dict(table)
-
-
-def _accepts(hint: Any, value: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(arg, value) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if isinstance(value, bool):
-        return hint is bool
-    if hint is float:
-        return isinstance(value, int | float)
-    return isinstance(value, hint)
+        return load_sink_file(path).sink.model_dump(exclude_unset=True)
+    except ConfigError as exc:
+        raise SinkCliError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> SinkConfig:
@@ -243,6 +222,21 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
         return SinkConfig(data_dir=args.data, **values)
     except TypeError as exc:
         raise SinkCliError(f"bad configuration: {exc}") from None
+
+
+def _config_example(args: argparse.Namespace) -> int:
+    sys.stdout.write(example_sink_config())
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    doc = load_sink_file(args.file)
+    broker = doc.sink.broker or "from --broker"
+    print(
+        f"{args.file}: ok (broker {broker}; {len(doc.alerts.rules)} site alert rule(s); "
+        f"{len(doc.reasons)} reason(s))"
+    )
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

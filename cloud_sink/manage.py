@@ -2,7 +2,8 @@
 
 Rules:
 - The checklist of reasons and the site alert rules come from the same TOML file as the
-  ``[sink]`` table (``--config``): ``[[reasons]]`` and ``[[alerts.rules]]``.
+  ``[sink]`` table (``--config``, :mod:`cloud_sink.config`): ``[[reasons]]`` and
+  ``[[alerts.rules]]``.
 - ``sink annotate`` ticks reasons for one contact (who: ``--by``, default the login name);
   ``sink reasons`` counts them per site and site/device/day, as a table, CSV or JSON;
   ``sink alerts`` lists the stored alerts (the devices' and the site-level ones).
@@ -18,33 +19,24 @@ import getpass
 import io
 import json
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from cloud_sink.alerts import SiteAlerts, stored_alerts
+from cloud_sink.config import load_sink_file
 from cloud_sink.migrations import open_existing
-from cloud_sink.reasons import Reason, annotate, count, parse_reasons
-from contract.alerts import parse_rules
-
-
-def read_toml(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+from cloud_sink.reasons import Reason, annotate, count
 
 
 def reasons_from(path: Path | None) -> list[Reason]:
-    return parse_reasons(read_toml(path), str(path))
+    """The checklist of ``--config`` (no file, or none in it: the default checklist)."""
+    return load_sink_file(path).checklist()
 
 
 def site_alerts_from(path: Path | None) -> SiteAlerts | None:
     """The site alert rules of ``--config`` (None: the file has none)."""
-    rules = parse_rules(read_toml(path), str(path))
-    return SiteAlerts(rules) if rules else None
+    rules = load_sink_file(path).alerts.rules
+    return SiteAlerts(list(rules)) if rules else None
 
 
 def add_commands(sub: Any, guarded: Any) -> None:

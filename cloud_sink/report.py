@@ -412,8 +412,6 @@ def render(report: Report, fmt: str, out: Path | None) -> str | None:
 
 # --- the command -----------------------------------------------------------------------------
 
-#: keys of the ``[report]`` table of ``--config`` (the same TOML file as ``[sink]``)
-CONFIG_KEYS: Final = ("correction_factor", "force_majeure_threshold", "timezone")
 LONG_REPORT: Final = 2000  # items: above this a terminal gets a progress bar
 
 
@@ -445,29 +443,6 @@ def add_command(sub: Any, guarded: Callable[[Callable[[Any], int]], Callable[[An
     rep.set_defaults(handler=guarded(report_command))
 
 
-def read_report_config(path: Path) -> dict[str, Any]:
-    """The ``[report]`` table of a TOML file: keys :data:`CONFIG_KEYS`, checked."""
-    import difflib
-    import tomllib
-
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ReportError(f"{path}: not valid TOML: {exc}") from None
-    table = doc.get("report", {})
-    if not isinstance(table, dict):
-        raise ReportError(f"{path}: [report] must be a table")
-    for key, value in table.items():
-        if key not in CONFIG_KEYS:
-            close = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ReportError(f"{path}: unknown key report.{key}{hint}; allowed: {CONFIG_KEYS}")
-        wanted = str if key == "timezone" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, wanted):
-            raise ReportError(f"{path}: report.{key} = {value!r} has the wrong type")
-    return dict(table)
-
-
 def zone(name: str) -> ZoneInfo:
     from zoneinfo import ZoneInfoNotFoundError
 
@@ -491,20 +466,21 @@ def report_command(args: Any) -> int:
             raise ReportError("--reasons counts by site, device or day, as table, csv or json")
         args.by = args.by or "site"
         return manage.reasons_command(args)
-    settings = read_report_config(args.config) if args.config else {}
-    tz = zone(args.tz or settings.get("timezone", "UTC"))
-    default = Parameters()
+    from cloud_sink.config import load_sink_file
+
+    settings = load_sink_file(args.config).report  # the [report] table, or its defaults
+    tz = zone(args.tz or settings.timezone)
     try:
         params = Parameters(
             correction_factor=float(
                 args.correction_factor
                 if args.correction_factor is not None
-                else settings.get("correction_factor", default.correction_factor)
+                else settings.correction_factor
             ),
             force_majeure_threshold=float(
                 args.force_majeure_threshold
                 if args.force_majeure_threshold is not None
-                else settings.get("force_majeure_threshold", default.force_majeure_threshold)
+                else settings.force_majeure_threshold
             ),
         )
     except ValueError as exc:

@@ -4,7 +4,8 @@
   public names (``from hardware import <a name in hardware.__all__>``).
 - ``contract`` (the code both sides must agree on) imports nothing from ``edge``,
   ``cloud_sink``, ``hardware``, ``provisioning``, ``tests`` or ``bench``, and of third-party
-  packages only the light ones: pydantic and cryptography.
+  packages only the light ones: pydantic (and annotated_types, which comes with it), tomlkit
+  (the commented config example) and cryptography.
 - ``cloud_sink`` imports neither ``edge``, ``hardware`` nor ``provisioning``: what it shares
   with the device comes from ``contract``.
 - ``provisioning`` (the field and the demo: it wires the device and the sink together) may use
@@ -27,7 +28,7 @@ import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"edge", "cloud_sink", "contract", "hardware", "provisioning", "tests", "bench"}
-CONTRACT_THIRD_PARTY = {"pydantic", "cryptography"}
+CONTRACT_THIRD_PARTY = {"pydantic", "annotated_types", "tomlkit", "cryptography"}
 #: bench -> tests imports that are allowed for now: (file, module)
 BENCH_USES_OF_TESTS = {
     ("bench/soak.py", "tests.faults.harness"),

@@ -102,7 +102,9 @@ def test_unknown_config_key_is_refused_with_a_suggestion(
     conf.write_text('[sink]\nbroker = "mqtt://x:1"\nresend_afer_s = 5\n')
     code = main(["sink", "run", "--data", str(tmp_path), "--config", str(conf)])
     assert code == 2
-    assert "did you mean 'resend_after_s'" in capsys.readouterr().err
+    err = capsys.readouterr().err  # worded as the device's config errors (contract/config.py)
+    assert f"{conf}: 1 problem(s)" in err
+    assert "sink.resend_afer_s: unknown key. Did you mean 'resend_after_s'?" in err
 
 
 @pytest.mark.parametrize("line", ["protocol = 5", 'resend_after_s = "5"', "tls = 1"])

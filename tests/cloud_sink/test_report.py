@@ -377,7 +377,9 @@ def test_the_command_prints_json_and_refuses_bad_arguments(
         assert needle in capsys.readouterr().err
     config.write_text("[report]\ncorection_factor = 1.0\n")
     assert main([*base, "--config", str(config)]) == 2
-    assert "did you mean 'correction_factor'" in capsys.readouterr().err
+    assert "report.corection_factor: unknown key. Did you mean 'correction_factor'?" in (
+        capsys.readouterr().err
+    )
 
 
 # --- one shift through the real pipeline -------------------------------------------------------

@@ -1,0 +1,254 @@
+"""The sink's configuration file (``--config`` of every ``contactpoint sink`` command): one TOML
+file, a closed and typed schema on the same base as the device's (:mod:`contract.config`).
+
+Rules:
+- Tables: ``[sink]`` (the worker: broker, database, MQTT session, clip resends, retention; the
+  keys are the :class:`~cloud_sink.consumer.SinkConfig` fields but ``data_dir``), ``[report]``
+  (the metrics' parameters), ``[[alerts.rules]]`` (site alert rules, the contract's
+  :class:`~contract.alerts.AlertRule`) and ``[[reasons]]`` (the managers' checklist). Every key
+  is optional; command-line flags win over the file.
+- Values are checked strictly by type (a string is not a number, 1 is not ``true``), against
+  bounds, and unknown keys are refused with the nearest valid key; every problem names the
+  file, the key, the value and the fix. The broker password is never shown in an error.
+- :func:`example_sink_config` is the whole schema as a commented file with every default; it
+  passes :func:`load_sink_file` (``contactpoint sink config example|check``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from cloud_sink.reasons import DEFAULT_REASONS, Reason
+from contract.alerts import NAME_PATTERN, AlertRule, duplicate_names
+from contract.config import SECRET, Section, example, load
+
+#: MQTT's limit of a session expiry interval (a 32-bit count of seconds)
+MAX_SESSION_EXPIRY_S = 0xFFFF_FFFF
+
+
+class _Strict(Section):
+    """A table whose values must have the schema's types as written (TOML is typed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
+
+
+class SinkSection(_Strict):
+    broker: Annotated[
+        str | None,
+        Field(
+            pattern=r"^(mqtt|mqtts|tcp|ssl)://\S+$",
+            description="Broker URL: mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS (here or "
+            "--broker)",
+        ),
+    ] = None
+    db_url: Annotated[
+        str | None,
+        Field(
+            max_length=4096,
+            description="postgresql://USER@HOST:PORT/NAME; unset = SQLite in the data directory",
+        ),
+    ] = None
+    group: Annotated[
+        str | None,
+        Field(
+            pattern=NAME_PATTERN,
+            description="MQTT 5 shared-subscription group, for N workers on one stream; unset "
+            "= one worker with a plain subscription",
+        ),
+    ] = None
+    client_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=256,
+            description="MQTT client id; unset = contactpoint-sink[-GROUP], with a password "
+            "also a tag derived from it (devices cannot guess it)",
+        ),
+    ] = None
+    protocol: Annotated[Literal["5", "3.1.1"], Field(description="MQTT protocol version")] = "5"
+    username: Annotated[str | None, Field(max_length=200, description="Broker user")] = None
+    password: Annotated[
+        str | None,
+        Field(
+            max_length=4096,
+            repr=False,
+            json_schema_extra=SECRET,
+            description="Broker password; better kept out of this file: --password-file",
+        ),
+    ] = None
+    tls: Annotated[bool, Field(description="TLS to the broker (implied by mqtts://)")] = False
+    ca_file: Annotated[
+        str | None, Field(max_length=4096, description="CA certificate(s) to verify the broker")
+    ] = None
+    cert_file: Annotated[
+        str | None, Field(max_length=4096, description="Client certificate (TLS client auth)")
+    ] = None
+    key_file: Annotated[
+        str | None, Field(max_length=4096, description="Client private key (TLS client auth)")
+    ] = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600, description="Keep-alive interval (s)")] = 30
+    session_expiry_s: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_SESSION_EXPIRY_S,
+            description="How long the broker keeps the sink's session and queued messages "
+            "while it is away (s)",
+        ),
+    ] = 7 * 24 * 3600
+    resend_after_s: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=86400,
+            description="A clip with chunks missing and quiet this long: ask the device to "
+            "send them again (s)",
+        ),
+    ] = 60.0
+    check_every_s: Annotated[
+        float, Field(gt=0, le=3600, description="How often incomplete clips are looked at (s)")
+    ] = 10.0
+    max_resend_requests: Annotated[
+        int, Field(ge=0, le=1000, description="Resend requests for one clip at most")
+    ] = 10
+    backoff_min_s: Annotated[
+        float, Field(gt=0, le=60, description="First reconnect delay (s), doubled each try")
+    ] = 0.5
+    backoff_max_s: Annotated[
+        float, Field(gt=0, le=3600, description="Longest reconnect delay (s)")
+    ] = 30.0
+    retention_audio_days: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=36500,
+            description="Delete clip audio this many days after its contact ended (personal "
+            "data); unset = keep it",
+        ),
+    ] = None
+    retention_interval_s: Annotated[
+        float,
+        Field(gt=0, le=86400, description="How often 'sink run' enforces the retention (s)"),
+    ] = 3600.0
+
+
+class ReportSection(_Strict):
+    correction_factor: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1,
+            description="Share of silent customers counted as dissatisfied (staff "
+            "dissatisfaction, loyalty index); --correction-factor wins",
+        ),
+    ] = 0.5
+    force_majeure_threshold: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=10,
+            description="Force-majeure level above which a period's quality scores are not "
+            "meaningful; --force-majeure-threshold wins",
+        ),
+    ] = 0.1
+    timezone: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=100,
+            description="IANA time zone of days, hours and bare times, e.g. 'Europe/Berlin'; "
+            "--tz wins",
+        ),
+    ] = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "not an IANA time zone; use e.g. 'UTC', 'Europe/Berlin', 'Asia/Yekaterinburg'"
+            ) from None
+        return value
+
+
+class ReasonEntry(_Strict):
+    code: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+            description="Code managers tick (sink annotate --reason CODE), e.g. 'long_wait'",
+        ),
+    ]
+    label: Annotated[str, Field(max_length=200, description="What it means; empty = the code")] = ""
+
+
+def _default_reasons() -> list[ReasonEntry]:
+    return [ReasonEntry(code=r.code, label=r.label) for r in DEFAULT_REASONS]
+
+
+class SiteAlertsSection(Section):
+    rules: Annotated[
+        list[AlertRule],
+        Field(
+            description="Site alert rules ([[alerts.rules]], as on the devices), evaluated by "
+            "'sink run' over all devices of each site"
+        ),
+    ] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        twice = duplicate_names(self.rules)
+        if twice:
+            raise ValueError(f"alert rule names must be unique: {', '.join(twice)}")
+        return self
+
+
+class SinkFile(Section):
+    sink: SinkSection = SinkSection()
+    report: ReportSection = ReportSection()
+    alerts: SiteAlertsSection = SiteAlertsSection()
+    reasons: Annotated[
+        list[ReasonEntry],
+        Field(
+            min_length=1,
+            description="The checklist of reasons for dissatisfaction (sink annotate, sink "
+            "reasons)",
+        ),
+    ] = Field(default_factory=_default_reasons)
+
+    @model_validator(mode="after")
+    def _unique_reasons(self) -> Self:
+        seen: set[str] = set()
+        for index, reason in enumerate(self.reasons):
+            if reason.code in seen:
+                raise ValueError(f"reasons[{index}]: code {reason.code!r} appears twice")
+            seen.add(reason.code)
+        return self
+
+    def checklist(self) -> list[Reason]:
+        return [Reason(r.code, r.label or r.code) for r in self.reasons]
+
+
+def load_sink_file(path: Path | None) -> SinkFile:
+    """The sink's config file (None: every default); a :class:`~contract.config.ConfigError`
+    lists every problem."""
+    if path is None:
+        return SinkFile()
+    return load(SinkFile, path, "sink config")
+
+
+def example_sink_config() -> str:
+    """The whole schema as a commented file, every key at its default."""
+    return example(
+        SinkFile,
+        [
+            "contactpoint sink configuration (generated from the schema).",
+            "Every key is optional: the value shown is the default; flags win over this file.",
+        ],
+    )

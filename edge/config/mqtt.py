@@ -1,0 +1,104 @@
+"""The link to the broker: ``[mqtt]`` (URL, session, credentials files, TLS, flow) and
+``[homeassistant]`` (discovery configs for the status)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from edge.config.base import Section
+
+
+class MqttSection(Section):
+    broker: Annotated[
+        str,
+        Field(
+            pattern=r"^mqtts?://[^/\s]+$",
+            description="Broker URL: mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS",
+        ),
+    ] = "mqtt://127.0.0.1:1883"
+    protocol: Annotated[Literal["5", "3.1.1"], Field(description="MQTT protocol version")] = "5"
+    keepalive_s: Annotated[int, Field(ge=5, le=3600, description="Keep-alive interval (s)")] = 30
+    session_expiry_s: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=30 * 24 * 3600,
+            description="How long the broker keeps this device's session while it is away (s)",
+        ),
+    ] = 7 * 24 * 3600
+    username: Annotated[str, Field(max_length=200, description="Broker user (empty: none)")] = ""
+    password_file: Annotated[
+        str,
+        Field(
+            max_length=4096,
+            description="File holding the broker password (kept out of this config; mode 0600)",
+        ),
+    ] = ""
+    ca_file: Annotated[
+        str, Field(max_length=4096, description="CA certificate for mqtts:// (empty: system CAs)")
+    ] = ""
+    cert_file: Annotated[
+        str, Field(max_length=4096, description="Client certificate (TLS client auth)")
+    ] = ""
+    key_file: Annotated[
+        str, Field(max_length=4096, description="Client private key (TLS client auth)")
+    ] = ""
+    chunk_bytes: Annotated[
+        int,
+        Field(ge=1024, le=262_144, description="Clip audio travels in chunks of this size (bytes)"),
+    ] = 65_536
+    inflight: Annotated[
+        int, Field(ge=1, le=1000, description="Messages published but not yet acknowledged")
+    ] = 20
+    backoff_min_s: Annotated[
+        float, Field(ge=0.05, le=60, description="First reconnect delay (s), doubled each try")
+    ] = 0.5
+    backoff_max_s: Annotated[
+        float, Field(ge=0.1, le=3600, description="Longest reconnect delay (s), with jitter")
+    ] = 30.0
+    status_interval_s: Annotated[
+        float, Field(ge=1, le=3600, description="How often the retained status is refreshed (s)")
+    ] = 60.0
+
+
+class HomeAssistantSection(Section):
+    enabled: Annotated[
+        bool,
+        Field(
+            description="Publish Home Assistant MQTT discovery configs (retained) on connect, "
+            "one sensor per status field below"
+        ),
+    ] = False
+    discovery_prefix: Annotated[
+        str,
+        Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Home Assistant's discovery prefix"),
+    ] = "homeassistant"
+    sensors: Annotated[
+        list[str],
+        Field(
+            description="Status fields shown as sensors: names in the status object, dotted "
+            "for nested ones (e.g. 'outbox_depth', 'counters.contacts')"
+        ),
+    ] = [
+        "outbox_depth",
+        "free_disk_bytes",
+        "today.served",
+        "today.positive",
+        "today.negative",
+        "today.silent",
+        "today.support_index",
+        "today.dissatisfaction_index",
+    ]
+
+    @model_validator(mode="after")
+    def _paths(self) -> Self:
+        for path in self.sensors:
+            if not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)*", path):
+                raise ValueError(
+                    f"sensor {path!r}: write a status field name, dotted for nested fields "
+                    "(lower-case letters, digits, '_')"
+                )
+        return self
