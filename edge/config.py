@@ -115,8 +115,14 @@ class Rf433Section(Section):
         Field(ge=1, le=10, description="Identical frames needed before a code is trusted (no CRC)"),
     ] = 2
     tolerance: Annotated[
-        float, Field(ge=0.2, le=0.6, description="Pulse timing tolerance (share of a period)")
-    ] = 0.5
+        float,
+        Field(
+            ge=0.2,
+            le=1.0,
+            description="Allowed error of a bit's length (high + low), in base periods; 0.6 "
+            "as rc-switch allows per duration",
+        ),
+    ] = 0.6
     frame_gap_us: Annotated[
         int, Field(ge=1500, le=20000, description="A gap this long always ends a frame (us)")
     ] = 4300

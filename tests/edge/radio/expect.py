@@ -1,8 +1,9 @@
 """What a transmitted rc-switch code must decode to, written from the documented rule alone.
 
 The rule (edge/radio/protocols/__init__.py): a 24-bit protocol-1 frame is PT2262 when every bit
-pair is a trit (00 → 0, 11 → 1, 01 → F), else EV1527 (id = top 20 bits, key = low 4); any other
-frame is ``rcswitch<N>``.
+pair is a trit (00 → 0, 11 → 1, 01 → F), else EV1527 (id = top 20 bits, key = low 4, and the
+alarm-sensor state rtl_433's Kerui decoder gives the key: a = motion, e = open, 7 = close,
+b = tamper, f = battery); protocol 12 is named 11; any other frame is ``rcswitch<N>``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 _TRIT = {0b00: "0", 0b11: "1", 0b01: "F"}
+_KERUI = {0xA: "motion", 0xE: "open", 0x7: "close", 0xB: "tamper", 0xF: "battery"}
 
 
 def canonical(protocol: int, code: int, bits: int) -> dict[str, Any]:
@@ -19,12 +21,16 @@ def canonical(protocol: int, code: int, bits: int) -> dict[str, Any]:
         if all(pair in _TRIT for pair in pairs):
             trits = "".join(_TRIT[pair] for pair in pairs)
             return {"protocol": "pt2262", "bits": 24, "code": f"{code:06x}", "tristate": trits}
-        return {
+        out: dict[str, Any] = {
             "protocol": "ev1527",
             "bits": 24,
             "code": f"{code:06x}",
             "id": f"{code >> 4:05x}",
             "key": code & 0xF,
         }
+        if code & 0xF in _KERUI:
+            out["state"] = _KERUI[code & 0xF]
+        return out
     digits = (bits + 3) // 4
-    return {"protocol": f"rcswitch{protocol}", "bits": bits, "code": f"{code:0{digits}x}"}
+    name = 11 if protocol == 12 else protocol
+    return {"protocol": f"rcswitch{name}", "bits": bits, "code": f"{code:0{digits}x}"}
