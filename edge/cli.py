@@ -131,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     decode.add_argument("file", type=Path)
     decode.add_argument("--repeats", type=int, default=2, help="identical frames to trust")
+    decode.add_argument(
+        "--glitch-us", type=int, default=0, help="drop levels shorter than this (us), as live"
+    )
+    decode.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print each frame no protocol accepted, with every decoder's reason",
+    )
     decode.set_defaults(handler=_rf433_decode)
     listen = rf_sub.add_parser("listen", help="decode the GPIO receiver live (needs pigpiod)")
     listen.add_argument("--config", type=Path, help="device configuration (rf433, pigpio)")
@@ -302,11 +310,17 @@ def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event
 
 
 def _rf433_decode(args: argparse.Namespace) -> int:
-    from edge.radio import decode_ook_file
+    from edge.radio import decode_ook_file, explain_ook_file
 
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
-    for code in decode_ook_file(args.file, repeats=args.repeats):
+    if not 0 <= args.glitch_us <= 10_000:
+        raise UserError(f"--glitch-us must be 0..10000, got {args.glitch_us}")
+    if args.explain:
+        for line in explain_ook_file(args.file, args.repeats, args.glitch_us):
+            print(line)
+        return 0
+    for code in decode_ook_file(args.file, repeats=args.repeats, glitch_us=args.glitch_us):
         print(json.dumps(code))
     return 0
 

@@ -230,6 +230,34 @@ def noise(count: int, seed: int, min_us: int = 50, max_us: int = 2000) -> list[t
     return [(one(), one()) for _ in range(count)]
 
 
+def agc_noise(
+    seconds: float, seed: int, min_gap_us: int = 1500, max_gap_us: int = 20_000
+) -> list[tuple[int, int]]:
+    """An idle receiver whose AGC turns the gain up and down: bursts of noise (20–400 µs
+    levels, 1–40 ms long) separated by silences of ``min_gap_us``–``max_gap_us`` (log-uniform),
+    for at least ``seconds``. The silences close frames, so the protocol checks run on noise."""
+    if not 0 < min_gap_us <= max_gap_us:
+        raise ValueError(f"need 0 < min_gap_us <= max_gap_us, got {min_gap_us}, {max_gap_us}")
+    rng = random.Random(seed)
+    lo, hi = math.log(min_gap_us), math.log(max_gap_us)
+    out: list[tuple[int, int]] = []
+    total = 0.0
+    while total < seconds * 1e6:
+        burst_us = rng.uniform(1_000, 40_000)
+        spent = 0
+        burst = noise(max(2, round(burst_us / 220)), rng.getrandbits(32), 20, 400)
+        for mark, gap in burst:
+            out.append((mark, gap))
+            spent += mark + gap
+            if spent >= burst_us:
+                break
+        mark, gap = out[-1]
+        silence = round(math.exp(rng.uniform(lo, hi)))
+        out[-1] = (mark, silence)
+        total += spent - gap + silence
+    return out
+
+
 def noise_edges(
     count: int, seed: int, min_us: int = 50, max_us: int = 2000, start_tick_us: int = 0
 ) -> list[tuple[int, int]]:

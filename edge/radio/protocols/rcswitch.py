@@ -41,7 +41,12 @@ Real transmitters are sloppier than this table, so the rules are:
 - when several protocols fit, the one with the smallest mean deviation (µs) of its durations from
   their nominal values wins: the right protocol is off by the transmitter's sloppiness on a few
   pulses, a look-alike by a systematic fraction of the base on many. Known look-alikes: protocol
-  3 is protocol 5 at five times the base, and a code whose bits are all equal fits both 1 and 6.
+  3 is protocol 5 at five times the base, and a code whose bits are all equal fits both 1 and 6;
+- protocols 8 and 9 (the Conrad RS-200's two directions) are one waveform read from two starting
+  points: a repeated protocol-9 frame is a protocol-8 frame shifted by one bit. When both fit, 8
+  wins (as in rc-switch, which tries 8 first), so a protocol-9 code whose last bit is 1 decodes
+  as ``rcswitch8`` with its value shifted right by one bit; one ending in 0 cannot be read as 8
+  (its last high, 7 T, is no protocol-8 sync mark) and decodes as ``rcswitch9``.
 """
 
 from __future__ import annotations
@@ -204,6 +209,8 @@ def best_fit(frame: Frame) -> Fit | Reject:
     """
     best: Fit | Reject = Reject("bits")
     for timing in TABLE:
+        if timing.number == 9 and isinstance(best, Fit) and best.protocol == 8:
+            continue  # the same waveform: 8 is preferred, see the module docstring
         got = demodulate(frame, timing)
         if isinstance(got, Fit):
             if not isinstance(best, Fit) or got.error_us < best.error_us:

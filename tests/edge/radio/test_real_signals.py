@@ -118,6 +118,15 @@ def test_rcswitch_7_to_12_decode_from_their_table(protocol: int) -> None:
     assert got == [canonical(protocol, code, bits)]
 
 
+def test_protocol_9_is_protocol_8_shifted_by_one_bit_and_8_is_preferred() -> None:
+    ends_in_1 = remote.transmit(9, 0x2C4A6F, 24, 200, repeats=6)
+    assert decoded(ends_in_1) == [{"protocol": "rcswitch8", "bits": 24, "code": "162537"}]
+    ends_in_0 = remote.transmit(9, 0x2C4A6E, 24, 200, repeats=6)
+    assert decoded(ends_in_0) == [{"protocol": "rcswitch9", "bits": 24, "code": "2c4a6e"}]
+    starts_with_0 = remote.transmit(8, 0x2C4A6E, 24, 200, repeats=6)  # fits 9 as well
+    assert decoded(starts_with_0) == [{"protocol": "rcswitch8", "bits": 24, "code": "2c4a6e"}]
+
+
 def test_protocol_8s_sync_longer_than_the_watchdog_still_vouches_for_the_next_repeat() -> None:
     # 130 x 200 µs = 26 ms: the 20 ms watchdog fires inside every sync; the line coming back
     # gives the next frame its lead gap
