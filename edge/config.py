@@ -100,15 +100,25 @@ class HardwareSection(Section):
         ),
     ] = "lgpio"
     pigpio_host: Annotated[
-        str, Field(max_length=200, description="pigpiod address (433 MHz receiver, pigpio pins)")
+        str,
+        Field(
+            max_length=200,
+            description="pigpiod address (rf433.backend = 'pigpio', pin_factory = 'pigpio')",
+        ),
     ] = "localhost"
     pigpio_port: Annotated[int, Field(ge=1, le=65535, description="pigpiod TCP port")] = 8888
 
 
 class Rf433Section(Section):
-    enabled: Annotated[
-        bool, Field(description="Read a 433 MHz OOK receiver's data pin (through pigpiod)")
-    ] = False
+    enabled: Annotated[bool, Field(description="Read a 433 MHz OOK receiver's data pin")] = False
+    backend: Annotated[
+        Literal["gpiod", "pigpio"],
+        Field(
+            description="How the data pin is read: 'gpiod' = the kernel's GPIO character device "
+            "(libgpiod v2; kernel edge timestamps; every Pi incl. the Pi 5; the default), "
+            "'pigpio' = the pigpio daemon (older setups; not on the Pi 5)"
+        ),
+    ] = "gpiod"
     gpio: Annotated[int, Field(ge=0, le=27, description="Receiver data pin, BCM number")] = 27
     repeats: Annotated[
         int,
@@ -134,7 +144,13 @@ class Rf433Section(Section):
         int, Field(ge=20, le=1000, description="Close the last frame after this silence (ms)")
     ] = 20
     glitch_us: Annotated[
-        int, Field(ge=0, le=250, description="pigpio glitch filter: drop shorter pulses (us)")
+        int,
+        Field(
+            ge=0,
+            le=250,
+            description="Glitch filter: levels shorter than this vanish (us), in the decoder's "
+            "pulse layer (and in pigpiod with the pigpio backend)",
+        ),
     ] = 100
 
 
