@@ -6,9 +6,11 @@ Rules:
   nobody accepts is counted in ``stats`` once, under the reason of the decoder that
   got furthest (order of ``REASONS``), as are the short/long frames the slicer drops (and
   ``lost``: frames void because the driver lost edges, level 3);
-- a code is reported only after ``repeats`` identical frames (protocol, bits, value), each less
-  than ``release_us`` after the previous one; rejected frames in between do not break the run,
-  a different code does (EV1527 and rc-switch have no checksum: trust comes from repeats);
+- a code is reported only after ``repeats`` identical frames (protocol, bits, value), each
+  starting less than ``release_us`` after the previous one ended; rejected frames in between do
+  not break the run, a different code does (EV1527 and rc-switch have no checksum: trust comes
+  from repeats); measuring from the frame's start keeps long frames (a 64-bit rc-switch 8 frame
+  lasts 0.2 s) confirmable;
 - one press = one event: after a code is reported it is held, and frames of the held code are
   not reported again until ``release_us`` passes without one;
 - a frame's time is the end of its last mark (before its sync gap), so the idle time merged into
@@ -95,7 +97,7 @@ class Decoder:
         for frame in frames:  # alternatives: the first that decodes counts
             code = self._frame(frame, end_ns)
             if code is not None:
-                return self._confirm(code, end_ns)
+                return self._confirm(code, end_ns, end_ns - frame.active_us * 1000)
         return _NONE
 
     def feed_pulses(self, pulses: Iterable[Pulse], *, close: bool = True) -> list[Decoded]:
@@ -135,12 +137,12 @@ class Decoder:
             self._on_frame(frame, end_ns, results)
         return None
 
-    def _confirm(self, code: Decoded, end_ns: int) -> tuple[Decoded, ...]:
+    def _confirm(self, code: Decoded, end_ns: int, start_ns: int) -> tuple[Decoded, ...]:
         ident = code.identity
-        if ident == self._held and end_ns - self._held_ns < self.release_ns:
+        if ident == self._held and start_ns - self._held_ns < self.release_ns:
             self._held_ns = end_ns
             return _NONE
-        if ident == self._run and end_ns - self._run_ns < self.release_ns:
+        if ident == self._run and start_ns - self._run_ns < self.release_ns:
             self._run_count += 1
         else:
             self._run, self._run_count = ident, 1

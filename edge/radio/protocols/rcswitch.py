@@ -26,7 +26,10 @@ Real transmitters are sloppier than this table, so the rules are:
   (``SHAPE_MARGIN``) from that midpoint to the nominal zero or one. A "0" sent as 0.5 T : 2.5 T
   instead of 1 : 2, or one duration off by ±0.5 T, is still the right bit; 2 T : 2 T is no bit;
 - the bit's total length must be within ``frame.tolerance × T`` of its nominal length (0.6 T by
-  default, rc-switch's tolerance per duration): that is what keeps noise out;
+  default, rc-switch's tolerance per duration): that is what keeps noise out; and no single
+  duration may be off by more than ``tolerance + LOPSIDED`` (1.1 T): a lopsided half plus a
+  sloppy one, but not the shape of another protocol (protocol 5's lopsided "0", 0.5 T : 2.5 T,
+  is 2.5 T : 12.5 T in protocol 3's base of a fifth, 1.5 T from its 4 : 11);
 - a stretched first pulse: receivers with AGC make the first high after a long silence 6–11 T.
   When the first mark is longer than any bit's high, the first bit is decided from its low part;
 - the sync: its short part (the mark before the gap, or for an inverted protocol the frame's
@@ -60,6 +63,7 @@ from edge.radio.slicer import Frame
 
 SYNC_TOLERANCE = 0.08
 SHAPE_MARGIN = 0.25
+LOPSIDED = 0.5
 MIN_BITS = 12
 MAX_BITS = 64
 
@@ -176,6 +180,7 @@ def demodulate(frame: Frame, timing: Timing) -> Fit | Reject:
     # the bits
     mid = (dz + do) / 2 * base
     margin = SHAPE_MARGIN * abs(do - dz) / 2 * base
+    loose = tol + LOPSIDED * base
     value = 0
     for i in range(n):
         a, b = firsts[i], seconds[i]
@@ -196,7 +201,10 @@ def demodulate(frame: Frame, timing: Timing) -> Fit | Reject:
             e0, e1 = (o0, o1) if bit else (z0, z1)
             if abs(a + b - (e0 + e1) * base) > tol:
                 return Reject("timing")
-            error += abs(a - e0 * base) + abs(b - e1 * base)
+            da, db = abs(a - e0 * base), abs(b - e1 * base)
+            if da > loose or db > loose:
+                return Reject("timing")
+            error += da + db
         value = value << 1 | bit
     return Fit(timing.number, value, n, base, error / (2 * n + 1))
 

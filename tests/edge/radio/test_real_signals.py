@@ -64,6 +64,15 @@ def test_a_lopsided_zero_is_decided_by_which_half_is_longer() -> None:
     assert (fit.value, fit.bits, round(fit.base_us)) == (0b1010_0110_1001, 12, t)
 
 
+def test_lopsided_protocol_5_is_not_mistaken_for_protocol_3() -> None:
+    # 3 is 5 at a fifth of the base; a lopsided "0" of 5 (0.5 T : 2.5 T) is nearer 3's 4 : 11
+    # in shape, but 1.5 of 3's base periods off in its first half: no 3 bit at all
+    pulses = remote.sloppy(remote.transmit(5, 0x001, 12, 550, 6), 550, off_share=0)
+    assert decoded(pulses) == [canonical(5, 0x001, 12)]
+    frame = frames_of(pulses)[2]
+    assert rcswitch.demodulate(frame, rcswitch.TABLE[2]) == Reject("timing")
+
+
 def test_the_bit_length_bounds_what_a_bit_may_be() -> None:
     t = 350
     pulses = remote.transmit(1, 0xB16B00, 24, t, repeats=3)
