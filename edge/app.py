@@ -117,7 +117,9 @@ def backend_spec(
         )
         if cfg.audio.enabled
         else None,
-        rf433=Rf433Spec(cfg.rf433.gpio, cfg.rf433.watchdog_ms, cfg.rf433.glitch_us)
+        rf433=Rf433Spec(
+            cfg.rf433.gpio, cfg.rf433.watchdog_ms, cfg.rf433.glitch_us, cfg.rf433.backend
+        )
         if cfg.rf433.enabled
         else None,
         serial=SerialSpec(cfg.serial.port, cfg.serial.baudrate, cfg.serial.repeat_window_s)
@@ -182,7 +184,9 @@ class Core:
         self.buttons = ButtonDecoder(cfg.buttons, cfg.input)
         self.presence = PresenceDetector(cfg.presence)
         r = cfg.rf433
-        self.radio = Decoder(r.repeats, r.tolerance, r.frame_gap_us, r.release_ms * 1000)
+        self.radio = Decoder(
+            r.repeats, r.tolerance, r.frame_gap_us, r.release_ms * 1000, glitch_us=r.glitch_us
+        )
         self.segmenter = Segmenter(cfg, new_id, settle_ns(cfg))
         self.counters = Counters()
         # fault handling (docs/RELIABILITY.md): alarms and faults for the status message, the

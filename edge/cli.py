@@ -150,9 +150,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     decode.add_argument("file", type=Path)
     decode.add_argument("--repeats", type=int, default=2, help="identical frames to trust")
+    decode.add_argument(
+        "--glitch-us", type=int, default=0, help="drop levels shorter than this (us), as live"
+    )
+    decode.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print each frame no protocol accepted, with every decoder's reason",
+    )
     decode.set_defaults(handler=_rf433_decode)
-    listen = rf_sub.add_parser("listen", help="decode the GPIO receiver live (needs pigpiod)")
+    listen = rf_sub.add_parser("listen", help="decode the remote receivers live")
     listen.add_argument("--config", type=Path, help="device configuration (rf433, pigpio)")
+    listen.add_argument(
+        "--backend", choices=("gpiod", "pigpio"), help="read the GPIO receiver so (rf433.backend)"
+    )
     listen.add_argument("--count", type=int, default=0, help="stop after N codes (0: never)")
     listen.add_argument("--timeout", type=float, default=0, help="stop after S seconds")
     listen.set_defaults(handler=_rf433_listen)
@@ -163,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_argument("role", help="a role (green, yellow, red, request, seller) or button name")
     learn.add_argument("--config", type=Path, required=True, help="the config file to edit")
     learn.add_argument("--timeout", type=float, default=60.0, help="wait at most S seconds")
+    learn.add_argument(
+        "--backend", choices=("gpiod", "pigpio"), help="read the GPIO receiver so (rf433.backend)"
+    )
     learn.add_argument(
         "--wireless-only",
         action="store_true",
@@ -322,20 +336,31 @@ def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event
 
 
 def _rf433_decode(args: argparse.Namespace) -> int:
-    from edge.radio import decode_ook_file
+    from edge.radio import decode_ook_file, explain_ook_file
 
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
-    for code in decode_ook_file(args.file, repeats=args.repeats):
+    if not 0 <= args.glitch_us <= 10_000:
+        raise UserError(f"--glitch-us must be 0..10000, got {args.glitch_us}")
+    if args.explain:
+        for line in explain_ook_file(args.file, args.repeats, args.glitch_us):
+            print(line)
+        return 0
+    for code in decode_ook_file(args.file, repeats=args.repeats, glitch_us=args.glitch_us):
         print(json.dumps(code))
     return 0
 
 
-def _open_receivers(cfg: Config) -> tuple[Backend, queue.SimpleQueue[object]]:
-    """The configured remote receivers only (GPIO 433 MHz and/or RFLink), for learn/listen."""
+def _open_receivers(
+    cfg: Config, radio: str | None = None
+) -> tuple[Backend, queue.SimpleQueue[object]]:
+    """The configured remote receivers only (GPIO 433 MHz and/or RFLink), for learn/listen;
+    ``radio`` overrides ``rf433.backend``."""
     from edge.app import backend_spec
     from hardware import HardwareError, open_backend
 
+    if radio is not None:
+        cfg = cfg.model_copy(update={"rf433": cfg.rf433.model_copy(update={"backend": radio})})
     if not (cfg.rf433.enabled or cfg.serial.enabled or cfg.nrf24.enabled):
         raise UserError(
             "no remote receiver is enabled: set rf433.enabled, serial.enabled or "
@@ -349,6 +374,11 @@ def _open_receivers(cfg: Config) -> tuple[Backend, queue.SimpleQueue[object]]:
         backend.start(inbox.put)
     except HardwareError as exc:
         raise UserError(str(exc)) from None
+    faults = getattr(backend, "faults", [])
+    failed = {fault.part for fault in faults}
+    if faults and all(device.name in failed for device in backend.inventory.all()):
+        backend.stop()  # not one receiver started: say why now, rather than wait in silence
+        raise UserError("; ".join(f"{fault.part}: {fault.detail}" for fault in faults))
     return backend, inbox
 
 
@@ -360,7 +390,9 @@ def _remote_keys(
     from hardware import DeviceFault, RadioEdge, RemoteCode
 
     r = cfg.rf433
-    decoder = Decoder(r.repeats, r.tolerance, r.frame_gap_us, r.release_ms * 1000)
+    decoder = Decoder(
+        r.repeats, r.tolerance, r.frame_gap_us, r.release_ms * 1000, glitch_us=r.glitch_us
+    )
     while deadline is None or time.monotonic() < deadline:
         try:
             item = inbox.get(timeout=0.1)
@@ -385,7 +417,7 @@ def _rf433_listen(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.config is None or not cfg.rf433.enabled:
         cfg = cfg.model_copy(update={"rf433": cfg.rf433.model_copy(update={"enabled": True})})
-    backend, inbox = _open_receivers(cfg)
+    backend, inbox = _open_receivers(cfg, args.backend)
     deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
     seen = 0
     try:
@@ -404,7 +436,7 @@ def _learn(args: argparse.Namespace) -> int:
     from edge.learn import bind_code
 
     cfg = load_config(args.config)
-    backend, inbox = _open_receivers(cfg)
+    backend, inbox = _open_receivers(cfg, args.backend)
     print(
         f"press the remote key for {args.role} now (waiting up to {args.timeout:g} s)…", flush=True
     )
@@ -428,6 +460,11 @@ def _learn(args: argparse.Namespace) -> int:
         + (f" (was {change.previous_code!r})" if change.previous_code else "")
         + ("; the default buttons were written out" if change.defaults_written else "")
     )
+    if key.get("state") is not None:
+        print(
+            f"that code is the transmitter's '{key['state']}' state; its other states (e.g. a "
+            "door contact's open/close) are other codes and stay unbound"
+        )
     if change.kept_pin is not None:
         print(
             f"it is still wired on GPIO{change.kept_pin}: a press of the button or of the "

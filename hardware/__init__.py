@@ -4,7 +4,9 @@
 backend is chosen from a :class:`BackendSpec` (built by ``edge`` from its config): ``simulated``
 (:class:`SimulatedBackend`, driven by ``advance_to`` in virtual time) or ``pi``
 (:class:`LiveBackend`, the real drivers). Both have an ``inventory`` and ``start(sink)`` /
-``stop()``. Wiring of the real parts: ``hardware/WIRING.md``.
+``stop()``. Within ``pi``, the 433 MHz receiver's own backend (``Rf433Spec.backend``: ``gpiod``
+by default, or ``pigpio``) and the pin factory of buttons and ranger are chosen in ``_pi.py``.
+Wiring of the real parts, and which backend each part uses: ``hardware/WIRING.md``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from hardware.alsa import PromptPlayer
 
 __all__ = [
+    "RF433_BACKENDS",
     "AudioPeriod",
     "AudioSource",
     "AudioSpec",
@@ -124,13 +127,21 @@ class AudioSpec:
     seed: int = 0
 
 
+#: How the 433 MHz receiver's data pin is read: the kernel's GPIO character device through
+#: libgpiod (default, every Pi incl. the Pi 5), or the pigpio daemon (older setups).
+RF433_BACKENDS = ("gpiod", "pigpio")
+
+
 @dataclass(frozen=True, slots=True)
 class Rf433Spec:
-    """A 433 MHz OOK receiver's data pin, read through pigpio callbacks."""
+    """A 433 MHz OOK receiver's data pin (BCM ``gpio``), read by ``backend``: ``gpiod``
+    (the kernel time-stamps edges; ``glitch_us`` is applied by the decoder's pulse layer) or
+    ``pigpio`` (pigpiod's callbacks and its glitch filter)."""
 
     gpio: int
     watchdog_ms: int = 20
     glitch_us: int = 100
+    backend: str = "gpiod"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,10 @@ Rules:
   :class:`DeviceFault` and the rest keeps running.
 - A pin factory that cannot be opened (no GPIO chip, pigpiod not running) disables only the parts
   on it; each gets a fault. So does a button without a pin.
+- The 433 MHz receiver is read by its own backend, ``spec.rf433.backend``: ``gpiod``
+  (:class:`~hardware.gpiod_rx.GpiodRf433Receiver`, the kernel's edge timestamps; the default)
+  or ``pigpio`` (:class:`~hardware.rf433.Rf433Receiver`, pigpiod's callbacks). Another name is a
+  configuration error.
 - :meth:`LiveBackend.start` reports those faults into the sink first, then starts every device in
   inventory order (buttons, radio pins, serial/nRF24 receivers, ranger, microphone). A device
   whose ``start()`` raises is stopped again, reported as ``DeviceFault(part, ok=False, detail,
@@ -34,6 +38,7 @@ from hardware._api import Device, DeviceFault, EventSink, Inventory
 from hardware._errors import HardwareError
 from hardware.alsa import AlsaMicrophone
 from hardware.gpio import FACTORY_NAMES, GpioButton, make_pin_factory
+from hardware.gpiod_rx import GpiodRf433Receiver
 from hardware.nrf24 import Nrf24Buttons
 from hardware.rf433 import Rf433Receiver
 from hardware.serial_rx import RflinkReceiver
@@ -155,17 +160,29 @@ def _inventory(
                     )
                 )
     if spec.rf433 is not None:
+        radio = spec.rf433
         with _configuring("rf433"):
-            inventory.edges.append(
-                Rf433Receiver(
-                    spec.rf433.gpio,
-                    host=spec.pigpio_host,
-                    port=spec.pigpio_port,
-                    watchdog_ms=spec.rf433.watchdog_ms,
-                    glitch_us=spec.rf433.glitch_us,
-                    clock=clock,
+            if radio.backend == "gpiod":
+                inventory.edges.append(
+                    GpiodRf433Receiver(radio.gpio, watchdog_ms=radio.watchdog_ms, clock=clock)
                 )
-            )
+            elif radio.backend == "pigpio":
+                inventory.edges.append(
+                    Rf433Receiver(
+                        radio.gpio,
+                        host=spec.pigpio_host,
+                        port=spec.pigpio_port,
+                        watchdog_ms=radio.watchdog_ms,
+                        glitch_us=radio.glitch_us,
+                        clock=clock,
+                    )
+                )
+            else:
+                raise HardwareError(
+                    f"rf433: unknown radio backend {radio.backend!r}: choose 'gpiod' (the "
+                    "kernel's GPIO character device, every Pi) or 'pigpio' (pigpiod, not on "
+                    "the Pi 5)"
+                )
     if spec.serial is not None:
         with _configuring("rflink"):
             inventory.others.append(

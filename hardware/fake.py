@@ -231,8 +231,9 @@ def rf_frame(key: str) -> tuple[int, int, int]:
     """``(rc-switch protocol, value, bits)`` of the frame a remote sends for a 433 MHz key.
 
     ``key`` is what the GPIO decoder reports: ``ev1527:<6 hex>``, ``pt2262:<6 hex>`` (every bit
-    pair a trit) or ``rcswitch<1-6>:<hex>`` (bits = 4 × digits, 12..64; not 24 bits on protocol
-    1, which decodes as ev1527/pt2262). Raises ``ValueError`` for a key no remote would produce.
+    pair a trit) or ``rcswitch<1-11>:<hex>`` (bits = 4 × digits, 12..64; not 24 bits on protocol
+    1, which decodes as ev1527/pt2262; protocol 12 decodes as 11). Raises ``ValueError`` for a key
+    no remote would produce.
     """
     protocol, sep, digits = key.lower().partition(":")
     if not sep or not digits or not set(digits) <= _HEX_DIGITS:
@@ -246,14 +247,14 @@ def rf_frame(key: str) -> tuple[int, int, int]:
         raise ValueError(f"remote key {key!r}: that frame decodes as '{other}:{digits}'")
     if (
         protocol.startswith("rcswitch")
-        and protocol[8:] in {str(p) for p in _remote.PROTOCOLS}
+        and protocol[8:] in {str(p) for p in _remote.PROTOCOLS if p != 12}
         and 12 <= bits <= 64
         and not (protocol == "rcswitch1" and bits == 24)
     ):
         return int(protocol[8:]), value, bits
     raise ValueError(
         f"remote key {key!r}: the simulated remotes send ev1527:<6 hex>, pt2262:<6 hex> or "
-        "rcswitch<1-6>:<3..16 hex> (not 6 hex digits on rcswitch1)"
+        "rcswitch<1-11>:<3..16 hex> (not 6 hex digits on rcswitch1)"
     )
 
 

@@ -5,6 +5,12 @@ Rules:
 - The pin factory is made in one place, :func:`make_pin_factory`, from a name. Anything that
   stops it from opening becomes a :class:`HardwareError` naming the factory, the underlying
   exception and the fix.
+- The lgpio factory is given the chip that carries the 40-pin header, found by its line names
+  (``GPIO<n>``, :func:`~hardware.gpiod_rx.header_chip`) when libgpiod's bindings are there.
+  gpiozero 2.0 guesses it from the board revision: gpiochip4 only for the Pi 5 itself, so on
+  boards it does not know (Pi 500, CM5) with a kernel that numbers RP1 gpiochip4 it would open
+  the SoC's chip 0 and no button would ever fire. Without the bindings, or when no chip names
+  its lines so, gpiozero's own guess stands.
 - A :class:`GpioButton` reports every raw edge as a :class:`ButtonEdge`: no debouncing and no
   hold detection here (gpiozero's ``bounce_time`` is None, ``when_held`` is unused). The daemon
   debounces and tells short from long presses using the timestamps.
@@ -33,6 +39,7 @@ from gpiozero import DigitalInputDevice, Factory
 
 from hardware._api import ButtonEdge, EventSink
 from hardware._errors import HardwareError
+from hardware.gpiod_rx import KernelGpio, LineAccess, header_chip
 
 FactoryName = Literal["lgpio", "pigpio", "rpigpio", "native", "mock"]
 FACTORY_NAMES: tuple[FactoryName, ...] = ("lgpio", "pigpio", "rpigpio", "native", "mock")
@@ -74,8 +81,21 @@ _LOCAL: dict[str, _LocalFactory] = {
 }
 
 
+def lgpio_chip(access: LineAccess | None = None) -> int | None:
+    """The gpiochip number to give gpiozero's lgpio factory: the header chip found by line
+    names, or None to let gpiozero guess (no bindings, no such chip, no GPIO at all)."""
+    try:
+        return header_chip(access if access is not None else KernelGpio())
+    except (HardwareError, OSError):
+        return None
+
+
 def make_pin_factory(
-    name: FactoryName, *, pigpio_host: str = "localhost", pigpio_port: int = 8888
+    name: FactoryName,
+    *,
+    pigpio_host: str = "localhost",
+    pigpio_port: int = 8888,
+    gpio_access: LineAccess | None = None,
 ) -> Factory:
     """Open the gpiozero pin factory called ``name``, or raise a :class:`HardwareError`."""
     if name == "mock":
@@ -100,11 +120,16 @@ def make_pin_factory(
             f"pin factory {name!r}: {spec.needs} cannot be loaded "
             f"({type(exc).__name__}: {exc}): {spec.check}"
         ) from exc
+    chip = lgpio_chip(gpio_access) if name == "lgpio" else None
+    where = "" if chip is None else f" on gpiochip{chip}"
     try:
+        if chip is not None:
+            return getattr(module, spec.cls)(chip=chip)
         return getattr(module, spec.cls)()
     except Exception as exc:
         raise HardwareError(
-            f"pin factory {name!r} cannot open the GPIO ({type(exc).__name__}: {exc}): {spec.check}"
+            f"pin factory {name!r} cannot open the GPIO{where} ({type(exc).__name__}: {exc}): "
+            f"{spec.check}"
         ) from exc
 
 

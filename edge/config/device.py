@@ -42,7 +42,11 @@ class HardwareSection(Section):
         ),
     ] = "lgpio"
     pigpio_host: Annotated[
-        str, Field(max_length=200, description="pigpiod address (433 MHz receiver, pigpio pins)")
+        str,
+        Field(
+            max_length=200,
+            description="pigpiod address (rf433.backend = 'pigpio', pin_factory = 'pigpio')",
+        ),
     ] = "localhost"
     pigpio_port: Annotated[int, Field(ge=1, le=65535, description="pigpiod TCP port")] = 8888
 

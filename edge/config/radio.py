@@ -3,7 +3,7 @@ RFLink-style USB stick), ``[nrf24]`` (nRF24L01 buttons)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -11,17 +11,29 @@ from edge.config.base import Section
 
 
 class Rf433Section(Section):
-    enabled: Annotated[
-        bool, Field(description="Read a 433 MHz OOK receiver's data pin (through pigpiod)")
-    ] = False
+    enabled: Annotated[bool, Field(description="Read a 433 MHz OOK receiver's data pin")] = False
+    backend: Annotated[
+        Literal["gpiod", "pigpio"],
+        Field(
+            description="How the data pin is read: 'gpiod' = the kernel's GPIO character device "
+            "(libgpiod v2; kernel edge timestamps; every Pi incl. the Pi 5; the default), "
+            "'pigpio' = the pigpio daemon (older setups; not on the Pi 5)"
+        ),
+    ] = "gpiod"
     gpio: Annotated[int, Field(ge=0, le=27, description="Receiver data pin, BCM number")] = 27
     repeats: Annotated[
         int,
         Field(ge=1, le=10, description="Identical frames needed before a code is trusted (no CRC)"),
     ] = 2
     tolerance: Annotated[
-        float, Field(ge=0.2, le=0.6, description="Pulse timing tolerance (share of a period)")
-    ] = 0.5
+        float,
+        Field(
+            ge=0.2,
+            le=1.0,
+            description="Allowed error of a bit's length (high + low), in base periods; 0.6 "
+            "as rc-switch allows per duration",
+        ),
+    ] = 0.6
     frame_gap_us: Annotated[
         int, Field(ge=1500, le=20000, description="A gap this long always ends a frame (us)")
     ] = 4300
@@ -33,7 +45,13 @@ class Rf433Section(Section):
         int, Field(ge=20, le=1000, description="Close the last frame after this silence (ms)")
     ] = 20
     glitch_us: Annotated[
-        int, Field(ge=0, le=250, description="pigpio glitch filter: drop shorter pulses (us)")
+        int,
+        Field(
+            ge=0,
+            le=250,
+            description="Glitch filter: levels shorter than this vanish (us), in the decoder's "
+            "pulse layer (and in pigpiod with the pigpio backend)",
+        ),
     ] = 100
 
 

@@ -2,7 +2,7 @@
 
 from edge.radio.codes import Decoded, Reject
 from edge.radio.decoder import Decoder
-from edge.radio.ook import decode_ook_file
+from edge.radio.ook import decode_ook_file, explain_ook_file
 from edge.radio.protocols import DECODERS
 from edge.radio.pulses import EdgeToPulses, OokError, Pulse, format_ook, read_ook
 from edge.radio.slicer import Frame, FrameSlicer
@@ -18,6 +18,7 @@ __all__ = [
     "Pulse",
     "Reject",
     "decode_ook_file",
+    "explain_ook_file",
     "format_ook",
     "read_ook",
 ]

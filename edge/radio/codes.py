@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 # Reject reasons, from "nowhere near" to "nearly": short/long (slicer: pulse count out of range),
-# bits (not the bit count this protocol needs), sync (sync gap or sync mark off), timing (a bit
-# matches neither zero nor one), trits (PT2262: a bit pair that is not a trit).
+# bits (not the bit count this protocol needs), sync (sync, start or stop pulse, or preamble off),
+# timing (a bit's length or shape is outside the tolerance), trits (PT2262: a bit pair that is not
+# a trit).
 REASONS = ("short", "long", "bits", "sync", "timing", "trits")
 
 
@@ -28,7 +29,15 @@ class Decoded:
 
     ``pulse_us`` is the base period estimated from the frame; ``t_ns`` is the monotonic time at
     which the frame that confirmed the code ended (set by the decoder, 0 from a bare protocol
-    decoder). ``id``/``key`` are set for EV1527, ``tristate`` for PT2262.
+    decoder). What else a protocol knows about the code:
+
+    - ``id`` (printed with ``id_digits`` hex digits) and ``key``: EV1527's 20-bit id and 4-bit
+      key; NewKaku's 26-bit address; HomeEasy's 32-bit address;
+    - ``tristate``: PT2262's trits;
+    - ``state``: what the code means to the device that sent it: an alarm sensor's
+      ``open``/``close``/``tamper``/``battery``/``motion`` (EV1527 key nibbles, as rtl_433's
+      Kerui decoder maps them), or a switch's ``on``/``off``/``dim`` (NewKaku, HomeEasy);
+    - ``unit``, ``group`` and ``dim``: NewKaku's unit, group flag and dim level.
     """
 
     protocol: str
@@ -39,6 +48,11 @@ class Decoded:
     id: int | None = None
     key: int | None = None
     tristate: str | None = None
+    state: str | None = None
+    unit: int | None = None
+    group: bool | None = None
+    dim: int | None = None
+    id_digits: int = 5
 
     @property
     def hex(self) -> str:
@@ -51,12 +65,13 @@ class Decoded:
         return (self.protocol, self.bits, self.code)
 
     def to_json(self) -> dict[str, Any]:
-        """The stable JSON form: protocol, bits, code (hex); id (hex) and key, or tristate."""
+        """The stable JSON form: protocol, bits, code (hex), then what the protocol knows (id as
+        hex, key, tristate, state, unit, group, dim), each only when set."""
         out: dict[str, Any] = {"protocol": self.protocol, "bits": self.bits, "code": self.hex}
         if self.id is not None:
-            out["id"] = f"{self.id:05x}"
-        if self.key is not None:
-            out["key"] = self.key
-        if self.tristate is not None:
-            out["tristate"] = self.tristate
+            out["id"] = f"{self.id:0{self.id_digits}x}"
+        for name in ("key", "tristate", "state", "unit", "group", "dim"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out

@@ -50,7 +50,7 @@ def write_config(path: Path, server: PigpioReplayServer, extra: str = "") -> Pat
     path.write_text(
         "# the counter by the door\n"
         f"[hardware]\npigpio_host = '127.0.0.1'\npigpio_port = {server.port}\n"
-        f"[rf433]\nenabled = true\ngpio = {GPIO}\n" + extra
+        f"[rf433]\nenabled = true\nbackend = 'pigpio'\ngpio = {GPIO}\n" + extra
     )
     return path
 

@@ -49,7 +49,10 @@ from hardware import (
 from hardware._remote import ev1527, to_edges
 from hardware.alsa import AlsaMicrophone
 from hardware.fake import SimButton, SimRadio, SimRflink
+from hardware.gpiod_replay import GpiodReplay, pi5_chips
+from hardware.gpiod_rx import GpiodRf433Receiver, KernelGpio
 from hardware.pigpio_replay import PigpioReplayServer
+from hardware.rf433 import Rf433Receiver
 from hardware.serial_rx import RflinkReceiver
 from hardware.ultrasonic import speed_of_sound
 from tests.hardware.alsa_fixtures import FifoFeeder, capture_pcm, use_alsa_config
@@ -111,7 +114,7 @@ def factories(
     hosts and ports the backends asked for are recorded."""
     asked: list[tuple[str, str, int]] = []
 
-    def make(name: str, *, pigpio_host: str, pigpio_port: int) -> MockFactory:
+    def make(name: str, *, pigpio_host: str, pigpio_port: int, **_: object) -> MockFactory:
         asked.append((name, pigpio_host, pigpio_port))
         return mock_factory
 
@@ -199,7 +202,7 @@ def test_pi_backend_runs_every_real_driver_and_releases_everything_at_stop(  # n
         buttons=BUTTONS,
         ranger=RangerSpec(23, 24, interval_s=0.06),
         audio=AudioSpec(RATE, FRAMES, device="testmic"),
-        rf433=Rf433Spec(RF_GPIO, watchdog_ms=20, glitch_us=0),
+        rf433=Rf433Spec(RF_GPIO, watchdog_ms=20, glitch_us=0, backend="pigpio"),
         serial=SerialSpec(port),
         pin_factory="mock",
         pigpio_host="127.0.0.1",
@@ -287,7 +290,7 @@ def test_a_device_that_cannot_start_is_reported_and_the_others_run(
             backend="pi",
             buttons=(*BUTTONS, ButtonSpec("seller")),  # a button without a pin
             audio=AudioSpec(RATE, FRAMES, device="nosuchmic"),
-            rf433=Rf433Spec(RF_GPIO),
+            rf433=Rf433Spec(RF_GPIO, backend="pigpio"),
             nrf24=Nrf24Spec(),  # no /dev/spidev0.0 here
             pin_factory="mock",
             pigpio_host="127.0.0.1",
@@ -313,6 +316,54 @@ def test_a_device_that_cannot_start_is_reported_and_the_others_run(
     mock_factory.pin(5).drive_low()
     [edge] = [e for e in sink.wait_for(count(ButtonEdge, 1)) if isinstance(e, ButtonEdge)]
     assert (edge.button, edge.pressed) == ("green", True)
+
+
+def test_the_radio_is_read_through_gpiod_by_default(
+    backends: list[LiveBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the kernel's GPIO chips are a replay: real gpiod.EdgeEvent objects behind request_lines
+    replay = GpiodReplay(pi5_chips(new_kernel=False))
+    monkeypatch.setattr("hardware.gpiod_rx.KernelGpio", lambda: replay)
+    backend = live(BackendSpec(backend="pi", rf433=Rf433Spec(RF_GPIO)), backends)
+    [receiver] = backend.inventory.edges
+    assert isinstance(receiver, GpiodRf433Receiver)
+    sink = Sink()
+    backend.start(sink)
+    assert backend.faults == []
+    assert receiver.line == ("/dev/gpiochip4", RF_GPIO)  # a Pi 5 on an older kernel
+    edges = [
+        (level, tick * 1000)
+        for level, tick in to_edges(ev1527(REMOTE_ID, REMOTE_KEY, repeats=4), 10**9)
+    ]
+    replay.play(edges)
+    replay.idle(30 * MS)
+    sink.wait_for(count(RadioEdge, len(edges) + 1))
+    radio = [e for e in sink.of(RadioEdge) if isinstance(e, RadioEdge)]
+    assert [(e.level, e.t_ns) for e in radio[: len(edges)]] == edges  # the kernel's stamps
+    assert decode(radio) == [KEY]
+    backend.stop()
+    assert all(r.released for r in replay.requests)
+
+
+def test_without_gpio_chips_the_gpiod_radio_is_a_fault_naming_what_to_check(
+    backends: list[LiveBackend], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("hardware.gpiod_rx.KernelGpio", lambda: KernelGpio(tmp_path))
+    backend = live(BackendSpec(backend="pi", rf433=Rf433Spec(RF_GPIO)), backends)
+    sink = Sink()
+    backend.start(sink)
+    [fault] = backend.faults
+    assert (fault.part, fault.ok) == ("rf433", False)
+    assert "no GPIO line named GPIO27" in fault.detail and "none found" in fault.detail
+
+
+def test_the_radio_backend_is_chosen_by_name() -> None:
+    spec = BackendSpec(backend="pi", rf433=Rf433Spec(RF_GPIO, backend="pigpio"))
+    opened = open_backend(spec)
+    assert isinstance(opened, LiveBackend)
+    assert [type(d) for d in opened.inventory.edges] == [Rf433Receiver]
+    with pytest.raises(HardwareError, match=r"unknown radio backend 'lgpio'.*'gpiod'.*'pigpio'"):
+        open_backend(replace(spec, rf433=Rf433Spec(RF_GPIO, backend="lgpio")))
 
 
 def test_a_pin_factory_that_cannot_open_disables_only_the_gpio_parts(

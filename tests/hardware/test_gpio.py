@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from gpiozero.pins.mock import MockFactory
 
 from hardware._api import ButtonEdge, ButtonInput, Device, HardwareEvent
 from hardware._errors import HardwareError
-from hardware.gpio import GpioButton, make_pin_factory
+from hardware.gpio import GpioButton, lgpio_chip, make_pin_factory
+from hardware.gpiod_replay import GpiodReplay, pi4_chips, pi5_chips
+from hardware.gpiod_rx import KernelGpio
 from tests.hardware.conftest import scripted_clock
 
 PIN = 17
@@ -205,3 +208,38 @@ def test_real_factories_off_a_pi_fail_clearly(name: str) -> None:
         make_pin_factory(name)  # type: ignore[arg-type]
     assert info.value.__cause__ is not None
     assert str(info.value.__cause__) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("chips", "chip"),
+    [
+        (pi4_chips(), 0),
+        (pi5_chips(new_kernel=True), 0),
+        (pi5_chips(new_kernel=False), 4),
+        ({"/dev/gpiochip0": ["x"] * 32}, None),  # no chip names its lines GPIO<n>: gpiozero guesses
+    ],
+    ids=["pi4", "pi5-new-kernel", "pi5-old-kernel", "unknown"],
+)
+def test_lgpio_gets_the_header_chip_found_by_line_names(
+    chips: dict[str, list[str]], chip: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replay = GpiodReplay(chips)
+    assert lgpio_chip(replay) == chip
+    # gpiozero's lgpio factory cannot be imported here (no lgpio wheel off a Pi): a stand-in
+    # module records the arguments make_pin_factory gives it
+    opened: list[dict[str, object]] = []
+    stand_in = types.ModuleType("gpiozero.pins.lgpio")
+
+    def lgpio_factory(**kwargs: object) -> MockFactory:
+        opened.append(kwargs)
+        return MockFactory()
+
+    stand_in.LGPIOFactory = lgpio_factory  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gpiozero.pins.lgpio", stand_in)
+    factory = make_pin_factory("lgpio", gpio_access=replay)
+    factory.close()
+    assert opened == ([{}] if chip is None else [{"chip": chip}])
+
+
+def test_without_gpio_chips_lgpio_keeps_its_own_guess(tmp_path: Path) -> None:
+    assert lgpio_chip(KernelGpio(tmp_path)) is None

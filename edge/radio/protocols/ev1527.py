@@ -2,9 +2,17 @@
 
 A frame qualifies when it is 24 bits long and protocol 1 is its best rc-switch fit.
 
-The first 20 bits are the remote's id, the last 4 the key pattern. The base period differs from
-remote to remote (about 280–370 µs) and is estimated from the frame, as for rc-switch. With no
-checksum, trust comes from repeats (the decoder's job, not this module's).
+The first 20 bits are the remote's id (an alarm sensor's unit code), the last 4 the key pattern.
+The base period differs from remote to remote (about 280–370 µs) and is estimated from the frame,
+as for rc-switch. With no checksum, trust comes from repeats (the decoder's job, not this
+module's).
+
+Alarm sensors built on EV1527 (Kerui and its many clones: door/window contacts, PIRs) send their
+state in the key nibble. rtl_433's Kerui decoder maps 0xa = motion, 0xe = open, 0x7 = close,
+0xb = tamper, 0xf = battery (low); such a code carries that ``state``, so a door contact's
+"open" code can be bound to a role (``contactpoint learn``) and its "close" code ignored or bound
+elsewhere. A plain remote whose key happens to use one of these nibbles shows the state too: it
+is a hint, the code is what a binding matches.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from edge.radio.protocols.rcswitch import best_fit
 from edge.radio.slicer import Frame
 
 BITS = 24
+SENSOR_STATES = {0xA: "motion", 0xE: "open", 0x7: "close", 0xB: "tamper", 0xF: "battery"}
 
 
 def decode(frame: Frame) -> Decoded | Reject:
@@ -26,4 +35,7 @@ def decode(frame: Frame) -> Decoded | Reject:
     if got.protocol != 1:
         return Reject("timing")
     value, bits, base = got.value, got.bits, got.base_us
-    return Decoded("ev1527", bits, value, round(base), id=value >> 4, key=value & 0xF)
+    key = value & 0xF
+    return Decoded(
+        "ev1527", bits, value, round(base), id=value >> 4, key=key, state=SENSOR_STATES.get(key)
+    )

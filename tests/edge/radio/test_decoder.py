@@ -103,11 +103,18 @@ def test_press_after_noise_is_still_decoded() -> None:
     assert [d.to_json() for d in got] == [canonical(1, 0xABCDE7, 24)]
 
 
-def test_tolerance_bounds_the_error_of_each_duration() -> None:
-    # every mark 0.45 T too long and every gap 0.45 T too short: the base stays exact
+def test_tolerance_bounds_the_error_of_each_bits_length() -> None:
+    # every mark 0.45 T too long and every gap 0.45 T too short: the bits keep their length and
+    # shape, and the sync mark is 0.45 T off
     skew = round(0.45 * 350)
     pulses = [(m + skew, g - skew) for m, g in remote.transmit(1, 0xB16B00, 24, 350, 3)]
     assert len(run(Decoder(tolerance=0.5), pulses)) == 1
     strict = Decoder(tolerance=0.4)
     assert run(strict, pulses) == []
-    assert strict.stats["sync"] + strict.stats["timing"] == 3
+    assert strict.stats["sync"] == 3
+    # one bit per repeat 0.55 T too long: within 0.6 T, not within 0.5 T
+    stretched = remote.transmit(1, 0xB16B00, 24, 350, 3)
+    for i in range(5, len(stretched), 25):
+        stretched[i] = (stretched[i][0], stretched[i][1] + round(0.55 * 350))
+    assert len(run(Decoder(tolerance=0.6), stretched)) == 1
+    assert run(Decoder(tolerance=0.5), stretched) == []

@@ -58,7 +58,7 @@ def test_watchdog_while_high_drops_the_partial_mark() -> None:
 
 def test_unknown_level_is_an_error() -> None:
     with pytest.raises(ValueError, match="level"):
-        EdgeToPulses().push(3, 0)
+        EdgeToPulses().push(4, 0)
 
 
 GOOD = """;pulse data

@@ -32,7 +32,7 @@ def test_ev1527_and_pt2262_encode_into_protocol_1() -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: remote.transmit(7, 1, 24, 350),
+        lambda: remote.transmit(13, 1, 24, 350),
         lambda: remote.transmit(1, 1 << 24, 24, 350),
         lambda: remote.ev1527(1 << 20, 0),
         lambda: remote.pt2262("01F2F0000000"),

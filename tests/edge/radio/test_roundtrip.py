@@ -13,7 +13,7 @@ from tests.edge.radio.helpers import WRAP, run
 
 @st.composite
 def transmissions(draw: st.DrawFn) -> tuple[int, int, int, int]:
-    protocol = draw(st.integers(1, 6))
+    protocol = draw(st.integers(1, 12))
     bits = draw(st.sampled_from([12, 20, 24, 24, 24, 28, 32, 40, 64]))
     code = draw(st.integers(0, (1 << bits) - 1))
     nominal = remote.NOMINAL_PULSE_US[protocol]
