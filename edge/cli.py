@@ -4,8 +4,9 @@ Rules:
 - :func:`add_commands` registers them on the one ``contactpoint`` parser, whose entry point
   (``provisioning/main.py``) also registers the sink's and provisioning's commands; ``edge``
   imports neither. Each command sets ``handler`` (Namespace -> exit code).
-- Importing this module loads nothing but the standard library (``contactpoint --help`` and
-  ``rf433 decode`` start fast): a handler imports what it needs when it runs.
+- Importing this module loads only the standard library and the error type, so that
+  ``contactpoint --help`` and ``rf433 decode`` start fast: a handler imports what it needs
+  when it runs (tests/test_main.py checks what they load).
 - Errors the user can fix raise :class:`~edge.UserError`: the entry point prints one line on
   stderr and exits with its code (2).
 """
