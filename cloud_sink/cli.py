@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -47,6 +46,7 @@ from cloud_sink.migrations import NoDatabaseError, SchemaError, open_existing
 from cloud_sink.retention import deleted_audio
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import check_files as check_tls_files
+from contract.cli import stdout_closed
 from contract.config import ConfigError
 
 
@@ -170,17 +170,6 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
             return 2
 
     return run
-
-
-def stdout_closed() -> int:
-    """Whoever read our standard output stopped (``| head -1``): a normal end, exit 0. The
-    descriptor is pointed at /dev/null so the interpreter's last flush does not fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
-    return 0
 
 
 def strict_json(value: Any) -> Any:

@@ -4,12 +4,14 @@ What belongs here is what would otherwise be written twice, once on each side, a
 drift apart: the alert-rule model and its one evaluation engine (:mod:`contract.alerts`), the
 base of both configuration files (:mod:`contract.config`: the closed section model, the TOML
 loader, the "did you mean" error wording, the commented example), the explanation of TLS
-failures of a broker link (:mod:`contract.tls`) and the crash points of the fault suite
-(:mod:`contract.crashpoint`). Device-only or sink-only code does not belong here.
+failures of a broker link (:mod:`contract.tls`), the crash points of the fault suite
+(:mod:`contract.crashpoint`) and what every ``contactpoint`` command agrees on (the user-error
+type, a reader that stops early: :mod:`contract.cli`). Device-only or sink-only code does not
+belong here.
 
 Rules: ``contract`` imports nothing from ``edge``, ``cloud_sink``, ``hardware`` or
-``provisioning`` (tests/test_layout.py checks it), and only light dependencies (pydantic, the
-standard library; ``tomlkit`` only in :mod:`contract.config`, ``cryptography`` only in
-:mod:`contract.tls`). This package imports none of its modules: importing
-``contract.crashpoint`` loads neither pydantic nor cryptography.
+``provisioning`` (tests/test_layout.py checks it), and of third-party libraries only light ones
+that both sides install (pydantic; ``tomlkit`` only in :mod:`contract.config`). This package
+imports none of its modules: importing ``contract.crashpoint`` or ``contract.cli`` loads no
+pydantic.
 """

@@ -9,16 +9,21 @@ Rules:
 - Text that is not about TLS comes back unchanged. Nothing secret is ever in it: certificates
   are public, and keys and passwords are never read here.
 - :class:`ClosingSSLSocket` closes a socket whose handshake failed (paho leaves it open).
+- The dates of a certificate are read from its DER here (RFC 5280: the ``validity`` of the
+  ``tbsCertificate``), with the standard library only: the device installs no X.509 library.
 """
 
 from __future__ import annotations
 
+import base64
+import re
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+_SEQUENCE, _VERSION, _UTC_TIME, _GENERALIZED_TIME = 0x30, 0xA0, 0x17, 0x18
 
 
 class ClosingSSLSocket(ssl.SSLSocket):
@@ -37,18 +42,70 @@ def validity_problem(path: str, now: datetime | None = None) -> str | None:
     """'it expired on …' / 'it is not valid before …' for the first certificate of a PEM file;
     None when it is in date or cannot be read (the TLS library says why then)."""
     try:
-        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+        not_before, not_after = validity(Path(path).read_bytes())
     except (OSError, ValueError):
         return None
     now = now or datetime.now(UTC)
-    if now > cert.not_valid_after_utc:
-        return f"it expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-    if now < cert.not_valid_before_utc:
-        return (
-            f"it is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
-            "(check the clock)"
-        )
+    if now > not_after:
+        return f"it expired on {not_after:%Y-%m-%d %H:%M} UTC"
+    if now < not_before:
+        return f"it is not valid before {not_before:%Y-%m-%d %H:%M} UTC (check the clock)"
     return None
+
+
+def validity(pem: bytes) -> tuple[datetime, datetime]:
+    """(not before, not after) of the first certificate in ``pem``; ValueError if there is none
+    or it is not a well-formed X.509 certificate as far as these fields go."""
+    found = _PEM_CERT.search(pem)
+    if found is None:
+        raise ValueError("no PEM certificate")
+    der = base64.b64decode(found.group(1))
+    try:
+        _, certificate, _ = _element(der, 0, _SEQUENCE)
+        _, at, _ = _element(der, certificate, _SEQUENCE)  # tbsCertificate
+        if der[at] == _VERSION:
+            at = _element(der, at)[2]
+        for _field in ("serialNumber", "signature", "issuer"):
+            at = _element(der, at)[2]
+        _, at, _ = _element(der, at, _SEQUENCE)  # validity
+        tag, start, at = _element(der, at)
+        not_before = _time(tag, der[start:at])
+        tag, start, end = _element(der, at)
+        return not_before, _time(tag, der[start:end])
+    except IndexError:
+        raise ValueError("truncated certificate") from None
+
+
+def _element(der: bytes, at: int, expected: int | None = None) -> tuple[int, int, int]:
+    """(tag, start, end) of the contents of the DER element at ``at``."""
+    tag, length = der[at], der[at + 1]
+    at += 2
+    if length & 0x80:  # long form: the next (length & 0x7f) bytes hold the length
+        size = length & 0x7F
+        if not 1 <= size <= 4:
+            raise ValueError(f"unsupported DER length of {size} bytes")
+        length = int.from_bytes(der[at : at + size], "big")
+        at += size
+    if at + length > len(der) or (expected is not None and tag != expected):
+        raise ValueError("not an X.509 certificate")
+    return tag, at, at + length
+
+
+def _time(tag: int, value: bytes) -> datetime:
+    """An RFC 5280 time: UTCTime YYMMDDHHMMSSZ (YY >= 50: 19YY) or GeneralizedTime
+    YYYYMMDDHHMMSSZ."""
+    text = value.decode("ascii")
+    if tag == _UTC_TIME and len(text) == 13:
+        year, rest = int(text[:2]), text[2:]
+        year += 1900 if year >= 50 else 2000
+    elif tag == _GENERALIZED_TIME and len(text) == 15:
+        year, rest = int(text[:4]), text[4:]
+    else:
+        raise ValueError("not an X.509 time")
+    if not (rest.endswith("Z") and rest[:-1].isdigit()):
+        raise ValueError(f"not an X.509 time: {text!r}")
+    month, day, hour, minute, second = (int(rest[i : i + 2]) for i in range(0, 10, 2))
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def explain(

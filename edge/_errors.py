@@ -1,7 +1,6 @@
-"""The one exception type the CLI turns into a clear message and a non-zero exit."""
+"""The one exception type the CLI turns into a clear message and a non-zero exit: the shared
+:class:`contract.cli.UserError`, under the name edge's modules have always imported it by."""
 
+from contract.cli import UserError
 
-class UserError(Exception):
-    """Bad input from a person (a file, a flag): the message names what and how to fix it."""
-
-    exit_code = 2
+__all__ = ["UserError"]

@@ -1,10 +1,14 @@
-"""``contactpoint``: one command with subcommands for the device, the simulation and tools.
+"""The device's commands of ``contactpoint``: config, simulate, edge, rf433, learn, contacts.
 
 Rules:
-- Errors the user can fix print one line on stderr and exit with the error's code (2).
-- A reader of the output that stops early (``contactpoint contacts | head -1``) is a normal
-  end: no traceback, exit 0 (the sink's commands do the same, ``cloud_sink.cli``).
-- ``contactpoint --version`` prints the installed distribution's version (package metadata).
+- :func:`add_commands` registers them on the one ``contactpoint`` parser, whose entry point
+  (``provisioning/main.py``) also registers the sink's and provisioning's commands; ``edge``
+  imports neither. Each command sets ``handler`` (Namespace -> exit code).
+- Importing this module loads only the standard library and the error type, so that
+  ``contactpoint --help`` and ``rf433 decode`` start fast: a handler imports what it needs
+  when it runs (tests/test_main.py checks what they load).
+- Errors the user can fix raise :class:`~edge.UserError`: the entry point prints one line on
+  stderr and exits with its code (2).
 """
 
 from __future__ import annotations
@@ -12,67 +16,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import queue
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from edge import __version__
 from edge._errors import UserError
-from edge.config import Config, ConfigError, example_config, load_config
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from edge.config import Config
     from hardware import Backend
 
-Handler = Callable[[argparse.Namespace], int]
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 2
-    try:
-        code = handler(args)
-        sys.stdout.flush()  # the reader may be gone while the last lines were buffered
-        return code
-    except BrokenPipeError:
-        from cloud_sink.cli import stdout_closed
-
-        return stdout_closed()
-    except UserError as exc:
-        print(f"contactpoint: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("contactpoint: interrupted", file=sys.stderr)
-        return 130
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="contactpoint",
-        description="Customer-contact recorder for a shop counter: buttons, remotes, presence "
-        "sensor and always-on audio, cut into tagged contacts.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument(
-        "--version", action="version", version=f"contactpoint {__version__}", help="and exit"
-    )
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-
+def add_commands(sub: Any) -> None:
+    """Register the device's commands on an argparse subparsers object."""
     config = sub.add_parser("config", help="print or check a device configuration")
     config_sub = config.add_subparsers(title="config commands", metavar="ACTION", required=True)
     example = config_sub.add_parser("example", help="print a commented default configuration")
@@ -106,18 +69,6 @@ def _parser() -> argparse.ArgumentParser:
         help="with --broker: give up (exit 1, data kept queued) after S seconds",
     )
     sim.set_defaults(handler=_simulate)
-
-    demo = sub.add_parser(
-        "demo",
-        help="the whole system on this machine: a local broker, the sink, and a simulated "
-        "contact point playing a shift",
-    )
-    demo.add_argument("--data", type=Path, default=Path("demo-data"), help="where to put it all")
-    demo.add_argument("--broker", metavar="URL", help="use this broker instead of a local one")
-    demo.add_argument("--minutes", type=float, default=60.0, help="length of the shift")
-    demo.add_argument("--speed", type=float, default=120.0, help="how much faster than real time")
-    demo.add_argument("--timeout", type=float, default=120.0, help="give up after S seconds")
-    demo.set_defaults(handler=_demo)
 
     edge = sub.add_parser("edge", help="the device daemon")
     edge_sub = edge.add_subparsers(title="edge commands", metavar="ACTION", required=True)
@@ -190,30 +141,17 @@ def _parser() -> argparse.ArgumentParser:
     contacts.add_argument("--json", action="store_true", help="one JSON object per line")
     contacts.set_defaults(handler=_contacts)
 
-    from edge.routes.cli import add_command as add_routes_command
-
-    add_routes_command(sub)  # `contactpoint routes`: the route queues (edge/routes)
-
-    from cloud_sink.cli import add_commands  # the central service's commands: `contactpoint sink`
-
-    add_commands(sub)
-
-    from provisioning.cli import add_commands as add_provision_commands  # provision ca|device|…
-
-    add_provision_commands(sub)
-
-    from edge.retention import add_commands as add_retention_commands  # retention run
-
-    add_retention_commands(sub)
-    return parser
-
 
 def _config_example(args: argparse.Namespace) -> int:
+    from edge.config import example_config
+
     sys.stdout.write(example_config())
     return 0
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
     cfg = load_config(args.file)
     modes = ", ".join(cfg.contacts.modes)
     print(
@@ -224,6 +162,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from edge.config import load_config
     from edge.runtime import STORE_NAME
     from edge.scenario import load_scenario
     from edge.simulate import run_simulation
@@ -252,7 +191,7 @@ def _simulate(args: argparse.Namespace) -> int:
         data,
         realtime=args.realtime,
         speed=args.speed,
-        progress=_progress_bar(f"simulating {args.scenario.name}"),
+        progress=progress_bar(f"simulating {args.scenario.name}"),
         broker=args.broker,
         drain_timeout_s=args.drain_timeout,
     )
@@ -280,6 +219,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _edge_run(args: argparse.Namespace) -> int:
     import signal
+
+    from edge.config import load_config
 
     cfg = load_config(args.config)
     stop = threading.Event()
@@ -414,6 +355,8 @@ def _remote_keys(
 
 
 def _rf433_listen(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
     cfg = load_config(args.config)
     if args.config is None or not cfg.rf433.enabled:
         cfg = cfg.model_copy(update={"rf433": cfg.rf433.model_copy(update={"enabled": True})})
@@ -433,6 +376,7 @@ def _rf433_listen(args: argparse.Namespace) -> int:
 
 
 def _learn(args: argparse.Namespace) -> int:
+    from edge.config import load_config
     from edge.learn import bind_code
 
     cfg = load_config(args.config)
@@ -471,30 +415,6 @@ def _learn(args: argparse.Namespace) -> int:
             "remote key both count (learn again with --wireless-only to use only the remote)"
         )
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from provisioning.demo import print_result, run_demo
-
-    if args.speed <= 0 or args.minutes <= 0:
-        raise UserError("--speed and --minutes must be > 0")
-    console = Console()
-    result = run_demo(
-        args.data,
-        broker_url=args.broker,
-        minutes=args.minutes,
-        speed=args.speed,
-        timeout_s=args.timeout,
-        progress=_progress_bar("playing the shift"),
-        console=console,
-    )
-    print_result(result, console)
-    complete = (
-        result.verified_clips == result.edge.clips and result.routed == result.routed_expected
-    )
-    return 0 if complete else 1
 
 
 def _contacts(args: argparse.Namespace) -> int:
@@ -544,7 +464,7 @@ def _contacts(args: argparse.Namespace) -> int:
 
 
 def _console() -> Console:
-    """A rich console whose broken pipe reaches :func:`main` (rich's own handler exits 1)."""
+    """A rich console whose broken pipe reaches the entry point (rich's own handler exits 1)."""
     from rich.console import Console
 
     class PipeConsole(Console):
@@ -554,7 +474,7 @@ def _console() -> Console:
     return PipeConsole()
 
 
-def _progress_bar(label: str) -> Callable[[int, int], None] | None:
+def progress_bar(label: str) -> Callable[[int, int], None] | None:
     """A progress bar on a terminal (stderr); nothing when output is not a terminal."""
     if not sys.stderr.isatty():
         return None
@@ -572,8 +492,4 @@ def _progress_bar(label: str) -> Callable[[int, int], None] | None:
     return update
 
 
-__all__ = ["ConfigError", "main"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["add_commands", "progress_bar"]

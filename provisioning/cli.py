@@ -3,7 +3,7 @@ device, sink and Home Assistant accounts.
 
 Rules:
 - ``add_commands(subparsers)`` registers the ``provision`` group; handlers follow contactpoint's
-  convention (Namespace -> exit code, :class:`~edge.UserError` for fixable mistakes).
+  convention (Namespace -> exit code, :class:`~contract.cli.UserError` for fixable mistakes).
 - Output names files, never their secret contents: a password is only ever in its 0600 file.
 - Every command that touches the broker directory ends with where its files go on the broker
   host and, when this process could not give them to the broker's user, how to install them.

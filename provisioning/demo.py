@@ -10,10 +10,14 @@ sink raises site-wide alerts. A managers' client subscribed to those topics coun
 would receive. The demo ends when the sink holds every contact with a verified clip and the
 managers have every routed message, and prints what arrived: the shift's metrics, each
 labelled with what it divides by what (``cloud_sink.metrics.DEFINITIONS``).
+
+``add_command(subparsers)`` registers ``contactpoint demo``; it exits 0 when every clip arrived
+verified and the managers got every routed message, 1 otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import threading
@@ -34,7 +38,8 @@ from cloud_sink import Sink, SinkConfig
 from cloud_sink.alerts import SiteAlerts
 from cloud_sink.metrics import DEFINITIONS, Counts, Metrics, Parameters, count, metrics
 from contract.alerts import AlertRule
-from edge import UserError
+from contract.cli import UserError
+from edge.cli import progress_bar
 from edge.config import Config
 from edge.publish.wire import event_json
 from edge.scenario import busy_shift
@@ -124,6 +129,40 @@ class ManagersClient:
     def stop(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()
+
+
+def add_command(subparsers: Any) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="the whole system on this machine: a local broker, the sink, and a simulated "
+        "contact point playing a shift",
+    )
+    demo.add_argument("--data", type=Path, default=Path("demo-data"), help="where to put it all")
+    demo.add_argument("--broker", metavar="URL", help="use this broker instead of a local one")
+    demo.add_argument("--minutes", type=float, default=60.0, help="length of the shift")
+    demo.add_argument("--speed", type=float, default=120.0, help="how much faster than real time")
+    demo.add_argument("--timeout", type=float, default=120.0, help="give up after S seconds")
+    demo.set_defaults(handler=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.speed <= 0 or args.minutes <= 0:
+        raise UserError("--speed and --minutes must be > 0")
+    console = Console()
+    result = run_demo(
+        args.data,
+        broker_url=args.broker,
+        minutes=args.minutes,
+        speed=args.speed,
+        timeout_s=args.timeout,
+        progress=progress_bar("playing the shift"),
+        console=console,
+    )
+    print_result(result, console)
+    complete = (
+        result.verified_clips == result.edge.clips and result.routed == result.routed_expected
+    )
+    return 0 if complete else 1
 
 
 def run_demo(

@@ -62,7 +62,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Final
 
-from edge import UserError
+from contract.cli import UserError
 from provisioning import pki
 from provisioning.files import service_owner, write_public, write_secret
 

@@ -9,8 +9,8 @@ from rich.console import Console
 
 import provisioning.broker
 from cloud_sink.metrics import DEFINITIONS
-from edge.cli import main
 from provisioning.demo import print_result, run_demo
+from provisioning.main import main
 
 
 def test_demo_delivers_every_contact_with_verified_audio(tmp_path: Path) -> None:

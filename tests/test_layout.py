@@ -2,10 +2,13 @@
 
 - ``hardware`` imports nothing from ``edge`` or ``cloud_sink``; ``edge`` uses only hardware's
   public names (``from hardware import <a name in hardware.__all__>``).
+- ``edge`` imports nothing from ``cloud_sink`` or ``provisioning``: the device never loads the
+  central service, and the ``contactpoint`` command that offers both sides' commands is
+  provisioning's (``provisioning/main.py``).
 - ``contract`` (the code both sides must agree on) imports nothing from ``edge``,
   ``cloud_sink``, ``hardware``, ``provisioning``, ``tests`` or ``bench``, and of third-party
-  packages only the light ones: pydantic (and annotated_types, which comes with it), tomlkit
-  (the commented config example) and cryptography.
+  packages only light ones both sides install: pydantic (and annotated_types, which comes with
+  it) and tomlkit (the commented config example).
 - ``cloud_sink`` imports neither ``edge``, ``hardware`` nor ``provisioning``: what it shares
   with the device comes from ``contract``.
 - ``provisioning`` (the field and the demo: it wires the device and the sink together) may use
@@ -28,7 +31,7 @@ import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"edge", "cloud_sink", "contract", "hardware", "provisioning", "tests", "bench"}
-CONTRACT_THIRD_PARTY = {"pydantic", "annotated_types", "tomlkit", "cryptography"}
+CONTRACT_THIRD_PARTY = {"pydantic", "annotated_types", "tomlkit"}
 #: bench -> tests imports that are allowed for now: (file, module)
 BENCH_USES_OF_TESTS = {
     ("bench/soak.py", "tests.faults.harness"),
@@ -74,10 +77,15 @@ def private_uses(package: str, of: set[str], root: Path = ROOT) -> list[tuple[st
             if module != "hardware" or not set(names) <= public:
                 bad.append((module, names))
         elif any(part.startswith("_") for part in module.split(".")) or any(
-            n.startswith("_") for n in names
+            n.startswith("_") and not _dunder(n) for n in names
         ):
             bad.append((module, names))
     return bad
+
+
+def _dunder(name: str) -> bool:
+    """``__version__`` and the like are public, though they start with ``_``."""
+    return name.startswith("__") and name.endswith("__") and len(name) > 4
 
 
 def test_hardware_imports_nothing_from_edge_or_sink() -> None:
@@ -113,11 +121,8 @@ def test_bench_imports_nothing_from_tests_but_the_listed_machinery() -> None:
     assert uses == BENCH_USES_OF_TESTS, "an exception no longer used: drop it from the list"
 
 
-def test_edge_reaches_the_sink_only_through_the_command_line() -> None:
-    # the device daemon never loads the central service; only the CLI front door offers
-    # `contactpoint sink ...` (imported lazily)
-    users = {p for p, m in forbidden("edge", {"cloud_sink"})}
-    assert users == {"edge/cli.py"}
+def test_edge_imports_neither_the_sink_nor_provisioning() -> None:
+    assert forbidden("edge", {"cloud_sink", "provisioning", "tests", "bench"}) == []
 
 
 def test_the_rules_catch_violations(tmp_path: Path) -> None:
@@ -129,15 +134,24 @@ def test_the_rules_catch_violations(tmp_path: Path) -> None:
         "edge/x.py",
         "from hardware._api import ButtonEdge\nfrom hardware import open_backend, _secret\n",
     )
+    write("edge/y.py", "from cloud_sink.cli import add_commands\nimport provisioning.demo\n")
     write("cloud_sink/x.py", "import provisioning.broker\nfrom contract.alerts import AlertRule\n")
     write("contract/x.py", "from cloud_sink import wire\nimport numpy\n")
-    write("provisioning/x.py", "from edge._errors import UserError\nfrom edge import _private\n")
+    write(
+        "provisioning/x.py",
+        "from edge._errors import UserError\nfrom edge import _private\n"
+        "from edge import __version__\n",
+    )
     write(
         "provisioning/y.py", "from edge.config import Config\nfrom hardware import open_backend\n"
     )
     assert private_uses("edge", {"hardware"}, tmp_path) == [
         ("hardware._api", ["ButtonEdge"]),
         ("hardware", ["open_backend", "_secret"]),
+    ]
+    assert forbidden("edge", {"cloud_sink", "provisioning"}, tmp_path) == [
+        ("edge/y.py", "cloud_sink.cli"),
+        ("edge/y.py", "provisioning.demo"),
     ]
     assert forbidden("cloud_sink", {"edge", "hardware", "provisioning"}, tmp_path) == [
         ("cloud_sink/x.py", "provisioning.broker")

@@ -192,15 +192,16 @@ class TestClient:
 
 
 def run_piped(argv: list[str], reader: str, cwd: Path) -> tuple[int, str]:
-    """Run ``python -m edge.cli ARGV`` with its standard output piped into a reader that stops
-    early: ``head`` (``| head -n 1``: reads the first line and exits) or ``gone`` (a process
-    that exits before the first byte is written, so the very first write finds no reader).
+    """Run ``contactpoint ARGV`` (``python -m provisioning.main``) with its standard output
+    piped into a reader that stops early: ``head`` (``| head -n 1``: reads the first line and
+    exits) or ``gone`` (a process that exits before the first byte is written, so the very
+    first write finds no reader).
     Returns (exit code, standard error)."""
     import os
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "edge.cli", *argv]
+    command = [sys.executable, "-m", "provisioning.main", *argv]
     if reader == "head":
         writer = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert writer.stdout is not None

@@ -268,7 +268,7 @@ def test_contacts_say_when_retention_deleted_the_audio(
 
 def contactpoint(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *argv],
+        [sys.executable, "-m", "provisioning.main", *argv],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=120, **kw,
     )  # fmt: skip
 

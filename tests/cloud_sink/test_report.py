@@ -545,7 +545,7 @@ def test_the_report_command_survives_extreme_offsets(tmp_path: Path) -> None:
         db.close()
     for by in ("day", "hour"):
         done = subprocess.run(
-            [sys.executable, "-m", "edge.cli", "sink", "report", "--data", str(tmp_path),
+            [sys.executable, "-m", "provisioning.main", "sink", "report", "--data", str(tmp_path),
              "--by", by, "--format", "json", "--tz", "Pacific/Kiritimati"],
             check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from contract.tls import explain, validity_problem
+from contract.tls import explain, validity, validity_problem
+from tests.without import run_without
 
 RENEW = "contactpoint provision device --cert"
 CASES = [
@@ -108,3 +109,50 @@ def test_a_refused_certificate_says_when_it_expired_or_starts(tmp_path: Path) ->
     )  # fmt: skip
     assert f"sink.cert_file {expired}: it expired on " in said
     assert "(contactpoint provision sink --cert)" in said
+
+
+@pytest.mark.parametrize(
+    ("not_before", "not_after"),
+    [  # UTCTime (1950-2049: YY >= 50 is 19YY) and GeneralizedTime (2050 on)
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), datetime(2027, 6, 7, 8, 9, 10, tzinfo=UTC)),
+        (datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(2049, 12, 31, tzinfo=UTC)),
+        (datetime(2049, 12, 31, 23, 0, tzinfo=UTC), datetime(2050, 1, 1, 0, 0, tzinfo=UTC)),
+        (datetime(1950, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ],
+)
+def test_the_dates_are_read_as_the_x509_library_reads_them(
+    tmp_path: Path, not_before: datetime, not_after: datetime
+) -> None:
+    path = _certificate(tmp_path / "c.pem", not_before, not_after)
+    cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    pem = b"a bundle may start with text\n" + Path(path).read_bytes() * 2
+    assert validity(pem) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    assert validity(pem) == (not_before, not_after)
+
+
+def test_what_is_not_a_certificate_has_no_dates(tmp_path: Path) -> None:
+    good = Path(_certificate(tmp_path / "c.pem", datetime(2026, 1, 1, tzinfo=UTC),
+                             datetime(2027, 1, 1, tzinfo=UTC))).read_bytes()  # fmt: skip
+    body = good.split(b"\n")[1:-2]
+    for broken in (
+        b"",
+        b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        b"-----BEGIN CERTIFICATE-----\n" + body[0] + b"\n-----END CERTIFICATE-----\n",  # cut
+        good.replace(b"BEGIN CERTIFICATE", b"BEGIN PRIVATE KEY"),
+        b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",  # SEQ{INT 1}
+    ):
+        with pytest.raises(ValueError):
+            validity(broken)
+        (tmp_path / "bad.pem").write_bytes(broken)
+        assert validity_problem(str(tmp_path / "bad.pem")) is None
+
+
+def test_certificate_dates_need_no_x509_library(tmp_path: Path) -> None:
+    # the device installs no cryptography (pyproject.toml extras): contract.tls must work
+    # without it, the dates included
+    path = _certificate(tmp_path / "old.pem", datetime(2020, 1, 1, tzinfo=UTC),
+                        datetime(2021, 2, 3, 4, 5, tzinfo=UTC))  # fmt: skip
+    code = f"from contract.tls import validity_problem\nprint(validity_problem({path!r}))\n"
+    done = run_without(["cryptography"], code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "it expired on 2021-02-03 04:05 UTC"

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from edge.cli import main
 from edge.clock import NS
 from edge.records import ContactRecord
 from edge.simulate import STORE_NAME
 from edge.store import Store
+from provisioning.main import main
 from tests.cloud_sink.helpers import run_piped
 from tests.wire_samples import CLIP, CONTACT
 
@@ -137,7 +137,7 @@ def test_contacts_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_version_comes_from_the_package_metadata() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "--version"],
+        [sys.executable, "-m", "provisioning.main", "--version"],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,6 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 import hardware._pi
-from edge.cli import main
 from edge.config import load_config
 from edge.daemon import run_live
 from edge.simulate import STORE_NAME
@@ -21,6 +20,7 @@ from edge.store import Store
 from hardware._remote import ev1527, to_edges
 from hardware.pigpio_replay import PigpioReplayServer
 from provisioning.broker import LocalBroker
+from provisioning.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 GPIO = 27

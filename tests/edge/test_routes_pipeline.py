@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
 from edge.config import Config, load_config, parse_model
 from edge.routes import RouteRunner
 from edge.scenario import load_scenario
 from edge.simulate import STORE_NAME, run_simulation
 from edge.store import Store
 from provisioning.broker import LocalBroker
+from provisioning.main import main
 from tests.edge.routes_servers import TOKEN, bot_api, free_port, webhook_receiver
 from tests.edge.test_publisher import Sink
 

@@ -105,7 +105,8 @@ def start_edge(
     try:
         return subprocess.Popen(
             [
-                *(sys.executable, "-m", "edge.cli", "edge", "run", "--config", str(config)),
+                *(sys.executable, "-m", "provisioning.main", "edge", "run"),
+                *("--config", str(config)),
                 *("--data", str(data), "--scenario", str(scenario), "--speed", str(speed)),
                 *("--drain-timeout", str(drain_timeout_s)),
             ],
@@ -128,7 +129,7 @@ def start_sink(
     try:
         return subprocess.Popen(
             [
-                *(sys.executable, "-m", "edge.cli", "sink", "run", "--broker", broker_url),
+                *(sys.executable, "-m", "provisioning.main", "sink", "run", "--broker", broker_url),
                 *("--data", str(data), "--resend-after", "2", "--check-every", "0.5"),
             ],
             cwd=ROOT,

@@ -214,7 +214,7 @@ def _stored(sink: Sink) -> int:
 def test_provision_cli_prints_paths_never_the_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edge.cli import main
+    from provisioning.main import main
 
     out = tmp_path / A
     assert main(["provision", "device", A, "--site", SITE, "--out", str(out)]) == 0

@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 
 from cloud_sink import Sink, SinkConfig
-from edge.cli import main
 from edge.clock import FakeClock
 from edge.config import Config, MqttSection
 from edge.health import Health
@@ -38,6 +37,7 @@ from edge.publish.mqtt import Publisher
 from edge.store import Store
 from provisioning import identity
 from provisioning.files import mode_of
+from provisioning.main import main
 from tests.cloud_sink.helpers import contact_message, encode, wait_until
 from tests.security.helpers import Client, InstalledBroker, broker_host_dir, remove_tree
 from tests.wire_samples import ORPHAN

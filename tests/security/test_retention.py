@@ -16,7 +16,6 @@ from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest, Outcome
 from cloud_sink.migrations import migrate as migrate_sink
 from cloud_sink.retention import enforce as sink_enforce
-from edge.cli import main
 from edge.clock import NS, FakeClock
 from edge.config import RetentionSection
 from edge.publish import wire
@@ -24,6 +23,7 @@ from edge.records import ClipInfo, ContactRecord
 from edge.retention import AudioFile, due, enforce, periodic
 from edge.store import Store
 from provisioning.broker import LocalBroker
+from provisioning.main import main
 from tests.cloud_sink.helpers import Clip, contact_message, encode, wait_until
 from tests.cloud_sink.helpers import FakeClock as SinkClock
 from tests.wire_samples import CLIP, CONTACT, DEVICE, SITE

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from cloud_sink import Sink, SinkConfig
-from edge.cli import main
 from edge.config import MqttSection
 from edge.publish._link import resolve
 from provisioning import identity
 from provisioning.broker import LocalBroker
 from provisioning.files import mode_of, write_secret
+from provisioning.main import main
 from tests.cloud_sink.helpers import wait_until
 from tests.security.helpers import Client, InstalledBroker, broker_host_dir, remove_tree
 

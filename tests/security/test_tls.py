@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from cloud_sink import Sink, SinkConfig
-from edge.cli import main
 from edge.clock import FakeClock
 from edge.config import MqttSection
 from edge.publish import wire
@@ -22,6 +21,7 @@ from edge.publish.mqtt import Publisher
 from edge.store import Store
 from provisioning import pki
 from provisioning.broker import LocalBroker, free_port
+from provisioning.main import main
 from tests.cloud_sink.helpers import wait_until
 from tests.security.helpers import tls_listener
 from tests.wire_samples import DEVICE, ORPHAN, SITE

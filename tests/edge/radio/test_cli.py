@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
 from edge.config import load_config
 from hardware._remote import ev1527, to_edges
 from hardware.gpiod_replay import GpiodReplay, pi4_chips
+from provisioning.main import main
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rf433"
 
