@@ -402,10 +402,11 @@ def _envelope(obj: dict[str, Any], site: str, device: str, kind: str) -> None:
         )
     if _field(obj, "kind", str) != kind:
         raise _RejectError("mismatch", f"kind {obj['kind'][:80]!r} on a {kind!r} topic")
-    if _field(obj, "device", str) != device or _field(obj, "site", str) != site:
+    said_device, said_site = _field(obj, "device", str), _field(obj, "site", str)
+    if said_device != device or said_site != site:  # (both read first: both must be there)
         raise _RejectError(
             "mismatch",
-            f"payload says {obj['site'][:80]!r}/{obj['device'][:80]!r}, topic {site}/{device}",
+            f"payload says {said_site[:80]!r}/{said_device[:80]!r}, topic {site}/{device}",
         )
 
 

@@ -87,6 +87,12 @@ REJECTS: list[tuple[str, str, bytes, str]] = [
         "mismatch",
     ),
     ("site mismatch", topic("contact"), _mutated(lambda m: m.update(site="site-2")), "mismatch"),
+    (  # found by tests/fuzz/fuzz_sink.py: the parser raised KeyError, the sink stalled
+        "device mismatch, no site",
+        topic("contact"),
+        _mutated(lambda m: (m.update(device="cp-0002"), m.pop("site"))),
+        "field",
+    ),
     ("kind mismatch", topic("contact"), _mutated(lambda m: m.update(kind="event")), "mismatch"),
     ("missing contact", topic("contact"), _mutated(lambda m: m.pop("contact")), "field"),
     ("msg_id not hex", topic("contact"), _mutated(lambda m: m.update(msg_id="../../etc")), "id"),
