@@ -138,6 +138,7 @@ def run_in_process_tests() -> tuple[bool, str]:
         "tests/faults/test_corrupt_store.py",
         "tests/faults/test_devices_gone.py",
         "tests/faults/test_wire_health.py",
+        "tests/faults/test_bad_input.py",
     ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
@@ -239,8 +240,9 @@ not a Raspberry Pi).
 
 {table}
 
-In-process fault tests (scenarios 4-7, `tests/faults/test_disk_pressure.py`, `test_clock.py`,
-`test_corrupt_store.py`, `test_devices_gone.py`, `test_wire_health.py`): {in_process}
+In-process fault tests (scenarios 4-8, `tests/faults/test_disk_pressure.py`, `test_clock.py`,
+`test_corrupt_store.py`, `test_devices_gone.py`, `test_wire_health.py`, `test_bad_input.py`):
+{in_process}
 
 "Delivered" = in the sink exactly once, with a clip whose bytes hash to what the edge recorded
 (where the edge recorded one). "Duplicated" = a contact stored twice by the sink (must be 0).
@@ -266,7 +268,7 @@ reboots and keeps recording: the store carries what earlier runs committed. One 
 dies inside a contact's store transaction (`CONTACTPOINT_CRASH_AT=store.commit@N`: every row
 written, not committed), one in four while a clip file is written (`clip.write@N`: the
 temporary file written, not fsynced nor renamed), the others at a random moment. The crash
-points (edge/_crashpoint.py) are a no-op unless that environment variable is set; the code
+points (contract/crashpoint.py) are a no-op unless that environment variable is set; the code
 around them is the production path. After every kill, reading the store as the next start
 does: `PRAGMA integrity_check` is ok; every contact committed before is still there; for a
 crash point the run committed exactly N-1 contacts (the N-th was rolled back whole); every
@@ -299,11 +301,35 @@ Every deleted clip is counted and raised as an alarm (`clips_deleted_delivered`,
 is handled the same way: a clip write that fails frees space by the same rules and is tried
 once more, else the contact is saved without a clip; a store write that fails (`database or
 disk is full`) frees space and retries, else the contact waits in memory and is retried every
-second (`save_failed`). The tests check the deletion order on a real store, a shift bigger than
-the budget (every contact kept, the newest clips kept, usage within budget), ENOSPC on clip
-writes through a virtual disk with and without `delete_undelivered` (the daemon runs to the
-end, every contact saved and delivered, the retained status on the broker shows `disk_full`),
-and a store that refuses three writes (no contact lost).
+second (`save_failed`). Events outside contacts are saved the same way, and so is any other
+trouble of the store (an I/O error, a lock): the record waits, the core loop goes on. The tests
+check the deletion order on a real store, a shift bigger than the budget (every contact kept,
+the newest clips kept, usage within budget), ENOSPC on clip writes through a virtual disk with
+and without `delete_undelivered` (the daemon runs to the end, every contact saved and
+delivered, the retained status on the broker shows `disk_full`), a store that refuses three
+writes (no contact lost), and events outside contacts on a really full filesystem: a 4 MiB
+tmpfs the test mounts (root only; skipped, saying so, where mounting is not permitted) and,
+everywhere, `RLIMIT_FSIZE` in a subprocess (the write-ahead log may not grow): the events wait
+and are saved in order once the space is back. A COMMIT refused by a full disk raises
+`database or disk is full` (SQLite rolls it back itself; peewee's rollback of nothing is not
+what is reported).
+
+A real full disk: the tests mount a 64 MiB tmpfs (skipped, saying why, where mounting is not
+permitted; `tests/edge/test_encode.py` then still proves the write path under a file-size limit,
+`RLIMIT_FSIZE`), put the data directory (store and clips) on it and fill it with a real file,
+leaving room for the store but not for a clip. Clips are encoded in memory and written with
+plain OS writes (`edge/audio/encode.py`), so the refusal is an `OSError` (ENOSPC) and never an
+error from inside libsndfile (soundfile turned it into an `AssertionError`, which crashed the
+daemon at the first clip and again at every restart). A clip that cannot be written leaves its
+contact in the store without audio and flagged `clip_missing: "disk_full"` (on the wire too;
+`no_audio` and `write_failed` are the other reasons), raises the `disk_full` alarm and the
+`storage` fault in `status.faults`; the fault is cleared by the next clip written. The
+in-process test frees the space half-way through a shift: the daemon never stops, every contact
+is kept and delivered, the contacts before carry the flag and the ones after have their
+complete clips. The daemon test (`contactpoint edge run`) loses power while a clip write fails
+on the full disk (`clip.write.failed`: the half-written clip stays), restarts on the still-full
+disk (the half-written clip is removed, the whole shift runs and is delivered, every contact
+flagged), then restarts with room again: every new contact has its clip.
 
 ### 5. Clock trouble (`test_clock.py`)
 The device starts with a wall clock 5 h ahead or 7 h behind (`FakeClock(synced=False)`,
@@ -321,6 +347,21 @@ is the true order. Not corrected: contacts of an earlier boot that never saw a s
 clock (their monotonic base is gone; they stay flagged), and events outside contacts already
 sent (they carry no flag).
 
+Steps while synchronised: NTP steps a clock it already trusted (back an hour mid-shift). The
+core (`edge/clock.py` `StepWatch`, `Core._watch_clock`) compares the wall clock with the
+monotonic clock at least once a second and before stamping a contact; a jump by more than
+`clock.step_threshold_s` (default 2 s) raises the `clock_stepped` alarm, and the `clock` fault
+stays in `status.faults` while the clock is off the boot's earlier time. Decision: wall times
+keep following the system's clock (re-anchored at each step: no side of a step is known to be
+the true one), and a contact is flagged `clock_stepped` (store and wire; `clock_synced` stays
+true) when it was stamped while the clock was off, or a step happened between its start and its
+stamping - the contacts in between a step back and the step forward again. A daemon restart
+takes the clock as it finds it. The tests drive the real `SystemClock` with an injected wall
+clock stepped back and forward, and a simulated shift whose clock steps back an hour at 300 s
+and forward at 600 s: contacts before and after are unflagged with true times, the ones in
+between (or across a step) are flagged in the store and the outbox, two alarms, the fault
+raised and cleared.
+
 ### 6. Corrupt store (`test_corrupt_store.py`)
 Every contact also leaves a JSON sidecar `clips/<id>.json` (the whole record, no audio),
 written atomically before its store transaction. At start (`edge/recovery.py`, used by the
@@ -329,8 +370,12 @@ cannot open or whose check fails is renamed `contactpoint.db.corrupt-<UTC time>`
 `-wal`/`-shm`), a fresh store created, the `store_corrupt` alarm raised, and every sidecar's
 contact saved again with its outbox rows - with its clip when the file is intact, without it
 otherwise. The sink deduplicates what it already had. Lost for good: events outside contacts,
-and which rows had been delivered (everything re-indexed is sent again). The tests overwrite
-the header, or blocks inside the file, with random bytes (three seeds).
+and which rows had been delivered (everything re-indexed is sent again). A sidecar that cannot
+be used (unreadable, not a record, refused by the store) is skipped and named in the alarm; a
+value no store can hold (NaN, an unpaired surrogate: older releases wrote them) is dropped or
+spelled out and the contact saved (`bad_record`). The tests overwrite the header, or blocks
+inside the file, with random bytes (three seeds), and recover from sidecars with NaN, an
+escaped surrogate, an event of another contact, a time beyond 64 bits and no JSON at all.
 
 ### 7. Microphone or sensor gone (`test_devices_gone.py`)
 A part that fails reports a `DeviceFault` (real drivers: ALSA, ultrasonic, serial, nRF24; the
@@ -339,17 +384,33 @@ hardware backend turns start failures into faults); the core logs it and keeps i
 bounded wait: when no audio period arrived for `audio.stall_s` (default 10 s) they get the audio
 there was (truncated) or no clip (`audio_stalled` alarm). The tests take the microphone away
 for ten minutes of a shift (faults reported and cleared, contacts saved within settle +
-post-roll + `stall_s` + 1 s, full clips again after), take the presence sensor away (buttons
-keep producing events, presence contacts resume), and run the real-driver daemon (`backend =
-"pi"`, gpiozero mock pins) with an ALSA device that does not exist: the retained status on the
-broker names the microphone, and a button press still makes a contact, saved without a clip
-while the daemon runs.
+post-roll + `stall_s` + 1 s, windows `before_s` later, full clips again after), take the
+presence sensor away (buttons keep producing events, presence contacts resume), and run the
+real-driver daemon (`backend = "pi"`, gpiozero mock pins) with an ALSA device that does not
+exist: the retained status on the broker names the microphone, and a button press still makes a
+contact, saved without a clip while the daemon runs.
+
+### 8. Bad values from the till (`test_bad_input.py`)
+The till's HTTP input (`edge/pos.py`) refuses what the device cannot keep with a `400` naming
+the field (NaN, infinities, amounts over 1e12, unpaired surrogates) and bounds every request
+(Content-Length required and at most 64 KiB, a 10 s deadline, at most 16 connections;
+tests/edge/test_pos.py sends raw bytes over real sockets). Behind it the core does not rely
+on that: a record with a value no store can hold is saved without it (`bad_record` says which
+field went), one the store refuses outright is logged whole and reported, and the core loop
+goes on. The test plays a shift whose receipts carry NaN and infinite amounts through the real
+simulation path: every contact and receipt is saved, the sidecars are strict JSON.
 
 ## Fixed on the way
 - The publisher retried a clip whose file the disk budget had deleted while it was being sent
   only after a reconnect, holding the outbox until then; it now finishes such a row as missing.
 - A clock correction rewritten into a contact message that was already in flight would have been
   lost; corrections are now always sent as a new message as well.
+- On a real full disk soundfile reported a failed clip write as an `AssertionError` (not an
+  `OSError`): the disk-full path never ran and the daemon crashed at the first clip, and again
+  at every restart. Clips are now encoded in memory and written with plain OS writes.
+- A step of the synchronised wall clock (NTP, back an hour mid-shift) went unnoticed: later
+  contacts were stamped an hour early and still looked right (`clock_synced: true`). Steps are
+  now detected, alarmed, and the contacts they may have shifted flagged `clock_stepped`.
 """
 
 

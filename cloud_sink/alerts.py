@@ -1,134 +1,53 @@
-"""Site-level alerts: the device's sliding-window rules, evaluated over ALL devices of a site.
+"""Site-level alerts: the device's alert rules, evaluated over ALL devices of a site.
 
-The algorithm is the device's (``edge/alerts.py``; the layout rule keeps the packages apart, so
-it is written again here, in the same shape and with the same boundaries):
-
-- Observations: every event (keys: its kind, and ``question:N``) at its time, every contact
-  (keys: ``contact`` and ``tag:<tag>``) at its start.
-- A rule fires at the time ``t`` of a new observation carrying its ``count`` key when, among the
-  site's observations with ``t - within_s <= time <= t`` and after the rule's last firing,
-  at least ``at_least`` carry ``count`` and (if ``share_at_least``) they are at least that share
-  (exact fractions) of those carrying a ``share_of`` key. Cooldown: quiet while
-  ``t < last + cooldown_s``. The alert id is a digest of (``_site``, rule, t): stable.
-- Rules come from the ``[[alerts.rules]]`` tables of the sink's ``--config`` file (same keys as
-  the device's ``alerts.rules``); a bad rule is refused naming the rule, the key and the fix.
+Rules:
+- The rule model and the engine are the contract's (``contract/alerts.py``), the code the
+  devices run too: observations (events at their time, contacts at their start), windows on
+  event time, checked for every window that holds a newly stored observation, oldest first,
+  so the order the devices deliver in does not matter (but an alert is never withdrawn: a
+  window that fired before a late observation of it arrived does not count it again);
+  firings cover their window and are ``cooldown_s`` apart; the alert id is a digest of
+  (``_site``, rule, firing time): stable.
+- Rules come from the ``[[alerts.rules]]`` tables of the sink's ``--config`` file (the same
+  keys as the device's ``alerts.rules``, :func:`contract.alerts.parse_rules`); a bad rule is
+  refused naming the rule, the key and the fix.
 - The sink checks them inside the transaction that stores a contact or an event (the
-  ``Ingest.on_stored`` hook), reading the window from the database, so several workers and a
-  restart see the same history. A firing is a row of ``alerts`` (scope ``_site``), unique per id;
-  :meth:`SiteAlerts.publish_pending` sends unpublished rows on
+  ``Ingest.on_stored`` hook), reading the site's observations and the rule's earlier firings
+  from the database, so a late device, a duplicate delivery (stored once) and a restart all
+  see the same history. Workers storing for one site take turns: on PostgreSQL the check
+  first takes the site's transaction-scoped advisory lock, so a worker waits for another's
+  commit and then reads its rows (READ COMMITTED); on SQLite a write transaction holds the
+  database's one write lock from its start. A firing is a row of ``alerts`` (scope
+  ``_site``), unique per id; :meth:`SiteAlerts.publish_pending` sends unpublished rows on
   ``contactpoint/v1/<site>/_site/alert`` and marks them published.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from typing import Any, Final
 
 from peewee import Database
 
 from cloud_sink import wire
-from cloud_sink.db import rowcount, transaction
+from cloud_sink.db import execute_sql, is_sqlite, rowcount, transaction
 from cloud_sink.models import from_json, tables, to_json
+from contract.alerts import (
+    NS,
+    AlertRule,
+    Firing,
+    Observation,
+    Span,
+    contact_keys,
+    describe,
+    evaluate,
+    event_keys,
+)
 
-NS: Final = 1_000_000_000
-MAX_REFS: Final = 50
-EVENT_KINDS: Final = (
-    "green", "yellow", "red", "request", "seller_short", "seller_long", "question", "receipt",
-    "arrival", "departure",
-)  # fmt: skip
-RATINGS: Final = ("green", "yellow", "red")
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-
-
-class AlertConfigError(ValueError):
-    """An ``[[alerts.rules]]`` entry is wrong; the message names it and the fix."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    name: str
-    count: str
-    at_least: int
-    share_at_least: float | None = None
-    share_of: tuple[str, ...] = RATINGS
-    within_s: float = 900.0
-    cooldown_s: float = 900.0
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    at_ns: int
-    ref: str
-    keys: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Firing:
-    id: str
-    rule: str
-    scope: str
-    at_ns: int
-    window_start_ns: int
-    count: int
-    at_least: int
-    total: int | None
-    share: float | None
-    share_at_least: float | None
-    refs: tuple[str, ...]
-
-
-# --- the pure core ----------------------------------------------------------------------------
-
-
-def alert_id(scope: str, rule: str, at_ns: int) -> str:
-    return hashlib.sha256(f"{scope}|{rule}|{at_ns}".encode()).hexdigest()[:32]
-
-
-def check(
-    rule: Rule, seen: Iterable[Observation], at_ns: int, *, scope: str, last_fired_ns: int | None
-) -> Firing | None:
-    if last_fired_ns is not None and at_ns < last_fired_ns + round(rule.cooldown_s * NS):
-        return None
-    start = at_ns - round(rule.within_s * NS)
-    window = [
-        o
-        for o in seen
-        if start <= o.at_ns <= at_ns and (last_fired_ns is None or o.at_ns > last_fired_ns)
-    ]
-    counted = sorted((o for o in window if rule.count in o.keys), key=lambda o: o.at_ns)
-    if len(counted) < rule.at_least:
-        return None
-    total: int | None = None
-    share: float | None = None
-    if rule.share_at_least is not None:
-        of = set(rule.share_of)
-        total = sum(1 for o in window if o.keys & of)
-        if total == 0 or Fraction(len(counted), total) < Fraction(str(rule.share_at_least)):
-            return None
-        share = round(len(counted) / total, 4)
-    return Firing(
-        alert_id(scope, rule.name, at_ns), rule.name, scope, at_ns, start, len(counted),
-        rule.at_least, total, share, rule.share_at_least,
-        tuple(o.ref for o in counted[:MAX_REFS]),
-    )  # fmt: skip
-
-
-def event_keys(kind: str, question: Any = None) -> frozenset[str]:
-    if kind == "question" and isinstance(question, int):
-        return frozenset((kind, f"question:{question}"))
-    return frozenset((kind,))
-
-
-def contact_keys(tags: Iterable[str]) -> frozenset[str]:
-    return frozenset(["contact", *(f"tag:{t}" for t in tags)])
-
+_LOCK: Final = "contactpoint.site_alerts:"  # + site: the PostgreSQL advisory lock of a site
 
 # --- times --------------------------------------------------------------------------------------
 
@@ -146,88 +65,6 @@ def iso(ns: int) -> str:
     seconds, rest = divmod(ns, NS)
     stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{rest // 1_000_000:03d}Z"
-
-
-# --- rules from the config file -----------------------------------------------------------------
-
-_RULE_KEYS: Final = (
-    "name", "count", "at_least", "share_at_least", "share_of", "within_s", "cooldown_s",
-)  # fmt: skip
-
-
-def _valid_key(key: str) -> bool:
-    head, _, rest = key.partition(":")
-    if key == "contact" or key in EVENT_KINDS:
-        return True
-    if head == "question":
-        return rest.isdigit()
-    return head == "tag" and _NAME.fullmatch(rest) is not None
-
-
-def parse_rules(doc: dict[str, Any], source: str) -> list[Rule]:
-    """The ``[[alerts.rules]]`` of a parsed TOML document (none: no site alerts)."""
-    section = doc.get("alerts", {})
-    if not isinstance(section, dict) or set(section) - {"rules"}:
-        raise AlertConfigError(f"{source}: [alerts] takes only [[alerts.rules]] tables")
-    raw = section.get("rules", [])
-    if not isinstance(raw, list):
-        raise AlertConfigError(f"{source}: alerts.rules must be a list of tables")
-    rules: list[Rule] = []
-    for i, entry in enumerate(raw):
-        rules.append(_rule(entry, f"{source}: alerts.rules[{i}]"))
-    names = [r.name for r in rules]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise AlertConfigError(f"{source}: alert rule names must be unique: {', '.join(twice)}")
-    return rules
-
-
-def _rule(entry: Any, where: str) -> Rule:
-    if not isinstance(entry, dict):
-        raise AlertConfigError(f"{where}: must be a table")
-    for key in entry:
-        if key not in _RULE_KEYS:
-            close = difflib.get_close_matches(key, _RULE_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise AlertConfigError(
-                f"{where}: unknown key {key!r}{hint}; keys: {', '.join(_RULE_KEYS)}"
-            )
-    for key in ("name", "count", "at_least"):
-        if key not in entry:
-            raise AlertConfigError(f"{where}: missing {key!r}")
-    name, count, at_least = entry["name"], entry["count"], entry["at_least"]
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise AlertConfigError(f"{where}.name = {name!r}: use lower-case letters, digits, - and _")
-    keys = [count, *entry.get("share_of", RATINGS)]
-    for key in keys:
-        if not isinstance(key, str) or not _valid_key(key):
-            raise AlertConfigError(
-                f"{where}: {key!r} is not something to count; allowed: an event kind "
-                f"({', '.join(EVENT_KINDS)}, question:N), 'contact' or 'tag:<tag>'"
-            )
-    if isinstance(at_least, bool) or not isinstance(at_least, int) or not at_least >= 1:
-        raise AlertConfigError(f"{where}.at_least = {at_least!r}: a whole number >= 1")
-    share = entry.get("share_at_least")
-    if share is not None and (
-        isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1
-    ):
-        raise AlertConfigError(f"{where}.share_at_least = {share!r}: a number in (0, 1]")
-    seconds = {}
-    for key, default in (("within_s", 900.0), ("cooldown_s", 900.0)):
-        value = entry.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise AlertConfigError(f"{where}.{key} = {value!r}: seconds, a number >= 0")
-        seconds[key] = float(value)
-    if seconds["within_s"] < 1:
-        raise AlertConfigError(f"{where}.within_s = {seconds['within_s']!r}: at least 1 s")
-    return Rule(
-        name=name,
-        count=count,
-        at_least=at_least,
-        share_at_least=None if share is None else float(share),
-        share_of=tuple(keys[1:]),
-        **seconds,
-    )
 
 
 # --- in the sink ------------------------------------------------------------------------------
@@ -258,19 +95,11 @@ def payload(firing: Firing, site: str, text: str) -> dict[str, Any]:
     }
 
 
-def describe(firing: Firing, rule: Rule, site: str) -> str:
-    span = f"{rule.within_s / 60:g} min" if rule.within_s >= 60 else f"{rule.within_s:g} s"
-    text = f"{rule.name}: {firing.count} x {rule.count} within {span} at site {site}"
-    if firing.share is not None and firing.total is not None:
-        text += f" ({firing.count} of {firing.total}, {firing.share:.0%})"
-    return text
-
-
 @dataclass
 class SiteAlerts:
     """Checks the rules for a site whenever a contact or event of it is stored."""
 
-    rules: Sequence[Rule]
+    rules: Sequence[AlertRule]
     fired: list[Firing] = field(default_factory=list)  # this process, for logs and tests
     dirty: bool = True  # rows may wait to be published (True at start: leftovers of a crash)
 
@@ -279,23 +108,21 @@ class SiteAlerts:
         new = _observations_of(msg)
         if not self.rules or not new:
             return []
+        if not is_sqlite(db):  # (SQLite: every write transaction holds the one lock already)
+            execute_sql(db, "SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK + msg.site,))
         t = tables(db)
-        horizon = max(round(r.within_s * NS) for r in self.rules)
-        latest = max(o.at_ns for o in new)
         earliest = min(o.at_ns for o in new)
-        seen = site_observations(db, msg.site, earliest - horizon, latest)
+        latest = max(o.at_ns for o in new)
+        within = max(round(r.within_s * NS) for r in self.rules)
+        reach = max(round(max(r.within_s, r.cooldown_s) * NS) for r in self.rules)
+        # every window holding a new observation, and what those windows hold
+        seen = site_observations(db, msg.site, earliest - within, latest + within)
         out: list[Firing] = []
         for rule in self.rules:
-            for obs in sorted(new, key=lambda o: o.at_ns):
-                if rule.count not in obs.keys:
-                    continue
-                firing = check(
-                    rule, seen, obs.at_ns, scope=wire.SITE_SCOPE,
-                    last_fired_ns=_last_fired(t, msg.site, rule.name),
-                )  # fmt: skip
-                if firing is None:
-                    continue
-                body = payload(firing, msg.site, describe(firing, rule, msg.site))
+            fired = _fired(t, msg.site, rule.name, earliest - reach, latest + within + reach)
+            for firing in evaluate(rule, seen, new, scope=wire.SITE_SCOPE, fired=fired):
+                text = describe(firing, rule, f"site {msg.site}")
+                body = payload(firing, msg.site, text)
                 stored = rowcount(
                     db,
                     t.alerts.insert(
@@ -388,17 +215,26 @@ def site_observations(db: Database, site: str, from_ns: int, to_ns_: int) -> lis
     return out
 
 
-def _last_fired(t: Any, site: str, rule: str) -> int | None:
+def _fired(t: Any, site: str, rule: str, from_ns: int, to_ns_: int) -> list[Span]:
+    """What the rule's stored site alerts ending between the two times cover."""
     a = t.alerts
-    row = (
-        a.select(a.at_iso)
-        .where((a.site == site) & (a.scope == wire.SITE_SCOPE) & (a.rule == rule))
-        .order_by(a.at_iso.desc())
-        .limit(1)
+    rows = (
+        a.select(a.at_iso, a.body)
+        .where(
+            (a.site == site)
+            & (a.scope == wire.SITE_SCOPE)
+            & (a.rule == rule)
+            & (a.at_iso >= iso(from_ns))
+            & (a.at_iso <= iso(to_ns_))
+        )
         .tuples()
-        .first()
     )
-    return None if row is None else to_ns(row[0])
+    out = []
+    for at, body in rows:
+        start = from_json(body).get("alert", {}).get("window_start")
+        end_ns = to_ns(at)
+        out.append(Span(to_ns(start) if isinstance(start, str) else end_ns, end_ns))
+    return out
 
 
 def stored_alerts(db: Database, site: str | None = None) -> list[dict[str, Any]]:

@@ -8,7 +8,15 @@ Rules:
   refused with a "did you mean"), the defaults of :class:`SinkConfig`.
 - The password is never a flag (it would show in ``ps``): ``--password-file`` or the config.
 - ``sink run`` stops cleanly on SIGTERM and SIGINT (finishes the message in hand, disconnects).
-- Errors the user can fix print one line on stderr and exit 2.
+- Errors the user can fix print one line on stderr and exit 2. Only ``sink run`` creates a
+  database: every other command on a place holding none says so and exits 2.
+- A reader that stops early (``| head -1``) is a normal end: no traceback, exit 0.
+- ``--json`` output is strict JSON (RFC 8259): a non-finite number stored by an older sink
+  (``duration_s`` of ``1e999``) is printed as null, never as ``Infinity``.
+- ``sink contacts`` filters (all given ones must hold): ``--tag`` (repeatable: every tag),
+  ``--site``, ``--device``, ``--staff``, ``--from`` (start at or after) and ``--to`` (start
+  before), times as in ``sink report`` (a bare date is midnight in ``--tz``, default UTC).
+  A clip whose audio retention deleted says so (``audio_deleted_at``: when, ISO 8601 UTC).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import dataclasses
 import difflib
 import json
 import logging
+import math
+import os
 import signal
 import sys
 import time
@@ -25,15 +35,17 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from cloud_sink import manage, report
 from cloud_sink.consumer import Sink, SinkConfig
-from cloud_sink.db import DatabaseUrlError, open_database
+from cloud_sink.db import DatabaseUrlError
 from cloud_sink.ingest import Ingest
-from cloud_sink.migrations import SchemaError, migrate
+from cloud_sink.migrations import NoDatabaseError, SchemaError, open_existing
+from cloud_sink.retention import deleted_audio
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import check_files as check_tls_files
 
@@ -73,7 +85,11 @@ def add_commands(subparsers: Any) -> None:
         help="MQTT 5 shared-subscription group, for N workers on one stream (default: none, a "
         "single worker with a plain subscription)",
     )
-    run.add_argument("--client-id", help="MQTT client id (default: contactpoint-sink-GROUP)")
+    run.add_argument(
+        "--client-id",
+        help="MQTT client id (default: contactpoint-sink[-GROUP], with a password also a tag "
+        "derived from it, so devices cannot guess it)",
+    )
     run.add_argument("--config", type=Path, help="TOML file with a [sink] table")
     run.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version (default: 5)")
     run.add_argument("--username", help="broker user name")
@@ -92,6 +108,15 @@ def add_commands(subparsers: Any) -> None:
     contacts.add_argument("--data", type=Path, required=True, help="data directory")
     contacts.add_argument("--db", help="postgresql://... (default: SQLite in --data)")
     contacts.add_argument("--json", action="store_true", help="one JSON object per line")
+    contacts.add_argument(
+        "--tag", action="append", default=[], help="only contacts with this tag (repeatable: all)"
+    )
+    contacts.add_argument("--site", help="only this site")
+    contacts.add_argument("--device", help="only this device")
+    contacts.add_argument("--staff", help="only contacts served by this staff member")
+    contacts.add_argument("--from", dest="start", help="starting at or after (ISO date/time)")
+    contacts.add_argument("--to", dest="end", help="starting before (ISO date/time)")
+    contacts.add_argument("--tz", help="time zone of bare --from/--to times (default: UTC)")
     contacts.set_defaults(handler=_guarded(_contacts))
 
     retention = sub.add_parser(
@@ -120,12 +145,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            return fn(args)
-        except (SinkCliError, DatabaseUrlError, SchemaError, OSError, ValueError) as exc:
+            code = fn(args)
+            sys.stdout.flush()  # a reader gone while the last lines were buffered: caught here
+            return code
+        except BrokenPipeError:
+            return stdout_closed()
+        except (
+            SinkCliError,
+            DatabaseUrlError,
+            SchemaError,
+            NoDatabaseError,
+            OSError,
+            ValueError,
+        ) as exc:
             print(f"contactpoint sink: error: {exc}", file=sys.stderr)
             return 2
 
     return run
+
+
+def stdout_closed() -> int:
+    """Whoever read our standard output stopped (``| head -1``): a normal end, exit 0. The
+    descriptor is pointed at /dev/null so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return 0
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (inf, nan) made None: valid JSON for any reader."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """One line of strict JSON (``allow_nan=False`` after :func:`strict_json`)."""
+    return json.dumps(strict_json(value), ensure_ascii=False, allow_nan=False)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -211,9 +274,8 @@ def _retention(args: argparse.Namespace) -> int:
         )
     if days < 0:
         raise SinkCliError(f"--days must be >= 0, got {days}")
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         done = enforce_retention(db, args.data, float(days), time.time_ns())
     finally:
         db.close()
@@ -226,20 +288,62 @@ def _retention(args: argparse.Namespace) -> int:
     return 1 if done.errors else 0
 
 
+def _iso_utc(wall_ns: int) -> str:
+    """ISO 8601 UTC with milliseconds, as the wire writes times (``2026-11-23T09:00:10.000Z``)."""
+    seconds, rest = divmod(wall_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1_000_000:03d}Z"
+
+
+def _contact_filter(args: argparse.Namespace) -> Callable[[dict[str, Any]], bool]:
+    """Whether a contact passes the filters of ``sink contacts`` (module rules); bad filter
+    values are refused here, before anything is opened."""
+    tz = report.zone(args.tz or "UTC")
+    start = None if args.start is None else report.parse_when(args.start, tz, "--from")
+    end = None if args.end is None else report.parse_when(args.end, tz, "--to")
+    if start is not None and end is not None and end <= start:
+        raise SinkCliError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
+    wanted = set(args.tag)
+    fields = [(k, v) for k, v in (("site", args.site), ("device", args.device),
+              ("staff", args.staff)) if v is not None]  # fmt: skip
+
+    def passes(contact: dict[str, Any]) -> bool:
+        return (
+            wanted <= set(contact["tags"])
+            and all(contact.get(key) == value for key, value in fields)
+            and report.in_period(report.instant(str(contact["start"])), start, end)
+        )
+
+    return passes
+
+
+def _audio_text(contact: dict[str, Any]) -> str:
+    if not contact["clip"]:
+        return "-"
+    if contact["audio"]:
+        return str(contact["audio"])
+    if contact["audio_deleted_at"]:
+        return f"audio deleted by retention on {contact['audio_deleted_at'][:10]}"
+    return "(clip incomplete)"
+
+
 def _contacts(args: argparse.Namespace) -> int:
-    db = open_database(args.db, args.data)
+    passes = _contact_filter(args)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
-        for contact in Ingest(db, args.data).contacts():
+        deleted = deleted_audio(db)
+        for contact in filter(passes, Ingest(db, args.data).contacts()):
+            when = deleted.get((contact["device"], contact["id"]))
+            contact["audio_deleted_at"] = None if when is None else _iso_utc(when)
             if args.json:
-                print(json.dumps(contact, ensure_ascii=False))
-            else:
-                audio = (contact["audio"] or "(clip incomplete)") if contact["clip"] else "-"
-                video = f"  video: {contact['video_url']}" if contact.get("video_url") else ""
-                print(
-                    f"{contact['start']}  {contact['site']}/{contact['device']}  "
-                    f"{contact['duration_s']:7.1f} s  {','.join(contact['tags'])}  {audio}{video}"
-                )
+                print(dumps(contact))
+                continue
+            video = f"  video: {contact['video_url']}" if contact.get("video_url") else ""
+            print(
+                f"{contact['id']}  {contact['start']}  {contact['site']}/{contact['device']}  "
+                f"{contact.get('staff') or '-'}  {contact['duration_s']:7.1f} s  "
+                f"{','.join(contact['tags'])}  {_audio_text(contact)}{video}"
+            )
     finally:
         db.close()
     return 0

@@ -4,9 +4,13 @@ Rules:
 - MQTT 5 by default, 3.1.1 selectable. The session is persistent: MQTT 5 connects with
   ``clean_start=False`` and a session expiry (default 7 days), 3.1.1 with
   ``clean_session=False``; the broker keeps QoS 1 messages for a sink that is away.
-- The client id comes from the config, default ``contactpoint-sink`` (``contactpoint-sink-<group>``
-  in a group). Every worker of a group needs its own id (two clients with one id throw each
-  other off the broker).
+- The client id comes from the config. By default it is ``contactpoint-sink[-<group>]`` and,
+  with a password, a tag derived from it (``contactpoint-sink-<16 hex>``): stable across
+  restarts (the persistent session is found again) and not guessable by a device, which on a
+  broker that takes client ids as given could otherwise connect with the sink's id and clean
+  start and throw its queued messages away. The brokers ``contactpoint provision`` configures
+  replace every client id by the account name anyway (docs/SECURITY.md), so there every worker
+  of a group needs its own account (two clients with one id throw each other off the broker).
 - Subscription, QoS 1: ``contactpoint/v1/+/+/+``; with a group (MQTT 5) the shared subscription
   ``$share/<group>/contactpoint/v1/+/+/+`` so that N workers share one stream. The single-level
   wildcard does not match ``.../cmd/resend``, so the sink never takes its own commands.
@@ -32,6 +36,7 @@ Rules:
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -70,7 +75,7 @@ class SinkConfig:
     data_dir: Path
     db_url: str | None = None  # None: SQLite at <data_dir>/sink.db
     group: str | None = None  # None: one worker, plain subscription (see the module notes)
-    client_id: str | None = None  # None: contactpoint-sink[-<group>]
+    client_id: str | None = None  # None: contactpoint-sink[-<group>][-<tag of password>]
     protocol: Protocol = "5"
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in a log line or repr
@@ -117,7 +122,11 @@ class SinkConfig:
     def effective_client_id(self) -> str:
         if self.client_id:
             return self.client_id
-        return f"contactpoint-sink-{self.group}" if self.group else "contactpoint-sink"
+        base = f"contactpoint-sink-{self.group}" if self.group else "contactpoint-sink"
+        if not self.password:
+            return base
+        tag = hmac.new(self.password.encode(), b"contactpoint sink client id", "sha256")
+        return f"{base}-{tag.hexdigest()[:16]}"
 
     @property
     def topic_filter(self) -> str:

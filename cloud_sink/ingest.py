@@ -65,10 +65,10 @@ from typing import Any, Final
 from peewee import Database, DataError, IntegrityError, InterfaceError, OperationalError, fn
 
 from cloud_sink import wire
-from cloud_sink._crashpoint import crashpoint
 from cloud_sink.db import rowcount, transaction
 from cloud_sink.models import Tables, from_json, tables, to_json
 from cloud_sink.storage import ClipCorruptError, ClipStore
+from contract.crashpoint import crashpoint
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ Rules:
 - ``sink annotate`` ticks reasons for one contact (who: ``--by``, default the login name);
   ``sink reasons`` counts them per site and site/device/day, as a table, CSV or JSON;
   ``sink alerts`` lists the stored alerts (the devices' and the site-level ones).
-- Errors the user can fix print one line on stderr and exit 2 (the caller's guard).
+- Errors the user can fix print one line on stderr and exit 2 (the caller's guard); a place
+  holding no sink database is one (`cloud_sink.migrations.open_existing`: nothing is created).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from cloud_sink.alerts import SiteAlerts, parse_rules, stored_alerts
-from cloud_sink.db import open_database
-from cloud_sink.migrations import migrate
+from cloud_sink.alerts import SiteAlerts, stored_alerts
+from cloud_sink.migrations import open_existing
 from cloud_sink.reasons import Reason, annotate, count, parse_reasons
+from contract.alerts import parse_rules
 
 
 def read_toml(path: Path | None) -> dict[str, Any]:
@@ -81,9 +82,8 @@ def add_commands(sub: Any, guarded: Any) -> None:
 
 def _annotate(args: argparse.Namespace) -> int:
     allowed = reasons_from(args.config)
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         done = annotate(
             db,
             args.contact,
@@ -103,9 +103,8 @@ def _annotate(args: argparse.Namespace) -> int:
 def reasons_command(args: argparse.Namespace) -> int:
     """``sink reasons``; also what ``sink report --reasons`` should run."""
     labels = reasons_from(args.config)
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         rows = count(db, by=args.by, start=args.start, end=args.end, reasons=labels)
     finally:
         db.close()
@@ -136,9 +135,8 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         rows = stored_alerts(db, args.site)
     finally:
         db.close()

@@ -11,20 +11,29 @@ Rules:
   ``BEGIN IMMEDIATE``, and the applied set is re-read under that lock, so two sinks starting
   together apply each migration once.
 - A database with a version newer than the code knows is refused with :class:`SchemaError`.
+- Only ``sink run`` creates a database (:func:`migrate` on a fresh one). The commands that read
+  or annotate what a sink stored open it with :func:`open_existing`, which refuses a place
+  holding no sink database (:class:`NoDatabaseError`) and creates nothing there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from peewee import Database
 
-from cloud_sink.db import execute_sql, is_sqlite, transaction
+from cloud_sink.db import default_path, execute_sql, is_sqlite, open_database, transaction
 
 
 class SchemaError(RuntimeError):
     """The database was migrated by a newer sink than this one."""
+
+
+class NoDatabaseError(RuntimeError):
+    """A command that reads a sink's database was pointed at a place that holds none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,3 +250,31 @@ def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> lis
             )
         done.append(migration.version)
     return done
+
+
+def open_existing(url: str | None, data_dir: Path) -> Database:
+    """The database a sink created (``sink run``) at ``url`` / in ``data_dir``, its schema
+    brought up to date; :class:`NoDatabaseError` when there is none (nothing is created)."""
+    if url is None or url.startswith("sqlite:///"):
+        path = default_path(data_dir) if url is None else Path(url.removeprefix("sqlite:///"))
+        where = str(path)
+        if not path.is_file():
+            raise NoDatabaseError(
+                f"no sink database at {where}: 'contactpoint sink run --data {data_dir}' creates "
+                "it; check --data (or --db)"
+            )
+    else:
+        parts = urlsplit(url)
+        where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"  # no password
+    db = open_database(url, data_dir)
+    try:
+        if not db.table_exists("schema_migrations") or not applied(db):
+            raise NoDatabaseError(
+                f"{where} holds no sink database (no schema): 'contactpoint sink run' creates it; "
+                "check --data (or --db)"
+            )
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db

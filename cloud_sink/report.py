@@ -7,16 +7,23 @@ Rules:
   missing, and with neither the report covers everything. A bound without a time zone is read
   in the report's time zone, a bare date is midnight there.
 - Groups (``by``): ``device`` (its id), ``site``, ``staff`` (the contact's ``staff``; unknown
-  and events outside contacts: ``(unknown)``), ``day`` (``YYYY-MM-DD``) or ``hour``
-  (``YYYY-MM-DD HH:00``) of the start in the report's time zone; no ``by``: one group
+  and events outside contacts without one: ``(unknown)``), ``day`` (``YYYY-MM-DD``) or
+  ``hour`` (``YYYY-MM-DD HH:00``) of the start in the report's time zone; no ``by``: one group
   ``(all)``. Groups are sorted by key; the total over the whole period comes last.
-- The metrics and their parameters are :mod:`cloud_sink.metrics`'s (definitions there).
-- Formats: ``table`` (rich, for a terminal), ``csv`` (one row per group and the total; empty
-  cells for "no data"), ``json`` (keys of each group's ``metrics`` exactly
-  :data:`cloud_sink.metrics.METRIC_KEYS`, plus the ``counts`` they come from) and ``png`` (a
-  chart drawn with matplotlib's Agg backend: contacts served, the rating indices, the sales and
-  coverage ratios with the force-majeure threshold; groups whose period is not meaningful are
-  hatched and marked).
+- Times a device may send that no calendar can place never stop a report: a time whose
+  local day is out of the calendar's range (year 1 with offset +14:00, year 9999 with
+  -12:00) is grouped by day or hour under ``(time out of range)``; a time that is not ISO
+  8601 with an offset (from a database an older sink wrote) under ``(unreadable time)``, and
+  it is outside every period that has a bound.
+- The metrics and their parameters are :mod:`cloud_sink.metrics`'s (definitions there); every
+  label a person reads says what it divides by what (``Definition.formula``).
+- Formats: ``table`` (rich, for a terminal; each column headed by its name and formula),
+  ``csv`` (one row per group and the total; ratios rounded to 4 decimals; empty cells for "no
+  data"), ``json`` (keys of each group's ``metrics`` exactly
+  :data:`cloud_sink.metrics.METRIC_KEYS`, plus the ``counts`` they come from and the
+  ``definitions``: key -> formula; strict JSON) and ``png`` (a chart drawn with matplotlib's Agg
+  backend: contacts served, the rating indices, the sales and coverage ratios with the
+  force-majeure threshold; groups whose period is not meaningful are hatched and marked).
 """
 
 from __future__ import annotations
@@ -34,13 +41,26 @@ from zoneinfo import ZoneInfo
 from peewee import Database
 
 from cloud_sink.ingest import Ingest
-from cloud_sink.metrics import METRIC_KEYS, Counts, Metrics, Parameters, count, metrics
+from cloud_sink.metrics import (
+    DEFINITIONS,
+    METRIC_KEYS,
+    TERSE_WORDS,
+    Counts,
+    Definition,
+    Metrics,
+    Parameters,
+    count,
+    metrics,
+)
 from cloud_sink.models import from_json
 
 GROUPS: Final = ("device", "site", "staff", "day", "hour")
 FORMATS: Final = ("table", "csv", "json", "png")
 ALL: Final = "(all)"
 UNKNOWN: Final = "(unknown)"
+OUT_OF_RANGE: Final = "(time out of range)"
+UNREADABLE: Final = "(unreadable time)"
+CSV_DECIMALS: Final = 4
 Progress = Callable[[int, int], None]
 
 
@@ -63,8 +83,21 @@ def parse_when(text: str, tz: ZoneInfo, what: str) -> datetime:
     return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=tz)
 
 
-def _instant(iso: str) -> datetime:
-    return datetime.fromisoformat(iso)
+def instant(iso: str) -> datetime | None:
+    """The instant of a stored ISO 8601 time with an offset; None when it is not one."""
+    try:
+        stamp = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return stamp if stamp.utcoffset() is not None else None
+
+
+def in_period(at: datetime | None, start: datetime | None, end: datetime | None) -> bool:
+    """``start`` <= ``at`` < ``end``, a missing bound being no bound; an unreadable time (None)
+    is only in the period without bounds."""
+    if start is None and end is None:
+        return True
+    return at is not None and (start is None or at >= start) and (end is None or at < end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +130,7 @@ class Report:
                 "correction_factor": self.params.correction_factor,
                 "force_majeure_threshold": self.params.force_majeure_threshold,
             },
+            "definitions": {d.key: d.formula for d in DEFINITIONS},
             "groups": [row.as_json() for row in self.rows],
             "total": self.total.as_json(),
         }
@@ -120,14 +154,19 @@ def load(db: Database, data_dir: Path) -> tuple[list[dict[str, Any]], list[dict[
     return contacts, events
 
 
-def _key(by: str | None, item: Mapping[str, Any], at: datetime, tz: ZoneInfo) -> str:
+def _key(by: str | None, item: Mapping[str, Any], at: datetime | None, tz: ZoneInfo) -> str:
     if by is None:
         return ALL
     if by in ("device", "site"):
         return str(item.get(by) or UNKNOWN)
     if by == "staff":
         return str(item.get("staff") or UNKNOWN)
-    local = at.astimezone(tz)
+    if at is None:
+        return UNREADABLE
+    try:
+        local = at.astimezone(tz)
+    except OverflowError:  # the local day is before year 1 or after year 9999
+        return OUT_OF_RANGE
     return local.strftime("%Y-%m-%d") if by == "day" else local.strftime("%Y-%m-%d %H:00")
 
 
@@ -161,8 +200,8 @@ def build(
             done += 1
             if progress is not None and done % step == 0:
                 progress(done, total)
-            at = _instant(str(item["start"] if kind == 0 else item["at"]))
-            if (start is not None and at < start) or (end is not None and at >= end):
+            at = instant(str(item["start"] if kind == 0 else item["at"]))
+            if not in_period(at, start, end):
                 continue
             key = _key(by, item, at, tz)
             grouped.setdefault(key, ([], []))[kind].append(item)
@@ -187,18 +226,7 @@ def build(
 
 # --- rendering -------------------------------------------------------------------------------
 
-_SHORT: Final[dict[str, str]] = {
-    "contacts_served": "served",
-    "support_index": "support",
-    "dissatisfaction_index": "dissatisf.",
-    "staff_dissatisfaction_index": "staff dissatisf.",
-    "loyalty_index": "loyalty",
-    "personal_conversion": "pers. conv.",
-    "exact_conversion": "exact conv.",
-    "visitor_coverage": "coverage",
-    "force_majeure_level": "force maj.",
-    "meaningful": "meaningful",
-}
+_BY_KEY: Final[dict[str, Definition]] = {d.key: d for d in DEFINITIONS}
 
 
 def _cell(value: Any) -> str:
@@ -225,12 +253,12 @@ def render_table(report: Report, width: int | None = None) -> str:
     )
     table = Table(
         title=f"metrics by {report.by or 'period'} ({period}, {report.tz.key})",
-        caption=f"correction factor {report.params.correction_factor:g}, force-majeure "
-        f"threshold {report.params.force_majeure_threshold:g}; – = no data",
+        caption=f"{TERSE_WORDS}; k = {report.params.correction_factor:g}, T = "
+        f"{report.params.force_majeure_threshold:g}; – = no data",
     )
     table.add_column(report.by or "group")
-    for key in METRIC_KEYS:
-        table.add_column(_SHORT[key], justify="right")
+    for d in DEFINITIONS:
+        table.add_column(d.header, justify="right", no_wrap=True)
     for row in report.rows:
         values = row.metrics.as_json()
         table.add_row(row.key, *(_cell(values[k]) for k in METRIC_KEYS))
@@ -256,24 +284,25 @@ def render_csv(report: Report) -> str:
 def _csv_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
+    return repr(round(value, CSV_DECIMALS)) if isinstance(value, float) else str(value)
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(report.as_json(), ensure_ascii=False, indent=2) + "\n"
+    return json.dumps(report.as_json(), ensure_ascii=False, allow_nan=False, indent=2) + "\n"
 
 
 _RATINGS: Final = (
-    ("support_index", "support", "#2e7d32"),
-    ("dissatisfaction_index", "dissatisfaction", "#c62828"),
-    ("staff_dissatisfaction_index", "staff dissatisfaction", "#ef6c00"),
-    ("loyalty_index", "loyalty", "#1565c0"),
+    (_BY_KEY["support_index"], "#2e7d32"),
+    (_BY_KEY["dissatisfaction_index"], "#c62828"),
+    (_BY_KEY["staff_dissatisfaction_index"], "#ef6c00"),
+    (_BY_KEY["loyalty_index"], "#1565c0"),
 )
 _SALES: Final = (
-    ("personal_conversion", "personal conversion", "#6a1b9a"),
-    ("exact_conversion", "exact conversion", "#00838f"),
-    ("visitor_coverage", "visitor coverage", "#9e9d24"),
-    ("force_majeure_level", "force-majeure level", "#5d4037"),
+    (_BY_KEY["personal_conversion"], "#6a1b9a"),
+    (_BY_KEY["productive_share"], "#ad1457"),
+    (_BY_KEY["exact_conversion"], "#00838f"),
+    (_BY_KEY["visitor_coverage"], "#9e9d24"),
+    (_BY_KEY["force_majeure_level"], "#5d4037"),
 )
 
 
@@ -291,7 +320,7 @@ def render_png(report: Report, path: Path) -> None:
     labels = [row.key for row in rows]
     n = len(rows)
     positions = list(range(n))
-    fig_width = min(30.0, max(9.0, 0.9 * n + 3))
+    fig_width = min(30.0, max(14.0, 0.9 * n + 8))  # the legends name each formula: room
     fig, axes = plt.subplots(3, 1, figsize=(fig_width, 11), sharex=True, layout="constrained")
     try:
         served_ax, ratings_ax, sales_ax = axes
@@ -313,14 +342,14 @@ def render_png(report: Report, path: Path) -> None:
             (sales_ax, _SALES, "ratio"),
         ):
             width = 0.8 / len(series)
-            for i, (key, name, color) in enumerate(series):
-                values = [getattr(row.metrics, key) for row in rows]
+            for i, (d, color) in enumerate(series):
+                values = [getattr(row.metrics, d.key) for row in rows]
                 xs = [p - 0.4 + width * (i + 0.5) for p in positions]
                 drawn = ax.bar(
                     xs,
                     [0.0 if v is None else v for v in values],
                     width,
-                    label=name,
+                    label=d.label,
                     color=color,
                     edgecolor="white",
                 )
@@ -329,7 +358,7 @@ def render_png(report: Report, path: Path) -> None:
                         patch.set_hatch("//")
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_ylabel(ylabel)
-            handles: list[Any] = [Patch(color=color, label=name) for _, name, color in series]
+            handles: list[Any] = [Patch(color=color, label=d.label) for d, color in series]
             if ax is sales_ax:
                 handles.append(
                     Line2D([], [], color="#5d4037", linestyle="--", label="force-majeure threshold")
@@ -453,8 +482,7 @@ def zone(name: str) -> ZoneInfo:
 def report_command(args: Any) -> int:
     import sys
 
-    from cloud_sink.db import open_database
-    from cloud_sink.migrations import migrate
+    from cloud_sink.migrations import open_existing
 
     if args.reasons:
         from cloud_sink import manage
@@ -485,9 +513,8 @@ def report_command(args: Any) -> int:
     end = None if args.end is None else parse_when(args.end, tz, "--to")
     if args.format == "png" and args.out is None:
         raise ReportError("--format png needs --out FILE.png (a chart is not terminal text)")
-    db = open_database(args.db, args.data)
+    db = open_existing(args.db, args.data)
     try:
-        migrate(db)
         contacts, events = load(db, args.data)
     finally:
         db.close()

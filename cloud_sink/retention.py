@@ -6,7 +6,8 @@ Rules:
 - A verified clip: its file is deleted, then the row is marked ``audio_deleted_at`` (migration
   4). An incomplete clip: its chunk files and chunk rows are dropped and the row is marked, so
   ingest ignores its chunks from then on and no resend is asked for. Contacts, events, tags and
-  the clip rows (sizes, sha256) stay: reports keep working without the audio.
+  the clip rows (sizes, sha256) stay: reports keep working without the audio, and ``sink
+  contacts`` says when the audio went (:func:`deleted_audio`: ``audio_deleted_at``).
 - :func:`due` is the pure decision (injected "now"); :func:`enforce` carries it out and is
   idempotent (a marked clip is never looked at again; a file already gone is fine).
 - No path is built from an unchecked id: files are found through :class:`ClipStore`, which
@@ -94,6 +95,17 @@ def candidates(db: Database) -> list[ClipAge]:
             )
         )
     return out
+
+
+def deleted_audio(db: Database) -> dict[tuple[str, str], int]:
+    """(device, clip id) -> when retention deleted that clip's audio (wall ns), for listings."""
+    clips = tables(db).clips
+    return {
+        (device, clip_id): int(at)
+        for device, clip_id, at in clips.select(clips.device, clips.clip_id, clips.audio_deleted_at)
+        .where(clips.audio_deleted_at.is_null(False))
+        .tuples()
+    }
 
 
 def enforce(db: Database, data_dir: Path, audio_days: float | None, now_ns: int) -> RetentionResult:

@@ -24,8 +24,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cloud_sink._crashpoint import crashpoint
 from cloud_sink.wire import EXTENSIONS, valid_id, valid_name
+from contract.crashpoint import crashpoint
 
 DEAD_LETTERS = "dead_letters"
 

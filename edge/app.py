@@ -7,6 +7,7 @@
                                                          └──────▶ Segmenter ─▶ contacts
     contacts ─▶ tags (rules) ─▶ clip cut from the ring ─▶ ONE store transaction (+ outbox)
     orphan events ──────────────────────────────────────▶ store (+ outbox)
+    (both saved the same way: a full disk waits, a bad value is dropped, nothing stops the loop)
 
 Decisions live in the small pure objects; this module only wires them and converts monotonic
 time to wall time at the boundary (records).
@@ -19,13 +20,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from edge.alerts import AlertEvaluator, describe, observations
+from contract.alerts import AlertEvaluator, describe
+from edge.alerts import observations
 from edge.audio import Clipper, Ring, cleanup_partials
-from edge.audio.clipper import CLIPS_DIR
+from edge.audio.clipper import CLIPS_DIR, ClipMissing
 from edge.buttons import ButtonDecoder
-from edge.clock import NS, Clock, seconds_to_ns
+from edge.clock import NS, Clock, StepWatch, seconds_to_ns
 from edge.config import Config
 from edge.contact import Segmenter
 from edge.diskbudget import DiskBudget, is_disk_full
@@ -36,10 +38,10 @@ from edge.presence import PresenceDetector
 from edge.publish import wire
 from edge.radio import Decoder
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
-from edge.recovery import write_sidecar
+from edge.recovery import sidecar_path, write_sidecar
 from edge.routes import router as route_planner
 from edge.staff import Roster, StaffCall
-from edge.store import Store
+from edge.store import IntegrityError, Store, clean_contact, clean_event
 from edge.tagging import apply_rules
 from edge.video import VideoLinks
 from hardware import (
@@ -62,6 +64,11 @@ from hardware import (
 
 log = logging.getLogger(__name__)
 
+#: the health faults (docs/WIRE.md: ``status.faults``) of a disk too full for clips, and of a
+#: wall clock off its earlier time after a step while synchronised
+STORAGE_PART = "storage"
+CLOCK_PART = "clock"
+
 
 def settle_ns(cfg: Config) -> int:
     """How far behind real time the segmenter works, so late, backdated events still land in
@@ -73,6 +80,17 @@ def settle_ns(cfg: Config) -> int:
     return seconds_to_ns(max(presence_lag, button_lag) + 0.5)
 
 
+def alert_lateness_s(cfg: Config) -> float:
+    """How far behind the newest observation a contact's observations can reach the alert
+    evaluator: a contact is evaluated when it is saved (an orphan event at once), i.e. after
+    it lasted (at most the longest of max_duration_s, a press window, a survey's answer
+    window), the segmenter's settle time, its post-roll and, when capture stalls, stall_s
+    waiting for audio; plus a minute of slack for encoding and a busy machine."""
+    c = cfg.contacts
+    longest = max(c.max_duration_s, c.window.before_s + c.window.after_s, c.survey.answer_window_s)
+    return longest + settle_ns(cfg) / NS + c.post_roll_s + cfg.audio.stall_s + 60.0
+
+
 def backend_spec(
     cfg: Config, world: World | None = None, wav_loop: Path | None = None, audio_seed: int = 0
 ) -> BackendSpec:
@@ -81,9 +99,7 @@ def backend_spec(
     return BackendSpec(
         backend=cfg.hardware.backend,
         buttons=tuple(
-            ButtonSpec(b.name, b.pin, b.pull_up, b.active_high)
-            for b in cfg.buttons
-            if b.via == "gpio"
+            ButtonSpec(b.name, b.pin, b.pull_up, b.active_high) for b in cfg.buttons if b.wired
         ),
         ranger=RangerSpec(p.trigger_pin, p.echo_pin, p.interval_s, p.temperature_c)
         if "presence" in cfg.contacts.modes
@@ -175,9 +191,12 @@ class Core:
         self.budget = DiskBudget(cfg.storage, store, data_dir, self.health, CLIPS_DIR)
         if self.clipper is not None:
             self.clipper.on_disk_full = self.budget.on_disk_full
-        self._unsaved: list[tuple[ContactRecord, list[OutboxMessage]]] = []
+        self._unsaved: list[tuple[ContactRecord | EventRecord, list[OutboxMessage]]] = []
         self._audio_seen_ns = clock.monotonic_ns()
         self._synced = clock.synchronized()
+        #: steps of the synchronised wall clock (edge.clock.StepWatch): alarm, fault, flag
+        self.clock_steps = StepWatch(seconds_to_ns(cfg.clock.step_threshold_s))
+        self._watch_clock()
         self._next_checks_ns = 0
         #: called for every press as soon as it is known (e.g. to play a prompt)
         self.on_press: Callable[[Press], None] | None = None
@@ -201,7 +220,7 @@ class Core:
                 device=cfg.device.id,
                 site=cfg.device.site,
             )
-        self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id)
+        self.alerts = AlertEvaluator(cfg.alerts.rules, cfg.device.id, late_s=alert_lateness_s(cfg))
         #: called with each alert's wire payload after it is committed (e.g. to route it)
         self.on_alert: list[Callable[[dict[str, Any]], None]] = []
         #: routing by tag (edge/routes): a contact's and its alerts' deliveries are queued in
@@ -266,6 +285,7 @@ class Core:
         if now_ns >= self._next_checks_ns:  # at most once a second of monotonic time
             self._next_checks_ns = now_ns + NS
             self._check_clock()
+            self._watch_clock()
             self._check_audio(now_ns)
             self._retry_unsaved()
 
@@ -277,7 +297,7 @@ class Core:
         if self.clipper is not None:
             self._clips_ready(self.clipper.flush())
         for contact in list(self._awaiting_clip.values()):  # no audio ever arrived for these
-            self._save(self._awaiting_clip.pop(contact.id), None)
+            self._save(self._awaiting_clip.pop(contact.id), None, "no_audio")
 
     # --- output ------------------------------------------------------------------------------
 
@@ -292,26 +312,32 @@ class Core:
                 self._awaiting_clip[contact.id] = contact
                 self.clipper.request(contact.id, contact.start_ns, end_ns)
         for event in orphans:
-            record = self._event_record(event, None)
-            record = replace(record, staff=self.roster.staff_at(record.wall_ns))
-            alerts = self._alerts(record)
-            self.store.save_event(
-                record,
-                [
-                    wire.event_message(record, self.cfg.device.id, self.cfg.device.site),
-                    *alerts,
-                ],
-            )
-            self.counters.orphan_events += 1
-            self.today.add_event(record)
-            self._announce(alerts)
+            self._save_orphan(event)
+
+    def _save_orphan(self, event: EdgeEvent) -> None:
+        record = self._event_record(event, None)
+        record = self._storable(replace(record, staff=self.roster.staff_at(record.wall_ns)))
+        alerts = self._alerts(record)
+        device = self.cfg.device
+        self._commit(record, [wire.event_message(record, device.id, device.site), *alerts])
+        self.today.add_event(record)
+        self._announce(alerts)
 
     def _clips_ready(self, clips: list[ClipInfo]) -> None:
         assert self.clipper is not None
-        for contact_id in self.clipper.take_failed():  # no audio could be cut: keep the contact
+        for contact_id, why in self.clipper.take_failed():  # no clip: keep the contact, flagged
+            if why == "disk_full":  # a part failing now: cleared by the next clip written
+                self.health.fault(
+                    STORAGE_PART,
+                    False,
+                    f"disk full: clips are not written (the last one: contact {contact_id}); "
+                    "contacts are kept without audio until there is room",
+                )
             contact = self._awaiting_clip.pop(contact_id, None)
             if contact is not None:
-                self._save(contact, None)
+                self._save(contact, None, why)
+        if clips:
+            self.health.fault(STORAGE_PART, True, "clips are written again")
         for clip in clips:
             contact = self._awaiting_clip.pop(clip.contact_id, None)
             if contact is None:
@@ -321,15 +347,16 @@ class Core:
             self.counters.truncated_clips += clip.truncated
             self._save(contact, clip)
 
-    def _save(self, contact: Contact, clip: ClipInfo | None) -> None:
-        record = self.contact_record(contact, clip)
+    def _save(
+        self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
+    ) -> None:
+        record = self._storable(self.contact_record(contact, clip, clip_missing))
         device = self.cfg.device
         outbox = [wire.contact_message(record, device.id, device.site)]
         if clip is not None:  # the audio follows its contact, in chunks
             outbox.append(wire.clip_message(clip, device.id, device.site))
         alerts = self._alerts(record)
-        if self._commit(record, outbox + alerts):
-            self.counters.contacts += 1
+        self._commit(record, outbox + alerts)
         if clip is not None:
             self.budget.enforce()
         self.today.add_contact(record)
@@ -337,46 +364,93 @@ class Core:
 
     # --- faults (docs/RELIABILITY.md) ----------------------------------------------------------
 
-    def _commit(self, record: ContactRecord, outbox: list[OutboxMessage]) -> bool:
-        """Sidecar, then the store transaction. A full disk never loses the contact: space is
-        freed by the budget's rules and the save tried again; failing that it waits in memory
-        and is retried every second (False)."""
+    @overload
+    def _storable(self, record: ContactRecord) -> ContactRecord: ...
+    @overload
+    def _storable(self, record: EventRecord) -> EventRecord: ...
+    def _storable(self, record: ContactRecord | EventRecord) -> ContactRecord | EventRecord:
+        """The record as the store can hold it (edge/store/storable.py): a value no store can
+        keep (NaN, an unpaired surrogate) is dropped or spelled out, and ``bad_record`` says
+        which; the rest of the record is saved as usual."""
+        if isinstance(record, ContactRecord):
+            cleaned: ContactRecord | EventRecord
+            cleaned, changes = clean_contact(record)
+        else:
+            cleaned, changes = clean_event(record)
+        if changes:
+            self.health.alarm(
+                "bad_record",
+                _brief(
+                    f"{_what(cleaned)} saved without values no store can hold: "
+                    + "; ".join(changes)
+                ),
+            )
+        return cleaned
+
+    def _commit(self, record: ContactRecord | EventRecord, outbox: list[OutboxMessage]) -> bool:
+        """Sidecar (contacts only), then the store transaction. Nothing stops the core loop:
+
+        - a full disk never loses the record: space is freed by the budget's rules and the
+          save tried again; failing that, or on any other trouble of the store (an I/O error,
+          a lock held too long), it waits in memory and is retried every second (False);
+        - a record the store refuses as such (it breaks a constraint) is logged whole and
+          raised as ``bad_record``; a contact stays in its sidecar (False)."""
+        error: Exception | None = None
         for attempt in (1, 2):
+            if isinstance(record, ContactRecord):
+                try:
+                    write_sidecar(self.data_dir, record)
+                except (OSError, ValueError) as exc:  # a recovery aid: the contact matters more
+                    log.warning("sidecar of contact %s not written: %s", record.id, exc)
+                    full = is_disk_full(exc) and attempt == 1
+                    if full and self.budget.on_disk_full("a sidecar", 4096):
+                        continue
             try:
-                write_sidecar(self.data_dir, record)
-            except OSError as exc:  # a recovery aid only: the contact itself matters more
-                log.warning("sidecar of contact %s not written: %s", record.id, exc)
-                full = is_disk_full(exc) and attempt == 1
-                if full and self.budget.on_disk_full("a sidecar", 4096):
-                    continue
-            try:
-                self.store.save_contact(record, outbox)
+                self._write(record, outbox)
                 return True
+            except _REFUSED as exc:
+                self._refused(record, exc)
+                return False
             except Exception as exc:
-                if not is_disk_full(exc):
-                    raise
-                if attempt == 1 and self.budget.on_disk_full("the store", 1 << 20):
+                error = exc
+                full = is_disk_full(exc) and attempt == 1
+                if full and self.budget.on_disk_full("the store", 1 << 20):
                     continue
                 break
+        log.warning("%s not saved yet, retried every second: %s", _what(record), error)
         self._unsaved.append((record, outbox))
-        self.health.alarm("save_failed", f"contact {record.id} waits for disk space")
+        self.health.alarm("save_failed", _brief(f"{_what(record)} waits: {error}"))
         return False
+
+    def _write(self, record: ContactRecord | EventRecord, outbox: list[OutboxMessage]) -> None:
+        if isinstance(record, ContactRecord):
+            self.store.save_contact(record, outbox)
+            self.counters.contacts += 1
+        else:
+            self.store.save_event(record, outbox)
+            self.counters.orphan_events += 1
+
+    def _refused(self, record: ContactRecord | EventRecord, exc: Exception) -> None:
+        kept = ""
+        if isinstance(record, ContactRecord) and sidecar_path(self.data_dir, record.id).exists():
+            kept = " (kept in its sidecar)"
+        log.error("%s refused by the store%s: %s; the record: %r", _what(record), kept, exc, record)
+        self.health.alarm("bad_record", _brief(f"{_what(record)} not saved{kept}: {exc}"))
 
     def _retry_unsaved(self) -> None:
         waiting, self._unsaved = self._unsaved, []
         for index, (record, outbox) in enumerate(waiting):
             try:
-                self.store.save_contact(record, outbox)
-            except Exception as exc:
-                if not is_disk_full(exc):
-                    raise
+                self._write(record, outbox)
+            except _REFUSED as exc:
+                self._refused(record, exc)
+            except Exception:  # still no space (or the store still in trouble): in order, later
                 self._unsaved.extend(waiting[index:])
                 return
-            self.counters.contacts += 1
 
     @property
     def unsaved(self) -> int:
-        """Contacts waiting in memory for disk space."""
+        """Contacts and orphan events waiting in memory for the store (e.g. for disk space)."""
         return len(self._unsaved)
 
     def _check_clock(self) -> None:
@@ -393,6 +467,27 @@ class Core:
                 log.warning("clock synchronised: wall times of %d contact(s) corrected", corrected)
         self._synced = synced
 
+    def _watch_clock(self) -> None:
+        """A step of the synchronised wall clock: alarm (each step), fault (while it is off
+        this boot's reference time); the contacts it may have mixed up are flagged by
+        :meth:`contact_record`."""
+        now = self.clock.monotonic_ns()
+        wall = self.clock.wall_ns(now)
+        step = self.clock_steps.observe(now, wall - now, self.clock.synchronized())
+        if step is not None:
+            self.health.alarm(
+                "clock_stepped",
+                f"the synchronised wall clock stepped {step.delta_ns / NS:+.3f} s "
+                f"(now {wire.iso(wall)}); contacts around it are flagged clock_stepped",
+            )
+        off = self.clock_steps.off_ns
+        self.health.fault(
+            CLOCK_PART,
+            off == 0,
+            f"the wall clock is {off / NS:+.3f} s off the time it kept before a step while "
+            "synchronised; contacts stamped now are flagged clock_stepped",
+        )
+
     def _check_audio(self, now_ns: int) -> None:
         """Capture stalled (microphone gone): contacts waiting for audio get what there is."""
         if self.clipper is None or not self._awaiting_clip:
@@ -402,7 +497,7 @@ class Core:
         waiting = len(self._awaiting_clip)
         self._clips_ready(self.clipper.flush())
         for contact_id in list(self._awaiting_clip):  # flushed without a file
-            self._save(self._awaiting_clip.pop(contact_id), None)
+            self._save(self._awaiting_clip.pop(contact_id), None, "no_audio")
         self.health.alarm(
             "audio_stalled",
             f"no audio for {(now_ns - self._audio_seen_ns) / NS:.0f} s: {waiting} contact(s) "
@@ -416,7 +511,16 @@ class Core:
         device = self.cfg.device
         where = f"{device.site}/{device.id}"
         out: list[OutboxMessage] = []
-        for firing in self.alerts.feed(observations(record)):
+        restarts = self.alerts.restarts
+        fired = self.alerts.feed(observations(record))
+        if self.alerts.restarts > restarts:
+            log.warning(
+                "alerts: %s is more than %.0f s older than the newest observation (the clock "
+                "stepped back?): the alert windows start over",
+                record.id,
+                self.alerts.late_s,
+            )
+        for firing in fired:
             text = describe(firing, rules[firing.rule], where)
             log.warning("alert %s", text)
             out.append(wire.alert_message(firing, text, device.id, device.site))
@@ -433,8 +537,11 @@ class Core:
     def video_url(self, wall_ns: int) -> str | None:
         return None if self.video is None else self.video.url(wall_ns)
 
-    def contact_record(self, contact: Contact, clip: ClipInfo | None) -> ContactRecord:
+    def contact_record(
+        self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
+    ) -> ContactRecord:
         end_ns = contact.end_ns if contact.end_ns is not None else contact.start_ns
+        self._watch_clock()  # a step since the last check: seen before stamping with it
         return ContactRecord(
             id=contact.id,
             mode=contact.mode,
@@ -453,6 +560,8 @@ class Core:
             boot_id=self.clock.boot_id(),
             video_url=self.video_url(self.clock.wall_ns(contact.start_ns)),
             staff=self.roster.staff_at(self.clock.wall_ns(contact.start_ns)),
+            clip_missing=None if clip is not None else clip_missing,
+            clock_stepped=self.clock_steps.stepped_since(contact.start_ns),
         )
 
     def _event_record(self, event: EdgeEvent, contact_id: str | None) -> EventRecord:
@@ -482,6 +591,20 @@ class Core:
     @property
     def awaiting_clips(self) -> int:
         return len(self._awaiting_clip)
+
+
+#: what the store refuses for the record itself (edge/store/storable.py, a broken constraint):
+#: saving it again would fail again
+_REFUSED = (ValueError, TypeError, OverflowError, IntegrityError)
+
+
+def _what(record: ContactRecord | EventRecord) -> str:
+    return f"contact {record.id}" if isinstance(record, ContactRecord) else f"event {record.id}"
+
+
+def _brief(detail: str, limit: int = 500) -> str:
+    """An alarm's detail, short enough for the status message."""
+    return detail if len(detail) <= limit else detail[: limit - 1] + "…"
 
 
 def step_ns(cfg: Config) -> int:

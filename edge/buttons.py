@@ -21,7 +21,8 @@ pins ignore ``bounce_time`` and real contacts bounce. The rules, per button:
   any button), or when the press is confirmed or a release glitch is dropped, if that is later.
   ``duration_ns`` = ``long_press_s``. Its release reports nothing, so a stuck button reports
   exactly one long press. This holds for every role (``Press.kind`` names seller_long).
-* Fields come from the button's config: ``button`` (its name), ``role``, ``question``, ``via``.
+* Fields come from the button's config: ``button`` (its name), ``role``, ``question``; ``via`` is
+  ``"gpio"`` (a button may also have a wireless key: those presses come from its receiver).
 * Edges of a button not in the config are counted and ignored.
 
 Presses are returned in the order they were decided, which is not always ``t_ns`` order (a short
@@ -155,5 +156,5 @@ class ButtonDecoder:
             gesture=gesture,
             duration_ns=duration_ns,
             question=c.question,
-            via=c.via,
+            via="gpio",
         )

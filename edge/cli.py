@@ -1,4 +1,11 @@
-"""``contactpoint``: one command with subcommands for the device, the simulation and tools."""
+"""``contactpoint``: one command with subcommands for the device, the simulation and tools.
+
+Rules:
+- Errors the user can fix print one line on stderr and exit with the error's code (2).
+- A reader of the output that stops early (``contactpoint contacts | head -1``) is a normal
+  end: no traceback, exit 0 (the sink's commands do the same, ``cloud_sink.cli``).
+- ``contactpoint --version`` prints the installed distribution's version (package metadata).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge import __version__
 from edge._errors import UserError
 from edge.config import Config, ConfigError, example_config, load_config
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hardware import Backend
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # the reader may be gone while the last lines were buffered
+        return code
+    except BrokenPipeError:
+        from cloud_sink.cli import stdout_closed
+
+        return stdout_closed()
     except UserError as exc:
         print(f"contactpoint: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -52,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         "sensor and always-on audio, cut into tagged contacts.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"contactpoint {__version__}", help="and exit"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     config = sub.add_parser("config", help="print or check a device configuration")
@@ -144,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_argument("role", help="a role (green, yellow, red, request, seller) or button name")
     learn.add_argument("--config", type=Path, required=True, help="the config file to edit")
     learn.add_argument("--timeout", type=float, default=60.0, help="wait at most S seconds")
+    learn.add_argument(
+        "--wireless-only",
+        action="store_true",
+        help="a wired button stops reading its pin (default: it keeps the pin, the remote key "
+        "works as well)",
+    )
     learn.set_defaults(handler=_learn)
 
     contacts = sub.add_parser("contacts", help="list the contacts in a device's store")
@@ -394,6 +419,7 @@ def _learn(args: argparse.Namespace) -> int:
         args.role,
         str(key["remote_key"]),
         via="serial" if via == "serial" else "nrf24" if via == "nrf24" else "rf433",
+        wireless_only=args.wireless_only,
     )
     print(
         f"{args.config}: button '{change.name}' ({change.role}) {change.action}: "
@@ -401,6 +427,11 @@ def _learn(args: argparse.Namespace) -> int:
         + (f" (was {change.previous_code!r})" if change.previous_code else "")
         + ("; the default buttons were written out" if change.defaults_written else "")
     )
+    if change.kept_pin is not None:
+        print(
+            f"it is still wired on GPIO{change.kept_pin}: a press of the button or of the "
+            "remote key both count (learn again with --wireless-only to use only the remote)"
+        )
     return 0
 
 
@@ -429,7 +460,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _contacts(args: argparse.Namespace) -> int:
-    from edge.publish.wire import contact_json
+    """The device's contacts; a clip whose audio retention deleted says so and when
+    (``audio_deleted_at`` in JSON), a clip file gone otherwise (the disk budget) is marked."""
+    from edge.publish.wire import contact_json, iso
     from edge.simulate import STORE_NAME
     from edge.store import Store
 
@@ -439,14 +472,21 @@ def _contacts(args: argparse.Namespace) -> int:
     store = Store.open(path)
     try:
         records = store.contacts()
+        deleted = store.audio_deleted()
     finally:
         store.close()
     if args.json:
         for record in records:
-            print(json.dumps(contact_json(record), ensure_ascii=False))
+            when = deleted.get(record.id)
+            row = {**contact_json(record), "audio_deleted_at": None if when is None else iso(when)}
+            print(json.dumps(row, ensure_ascii=False))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    def clip(rel: str, contact_id: str) -> str:
+        if contact_id in deleted:
+            return f"audio deleted by retention on {iso(deleted[contact_id])[:10]}"
+        return rel if (args.data / rel).is_file() else f"{rel} (file gone)"
 
     table = Table(title=f"{len(records)} contacts in {path}")
     for column in ("start", "duration", "mode", "ended by", "tags", "clip"):
@@ -459,10 +499,21 @@ def _contacts(args: argparse.Namespace) -> int:
             row["mode"],
             row["ended_by"],
             ", ".join(row["tags"]),
-            row["clip"]["path"] if row["clip"] else "-",
+            clip(row["clip"]["path"], record.id) if row["clip"] else "-",
         )
-    Console().print(table)
+    _console().print(table)
     return 0
+
+
+def _console() -> Console:
+    """A rich console whose broken pipe reaches :func:`main` (rich's own handler exits 1)."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return PipeConsole()
 
 
 def _progress_bar(label: str) -> Callable[[int, int], None] | None:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from contract.alerts import EVENT_KINDS, NAME_PATTERN, AlertRule, duplicate_names, is_question_kind
 from edge import video
 from edge._errors import UserError
 from edge.staff import (
@@ -44,22 +45,10 @@ from edge.staff import (
 M = TypeVar("M", bound=BaseModel)
 Mode = Literal["presence", "window", "survey"]
 Role = Literal["green", "yellow", "red", "request", "seller", "question"]
+#: How a button's presses arrive: its wired pin, or a wireless remote through a receiver
+Via = Literal["gpio", "rf433", "serial", "nrf24"]
 RATING_ROLES: tuple[str, ...] = ("green", "yellow", "red")
-#: Event kinds a tag rule can name (besides ``question:N`` for one question button).
-EVENT_KINDS: tuple[str, ...] = (
-    "green",
-    "yellow",
-    "red",
-    "request",
-    "seller_short",
-    "seller_long",
-    "question",
-    "receipt",
-    "arrival",
-    "departure",
-)
 ENDED_BY: tuple[str, ...] = ("departure", "timeout", "window", "answer", "no_answer", "shutdown")
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class Section(BaseModel):
@@ -205,12 +194,16 @@ class ButtonConfig(Section):
     ] = None
     label: Annotated[str, Field(max_length=200, description="Human text, e.g. the question")] = ""
     via: Annotated[
-        Literal["gpio", "rf433", "serial", "nrf24"],
-        Field(description="How the press arrives: a wired GPIO pin or a wireless remote"),
+        Via | list[Via],
+        Field(
+            description="How presses arrive: 'gpio' = wired to 'pin'; 'rf433', 'serial' or "
+            "'nrf24' = a wireless remote whose key is 'code'. A button with both lists them, "
+            "e.g. ['gpio', 'rf433'] (a scenario press uses the first unless it says)"
+        ),
     ] = "gpio"
-    pin: Annotated[int | None, Field(ge=0, le=27, description="BCM GPIO number (via = 'gpio')")] = (
-        None
-    )
+    pin: Annotated[
+        int | None, Field(ge=0, le=27, description="BCM GPIO number (via includes 'gpio')")
+    ] = None
     pull_up: Annotated[
         bool, Field(description="Use the internal pull-up (button wired to ground)")
     ] = True
@@ -225,10 +218,31 @@ class ButtonConfig(Section):
         str | None,
         Field(
             pattern=r"^[0-9A-Za-z:._-]{1,64}$",
-            description="Remote code bound to this button (via rf433/serial/nrf24); "
-            "'contactpoint learn ROLE' fills it in",
+            description="Remote key bound to this button (via includes rf433, serial or "
+            "nrf24); 'contactpoint learn ROLE' fills it in and keeps a wired pin",
         ),
     ] = None
+
+    @field_validator("via")
+    @classmethod
+    def _via_list(cls, value: Via | list[Via]) -> Via | list[Via]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("name at least one way, e.g. 'gpio' or ['gpio', 'rf433']")
+            for via in value:
+                if value.count(via) > 1:
+                    raise ValueError(f"'{via}' is listed twice")
+        return value
+
+    @property
+    def vias(self) -> tuple[Via, ...]:
+        """The ways this button's presses arrive, in the configured order."""
+        return (self.via,) if isinstance(self.via, str) else tuple(self.via)
+
+    @property
+    def wired(self) -> bool:
+        """Read from its GPIO pin (a wireless key, if it has a ``code``, works as well)."""
+        return "gpio" in self.vias
 
     @model_validator(mode="after")
     def _question_number(self) -> Self:
@@ -305,14 +319,24 @@ class PresenceSection(Section):
 
 class WindowSection(Section):
     before_s: Annotated[
-        float, Field(ge=0, le=600, description="Audio kept before a window press (s)")
+        float,
+        Field(
+            ge=0,
+            le=600,
+            description="A window press reaches this far back: audio and events before it are "
+            "its window's; so a window (or an event outside every contact) is handed out this "
+            "long after its end, in case a later press reaches it (s)",
+        ),
     ] = 60.0
     after_s: Annotated[
         float, Field(ge=0, le=600, description="Audio kept after a window press (s)")
     ] = 60.0
     roles: Annotated[
         list[Role],
-        Field(description="Roles whose press cuts a window when no other contact is open"),
+        Field(
+            description="Roles whose press cuts a window when no presence or survey contact is "
+            "open; overlapping or touching windows are one contact"
+        ),
     ] = ["question", "request"]
 
 
@@ -338,7 +362,12 @@ class ContactsSection(Section):
     ] = ["presence", "window", "survey"]
     max_duration_s: Annotated[
         float,
-        Field(ge=5, le=7200, description="A contact longer than this is closed as 'timeout' (s)"),
+        Field(
+            ge=5,
+            le=7200,
+            description="A contact longer than this is closed as 'timeout' (s); a longer "
+            "window is cut here into pieces that do not overlap",
+        ),
     ] = 900.0
     pre_roll_s: Annotated[
         float, Field(ge=0, le=120, description="Audio kept before a contact's start (s)")
@@ -372,8 +401,9 @@ class AudioSection(Section):
         Field(
             ge=10,
             le=14400,
-            description="RAM ring length (s); unset = pre-roll + longest contact + post-roll "
-            "+ 30 s",
+            description="RAM ring length (s); unset = pre-roll + max_duration_s + window "
+            "before_s (window mode: a window is handed out that long after its end, in case a "
+            "press merges with it) + post-roll + 30 s",
         ),
     ] = None
     codec: Annotated[
@@ -409,7 +439,7 @@ class TagRule(Section):
         if not (self.if_any or self.if_none or self.ended_by):
             raise ValueError(f"rule '{self.tag}' needs if_any, if_none or ended_by")
         for kind in [*self.if_any, *self.if_none]:
-            if kind not in EVENT_KINDS and not _is_question_kind(kind):
+            if kind not in EVENT_KINDS and not is_question_kind(kind):
                 hint = difflib.get_close_matches(kind, EVENT_KINDS, n=1)
                 raise ValueError(
                     f"unknown event kind '{kind}'"
@@ -420,11 +450,6 @@ class TagRule(Section):
             if way not in ENDED_BY:
                 raise ValueError(f"unknown ended_by '{way}'; allowed: {', '.join(ENDED_BY)}")
         return self
-
-
-def _is_question_kind(kind: str) -> bool:
-    head, _, number = kind.partition(":")
-    return head == "question" and number.isdigit()
 
 
 def _default_rules() -> list[TagRule]:
@@ -513,67 +538,6 @@ class MqttSection(Section):
     ] = 60.0
 
 
-def _is_alert_key(key: str) -> bool:
-    head, _, rest = key.partition(":")
-    if key == "contact" or key in EVENT_KINDS or _is_question_kind(key):
-        return True
-    return head == "tag" and re.fullmatch(NAME_PATTERN, rest) is not None
-
-
-def _check_alert_key(key: str, field: str) -> None:
-    if not _is_alert_key(key):
-        hint = difflib.get_close_matches(key, [*EVENT_KINDS, "contact"], n=1)
-        raise ValueError(
-            f"{field} {key!r} is not something to count"
-            + (f" (did you mean '{hint[0]}'?)" if hint else "")
-            + f"; allowed: an event kind ({', '.join(EVENT_KINDS)}, question:N), 'contact', "
-            "or 'tag:<tag>' (contacts with that tag)"
-        )
-
-
-class AlertRule(Section):
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the rule")]
-    count: Annotated[
-        str,
-        Field(
-            description="What is counted: an event kind (red, request, question:2 ...), "
-            "'contact', or 'tag:<tag>' (contacts with that tag, at their start)"
-        ),
-    ]
-    at_least: Annotated[
-        int, Field(ge=1, le=100_000, description="Fire when at least this many are in the window")
-    ]
-    share_at_least: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=1,
-            description="Also require them to be at least this share of the 'share_of' "
-            "observations in the window (unset: no share condition)",
-        ),
-    ] = None
-    share_of: Annotated[
-        list[str],
-        Field(description="The denominator of the share: observations with any of these keys"),
-    ] = ["green", "yellow", "red"]
-    within_s: Annotated[
-        float, Field(ge=1, le=7 * 86400, description="Length of the sliding window (s)")
-    ] = 900.0
-    cooldown_s: Annotated[
-        float,
-        Field(ge=0, le=7 * 86400, description="After firing, stay quiet this long (s)"),
-    ] = 900.0
-
-    @model_validator(mode="after")
-    def _keys(self) -> Self:
-        _check_alert_key(self.count, "count")
-        for key in self.share_of:
-            _check_alert_key(key, "share_of")
-        if self.share_at_least is not None and not self.share_of:
-            raise ValueError(f"rule '{self.name}': share_at_least needs share_of")
-        return self
-
-
 def _default_alert_rules() -> list[AlertRule]:
     return [
         AlertRule(name="negative_burst", count="red", at_least=4, share_at_least=0.5, within_s=900),
@@ -598,8 +562,7 @@ class AlertsSection(Section):
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        names = [r.name for r in self.rules]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = duplicate_names(self.rules)
         if twice:
             raise ValueError(f"alert rule names must be unique: {', '.join(twice)}")
         return self
@@ -1019,6 +982,20 @@ class RetentionSection(Section):
     ] = 3600.0
 
 
+class ClockSection(Section):
+    step_threshold_s: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=3600,
+            description="A jump of the synchronised wall clock against the monotonic clock by "
+            "more than this is a step (NTP slews small errors, it steps big ones): the "
+            "'clock_stepped' alarm is raised and contacts stamped while the clock is off its "
+            "earlier time, or across a step, are flagged clock_stepped (s)",
+        ),
+    ] = 2.0
+
+
 class ShiftConfig(Section):
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, populate_by_name=True
@@ -1164,6 +1141,7 @@ class Config(Section):
     metrics: MetricsSection = MetricsSection()
     storage: StorageSection = StorageSection()
     retention: RetentionSection = RetentionSection()
+    clock: ClockSection = ClockSection()
     routes: RoutesSection = RoutesSection()
     alerts: AlertsSection = AlertsSection()
     video: VideoSection = VideoSection()
@@ -1191,12 +1169,17 @@ class Config(Section):
         return self
 
     def ring_seconds(self) -> float:
-        """The ring buffer's length: configured, or enough for the longest possible clip."""
+        """The ring buffer's length: configured, or enough for the longest possible clip until
+        the segmenter hands its contact out."""
         if self.audio.ring_s is not None:
             return self.audio.ring_s
         c = self.contacts
-        longest = max(c.max_duration_s, c.window.before_s + c.window.after_s)
-        return c.pre_roll_s + longest + c.post_roll_s + 30.0
+        # no contact is longer than max_duration_s (windows are cut there); a window is handed
+        # out only once no press can merge with it any more: before_s after its end
+        held = 0.0
+        if "window" in c.modes and c.window.roles:
+            held = min(c.window.before_s, c.max_duration_s)
+        return c.pre_roll_s + c.max_duration_s + held + c.post_roll_s + 30.0
 
     def button_for_code(self, key: str) -> ButtonConfig | None:
         """The button bound to a remote key (``"<protocol>:<hex>"``), case-insensitive."""
@@ -1306,9 +1289,9 @@ def _unwrap(annotation: Any) -> Any:
     if origin is list:
         return _unwrap(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _unwrap(args[0])
+        args = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
+        if all(a == args[0] for a in args):  # X | None, X | list[X]
+            return args[0]
     return annotation
 
 

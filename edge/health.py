@@ -5,10 +5,13 @@ Rules:
   disk budget (``clips_deleted_delivered``, ``clips_deleted_undelivered``), the disk full
   (``disk_full``), a corrupt store moved aside (``store_corrupt``), contacts saved without
   their full audio because capture stalled (``audio_stalled``), a save that had to wait
-  (``save_failed``). Each kind is counted since the daemon started; its ``detail`` is the
+  (``save_failed``), the synchronised wall clock stepped (``clock_stepped``), a record with a
+  value no store can hold (NaN, an unpaired surrogate: saved without it) or refused by the
+  store (``bad_record``). Each kind is counted since the daemon started; its ``detail`` is the
   latest one.
-- A *fault* is a part that is failing now (microphone, ranger, a button, a receiver); it is
-  cleared when the part reports it is back.
+- A *fault* is a part that is failing now (microphone, ranger, a button, a receiver; the disk
+  too full for clips, ``storage``; the wall clock off its earlier time after a step,
+  ``clock``); it is cleared when the part reports it is back.
 - Thread-safe: the core loop raises them, the publisher thread reads :meth:`Health.snapshot`
   for the status message (``status.alarms`` and ``status.faults`` on the wire). ``on_change``
   is called after every change (the publisher refreshes the retained status at once).
@@ -31,6 +34,8 @@ ALARM_KINDS: tuple[str, ...] = (
     "store_corrupt",
     "audio_stalled",
     "save_failed",
+    "clock_stepped",
+    "bad_record",
 )
 
 

@@ -8,6 +8,12 @@ Rules:
   everything outside the edited ``[[buttons]]`` table stay byte-for-byte. It sets ``code`` and
   ``via`` on the button *named* ``role_or_name``, else on the first button with that *role*;
   other keys of that table (a ``pin``, a ``label``) are kept.
+- A wired button stays wired: one whose ``via`` includes ``gpio`` and that has a ``pin`` gets
+  the remote *next to* its pin, ``via = ["gpio", "rf433"]`` (another remote it had is
+  replaced; the order of ``via`` is kept), and :attr:`ButtonChange.kept_pin` says so. Only
+  ``wireless_only=True`` (``contactpoint learn --wireless-only``) makes it remote-only
+  (``via = "rf433"``; the ``pin`` line stays but is no longer read). A button without a pin
+  simply becomes a remote.
 - No such button: a ``[[buttons]]`` table is appended with ``name = "<role>-remote"`` (or
   ``-remote-2``, ...), the role, ``via`` and ``code``. A ``question`` button cannot be created
   this way (its number is needed): add it to the config first.
@@ -69,6 +75,7 @@ class ButtonChange:
     action: Literal["updated", "appended", "unchanged"]
     previous_code: str | None = None
     defaults_written: bool = False
+    kept_pin: int | None = None  # the button stays wired on this pin, the remote next to it
 
 
 def key_of(item: Any) -> str | None:
@@ -117,9 +124,15 @@ def wait_for_code(
 
 
 def bind_code(
-    config_path: Path, role_or_name: str, code: str, *, via: Via | None = None
+    config_path: Path,
+    role_or_name: str,
+    code: str,
+    *,
+    via: Via | None = None,
+    wireless_only: bool = False,
 ) -> ButtonChange:
-    """Bind remote key ``code`` to a button in the TOML config at ``config_path``."""
+    """Bind remote key ``code`` to a button in the TOML config at ``config_path``; a wired
+    button keeps its pin unless ``wireless_only``."""
     code = code.lower()
     if not _CODE.match(code) or ":" not in code:
         raise LearnError(f"{code!r} is not a remote key (protocol:code, [0-9a-z:._-], <= 64)")
@@ -166,13 +179,42 @@ def bind_code(
         name, role = str(target["name"]), str(target["role"])
         previous = target.get("code")
         previous_code = None if previous is None else str(previous)
-        if previous_code == code and target.get("via", "gpio") == via:
-            return ButtonChange(name, role, code, via, "unchanged", previous_code)
-        _set_keys(target, {"via": via, "code": code})
-        change = ButtonChange(name, role, code, via, "updated", previous_code, defaults_written)
+        current = _vias(target.get("via", "gpio"))
+        pin = target.get("pin")
+        kept_pin = None
+        if not wireless_only and "gpio" in current and isinstance(pin, int):
+            kept_pin = int(pin)
+        vias: list[str] = _with_remote(current, via) if kept_pin is not None else [via]
+        if previous_code == code and current == vias:
+            return ButtonChange(
+                name, role, code, via, "unchanged", previous_code, kept_pin=kept_pin
+            )
+        _set_keys(target, {"via": vias[0] if len(vias) == 1 else vias, "code": code})
+        change = ButtonChange(
+            name, role, code, via, "updated", previous_code, defaults_written, kept_pin
+        )
 
     _write_checked(config_path, tomlkit.dumps(doc))
     return change
+
+
+def _vias(value: object) -> list[str]:
+    """A button table's ``via``: one way or a list of them."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _with_remote(current: list[str], via: str) -> list[str]:
+    """``current`` with its wireless way (if any) replaced by ``via``; ``gpio`` stays put."""
+    vias: list[str] = []
+    for way in current:
+        kept = way if way == "gpio" else via
+        if kept not in vias:
+            vias.append(kept)
+    if via not in vias:
+        vias.append(via)
+    return vias
 
 
 def _default_buttons() -> AoT:
@@ -202,7 +244,7 @@ def _pop_trailing(table: Table) -> list[tuple[Any, Any]]:
     return tail
 
 
-def _set_keys(table: Table | InlineTable, values: dict[str, str]) -> None:
+def _set_keys(table: Table | InlineTable, values: dict[str, str | list[str]]) -> None:
     """Set ``values`` on ``table``: existing keys in place, new ones after its last key."""
     if isinstance(table, InlineTable):
         table.update(values)

@@ -14,7 +14,9 @@ definitions; the two modules may not import each other), with the device's own c
 parameters (config section ``metrics``): served contacts are the presence contacts, or every
 contact when there is none; positive / negative / silent / productive are served contacts with
 that tag; receipts, surveys (seller's short press) and force majeure (long press) are events
-wherever they happened; visitors are the presence contacts.
+wherever they happened (a contact with two receipts counts two); visitors are the presence
+contacts. Personal conversion is receipts / contacts served (Личная Конверсия: sales per
+contact), the productive share productive contacts / contacts served.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class TodayCounters:
                 "dissatisfaction_index": _ratio(negative, served),
                 "staff_dissatisfaction_index": _ratio(negative + self.k * silent, served),
                 "loyalty_index": _ratio(positive - negative - self.k * silent, served),
-                "personal_conversion": _ratio(pool["productive"], served),
+                "personal_conversion": _ratio(receipts, served),
+                "productive_share": _ratio(pool["productive"], served),
                 "exact_conversion": _ratio(surveys, receipts),
                 "visitor_coverage": _ratio(surveys, visitors),
                 "force_majeure_level": level,

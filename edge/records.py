@@ -72,6 +72,12 @@ class ContactRecord:
     boot_id: str
     video_url: str | None = None  # link into the camera archive at the contact's start
     staff: str | None = None  # who served it (edge.staff: schedule or on-duty call); None: unknown
+    #: why there is no clip although audio is recorded: no_audio | disk_full | write_failed
+    #: (edge.audio.clipper.ClipMissing); None: there is a clip, or audio is off
+    clip_missing: str | None = None
+    #: the wall clock was stepped while synchronised during this contact or before it was
+    #: stamped (edge.app: a step since the boot's reference time): its wall times may be off
+    clock_stepped: bool = False
 
 
 @dataclass(frozen=True, slots=True)

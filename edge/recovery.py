@@ -14,8 +14,12 @@ Rules:
   (``SchemaError``) or on a filesystem without WAL is not corruption: those errors propagate.
 - :func:`reindex` saves every sidecar's contact again, with its outbox rows: the clip when its
   file is still there with the recorded size and sha256, else the contact without a clip. The
-  sink deduplicates contacts and clips it already has. Lost for good: events outside contacts
-  and which rows had been delivered (everything re-indexed is sent again).
+  sink deduplicates contacts and clips it already has. A sidecar that cannot be used
+  (unreadable, not a record, refused by the store) is skipped; a value no store can hold
+  (NaN, an unpaired surrogate, as older releases wrote them) is dropped or spelled out and the
+  contact saved; both are counted in the ``store_corrupt`` alarm and raised as ``bad_record``.
+  Lost for good: events outside contacts and which rows had been delivered (everything
+  re-indexed is sent again).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from edge.audio.encode import PARTIAL_SUFFIX
 from edge.health import Health
 from edge.publish import wire
 from edge.records import ClipInfo, ContactRecord, EventRecord
-from edge.store import Store, StoreError
+from edge.store import IntegrityError, Store, StoreError, clean_contact
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +79,11 @@ def record_from_json(data: dict[str, Any]) -> ContactRecord:
 
 
 def write_sidecar(data_dir: Path, record: ContactRecord) -> None:
-    """Write the record's sidecar atomically (raises OSError, e.g. on a full disk)."""
+    """Write the record's sidecar atomically as strict JSON (raises OSError, e.g. on a full
+    disk, and ValueError for NaN or an infinity: clean the record first)."""
     target = sidecar_path(data_dir, record.id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    raw = json.dumps(record_to_json(record), separators=(",", ":")).encode()
+    raw = json.dumps(record_to_json(record), separators=(",", ":"), allow_nan=False).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -132,12 +137,48 @@ def open_store(path: Path, *, clock: Callable[[], int] = time.time_ns) -> tuple[
     return Store.open(path, clock=clock), f"{reason}; moved aside to {aside.name}"
 
 
-def reindex(store: Store, data_dir: Path, device: str, site: str) -> tuple[int, int]:
-    """Save the contact of every sidecar again (see the module notes); returns
-    (contacts re-indexed, of which with their clip)."""
+@dataclasses.dataclass(slots=True)
+class Reindexed:
+    """What :func:`reindex` did."""
+
+    contacts: int = 0  # saved again
+    with_clip: int = 0  # of them with their clip
+    cleaned: list[str] = dataclasses.field(default_factory=list)  # saved without a bad value
+    skipped: list[str] = dataclasses.field(default_factory=list)  # "<file> (why)": not saved
+
+    def summary(self, limit: int = 5) -> str:
+        text = (
+            f"re-indexed {self.contacts} contact(s) from their sidecars, {self.with_clip} with clip"
+        )
+        if self.cleaned:
+            text += (
+                f"; {len(self.cleaned)} of them without values no store can hold "
+                f"({', '.join(self.cleaned[:limit])}{', …' if len(self.cleaned) > limit else ''})"
+            )
+        if self.skipped:
+            more = f"; … and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
+            text += (
+                f"; {len(self.skipped)} sidecar(s) skipped: "
+                + "; ".join(self.skipped[:limit])
+                + more
+            )
+        return text
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def reindex(store: Store, data_dir: Path, device: str, site: str) -> Reindexed:
+    """Save the contact of every sidecar again (see the module notes). A sidecar that cannot
+    be used (unreadable, not a record, a record the store refuses) is skipped and reported;
+    a value no store can hold (NaN, an unpaired surrogate: older releases wrote them) is
+    dropped or spelled out (:func:`edge.store.clean_contact`) and the contact saved."""
+    done = Reindexed()
     clips_dir = data_dir / CLIPS_DIR
     if not clips_dir.is_dir():
-        return 0, 0
+        return done
     sidecars = sorted(
         (
             p
@@ -146,22 +187,41 @@ def reindex(store: Store, data_dir: Path, device: str, site: str) -> tuple[int, 
         ),
         key=lambda p: p.stat().st_mtime_ns,
     )
-    contacts = with_clip = 0
     for sidecar in sidecars:
         try:
             record = record_from_json(json.loads(sidecar.read_bytes()))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            log.warning("sidecar %s unreadable, skipped: %s", sidecar, exc)
+            record, changes = clean_contact(record)
+            if record.clip is not None and not _clip_intact(data_dir, record.clip):
+                record = dataclasses.replace(record, clip=None)
+            outbox = [wire.contact_message(record, device, site)]
+            if record.clip is not None:
+                outbox.append(wire.clip_message(record.clip, device, site))
+            saved = store.save_contact(record, outbox)
+        except _UNUSABLE as exc:
+            log.warning("sidecar %s skipped: %s", sidecar, exc)
+            done.skipped.append(f"{sidecar.name} ({_short(exc)})")
             continue
-        if record.clip is not None and not _clip_intact(data_dir, record.clip):
-            record = dataclasses.replace(record, clip=None)
-        outbox = [wire.contact_message(record, device, site)]
-        if record.clip is not None:
-            outbox.append(wire.clip_message(record.clip, device, site))
-        if store.save_contact(record, outbox):
-            contacts += 1
-            with_clip += record.clip is not None
-    return contacts, with_clip
+        if changes:
+            log.warning("contact %s re-indexed without: %s", record.id, "; ".join(changes))
+        if saved:
+            done.contacts += 1
+            done.with_clip += record.clip is not None
+            if changes:
+                done.cleaned.append(record.id)
+    return done
+
+
+#: a sidecar that cannot be used: unreadable, not JSON, not a record, refused by the store
+#: (a value that does not fit a column, a broken constraint: edge/store/storable.py)
+_UNUSABLE = (
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    IntegrityError,
+)
 
 
 def _clip_intact(data_dir: Path, clip: ClipInfo) -> bool:
@@ -183,8 +243,8 @@ def recovered(
     store: Store, data_dir: Path, *, device: str, site: str, health: Health, reason: str
 ) -> None:
     """After :func:`open_store` replaced a corrupt store: raise the alarm and re-index."""
-    contacts, with_clip = reindex(store, data_dir, device, site)
-    health.alarm(
-        "store_corrupt",
-        f"{reason}; re-indexed {contacts} contact(s) from their sidecars, {with_clip} with clip",
-    )
+    done = reindex(store, data_dir, device, site)
+    health.alarm("store_corrupt", f"{reason}; {done.summary()}")
+    bad = len(done.cleaned) + len(done.skipped)
+    if bad:
+        health.alarm("bad_record", f"store recovery: {done.summary()}", bad)

@@ -4,7 +4,8 @@ Rules:
 - Recorded conversations are personal data: a clip's audio is kept ``retention.audio_days``
   after its contact ended (the contact's end wall time), then its file is deleted and its row
   marked (``clips.audio_deleted_at``, migration 5). The contact, its events, tags and the clip's
-  metadata stay: metrics and the history do not depend on the audio.
+  metadata stay: metrics and the history do not depend on the audio; ``contactpoint
+  contacts`` says "audio deleted by retention on DATE" (``Store.audio_deleted``).
 - :func:`due` is the pure decision (injected "now"); :func:`enforce` carries it out: unlink the
   file first, then mark the row, so a crash between the two leaves a row whose file is gone,
   which the next run marks (a file is never left behind a marked row). Running it again

@@ -73,7 +73,7 @@ class ScenarioPress(Section):
         Field(
             description="How the press reaches the device: 'rf433' replays the remote's pulse "
             "train through the 433 MHz decoder, 'serial' an RFLink line through the serial "
-            "parser; unset = the button's own 'via'"
+            "parser; unset = the button's own 'via' (the first, if it lists several)"
         ),
     ] = None
 
@@ -165,7 +165,7 @@ def load_scenario(path: Path, config: Config) -> Scenario:
             )
             continue
         button = config.button(press.button)
-        via = press.via or (button.via if button else "gpio")
+        via = press.via or (button.vias[0] if button else "gpio")
         if via == "nrf24":
             problems.append(
                 f"  - presses[{i}].via (got 'nrf24'): nRF24 buttons are not simulated; "
@@ -208,7 +208,7 @@ def build_world(scenario: Scenario, config: Config) -> World:
                 at_ns=seconds_to_ns(press.at),
                 hold_ns=seconds_to_ns(press.hold),
                 bounces=press.bounces,
-                via=press.via or button.via,
+                via=press.via or button.vias[0],
                 code=button.code,
             )
         )

@@ -4,8 +4,9 @@ Virtual time advances one audio period at a time: the simulated devices report w
 in that period (raw button edges, pings, radio edges, audio), the core consumes it and ticks.
 As fast as the CPU allows, or paced to the wall clock (``realtime``, optionally ``speed`` times
 faster). After ``duration`` the simulation runs a short tail (the segmenter's settle time plus
-the post-roll) so that contacts which ended inside the shift close normally; whatever is still
-open then is closed with ``ended_by = "shutdown"``.
+the post-roll) so that contacts which ended inside the shift close normally (a window the
+segmenter still holds in case a press merges with it closes at its end: no press comes any
+more); whatever is still open then is closed with ``ended_by = "shutdown"``.
 
 With a broker, the device's publisher runs alongside, exactly as in the daemon: it drains the
 outbox and its acknowledgements come back through the core loop, the store's only writer. At
@@ -105,6 +106,7 @@ def device_publisher(
         retained_on_connect=discovery.provider(cfg, __version__),
         today=core.today.snapshot,
         health=core.health.snapshot,
+        on_fault=core.health.fault,  # the broker refused a retained message (its ACL)
     )
     core.health.on_change = publisher.refresh_status
     return publisher

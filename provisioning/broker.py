@@ -2,7 +2,8 @@
 
 On a real site the broker is installed and configured by provisioning; ``LocalBroker`` runs one
 on loopback with a configuration written here (persistence on, so QoS 1 sessions survive a
-restart; queue limits raised, since mosquitto's defaults drop messages silently).
+restart; queue limits raised, since mosquitto's defaults drop messages silently) or one given
+to it whole (the tests run the files ``contactpoint provision`` writes).
 """
 
 from __future__ import annotations
@@ -76,9 +77,18 @@ class LocalBroker:
     """A mosquitto process on loopback; ``stop``/``start`` keep its persisted sessions."""
 
     def __init__(
-        self, data_dir: Path, port: int = 0, *, extra: str = "", allow_anonymous: bool = True
+        self,
+        data_dir: Path,
+        port: int = 0,
+        *,
+        extra: str = "",
+        allow_anonymous: bool = True,
+        conf: str | None = None,
     ) -> None:
+        """``conf``: run this configuration text as it is instead of one rendered here (it
+        must listen on ``port`` on loopback)."""
         self.data_dir = data_dir
+        self._conf = conf
         self.config = BrokerConfig(
             port=port or free_port(),
             data_dir=data_dir,
@@ -105,7 +115,7 @@ class LocalBroker:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(self.config.render(), encoding="utf-8")
+        conf.write_text(self._conf or self.config.render(), encoding="utf-8")
         log = (self.data_dir / "mosquitto.log").open("ab")
         self._process = subprocess.Popen(
             [self._binary, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL

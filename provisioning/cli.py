@@ -1,10 +1,12 @@
-"""``contactpoint provision ...``: the project CA, the broker's certificate, device and sink
-accounts.
+"""``contactpoint provision ...``: the project CA, the broker's certificate and configuration,
+device, sink and Home Assistant accounts.
 
 Rules:
 - ``add_commands(subparsers)`` registers the ``provision`` group; handlers follow contactpoint's
-  convention (Namespace -> exit code, :class:`~edge._errors.UserError` for fixable mistakes).
+  convention (Namespace -> exit code, :class:`~edge.UserError` for fixable mistakes).
 - Output names files, never their secret contents: a password is only ever in its 0600 file.
+- Every command that touches the broker directory ends with where its files go on the broker
+  host and, when this process could not give them to the broker's user, how to install them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from provisioning import identity, pki
 
 def add_commands(subparsers: Any) -> None:
     prov = subparsers.add_parser(
-        "provision", help="credentials: project CA, broker certificate, device and sink accounts"
+        "provision",
+        help="credentials: project CA, broker certificate and configuration, device, sink and "
+        "Home Assistant accounts",
     )
     sub = prov.add_subparsers(title="provision commands", metavar="ACTION", required=True)
 
@@ -27,13 +31,26 @@ def add_commands(subparsers: Any) -> None:
     ca.add_argument("--days", type=int, default=pki.CA_DAYS, help="validity in days")
     ca.set_defaults(handler=_ca)
 
-    server = sub.add_parser("server", help="a TLS server certificate for the broker")
+    server = sub.add_parser(
+        "server", help="the broker's TLS certificate (server.crt, server.key, ca.crt in "
+        "--broker-dir); the broker configuration then has a TLS listener on 8883"
+    )  # fmt: skip
     server.add_argument("--ca-dir", type=Path, required=True, help="the project CA")
-    server.add_argument("--out", type=Path, required=True, help="directory for server.crt/.key")
+    server.add_argument(
+        "--broker-dir", type=Path, required=True, help="the broker files (passwd, acl, ...)"
+    )
     server.add_argument(
         "--host", action="append", required=True, help="a DNS name or IP the broker answers on"
     )
     server.add_argument("--days", type=int, default=pki.LEAF_DAYS, help="validity in days")
+    server.add_argument(
+        "--require-client-cert",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the TLS listener requires client certificates, whose CN is the account name "
+        "(every account then needs --cert); default: passwords over TLS",
+    )
+    _broker_options(server)
     server.set_defaults(handler=_server)
 
     device = sub.add_parser(
@@ -50,16 +67,44 @@ def add_commands(subparsers: Any) -> None:
     )  # fmt: skip
     device.add_argument(
         "--install-dir",
-        type=Path,
-        help="where the files will live on the device, for the snippet (default: --out)",
+        default=identity.DEFAULT_INSTALL_DIR,
+        help="where the files of --out will be on the device, for the snippet (default: "
+        f"{identity.DEFAULT_INSTALL_DIR})",
     )
     device.set_defaults(handler=_device)
 
-    sink = sub.add_parser("sink", help="the sink's broker account (reads all, sends cmd/resend)")
+    sink = sub.add_parser(
+        "sink", help="a sink account (reads all, sends cmd/resend); one per worker of a group"
+    )
     sink.add_argument("--out", type=Path, required=True, help="directory for its credentials")
     sink.add_argument("--user", default=identity.DEFAULT_SINK_USER, help="the account name")
     _account_options(sink)
     sink.set_defaults(handler=_sink)
+
+    ha = sub.add_parser(
+        "homeassistant", help="Home Assistant's account (reads discovery, status and alerts)"
+    )
+    ha.add_argument("--out", type=Path, required=True, help="directory for its credentials")
+    ha.add_argument("--user", default=identity.DEFAULT_HA_USER, help="the account name")
+    ha.add_argument("--broker-dir", type=Path, help="broker files (default: <out>/../broker)")
+    ha.add_argument(
+        "--ca-dir", type=Path, help="the project CA (its ca.crt is copied next to the creds)"
+    )
+    _broker_options(ha)
+    ha.set_defaults(handler=_homeassistant)
+
+
+def _broker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker-root",
+        help="where the broker files will be on the broker host, as contactpoint.conf names "
+        f"them (remembered in accounts.json; default {identity.DEFAULT_BROKER_ROOT})",
+    )
+    parser.add_argument(
+        "--broker-user",
+        help="the user mosquitto runs as on the broker host, who must read passwd, acl and "
+        f"server.key (remembered; default {identity.DEFAULT_BROKER_USER})",
+    )
 
 
 def _account_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +122,11 @@ def _account_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also issue a client certificate signed by the CA (created in --ca-dir if none)",
     )
+    _broker_options(parser)
+
+
+def _options(args: argparse.Namespace) -> identity.BrokerOptions:
+    return identity.BrokerOptions(root=args.broker_root, user=args.broker_user)
 
 
 def _ca(args: argparse.Namespace) -> int:
@@ -86,11 +136,18 @@ def _ca(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    ca = pki.load_ca(args.ca_dir)
-    leaf = pki.issue(ca, args.host[0], server_hosts=tuple(args.host), days=args.days)
-    cert, key = args.out / "server.crt", args.out / "server.key"
-    leaf.save(cert, key)
-    print(f"broker certificate for {', '.join(args.host)}: {cert}, {key} (0600)")
+    files = identity.provision_server(
+        args.ca_dir,
+        args.broker_dir,
+        args.host,
+        days=args.days,
+        client_certs=args.require_client_cert,
+        options=_options(args),
+    )
+    print(f"broker certificate for {', '.join(args.host)}:")
+    print(f"  certificate     {args.broker_dir / identity.SERVER_CERT}")
+    print(f"  key             {args.broker_dir / identity.SERVER_KEY} (0600)")
+    _report_broker(files)
     return 0
 
 
@@ -104,6 +161,7 @@ def _device(args: argparse.Namespace) -> int:
         cert=args.cert,
         broker_url=args.broker,
         install_dir=args.install_dir,
+        options=_options(args),
     )
     _report(done, f"device {args.device_id} at {args.site}", args.ca_dir)
     return 0
@@ -111,9 +169,26 @@ def _device(args: argparse.Namespace) -> int:
 
 def _sink(args: argparse.Namespace) -> int:
     done = identity.provision_sink(
-        args.out, user=args.user, broker_dir=args.broker_dir, ca_dir=args.ca_dir, cert=args.cert
+        args.out,
+        user=args.user,
+        broker_dir=args.broker_dir,
+        ca_dir=args.ca_dir,
+        cert=args.cert,
+        options=_options(args),
     )
     _report(done, f"sink account {args.user}", args.ca_dir)
+    return 0
+
+
+def _homeassistant(args: argparse.Namespace) -> int:
+    done = identity.provision_homeassistant(
+        args.out,
+        user=args.user,
+        broker_dir=args.broker_dir,
+        ca_dir=args.ca_dir,
+        options=_options(args),
+    )
+    _report(done, f"Home Assistant account {args.user}", args.ca_dir)
     return 0
 
 
@@ -128,6 +203,22 @@ def _report(done: identity.Provisioned, what: str, ca_dir: Path | None) -> None:
         print(f"  CA certificate  {done.ca_file}")
     if done.snippet is not None:
         print(f"  config snippet  {done.snippet} ([device] and [mqtt])")
-    conf = done.broker_dir / identity.BROKER_CONF
-    print(f"  broker files    {done.broker_dir}/{{passwd,acl,accounts.json}}")
-    print(f"  mosquitto       include {conf} (or copy its lines) and reload the broker")
+    _report_broker(done.broker)
+
+
+def _report_broker(files: identity.BrokerFiles) -> None:
+    accounts = identity.Accounts.load(files.directory / identity.ACCOUNTS)
+    root, user = accounts.broker.root, accounts.broker.user
+    conf = files.directory / identity.BROKER_CONF
+    print(f"  broker files    {files.directory}/ (passwd, acl, accounts.json, {conf.name})")
+    print(f"  on the broker   {conf.name} -> /etc/mosquitto/conf.d/, the rest -> {root}/")
+    secrets = [identity.PASSWD, identity.ACL]
+    if (files.directory / identity.SERVER_KEY).exists():
+        secrets.append(identity.SERVER_KEY)
+    if files.owned:
+        print(f"                  ({', '.join(secrets)}: 0600, owned by {user} already)")
+    else:
+        names = " ".join(str(files.directory / name) for name in secrets)
+        print(f"                  install -o {user} -g {user} -m 600 {names} {root}/")
+    print("                  then 'systemctl reload mosquitto' (accounts, ACL); restart it")
+    print("                  after the first install or a listener change (not reloaded)")

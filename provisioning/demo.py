@@ -8,7 +8,8 @@ the broker's acknowledgement), the broker, the sink's idempotent ingest and veri
 reassembly. The device routes negative contacts and its alerts to a managers' MQTT topic; the
 sink raises site-wide alerts. A managers' client subscribed to those topics counts what they
 would receive. The demo ends when the sink holds every contact with a verified clip and the
-managers have every routed message, and prints what arrived.
+managers have every routed message, and prints what arrived: the shift's metrics, each
+labelled with what it divides by what (``cloud_sink.metrics.DEFINITIONS``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cloud_sink import Sink, SinkConfig
-from cloud_sink.alerts import Rule, SiteAlerts
-from cloud_sink.metrics import Metrics, ShiftMetrics, compute, shift_metrics
-from edge._errors import UserError
+from cloud_sink.alerts import SiteAlerts
+from cloud_sink.metrics import DEFINITIONS, Counts, Metrics, Parameters, count, metrics
+from contract.alerts import AlertRule
+from edge import UserError
 from edge.config import Config
 from edge.publish.wire import event_json
 from edge.scenario import busy_shift
@@ -47,6 +49,9 @@ DEMO_SHIFTS = [  # busy_shift starts at 09:00 UTC
     {"name": "bob", "days": _EVERY_DAY, "from": "09:30", "to": "18:00"},
 ]
 
+#: the site-wide rule the demo's sink runs (the device runs its own defaults)
+BURST = AlertRule(name="negative_burst", count="red", at_least=4, share_at_least=0.5)
+PARAMETERS = Parameters()  # the metrics' defaults: correction factor k, force-majeure threshold T
 
 MANAGERS_ROUTES = {  # the device sends negative contacts and its alerts to the managers' topic
     "mqtt": [{"name": "managers"}],
@@ -63,9 +68,9 @@ class DemoResult:
     arrived: int
     verified_clips: int
     tags: Counter[str]
-    metrics: ShiftMetrics
+    counts: Counts  # of the contacts the sink holds and the device's events outside contacts
+    metrics: Metrics
     data: Path
-    full_metrics: Metrics
     device_alerts: list[str]
     site_alerts: list[str]
     routed: int
@@ -146,7 +151,7 @@ def run_demo(
         console.print(f"broker: mosquitto on {broker_url} (data in {data / 'broker'})")
     sink = Sink(
         SinkConfig(broker=broker_url, data_dir=data / "sink", resend_after_s=5, check_every_s=1),
-        alerts=SiteAlerts([Rule("negative_burst", "red", 4, share_at_least=0.5)]),  # site-wide
+        alerts=SiteAlerts([BURST]),  # site-wide
     )
     try:
         sink.start()
@@ -197,14 +202,15 @@ def run_demo(
         if broker is not None:
             broker.stop()
     tags: Counter[str] = Counter(tag for contact in contacts for tag in contact["tags"])
+    counts = count(contacts, _orphan_events(data / "edge"))
     return DemoResult(
         edge=summary,
         arrived=len(contacts),
         verified_clips=sum(1 for c in contacts if c["audio"]),
         tags=tags,
-        metrics=shift_metrics(contacts),
+        counts=counts,
+        metrics=metrics(counts, PARAMETERS),
         data=data,
-        full_metrics=compute(contacts, _orphan_events(data / "edge")),
         device_alerts=device_alerts,
         site_alerts=site_alerts,
         routed=routed,
@@ -249,32 +255,31 @@ def print_result(result: DemoResult, console: Console) -> None:
     table = Table(title="contacts by tag (as stored by the sink)")
     table.add_column("tag")
     table.add_column("contacts", justify="right")
-    for tag, count in sorted(result.tags.items(), key=lambda kv: (-kv[1], kv[0])):
-        table.add_row(tag, str(count))
+    for tag, n in sorted(result.tags.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(tag, str(n))
     console.print(table)
-    m = result.metrics
-    metrics = Table(title="the shift's metrics")
-    metrics.add_column("metric")
-    metrics.add_column("value", justify="right")
-    metrics.add_row("contacts served (presence)", str(m.contacts_served))
-    metrics.add_row("customer support index (positive / served)", _share(m.support_index))
-    metrics.add_row(
-        "customer dissatisfaction index (negative / served)", _share(m.dissatisfaction_index)
+    c, values = result.counts, result.metrics.as_json()
+    table = Table(
+        title="the shift's metrics",
+        caption=f"{c.receipts} receipts, {c.productive} "
+        f"productive contacts, {c.surveys} surveys, {c.force_majeure} force-majeure presses; "
+        f"k = {PARAMETERS.correction_factor:g}, T = {PARAMETERS.force_majeure_threshold:g}",
     )
-    metrics.add_row("silent customers (no rating / served)", _share(m.silent_share))
-    metrics.add_row("personal conversion (receipts / served)", _share(m.personal_conversion))
-    metrics.add_row("force-majeure level (long presses / surveys)", _share(m.force_majeure_level))
-    f = result.full_metrics
-    metrics.add_row(
-        "dissatisfaction with staff (silent weighted)", _share(f.staff_dissatisfaction_index)
-    )
-    metrics.add_row("emotional loyalty index", _share(f.loyalty_index))
-    metrics.add_row("exact conversion (surveys / receipts)", _share(f.exact_conversion))
-    metrics.add_row("visitor coverage (surveys / visitors)", _share(f.visitor_coverage))
-    metrics.add_row(
-        "period meaningful (force majeure under threshold)", "yes" if f.meaningful else "no"
-    )
-    console.print(metrics)
+    table.add_column("metric (what it divides by what)")
+    table.add_column("value", justify="right")
+    for d in DEFINITIONS:
+        value = values[d.key]
+        if isinstance(value, bool):
+            shown = "yes" if value else "no"
+        elif isinstance(value, int):
+            shown = str(value)
+        else:
+            shown = _share(value)
+        table.add_row(d.label, shown)
+        if d.key == "dissatisfaction_index":
+            silent = None if c.served == 0 else c.silent / c.served
+            table.add_row("silent customers (silent / contacts served)", _share(silent))
+    console.print(table)
     console.print(
         f"alerts: the device raised {len(result.device_alerts)} "
         f"({', '.join(result.device_alerts) or 'none'}), the sink {len(result.site_alerts)} "

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge._errors import UserError
+from edge import UserError
 from provisioning.files import write_public, write_secret
 
 CA_CERT: Final = "ca.crt"

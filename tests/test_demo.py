@@ -8,12 +8,13 @@ import pytest
 from rich.console import Console
 
 import provisioning.broker
+from cloud_sink.metrics import DEFINITIONS
 from edge.cli import main
-from provisioning.demo import run_demo
+from provisioning.demo import print_result, run_demo
 
 
 def test_demo_delivers_every_contact_with_verified_audio(tmp_path: Path) -> None:
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=160)
     result = run_demo(tmp_path / "demo", minutes=20, speed=600, console=console)
     assert result.edge.contacts >= 5
     assert result.arrived == result.edge.contacts
@@ -30,10 +31,21 @@ def test_demo_delivers_every_contact_with_verified_audio(tmp_path: Path) -> None
         == result.routed_expected
         == result.tags["negative"] + len(result.device_alerts)
     )
-    assert result.full_metrics.contacts_served == result.metrics.contacts_served
+    assert result.metrics.contacts_served == result.counts.served
+    # personal conversion is receipts / contacts served (not the productive share)
+    assert result.counts.receipts > 0
+    assert result.metrics.personal_conversion == result.counts.receipts / result.counts.served
+    assert result.metrics.productive_share == result.counts.productive / result.counts.served
     # the sink's clip files are there and the broker, sink and edge each had their directory
     assert len(list((tmp_path / "demo" / "sink" / "clips").rglob("*.wav"))) == result.edge.clips
     assert "sink: subscribed" in console.export_text()
+    # every printed metric says what it divides by what
+    print_result(result, console)
+    shown = " ".join(console.export_text().split())
+    for d in DEFINITIONS:
+        assert d.label in shown, d.key
+    assert "personal conversion (receipts / contacts served)" in shown
+    assert "silent customers (silent / contacts served)" in shown
 
 
 def test_demo_says_what_is_missing_without_mosquitto(

@@ -1,19 +1,45 @@
-"""The dependency rule of design.md, checked on the source: hardware imports nothing from edge;
-edge uses only hardware's public names; cloud_sink imports neither."""
+"""The dependency rules of design.md, checked on the source.
+
+- ``hardware`` imports nothing from ``edge`` or ``cloud_sink``; ``edge`` uses only hardware's
+  public names (``from hardware import <a name in hardware.__all__>``).
+- ``contract`` (the code both sides must agree on) imports nothing from ``edge``,
+  ``cloud_sink``, ``hardware``, ``provisioning``, ``tests`` or ``bench``, and of third-party
+  packages only the light ones: pydantic and cryptography.
+- ``cloud_sink`` imports neither ``edge``, ``hardware`` nor ``provisioning``: what it shares
+  with the device comes from ``contract``.
+- ``provisioning`` (the field and the demo: it wires the device and the sink together) may use
+  ``edge``, ``cloud_sink``, ``contract`` and ``hardware``, through public names only: no
+  module or name starting with ``_`` (and hardware's as ``edge`` does); never ``tests`` or
+  ``bench``.
+- ``bench`` may import anything but ``tests``; two exceptions stand until the machinery they
+  share with the tests moves out of tests/: the soak drives the fault harness
+  (tests/faults/harness.py), the transport bench starts a throwaway PostgreSQL cluster
+  (tests/services.py).
+"""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
+OURS = {"edge", "cloud_sink", "contract", "hardware", "provisioning", "tests", "bench"}
+CONTRACT_THIRD_PARTY = {"pydantic", "cryptography"}
+#: bench -> tests imports that are allowed for now: (file, module)
+BENCH_USES_OF_TESTS = {
+    ("bench/soak.py", "tests.faults.harness"),
+    ("bench/transport.py", "tests.services"),
+}
+
+Import = tuple[Path, str, list[str]]
 
 
-def imports(package: str, root: Path = ROOT) -> list[tuple[Path, str, list[str]]]:
-    """(file, imported module, imported names) for every import in a package."""
-    found: list[tuple[Path, str, list[str]]] = []
+def imports(package: str, root: Path = ROOT) -> list[Import]:
+    """(file, imported module, imported names) for every absolute import in a package."""
+    found: list[Import] = []
     for path in sorted((root / package).rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -28,44 +54,95 @@ def top(module: str) -> str:
     return module.split(".", maxsplit=1)[0]
 
 
-def test_hardware_imports_nothing_from_edge_or_sink() -> None:
-    bad = [(p, m) for p, m, _ in imports("hardware") if top(m) in {"edge", "cloud_sink"}]
-    assert bad == []
+def forbidden(package: str, tops: set[str], root: Path = ROOT) -> list[tuple[str, str]]:
+    """(file, module) of every import in ``package`` from one of the ``tops`` packages."""
+    return [
+        (p.relative_to(root).as_posix(), m) for p, m, _ in imports(package, root) if top(m) in tops
+    ]
 
 
-def test_cloud_sink_imports_neither_edge_nor_hardware() -> None:
-    bad = [(p, m) for p, m, _ in imports("cloud_sink") if top(m) in {"edge", "hardware"}]
-    assert bad == []
-
-
-def private_hardware_imports(root: Path) -> list[tuple[str, list[str]]]:
+def private_uses(package: str, of: set[str], root: Path = ROOT) -> list[tuple[str, list[str]]]:
+    """Imports in ``package`` of a private module or name of the ``of`` packages; hardware's
+    names only from ``hardware`` itself and in its ``__all__``."""
     public = set(hardware.__all__)
     bad = []
-    for _, module, names in imports("edge", root):
-        if top(module) == "hardware" and (module != "hardware" or not set(names) <= public):
+    for _, module, names in imports(package, root):
+        if top(module) not in of:
+            continue
+        if top(module) == "hardware":
+            if module != "hardware" or not set(names) <= public:
+                bad.append((module, names))
+        elif any(part.startswith("_") for part in module.split(".")) or any(
+            n.startswith("_") for n in names
+        ):
             bad.append((module, names))
     return bad
 
 
+def test_hardware_imports_nothing_from_edge_or_sink() -> None:
+    assert forbidden("hardware", {"edge", "cloud_sink"}) == []
+
+
 def test_edge_uses_only_hardwares_public_names() -> None:
-    assert private_hardware_imports(ROOT) == []
+    assert private_uses("edge", {"hardware"}) == []
 
 
-def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
-    (tmp_path / "edge").mkdir()
-    (tmp_path / "edge" / "x.py").write_text(
-        "from hardware._api import ButtonEdge\nfrom hardware import open_backend, _secret\n"
-    )
-    assert private_hardware_imports(tmp_path) == [
-        ("hardware._api", ["ButtonEdge"]),
-        ("hardware", ["open_backend", "_secret"]),
-    ]
+def test_cloud_sink_imports_neither_edge_hardware_nor_provisioning() -> None:
+    assert forbidden("cloud_sink", {"edge", "hardware", "provisioning", "tests", "bench"}) == []
+
+
+def test_contract_imports_none_of_the_packages_it_is_shared_by() -> None:
+    assert forbidden("contract", OURS - {"contract"}) == []
+
+
+def test_contract_has_only_light_dependencies() -> None:
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    third_party = {top(m) for _, m, _ in imports("contract")} - stdlib - OURS
+    assert third_party <= CONTRACT_THIRD_PARTY
+
+
+def test_provisioning_uses_public_names_and_no_tests() -> None:
+    assert forbidden("provisioning", {"tests", "bench"}) == []
+    assert private_uses("provisioning", {"edge", "cloud_sink", "contract", "hardware"}) == []
+
+
+def test_bench_imports_nothing_from_tests_but_the_listed_machinery() -> None:
+    uses = set(forbidden("bench", {"tests"}))
+    assert uses <= BENCH_USES_OF_TESTS
+    assert uses == BENCH_USES_OF_TESTS, "an exception no longer used: drop it from the list"
 
 
 def test_edge_reaches_the_sink_only_through_the_command_line() -> None:
     # the device daemon never loads the central service; only the CLI front door offers
     # `contactpoint sink ...` (imported lazily)
-    users = {
-        p.relative_to(ROOT).as_posix() for p, m, _ in imports("edge") if top(m) == "cloud_sink"
-    }
+    users = {p for p, m in forbidden("edge", {"cloud_sink"})}
     assert users == {"edge/cli.py"}
+
+
+def test_the_rules_catch_violations(tmp_path: Path) -> None:
+    def write(path: str, text: str) -> None:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+
+    write(
+        "edge/x.py",
+        "from hardware._api import ButtonEdge\nfrom hardware import open_backend, _secret\n",
+    )
+    write("cloud_sink/x.py", "import provisioning.broker\nfrom contract.alerts import AlertRule\n")
+    write("contract/x.py", "from cloud_sink import wire\nimport numpy\n")
+    write("provisioning/x.py", "from edge._errors import UserError\nfrom edge import _private\n")
+    write(
+        "provisioning/y.py", "from edge.config import Config\nfrom hardware import open_backend\n"
+    )
+    assert private_uses("edge", {"hardware"}, tmp_path) == [
+        ("hardware._api", ["ButtonEdge"]),
+        ("hardware", ["open_backend", "_secret"]),
+    ]
+    assert forbidden("cloud_sink", {"edge", "hardware", "provisioning"}, tmp_path) == [
+        ("cloud_sink/x.py", "provisioning.broker")
+    ]
+    assert forbidden("contract", OURS - {"contract"}, tmp_path) == [("contract/x.py", "cloud_sink")]
+    assert private_uses("provisioning", {"edge", "cloud_sink", "hardware"}, tmp_path) == [
+        ("edge._errors", ["UserError"]),
+        ("edge", ["_private"]),
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.alerts import Firing, alert_id
+from contract.alerts import Firing, alert_id
 from edge.clock import NS
 from edge.records import ClipInfo, ContactRecord, EventRecord
 
@@ -131,7 +131,8 @@ TODAY = {
     "dissatisfaction_index": 0.25,
     "staff_dissatisfaction_index": 0.5,
     "loyalty_index": -0.25,
-    "personal_conversion": 0.5,
+    "personal_conversion": 0.75,
+    "productive_share": 0.5,
     "exact_conversion": 0.6667,
     "visitor_coverage": 0.5,
     "force_majeure_level": 0.5,

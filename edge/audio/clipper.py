@@ -15,8 +15,10 @@ Rules:
   clamped to the newest audio and a shortened clip is flagged ``truncated`` too.
 - Gaps in capture stay zeros at their true place and are listed in :attr:`ClipInfo.gaps`.
 - A clip with no audio at all (or a failed write) produces no file and no :class:`ClipInfo`;
-  it is logged and its contact id is handed out once by :meth:`Clipper.take_failed`, so the
-  caller can store that contact without a clip instead of waiting for one.
+  it is logged and its contact id is handed out once by :meth:`Clipper.take_failed` with the
+  reason (:data:`ClipMissing`: ``no_audio``, ``disk_full`` = the OS refused the write for
+  space, ``write_failed`` = any other error), so the caller can store that contact without a
+  clip, flagged, instead of waiting for one. A failed write never stops capture.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from edge.audio.encode import CODEC_EXTENSIONS, Codec, write_clip
 from edge.audio.ring import Ring
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 
 CLIPS_DIR = "clips"
 MAX_ID_CHARS = 128  # a contact id names its clip file: no separators, NUL, dot files, or huge
+#: why a contact has no clip (``ContactRecord.clip_missing``, ``clip_missing`` on the wire)
+ClipMissing = Literal["no_audio", "disk_full", "write_failed"]
 
 
 @dataclass(slots=True)
@@ -70,7 +75,7 @@ class Clipper:
         self.codec: Codec = codec
         self.pre_roll_ns = pre_roll_ns
         self.post_roll_ns = post_roll_ns
-        self._failed: list[str] = []
+        self._failed: list[tuple[str, ClipMissing]] = []
         #: called with (what, bytes needed) when the OS says ENOSPC; True if it freed space (the
         #: write is then tried once more)
         self.on_disk_full: Callable[[str, int], bool] | None = None
@@ -144,7 +149,7 @@ class Clipper:
         for req in self._pending.values():
             if self._anchor is None:
                 log.warning("no audio was captured: no clip for contact %s", req.contact_id)
-                self._failed.append(req.contact_id)
+                self._failed.append((req.contact_id, "no_audio"))
                 continue
             if req.start is None:
                 self._resolve(req)
@@ -156,8 +161,9 @@ class Clipper:
         self._pending.clear()
         return clips
 
-    def take_failed(self) -> list[str]:
-        """Contact ids whose clip could not be made since the last call (each reported once)."""
+    def take_failed(self) -> list[tuple[str, ClipMissing]]:
+        """(contact id, why) of each clip that could not be made since the last call (each
+        reported once)."""
         failed, self._failed = self._failed, []
         return failed
 
@@ -174,7 +180,7 @@ class Clipper:
         cut = self.ring.read(start, end)
         if len(cut.samples) == 0:
             log.warning("no audio left for contact %s [%d, %d)", contact_id, start, end)
-            self._failed.append(contact_id)
+            self._failed.append((contact_id, "no_audio"))
             return None
         relative = f"{CLIPS_DIR}/{contact_id}{CODEC_EXTENSIONS[self.codec]}"
         try:
@@ -183,16 +189,21 @@ class Clipper:
                     self.data_dir / relative, cut.samples, self.sample_rate, self.codec
                 )
             except OSError as exc:
-                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
                 need = cut.samples.nbytes + 4096  # the clip at most (WAV), with headers
-                if not (full and self.on_disk_full and self.on_disk_full(contact_id, need)):
+                make_room = self.on_disk_full
+                if not (_no_space(exc) and make_room is not None and make_room(contact_id, need)):
                     raise
                 sha256, size = write_clip(  # space was freed: once more
                     self.data_dir / relative, cut.samples, self.sample_rate, self.codec
                 )
-        except OSError:
-            self._failed.append(contact_id)
-            log.exception("could not write the clip of contact %s", contact_id)
+        except OSError as exc:
+            reason: ClipMissing = "disk_full" if _no_space(exc) else "write_failed"
+            self._failed.append((contact_id, reason))
+            log.error("clip of contact %s not written (%s): %s", contact_id, reason, exc)
+            return None
+        except Exception:  # an encoder error costs this clip, never the capture
+            self._failed.append((contact_id, "write_failed"))
+            log.exception("could not encode the clip of contact %s", contact_id)
             return None
         return ClipInfo(
             contact_id=contact_id,
@@ -208,3 +219,7 @@ class Clipper:
             truncated=cut.truncated or shortened,
             gaps=cut.gaps,
         )
+
+
+def _no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -8,6 +8,9 @@ Rules:
   directory, flushed and fsynced, renamed over the final name with :func:`os.replace`, and the
   directory is fsynced. A half-written file never appears under the final name; on error the
   temporary file is removed. :func:`cleanup_partials` removes the ones a power loss left behind.
+- The file is encoded in memory first and then written with plain OS writes, so a full disk
+  (or any refused write) is an ``OSError`` with its errno (ENOSPC …), never an error from
+  inside the encoder; the temporary file is removed then, and nothing else is left behind.
 - The returned checksum is the SHA-256 of the file's bytes as written.
 - An empty clip is refused: FLAC and Ogg cannot represent zero samples.
 """
@@ -15,7 +18,9 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -25,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from edge._crashpoint import crashpoint
+from contract.crashpoint import crashpoint
 
 Codec = Literal["wav", "flac", "opus"]
 
@@ -51,32 +56,49 @@ def write_clip(
         raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
     if len(block) == 0:
         raise ValueError(f"refusing to write an empty clip to {path}")
-    file_format, subtype = _FORMATS[codec]
+    data = _encode(block, sample_rate, codec)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=directory)
     try:
-        with os.fdopen(fd, "w+b") as f:
-            with sf.SoundFile(
-                f, "w", samplerate=sample_rate, channels=1, subtype=subtype, format=file_format
-            ) as out:
-                out.write(block)
-            f.flush()
-            crashpoint("clip.write")  # fault tests only: a no-op unless armed
-            os.fsync(f.fileno())
-            f.seek(0)
-            digest = hashlib.sha256()
-            size = 0
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                _write_all(f, data)
+                crashpoint("clip.write")  # fault tests only: a no-op unless armed
+                os.fsync(f.fileno())
+        except OSError:
+            crashpoint("clip.write.failed")  # fault tests only: power lost on a full disk
+            raise
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
     _fsync_dir(directory)
-    return digest.hexdigest(), size
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def _encode(block: npt.NDArray[np.int16], sample_rate: int, codec: Codec) -> memoryview:
+    """The whole file in memory. libsndfile reports a failed write to a file only as a short
+    count (soundfile turns that into an AssertionError and the OSError into an "exception
+    ignored" warning), so the encoder never touches the disk; :func:`_write_all` does."""
+    file_format, subtype = _FORMATS[codec]
+    buffer = io.BytesIO()
+    with sf.SoundFile(
+        buffer, "w", samplerate=sample_rate, channels=1, subtype=subtype, format=file_format
+    ) as out:
+        out.write(block)
+    return buffer.getbuffer()
+
+
+def _write_all(f: io.FileIO, data: memoryview) -> None:
+    """Write every byte (a short write is retried; ENOSPC and the like raise OSError)."""
+    done = 0
+    while done < len(data):
+        written = f.write(data[done : done + _CHUNK])
+        if not written:
+            raise OSError(errno.EIO, f"write returned {written!r}", f.name)
+        done += written
 
 
 def cleanup_partials(directory: Path) -> int:

@@ -27,9 +27,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contract.tls import ClosingSSLSocket, explain
 from edge._errors import UserError
 from edge.config import MqttSection
-from edge.publish._tls import ClosingSSLSocket
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,19 @@ def resolve(cfg: MqttSection) -> Link:
         username=cfg.username,
         password=_password(cfg),
         tls=_tls_context(cfg) if secure else None,
+    )
+
+
+def explain_tls(text: str, cfg: MqttSection, host: str) -> str:
+    """A TLS failure of this link in words naming the ``[mqtt]`` key and file at fault (the
+    contract's explanation, contract/tls.py; other text comes back unchanged)."""
+    return explain(
+        text,
+        section="mqtt",
+        ca_file=cfg.ca_file,
+        cert_file=cfg.cert_file,
+        renew="contactpoint provision device --cert",
+        host=host,
     )
 
 

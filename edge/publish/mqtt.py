@@ -26,6 +26,11 @@ Rules:
 - ``cmd/resend`` asks for chunks of a clip again, as ranges (or the older list of seqs): the
   clip id is looked up in the store (never turned into a path) and every range is checked
   against the clip's chunk count before anything is sent.
+- A retained message the broker refuses (status, Home Assistant discovery: an MQTT 5 PUBACK
+  reason such as 0x87 Not authorized, i.e. the ACL does not grant the topic) is counted in
+  ``failed`` and reported once: one warning and the fault ``mqtt_acl`` (``on_fault``, the
+  daemon's health) for the first refused topic, debug lines for the rest, on this and later
+  connections; the fault clears when every refused topic has been accepted again.
 - Network timing (backoff, status refresh, waits) runs on real monotonic time; the injected
   clock only stamps payloads and acknowledgements.
 """
@@ -50,11 +55,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.clock import Clock
 from edge.config import MqttSection
-from edge.publish import _tls, wire
+from edge.publish import wire
 from edge.publish._link import (
     Link,
     LinkConfigError,
     backoff_delay,
+    explain_tls,
     new_client,
     open_connection,
     resolve,
@@ -70,6 +76,7 @@ POLL_S = 0.5  # how often an idle publisher asks the outbox for new rows (notify
 CONNACK_TIMEOUT_S = 10.0
 GOODBYE_TIMEOUT_S = 2.0
 FETCH_ROWS = 100
+ACL_FAULT = "mqtt_acl"  # the health fault of refused retained messages
 
 Message = tuple[str, bytes]  # (topic, payload)
 
@@ -126,6 +133,7 @@ class Publisher:
         random_source: Callable[[], float] = random.random,
         retained_on_connect: Callable[[], list[Message]] | None = None,
         today: Callable[[int], dict[str, Any]] | None = None,
+        on_fault: Callable[[str, bool, str], None] | None = None,
     ) -> None:
         self._cfg = cfg
         self._link: Link = resolve(cfg)  # fails now, naming the file, if the config is bad
@@ -144,6 +152,9 @@ class Publisher:
         self._retained_on_connect = retained_on_connect
         #: today's live counters for the status, given the wall time (edge.live.TodayCounters)
         self._today = today
+        #: (part, ok, detail) when the broker refuses or accepts again a retained message
+        self._on_fault = on_fault
+        self._refused_topics: set[str] = set()  # retained topics the broker refused
         self._resend_topic = wire.resend_topic(site, device)
         self._status_topic = wire.topic(site, device, "status")
 
@@ -248,7 +259,7 @@ class Publisher:
         try:
             open_connection(client, self._link)
         except OSError as exc:
-            why = _tls.explain(str(exc), self._cfg, self._link.host)
+            why = explain_tls(str(exc), self._cfg, self._link.host)
             self._error(f"cannot reach the broker at {self._link.url}: {why}")
             return False
         accepted = False
@@ -259,7 +270,7 @@ class Publisher:
                     if not (accepted or self._connected or self._refused):
                         # dropped before CONNACK: TLS 1.3 rejects a client certificate here
                         cause = self._paho_error or "connection closed"
-                        why = _tls.explain(cause, self._cfg, self._link.host)
+                        why = explain_tls(cause, self._cfg, self._link.host)
                         self._error(f"the broker at {self._link.url} closed the connection: {why}")
                     break
                 if not self._connected:
@@ -307,6 +318,7 @@ class Publisher:
         self._next_poll = 0.0
         self._status_due = float("inf")
         self._done: list[int] = []
+        self._retained: dict[int, str] = {}  # mid -> topic of a retained message in flight
 
     # --- paho callbacks (run inside client.loop, on the publisher thread) ----------------------
 
@@ -334,7 +346,7 @@ class Publisher:
         if self._retained_on_connect is not None:
             try:
                 for topic, payload in self._retained_on_connect():
-                    client.publish(topic, payload, qos=1, retain=True)
+                    self._publish_retained(client, topic, payload)
             except Exception as exc:  # a broken provider must not cost the connection
                 self._error(f"retained_on_connect failed: {exc!r}")
         self._publish_status(client)
@@ -359,9 +371,13 @@ class Publisher:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        topic = self._retained.pop(mid, None)
+        if topic is not None:
+            self._retained_answer(topic, reason)
+            return
         job = self._inflight.pop(mid, None)
         if job is None:
-            return  # status, or a message of a connection already forgotten
+            return  # a message of a connection already forgotten
         job.outstanding -= 1
         if reason.is_failure:
             job.failed = True
@@ -584,8 +600,38 @@ class Publisher:
 
     def _publish_status(self, client: paho.Client) -> None:
         payload = wire.encode_json(self._status(online=True))
-        client.publish(self._status_topic, payload, qos=1, retain=True)
+        self._publish_retained(client, self._status_topic, payload)
         self._status_due = time.monotonic() + self._cfg.status_interval_s
+
+    def _publish_retained(self, client: paho.Client, topic: str, payload: bytes) -> None:
+        info = client.publish(topic, payload, qos=1, retain=True)
+        if info.rc == paho.MQTT_ERR_SUCCESS:
+            self._retained[info.mid] = topic
+
+    def _retained_answer(self, topic: str, reason: ReasonCode) -> None:
+        """The broker's answer to a retained message: a refusal is a fault, reported once."""
+        if reason.is_failure:
+            first = not self._refused_topics
+            known = topic in self._refused_topics
+            self._refused_topics.add(topic)
+            if not first or known:
+                self._count(failed=1)
+                log.debug("the broker refused %s too: %s", topic, reason)
+                return
+            message = (
+                f"the broker refused {topic}: {reason}; its ACL does not grant this device the "
+                "topic (re-run 'contactpoint provision' and reload the broker, or check "
+                "homeassistant.discovery_prefix)"
+            )
+            self._error(message, failed=1)
+            if self._on_fault is not None:
+                self._on_fault(ACL_FAULT, False, message)
+        elif topic in self._refused_topics:
+            self._refused_topics.discard(topic)
+            if not self._refused_topics:
+                log.info("the broker accepts the retained messages again")
+                if self._on_fault is not None:
+                    self._on_fault(ACL_FAULT, True, "")
 
     # --- helpers -------------------------------------------------------------------------------
 

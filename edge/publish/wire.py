@@ -95,6 +95,10 @@ def contact_json(rec: ContactRecord) -> dict[str, Any]:
     }
     if rec.video_url is not None:
         out["video_url"] = rec.video_url
+    if rec.clip is None and rec.clip_missing is not None:  # optional: why there is no clip
+        out["clip_missing"] = rec.clip_missing
+    if rec.clock_stepped:  # optional: the wall clock was stepped while synchronised
+        out["clock_stepped"] = True
     return out
 
 
@@ -247,9 +251,10 @@ def alert_message(firing: Firing, text: str, device: str, site: str) -> OutboxMe
 SITE_SCOPE = "_site"
 
 
-def discovery_topic(prefix: str, component: str, object_id: str) -> str:
-    """Home Assistant MQTT discovery: ``<prefix>/<component>/<object_id>/config``."""
-    return f"{prefix}/{component}/{object_id}/config"
+def discovery_topic(prefix: str, component: str, device: str, object_id: str) -> str:
+    """Home Assistant MQTT discovery: ``<prefix>/<component>/<device>/<object_id>/config`` (the
+    device id as Home Assistant's node id: the broker's ACL grants a device only its own)."""
+    return f"{prefix}/{component}/{device}/{object_id}/config"
 
 
 def resend_topic(site: str, device: str) -> str:

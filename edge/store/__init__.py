@@ -10,6 +10,7 @@ from edge.store.db import PRAGMAS, Store, StoreError, connect
 from edge.store.migrations import MIGRATIONS, Migration, SchemaError, migrate, schema_version
 from edge.store.outbox import Outbox, OutboxRow
 from edge.store.route_queue import RouteCounts, RouteQueue, RouteRow
+from edge.store.storable import check_json, check_record, clean_contact, clean_event
 
 __all__ = [
     "MIGRATIONS",
@@ -24,6 +25,10 @@ __all__ = [
     "SchemaError",
     "Store",
     "StoreError",
+    "check_json",
+    "check_record",
+    "clean_contact",
+    "clean_event",
     "connect",
     "migrate",
     "schema_version",

@@ -9,6 +9,9 @@ Rules:
 - Opening applies the pending migrations (:mod:`edge.store.migrations`).
 - A contact is saved in ONE transaction with its events, tags, clip and outbox rows; an orphan
   event likewise with its outbox rows. An id that is already stored is not written again.
+- Only what SQLite and JSON can hold is written (:mod:`edge.store.storable`): a record or
+  payload with NaN, an infinity or an unpaired surrogate is refused, before anything is
+  written, with a ValueError naming the field.
 - Records go in and come out unchanged: a contact's events come back in ``t_ns`` order (ties in
   the order given), its tags in the order given.
 """
@@ -23,7 +26,7 @@ from typing import Any, Final
 
 from peewee import SQL, DatabaseError, SqliteDatabase
 
-from edge._crashpoint import crashpoint
+from contract.crashpoint import crashpoint
 from edge._errors import UserError
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage, RouteJob
 from edge.store.migrations import migrate
@@ -35,9 +38,11 @@ from edge.store.models import (
     bound,
     from_json,
     to_json,
+    writing,
 )
 from edge.store.outbox import Outbox, add_messages
 from edge.store.route_queue import RouteQueue, add_route_jobs
+from edge.store.storable import check_json, check_record
 
 BUSY_TIMEOUT_MS: Final = 5_000
 #: (contact or None, its outbox rows) -> (route deliveries, extra outbox rows); edge/routes/plan.py
@@ -149,7 +154,8 @@ class Store:
         (``routes``) in one transaction.
 
         Returns False, writing nothing, when a contact with this id is stored already.
-        Raises ValueError when an event or the clip names another contact, and
+        Raises ValueError when an event or the clip names another contact or a field cannot
+        be stored (:mod:`edge.store.storable`), and
         ``peewee.IntegrityError`` (nothing written) when a row breaks a constraint,
         e.g. an event id or an outbox ``msg_id`` that exists already.
         """
@@ -160,9 +166,11 @@ class Store:
                 )
         if rec.clip is not None and rec.clip.contact_id != rec.id:
             raise ValueError(f"the clip of contact {rec.id} names contact {rec.clip.contact_id}")
+        check_record(rec)
         created_ns = self._clock()
         routes, outbox = self._routed(rec, routes, outbox)
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        _check_rows(routes, outbox)
+        with writing(self._db):
             if ContactModel.select().where(ContactModel.id == rec.id).exists():
                 return False
             ContactModel.insert(
@@ -178,6 +186,8 @@ class Store:
                 created_ns=created_ns,
                 video_url=rec.video_url,
                 staff=rec.staff,
+                clip_missing=rec.clip_missing,
+                clock_stepped=rec.clock_stepped,
             ).execute()
             for event in rec.events:
                 EventModel.insert(_event_fields(event)).execute()
@@ -196,8 +206,10 @@ class Store:
         Returns False, writing nothing, when an event with this id is stored already.
         An event naming a contact needs that contact stored (else ``peewee.IntegrityError``).
         """
+        check_record(rec)
         routes, outbox = self._routed(None, (), outbox)
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        _check_rows(routes, outbox)
+        with writing(self._db):
             if EventModel.select().where(EventModel.id == rec.id).exists():
                 return False
             EventModel.insert(_event_fields(rec)).execute()
@@ -220,14 +232,16 @@ class Store:
     def save_routes(self, routes: Sequence[RouteJob], outbox: Sequence[OutboxMessage] = ()) -> int:
         """Queue route deliveries (e.g. of an alert) and their outbox rows atomically; return
         how many deliveries were new (one already queued for its destination is skipped)."""
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        _check_rows(routes, outbox)
+        with writing(self._db):
             created_ns = self._clock()
             add_messages(outbox, created_ns)
             return add_route_jobs(routes, created_ns)
 
     def save_messages(self, outbox: Sequence[OutboxMessage]) -> None:
         """Write standalone outbox rows (e.g. an alert about data already stored), atomically."""
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        check_json(outbox)
+        with writing(self._db):
             add_messages(outbox, self._clock())
 
     def contacts(self) -> list[ContactRecord]:
@@ -270,6 +284,8 @@ class Store:
                 boot_id=r.boot_id,
                 video_url=r.video_url,
                 staff=r.staff,
+                clip_missing=r.clip_missing,
+                clock_stepped=bool(r.clock_stepped),
             )
             for r in rows
         ]
@@ -322,11 +338,22 @@ class Store:
             cursor = self._db.execute_sql(sql)  # type: ignore[no-untyped-call]
             return [(str(a), str(b), int(c), bool(d)) for a, b, c, d in cursor.fetchall()]
 
+    def audio_deleted(self) -> dict[str, int]:
+        """contact id -> when retention deleted its clip's audio (wall ns), for listings."""
+        with bound(self._db):
+            query: Any = (
+                ClipModel.select(ClipModel.contact_id, ClipModel.audio_deleted_at)
+                .where(ClipModel.audio_deleted_at.is_null(False))
+                .tuples()
+            )
+            rows: list[tuple[Any, ...]] = list(query)
+        return {str(cid): int(at) for cid, at in rows}
+
     def mark_audio_deleted(self, contact_ids: Sequence[str], at_wall_ns: int) -> int:
         """Record that these clips' files were deleted by retention (rows already marked keep
         their time); how many rows were marked now."""
         marked = 0
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        with writing(self._db):
             for start in range(0, len(contact_ids), 500):
                 marked += (
                     ClipModel.update(audio_deleted_at=at_wall_ns)
@@ -350,7 +377,7 @@ class Store:
         rewritten in place, and a new ``message`` is added for each (one already sent, or in
         flight right now, went out with the flagged times: the sink replaces them). Returns how
         many contacts were corrected."""
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        with writing(self._db):
             ids = [
                 str(row[0])
                 for row in self._db.execute_sql(  # type: ignore[no-untyped-call]
@@ -391,6 +418,12 @@ class Store:
 
 
 _ROWID = SQL("rowid")  # insertion order of a table
+
+
+def _check_rows(routes: Sequence[RouteJob], outbox: Sequence[OutboxMessage]) -> None:
+    """Refuse (ValueError naming the field) payloads that are not JSON, before writing."""
+    check_json(outbox)
+    check_json([OutboxMessage(r.delivery_id, r.kind, r.ref, r.payload) for r in routes])
 
 
 def _event_fields(rec: EventRecord) -> dict[str, Any]:

@@ -152,12 +152,23 @@ _V5_AUDIO_RETENTION = Migration(
     ("ALTER TABLE clips ADD COLUMN audio_deleted_at INTEGER",),
 )
 
+_V6_CONTACT_FLAGS = Migration(
+    6,
+    "contact flags: contacts.clip_missing (why no clip), contacts.clock_stepped",
+    (
+        "ALTER TABLE contacts ADD COLUMN clip_missing TEXT",
+        "ALTER TABLE contacts ADD COLUMN clock_stepped INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (clock_stepped IN (0, 1))",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_VIDEO_LINKS,
     _V3_ROUTE_QUEUE,
     _V4_STAFF,
     _V5_AUDIO_RETENTION,
+    _V6_CONTACT_FLAGS,
 )
 
 

@@ -21,6 +21,7 @@ from peewee import (
     AutoField,
     BooleanField,
     CompositeKey,
+    DatabaseError,
     DatabaseProxy,
     IntegerField,
     Model,
@@ -51,6 +52,8 @@ class ContactModel(_Base):
     created_ns = IntegerField()
     video_url = TextField(null=True)  # migration 2
     staff = TextField(null=True)  # migration 4
+    clip_missing = TextField(null=True)  # migration 6
+    clock_stepped = BooleanField(default=False)  # migration 6
 
     class Meta:
         table_name = "contacts"
@@ -152,6 +155,26 @@ def bound(db: SqliteDatabase) -> Iterator[None]:
     """Bind the models to ``db`` for the body of the ``with`` (and hold the store lock)."""
     with _LOCK, db.bind_ctx(MODELS, bind_refs=False, bind_backrefs=False):
         yield
+
+
+@contextmanager
+def writing(db: SqliteDatabase) -> Iterator[None]:
+    """:func:`bound` and a ``BEGIN IMMEDIATE`` write transaction for the body of the ``with``.
+
+    A COMMIT that SQLite refuses (``database or disk is full``, ``disk I/O error``) is rolled
+    back by SQLite itself, so peewee's rollback then fails with "no transaction is active";
+    the error raised is the one that made the transaction fail (callers look at it: a full
+    disk is waited out, see edge/diskbudget.py)."""
+    try:
+        with bound(db), db.atomic("IMMEDIATE"):
+            yield
+    except DatabaseError as exc:
+        failure: BaseException = exc
+        while "no transaction is active" in str(failure) and failure.__context__ is not None:
+            failure = failure.__context__
+        if failure is exc:
+            raise
+        raise failure from None
 
 
 def to_json(value: Any) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from peewee import SqliteDatabase, fn
 
 from edge.records import OutboxMessage
-from edge.store.models import OutboxModel, bound, from_json, to_json
+from edge.store.models import OutboxModel, bound, from_json, to_json, writing
 
 _CHUNK = 500  # stays far below SQLite's limit on bound parameters per statement
 
@@ -78,7 +78,7 @@ class Outbox:
     def mark_sent(self, seqs: Sequence[int], sent_ns: int) -> int:
         """Mark rows acknowledged; return how many were newly marked (already sent: ignored)."""
         marked = 0
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        with writing(self._db):
             for start in range(0, len(seqs), _CHUNK):
                 chunk = list(seqs[start : start + _CHUNK])
                 marked += (

@@ -23,7 +23,7 @@ from typing import Any
 from peewee import SqliteDatabase, fn
 
 from edge.records import RouteJob
-from edge.store.models import RouteJobModel, bound, from_json, to_json
+from edge.store.models import RouteJobModel, bound, from_json, to_json, writing
 
 _MAX_ERROR = 500
 
@@ -116,7 +116,7 @@ class RouteQueue:
 
     def note_failure(self, row_id: int, error: str) -> None:
         """One more attempt of row ``row_id`` failed for a reason that may pass."""
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        with writing(self._db):
             RouteJobModel.update(
                 attempts=RouteJobModel.attempts + 1, last_error=error[:_MAX_ERROR]
             ).where(RouteJobModel.id == row_id).execute()
@@ -146,7 +146,7 @@ class RouteQueue:
         }
 
     def _settle(self, row_id: int, **fields: Any) -> bool:
-        with bound(self._db), self._db.atomic("IMMEDIATE"):
+        with writing(self._db):
             changed = (
                 RouteJobModel.update(attempts=RouteJobModel.attempts + 1, **fields)
                 .where(RouteJobModel.id == row_id, _open())

@@ -246,3 +246,30 @@ def poison_message(kind: str, path: tuple[str | int, ...], token: bytes) -> byte
         else golden(f"{kind}.json")
     )
     return with_token(msg, path, token)
+
+
+def run_piped(argv: list[str], reader: str, cwd: Path) -> tuple[int, str]:
+    """Run ``python -m edge.cli ARGV`` with its standard output piped into a reader that stops
+    early: ``head`` (``| head -n 1``: reads the first line and exits) or ``gone`` (a process
+    that exits before the first byte is written, so the very first write finds no reader).
+    Returns (exit code, standard error)."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "edge.cli", *argv]
+    if reader == "head":
+        writer = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert writer.stdout is not None
+        head = subprocess.Popen(["head", "-n", "1"], stdin=writer.stdout, stdout=subprocess.PIPE)
+        writer.stdout.close()  # only head reads it now: when head exits, the pipe is closed
+        first, _ = head.communicate(timeout=120)
+        assert head.returncode == 0 and len(first.splitlines()) == 1
+    else:
+        read_end, write_end = os.pipe()
+        subprocess.run(["true"], stdin=read_end, check=True, timeout=60)  # closes at once
+        os.close(read_end)  # no reader is left
+        writer = subprocess.Popen(command, cwd=cwd, stdout=write_end, stderr=subprocess.PIPE)
+        os.close(write_end)
+    _, err = writer.communicate(timeout=120)
+    return writer.returncode, err.decode()

@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import struct
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,10 +23,22 @@ import pytest
 from cloud_sink.cli import main
 from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest, Outcome
-from cloud_sink.metrics import METRIC_KEYS, Parameters
+from cloud_sink.metrics import DEFINITIONS, METRIC_KEYS, Parameters
 from cloud_sink.migrations import migrate
-from cloud_sink.report import ALL, UNKNOWN, Report, build, load, parse_when, render
+from cloud_sink.report import (
+    ALL,
+    OUT_OF_RANGE,
+    UNKNOWN,
+    UNREADABLE,
+    Report,
+    build,
+    load,
+    parse_when,
+    render,
+)
 from tests.cloud_sink.helpers import encode, golden, topic
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FIXED: list[tuple[str, str, str | None, str, str, list[str], list[str]]] = [
     # device, site, staff, start, mode, tags, event kinds
@@ -114,7 +128,8 @@ D1 = {
     "dissatisfaction_index": 0.25,
     "staff_dissatisfaction_index": 0.375,  # (1 negative + 0.5 x 1 silent) / 4
     "loyalty_index": 0.125,  # (2 - 1 - 0.5 x 1) / 4
-    "personal_conversion": 0.5,
+    "personal_conversion": 0.75,  # 3 receipts (one outside any contact) / 4 served
+    "productive_share": 0.5,  # 2 productive contacts / 4 served
     "exact_conversion": 1.0,  # 3 surveys / 3 receipts (one outside any contact)
     "visitor_coverage": 0.75,  # 3 surveys / 4 visitors
     "force_majeure_level": 0.0,
@@ -126,7 +141,8 @@ D2 = {
     "dissatisfaction_index": 0.5,
     "staff_dissatisfaction_index": 0.75,
     "loyalty_index": -0.75,
-    "personal_conversion": 0.5,
+    "personal_conversion": 0.5,  # 1 receipt / 2 served
+    "productive_share": 0.5,
     "exact_conversion": 1.0,
     "visitor_coverage": 0.5,
     "force_majeure_level": 1.0,  # 1 long press / 1 survey
@@ -138,7 +154,8 @@ TOTAL = {
     "dissatisfaction_index": 2 / 6,
     "staff_dissatisfaction_index": 0.5,
     "loyalty_index": -1 / 6,
-    "personal_conversion": 0.5,
+    "personal_conversion": 4 / 6,  # 4 receipts / 6 served
+    "productive_share": 0.5,  # 3 productive / 6 served
     "exact_conversion": 1.0,
     "visitor_coverage": 4 / 6,
     "force_majeure_level": 0.25,
@@ -180,7 +197,8 @@ def test_grouping_by_site_staff_day_and_hour(
             "dissatisfaction_index": 1 / 3,
             "staff_dissatisfaction_index": 0.5,
             "loyalty_index": -1 / 6,
-            "personal_conversion": 2 / 3,
+            "personal_conversion": 2 / 3,  # 2 receipts / 3 served
+            "productive_share": 2 / 3,
             "exact_conversion": 0.5,  # 1 survey / 2 receipts
             "visitor_coverage": 1 / 3,
             "force_majeure_level": 0.0,
@@ -190,14 +208,17 @@ def test_grouping_by_site_staff_day_and_hour(
     bob = by_key(staff)["bob"]  # one presence contact served; the survey contact is not
     assert (bob["contacts_served"], bob["support_index"], bob["loyalty_index"]) == (1, 1.0, 1.0)
     assert bob["exact_conversion"] is None  # no receipt: no data, never 0
+    assert bob["personal_conversion"] == 0.0 and bob["productive_share"] == 0.0
     assert bob["visitor_coverage"] == 2.0
     unknown = by_key(staff)[UNKNOWN]  # d2's contacts and both events outside contacts
     assert unknown["exact_conversion"] == 0.5 and unknown["meaningful"] is False
+    assert unknown["personal_conversion"] == 1.0  # d2's receipt and the one outside / 2 served
     assert by_key(build(*stored, by="day")) == {"2026-11-23": approx(D1), "2026-11-24": approx(D2)}
     hours = by_key(build(*stored, by="hour"))
     assert list(hours) == ["2026-11-23 09:00", "2026-11-23 10:00", "2026-11-24 08:00"]
     assert hours["2026-11-23 09:00"]["contacts_served"] == 3
     assert hours["2026-11-23 09:00"]["exact_conversion"] == pytest.approx(1 / 3)  # 1 / 3 receipts
+    assert hours["2026-11-23 09:00"]["personal_conversion"] == 1.0  # 3 receipts / 3 served
 
 
 def test_days_and_hours_follow_the_time_zone(
@@ -262,20 +283,27 @@ def test_csv_parses_with_one_row_per_group_and_the_total(report: Report) -> None
     assert [r["device"] for r in rows] == ["d1", "d2", ALL]
     assert list(rows[0]) == ["device", *METRIC_KEYS]
     assert float(rows[0]["loyalty_index"]) == 0.125 and rows[1]["meaningful"] == "false"
-    assert float(rows[2]["visitor_coverage"]) == pytest.approx(4 / 6)
+    assert rows[2]["visitor_coverage"] == "0.6667"  # 4 / 6, rounded to 4 decimals
+    assert rows[2]["support_index"] == "0.3333" and rows[0]["loyalty_index"] == "0.125"
+    assert rows[0]["contacts_served"] == "4" and rows[2]["meaningful"] == "false"
 
 
 def test_json_keys_are_exact(report: Report, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     render(report, "json", out)
     doc = json.loads(out.read_text())
-    assert set(doc) == {"by", "from", "to", "timezone", "parameters", "groups", "total"}
+    assert set(doc) == {
+        "by", "from", "to", "timezone", "parameters", "definitions", "groups", "total",
+    }  # fmt: skip
+    assert doc["definitions"]["personal_conversion"] == "receipts / contacts served"
+    assert doc["definitions"]["productive_share"] == "productive contacts / contacts served"
     assert doc["parameters"] == {"correction_factor": 0.5, "force_majeure_threshold": 0.1}
     for group in [*doc["groups"], doc["total"]]:
         assert list(group["metrics"]) == [
             "contacts_served", "support_index", "dissatisfaction_index",
             "staff_dissatisfaction_index", "loyalty_index", "personal_conversion",
-            "exact_conversion", "visitor_coverage", "force_majeure_level", "meaningful",
+            "productive_share", "exact_conversion", "visitor_coverage", "force_majeure_level",
+            "meaningful",
         ]  # fmt: skip
     assert doc["groups"][0]["metrics"] == D1
 
@@ -288,6 +316,12 @@ def test_table_contains_the_numbers(report: Report) -> None:
         assert number in d1
     d2 = next(line for line in text.splitlines() if " d2 " in line)
     assert "-0.750" in d2 and "NO" in d2
+    # every column says what it divides by what: name, numerator, "/ denominator"
+    head = [line.split("┃")[1:-1] for line in text.splitlines() if line.startswith("┃")]
+    columns = [" ".join(" ".join(column).split()) for column in zip(*head, strict=True)]
+    assert columns[1:] == [f"{d.short} {d.over} {d.under}".strip() for d in DEFINITIONS]
+    assert "pers. conv. receipts / served" in columns and "productive prod / served" in columns
+    assert "served = contacts served" in " ".join(text.split())  # the legend
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -328,7 +362,7 @@ def test_the_command_prints_json_and_refuses_bad_arguments(
     config.write_text('[report]\ncorrection_factor = 1.0\ntimezone = "Asia/Tokyo"\n')
     assert main([*base, "--format", "csv", "--config", str(config)]) == 0
     (row,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert float(row["staff_dissatisfaction_index"]) == pytest.approx(4 / 6)  # (2 + 2) / 6
+    assert row["staff_dissatisfaction_index"] == "0.6667"  # (2 + 2) / 6, 4 decimals
     png = tmp_path / "out.png"
     assert main([*base, "--by", "staff", "--format", "png", "--out", str(png)]) == 0
     png_size(png.read_bytes())
@@ -440,3 +474,81 @@ def test_a_shift_played_through_the_edge_reaches_the_report(tmp_path: Path) -> N
     assert bob.metrics.loyalty_index == -0.5
     assert bob.metrics.force_majeure_level == 1.0 and bob.metrics.meaningful is False
     assert report.total.metrics.contacts_served == 3
+
+
+# --- times a device may send ---------------------------------------------------------------------
+
+EXTREME = [  # device, site, staff, start, mode, tags, event kinds
+    ("d1", "s1", None, "2026-11-23T09:00:00.000+14:00", "presence", ["positive"], ["green"]),
+    ("d1", "s1", None, "2026-11-23T09:00:00.000-12:00", "presence", ["negative"], ["red"]),
+    ("d1", "s1", None, "0001-01-01T05:00:00.000+14:00", "presence", ["silent"], []),
+    ("d1", "s1", None, "9999-12-31T23:00:00.000-12:00", "presence", ["productive"], ["receipt"]),
+]
+
+
+def test_extreme_offsets_never_stop_a_report_by_day_or_hour(tmp_path: Path) -> None:
+    """Offsets of +14:00 / -12:00 at the ends of the calendar used to crash ``--by day|hour``
+    (OverflowError converting to the report's zone)."""
+    db = open_database(None, tmp_path)
+    try:
+        migrate(db)
+        ingest = Ingest(db, tmp_path)
+        for row in EXTREME:
+            outcome = ingest.handle(topic("contact", "s1", "d1"), encode(contact_payload(row)))
+            assert outcome.outcome is Outcome.STORED
+        stored = load(db, tmp_path)
+    finally:
+        db.close()
+    days = build(*stored, by="day")
+    assert {row.key: row.counts.contacts for row in days.rows} == {
+        "2026-11-22": 1,  # 09:00+14:00 is 19:00Z the day before
+        "2026-11-23": 1,  # 09:00-12:00 is 21:00Z
+        OUT_OF_RANGE: 2,  # year 0 and year 10000 in UTC: counted, not lost
+    }
+    assert days.total.counts.contacts == 4
+    hours = build(*stored, by="hour", tz=ZoneInfo("Pacific/Kiritimati"))  # UTC+14
+    assert {row.key: row.counts.contacts for row in hours.rows} == {
+        "2026-11-23 09:00": 1,
+        "2026-11-24 11:00": 1,
+        OUT_OF_RANGE: 2,
+    }
+    # a period compares instants, which never overflow
+    late = build(*stored, start=datetime(9000, 1, 1, tzinfo=UTC))
+    assert late.total.counts.contacts == 1
+
+
+def test_unreadable_times_from_an_older_database_are_grouped_apart() -> None:
+    contacts = [
+        {"start": "2026-11-23T09:00:00Z", "mode": "presence", "tags": ["positive"]},
+        {"start": "2026-11-23T09:00:00", "mode": "presence", "tags": []},  # no offset
+        {"start": "yesterday", "mode": "presence", "tags": []},
+    ]
+    report = build(contacts, by="day")
+    assert {row.key: row.counts.contacts for row in report.rows} == {
+        "2026-11-23": 1,
+        UNREADABLE: 2,
+    }
+    bounded = build(contacts, start=datetime(2026, 1, 1, tzinfo=UTC))
+    assert bounded.total.counts.contacts == 1  # outside every period with a bound
+
+
+def test_the_report_command_survives_extreme_offsets(tmp_path: Path) -> None:
+    db = open_database(None, tmp_path)
+    try:
+        migrate(db)
+        ingest = Ingest(db, tmp_path)
+        for row in EXTREME:
+            ingest.handle(topic("contact", "s1", "d1"), encode(contact_payload(row)))
+    finally:
+        db.close()
+    for by in ("day", "hour"):
+        done = subprocess.run(
+            [sys.executable, "-m", "edge.cli", "sink", "report", "--data", str(tmp_path),
+             "--by", by, "--format", "json", "--tz", "Pacific/Kiritimati"],
+            check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["groups"][0]["key"] == OUT_OF_RANGE
+        assert doc["total"]["counts"]["contacts"] == 4

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.alerts import AlertEvaluator, Observation, alert_id, check, describe, observations
+from contract.alerts import AlertEvaluator, AlertRule, Observation, alert_id, check, describe
+from edge.alerts import observations
 from edge.clock import NS
-from edge.config import AlertRule, Config, ConfigError, parse_model
+from edge.config import Config, ConfigError, parse_model
 from edge.records import ContactRecord, EventRecord
+from edge.scenario import load_scenario
+from edge.simulate import STORE_NAME, run_simulation
+from edge.store import Store
 
 T0 = 1_795_424_400 * NS
 W = 900  # s
@@ -192,6 +198,55 @@ def test_describe_says_what_fired() -> None:
     assert describe(f, r, "site-1/cp-1") == (
         "negative_burst: 4 x red within 15 min at site-1/cp-1 (4 of 6, 67%)"
     )
+
+
+# --- on the device: contacts reach the evaluator late ----------------------------------------
+
+LATE_CONTACT = """
+start = "2026-11-23T09:00:00Z"
+duration = 150.0
+[[customers]]
+arrive = 10.0
+leave = 60.0
+distance_m = 0.5
+[[presses]]
+at = 30.0
+button = "red"
+[[presses]]
+at = 40.0
+button = "red"
+[[presses]]
+at = 64.0
+button = "red"
+"""
+
+
+def test_a_contact_saved_after_a_later_orphan_event_still_counts(tmp_path: Path) -> None:
+    # The contact (10 s .. 60 s, reds at 30 s and 40 s) waits 120 s of post-roll for its clip;
+    # the red at 64 s, pressed after the customer left, is an orphan once no window can claim it
+    # (``before_s``, 60 s, later): the device saves the third red before the first two. In event
+    # time the three are one burst.
+    cfg = Config.model_validate(
+        {
+            "contacts": {"post_roll_s": 120},
+            "alerts": {"rules": [{"name": "reds", "count": "red", "at_least": 3}]},
+        }
+    )
+    path = tmp_path / "scenario.toml"
+    path.write_text(LATE_CONTACT)
+    alerts: list[dict[str, Any]] = []
+
+    def hook(core: Any) -> None:
+        core.on_alert.append(alerts.append)
+
+    data = tmp_path / "data"
+    summary = run_simulation(cfg, load_scenario(path, cfg), path, data, core_hook=hook)
+    assert (summary.contacts, summary.orphan_events) == (1, 1)
+    with closing(Store.open(data / STORE_NAME)) as store:
+        kinds = [row.kind for row in store.outbox.pending()]
+    assert kinds[:2] == ["event", "contact"]  # the red at 64 s was saved first
+    (alert,) = alerts
+    assert (alert["alert"]["at"], alert["alert"]["count"]) == ("2026-11-23T09:01:04.000Z", 3)
 
 
 # --- config --------------------------------------------------------------------------------

@@ -1,13 +1,25 @@
-"""The `contactpoint` command: clear errors, non-zero exits, nothing written on bad input."""
+"""The `contactpoint` command: clear errors, non-zero exits, nothing written on bad input; the
+contacts listing after retention and piped into a reader that stops early; --version."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge.cli import main
+from edge.clock import NS
+from edge.records import ContactRecord
+from edge.simulate import STORE_NAME
+from edge.store import Store
+from tests.cloud_sink.helpers import run_piped
+from tests.wire_samples import CLIP, CONTACT
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIFT = ROOT / "examples" / "shift.toml"
@@ -121,3 +133,77 @@ def test_simulate_then_list_contacts(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_contacts_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "contacts", "--data", str(tmp_path))
     assert code == 2 and "no store" in err
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "--version"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"contactpoint {version('contactpoint')}"
+
+
+def store_with(data: Path, contacts: list[ContactRecord]) -> None:
+    with Store.open(data / STORE_NAME) as store:
+        for rec in contacts:
+            assert store.save_contact(rec, [])
+
+
+def plain(n: int, **changes: Any) -> ContactRecord:
+    """The golden contact as contact number ``n``, without events or clip."""
+    return replace(CONTACT, id=f"{n:032x}", events=(), clip=None, **changes)
+
+
+def test_contacts_say_when_retention_deleted_the_audio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing used to print the deleted file's path as if it were there."""
+    data = tmp_path / "device"
+    records = []
+    for n, name in enumerate(("old", "young", "budget")):
+        clip = replace(CLIP, contact_id=f"{n + 1:032x}", path=f"clips/{name}.wav")
+        (data / "clips").mkdir(parents=True, exist_ok=True)
+        (data / clip.path).write_bytes(b"RIFF")
+        records.append(replace(CONTACT, id=clip.contact_id, events=(), clip=clip))
+    store_with(data, records)
+    old, young, budget = records
+    (data / "clips" / "budget.wav").unlink()  # the disk budget deleted it, not retention
+    when = 1_798_113_600 * NS  # 2026-12-24T12:00:00Z
+    with Store.open(data / STORE_NAME) as store:
+        (data / "clips" / "old.wav").unlink()
+        assert store.mark_audio_deleted([old.id], when) == 1  # as edge.retention does
+    code, out, _ = run(capsys, "contacts", "--data", str(data), "--json")
+    assert code == 0
+    rows = {row["id"]: row for row in map(json.loads, out.splitlines())}
+    assert rows[old.id]["audio_deleted_at"] == "2026-12-24T12:00:00.000Z"
+    assert rows[old.id]["clip"]["path"] == "clips/old.wav"  # the metadata stays
+    assert rows[young.id]["audio_deleted_at"] is None
+    assert rows[budget.id]["audio_deleted_at"] is None
+    monkeypatch.setenv("COLUMNS", "300")  # one line per contact
+    code, out, _ = run(capsys, "contacts", "--data", str(data))
+    assert code == 0
+    lines = [line for line in out.splitlines() if "2026-11-23" in line]
+    assert len(lines) == 3
+    assert "audio deleted by retention on 2026-12-24" in lines[0] and "old.wav" not in lines[0]
+    assert "clips/young.wav" in lines[1] and "gone" not in lines[1]
+    assert "clips/budget.wav (file gone)" in lines[2]
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store whose listing overflows a pipe's buffer (64 KiB) many times over."""
+    data = tmp_path_factory.mktemp("busy")
+    store_with(data, [plain(n, start_wall_ns=CONTACT.start_wall_ns + n * NS) for n in range(600)])
+    return data
+
+
+@pytest.mark.parametrize(
+    ("flags", "reader"), [([], "head"), (["--json"], "head"), ([], "gone"), (["--json"], "gone")]
+)
+def test_contacts_piped_into_a_reader_that_stops_early(
+    busy: Path, flags: list[str], reader: str
+) -> None:
+    """``contactpoint contacts | head -1``: a traceback (--json) or rich's exit 1 before."""
+    code, err = run_piped(["contacts", "--data", str(busy), *flags], reader, ROOT)
+    assert (code, err) == (0, "")

@@ -203,7 +203,7 @@ def test_flush_without_any_audio_reports_the_contact_as_failed(tmp_path: Path) -
     clipper.request("silent", s(1), s(2))
     assert clipper.flush() == []
     assert clipper.pending == 0
-    assert clipper.take_failed() == ["silent"]
+    assert clipper.take_failed() == [("silent", "no_audio")]
     assert clipper.take_failed() == []  # reported once
     assert not (tmp_path / "clips").exists()
 
@@ -243,7 +243,7 @@ def test_a_failed_write_leaves_no_file_and_reports_the_contact(
     clipper.request("also", s(1.5), s(2.5))
     assert mic.feed(clipper, idx(4)) == []
     assert clipper.pending == 0
-    assert clipper.take_failed() == ["lost", "also"]
+    assert clipper.take_failed() == [("lost", "write_failed"), ("also", "write_failed")]
     assert os.listdir(tmp_path / "clips") == []
 
 

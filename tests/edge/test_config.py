@@ -84,6 +84,33 @@ def test_question_button_needs_its_number(tmp_path: Path) -> None:
     assert ok.buttons[0].question == 2
 
 
+def test_a_button_can_be_wired_and_wireless(tmp_path: Path) -> None:
+    text = (
+        '[[buttons]]\nname = "red"\nrole = "red"\npin = 13\nvia = ["gpio", "rf433"]\n'
+        'code = "ev1527:27fd49"\n'
+        '[[buttons]]\nname = "green"\nrole = "green"\nvia = "serial"\ncode = "ev1527:1"\n'
+        '[[buttons]]\nname = "yellow"\nrole = "yellow"\npin = 6\n'
+    )
+    red, green, yellow = load_config(write(tmp_path, text)).buttons
+    assert (red.vias, red.pin, red.code) == (("gpio", "rf433"), 13, "ev1527:27fd49")
+    assert green.vias == ("serial",) and yellow.vias == ("gpio",)
+
+
+@pytest.mark.parametrize(
+    ("via", "message"),
+    [
+        ("[]", "at least one"),
+        ('["gpio", "gpio"]', "twice"),
+        ('["gpio", "wifi"]', "via[1] (got 'wifi'): Input should be 'gpio', 'rf433', 'serial'"),
+    ],
+)
+def test_a_bad_via_list_names_the_key(tmp_path: Path, via: str, message: str) -> None:
+    text = f'[[buttons]]\nname = "red"\nrole = "red"\npin = 13\nvia = {via}\n'
+    with pytest.raises(ConfigError, match=r"buttons\[0\]\.via") as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+
+
 def test_duplicate_button_names_rejected(tmp_path: Path) -> None:
     text = "[[buttons]]\nname='a'\nrole='red'\n[[buttons]]\nname='a'\nrole='green'\n"
     with pytest.raises(ConfigError, match="two buttons are named 'a'"):
@@ -107,8 +134,10 @@ def test_ring_defaults_to_longest_clip() -> None:
     cfg = Config.model_validate(
         {"contacts": {"max_duration_s": 100, "pre_roll_s": 2, "post_roll_s": 4}}
     )
-    # the window (60 + 60) is longer than max_duration here
-    assert cfg.ring_seconds() == 2 + 120 + 4 + 30
+    # a window is handed out before_s (60) after its end: its audio must still be there
+    assert cfg.ring_seconds() == 2 + 100 + 60 + 4 + 30
+    no_windows = {"modes": ["presence", "survey"], "max_duration_s": 100, "pre_roll_s": 2}
+    assert Config.model_validate({"contacts": no_windows}).ring_seconds() == 2 + 100 + 3 + 30
     assert Config.model_validate({"audio": {"ring_s": 50}}).ring_seconds() == 50
 
 

@@ -250,7 +250,8 @@ def test_window_press_cuts_before_and_after() -> None:
     run = Run(make(modes=["window"], before_s=10, after_s=10)).play(q, until_s=300)
     assert run.bounds() == [("window", ns(90), ns(110), "window")]
     assert same(run.contacts[0].events, [q.event])
-    assert run.drained_at["c1"] == ns(110 + SETTLE_S)
+    # handed out once a press could no longer touch it (one at 120 would start at its end)
+    assert run.drained_at["c1"] == ns(120 + SETTLE_S) + 1
 
 
 def test_overlapping_windows_merge() -> None:
@@ -259,15 +260,15 @@ def test_overlapping_windows_merge() -> None:
         press(105, "request"),
         press(112, "green"),
     )
-    after = press(120, "request")
+    apart = press(126, "request")  # its span [116, 136) starts after the merged end, 115
     run = Run(make(modes=["window"], before_s=10, after_s=10))
-    run.play(first, second, rating, after, until_s=300)
+    run.play(first, second, rating, apart, until_s=300)
     assert run.bounds() == [
         ("window", ns(90), ns(105 + 10), "window"),
-        ("window", ns(120 - 10), ns(120 + 10), "window"),
+        ("window", ns(126 - 10), ns(126 + 10), "window"),
     ]
     assert same(run.contacts[0].events, events_of(first, second, rating))
-    assert same(run.contacts[1].events, [after.event])
+    assert same(run.contacts[1].events, [apart.event])
 
 
 def test_merged_window_is_capped_at_max_duration() -> None:
@@ -276,24 +277,36 @@ def test_merged_window_is_capped_at_max_duration() -> None:
     run = Run(make(modes=["window"], before_s=10, after_s=10, max_s=30))
     run.play(*presses, nxt, until_s=300)
     start = ns(100 - 10)
+    # one span [90, 134): cut at the cap, the rest a window of its own, no overlap
     assert run.bounds() == [
         ("window", start, start + ns(30), "timeout"),
-        ("window", ns(124 - 10), ns(124 + 10), "window"),
+        ("window", start + ns(30), ns(124 + 10), "window"),
     ]
     assert same(run.contacts[0].events, events_of(*presses))
+    assert same(run.contacts[1].events, [nxt.event])
 
 
-def test_single_window_longer_than_max_duration_is_capped() -> None:
-    run = Run(make(modes=["window"], before_s=20, after_s=20, max_s=30))
-    run.play(press(100, "request"), until_s=300)
-    assert run.bounds() == [("window", ns(80), ns(80 + 30), "timeout")]
+def test_single_window_longer_than_max_duration_is_split() -> None:
+    p = press(100, "request")
+    run = Run(make(modes=["window"], before_s=20, after_s=20, max_s=30)).play(p, until_s=300)
+    assert run.bounds() == [
+        ("window", ns(80), ns(80 + 30), "timeout"),
+        ("window", ns(80 + 30), ns(120), "window"),
+    ]
+    assert same(run.contacts[0].events, [p.event])
+    assert run.contacts[1].events == []
 
 
 def test_window_longer_before_than_max_duration_still_holds_its_press() -> None:
     q = press(100, "request")
     run = Run(make(modes=["window"], before_s=20, after_s=5, max_s=10)).play(q, until_s=300)
-    assert run.bounds() == [("window", ns(100 - 10), ns(100), "timeout")]
-    assert same(run.contacts[0].events, [q.event])
+    # before_s is limited to max_duration_s: [90, 105), split at 100, the press at the cut
+    assert run.bounds() == [
+        ("window", ns(100 - 10), ns(100), "timeout"),
+        ("window", ns(100), ns(105), "window"),
+    ]
+    assert run.contacts[0].events == []
+    assert same(run.contacts[1].events, [q.event])
 
 
 def test_window_start_clamped_at_zero() -> None:
@@ -324,6 +337,191 @@ def test_window_takes_receipts_and_arrivals_it_covers() -> None:
     run = Run(make(modes=["window"], before_s=10, after_s=10)).play(r, *inside, until_s=300)
     assert same(run.contacts[0].events, [r.event, *events_of(*inside)])
     assert run.orphans == []
+
+
+# --- windows: overlap merges, everything inside belongs -------------------------------------
+
+
+def windows(*, max_s: float = 900.0, settle_s: float = SETTLE_S) -> Segmenter:
+    """Window mode with the issue's numbers: 60 s before and after each press."""
+    return make(modes=["window"], before_s=60, after_s=60, max_s=max_s, settle_s=settle_s)
+
+
+def test_windows_that_overlap_are_one_contact() -> None:
+    a, b = press(600, "request"), press(670, "question", question=1)
+    run = Run(windows()).play(a, b, until_s=1000)
+    assert run.bounds() == [("window", ns(540), ns(730), "window")]
+    assert same(run.contacts[0].events, events_of(a, b))
+
+
+def test_windows_that_touch_are_one_contact() -> None:
+    # [540, 660) and [660, 780): the second press is exactly before_s after the first's end
+    a, b = press(600, "request"), press(720, "request")
+    run = Run(windows()).play(a, b, until_s=1000)
+    assert run.bounds() == [("window", ns(540), ns(780), "window")]
+    assert same(run.contacts[0].events, events_of(a, b))
+
+
+def test_windows_a_moment_apart_are_two_contacts_that_do_not_overlap() -> None:
+    a, b = press(600, "request"), press(720.5, "request")
+    run = Run(windows()).play(a, b, until_s=1000)
+    assert run.bounds() == [
+        ("window", ns(540), ns(660), "window"),
+        ("window", ns(660.5), ns(780.5), "window"),
+    ]
+
+
+def test_chained_windows_are_one_contact() -> None:
+    # A overlaps B and B overlaps C; A and C do not overlap each other
+    a, b, c = press(600, "request"), press(670, "request"), press(740, "question", question=2)
+    run = Run(windows()).play(a, b, c, until_s=1000)
+    assert run.bounds() == [("window", ns(540), ns(800), "window")]
+    assert same(run.contacts[0].events, events_of(a, b, c))
+
+
+def test_a_chain_longer_than_max_duration_is_split_at_the_cap_without_overlap() -> None:
+    a, b, c = press(600, "request"), press(670, "request"), press(740, "request")
+    rating = press(695, "red")  # after the cap: the second piece's
+    run = Run(windows(max_s=150)).play(a, b, rating, c, until_s=1000)
+    assert run.bounds() == [
+        ("window", ns(540), ns(690), "timeout"),
+        ("window", ns(690), ns(800), "window"),
+    ]
+    assert same(run.contacts[0].events, events_of(a, b))
+    assert same(run.contacts[1].events, events_of(rating, c))
+    assert "negative" in apply_rules(run.contacts[1], DEFAULT_RULES)
+    assert "negative" not in apply_rules(run.contacts[0], DEFAULT_RULES)
+
+
+def test_a_press_exactly_at_the_cap_starts_the_next_piece() -> None:
+    presses = [press(t, "request") for t in (600, 660, 720, 780, 840)]
+    run = Run(windows(max_s=100)).play(*presses, until_s=1200)
+    assert run.bounds() == [
+        ("window", ns(540), ns(640), "timeout"),
+        ("window", ns(640), ns(740), "timeout"),
+        ("window", ns(740), ns(840), "timeout"),
+        ("window", ns(840), ns(900), "window"),
+    ]
+    assert [[e.t_ns for e in c.events] for c in run.contacts] == [
+        [ns(600)],
+        [ns(660), ns(720)],
+        [ns(780)],
+        [ns(840)],  # exactly at the third piece's end: the fourth piece's
+    ]
+
+
+def test_a_rating_before_the_press_inside_before_s_belongs_to_the_window() -> None:
+    red, req = press(1000, "red"), press(1030, "request")
+    run = Run(windows()).play(red, req, until_s=2000)
+    assert run.bounds() == [("window", ns(970), ns(1090), "window")]
+    assert same(run.contacts[0].events, events_of(red, req))
+    assert run.orphans == []
+    assert "negative" in apply_rules(run.contacts[0], DEFAULT_RULES)
+
+
+def test_window_boundaries_start_inside_end_outside() -> None:
+    before, at_start = receipt(969.9), receipt(970)
+    req = press(1030, "request")
+    just_inside, at_end = receipt(1089.9), receipt(1090)
+    run = Run(windows()).play(before, at_start, req, just_inside, at_end, until_s=2000)
+    assert run.bounds() == [("window", ns(970), ns(1090), "window")]
+    assert same(run.contacts[0].events, events_of(at_start, req, just_inside))
+    assert same(run.orphans, events_of(before, at_end))
+
+
+def test_a_button_pressed_twice_a_minute_apart_is_one_window() -> None:
+    first, second = press(600, "request"), press(700, "request")
+    run = Run(windows()).play(first, second, until_s=1000)
+    assert run.bounds() == [("window", ns(540), ns(760), "window")]
+    assert same(run.contacts[0].events, events_of(first, second))
+
+
+def test_a_window_reaching_into_a_presence_contact_leaves_its_events_there() -> None:
+    arr, rec, dep = arrival(950), receipt(980), departure(990)
+    red, req = press(1000, "red"), press(1030, "request")
+    run = Run(make(before_s=60, after_s=60)).play(arr, rec, dep, red, req, until_s=2000)
+    assert run.bounds() == [
+        ("presence", ns(950), ns(990), "departure"),
+        ("window", ns(970), ns(1090), "window"),
+    ]
+    assert same(run.contacts[0].events, events_of(arr, rec, dep))
+    assert same(run.contacts[1].events, events_of(red, req))
+    assert run.orphans == []
+
+
+def test_a_window_reaching_into_a_survey_leaves_its_events_there() -> None:
+    seller, green, rec, req = (
+        press(1000, "seller"),
+        press(1010, "green"),
+        receipt(1015),
+        press(1040, "request"),
+    )
+    run = Run(make(before_s=60, after_s=60)).play(seller, green, rec, req, until_s=2000)
+    assert run.bounds() == [
+        ("survey", ns(1000), ns(1010), "answer"),
+        ("window", ns(980), ns(1100), "window"),
+    ]
+    assert same(run.contacts[0].events, events_of(seller, green))
+    assert same(run.contacts[1].events, events_of(rec, req))
+    assert run.orphans == []
+
+
+def test_an_event_no_window_reaches_is_an_orphan_after_before_s() -> None:
+    green = press(100, "green")
+    run = Run(windows()).play(green, until_s=1000)
+    assert same(run.orphans, [green.event])
+    assert run.seg.stats.orphans == 1
+    # a window press up to before_s later could still have claimed it: held until then
+    seg = windows()
+    seg.feed(green.event)
+    seg.tick(ns(100 + 60 + SETTLE_S))
+    assert seg.drain() == ([], [])
+    seg.tick(ns(100 + 60 + SETTLE_S) + 1)
+    assert seg.drain() == ([], [green.event])
+
+
+def test_a_window_is_handed_out_once_no_press_can_merge_with_it() -> None:
+    req = press(100, "request")
+    run = Run(windows()).play(req, until_s=1000)
+    # it ends at 160; a press up to 220 would still have touched it
+    assert run.drained_at["c1"] == ns(220 + SETTLE_S) + 1
+    # presence and survey contacts are not held back
+    run = Run(make(before_s=60, after_s=60)).play(arrival(10), departure(40), until_s=1000)
+    assert run.drained_at["c1"] == ns(40 + SETTLE_S)
+
+
+def test_late_presses_never_reopen_or_overlap_a_window_handed_out() -> None:
+    req = press(100, "request")
+    # handed out at 110 + 10 + settle (+1 ns); these are known only after that
+    inside = late(press(105, "request"), known_s=130)
+    after = late(press(115, "request"), known_s=130)
+    run = Run(make(modes=["window"], before_s=10, after_s=10))
+    run.play(req, inside, after, until_s=300)
+    assert run.seg.stats.late == 2
+    assert run.bounds() == [
+        ("window", ns(90), ns(110), "window"),
+        ("window", ns(110), ns(125), "window"),  # starts where the first ended
+    ]
+    assert same(run.orphans, [inside.event])
+
+
+def test_a_late_event_inside_an_open_window_joins_it() -> None:
+    req = press(100, "request")
+    rec = late(receipt(95), known_s=115)  # behind the watermark (110), the window still open
+    run = Run(windows()).play(req, rec, until_s=1000)
+    assert run.seg.stats.late == 1
+    assert run.bounds() == [("window", ns(40), ns(160), "window")]
+    assert {id(e) for e in run.contacts[0].events} == {id(req.event), id(rec.event)}
+
+
+def test_shutdown_closes_an_ended_window_as_a_window_and_hands_out_waiting_orphans() -> None:
+    req, green = press(400, "request"), press(470, "green")
+    run = Run(windows(settle_s=1)).play(req, green, until_s=510)
+    assert run.contacts == [] and run.orphans == []  # both still within reach of a press
+    run.shutdown(515)
+    assert run.bounds() == [("window", ns(340), ns(460), "window")]
+    assert same(run.orphans, [green.event])
+    assert run.seg.next_deadline() is None
 
 
 # --- survey -----------------------------------------------------------------------------------
@@ -543,10 +741,11 @@ def test_next_deadline() -> None:
 
     seg.feed(Press(ns(100), "request", "request"))
     seg.tick(ns(100) + settle)
-    assert seg.next_deadline() == ns(110) + settle  # the window's end
-    seg.tick(ns(110) + settle - 1)
+    # the window ends at 110; a press up to 120 would still touch it
+    assert seg.next_deadline() == ns(120) + 1 + settle
+    seg.tick(ns(120) + settle)
     assert seg.drain() == ([], [])
-    seg.tick(ns(110) + settle)
+    seg.tick(ns(120) + 1 + settle)
     closed, _ = seg.drain()
     assert [(c.mode, c.end_ns) for c in closed] == [("window", ns(110))]
 
@@ -652,6 +851,13 @@ def test_every_event_has_exactly_one_owner(stream: list[tuple[int, str, int]], c
         assert all(c.start_ns <= e.t_ns <= c.end_ns for e in c.events)
         if c.ended_by != "shutdown":
             assert c.end_ns - c.start_ns <= ns(conf.max_s)
+    for before, after in itertools.pairwise(window_contacts(run)):  # never any shared audio
+        assert before.end_ns is not None
+        assert after.start_ns >= before.end_ns
+
+
+def window_contacts(run: Run) -> list[Contact]:
+    return sorted((c for c in run.contacts if c.mode == "window"), key=lambda c: c.start_ns)
 
 
 @settings(max_examples=300, deadline=None)
@@ -666,3 +872,23 @@ def test_on_time_streams_give_disjoint_presence_contacts(
     for before, after in itertools.pairwise(presence):
         assert before.end_ns is not None
         assert after.start_ns >= before.end_ns
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams, configs)
+def test_on_time_streams_give_each_window_everything_inside_it(
+    stream: list[tuple[int, str, int]], conf: Conf
+) -> None:
+    on_time = [(t, k, min(d, conf.settle_s * 1000)) for t, k, d in stream]
+    run, _ = simulate(on_time, conf)
+    assert run.seg.stats.late == 0
+    windows = window_contacts(run)
+    for c in windows:  # no orphan inside a window's span [start, end)
+        assert c.end_ns is not None
+        assert not [e for e in run.orphans if c.start_ns <= e.t_ns < c.end_ns]
+    for before, after in itertools.pairwise(windows):
+        # windows that overlap or touch are one contact: touching pieces come from a cut
+        assert before.end_ns is not None
+        assert after.start_ns > before.end_ns or (
+            after.start_ns == before.end_ns and before.ended_by == "timeout"
+        )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,7 @@ import soundfile as sf
 
 from edge.audio import CODEC_EXTENSIONS, PARTIAL_SUFFIX, Codec, cleanup_partials, write_clip
 from hardware._speech import SpeechLike
+from tests.fullfs import fill, small_tmpfs
 
 RATE = 16000
 PERIOD = 320
@@ -135,3 +140,63 @@ def test_bad_input_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="codec"):
         write_clip(tmp_path / "g.mp3", np.zeros(10, np.int16), RATE, "mp3")  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_real_full_filesystem_raises_enospc_and_leaves_no_file(
+    tmp_path: Path, speech: np.ndarray[tuple[int], np.dtype[np.int16]], codec: Codec
+) -> None:
+    """libsndfile reports a failed write as a short count (soundfile: AssertionError, and the
+    OSError only as an "exception ignored" warning): the daemon's disk-full path never ran."""
+    clip = np.tile(speech, 6)  # 30 s: more than the room left, in every codec
+    with small_tmpfs(tmp_path / "fs", 1 << 20) as fs:
+        filler = fill(fs, 8192)
+        path = fs / "clips" / f"c1{CODEC_EXTENSIONS[codec]}"
+        with pytest.raises(OSError) as caught:
+            write_clip(path, clip, RATE, codec)
+        assert caught.value.errno == errno.ENOSPC
+        assert os.listdir(path.parent) == []  # no clip, no half-written temporary
+        filler.unlink()  # room again: the same write succeeds
+        digest, size = write_clip(path, clip, RATE, codec)
+        assert (size, digest) == (
+            path.stat().st_size,
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+        assert os.listdir(path.parent) == [path.name]
+
+
+_FSIZE_SCRIPT = """
+import json, os, resource, signal, sys
+from pathlib import Path
+import numpy as np
+from edge.audio import write_clip
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+directory = Path(sys.argv[1])
+try:
+    write_clip(directory / "c.wav", np.ones(16000 * 10, np.int16), 16000, "wav")
+    print(json.dumps({"raised": None}))
+except BaseException as exc:
+    print(json.dumps({"raised": type(exc).__name__, "errno": getattr(exc, "errno", None)}))
+print(json.dumps(sorted(os.listdir(directory))))
+"""
+
+
+def test_a_file_size_limit_fails_the_write_with_an_oserror(tmp_path: Path) -> None:
+    """The real write path without privileges: a process file-size limit (RLIMIT_FSIZE) makes
+    the OS refuse the write (EFBIG), as a full disk does (ENOSPC)."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _FSIZE_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr
+    raised, files = (json.loads(line) for line in done.stdout.splitlines())
+    assert raised == {"raised": "OSError", "errno": errno.EFBIG}
+    assert files == []  # the temporary file was removed
+    assert "Exception ignored" not in done.stderr, done.stderr

@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 
+from edge.app import backend_spec
 from edge.config import Config, ConfigError, load_config
 from edge.learn import ButtonChange, LearnError, bind_code, key_of, wait_for_code
 from edge.radio import Decoded
+from edge.scenario import load_scenario
+from edge.simulate import STORE_NAME, run_simulation
+from edge.store import Store
 from hardware._api import DeviceFault, RemoteCode
 
 HEAD = """\
@@ -64,27 +68,87 @@ def buttons_of(path: Path) -> list[dict[str, Any]]:
 # -- binding to an existing button --------------------------------------------------------------
 
 
-def test_binding_by_role_edits_only_that_table(tmp_path: Path) -> None:
+def test_a_wired_button_keeps_its_pin_and_gains_the_remote(tmp_path: Path) -> None:
     path = write(tmp_path, CONFIG)
     change = bind_code(path, "red", "ev1527:27fd49")
-    assert change == ButtonChange("big-red", "red", "ev1527:27fd49", "rf433", "updated")
+    assert change == ButtonChange(
+        "big-red", "red", "ev1527:27fd49", "rf433", "updated", kept_pin=13
+    )
     text = path.read_text(encoding="utf-8")
     # everything before and after the edited table is byte-for-byte the same
     assert text.startswith(HEAD + GREEN)
     assert text.endswith("\n" + TAIL)
     edited = text.removeprefix(HEAD + GREEN).removesuffix("\n" + TAIL)
     # the table keeps its lines (and comment) and gains via and code after its last key
-    assert edited == RED.rstrip("\n") + '\nvia = "rf433"\ncode = "ev1527:27fd49"\n'
+    assert edited == RED.rstrip("\n") + '\nvia = ["gpio", "rf433"]\ncode = "ev1527:27fd49"\n'
     config = load_config(path)
     red = config.button("red")
     assert red is not None
-    assert (red.name, red.via, red.code, red.pin, red.label) == (
+    assert (red.name, red.vias, red.code, red.pin, red.label) == (
         "big-red",
-        "rf433",
+        ("gpio", "rf433"),
         "ev1527:27fd49",
         13,
         "Not happy",
     )
+    # the daemon still opens its pin
+    wired = {b.name: b.pin for b in backend_spec(config).buttons}
+    assert wired == {"green": 5, "big-red": 13}
+
+
+def test_a_learned_wired_button_is_pressed_both_ways_in_the_pipeline(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG)
+    bind_code(path, "big-red", "ev1527:27fd49")
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(
+        'start = "2026-11-23T09:00:00Z"\nduration = 200.0\n'
+        '[[presses]]\nat = 20.0\nbutton = "big-red"\n'  # the button's first way: its pin
+        '[[presses]]\nat = 120.0\nbutton = "big-red"\nvia = "rf433"\nhold = 0.5\n'
+    )
+    cfg = load_config(path)
+    run_simulation(cfg, load_scenario(scenario, cfg), scenario, tmp_path / "data")
+    with Store.open(tmp_path / "data" / STORE_NAME) as store:
+        events = [*store.orphan_events(), *(e for c in store.contacts() for e in c.events)]
+    presses = sorted((e.t_ns // 10**9, e.button, e.via) for e in events if e.kind == "red")
+    assert presses == [(20, "big-red", "gpio"), (120, "big-red", "rf433")]
+
+
+def test_wireless_only_gives_up_the_pin_when_asked(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG)
+    change = bind_code(path, "red", "ev1527:27fd49", wireless_only=True)
+    assert change == ButtonChange("big-red", "red", "ev1527:27fd49", "rf433", "updated")
+    red = load_config(path).button("red")
+    assert red is not None and red.vias == ("rf433",) and red.pin == 13  # the line stays
+    assert "big-red" not in [b.name for b in backend_spec(load_config(path)).buttons]
+
+
+def test_a_button_without_a_pin_becomes_a_remote(tmp_path: Path) -> None:
+    helper = '[[buttons]]\nname = "help"\nrole = "request"\n\n'
+    path = write(tmp_path, HEAD + GREEN + RED + helper + TAIL)
+    change = bind_code(path, "help", "ev1527:000011")
+    assert change.kept_pin is None
+    helper = helper.rstrip("\n") + '\nvia = "rf433"\ncode = "ev1527:000011"\n\n'
+    assert path.read_text(encoding="utf-8") == HEAD + GREEN + RED + helper + TAIL
+
+
+def test_relearning_a_wired_remote_button_replaces_the_code_only(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG)
+    bind_code(path, "red", "ev1527:27fd49")
+    first = path.read_text(encoding="utf-8")
+    change = bind_code(path, "red", "ev1527:000001")
+    assert (change.action, change.previous_code, change.kept_pin) == (
+        "updated",
+        "ev1527:27fd49",
+        13,
+    )
+    assert path.read_text(encoding="utf-8") == first.replace("27fd49", "000001")
+    before = path.read_bytes()
+    assert bind_code(path, "red", "ev1527:000001").action == "unchanged"
+    assert path.read_bytes() == before
+    # another receiver for the same key: the wireless way changes, the pin stays
+    bind_code(path, "red", "ev1527:000001", via="serial")
+    red = load_config(path).button("red")
+    assert red is not None and red.vias == ("gpio", "serial") and red.pin == 13
 
 
 def test_binding_by_name_wins_over_role(tmp_path: Path) -> None:
@@ -124,7 +188,7 @@ def test_via_is_as_given(tmp_path: Path) -> None:
     bind_code(path, "green", "ev1527:27fd49", via="serial")
     green = load_config(path).button("green")
     assert green is not None
-    assert green.via == "serial"
+    assert green.vias == ("gpio", "serial")
 
 
 # -- appending a button -------------------------------------------------------------------------
@@ -175,6 +239,7 @@ def test_a_config_without_buttons_keeps_the_defaults_when_a_code_is_bound(
     change = bind_code(path, "seller", "nrf24:07")
     assert change.defaults_written
     assert (change.name, change.action, change.via) == ("seller", "updated", "nrf24")
+    assert change.kept_pin == 26
     written = path.read_text(encoding="utf-8")
     assert written.startswith(text)  # the buttons are appended after everything else
     defaults = Config().buttons
@@ -183,6 +248,7 @@ def test_a_config_without_buttons_keeps_the_defaults_when_a_code_is_bound(
         (b.name, b.role, b.pin) for b in defaults
     ]
     assert [b.code for b in config.buttons] == [None, None, None, None, "nrf24:07"]
+    assert [b.vias for b in config.buttons] == [("gpio",)] * 4 + [("gpio", "nrf24")]
     assert config.presence.near_m == 0.8
 
 
@@ -305,9 +371,9 @@ def test_inline_buttons_array_is_edited_too(tmp_path: Path) -> None:
     path = write(tmp_path, text)
     bind_code(path, "green", "ev1527:000011")
     bind_code(path, "red", "ev1527:000012")
-    assert [(b["name"], b.get("code")) for b in buttons_of(path)] == [
-        ("g", "ev1527:000011"),
-        ("red-remote", "ev1527:000012"),
+    assert [(b["name"], b.get("via"), b.get("code")) for b in buttons_of(path)] == [
+        ("g", ["gpio", "rf433"], "ev1527:000011"),
+        ("red-remote", "rf433", "ev1527:000012"),
     ]
     assert path.read_text(encoding="utf-8").endswith("\n\n" + HEAD + TAIL)
 

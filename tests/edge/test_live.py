@@ -85,7 +85,8 @@ def test_counts_and_metrics_by_hand() -> None:
         "dissatisfaction_index": 0.25,
         "staff_dissatisfaction_index": 0.5,  # (1 + 0.5 * 2) / 4
         "loyalty_index": -0.25,  # (1 - 1 - 0.5 * 2) / 4
-        "personal_conversion": 0.5,
+        "personal_conversion": 0.75,  # 3 receipts / 4 served (not productive / served)
+        "productive_share": 0.5,  # 2 productive / 4 served
         "exact_conversion": 0.6667,  # 2 surveys / 3 receipts
         "visitor_coverage": 0.5,
         "force_majeure_level": 0.5,
@@ -170,3 +171,4 @@ def test_the_retained_status_of_a_simulated_shift_carries_todays_counters(
     assert (today["receipts"], today["productive"], today["surveys"]) == (1, 1, 0)
     assert today["support_index"] == 0.5 and today["loyalty_index"] == 0.0
     assert today["personal_conversion"] == 0.5 and today["exact_conversion"] == 0.0
+    assert today["productive_share"] == 0.5

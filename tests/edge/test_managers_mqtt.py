@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -177,41 +178,79 @@ def test_contacts_and_events_carry_video_links(
     assert parsed.body.events[0].body["video_url"] == contact.events[0].video_url
 
 
+def render(template: str, payload: bytes | bytearray) -> str:
+    """A value template as Home Assistant renders it (Jinja2, ``value_json`` the payload)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return env.from_string(template).render(value_json=json.loads(payload))
+
+
 def test_home_assistant_discovery_configs_point_at_real_status_fields(
     played: tuple[Path, Subscriber, list[Any]], broker: LocalBroker
 ) -> None:
     _, _, _ = played
     cfg = config()
     status_topic = wire.topic("site-1", "cp-0001", "status")
+    alert_topic = wire.topic("site-1", "cp-0001", "alert")
     # a new subscriber gets what Home Assistant gets on start: the retained messages
     late = Subscriber(broker.port, "homeassistant/#", status_topic)
     try:
-        wanted = {
-            f"homeassistant/sensor/cp-0001_{f.replace('.', '_')}/config"
+        sensors = {
+            f"homeassistant/sensor/cp-0001/{f.replace('.', '_')}/config": f
             for f in cfg.homeassistant.sensors
         }
+        online = "homeassistant/binary_sensor/cp-0001/online/config"
+        event = "homeassistant/event/cp-0001/alert/config"
         late.wait_for(
-            lambda ms: wanted <= {m.topic for m in ms} and any(m.topic == status_topic for m in ms),
+            lambda ms: (
+                {*sensors, online, event} <= {m.topic for m in ms}
+                and any(m.topic == status_topic for m in ms)
+            ),
             "the retained discovery configs and status",
         )
-        status = json.loads(late.on(status_topic)[-1].payload)
+        status_msg = late.on(status_topic)[-1]
+        status = json.loads(status_msg.payload)
         assert discovery.missing_fields(status, cfg.homeassistant.sensors) == []
-        for topic in sorted(wanted):
+        assert status["status"]["online"] is False  # the publisher said goodbye
+        for topic, field in sorted(sensors.items()):
             (msg,) = late.on(topic)
             assert msg.retain
             config_ = json.loads(msg.payload)
+            assert "object_id" not in config_  # deprecated by Home Assistant 2025.10
             assert config_["state_topic"] == config_["availability_topic"] == status_topic
-            field = config_["value_template"].removeprefix("{{ value_json.status.")
-            field = field.removesuffix(" }}")
             node: Any = status["status"]
             for part in field.split("."):
-                node = node[part]  # KeyError = a template that names a missing field
-            assert isinstance(node, int | float) and not isinstance(node, bool)
-            assert config_["unique_id"] == f"contactpoint_cp-0001_{field.replace('.', '_')}"
+                node = node[part]
+            assert render(config_["value_template"], status_msg.payload) == str(node)
+            assert render(config_["availability_template"], status_msg.payload) == "offline"
+            oid = field.replace(".", "_")
+            assert config_["unique_id"] == f"contactpoint_cp-0001_{oid}"
+            assert config_["default_entity_id"] == f"sensor.contactpoint_cp_0001_{oid}"
             assert config_["device"]["identifiers"] == ["contactpoint_cp-0001"]
-        assert status["status"]["online"] is False  # the publisher said goodbye
+        # the connectivity sensor shows offline as its state, not as "unavailable"
+        (msg,) = late.on(online)
+        connectivity = json.loads(msg.payload)
+        assert connectivity["device_class"] == "connectivity"
+        assert "availability_topic" not in connectivity
+        assert connectivity["state_topic"] == status_topic
+        state = render(connectivity["value_template"], status_msg.payload)
+        assert state == connectivity["payload_off"] != connectivity["payload_on"]
+        online_status = status_msg.payload.replace(b'"online":false', b'"online":true')
+        assert render(connectivity["value_template"], online_status) == connectivity["payload_on"]
+        assert connectivity["default_entity_id"] == "binary_sensor.contactpoint_cp_0001_online"
     finally:
         late.close()
+    # the alert event: its template turns the real alert message into an event of its rule
+    (msg,) = late.on(event)
+    alert_cfg = json.loads(msg.payload)
+    assert alert_cfg["state_topic"] == alert_topic
+    assert alert_cfg["event_types"] == [rule.name for rule in cfg.alerts.rules]
+    assert alert_cfg["default_entity_id"] == "event.contactpoint_cp_0001_alert"
+    (alert_msg,) = played[1].on(alert_topic)
+    fired = json.loads(render(alert_cfg["value_template"], alert_msg.payload))
+    assert (
+        fired["event_type"] == "negative_burst" and fired["event_type"] in alert_cfg["event_types"]
+    )
+    assert fired["count"] == 4 and fired["text"] == json.loads(alert_msg.payload)["alert"]["text"]
 
 
 def test_missing_fields_names_what_the_status_lacks() -> None:

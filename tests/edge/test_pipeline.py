@@ -141,16 +141,52 @@ duration = 200.0
 at = 100.0
 button = "request"
 """
-    # a 60 s + 60 s window, but only 40 s of ring
-    contacts = simulate(tmp_path, scenario, {"audio": {"ring_s": 40}})
+    # a 60 s + 60 s window, but only 100 s of ring; the window is handed out 60 s (before_s)
+    # after its end, in case a press merges with it, so by then the ring holds only its tail
+    contacts = simulate(tmp_path, scenario, {"audio": {"ring_s": 100}})
     (contact,) = contacts
     clip = contact.clip
     assert clip is not None and clip.truncated
     wanted_end = (160 + 3) * RATE
     assert clip.end_index == wanted_end
-    assert clip.samples <= 40 * RATE  # only what the ring still held: its newest part
+    assert clip.samples <= 100 * RATE  # only what the ring still held: its newest part
     samples, _ = soundfile.read(tmp_path / clip.path, dtype="int16")
     assert np.array_equal(samples, SpeechLike(RATE, 0).render(clip.start_index, clip.samples))
+
+
+def test_the_default_ring_holds_a_window_until_it_is_handed_out(tmp_path: Path) -> None:
+    scenario = """
+start = "2026-11-23T09:00:00Z"
+duration = 300.0
+[[presses]]
+at = 100.0
+button = "request"
+"""
+    # a window as long as max_duration_s, handed out before_s (60 s) after its end
+    (contact,) = simulate(tmp_path, scenario, {"contacts": {"max_duration_s": 120}})
+    assert (contact.start_ns, contact.end_ns) == (40 * NS, 160 * NS)
+    clip = contact.clip
+    assert clip is not None and not clip.truncated
+    assert (clip.start_index, clip.end_index) == ((40 - 3) * RATE, (160 + 3) * RATE)
+
+
+def test_a_rating_just_before_a_request_press_tags_its_window(tmp_path: Path) -> None:
+    scenario = """
+start = "2026-11-23T09:00:00Z"
+duration = 300.0
+[[presses]]
+at = 100.0
+button = "red"
+[[presses]]
+at = 130.0
+button = "request"
+"""
+    (contact,) = simulate(tmp_path, scenario, {})
+    assert (contact.mode, contact.start_ns, contact.end_ns) == ("window", 70 * NS, 190 * NS)
+    assert [e.kind for e in contact.events] == ["red", "request"]
+    assert {"negative", "request"} <= set(contact.tags)
+    with Store.open(tmp_path / STORE_NAME) as store:
+        assert store.orphan_events() == []
 
 
 def test_capture_gap_is_recorded_never_stitched(tmp_path: Path) -> None:

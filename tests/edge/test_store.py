@@ -27,6 +27,8 @@ from edge.store import (
     SchemaError,
     Store,
     StoreError,
+    clean_contact,
+    clean_event,
     connect,
     migrate,
     schema_version,
@@ -304,6 +306,62 @@ def test_records_naming_another_contact_are_refused_before_writing(
             store.save_contact(bad, [message("m1", "c1")])
 
     assert set(table_counts(db_path).values()) == {0}
+
+
+def with_receipt(rec: ContactRecord, **fields: Any) -> ContactRecord:
+    """``rec`` with its receipt event (``-e1``) changed."""
+    return replace(
+        rec, events=tuple(replace(e, **fields) if e.id.endswith("-e1") else e for e in rec.events)
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"data": {"sum": float("nan")}}, "events[1].data.sum = nan: not a finite number"),
+        ({"data": {"x": [1, float("inf")]}}, "events[1].data.x[1] = inf: not a finite number"),
+        ({"data": {"when": object()}}, "events[1].data.when = <object"),
+        ({"data": {7: "seven"}}, "events[1].data: key 7 is not text"),
+        ({"receipt_id": "R-\ud800"}, "events[1].receipt_id = 'R-\\ud800': unpaired surrogate"),
+    ],
+)
+def test_what_the_store_cannot_hold_is_refused_by_field_before_writing(
+    store: Store, db_path: Path, fields: dict[str, Any], needle: str
+) -> None:
+    bad = with_receipt(contact("c1", 10), **fields)
+    with pytest.raises(ValueError, match="contact c1") as refused:
+        store.save_contact(bad, [message("m1", "c1")])
+    assert needle in str(refused.value)
+    orphan = replace(bad.events[1], contact_id=None)  # the receipt, outside any contact
+    with pytest.raises(ValueError, match=f"event {orphan.id} cannot be stored"):
+        store.save_event(orphan, [message("m2", orphan.id, "event")])
+    nan_row = OutboxMessage("m3", "event", "o1", {"data": {"sum": float("nan")}})
+    with pytest.raises(ValueError, match=r"outbox m3: payload\.data\.sum = nan"):
+        store.save_event(event("o1", 5), [nan_row])
+    assert set(table_counts(db_path).values()) == {0}
+
+
+def test_clean_keeps_what_the_store_can_hold_and_says_what_it_changed(store: Store) -> None:
+    rec = with_receipt(
+        contact("c1", 10),
+        receipt_id="R-\ud800",
+        data={"sum": float("nan"), "n": [1, float("-inf")], "ok": "café", "deep": {"x": 1e999}},
+    )
+    clean, changes = clean_contact(rec)
+    receipt = next(e for e in clean.events if e.id == "c1-e1")
+    assert receipt.receipt_id == "R-\\ud800"  # spelled out, nothing lost
+    assert receipt.data == {"n": [1, None], "ok": "café", "deep": {}}
+    assert changes == [
+        "events[1].receipt_id = 'R-\\ud800': unpaired surrogate (escaped)",
+        "events[1].data.sum = nan: not a finite number (dropped)",
+        "events[1].data.n[1] = -inf: not a finite number (dropped)",
+        "events[1].data.deep.x = inf: not a finite number (dropped)",
+    ]
+    assert store.save_contact(clean, [message("m1", "c1")])
+    assert store.contacts() == [by_time(clean)]
+    assert clean_contact(clean) == (clean, [])  # a sound record is left as it is
+    orphan, changes = clean_event(replace(rec.events[1], contact_id=None))
+    assert orphan.data == receipt.data and len(changes) == 4
 
 
 def test_an_event_naming_an_unknown_contact_breaks_the_foreign_key(store: Store) -> None:

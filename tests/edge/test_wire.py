@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -111,3 +112,21 @@ def test_malformed_resend_requests_are_refused() -> None:
     ):
         with pytest.raises(ValueError, match="resend request"):
             wire.parse_resend(json.dumps(body).encode())
+
+
+def test_contact_flags_are_optional_keys_a_sink_accepts() -> None:
+    """``clip_missing`` (only without a clip) and ``clock_stepped`` (only when true) are added
+    keys: a contact without them is byte-for-byte the golden one, and the sink takes both."""
+    from cloud_sink import wire as sink_wire
+
+    assert "clip_missing" not in wire.contact_json(CONTACT)
+    assert "clock_stepped" not in wire.contact_json(CONTACT)
+    with_clip = dataclasses.replace(CONTACT, clip_missing="disk_full")  # a clip: no reason
+    assert "clip_missing" not in wire.contact_json(with_clip)
+    flagged = dataclasses.replace(CONTACT, clip=None, clip_missing="disk_full", clock_stepped=True)
+    message = wire.contact_message(flagged, DEVICE, SITE)
+    body = message.payload["contact"]
+    assert (body["clip"], body["clip_missing"], body["clock_stepped"]) == (None, "disk_full", True)
+    parsed = sink_wire.parse(wire.topic(SITE, DEVICE, "contact"), wire.encode_json(message.payload))
+    assert isinstance(parsed, sink_wire.Message), parsed
+    assert isinstance(parsed.body, sink_wire.Contact) and parsed.body.id == CONTACT.id

@@ -2,8 +2,9 @@
 
 The edge daemon and the sink run as real subprocesses (``contactpoint edge run --scenario``,
 ``contactpoint sink run``) so that ``kill -9`` is a real kill; crash points
-(``CONTACTPOINT_CRASH_AT``, see edge/_crashpoint.py) make a process kill itself at a named spot.
-Stores are inspected only while their writer is dead, or read-only (``mode=ro``) while it runs.
+(``CONTACTPOINT_CRASH_AT``, see contract/crashpoint.py) make a process kill itself at a named
+spot. Stores are inspected only while their writer is dead, or read-only (``mode=ro``) while it
+runs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import tomlkit
 
 from cloud_sink import Sink, SinkConfig
+from contract.crashpoint import ENV as CRASH_ENV
 from edge.config import Config
 from edge.records import ClipInfo
 from edge.scenario import Scenario
@@ -31,7 +33,6 @@ from edge.simulate import STORE_NAME
 from edge.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-CRASH_ENV = "CONTACTPOINT_CRASH_AT"
 DEVICE, SITE = "cp-fault", "shop-fault"
 
 

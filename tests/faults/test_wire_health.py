@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-import cloud_sink._crashpoint
-import edge._crashpoint
 from cloud_sink import wire as sink_wire
+from contract import crashpoint
 from edge.clock import NS
 from edge.health import Health
 from edge.publish import wire
@@ -95,14 +94,21 @@ def test_unknown_alarm_kinds_are_refused() -> None:
         Health().alarm("disk_ful", "typo")
 
 
-@pytest.mark.parametrize("module", [edge._crashpoint, cloud_sink._crashpoint])
-def test_crash_points_are_no_ops_unless_armed(module: Any) -> None:
-    assert os.environ.get(module.ENV) is None and module._TARGET is None
-    module.crashpoint("store.commit")  # returns: nothing armed
-    module.crashpoint("sink.commit")
+def test_crash_points_are_no_ops_unless_armed() -> None:
+    assert os.environ.get(crashpoint.ENV) is None and crashpoint._TARGET is None
+    crashpoint.crashpoint("store.commit")  # returns: nothing armed
+    crashpoint.crashpoint("sink.commit")
     armed = subprocess.run(
-        [sys.executable, "-c", f"import {module.__name__} as m; m.crashpoint('x'); "
-         "m.crashpoint('y'); print('alive'); m.crashpoint('y')"],
-        env={**os.environ, module.ENV: "y@2"}, capture_output=True, text=True, check=False,
+        [sys.executable, "-c", "from contract.crashpoint import crashpoint; crashpoint('x'); "
+         "crashpoint('y'); print('alive'); crashpoint('y')"],
+        env={**os.environ, crashpoint.ENV: "y@2"}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert armed.returncode == -9 and armed.stdout == "alive\n"
+
+
+@pytest.mark.parametrize("spec", ["y@0", "y@two", "@2", "y@"])
+def test_a_malformed_crash_point_is_refused_naming_the_variable(spec: str) -> None:
+    with pytest.raises(ValueError, match=f"CONTACTPOINT_CRASH_AT={spec!r}: use NAME or NAME@N"):
+        crashpoint.parse(spec)
+    assert crashpoint.parse("store.commit") == ("store.commit", 1)
+    assert crashpoint.parse("store.commit@3") == ("store.commit", 3)

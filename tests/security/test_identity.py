@@ -18,7 +18,7 @@ from provisioning import identity
 from provisioning.broker import LocalBroker
 from provisioning.files import mode_of
 from tests.cloud_sink.helpers import contact_message, encode, wait_until
-from tests.security.helpers import Client
+from tests.security.helpers import Client, InstalledBroker, broker_host_dir, remove_tree
 
 SITE = "site-1"
 A, B = "cp-a", "cp-b"
@@ -49,14 +49,19 @@ class Fleet:
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """mosquitto on the provisioned files, installed as on a broker host (helpers.py)."""
     work = tmp_path / "prov"
-    broker_dir = work / "broker"
-    identity.provision_device(A, SITE, work / A)
-    identity.provision_device(B, SITE, work / B)
-    identity.provision_sink(work / identity.DEFAULT_SINK_USER)
-    conf = (broker_dir / identity.BROKER_CONF).read_text()
-    with LocalBroker(tmp_path / "mosq", extra=conf, allow_anonymous=False) as broker:
-        yield Fleet(broker, work)
+    root = broker_host_dir()
+    options = identity.BrokerOptions(root=str(root))
+    try:
+        for device in (A, B):
+            identity.provision_device(device, SITE, work / device, broker_dir=root, options=options)
+        sink = work / identity.DEFAULT_SINK_USER
+        identity.provision_sink(sink, broker_dir=root, options=options)
+        with InstalledBroker(root) as installed:
+            yield Fleet(installed.broker, work)
+    finally:
+        remove_tree(root)
 
 
 def test_provisioning_writes_secrets_0600_and_confining_acl(tmp_path: Path) -> None:
@@ -218,6 +223,42 @@ def test_provision_cli_prints_paths_never_the_password(
     assert password not in printed.out + printed.err
     assert str(out / "password") in printed.out
     accounts = json.loads((tmp_path / "broker" / "accounts.json").read_text())
-    assert accounts == {"devices": {A: SITE}, "sinks": []}
+    assert accounts["devices"] == {A: SITE} and accounts["sinks"] == []
+    assert accounts["broker"]["root"] == "/etc/mosquitto/contactpoint"
     assert main(["provision", "device", A, "--site", "Bad Site", "--out", str(out)]) == 2
     assert "not a valid name" in capsys.readouterr().err
+
+
+def test_the_sinks_default_client_id_is_not_guessable(tmp_path: Path) -> None:
+    """On a broker that takes client ids as given (not the one provision configures), a device
+    connecting with the well-known 'contactpoint-sink' and clean start used to throw away the
+    sink's session and its queued messages. With a password the id carries a tag of it."""
+
+    def config(password: str, group: str | None = None) -> SinkConfig:
+        return SinkConfig(
+            broker=broker.url, data_dir=tmp_path / "sink", password=password, group=group,
+            username=identity.DEFAULT_SINK_USER, backoff_min_s=0.05,
+        )  # fmt: skip
+
+    with LocalBroker(tmp_path / "mosq") as broker:  # anonymous, ids as given
+        sink_config = config("S3cr3t-sink")
+        own = sink_config.effective_client_id
+        assert own == config("S3cr3t-sink").effective_client_id  # stable: the session is found
+        assert own not in ("contactpoint-sink", config("other").effective_client_id)
+        assert own.startswith("contactpoint-sink-") and "S3cr3t" not in own
+        assert config("S3cr3t-sink", "g").effective_client_id.startswith("contactpoint-sink-g-")
+        with Sink(sink_config) as sink:
+            assert sink.subscribed.wait(10)
+        device = Client(broker.port)
+        assert not device.connect().failed
+        for n in range(3):
+            good = contact_message(contact_id=f"{n:032x}", msg_id=f"{n + 9:032x}")
+            good["device"], good["site"] = A, SITE
+            assert not device.publish(f"{root(A)}/contact", encode(good)).failed
+        device.close()
+        thief = Client(broker.port, client_id="contactpoint-sink")  # clean start
+        assert not thief.connect().failed
+        thief.close()
+        with Sink(sink_config) as sink:
+            assert sink.subscribed.wait(10)
+            wait_until(lambda: _stored(sink) == 3, "the 3 contacts queued for the sink")

@@ -19,7 +19,7 @@ from provisioning import identity
 from provisioning.broker import LocalBroker
 from provisioning.files import mode_of, write_secret
 from tests.cloud_sink.helpers import wait_until
-from tests.security.helpers import Client
+from tests.security.helpers import Client, InstalledBroker, broker_host_dir, remove_tree
 
 DEVICE, SITE, SINK_USER = "cp-sec", "site-1", "contactpoint-sink"
 SCENARIO = """
@@ -47,16 +47,19 @@ class Secured:
 def secured(tmp_path: Path) -> Iterator[Secured]:
     password = f"S3cr3t-{secrets.token_hex(8)}"
     wrong_password = f"S3cr3t-wrong-{secrets.token_hex(8)}"
-    broker_dir = tmp_path / "broker-files"
-    accounts = identity.Accounts(devices={DEVICE: SITE}, sinks=[SINK_USER])
+    root = broker_host_dir()
+    accounts = identity.Accounts(
+        devices={DEVICE: SITE}, sinks=[SINK_USER], broker=identity.BrokerSettings(root=str(root))
+    )
     entries = {name: identity.hash_password(password) for name in (DEVICE, SINK_USER)}
-    write_secret(broker_dir / identity.PASSWD, identity.render_passwd(entries))
-    (broker_dir / identity.ACL).write_text(identity.render_acl(accounts))
+    identity.write_broker_files(root, accounts, entries)
     good = write_secret(tmp_path / "password", password + "\n")
     wrong = write_secret(tmp_path / "wrong-password", wrong_password + "\n")
-    conf = identity.broker_conf(broker_dir)
-    with LocalBroker(tmp_path / "mosq", extra=conf, allow_anonymous=False) as broker:
-        yield Secured(broker, password, good, wrong, wrong_password)
+    try:
+        with InstalledBroker(root) as installed:
+            yield Secured(installed.broker, password, good, wrong, wrong_password)
+    finally:
+        remove_tree(root)
 
 
 def config_file(tmp_path: Path, url: str, password_file: Path) -> Path:

@@ -1,13 +1,14 @@
-"""TLS failures in words a person can act on: which file, what is wrong with it, what to do.
+"""TLS failures of a broker link in words a person can act on: which setting and file, what is
+wrong with it, what to do. The device's publisher and the sink's consumer both use it, each
+naming its own settings (``mqtt.*`` in the device's config, ``sink.*`` for the sink).
 
 Rules:
 - :func:`explain` turns OpenSSL's text (from an ``ssl.SSLError`` at connect time, or from
   paho's log when the broker drops the connection after the handshake, as TLS 1.3 does when it
-  rejects a client certificate) into a sentence naming the ``[mqtt]`` key and file at fault.
+  rejects a client certificate) into a sentence naming the setting and file at fault.
 - Text that is not about TLS comes back unchanged. Nothing secret is ever in it: certificates
   are public, and keys and passwords are never read here.
-- The sink has its own copy (``cloud_sink/tls.py``): the layout rule keeps edge and cloud_sink
-  apart.
+- :class:`ClosingSSLSocket` closes a socket whose handshake failed (paho leaves it open).
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from typing import Any
 
 from cryptography import x509
 
-from edge.config import MqttSection
-
 
 class ClosingSSLSocket(ssl.SSLSocket):
     """An SSL socket that closes itself when its handshake fails (paho leaves such a socket
-    open: one leaked file descriptor per failed attempt, forever retried, on a device)."""
+    open: one leaked file descriptor per failed attempt, forever retried)."""
 
     def do_handshake(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -34,48 +33,54 @@ class ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-def cert_dates(path: str) -> tuple[datetime, datetime] | None:
-    """(not before, not after) of the first certificate in a PEM file, or None."""
+def validity_problem(path: str, now: datetime | None = None) -> str | None:
+    """'it expired on …' / 'it is not valid before …' for the first certificate of a PEM file;
+    None when it is in date or cannot be read (the TLS library says why then)."""
     try:
         cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
     except (OSError, ValueError):
         return None
-    return cert.not_valid_before_utc, cert.not_valid_after_utc
-
-
-def validity_problem(path: str, now: datetime | None = None) -> str | None:
-    """'expired on …' / 'not valid before …' for a certificate file, None when in date."""
-    dates = cert_dates(path)
-    if dates is None:
-        return None
     now = now or datetime.now(UTC)
-    if now > dates[1]:
-        return f"it expired on {dates[1]:%Y-%m-%d %H:%M} UTC"
-    if now < dates[0]:
-        return f"it is not valid before {dates[0]:%Y-%m-%d %H:%M} UTC (check the clock)"
+    if now > cert.not_valid_after_utc:
+        return f"it expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if now < cert.not_valid_before_utc:
+        return (
+            f"it is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+            "(check the clock)"
+        )
     return None
 
 
-def explain(text: str, cfg: MqttSection, host: str) -> str:
-    """A clear sentence for a TLS failure described by OpenSSL's ``text``."""
+def explain(
+    text: str,
+    *,
+    section: str,
+    ca_file: str | None,
+    cert_file: str | None,
+    renew: str,
+    host: str | None = None,
+) -> str:
+    """A clear sentence for a TLS failure described by OpenSSL's ``text``.
+
+    ``section`` prefixes the setting names (``mqtt`` -> ``mqtt.ca_file``), ``renew`` is the
+    command that issues a new client certificate, ``host`` the broker's host name if known."""
     low = text.lower()
-    ca = f"mqtt.ca_file {cfg.ca_file}" if cfg.ca_file else "the system CAs (mqtt.ca_file unset)"
-    cert = f"mqtt.cert_file {cfg.cert_file}" if cfg.cert_file else ""
+    ca = f"{section}.ca_file {ca_file}" if ca_file else f"the system CAs ({section}.ca_file unset)"
+    cert = f"{section}.cert_file {cert_file}" if cert_file else ""
     if "certificate verify failed" in low:
         if "expired" in low:
             return f"TLS: the broker's certificate has expired (verified with {ca}): {text}"
         if "mismatch" in low:
-            return f"TLS: the broker's certificate does not name {host}: {text}"
+            return f"TLS: the broker's certificate does not name {host or 'its host'}: {text}"
         return (
             f"TLS: the broker's certificate is not signed by the CA in {ca}; point "
-            f"mqtt.ca_file at the project CA (ca.crt): {text}"
+            f"{section}.ca_file at the project CA (ca.crt): {text}"
         )
     if "alert certificate expired" in low or "certificate_expired" in low:
-        why = validity_problem(cfg.cert_file) if cfg.cert_file else None
+        why = validity_problem(cert_file) if cert_file else None
         return (
             f"TLS: the broker refused the client certificate {cert or '(none)'}: "
-            f"{why or 'it has expired'}; issue a new one (contactpoint provision device "
-            f"--cert): {text}"
+            f"{why or 'it has expired'}; issue a new one ({renew}): {text}"
         )
     if "unknown ca" in low or "unknown_ca" in low:
         return (
@@ -84,11 +89,11 @@ def explain(text: str, cfg: MqttSection, host: str) -> str:
         )
     if "certificate required" in low or "certificate_required" in low:
         return (
-            "TLS: the broker requires a client certificate: set mqtt.cert_file and "
-            f"mqtt.key_file: {text}"
+            f"TLS: the broker requires a client certificate: set {section}.cert_file and "
+            f"{section}.key_file: {text}"
         )
     if "bad certificate" in low or "bad_certificate" in low:
-        why = validity_problem(cfg.cert_file) if cfg.cert_file else None
+        why = validity_problem(cert_file) if cert_file else None
         return (
             f"TLS: the broker refused the client certificate {cert or '(none)'}"
             + (f": {why}" if why else "")

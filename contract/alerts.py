@@ -1,0 +1,451 @@
+"""Alert rules, the "expert system": the rule model and the ONE windowed evaluation engine that
+the device (``edge/alerts.py``, one device's observations) and the sink (``cloud_sink/alerts.py``,
+every device of a site) both use. Pure: no I/O, no clock.
+
+Rules:
+- What is counted are *observations*: every event (keys: its kind, e.g. ``red``, ``request``,
+  and ``question:N``) at its own wall time, and every contact (keys: ``contact`` and
+  ``tag:<tag>`` for each of its tags) at its start time. Times are event times, integer
+  wall-clock nanoseconds. An observation delivered twice (same ref, time and keys) is one.
+- A rule is checked at the time ``t`` of each observation carrying its ``count`` key, over the
+  window ``t - within_s <= time <= t`` (both edges included). When observations arrive, every
+  window that holds one of them is checked, oldest first: also windows that end at
+  observations which arrived earlier, so a device that delivers late still completes the
+  window its observations belong to, however much newer the newest observation is.
+- A window fires when, among its observations that no firing of the rule covers (a firing
+  covers its own window, ``window_start <= time <= at``),
+  * at least ``at_least`` carry the ``count`` key, and
+  * if ``share_at_least`` is set: those are at least that share (exact fractions, no float
+    rounding) of the observations carrying any ``share_of`` key (default: the ratings);
+  and its end ``t`` is itself uncovered and at least ``cooldown_s`` away from every firing of
+  the rule (a firing at ``F`` keeps the rule quiet while ``F <= t < F + cooldown_s``; at
+  exactly ``F + cooldown_s`` it may fire again). So an observation is reported by one firing
+  at most, and firings of a rule are ``cooldown_s`` apart in event time, whatever the order.
+- Firings are facts, never withdrawn (they have been sent). The result is therefore the same
+  for every delivery order as long as no window reached its threshold before a late
+  observation of it arrived; if one did, the late observation counts only where no firing
+  covers it (it is not reported twice).
+- The alert id is a digest of (scope, rule name, firing time): the same firing has the same id
+  on any machine, after any restart and in any delivery order, so a receiver keeps it once.
+- :class:`AlertEvaluator` keeps one scope's recent observations in memory (the device);
+  :func:`evaluate` is the engine itself, for a caller that keeps them elsewhere (the sink's
+  database).
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Annotated, Any, Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NS: Final = 1_000_000_000
+MAX_REFS: Final = 50  # ids listed in one alert
+#: names of devices, sites, tags and rules: lower-case letters, digits, '-' and '_'
+NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: the kinds of event the devices report (besides ``question:N`` for one question button)
+EVENT_KINDS: Final = (
+    "green", "yellow", "red", "request", "seller_short", "seller_long", "question", "receipt",
+    "arrival", "departure",
+)  # fmt: skip
+RATINGS: Final = ("green", "yellow", "red")
+
+
+def is_question_kind(kind: str) -> bool:
+    """``question:N``: the presses of one question button."""
+    head, _, number = kind.partition(":")
+    return head == "question" and number.isdigit()
+
+
+def is_countable(key: str) -> bool:
+    """An observation key a rule can count: an event kind, ``question:N``, ``contact`` or
+    ``tag:<tag>``."""
+    head, _, rest = key.partition(":")
+    if key == "contact" or key in EVENT_KINDS or is_question_kind(key):
+        return True
+    return head == "tag" and re.fullmatch(NAME_PATTERN, rest) is not None
+
+
+def _countable(key: str, field: str) -> str:
+    if not is_countable(key):
+        hint = difflib.get_close_matches(key, [*EVENT_KINDS, "contact"], n=1)
+        raise ValueError(
+            f"{field} {key!r} is not something to count"
+            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            + f"; allowed: an event kind ({', '.join(EVENT_KINDS)}, question:N), 'contact', "
+            "or 'tag:<tag>' (contacts with that tag)"
+        )
+    return key
+
+
+# --- the rule ------------------------------------------------------------------------------------
+
+
+class AlertRule(BaseModel):
+    """One ``[[alerts.rules]]`` table, the same on the device and in the sink."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the rule")]
+    count: Annotated[
+        str,
+        Field(
+            description="What is counted: an event kind (red, request, question:2 ...), "
+            "'contact', or 'tag:<tag>' (contacts with that tag, at their start)"
+        ),
+    ]
+    at_least: Annotated[
+        int, Field(ge=1, le=100_000, description="Fire when at least this many are in the window")
+    ]
+    share_at_least: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=1,
+            description="Also require them to be at least this share of the 'share_of' "
+            "observations in the window (unset: no share condition)",
+        ),
+    ] = None
+    share_of: Annotated[
+        list[str],
+        Field(description="The denominator of the share: observations with any of these keys"),
+    ] = list(RATINGS)
+    within_s: Annotated[
+        float, Field(ge=1, le=7 * 86400, description="Length of the sliding window (s)")
+    ] = 900.0
+    cooldown_s: Annotated[
+        float,
+        Field(ge=0, le=7 * 86400, description="After firing, stay quiet this long (s)"),
+    ] = 900.0
+
+    @field_validator("at_least", "share_at_least", "within_s", "cooldown_s", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # TOML true would be taken for 1
+            raise ValueError("a number, not true/false")
+        return value
+
+    @field_validator("count")
+    @classmethod
+    def _count(cls, value: str) -> str:
+        return _countable(value, "count")
+
+    @field_validator("share_of")
+    @classmethod
+    def _share_of(cls, value: list[str]) -> list[str]:
+        for key in value:
+            _countable(key, "share_of")
+        return value
+
+    @model_validator(mode="after")
+    def _share(self) -> Self:
+        if self.share_at_least is not None and not self.share_of:
+            raise ValueError(f"rule '{self.name}': share_at_least needs share_of")
+        return self
+
+
+def duplicate_names(rules: Iterable[AlertRule]) -> list[str]:
+    """Rule names used more than once (names must be unique: they name the alerts)."""
+    names = [r.name for r in rules]
+    return sorted({n for n in names if names.count(n) > 1})
+
+
+class AlertConfigError(ValueError):
+    """An ``[[alerts.rules]]`` entry is wrong; the message names it, the key, the value and
+    what is allowed."""
+
+
+def parse_rules(doc: dict[str, Any], source: str) -> list[AlertRule]:
+    """The ``[[alerts.rules]]`` of a parsed TOML document (none: no rules).
+
+    For a file read outside a larger pydantic schema (the sink's ``--config``); the device's
+    config validates the same :class:`AlertRule` inside its own schema."""
+    section = doc.get("alerts", {})
+    if not isinstance(section, dict) or set(section) - {"rules"}:
+        raise AlertConfigError(f"{source}: [alerts] takes only [[alerts.rules]] tables")
+    raw = section.get("rules", [])
+    if not isinstance(raw, list):
+        raise AlertConfigError(f"{source}: alerts.rules must be a list of tables")
+    rules = [_rule(entry, f"{source}: alerts.rules[{i}]") for i, entry in enumerate(raw)]
+    twice = duplicate_names(rules)
+    if twice:
+        raise AlertConfigError(f"{source}: alert rule names must be unique: {', '.join(twice)}")
+    return rules
+
+
+def _rule(entry: Any, where: str) -> AlertRule:
+    if not isinstance(entry, dict):
+        raise AlertConfigError(f"{where}: must be a table")
+    try:
+        return AlertRule.model_validate(entry)
+    except ValidationError as exc:
+        raise AlertConfigError(_first_problem(exc, entry, where)) from None
+
+
+def _first_problem(exc: ValidationError, entry: dict[str, Any], where: str) -> str:
+    keys = list(AlertRule.model_fields)
+    err = exc.errors()[0]
+    key = str(err["loc"][0]) if err["loc"] else ""
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, keys, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{where}: unknown key {key!r}{hint}; keys: {', '.join(keys)}"
+    if err["type"] == "missing":
+        return f"{where}: missing {key!r}"
+    if not key:
+        return f"{where}: {message}"
+    allowed = {
+        "name": "use lower-case letters, digits, - and _ (at most 64)",
+        "at_least": "a whole number from 1 to 100000",
+        "share_at_least": "a number in (0, 1]",
+        "within_s": "seconds, from 1 to 604800",
+        "cooldown_s": "seconds, from 0 to 604800",
+    }.get(key)
+    return f"{where}.{key} = {entry.get(key)!r}: {message}" + (f"; {allowed}" if allowed else "")
+
+
+# --- observations and firings --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    at_ns: int  # wall clock, event time
+    ref: str  # the contact's or event's id
+    keys: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """What a firing covers: its window, ``start_ns <= time <= end_ns`` (``end_ns`` is the
+    firing time)."""
+
+    start_ns: int
+    end_ns: int
+
+    def covers(self, at_ns: int) -> bool:
+        return self.start_ns <= at_ns <= self.end_ns
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    id: str
+    rule: str
+    scope: str  # the device id, or "_site" for a site-level alert
+    at_ns: int
+    window_start_ns: int
+    count: int
+    at_least: int
+    total: int | None  # observations carrying a share_of key (share rules only)
+    share: float | None
+    share_at_least: float | None
+    refs: tuple[str, ...]
+
+    @property
+    def span(self) -> Span:
+        return Span(self.window_start_ns, self.at_ns)
+
+
+def alert_id(scope: str, rule: str, at_ns: int) -> str:
+    return hashlib.sha256(f"{scope}|{rule}|{at_ns}".encode()).hexdigest()[:32]
+
+
+def event_keys(kind: str, question: object = None) -> frozenset[str]:
+    if kind == "question" and isinstance(question, int) and not isinstance(question, bool):
+        return frozenset((kind, f"question:{question}"))
+    return frozenset((kind,))
+
+
+def contact_keys(tags: Iterable[str]) -> frozenset[str]:
+    return frozenset(["contact", *(f"tag:{t}" for t in tags)])
+
+
+def describe(firing: Firing, rule: AlertRule, where: str) -> str:
+    """One human line for a firing, e.g. for a chat message."""
+    span = f"{rule.within_s / 60:g} min" if rule.within_s >= 60 else f"{rule.within_s:g} s"
+    text = f"{rule.name}: {firing.count} x {rule.count} within {span} at {where}"
+    if firing.share is not None and firing.total is not None:
+        text += f" ({firing.count} of {firing.total}, {firing.share:.0%})"
+    return text
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+def _order(o: Observation) -> tuple[int, str]:
+    return o.at_ns, o.ref
+
+
+class _Seen:
+    """Observations sorted by (time, ref), without repeats."""
+
+    def __init__(self, items: Iterable[Observation] = ()) -> None:
+        self.items = sorted(set(items), key=_order)
+        self.times = [o.at_ns for o in self.items]
+
+    def between(self, lo_ns: int, hi_ns: int) -> list[Observation]:
+        lo = bisect.bisect_left(self.times, lo_ns)
+        return self.items[lo : bisect.bisect_right(self.times, hi_ns)]
+
+
+def _blocked(rule: AlertRule, at_ns: int, fired: Sequence[Span]) -> bool:
+    """Already fired at ``at_ns``, inside a firing's window, or nearer a firing (before or
+    after) than the cooldown."""
+    cooldown = round(rule.cooldown_s * NS)
+    return any(
+        s.end_ns == at_ns or s.covers(at_ns) or abs(at_ns - s.end_ns) < cooldown for s in fired
+    )
+
+
+def _check(
+    rule: AlertRule, seen: _Seen, at_ns: int, scope: str, fired: Sequence[Span]
+) -> Firing | None:
+    if _blocked(rule, at_ns, fired):
+        return None
+    start = at_ns - round(rule.within_s * NS)
+    window = [o for o in seen.between(start, at_ns) if not any(s.covers(o.at_ns) for s in fired)]
+    counted = [o for o in window if rule.count in o.keys]
+    if len(counted) < rule.at_least:
+        return None
+    total: int | None = None
+    share: float | None = None
+    if rule.share_at_least is not None:
+        of = set(rule.share_of)
+        total = sum(1 for o in window if o.keys & of)
+        if total == 0 or Fraction(len(counted), total) < Fraction(str(rule.share_at_least)):
+            return None
+        share = round(len(counted) / total, 4)
+    return Firing(
+        id=alert_id(scope, rule.name, at_ns),
+        rule=rule.name,
+        scope=scope,
+        at_ns=at_ns,
+        window_start_ns=start,
+        count=len(counted),
+        at_least=rule.at_least,
+        total=total,
+        share=share,
+        share_at_least=rule.share_at_least,
+        refs=tuple(o.ref for o in counted[:MAX_REFS]),
+    )
+
+
+def check(
+    rule: AlertRule,
+    seen: Iterable[Observation],
+    at_ns: int,
+    *,
+    scope: str,
+    fired: Sequence[Span] = (),
+) -> Firing | None:
+    """Does the window of ``rule`` ending at ``at_ns`` fire over ``seen`` (any order), given
+    the rule's firings so far (``fired``: any order, before or after ``at_ns``)?"""
+    return _check(rule, _Seen(seen), at_ns, scope, fired)
+
+
+def evaluate(
+    rule: AlertRule,
+    seen: Iterable[Observation],
+    new: Iterable[Observation],
+    *,
+    scope: str,
+    fired: Sequence[Span] = (),
+) -> list[Firing]:
+    """The firings of ``rule`` that the arrival of ``new`` causes, oldest first.
+
+    ``seen`` holds every observation of the scope that a window holding a new one can hold
+    (from ``min(new) - within_s`` to ``max(new) + within_s``), the new ones included; ``fired``
+    the rule's firings that end from ``min(new) - max(within_s, cooldown_s)`` on. Every window
+    that holds a new observation is checked, oldest first; each firing is a fact for the next.
+    """
+    arrived = list(new)
+    if not arrived:
+        return []
+    window = _Seen(seen)
+    lo = min(o.at_ns for o in arrived)
+    hi = max(o.at_ns for o in arrived) + round(rule.within_s * NS)
+    ends = sorted({o.at_ns for o in window.between(lo, hi) if rule.count in o.keys})
+    spans = list(fired)
+    out: list[Firing] = []
+    for at_ns in ends:
+        firing = _check(rule, window, at_ns, scope, spans)
+        if firing is not None:
+            out.append(firing)
+            spans.append(firing.span)
+    return out
+
+
+class AlertEvaluator:
+    """Keeps one scope's recent observations and firings in memory and evaluates every rule
+    as observations arrive (the device).
+
+    ``late_s``: how much older than the newest observation seen so far an observation may
+    arrive and still be evaluated against everything it shares a window with; observations
+    and firings are kept that long (plus the longest window and cooldown). Observations older
+    than that mean the wall clock stepped back (NTP on a device without a real-time clock):
+    the evaluator starts over from them, forgetting what it kept (counted in
+    :attr:`restarts`); refusing them instead would silence every rule until the wall clock
+    caught up with the newest time seen before the step.
+    """
+
+    def __init__(self, rules: Sequence[AlertRule], scope: str, *, late_s: float = 0.0) -> None:
+        self.rules = list(rules)
+        self.scope = scope
+        self.late_s = late_s
+        self.restarts = 0
+        self._late_ns = round(late_s * NS)
+        self._within_ns = max((round(r.within_s * NS) for r in self.rules), default=0)
+        self._reach_ns = max(
+            (round(max(r.within_s, r.cooldown_s) * NS) for r in self.rules), default=0
+        )
+        self._seen: list[Observation] = []  # sorted by (time, ref)
+        self._known: set[Observation] = set()
+        self._fired: dict[str, list[Span]] = {r.name: [] for r in self.rules}
+        self._newest: int | None = None
+
+    def feed(self, items: Iterable[Observation]) -> list[Firing]:
+        """Add observations (in any order); the firings they cause, oldest first."""
+        if not self.rules:
+            return []
+        new = [o for o in dict.fromkeys(items) if o not in self._known]  # twice: once
+        if not new:
+            return []
+        oldest = min(o.at_ns for o in new)
+        if self._newest is not None and oldest < self._newest - self._late_ns:
+            self.restarts += 1  # the clock stepped back: start over
+            self._seen, self._known, self._newest = [], set(), None
+            self._fired = {r.name: [] for r in self.rules}
+        for obs in new:
+            bisect.insort(self._seen, obs, key=_order)
+            self._known.add(obs)
+        fired: list[tuple[int, int, Firing]] = []
+        for index, rule in enumerate(self.rules):
+            spans = self._fired[rule.name]
+            for firing in evaluate(rule, self._seen, new, scope=self.scope, fired=spans):
+                spans.append(firing.span)
+                fired.append((firing.at_ns, index, firing))
+        newest = max(o.at_ns for o in new)
+        self._newest = newest if self._newest is None else max(self._newest, newest)
+        self._prune()
+        return [f for _, _, f in sorted(fired, key=lambda x: (x[0], x[1]))]
+
+    def _prune(self) -> None:
+        if self._newest is None:
+            return
+        oldest = self._newest - self._late_ns - self._within_ns
+        cut = bisect.bisect_left([o.at_ns for o in self._seen], oldest)
+        for obs in self._seen[:cut]:
+            self._known.discard(obs)
+        del self._seen[:cut]
+        keep_from = self._newest - self._late_ns - self._reach_ns
+        for name, spans in self._fired.items():
+            self._fired[name] = [s for s in spans if s.end_ns >= keep_from]
+
+    def __len__(self) -> int:
+        return len(self._seen)
