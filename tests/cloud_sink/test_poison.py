@@ -4,8 +4,10 @@ letter with its reason, and neither a restart nor a retained poison status stall
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -153,3 +155,48 @@ def test_a_message_that_cannot_be_stored_is_a_dead_letter_with_its_payload(
     assert (data_dir / kept.group(1)).read_bytes() == clip.frame(0)
     assert sink.stats()["ingest_error"] == 2  # delivered three times: two retries, one letter
     assert db.t.clips.select().count() == 0  # nothing half-stored
+
+
+@pytest.fixture
+def full_disk(data_dir: Path) -> Iterator[Path]:
+    """A real, full filesystem (a 256 KiB tmpfs, filled) where the sink keeps chunk files.
+    Mounting needs root: CI and the developers' machines run the tests as root."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(incoming)], check=True)
+    filler = incoming / "filler"
+    try:
+        with filler.open("wb", buffering=0) as out:
+            try:
+                while True:
+                    out.write(b"\0" * 4096)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        yield filler
+    finally:
+        subprocess.run(["umount", "-l", str(incoming)], check=False)
+
+
+def test_a_full_disk_is_never_blamed_on_the_message(
+    make_sink: MakeSink, client: TestClient, db: Ingest, full_disk: Path, data_dir: Path
+) -> None:
+    """ENOSPC is the disk's fault, not the chunk's: however often it fails, the chunk is
+    redelivered (never a dead letter), and once there is room it is stored, and so is what
+    waited behind it."""
+    sink = make_sink(max_ingest_attempts=2)
+    clip = Clip(os.urandom(3000), chunk_size=1000)
+    client.publish(topic("clip"), clip.frame(0))
+    good = event_message()
+    client.publish(topic("event"), encode(good))
+    wait_until(lambda: sink.stats().get("ingest_error", 0) >= 4, "several failed deliveries")
+    assert db.dead_letters() == []
+    assert good["event"]["id"] not in stored_events(db)  # in order: it waits behind the chunk
+    full_disk.unlink()  # room again
+    wait_until(lambda: good["event"]["id"] in stored_events(db), "the event, after the chunk")
+    assert db.t.chunks.select().count() == 1
+    assert (data_dir / "incoming" / SITE / DEVICE / clip.id / "0.chunk").read_bytes() == (
+        clip.chunk(0)
+    )
+    assert db.dead_letters() == []
