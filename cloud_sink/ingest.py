@@ -223,6 +223,7 @@ class Ingest:
         self.limits = limits
         self.counters = Counters()
         self._attempts: dict[bytes, int] = {}  # failing messages (digest) -> attempts so far
+        self._after_commit: list[Callable[[], None]] = []  # file removals the commit allows
         # Called inside the transaction just before commit; a test raises here to play a crash.
         self.before_commit: Callable[[str], None] | None = None
         # Called inside the transaction after a contact or event was stored (site alerts).
@@ -234,10 +235,15 @@ class Ingest:
         """Ingest one message. Raises only when nothing was committed and it must be redelivered
         (see the module notes: a passing error, or the dead letter itself cannot be written)."""
         now = self.clock()
+        self._after_commit.clear()
         try:
             result = self._handle(topic, payload, now)
         except Exception as exc:
+            self._after_commit.clear()  # rolled back: the files stay with their rows
             return self._failed(topic, payload, exc, now)
+        for remove in self._after_commit:
+            remove()
+        self._after_commit.clear()
         if self._attempts:
             self._attempts.pop(_digest(topic, payload), None)
         self.counters.bump(result.outcome.value)
@@ -580,9 +586,10 @@ class Ingest:
             f"{' and the assembled file' if row['path'] else ''} dropped, asked for again"
         )
         self._dead_letter(wire.clip_topic(site, device), b"", "clip_mismatch", detail, now)
-        self.store.drop_chunks(site, device, clip_id)
+        self._after_commit.append(lambda: self.store.drop_chunks(site, device, clip_id))
         if row["path"]:
-            self.store.remove(row["path"])
+            path = str(row["path"])
+            self._after_commit.append(lambda: self.store.remove(path))
 
     def _clip_row(self, device: str, clip_id: str) -> dict[str, Any]:
         clips = self.t.clips
