@@ -22,7 +22,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from cloud_sink.ingest import DEFAULT_LIMITS
 from cloud_sink.reasons import DEFAULT_REASONS, Reason
+from cloud_sink.wire import MAX_CHUNKS, MAX_CLIP_BYTES
 from contract.alerts import NAME_PATTERN, AlertRule, duplicate_names
 from contract.config import SECRET, Section, example, load
 
@@ -115,6 +117,41 @@ class SinkSection(_Strict):
     max_resend_requests: Annotated[
         int, Field(ge=0, le=1000, description="Resend requests for one clip at most")
     ] = 10
+    max_clip_bytes: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_CLIP_BYTES,
+            description="Largest clip a device may announce (bytes); larger: dead letter "
+            "too_large. A 15-minute 16 kHz WAV contact is ~29 MB: raise it with longer contacts",
+        ),
+    ] = DEFAULT_LIMITS.max_clip_bytes
+    max_chunks: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_CHUNKS,
+            description="Most chunks a clip may be sent in; more: dead letter too_large",
+        ),
+    ] = DEFAULT_LIMITS.max_chunks
+    clip_expire_after_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=365 * 86400,
+            description="A clip still incomplete this long after its first chunk is dropped "
+            "(dead letter clip_expired; s); unset = never",
+        ),
+    ] = 24 * 3600.0
+    max_ingest_attempts: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=1000,
+            description="A message failing this often in a row (database or disk trouble "
+            "that may pass) is dead-lettered (ingest_error)",
+        ),
+    ] = DEFAULT_LIMITS.max_attempts
     backoff_min_s: Annotated[
         float, Field(gt=0, le=60, description="First reconnect delay (s), doubled each try")
     ] = 0.5

@@ -25,7 +25,13 @@ Rules:
   after a back-off: the broker then delivers everything unacked again.
 - The worker thread owns the client and the database connection: it runs the network loop,
   reconnects on its own with exponential back-off (capped), and every ``check_every_s`` of the
-  injected clock runs :meth:`Ingest.check_clips` and publishes the resend requests (QoS 1).
+  injected clock starts a pass of the clip check, which it runs in small steps
+  (:meth:`Ingest.check_clips_step`, a few dozen clips each) between network loops, so that
+  messages keep flowing however many clips are incomplete; it publishes the resend requests
+  (QoS 1, each within :data:`wire.MAX_RESEND_BYTES`).
+- What a sender may claim and how long the sink tries are the ``max_clip_bytes``,
+  ``max_chunks``, ``clip_expire_after_s`` and ``max_ingest_attempts`` settings
+  (:class:`cloud_sink.ingest.Limits`).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud_sink import wire
 from cloud_sink.alerts import SiteAlerts
 from cloud_sink.db import open_database
-from cloud_sink.ingest import Ingest, Result
+from cloud_sink.ingest import DEFAULT_LIMITS, Ingest, Limits, Result
 from cloud_sink.migrations import migrate
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import context as tls_context
@@ -82,10 +88,35 @@ class SinkConfig:
     resend_after_s: float = 60.0  # a clip quiet this long with chunks missing: ask again
     check_every_s: float = 10.0
     max_resend_requests: int = 10
+    # What a sender may claim: a larger clip, or one in more chunks, is a dead letter
+    # (too_large). Defaults: a 15-minute 16 kHz WAV clip is ~29 MB; chunks are >= 1 KiB.
+    max_clip_bytes: int = DEFAULT_LIMITS.max_clip_bytes
+    max_chunks: int = DEFAULT_LIMITS.max_chunks
+    clip_expire_after_s: float | None = 24 * 3600.0  # incomplete this long: dead letter, dropped
+    max_ingest_attempts: int = DEFAULT_LIMITS.max_attempts  # failing this often: dead letter
     backoff_min_s: float = 0.5
     backoff_max_s: float = 30.0
     retention_audio_days: float | None = None  # delete clip audio this old (None: keep)
     retention_interval_s: float = 3600.0  # how often the worker enforces it
+
+    def limits(self) -> Limits:
+        for name in ("max_clip_bytes", "max_chunks", "max_ingest_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)}: must be at least 1")
+        if self.max_clip_bytes > wire.MAX_CLIP_BYTES or self.max_chunks > wire.MAX_CHUNKS:
+            raise ValueError(
+                f"max_clip_bytes {self.max_clip_bytes}, max_chunks {self.max_chunks}: the wire "
+                f"allows at most {wire.MAX_CLIP_BYTES} bytes in {wire.MAX_CHUNKS} chunks"
+            )
+        expire = self.clip_expire_after_s
+        if expire is not None and expire <= 0:
+            raise ValueError(f"clip_expire_after_s = {expire}: must be > 0 (or unset: never)")
+        return Limits(
+            max_clip_bytes=self.max_clip_bytes,
+            max_chunks=self.max_chunks,
+            clip_expire_after_ns=None if expire is None else int(expire * NS),
+            max_attempts=self.max_ingest_attempts,
+        )
 
     @property
     def effective_client_id(self) -> str:
@@ -124,6 +155,7 @@ class Sink:
     ) -> None:
         if config.group is not None and not wire.valid_name(config.group):
             raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
+        limits = config.limits()  # a bad limit fails here, not in the worker
         self.config = config
         self.clock = clock
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +164,7 @@ class Sink:
             migrate(self.db)
         finally:
             self.db.close()
-        self.ingest = Ingest(self.db, config.data_dir, clock=clock)
+        self.ingest = Ingest(self.db, config.data_dir, clock=clock, limits=limits)
         self.site_alerts = alerts  # site-level alert rules (cloud_sink/alerts.py)
         if alerts is not None:
             self.ingest.on_stored = alerts.observe
@@ -145,6 +177,8 @@ class Sink:
         self._failed = False  # an ingest error in this connection: take nothing more, reconnect
         self._connected = False
         self._pending: list[Result] = []
+        self._check_pass = False  # a clip check pass is under way ...
+        self._check_cursor: tuple[str, str] | None = None  # ... and goes on after this clip
         self._client = self._make_client()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -248,8 +282,12 @@ class Sink:
                     continue
                 if self.subscribed.is_set():
                     backoff = self.config.backoff_min_s
-                if self.clock() - last_check >= self.config.check_every_s * NS:
+                if not self._check_pass and (
+                    self.clock() - last_check >= self.config.check_every_s * NS
+                ):
                     last_check = self.clock()
+                    self._check_pass, self._check_cursor = True, None
+                if self._check_pass:
                     self._check_clips()
                 retention_every = int(self.config.retention_interval_s * NS)
                 if self.config.retention_audio_days is not None and (
@@ -287,13 +325,18 @@ class Sink:
             self.db.close()
 
     def _check_clips(self) -> None:
+        """One step of the clip check pass under way."""
         try:
-            requests = self.ingest.check_clips(
-                int(self.config.resend_after_s * NS), self.config.max_resend_requests
+            requests, self._check_cursor = self.ingest.check_clips_step(
+                int(self.config.resend_after_s * NS),
+                self.config.max_resend_requests,
+                after=self._check_cursor,
             )
         except Exception:
             log.exception("clip check failed")
+            self._check_pass = False  # the next pass starts over
             return
+        self._check_pass = self._check_cursor is not None
         for request in requests:
             self._client.publish(request.topic, request.payload, qos=1)
 

@@ -9,36 +9,60 @@ Rules:
   a new msg_id is still stored once. A contact is stored with its tags and events.
 - Status messages (retained, and the device's last will) update the device row in the order
   they arrive; every accepted message updates the device's site and last-seen time.
-- Clip chunks are deduplicated on (device, clip_id, seq). The first chunk header seen creates
-  the clip row; a later header that disagrees about total, size, sha256 or codec is a dead
-  letter. A chunk whose size or sha256 is wrong is discarded (dead letter ``chunk_corrupt``),
-  but its clip is still known, so the missing chunk will be asked for again.
+- Clip chunks are deduplicated on (device, clip_id, seq). A clip's size, sha256 and codec are
+  the ones its contact announced (``contact.clip``): a chunk that claims others is a dead letter
+  (``clip_mismatch``), and a clip row made from an earlier chunk header that the contact
+  contradicts is reset (its chunks dropped, asked for again). Before the contact is there, the
+  first chunk header seen creates the clip row; a later header that disagrees about total, size,
+  sha256 or codec is a dead letter. A chunk whose size or sha256 is wrong is discarded (dead
+  letter ``chunk_corrupt``), but its clip is still known, so the missing chunk will be asked
+  for again.
+- What a sender can claim is bounded by :class:`Limits` (sink config): a clip larger than
+  ``max_clip_bytes`` or in more than ``max_chunks`` chunks is a dead letter (``too_large``).
 - Chunk bytes are written to their file before the transaction commits; the caller acks the
-  broker only after :meth:`Ingest.handle` returns. An integrity or data error (a constraint the
-  parser did not foresee) becomes a dead letter, so it cannot be redelivered forever; any other
-  error propagates: nothing is committed and the message must not be acked.
+  broker only after :meth:`Ingest.handle` returns.
+- No single message stops the stream. Any exception while a message is stored rolls its
+  transaction back; then the message becomes a dead letter (reason ``integrity`` for a
+  constraint or data error, else ``ingest_error``, with the exception) and its whole raw
+  payload (bounded by the parser's limits) is kept under ``dead_letters/`` in the data
+  directory. Only errors that may pass (the database or the disk: peewee's
+  ``OperationalError``/``InterfaceError``, ``OSError``) propagate, so that the caller does not
+  ack and the broker delivers the message again; the same message failing that way
+  ``max_attempts`` times in a row is dead-lettered too, except a full, read-only or failing
+  disk (ENOSPC, EDQUOT, EROFS, EIO), which is nobody's message: that one is redelivered until
+  the disk is fixed. If even the dead letter cannot be written (the database is down) the
+  error propagates.
 - A clip whose chunks are all there is assembled after the commit (:meth:`Ingest.assemble`):
   verified, moved into place, then marked complete. A clip that does not verify loses all its
   chunks and is asked for again in full.
-- :meth:`Ingest.check_clips` (called periodically) assembles clips that have all their chunks
-  (two workers may each have committed one of the last chunks) and, for a clip that got no chunk
-  for ``resend_after_ns``, returns a resend request for its missing seqs, at most
-  ``max_requests`` times per clip.
+- :meth:`Ingest.check_clips_step` (the worker calls it in small steps between messages, a pass
+  every ``check_every_s``) looks at up to ``limit`` incomplete clips after a cursor: it
+  assembles clips that have all their chunks (two workers may each have committed one of the
+  last chunks); dead-letters (``clip_expired``) and forgets a clip still incomplete
+  ``clip_expire_after_ns`` after its first chunk (chunk rows and files dropped; a chunk that
+  comes later starts it afresh); and, for a clip that got no chunk for ``resend_after_ns``,
+  returns a resend request for its missing seqs as ranges, at most ``max_requests`` times per
+  clip. A request names only the first ranges that fit :data:`wire.MAX_RESEND_BYTES`, and
+  finding them reads the clip's present seqs in order without building the list of missing
+  ones, so a clip claiming many chunks costs neither memory nor a packet the broker refuses.
 - Times in the database are wall-clock nanoseconds from the injected ``clock``.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from peewee import Database, DataError, IntegrityError, fn
+from peewee import Database, DataError, IntegrityError, InterfaceError, OperationalError, fn
 
 from cloud_sink import wire
 from cloud_sink.db import rowcount, transaction
@@ -46,7 +70,37 @@ from cloud_sink.models import Tables, from_json, tables, to_json
 from cloud_sink.storage import ClipCorruptError, ClipStore
 from contract.crashpoint import crashpoint
 
+log = logging.getLogger(__name__)
+
 HEAD_BYTES: Final = 256
+NS: Final = 1_000_000_000
+#: what the worker looks at in one :meth:`Ingest.check_clips_step`
+CHECK_BATCH: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a sender may claim, and how long the sink keeps trying (``SinkConfig`` sets them).
+
+    The defaults fit the device's defaults with room to spare: a 15-minute contact (its
+    ``max_duration_s``) plus rolls as 16 kHz 16-bit WAV is ~29 MB; chunks are at least 1 KiB."""
+
+    max_clip_bytes: int = 64 * 1024 * 1024
+    max_chunks: int = 64 * 1024
+    clip_expire_after_ns: int | None = 24 * 3600 * NS  # None: incomplete clips never expire
+    max_attempts: int = 5  # a message failing this often in a row with a passing error
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+def _text(value: str) -> str:
+    """A string any database takes: no NUL, no lone surrogate."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _digest(topic: str, payload: bytes) -> bytes:
+    return hashlib.sha256(topic.encode("utf-8", "backslashreplace") + b"\x00" + payload).digest()
 
 
 def printable(raw: bytes) -> str:
@@ -93,7 +147,7 @@ class Result:
 @dataclass(frozen=True, slots=True)
 class ResendRequest:
     clip: ClipKey
-    seqs: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...]  # inclusive (first, last) ranges of missing seqs
 
     @property
     def topic(self) -> str:
@@ -101,21 +155,75 @@ class ResendRequest:
 
     @property
     def payload(self) -> bytes:
-        return wire.resend_payload(self.clip.clip_id, list(self.seqs))
+        return wire.resend_payload(self.clip.clip_id, self.ranges)
+
+
+#: errors that may pass by themselves (the database or the disk), so worth a redelivery
+_PASSING: Final = (OperationalError, InterfaceError, OSError)
+_MAX_TRACKED: Final = 1024  # failing messages whose attempts are counted
+#: the disk is full, read-only or failing: no message's fault, so never a dead letter
+_ENVIRONMENT: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def _announcement(clip: Any) -> tuple[int, str, str] | None:
+    """(bytes, sha256, codec) from a contact's ``clip`` object, or None if it does not say."""
+    if not isinstance(clip, dict):
+        return None
+    size, sha256, codec = clip.get("bytes"), clip.get("sha256"), clip.get("codec")
+    if (
+        not isinstance(codec, str)
+        or type(size) is not int
+        or not 0 <= size <= wire.MAX_CLIP_BYTES
+        or not isinstance(sha256, str)
+        or len(sha256) != 64
+        or codec not in wire.EXTENSIONS
+    ):
+        return None
+    return size, sha256, str(codec)
+
+
+def _identity(row: dict[str, Any]) -> tuple[int, str, str]:
+    return int(row["clip_bytes"]), str(row["clip_sha256"]), str(row["codec"])
+
+
+def _shown(identity: tuple[int, str, str]) -> str:
+    size, sha256, codec = identity
+    return f"{size} bytes sha256 {sha256[:16]}... {codec}"
+
+
+def _gaps(present: Iterable[int], total: int) -> Iterator[tuple[int, int]]:
+    """The inclusive ranges of 0..total-1 missing from ``present`` (ascending, no repeats)."""
+    expected = 0
+    for seq in present:
+        if seq >= total:
+            break
+        if seq > expected:
+            yield expected, seq - 1
+        expected = seq + 1
+    if expected < total:
+        yield expected, total - 1
 
 
 class Ingest:
     """Writes messages into one database and clip files under one data directory."""
 
     def __init__(
-        self, db: Database, data_dir: Path, *, clock: Callable[[], int] = time.time_ns
+        self,
+        db: Database,
+        data_dir: Path,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        limits: Limits = Limits(),
     ) -> None:
         self.db = db
         self.data_dir = data_dir
         self.store = ClipStore(data_dir)
         self.t: Tables = tables(db)
         self.clock = clock
+        self.limits = limits
         self.counters = Counters()
+        self._attempts: dict[bytes, int] = {}  # failing messages (digest) -> attempts so far
+        self._after_commit: list[Callable[[], None]] = []  # file removals the commit allows
         # Called inside the transaction just before commit; a test raises here to play a crash.
         self.before_commit: Callable[[str], None] | None = None
         # Called inside the transaction after a contact or event was stored (site alerts).
@@ -124,43 +232,79 @@ class Ingest:
     # -- messages ---------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes) -> Result:
-        """Ingest one message. Raises only when nothing was committed and it must be redelivered."""
-        parsed = wire.parse(topic, payload)
+        """Ingest one message. Raises only when nothing was committed and it must be redelivered
+        (see the module notes: a passing error, or the dead letter itself cannot be written)."""
         now = self.clock()
+        self._after_commit.clear()
+        try:
+            result = self._handle(topic, payload, now)
+        except Exception as exc:
+            self._after_commit.clear()  # rolled back: the files stay with their rows
+            return self._failed(topic, payload, exc, now)
+        for remove in self._after_commit:
+            remove()
+        self._after_commit.clear()
+        if self._attempts:
+            self._attempts.pop(_digest(topic, payload), None)
+        self.counters.bump(result.outcome.value)
+        return result
+
+    def _handle(self, topic: str, payload: bytes, now: int) -> Result:
+        parsed = wire.parse(topic, payload)
         if isinstance(parsed, wire.Ignored):
-            self.counters.bump("ignored")
             return Result(Outcome.IGNORED)
         if isinstance(parsed, wire.Rejected):
             with transaction(self.db):
                 self._dead_letter(topic, payload, parsed.reason, parsed.detail, now)
             return Result(Outcome.DEAD_LETTER)
-        try:
-            with transaction(self.db):
-                if isinstance(parsed, wire.Chunk):
-                    result = self._chunk(topic, payload, parsed, now)
-                else:
-                    result = Result(self._message(parsed, now))
-                    if (
-                        self.on_stored is not None
-                        and result.outcome is Outcome.STORED
-                        and isinstance(parsed.body, wire.Contact | wire.Event)
-                    ):
-                        self.on_stored(self.db, parsed, now)
-                if self.before_commit is not None:
-                    self.before_commit(topic)
-                crashpoint("sink.commit")  # fault tests only: a no-op unless armed
-        except (IntegrityError, DataError) as exc:  # redelivering it would fail the same way
-            with transaction(self.db):
-                self._dead_letter(topic, payload, "integrity", str(exc), now)
-            return Result(Outcome.DEAD_LETTER)
-        self.counters.bump(result.outcome.value)
+        with transaction(self.db):
+            if isinstance(parsed, wire.Chunk):
+                result = self._chunk(topic, payload, parsed, now)
+            else:
+                result = Result(self._message(parsed, now))
+                if (
+                    self.on_stored is not None
+                    and result.outcome is Outcome.STORED
+                    and isinstance(parsed.body, wire.Contact | wire.Event)
+                ):
+                    self.on_stored(self.db, parsed, now)
+            if self.before_commit is not None:
+                self.before_commit(topic)
+            crashpoint("sink.commit")  # fault tests only: a no-op unless armed
         return result
+
+    def _failed(self, topic: str, payload: bytes, exc: Exception, now: int) -> Result:
+        """A message whose ingest raised (its transaction rolled back): raise again to have it
+        redelivered (a passing error, fewer than ``max_attempts`` times), else dead-letter it."""
+        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT:
+            raise exc  # the disk, not the message: delivered again until it is fixed
+        key = _digest(topic, payload)
+        attempts = self._attempts.get(key, 0) + 1
+        if isinstance(exc, _PASSING) and attempts < self.limits.max_attempts:
+            if len(self._attempts) >= _MAX_TRACKED:
+                self._attempts.clear()
+            self._attempts[key] = attempts
+            raise exc
+        self._attempts.pop(key, None)
+        reason = "integrity" if isinstance(exc, IntegrityError | DataError) else "ingest_error"
+        detail = f"{type(exc).__name__}: {exc}"
+        if attempts > 1:
+            detail = f"{detail} (failed {attempts} times in a row)"
+        try:
+            kept = self.store.keep_dead_payload(payload[: wire.MAX_FRAME_BYTES])
+            detail = f"{detail}; payload kept in {kept}"
+        except OSError as write_error:  # the disk: still record that the message was refused
+            detail = f"{detail}; payload not kept: {write_error}"
+        log.warning("message on %s dead-lettered: %s", topic[:200], detail, exc_info=exc)
+        with transaction(self.db):
+            self._dead_letter(topic, payload, reason, detail, now)
+        return Result(Outcome.DEAD_LETTER)
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, detail: str, now: int) -> None:
         self.t.dead_letters.insert(
-            topic=topic[:1024],
+            topic=_text(topic[:1024]),
             reason=reason,
-            detail=detail[:2000],
+            detail=_text(detail[:2000]),
             head=printable(payload[:HEAD_BYTES]),
             payload_bytes=len(payload),
             received_ns=now,
@@ -240,7 +384,11 @@ class Ingest:
             ).on_conflict_ignore(),
         )
         if not fresh:
-            return self._clock_correction(msg.device, c)
+            outcome = self._clock_correction(msg.device, c)
+            if outcome is Outcome.STORED:
+                self._reconcile_clip(msg.site, msg.device, c, now)
+            return outcome
+        self._reconcile_clip(msg.site, msg.device, c, now)
         if c.tags:
             self.t.tags.insert(
                 [
@@ -297,6 +445,23 @@ class Ingest:
 
     def _chunk(self, topic: str, payload: bytes, ch: wire.Chunk, now: int) -> Result:
         self._seen(ch.device, ch.site, now)
+        limits = self.limits
+        if ch.clip_bytes > limits.max_clip_bytes or ch.total > limits.max_chunks:
+            detail = (
+                f"clip {ch.clip_id} claims {ch.clip_bytes} bytes in {ch.total} chunks; this sink "
+                f"takes at most {limits.max_clip_bytes} bytes in {limits.max_chunks} chunks "
+                "(sink config max_clip_bytes, max_chunks)"
+            )
+            self._dead_letter(topic, payload, "too_large", detail, now)
+            return Result(Outcome.DEAD_LETTER)
+        claim = (ch.clip_bytes, ch.clip_sha256, ch.codec)
+        announced = self._announced(ch.device, ch.clip_id)
+        if announced is not None and claim != announced:
+            detail = f"chunk {ch.seq} claims {_shown(claim)}, its contact announced " + _shown(
+                announced
+            )
+            self._dead_letter(topic, payload, "clip_mismatch", detail, now)
+            return Result(Outcome.DEAD_LETTER)
         clips, chunks = self.t.clips, self.t.chunks
         clips.insert(
             device=ch.device,
@@ -313,18 +478,34 @@ class Ingest:
             complete=False,
         ).on_conflict_ignore().execute()
         row = self._clip_row(ch.device, ch.clip_id)
+        if row.get("audio_deleted_at") is not None:
+            return Result(Outcome.DUPLICATE)  # retention deleted its audio: never again
+        where = (chunks.device == ch.device) & (chunks.clip_id == ch.clip_id)
+        if announced is not None and _identity(row) != announced:
+            # the row came from an earlier chunk header that the contact contradicts
+            self._reset_clip(row, announced, ch.total, now)
+            row = self._clip_row(ch.device, ch.clip_id)
+        elif (
+            row["total"] != ch.total
+            and _identity(row) == claim
+            and not bool(row["complete"])
+            and not chunks.select(chunks.seq).where(where).exists()
+        ):  # the chunk count is the device's, and no chunk was kept under the old one yet
+            clips.update({clips.total: ch.total}).where(
+                (clips.device == ch.device) & (clips.clip_id == ch.clip_id)
+            ).execute()
+            row = self._clip_row(ch.device, ch.clip_id)
         known = (row["total"], row["clip_bytes"], row["clip_sha256"], row["codec"])
         if known != (ch.total, ch.clip_bytes, ch.clip_sha256, ch.codec):
             detail = f"chunk {ch.seq} says {ch.total}/{ch.clip_bytes}/{ch.codec}, clip {known}"
             self._dead_letter(topic, payload, "clip_mismatch", detail, now)
             return Result(Outcome.DEAD_LETTER)
-        if bool(row["complete"]) or row.get("audio_deleted_at") is not None:
-            return Result(Outcome.DUPLICATE)  # (retention deleted its audio: never again)
+        if bool(row["complete"]):
+            return Result(Outcome.DUPLICATE)
         problem = ch.corruption()
         if problem is not None:
             self._dead_letter(topic, payload, "chunk_corrupt", problem, now)
             return Result(Outcome.DEAD_LETTER)
-        where = (chunks.device == ch.device) & (chunks.clip_id == ch.clip_id)
         if chunks.select(chunks.seq).where(where & (chunks.seq == ch.seq)).exists():
             return Result(Outcome.DUPLICATE)
         self.store.put_chunk(ch.site, ch.device, ch.clip_id, ch.seq, ch.data)
@@ -348,6 +529,67 @@ class Ingest:
         have = chunks.select(fn.COUNT(chunks.seq)).where(where).scalar()
         ready = ClipKey(ch.site, ch.device, ch.clip_id) if have == ch.total else None
         return Result(Outcome.STORED, ready)
+
+    def _announced(self, device: str, clip_id: str) -> tuple[int, str, str] | None:
+        """(bytes, sha256, codec) of the clip as its contact announced it, if the contact is
+        here and its ``clip`` object says so (a clip id is its contact's id)."""
+        c = self.t.contacts
+        raw = c.select(c.clip).where((c.device == device) & (c.id == clip_id)).scalar()
+        return None if raw is None else _announcement(from_json(raw))
+
+    def _reconcile_clip(self, site: str, device: str, contact: wire.Contact, now: int) -> None:
+        """A contact just stored (or corrected): a clip row made from chunk headers that
+        disagree with what it announces is reset."""
+        announced = None if contact.clip is None else _announcement(contact.clip)
+        if announced is None:
+            return
+        clips = self.t.clips
+        row = (
+            clips.select()
+            .where((clips.device == device) & (clips.clip_id == contact.id))
+            .dicts()
+            .first()
+        )
+        if row is None or row.get("audio_deleted_at") is not None:
+            return
+        if _identity(row) != announced:
+            self._reset_clip(row, announced, row["total"], now)
+
+    def _reset_clip(
+        self, row: dict[str, Any], announced: tuple[int, str, str], total: int, now: int
+    ) -> None:
+        """Give a clip the size, sha256 and codec its contact announced; what it held under the
+        old ones (chunks, or an assembled file) is dropped and will be asked for again."""
+        clips, chunks = self.t.clips, self.t.chunks
+        device, clip_id, site = row["device"], row["clip_id"], row["site"]
+        dropped = rowcount(
+            self.db,
+            chunks.delete().where((chunks.device == device) & (chunks.clip_id == clip_id)),
+        )
+        clip_bytes, sha256, codec = announced
+        clips.update(
+            {
+                clips.clip_bytes: clip_bytes,
+                clips.clip_sha256: sha256,
+                clips.codec: codec,
+                clips.total: total,
+                clips.complete: False,
+                clips.path: None,
+                clips.completed_ns: None,
+                clips.quiet_since_ns: now,
+                clips.resend_requests: 0,
+            }
+        ).where((clips.device == device) & (clips.clip_id == clip_id)).execute()
+        detail = (
+            f"clip {clip_id}: chunk headers claimed {_shown(_identity(row))}, its contact "
+            f"announced {_shown(announced)}; {dropped} chunk(s)"
+            f"{' and the assembled file' if row['path'] else ''} dropped, asked for again"
+        )
+        self._dead_letter(wire.clip_topic(site, device), b"", "clip_mismatch", detail, now)
+        self._after_commit.append(lambda: self.store.drop_chunks(site, device, clip_id))
+        if row["path"]:
+            path = str(row["path"])
+            self._after_commit.append(lambda: self.store.remove(path))
 
     def _clip_row(self, device: str, clip_id: str) -> dict[str, Any]:
         clips = self.t.clips
@@ -414,45 +656,105 @@ class Ingest:
         self.store.drop_chunks(key.site, key.device, key.clip_id)
 
     def check_clips(self, resend_after_ns: int, max_requests: int = 10) -> list[ResendRequest]:
-        """Assemble clips that have all their chunks; return resend requests for clips quiet for
-        ``resend_after_ns`` (and record that they were asked)."""
+        """One whole pass of :meth:`check_clips_step` over every incomplete clip."""
+        requests: list[ResendRequest] = []
+        after: tuple[str, str] | None = None
+        while True:
+            step, after = self.check_clips_step(resend_after_ns, max_requests, after=after)
+            requests.extend(step)
+            if after is None:
+                return requests
+
+    def check_clips_step(
+        self,
+        resend_after_ns: int,
+        max_requests: int = 10,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = CHECK_BATCH,
+    ) -> tuple[list[ResendRequest], tuple[str, str] | None]:
+        """Look at up to ``limit`` incomplete clips after ``after`` (device, clip id): assemble
+        the ones whose chunks are all there, expire the ones too old, and return resend
+        requests for the ones quiet for ``resend_after_ns`` (recording that they were asked).
+        Returns the requests and the cursor for the next step (None: the pass is over)."""
         now = self.clock()
+        expire_ns = self.limits.clip_expire_after_ns
         clips, chunks = self.t.clips, self.t.chunks
         ready: list[ClipKey] = []
+        expired: list[ClipKey] = []
         requests: list[ResendRequest] = []
         with transaction(self.db):
-            rows = list(
-                clips.select().where(
-                    (clips.complete == False)  # noqa: E712
-                    & clips.audio_deleted_at.is_null()  # retention dropped it: ask for nothing
-                )
+            query = clips.select().where(
+                (clips.complete == False)  # noqa: E712
+                & clips.audio_deleted_at.is_null()  # retention dropped it: ask for nothing
             )
+            if after is not None:
+                query = query.where(
+                    (clips.device > after[0])
+                    | ((clips.device == after[0]) & (clips.clip_id > after[1]))
+                )
+            rows = list(query.order_by(clips.device, clips.clip_id).limit(limit).dicts())
             for row in rows:
                 key = ClipKey(row["site"], row["device"], row["clip_id"])
-                present = {
-                    seq
-                    for (seq,) in chunks.select(chunks.seq)
+                where = (clips.device == key.device) & (clips.clip_id == key.clip_id)
+                have = (
+                    chunks.select(fn.COUNT(chunks.seq))
                     .where((chunks.device == key.device) & (chunks.clip_id == key.clip_id))
-                    .tuples()
-                }
-                missing = tuple(s for s in range(row["total"]) if s not in present)
-                if not missing:
+                    .scalar()
+                )
+                if have >= row["total"]:
                     ready.append(key)
+                elif expire_ns is not None and now - row["first_seen_ns"] >= expire_ns:
+                    expired.append(key)
+                    self._expire(row, have, now)
                 elif (
                     now - row["quiet_since_ns"] >= resend_after_ns
                     and row["resend_requests"] < max_requests
                 ):
-                    requests.append(ResendRequest(key, missing))
+                    requests.append(ResendRequest(key, self._missing(key, row["total"])))
                     clips.update(
                         {
                             clips.quiet_since_ns: now,
                             clips.resend_requests: row["resend_requests"] + 1,
                         }
-                    ).where((clips.device == key.device) & (clips.clip_id == key.clip_id)).execute()
+                    ).where(where).execute()
+        for key in expired:
+            self.store.drop_chunks(key.site, key.device, key.clip_id)
         for key in ready:
             self.assemble(key)
         self.counters.bump("resend_request", len(requests))
-        return requests
+        self.counters.bump("clip_expired", len(expired))
+        cursor = (rows[-1]["device"], rows[-1]["clip_id"]) if len(rows) == limit else None
+        return requests, cursor
+
+    def _missing(self, key: ClipKey, total: int) -> tuple[tuple[int, int], ...]:
+        """The first missing ranges that fit a resend request, read off the present seqs in
+        order (a cursor, never a list of every missing seq)."""
+        chunks = self.t.chunks
+        cursor = self.db.execute(  # type: ignore[no-untyped-call]
+            chunks.select(chunks.seq)
+            .where((chunks.device == key.device) & (chunks.clip_id == key.clip_id))
+            .order_by(chunks.seq)
+        )
+        try:
+            return tuple(wire.fit_ranges(_gaps((int(r[0]) for r in cursor), total)))
+        finally:
+            cursor.close()
+
+    def _expire(self, row: dict[str, Any], have: int, now: int) -> None:
+        """Forget an incomplete clip that is too old (inside the check's transaction)."""
+        clips, chunks = self.t.clips, self.t.chunks
+        device, clip_id = row["device"], row["clip_id"]
+        chunks.delete().where((chunks.device == device) & (chunks.clip_id == clip_id)).execute()
+        clips.delete().where((clips.device == device) & (clips.clip_id == clip_id)).execute()
+        age_s = (now - row["first_seen_ns"]) / NS
+        limit_s = (self.limits.clip_expire_after_ns or 0) / NS
+        detail = (
+            f"clip {clip_id}: {have} of {row['total']} chunks after {age_s:.0f} s, "
+            f"{row['resend_requests']} resend request(s); incomplete clips expire after "
+            f"{limit_s:.0f} s (sink config clip_expire_after_s): its chunks were dropped"
+        )
+        self._dead_letter(wire.clip_topic(row["site"], device), b"", "clip_expired", detail, now)
 
     # -- queries ----------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Rules:
 - Layout under the data directory: ``incoming/<site>/<device>/<clip_id>/<seq>.chunk`` for
-  accepted chunks, ``clips/<site>/<device>/<clip_id>.<ext>`` for verified clips.
+  accepted chunks, ``clips/<site>/<device>/<clip_id>.<ext>`` for verified clips,
+  ``dead_letters/<sha256>.bin`` for the raw payload of a message whose ingest failed (named by
+  its content: the same payload is kept once).
 - Chunk bytes live in files, not in the database: the database stays small and the same on
   SQLite and PostgreSQL (no BLOB/BYTEA), and assembly is a plain concatenation. The database row
   is the record that a chunk was accepted; a file without a row is rewritten on redelivery.
@@ -24,6 +26,8 @@ from pathlib import Path
 
 from cloud_sink.wire import EXTENSIONS, valid_id, valid_name
 from contract.crashpoint import crashpoint
+
+DEAD_LETTERS = "dead_letters"
 
 
 class ClipCorruptError(Exception):
@@ -111,7 +115,7 @@ class ClipStore:
     def cleanup_temporaries(self) -> int:
         """Remove the temporary files an interrupted write or assembly left (at start)."""
         removed = 0
-        for top in ("incoming", "clips"):
+        for top in ("incoming", "clips", DEAD_LETTERS):
             base = self.root / top
             if not base.is_dir():
                 continue
@@ -120,6 +124,19 @@ class ClipStore:
                     entry.unlink(missing_ok=True)
                     removed += 1
         return removed
+
+    def keep_dead_payload(self, payload: bytes) -> str:
+        """Keep a dead-lettered message's raw payload; its path relative to the root."""
+        name = f"{hashlib.sha256(payload).hexdigest()}.bin"
+        target = self._inside(DEAD_LETTERS, name)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(target, [payload])
+        return f"{DEAD_LETTERS}/{name}"
+
+    def remove(self, relpath: str) -> None:
+        """Delete a file the database names (relative to the root), if it is there."""
+        self._inside(relpath).unlink(missing_ok=True)
 
     def drop_chunks(self, site: str, device: str, clip_id: str) -> None:
         shutil.rmtree(self._clip_dir("incoming", site, device, clip_id), ignore_errors=True)

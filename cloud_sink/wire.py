@@ -11,8 +11,12 @@ Rules (docs/WIRE.md, schema 1):
   a clip at most 1 GiB in at most 2**20 chunks (``too_large``).
 - ``schema`` is read first: an unknown version is rejected before anything else is looked at.
 - ``device`` and ``site`` in the payload must equal the topic's, ``kind`` must equal the topic's.
-- Strings must not contain NUL (PostgreSQL text cannot hold it), integers must fit 64 bits,
-  NaN and Infinity are not JSON.
+- What a database cannot hold is refused while the JSON is read, anywhere in the document
+  (reason ``json``): a number that is not finite (``NaN``, ``Infinity``, or ``1e400``, which
+  Python reads as infinity), an integer outside 64 bits (a 400-digit one is refused before it is
+  converted), a string or key with an unpaired UTF-16 surrogate (``"\\ud800"``: UTF-8 cannot
+  encode it). Named fields must not contain NUL (PostgreSQL text cannot hold it).
+- ``schema`` is the integer 1: ``1.0`` or ``true`` is not a schema version.
 - Every problem is a :class:`Rejected` with a short stable ``reason`` code; parsing never raises.
 - A chunk's data is not judged here: :meth:`Chunk.corruption` says whether its size and sha256
   hold, so the caller can still learn the clip from an intact header.
@@ -22,8 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -41,6 +47,7 @@ MAX_FRAME_BYTES: Final = len(CHUNK_MAGIC) + 4 + MAX_HEADER_BYTES + MAX_CHUNK_BYT
 #: at 16 kHz is ~230 MB; in 1 KiB chunks, the smallest the device sends, ~225 000 chunks)
 MAX_CLIP_BYTES: Final = 1024 * 1024 * 1024
 MAX_CHUNKS: Final = 1024 * 1024
+MAX_SAMPLE_RATE: Final = 384_000  # (the clips table keeps it in a 32-bit integer)
 EXTENSIONS: Final = {"wav": "wav", "flac": "flac", "opus": "opus"}  # codec -> file extension
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -75,8 +82,38 @@ def resend_topic(site: str, device: str) -> str:
     return f"{ROOT}/{site}/{device}/cmd/resend"
 
 
-def resend_payload(clip_id: str, seqs: list[int]) -> bytes:
-    return json.dumps({"clip_id": clip_id, "seqs": seqs}, separators=(",", ":")).encode()
+#: a resend request stays far below any broker's packet limit (the project's mosquitto allows
+#: 1 MiB): the sink asks for the first missing ranges that fit, and for the rest next time
+MAX_RESEND_BYTES: Final = 16 * 1024
+#: devices older than the ``ranges`` form read only ``seqs``: it is added when this short
+LEGACY_SEQS: Final = 256
+
+
+def resend_payload(clip_id: str, ranges: Sequence[tuple[int, int]]) -> bytes:
+    """``{"clip_id": ..., "ranges": [[first, last], ...]}`` (inclusive ranges of missing seqs),
+    plus the old ``"seqs"`` list when it has at most :data:`LEGACY_SEQS` entries."""
+    body: dict[str, Any] = {"clip_id": clip_id, "ranges": [[a, b] for a, b in ranges]}
+    if sum(b - a + 1 for a, b in ranges) <= LEGACY_SEQS:
+        body["seqs"] = [s for a, b in ranges for s in range(a, b + 1)]
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def fit_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The leading ``ranges`` whose :func:`resend_payload` stays within
+    :data:`MAX_RESEND_BYTES` (stops reading ``ranges`` there: pass an iterator)."""
+    # room for the envelope and the legacy list (LEGACY_SEQS numbers of at most 7 digits)
+    budget = MAX_RESEND_BYTES - 128 - LEGACY_SEQS * 8
+    taken: list[tuple[int, int]] = []
+    for first, last in ranges:
+        budget -= len(str(first)) + len(str(last)) + 4  # [first,last],
+        if budget < 0:
+            break
+        taken.append((first, last))
+    return taken
+
+
+def clip_topic(site: str, device: str) -> str:
+    return f"{ROOT}/{site}/{device}/clip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,30 +319,94 @@ def _parse(topic: str, payload: bytes) -> Parsed:
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        obj = json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            parse_int=_int64,
+        )
+    except _RejectError:
+        raise
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _RejectError("json", f"not JSON: {exc}") from None
+        raise _RejectError("json", f"not JSON: {str(exc)[:200]}") from None
     except RecursionError:  # json recurses on nesting: "[[[[..." must not crash the sink
         raise _RejectError("json", "not JSON: arrays or objects nested too deeply") from None
     if not isinstance(obj, dict):
         raise _RejectError("json", f"not a JSON object but {type(obj).__name__}")
+    _no_surrogates(obj)
     return obj
 
 
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise _RejectError("json", f"{name} is not JSON: numbers must be finite")
+
+
+#: 64-bit integers have at most 19 digits (and a sign): longer text is refused unconverted
+_MAX_INT_CHARS: Final = 20
+
+
+def _int64(text: str) -> int:
+    if len(text) > _MAX_INT_CHARS or not -(2**63) <= (value := int(text)) < 2**63:
+        raise _RejectError(
+            "json",
+            f"integer {text[:24]}{'...' if len(text) > 24 else ''} ({len(text)} characters) is "
+            "outside the 64-bit range: send a number between -2**63 and 2**63-1",
+        )
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _RejectError(
+            "json", f"number {text[:40]} is not finite as a 64-bit float: send a smaller one"
+        )
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(obj: Any) -> None:
+    """Every string and key of a decoded document is encodable as UTF-8 (json turns a lone
+    ``\\ud800`` escape into a surrogate that no database, file or log can take)."""
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                _text_ok(key)
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            _text_ok(node)
+
+
+def _text_ok(text: str) -> None:
+    found = _SURROGATE.search(text)
+    if found is not None:
+        at = found.start()
+        raise _RejectError(
+            "json",
+            f"string {text[:at][:40]!r}... holds an unpaired UTF-16 surrogate "
+            f"{found.group()!r} at character {at}: send valid Unicode (escape pairs, not halves)",
+        )
 
 
 def _envelope(obj: dict[str, Any], site: str, device: str, kind: str) -> None:
     schema = obj.get("schema")
-    if schema != SCHEMA or isinstance(schema, bool):
-        raise _RejectError("schema", f"unknown schema version {repr(schema)[:80]}")
+    if type(schema) is not int or schema != SCHEMA:  # not 1.0, not true: an integer
+        raise _RejectError(
+            "schema", f"unknown schema version {repr(schema)[:80]}: this sink reads {SCHEMA}"
+        )
     if _field(obj, "kind", str) != kind:
         raise _RejectError("mismatch", f"kind {obj['kind'][:80]!r} on a {kind!r} topic")
-    if _field(obj, "device", str) != device or _field(obj, "site", str) != site:
+    said_device, said_site = _field(obj, "device", str), _field(obj, "site", str)
+    if said_device != device or said_site != site:  # (both read first: both must be there)
         raise _RejectError(
             "mismatch",
-            f"payload says {obj['site'][:80]!r}/{obj['device'][:80]!r}, topic {site}/{device}",
+            f"payload says {said_site[:80]!r}/{said_device[:80]!r}, topic {site}/{device}",
         )
 
 
@@ -372,9 +473,14 @@ def _alert(obj: dict[str, Any]) -> Alert:
     if not all(isinstance(r, str) and "\x00" not in r for r in refs):
         raise _RejectError("field", "alert.refs must be strings")
     _time(obj, "window_start", "alert.")
+    rule: str = _field(obj, "rule", str, where="alert.")
+    if not valid_name(rule):  # (an index holds it: PostgreSQL refuses rows over ~2.7 KB)
+        raise _RejectError(
+            "field", f"alert.rule {rule[:80]!r} is not a rule name ({_NAME.pattern})"
+        )
     return Alert(
         id=alert_id,
-        rule=_field(obj, "rule", str, where="alert."),
+        rule=rule,
         at=_time(obj, "at", "alert."),
         body=obj,
     )
@@ -523,6 +629,9 @@ def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
     codec = _field(header, "codec", str)
     if codec not in EXTENSIONS:
         raise _RejectError("field", f"unknown codec {codec[:32]!r}")
+    sample_rate = _field(header, "sample_rate", int)
+    if not 0 < sample_rate <= MAX_SAMPLE_RATE:
+        raise _RejectError("field", f"sample_rate {sample_rate} is not 1..{MAX_SAMPLE_RATE}")
     hashes = [_field(header, k, str) for k in ("chunk_sha256", "clip_sha256")]
     if not all(_HEX64.fullmatch(h) for h in hashes):
         raise _RejectError("field", "chunk_sha256 and clip_sha256 must be 64 hex digits")
@@ -539,7 +648,7 @@ def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
         clip_sha256=hashes[1],
         clip_bytes=clip_bytes,
         codec=codec,
-        sample_rate=_field(header, "sample_rate", int),
+        sample_rate=sample_rate,
         data=data,
     )
 

@@ -23,13 +23,14 @@ Rules:
   stable (chunks: ``<clip_id>.<seq>``) and the sink deduplicates.
 - Retained ``status`` with online=true on every connect and every ``status_interval_s``; the last
   will is the same with online=false; a clean :meth:`Publisher.stop` publishes it itself.
+- ``cmd/resend`` asks for chunks of a clip again, as ranges (or the older list of seqs): the
+  clip id is looked up in the store (never turned into a path) and every range is checked
+  against the clip's chunk count before anything is sent.
 - A retained message the broker refuses (status, Home Assistant discovery: an MQTT 5 PUBACK
   reason such as 0x87 Not authorized, i.e. the ACL does not grant the topic) is counted in
   ``failed`` and reported once: one warning and the fault ``mqtt_acl`` (``on_fault``, the
   daemon's health) for the first refused topic, debug lines for the rest, on this and later
   connections; the fault clears when every refused topic has been accepted again.
-- ``cmd/resend`` asks for chunks of a clip again: the clip id is looked up in the store (never
-  turned into a path) and the seqs are checked against the clip's chunk count.
 - Network timing (backoff, status refresh, waits) runs on real monotonic time; the injected
   clock only stamps payloads and acknowledgements.
 """
@@ -501,16 +502,17 @@ class Publisher:
         return _Job(row.seq, self._chunks(ref, path, seqs))
 
     def _resend_job(self, data: bytes) -> _Job:
-        clip_id, seqs = wire.parse_resend(data)
+        clip_id, ranges = wire.parse_resend(data)
         ref = self._find_clip(clip_id)
         if ref is None:
             raise ValueError(f"no clip with id {clip_id[:64]!r}")
         path = self._checked_clip(ref)
         total = wire.chunk_count(ref.bytes, self._cfg.chunk_bytes)
-        wrong = [s for s in seqs if not 0 <= s < total]
-        if wrong or not seqs:
-            raise ValueError(f"clip {clip_id} has chunks 0..{total - 1}, asked for {seqs[:20]}")
-        return _Job(None, self._chunks(ref, path, sorted(set(seqs))))
+        wrong = [r for r in ranges if r[1] >= total]
+        if wrong or not ranges:
+            raise ValueError(f"clip {clip_id} has chunks 0..{total - 1}, asked for {ranges[:20]}")
+        seqs = sorted({seq for first, last in ranges for seq in range(first, last + 1)})
+        return _Job(None, self._chunks(ref, path, seqs))
 
     def _find_clip(self, clip_id: str) -> wire.ClipRef | None:
         # TODO(store): a Store.clip(contact_id) lookup would avoid loading every contact.

@@ -299,8 +299,10 @@ def clip_ref(payload: dict[str, Any]) -> ClipRef:
     return ref
 
 
-def parse_resend(data: bytes) -> tuple[str, list[int]]:
-    """A ``cmd/resend`` request ``{"clip_id": str, "seqs": [int, ...]}``; ValueError if not."""
+def parse_resend(data: bytes) -> tuple[str, list[tuple[int, int]]]:
+    """A ``cmd/resend`` request: ``{"clip_id": str, "ranges": [[first, last], ...]}`` (inclusive
+    ranges of chunk seqs), or the older ``{"clip_id": str, "seqs": [int, ...]}``; ``ranges``
+    wins when both are there. Returns the clip id and the ranges; ValueError if malformed."""
     try:
         body = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -309,14 +311,28 @@ def parse_resend(data: bytes) -> tuple[str, list[int]]:
         raise ValueError("resend request is not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ValueError("resend request is not a JSON object")
-    clip_id, seqs = body.get("clip_id"), body.get("seqs")
+    clip_id = body.get("clip_id")
     if not isinstance(clip_id, str) or not clip_id:
         raise ValueError("resend request without a 'clip_id' string")
-    if not isinstance(seqs, list) or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in seqs
-    ):
-        raise ValueError("resend request without a 'seqs' list of integers")
-    return clip_id, seqs
+
+    def is_seq(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if "ranges" in body:
+        ranges = body["ranges"]
+        if not isinstance(ranges, list) or not all(
+            isinstance(r, list) and len(r) == 2 and is_seq(r[0]) and is_seq(r[1]) and r[0] <= r[1]
+            for r in ranges
+        ):
+            raise ValueError(
+                "resend request 'ranges' must be a list of [first, last] pairs of chunk "
+                "numbers with first <= last"
+            )
+        return clip_id, [(r[0], r[1]) for r in ranges]
+    seqs = body.get("seqs")
+    if not isinstance(seqs, list) or not all(is_seq(s) for s in seqs):
+        raise ValueError("resend request without 'ranges' or a 'seqs' list of chunk numbers")
+    return clip_id, [(s, s) for s in seqs]
 
 
 def route_topic(site: str, device: str, name: str) -> str:

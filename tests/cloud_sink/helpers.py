@@ -43,9 +43,16 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def contact_message(contact_id: str | None = None, msg_id: str | None = None) -> dict[str, Any]:
-    """The golden contact message, optionally as another contact (ids rewritten)."""
+def contact_message(
+    contact_id: str | None = None, msg_id: str | None = None, *, clip: Clip | None = None
+) -> dict[str, Any]:
+    """The golden contact message, optionally as another contact (ids rewritten), optionally
+    announcing ``clip`` (its id, size and sha256; a clip's identity is its contact's)."""
+    if clip is not None:
+        contact_id = clip.id
     msg = copy.deepcopy(golden("contact.json"))
+    if clip is not None:
+        msg["contact"]["clip"].update(sha256=clip.sha256, bytes=len(clip.data), codec="wav")
     if msg_id is not None:
         msg["msg_id"] = msg_id
     if contact_id is not None:
@@ -189,6 +196,56 @@ class TestClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# -- poison: JSON that Python reads but no database, file or log can hold --------------------------
+
+#: raw JSON tokens (as they travel, not Python values): json.loads reads each without complaint
+POISON_TOKENS: dict[str, bytes] = {
+    "surrogate": b'"\\ud800"',  # a lone high surrogate: UTF-8 cannot encode it
+    "low-surrogate": b'"x\\udfff"',
+    "infinity": b"1e400",  # read as float('inf')
+    "minus-infinity": b"-1e400",
+    "huge-int": b"9" * 400,  # an int no database column holds (and float() overflows on)
+    "int-2**64": str(2**64).encode(),
+}
+
+
+def with_token(msg: dict[str, Any], path: tuple[str | int, ...], token: bytes) -> bytes:
+    """``msg`` as JSON with the value at ``path`` replaced by the raw ``token``."""
+    marker = "@@poison@@"
+    doc = copy.deepcopy(msg)
+    node: Any = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = marker
+    raw = json.dumps(doc).encode()
+    assert raw.count(f'"{marker}"'.encode()) == 1
+    return raw.replace(f'"{marker}"'.encode(), token)
+
+
+#: where the poison goes: a path inside each kind of message (a field the parser checks, and
+#: one it keeps as sent)
+POISON_PLACES: list[tuple[str, tuple[str | int, ...]]] = [
+    ("contact", ("contact", "mode")),
+    ("contact", ("contact", "duration_s")),
+    ("contact", ("contact", "events", 1, "receipt_id")),
+    ("event", ("event", "data")),
+    ("event", ("event", "kind")),
+    ("status", ("status", "version")),
+    ("status", ("status", "outbox_depth")),
+]
+
+
+def poison_message(kind: str, path: tuple[str | int, ...], token: bytes) -> bytes:
+    msg = (
+        contact_message()
+        if kind == "contact"
+        else event_message()
+        if kind == "event"
+        else golden(f"{kind}.json")
+    )
+    return with_token(msg, path, token)
 
 
 def run_piped(argv: list[str], reader: str, cwd: Path) -> tuple[int, str]:

@@ -234,7 +234,7 @@ def test_contacts_say_when_retention_deleted_the_audio(
         ingest = Ingest(db, data_dir)
         kept, gone, partial = (Clip(bytes([n]) * 3000, 2048) for n in range(3))
         for clip in (kept, gone, partial):
-            message = contact_message(clip.id, new_id())
+            message = contact_message(msg_id=new_id(), clip=clip)
             if clip is gone:  # an old contact: the only one retention will find due
                 message["contact"]["start"] = "2020-01-01T09:00:00.000Z"
                 message["contact"]["end"] = "2020-01-01T09:01:00.000Z"

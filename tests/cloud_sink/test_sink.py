@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peewee import OperationalError
 
 from cloud_sink import Sink, SinkConfig
 from cloud_sink.db import open_database
@@ -128,7 +129,7 @@ def test_clip_in_chunks_recovers_a_corrupt_chunk_by_resend(
     client.subscribe("contactpoint/v1/+/+/cmd/#")
     clip = Clip(os.urandom(5000), chunk_size=1024)
     assert clip.total == 5
-    client.publish(topic("contact"), encode(contact_message(contact_id=clip.id)))
+    client.publish(topic("contact"), encode(contact_message(clip=clip)))
     for seq, corrupt in [(3, False), (0, False), (2, True), (4, False), (0, False), (1, False)]:
         client.publish(topic("clip"), clip.frame(seq, corrupt=corrupt))
     wait_until(lambda: count(db, "chunks") == 4, "the four good chunks")
@@ -140,7 +141,7 @@ def test_clip_in_chunks_recovers_a_corrupt_chunk_by_resend(
     clock.advance(6)  # past resend_after_s: the next periodic check asks for chunk 2
     where, payload = client.next_message()
     assert where == topic("cmd/resend")
-    assert json.loads(payload) == {"clip_id": clip.id, "seqs": [2]}
+    assert json.loads(payload) == {"clip_id": clip.id, "ranges": [[2, 2]], "seqs": [2]}
 
     client.publish(topic("clip"), clip.frame(2))
     wait_until(lambda: db.verified_clip_count() == 1, "the verified clip")
@@ -174,7 +175,7 @@ def test_a_sink_killed_mid_ingest_gets_the_message_again(
     def crash_once(where: str) -> None:
         calls.append(where)
         if len(calls) == 1:
-            raise RuntimeError("killed before commit")
+            raise OperationalError("database is locked")  # passes: delivered again
 
     sink.ingest.before_commit = crash_once
     client.publish(topic("contact"), golden_bytes("contact.json"))
@@ -188,10 +189,10 @@ def test_a_sink_killed_mid_ingest_gets_the_message_again(
 def test_an_unacked_message_goes_to_the_next_sink(
     make_sink: MakeSink, client: TestClient, db: Ingest
 ) -> None:
-    dying = make_sink()
+    dying = make_sink(max_ingest_attempts=1000)  # it gives up on this sink, not the message
 
     def always_crash(where: str) -> None:
-        raise RuntimeError("dies before every commit")
+        raise OperationalError("disk I/O error")  # every time, on this sink only
 
     dying.ingest.before_commit = always_crash
     client.publish(topic("event"), golden_bytes("event.json"))

@@ -12,13 +12,17 @@ import pytest
 from cloud_sink import wire
 from tests.cloud_sink.helpers import (
     DEVICE,
+    POISON_PLACES,
+    POISON_TOKENS,
     SITE,
     chunk_frame,
     contact_message,
     encode,
     golden,
     golden_bytes,
+    poison_message,
     topic,
+    with_token,
 )
 
 
@@ -75,6 +79,7 @@ REJECTS: list[tuple[str, str, bytes, str]] = [
     ("not utf-8", topic("contact"), b"\xff\xfe", "json"),
     ("unknown schema", topic("contact"), _mutated(lambda m: m.update(schema=2)), "schema"),
     ("schema as bool", topic("contact"), _mutated(lambda m: m.update(schema=True)), "schema"),
+    ("schema as float", topic("contact"), _mutated(lambda m: m.update(schema=1.0)), "schema"),
     (
         "device mismatch",
         topic("contact"),
@@ -82,6 +87,12 @@ REJECTS: list[tuple[str, str, bytes, str]] = [
         "mismatch",
     ),
     ("site mismatch", topic("contact"), _mutated(lambda m: m.update(site="site-2")), "mismatch"),
+    (  # found by tests/fuzz/fuzz_sink.py: the parser raised KeyError, the sink stalled
+        "device mismatch, no site",
+        topic("contact"),
+        _mutated(lambda m: (m.update(device="cp-0002"), m.pop("site"))),
+        "field",
+    ),
     ("kind mismatch", topic("contact"), _mutated(lambda m: m.update(kind="event")), "mismatch"),
     ("missing contact", topic("contact"), _mutated(lambda m: m.pop("contact")), "field"),
     ("msg_id not hex", topic("contact"), _mutated(lambda m: m.update(msg_id="../../etc")), "id"),
@@ -183,10 +194,13 @@ def test_chunk_corruption_is_reported_not_rejected() -> None:
 
 
 def test_resend_payload_and_subscriptions() -> None:
-    assert json.loads(wire.resend_payload("a" * 32, [1, 3])) == {
+    assert json.loads(wire.resend_payload("a" * 32, [(1, 1), (3, 5)])) == {
         "clip_id": "a" * 32,
-        "seqs": [1, 3],
+        "ranges": [[1, 1], [3, 5]],
+        "seqs": [1, 3, 4, 5],  # for devices that read only the old list form
     }
+    many = json.loads(wire.resend_payload("a" * 32, [(0, wire.LEGACY_SEQS)]))
+    assert many == {"clip_id": "a" * 32, "ranges": [[0, wire.LEGACY_SEQS]]}
     assert wire.resend_topic(SITE, DEVICE) == topic("cmd/resend")
     assert wire.shared_subscription("g1") == "$share/g1/contactpoint/v1/+/+/+"
 
@@ -210,4 +224,46 @@ def test_integers_beyond_64_bits_are_rejected() -> None:
     status = golden("status.json")
     status["status"]["outbox_depth"] = 2**64
     result = wire.parse(topic("status"), encode(status))
-    assert isinstance(result, wire.Rejected) and result.reason == "field"
+    assert isinstance(result, wire.Rejected) and result.reason == "json"
+    assert "64-bit" in result.detail
+
+
+@pytest.mark.parametrize("token", list(POISON_TOKENS.values()), ids=list(POISON_TOKENS))
+@pytest.mark.parametrize(
+    ("kind", "path"), POISON_PLACES, ids=[".".join(map(str, p)) for _, p in POISON_PLACES]
+)
+def test_poison_anywhere_in_a_message_is_a_json_rejection(
+    kind: str, path: tuple[str | int, ...], token: bytes
+) -> None:
+    """Non-finite numbers, integers beyond 64 bits and unpaired surrogates, in a field the parser
+    checks or in one it keeps as sent: json reads them all, no database can hold them."""
+    payload = poison_message(kind, path, token)
+    result = wire.parse(topic(kind), payload)
+    assert isinstance(result, wire.Rejected), result
+    assert result.reason == "json", result.detail
+    assert len(result.detail) < 400
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [(b'"\\ud800"', "surrogate"), (b"1e400", "not finite"), (b"9" * 400, "64-bit")],
+)
+def test_poison_rejections_say_what_and_how_to_fix(token: bytes, says: str) -> None:
+    result = wire.parse(topic("event"), with_token(golden("event.json"), ("event", "via"), token))
+    assert isinstance(result, wire.Rejected) and says in result.detail, result
+
+
+def test_poison_in_a_key_or_a_chunk_header_is_rejected() -> None:
+    raw = golden_bytes("event.json").replace(b'"via"', b'"v\\udc00"')
+    result = wire.parse(topic("event"), raw)
+    assert isinstance(result, wire.Rejected) and result.reason == "json", result
+    header = _frame(header_extra={"sample_rate": 10**30})
+    result = wire.parse(topic("clip"), header)
+    assert isinstance(result, wire.Rejected) and result.reason == "json", result
+
+
+def test_what_is_valid_json_and_in_range_still_parses() -> None:
+    edges = [str(2**63 - 1), str(-(2**63)), "1e308", "-1e-400", '"\\ud83d\\ude00"']
+    for token in edges:
+        raw = with_token(golden("event.json"), ("event", "data"), token.encode())
+        assert isinstance(wire.parse(topic("event"), raw), wire.Message), token

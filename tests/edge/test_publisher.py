@@ -473,6 +473,30 @@ def test_resend_request_republishes_those_chunks_only(rig: Rig, broker: LocalBro
     assert pub.stats.resends == 1 and pub.stats.resends_rejected == 3
 
 
+def test_resend_request_as_ranges_from_a_newer_sink(rig: Rig, broker: LocalBroker) -> None:
+    """The sink asks in ranges (``[first, last]``, inclusive); bad ranges send nothing."""
+    clip = write_clip(rig.data_dir, 10, 5000)  # 5 chunks of 1 KiB
+    save_contact(rig.store, contact(10, clip))
+    sink = rig.sink(broker.port)
+    pub = rig.publisher(broker.url)
+    assert pub.drain(WAIT_S)
+    sink.wait_for(lambda ms: len(sink.on("clip")) == 5, "the first 5 chunks")
+    resend = wire.resend_topic(SITE, DEVICE)
+    for bad in (
+        {"clip_id": clip.contact_id, "ranges": [[3, 5]]},  # past the last chunk
+        {"clip_id": clip.contact_id, "ranges": [[2, 1]]},  # backwards
+        {"clip_id": clip.contact_id, "ranges": [[-1, 0]]},
+        {"clip_id": clip.contact_id, "ranges": [1, 2]},  # not pairs
+    ):
+        sink.client.publish(resend, json.dumps(bad), qos=1)
+    request = {"clip_id": clip.contact_id, "ranges": [[0, 0], [2, 3]]}
+    sink.client.publish(resend, json.dumps(request), qos=1)
+    sink.wait_for(lambda ms: len(sink.on("clip")) >= 8, "3 resent chunks")
+    again = sink.on("clip")[5:]
+    assert sorted(frame(m.payload)[0]["seq"] for m in again) == [0, 2, 3]
+    assert pub.stats.resends == 1 and pub.stats.resends_rejected == 4
+
+
 def test_refused_puback_leaves_the_row_unsent(rig: Rig, tmp_path: Path) -> None:
     root = f"contactpoint/v1/{SITE}/{DEVICE}"
     acl = tmp_path / "acl"

@@ -9,6 +9,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge.clock import NS
 from edge.publish import wire
 from tests.wire_samples import CHUNK_DATA, CLIP, CONTACT, DEVICE, ORPHAN, SITE, START, TODAY
@@ -86,6 +88,30 @@ def test_topics_and_times() -> None:
     assert wire.chunk_count(0, 1000) == 1
     assert wire.chunk_count(1000, 1000) == 1
     assert wire.chunk_count(1001, 1000) == 2
+
+
+def test_resend_requests_in_both_forms() -> None:
+    clip_id = "ab" * 16
+    ranges = json.dumps({"clip_id": clip_id, "ranges": [[0, 2], [5, 5]]}).encode()
+    assert wire.parse_resend(ranges) == (clip_id, [(0, 2), (5, 5)])
+    old = json.dumps({"clip_id": clip_id, "seqs": [4, 1]}).encode()  # from an older sink
+    assert wire.parse_resend(old) == (clip_id, [(4, 4), (1, 1)])
+    both = json.dumps({"clip_id": clip_id, "ranges": [[0, 9]], "seqs": [0]}).encode()
+    assert wire.parse_resend(both) == (clip_id, [(0, 9)])
+
+
+def test_malformed_resend_requests_are_refused() -> None:
+    for body in (
+        {"clip_id": "x", "ranges": [[2, 1]]},
+        {"clip_id": "x", "ranges": [[0, True]]},
+        {"clip_id": "x", "ranges": [[0]]},
+        {"clip_id": "x", "ranges": "0-9"},
+        {"clip_id": "x", "seqs": [-1]},
+        {"clip_id": "x"},
+        {"ranges": [[0, 0]]},
+    ):
+        with pytest.raises(ValueError, match="resend request"):
+            wire.parse_resend(json.dumps(body).encode())
 
 
 def test_contact_flags_are_optional_keys_a_sink_accepts() -> None:

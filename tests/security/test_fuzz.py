@@ -1,15 +1,19 @@
 """Hostile input, property-based (hypothesis): the sink's payload parser and chunk reassembler,
 the RFLink line parser, the .ook reader, the config and scenario loaders. Each either accepts or
 rejects with its documented error, never crashes, keeps what it holds bounded, and no id ever
-becomes a path without validation."""
+becomes a path without validation. What the sink's parser accepts, its database stores (SQLite
+and PostgreSQL), and no retained message stalls a sink that subscribes. (tests/fuzz/ fuzzes the
+same parser coverage-guided, with atheris.)"""
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cloud_sink import wire
+from cloud_sink import Sink, SinkConfig, wire
 from cloud_sink.db import open_database
-from cloud_sink.ingest import Ingest
+from cloud_sink.ingest import Ingest, Outcome
 from cloud_sink.migrations import migrate
 from cloud_sink.storage import ClipStore, UnsafeNameError
 from edge.audio.clipper import Clipper
@@ -28,7 +32,19 @@ from edge.config import MAX_TOML_BYTES, Config, ConfigError, load_config
 from edge.radio.pulses import MAX_OOK_CHARS, OokError, read_ook
 from edge.scenario import load_scenario
 from hardware.serial_rx import MAX_LINE, RflinkKey, Skip, parse_line, remote_key
-from tests.cloud_sink.helpers import Clip, FakeClock, chunk_frame, golden, golden_bytes
+from provisioning.broker import LocalBroker
+from tests.cloud_sink.helpers import (
+    Clip,
+    FakeClock,
+    TestClient,
+    chunk_frame,
+    encode,
+    event_message,
+    golden,
+    golden_bytes,
+    wait_until,
+)
+from tests.services import PostgresCluster
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REASONS = {"topic", "id", "json", "schema", "mismatch", "field", "too_large", "frame"}
@@ -46,6 +62,35 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
+
+
+#: JSON number and string texts as they travel: what json.loads reads but no database holds
+#: (the findings of issue #10) beside their valid neighbours
+non_finite = st.integers(309, 100_000).map(lambda e: f"1e{e}") | st.integers(309, 999).map(
+    lambda e: f"-{e % 9 + 1}.5e{e}"
+)
+huge_ints = (
+    st.integers(min_value=2**63) | st.integers(max_value=-(2**63) - 1) | st.just(10**399)
+).map(str)
+surrogates = st.tuples(st.text(max_size=6), st.integers(0xD800, 0xDFFF)).map(
+    lambda t: json.dumps(t[0])[:-1] + f"\\u{t[1]:04x}" + '"'
+)
+valid_tokens = (
+    st.integers(-(2**63), 2**63 - 1).map(str)
+    | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+    | st.text(max_size=20).map(json.dumps)
+    | st.sampled_from(["true", "null", "[]", "{}", '"\\ud83d\\ude00"'])
+)
+raw_tokens = non_finite | huge_ints | surrogates | valid_tokens
+#: what a header may claim: each type's limits, and the wire's own
+type_limits = st.sampled_from(
+    [
+        0, 1, -1, 2**31 - 1, 2**31, 2**32, 2**53, 2**53 + 1, 2**63 - 1, 2**63, -(2**63),
+        -(2**63) - 1, 2**64, wire.MAX_CHUNKS, wire.MAX_CHUNKS + 1, wire.MAX_CLIP_BYTES,
+        wire.MAX_CLIP_BYTES + 1, wire.MAX_CHUNK_BYTES, wire.MAX_CHUNK_BYTES + 1,
+    ]
+)  # fmt: skip
+_fresh = itertools.count(1)
 
 
 def check(result: wire.Parsed) -> None:
@@ -88,6 +133,82 @@ def test_golden_messages_with_one_field_replaced(kind: str, path: list[str], val
     check(wire.parse(topic, json.dumps(msg).encode()))
 
 
+def leaf_paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    out: list[tuple[Any, ...]] = []
+    for key, child in items:
+        out.append((*path, key))
+        if isinstance(child, dict | list):
+            out += leaf_paths(child, (*path, key))
+    return out
+
+
+def with_raw_token(kind: str, pick: int, token: str) -> bytes:
+    """A golden message under fresh ids (a duplicate would be stored no further) with the
+    value at one path replaced by raw JSON text."""
+    msg = copy.deepcopy(golden(f"{kind}.json"))
+    fresh = f"{next(_fresh):032x}"
+    msg["msg_id"] = fresh
+    body = msg[kind]
+    body["id"] = fresh
+    for n, event in enumerate(body.get("events", [])):
+        event["id"], event["contact_id"] = f"{fresh[:-4]}{n:04x}", fresh
+    paths = leaf_paths(msg)
+    path = paths[pick % len(paths)]
+    node: Any = msg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = "@@token@@"
+    return json.dumps(msg).encode().replace(b'"@@token@@"', token.encode(), 1)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_ingest(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Ingest]:
+    """One sink database for all examples of a test (SQLite, then PostgreSQL)."""
+    root = tmp_path_factory.mktemp("sink")
+    url = None
+    if request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.create_database(f"fuzz{next(_fresh)}")
+    db = open_database(url, root)
+    migrate(db)
+    yield Ingest(db, root, clock=FakeClock())
+    db.close()
+
+
+@settings(
+    max_examples=120, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@given(
+    kind=st.sampled_from(["contact", "event", "status", "alert"]),
+    pick=st.integers(0, 10_000),
+    token=raw_tokens,
+)
+@example(kind="event", pick=9, token='"\\ud800"')
+@example(kind="contact", pick=11, token="1e400")
+@example(kind="status", pick=9, token="9" * 400)
+def test_what_the_parser_accepts_the_database_stores(
+    shared_ingest: Ingest, kind: str, pick: int, token: str
+) -> None:
+    """Non-finite numbers, integers past 64 bits and unpaired surrogates, anywhere in a message:
+    the parser refuses them, or the database takes the message. Before issue #10 the parser
+    let them through and the database write raised: the message came back forever."""
+    payload = with_raw_token(kind, pick, token)
+    parsed = wire.parse(f"contactpoint/v1/site-1/cp-0001/{kind}", payload)
+    check(parsed)
+    before = len(shared_ingest.dead_letters())
+    result = shared_ingest.handle(f"contactpoint/v1/site-1/cp-0001/{kind}", payload)
+    new = shared_ingest.dead_letters()[before:]
+    if isinstance(parsed, wire.Message):
+        assert result.outcome in (Outcome.STORED, Outcome.DUPLICATE), new
+    else:
+        assert result.outcome is Outcome.DEAD_LETTER
+        assert [d["reason"] for d in new] == [getattr(parsed, "reason", None)]
+
+
 def test_oversized_payloads_are_refused_unread() -> None:
     big = b"{" + b" " * wire.MAX_JSON_BYTES + b"}"
     got = wire.parse("contactpoint/v1/site-1/cp-0001/contact", big)
@@ -111,7 +232,7 @@ def test_absurd_clip_sizes_are_refused(total: int, clip_bytes: int) -> None:
 
 # --- the chunk reassembler ----------------------------------------------------------------------
 
-header_ints = st.integers(min_value=-(2**64), max_value=2**64) | st.integers(0, 8)
+header_ints = st.integers(min_value=-(2**64), max_value=2**64) | st.integers(0, 8) | type_limits
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,13 +266,15 @@ def test_reassembly_of_shuffled_duplicated_and_mangled_chunks(
                 result = ingest.handle("contactpoint/v1/site-1/cp-0001/clip", frame)
                 if result.ready is not None:
                     ingest.assemble(result.ready)
-            ingest.check_clips(0)
+            for request in ingest.check_clips(0):
+                assert len(request.payload) <= wire.MAX_RESEND_BYTES
             files = [p for p in root.rglob("*") if p.is_file()]
             complete = {c["clip_id"]: c for c in ingest.t.clips.select().dicts() if c["complete"]}
         finally:
             db.close()
         for path in files:  # nothing outside the data directory, nothing unexpected in it
             assert path.resolve().is_relative_to(root.resolve())
+            assert "dead_letters" not in path.parts  # no message failed to be stored
         clips = [p for p in files if p.parent.name == "cp-0001" and "clips" in p.parts]
         for path in clips:  # a clip marked complete is exactly the original
             assert hashlib.sha256(path.read_bytes()).hexdigest() == clip.sha256
@@ -178,6 +301,39 @@ def mangled(clip: Clip, seq: int, key: str, value: int) -> bytes:
         return chunk_frame(**fields)
     except (ValueError, struct.error, OverflowError):
         return b"CPC1\x00\x00\x00\x02{}"
+
+
+# --- retained messages: a sink that subscribes later gets every one of them first ------------
+
+
+@settings(
+    max_examples=8, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@given(pick=st.integers(0, 10_000), token=raw_tokens)
+@example(pick=7, token='"\\ud800"')
+def test_no_retained_status_stalls_a_new_sink(
+    broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory, pick: int, token: str
+) -> None:
+    """Each example leaves one more retained status (one value replaced) on the broker, on its
+    own device; a new sink subscribes, takes all of them, and still stores the event behind."""
+    device = f"cp-{next(_fresh):04d}"
+    status = with_raw_token("status", pick, token).replace(b'"cp-0001"', f'"{device}"'.encode())
+    client = TestClient(broker.port)
+    try:
+        client.publish(f"contactpoint/v1/site-1/{device}/status", status, retain=True)
+        config = SinkConfig(
+            broker=broker.url, data_dir=tmp_path_factory.mktemp("sink"), backoff_min_s=0.05,
+            backoff_max_s=0.2, client_id=f"sink-{device}",
+        )  # fmt: skip
+        with Sink(config) as sink:
+            assert sink.subscribed.wait(10)
+            good = event_message()
+            client.publish("contactpoint/v1/site-1/cp-0001/event", encode(good))
+            wait_until(lambda: sink.stats().get("stored", 0) >= 1, "the event behind them")
+            assert sink.stats().get("ingest_error", 0) == 0
+    finally:
+        client.close()
 
 
 # --- ids never become paths ---------------------------------------------------------------------

@@ -193,7 +193,7 @@ def test_the_sink_deletes_old_audio_drops_stale_chunks_and_keeps_contacts(
         ingest = Ingest(db, data, clock=clock)
         done = Clip(bytes(range(256)) * 20, 2048, clip_id="ab" * 16)
         stale = Clip(bytes(range(256)) * 20, 2048, clip_id="cd" * 16)
-        assert ingest.handle(f"{TOPIC}/contact", encode(contact_message(done.id))).outcome == (
+        assert ingest.handle(f"{TOPIC}/contact", encode(contact_message(clip=done))).outcome == (
             Outcome.STORED
         )
         for seq in range(done.total):
@@ -233,7 +233,7 @@ def test_sink_retention_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
         migrate_sink(db)
         ingest = Ingest(db, data, clock=SinkClock())
         clip = Clip(b"x" * 5000, 2048, clip_id="ef" * 16)
-        old = contact_message(clip.id)
+        old = contact_message(clip=clip)
         old["contact"]["start"], old["contact"]["end"] = (
             "2020-01-01T09:00:00Z",
             "2020-01-01T09:01:00Z",
@@ -265,7 +265,7 @@ def test_the_sink_worker_enforces_retention_on_its_own(tmp_path: Path, broker: L
         migrate_sink(db)
         ingest = Ingest(db, data, clock=SinkClock())
         clip = Clip(b"y" * 3000, 2048, clip_id="12" * 16)
-        ingest.handle(f"{TOPIC}/contact", encode(contact_message(clip.id)))
+        ingest.handle(f"{TOPIC}/contact", encode(contact_message(clip=clip)))
         for seq in range(clip.total):
             result = ingest.handle(f"{TOPIC}/clip", clip.frame(seq))
         assert result.ready is not None and ingest.assemble(result.ready)
