@@ -191,6 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     from edge.retention import add_commands as add_retention_commands  # retention run
 
     add_retention_commands(sub)
+
+    from edge.importer import add_import_command  # import RECORDINGS... --events FILE
+
+    add_import_command(sub)
     return parser
 
 
