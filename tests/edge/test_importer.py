@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from cloud_sink import Sink, SinkConfig
 from edge.cli import main
 from edge.clock import NS
 from edge.config import Config
@@ -29,9 +32,11 @@ from edge.importer import run_import
 from edge.importer.cut import windows
 from edge.importer.events import CrmEvent, read_events
 from edge.importer.sources import bext_start, correction_ns, filename_start, read_bext
+from edge.publish.wire import contact_json
 from edge.records import ContactRecord
 from edge.runtime import STORE_NAME
 from edge.store import Store
+from provisioning.broker import LocalBroker
 from tests.edge.importer_files import Samples, set_mtime, speech, write_bwf, write_wav
 
 RATE = 16000
@@ -461,3 +466,62 @@ def test_a_recorder_clock_is_corrected_by_its_offset_and_drift() -> None:
     assert correction_ns(recorder, at) == 99 * NS
     with pytest.raises(ValueError, match="drift_s_per_day needs offset_at"):
         config(recorders=[{"name": "d", "match": ["*"], "drift_s_per_day": 1}])
+
+
+# --- to the sink -----------------------------------------------------------------------------
+
+
+def test_imported_contacts_arrive_in_the_sink_through_a_real_broker(
+    day: Day, tmp_path: Path, broker: LocalBroker
+) -> None:
+    sink = Sink(
+        SinkConfig(
+            broker=broker.url,
+            data_dir=tmp_path / "sink",
+            resend_after_s=2,
+            check_every_s=0.5,
+            backoff_min_s=0.05,
+            backoff_max_s=0.5,
+        )
+    )
+    sink.start()
+    try:
+        assert sink.subscribed.wait(10)
+        data = tmp_path / "data"
+        cfg = config().model_copy(
+            update={"mqtt": config().mqtt.model_copy(update={"backoff_min_s": 0.05})}
+        )
+        summary = run_import(cfg, [day.folder], day.events, data, broker=broker.url)
+        assert summary.delivered is True
+        contacts, _, depth = stored(data)
+        assert depth == 0  # every row acknowledged by the sink's delivery receipt
+
+        def arrived() -> list[dict[str, Any]]:
+            with sink.db.connection_context():
+                return [c for c in sink.ingest.contacts() if c["audio"]]
+
+        wait_for(lambda: len(arrived()) == len(contacts))
+        central = {c["id"]: c for c in arrived()}
+        for record in contacts:
+            row = central[record.id]
+            assert row["mode"] == "import"
+            assert row["events"] == contact_json(record)["events"]
+            assert record.clip is not None
+            assert Path(row["audio"]).read_bytes() == (data / record.clip.path).read_bytes()
+        orders = sorted(
+            e["data"]["order_id"]
+            for c in central.values()
+            for e in c["events"]
+            if "data" in e and "order_id" in e["data"]
+        )
+        assert orders == ["ORD-102", "ORD-103", "ORD-104", "ORD-105", "ORD-106"]
+    finally:
+        sink.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
