@@ -31,6 +31,7 @@ from edge.config import Config
 from edge.importer import run_import
 from edge.importer.cut import windows
 from edge.importer.events import CrmEvent, read_events
+from edge.importer.run import Progress
 from edge.importer.sources import bext_start, correction_ns, filename_start, read_bext
 from edge.publish.wire import contact_json
 from edge.records import ContactRecord
@@ -241,20 +242,31 @@ def test_reimport_makes_nothing_new(day: Day, tmp_path: Path) -> None:
 
 
 def test_an_interrupted_import_resumes_where_it_stopped(day: Day, tmp_path: Path) -> None:
-    """The import stopped after two contacts (here: an events file with only their rows);
-    the full run then makes exactly the rest, and the result equals one uninterrupted run."""
-    lines = day.events.read_text().splitlines()
-    partial = tmp_path / "partial.csv"
-    partial.write_text("\n".join(lines[:4]) + "\n")  # header, D-1, D-2, D-3
+    """Ctrl-C after the second window: run again, the import makes exactly the rest, and the
+    result equals one uninterrupted run."""
+    done: list[str] = []
+
+    def advance(stage: str) -> None:
+        done.append(stage)
+        if done.count("windows") == 2:
+            raise KeyboardInterrupt
+
     data = tmp_path / "resumed"
-    run_import(config(), [day.folder], partial, data)
+    with pytest.raises(KeyboardInterrupt):
+        run_import(config(), [day.folder], day.events, data, progress=Progress(noop, advance))
+    assert len(stored(data)[0]) == 1  # the first window is D-1 (not covered), then one contact
     rest = run_import(config(), [day.folder], day.events, data)
-    assert rest.contacts == 3
+    assert (rest.contacts, rest.already_imported) == (4, 1)
     whole = tmp_path / "whole"
     run_import(config(), [day.folder], day.events, whole)
-    resumed, whole_contacts = stored(data)[0], stored(whole)[0]
-    assert sorted(c.id for c in resumed) == sorted(c.id for c in whole_contacts)
-    assert stored(data)[1] == stored(whole)[1]
+    resumed, whole_contacts = stored(data), stored(whole)
+    assert [c.id for c in resumed[0]] == [c.id for c in whole_contacts[0]]
+    assert resumed[1] == whole_contacts[1]  # the orphan events once each
+    assert [c.tags for c in resumed[0]] == [c.tags for c in whole_contacts[0]]
+
+
+def noop(stage: str, total: int) -> None:
+    pass
 
 
 # --- bad input -------------------------------------------------------------------------------
