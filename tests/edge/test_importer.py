@@ -269,6 +269,26 @@ def noop(stage: str, total: int) -> None:
     pass
 
 
+def test_an_event_not_covered_gets_its_contact_when_its_recording_comes(
+    day: Day, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    c = day.folder / "memo3.wav"
+    later = tmp_path / "later" / c.name
+    later.parent.mkdir()
+    c.rename(later)  # the first import lacks file C
+    first = run_import(config(), [day.folder], day.events, data)
+    assert "D-6" in [e.id for e in first.not_covered]
+    contacts, orphans, _ = stored(data)
+    assert orphans == 3 and "ORD-106" not in by_order(contacts)
+    recorders = [{"name": "dict7", "match": ["*/dict7/*", "*/later/*"], "offset_s": SLOW_S}]
+    second = run_import(config(recorders=recorders), [day.folder, later], day.events, data)
+    assert second.contacts == 1
+    contacts, orphans, _ = stored(data)
+    assert note(by_order(contacts)["ORD-106"])["time_source"] == "mtime"
+    assert orphans == 3  # what was sent as "not covered" stays sent; nothing is taken back
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 
