@@ -327,7 +327,13 @@ class Core:
 
     def _save_orphan(self, event: EdgeEvent) -> None:
         record = self._event_record(event, None)
-        record = self._storable(replace(record, staff=self.roster.staff_at(record.wall_ns)))
+        self.save_event_record(replace(record, staff=self.roster.staff_at(record.wall_ns)))
+
+    def save_event_record(self, record: EventRecord) -> None:
+        """Save an event outside any contact the way every orphan event is saved: its outbox
+        row, the alerts it causes and its route deliveries in one transaction (also the
+        importer's events that no recording covers, edge/importer)."""
+        record = self._storable(record)
         alerts = self._alerts(record)
         device = self.cfg.device
         outbox = [wire.event_message(record, device.id, device.site), *alerts]
@@ -359,7 +365,14 @@ class Core:
     def _save(
         self, contact: Contact, clip: ClipInfo | None, clip_missing: ClipMissing | None = None
     ) -> None:
-        record = self._storable(self.contact_record(contact, clip, clip_missing))
+        self.save_record(self.contact_record(contact, clip, clip_missing))
+
+    def save_record(self, record: ContactRecord) -> None:
+        """Save a finished contact the way every contact is saved: its clip's outbox row after
+        its own, the alerts it causes, its route deliveries, all in one transaction (a full
+        disk waits in :attr:`unsaved`). Also the importer's contacts (edge/importer)."""
+        record = self._storable(record)
+        clip = record.clip
         device = self.cfg.device
         outbox = [wire.contact_message(record, device.id, device.site)]
         if clip is not None:  # the audio follows its contact, in chunks

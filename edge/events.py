@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 Gesture = Literal["short", "long"]
 EndedBy = Literal["departure", "timeout", "window", "answer", "no_answer", "shutdown"]
-ContactMode = Literal["presence", "window", "survey"]
+#: ``import``: cut from an imported recording around a CRM event (edge/importer), never by
+#: the segmenter
+ContactMode = Literal["presence", "window", "survey", "import"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from edge.staff import StaffCall
 from edge.store import Store
 from hardware import HardwareEvent, SimulatedBackend, open_backend
 
-__all__ = ["STORE_NAME", "DeliveryError", "Progress", "Summary", "run_simulation"]
+__all__ = ["STORE_NAME", "DeliveryError", "Progress", "Summary", "drain_outbox", "run_simulation"]
 
 Progress = Callable[[int, int], None]
 
@@ -123,7 +123,7 @@ def run_simulation(
             at_step=at_step,
         )
         if runtime.publisher is not None:
-            _drain(runtime, drain_timeout_s)
+            drain_outbox(runtime, drain_timeout_s)
         runtime.drain_routes()
         summary = _summarise(runtime.store, clock.now_ns)
         summary.routes_open = runtime.store.routes.depth()
@@ -189,7 +189,7 @@ def _play(
         progress(end, end)
 
 
-def _drain(runtime: Runtime, timeout_s: float) -> None:
+def drain_outbox(runtime: Runtime, timeout_s: float) -> None:
     """Apply acknowledgements until the outbox is empty; fail after ``timeout_s``."""
     if runtime.deliver(timeout_s):
         return

@@ -38,6 +38,7 @@ EXTRA_OF = {
     "pigpio": "edge",
     "serial": "edge",
     "alsaaudio": "edge",
+    "av": "edge",
     "lgpio": "pi",
     "RPi": "pi",
     "pyrf24": "pi",
@@ -67,6 +68,12 @@ def _retention(sub: Any) -> None:
     add_commands(sub)
 
 
+def _import(sub: Any) -> None:
+    from edge.importer import add_import_command
+
+    add_import_command(sub)
+
+
 def _sink(sub: Any) -> None:
     from cloud_sink.cli import add_commands
 
@@ -88,6 +95,9 @@ def _demo(sub: Any) -> None:
 LAZY: dict[str, Lazy] = {
     "routes": Lazy("the route queues of a device's store: waiting, delivered, refused", _routes),
     "retention": Lazy("personal data: delete old clip audio", _retention),
+    "import": Lazy(
+        "cut recordings (a dictaphone's files) around a CRM's events into contacts", _import
+    ),
     "sink": Lazy("the central ingest service (MQTT → database)", _sink),
     "provision": Lazy(
         "credentials: project CA, broker certificate and configuration, device, sink and Home "

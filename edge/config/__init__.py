@@ -22,6 +22,7 @@ example generator):
 - :mod:`~edge.config.alerts`    ``[[alerts.rules]]``
 - :mod:`~edge.config.video`     ``[video]``
 - :mod:`~edge.config.routes`    ``[routes]``: destinations and rules
+- :mod:`~edge.config.importer`  ``[importer]``: recordings cut around a CRM's events
 - :mod:`~edge.config.root`      :class:`Config` (the whole file), :func:`load_config`,
   :func:`example_config`
 
@@ -44,6 +45,13 @@ from edge.config.base import (
 from edge.config.buttons import RATING_ROLES, ButtonConfig, InputSection, Role, Via
 from edge.config.contacts import ContactsSection, Mode, SurveySection, WindowSection
 from edge.config.device import ClockSection, DeviceSection, HardwareSection
+from edge.config.importer import (
+    EventColumns,
+    FilenamePattern,
+    ImporterSection,
+    RatingMap,
+    RecorderClock,
+)
 from edge.config.mqtt import HomeAssistantSection, MqttSection
 from edge.config.people import MetricsSection, ReceiptsSection, ShiftConfig, StaffSection
 from edge.config.presence import PresenceSection
@@ -81,9 +89,12 @@ __all__ = [
     "ContactsSection",
     "DeviceSection",
     "EmailRoute",
+    "EventColumns",
+    "FilenamePattern",
     "FtpRoute",
     "HardwareSection",
     "HomeAssistantSection",
+    "ImporterSection",
     "InputSection",
     "MetricsSection",
     "Mode",
@@ -92,7 +103,9 @@ __all__ = [
     "Nrf24Section",
     "PresenceSection",
     "PromptSection",
+    "RatingMap",
     "ReceiptsSection",
+    "RecorderClock",
     "RetentionSection",
     "Rf433Section",
     "Role",

@@ -15,6 +15,7 @@ from edge.config.base import Section, load_toml, parse_model
 from edge.config.buttons import ButtonConfig, InputSection, default_buttons
 from edge.config.contacts import ContactsSection
 from edge.config.device import ClockSection, DeviceSection, HardwareSection
+from edge.config.importer import ImporterSection
 from edge.config.mqtt import HomeAssistantSection, MqttSection
 from edge.config.people import MetricsSection, ReceiptsSection, StaffSection
 from edge.config.presence import PresenceSection
@@ -51,6 +52,7 @@ class Config(Section):
     alerts: AlertsSection = AlertsSection()
     video: VideoSection = VideoSection()
     homeassistant: HomeAssistantSection = HomeAssistantSection()
+    importer: ImporterSection = ImporterSection()
 
     @model_validator(mode="after")
     def _unique_buttons(self) -> Self:

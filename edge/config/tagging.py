@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -11,6 +11,10 @@ from contract.alerts import EVENT_KINDS, NAME_PATTERN, is_question_kind
 from edge.config.base import Section
 from edge.config.buttons import RATING_ROLES
 from edge.config.contacts import Mode
+
+#: the modes a tag rule may name: the device's cutting modes and ``import`` (a dictaphone's
+#: recording cut around a CRM's event, edge/importer)
+RuleMode = Mode | Literal["import"]
 
 ENDED_BY: tuple[str, ...] = ("departure", "timeout", "window", "answer", "no_answer", "shutdown")
 
@@ -25,7 +29,8 @@ class TagRule(Section):
         list[str], Field(description="Holds if the contact ended in one of these ways")
     ] = []
     modes: Annotated[
-        list[Mode], Field(description="Only for contacts of these modes (empty = all)")
+        list[RuleMode],
+        Field(description="Only for contacts of these modes (empty = all)"),
     ] = []
 
     @model_validator(mode="after")
@@ -53,7 +58,7 @@ def default_rules() -> list[TagRule]:
         TagRule(tag="not_positive", if_none=["green"]),
         TagRule(tag="positive", if_any=["green"]),
         TagRule(tag="unsure", if_any=["yellow"]),
-        TagRule(tag="silent", if_none=ratings, modes=["presence", "survey"]),
+        TagRule(tag="silent", if_none=ratings, modes=["presence", "survey", "import"]),
         TagRule(tag="productive", if_any=["receipt"], modes=["presence"]),
         TagRule(tag="unproductive", if_none=["receipt"], modes=["presence"]),
         TagRule(tag="request", if_any=["request"]),

@@ -283,6 +283,19 @@ class Store:
             query = EventModel.select().where(EventModel.contact_id.is_null()).order_by(_ROWID)
             return [_event_record(e) for e in query]
 
+    def stored_events(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """Which of the event ``ids`` are stored: id -> its contact's id (None: an orphan)."""
+        found: dict[str, str | None] = {}
+        with bound(self._db):
+            for start in range(0, len(ids), 500):
+                query: Any = (
+                    EventModel.select(EventModel.id, EventModel.contact_id)
+                    .where(EventModel.id.in_(list(ids[start : start + 500])))
+                    .tuples()
+                )
+                found.update((str(i), None if c is None else str(c)) for i, c in query)
+        return found
+
     def integrity_check(self) -> str:
         """The result of ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
         with bound(self._db):
