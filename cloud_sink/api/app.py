@@ -319,7 +319,15 @@ def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
     @app.middleware("http")
     async def _timing(request: Request, call_next: Callable[[Request], Any]) -> Response:
         started = time.perf_counter()
-        response: Response = await call_next(request)
+        bad = [k for k, v in request.query_params.multi_items() if "\x00" in k + v]
+        if bad:  # no text column of either engine stores NUL (PostgreSQL refuses it)
+            response: Response = JSONResponse(
+                {"detail": f"{bad[0]}: a NUL character is not allowed; remove it",
+                 "field": bad[0]},
+                status_code=422,
+            )  # fmt: skip
+            return response
+        response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "(unmatched)")
         state.latency.labels(request.method, path, str(response.status_code)).observe(

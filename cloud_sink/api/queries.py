@@ -75,7 +75,11 @@ def decode_cursor(cursor: str) -> tuple[str, str, str]:
         value = json.loads(raw)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         value = None
-    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+    if not (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, str) and "\x00" not in v for v in value)
+    ):
         raise QueryError(
             "cursor", "cursor is not one this API returned: pass next_cursor of the last page"
         )

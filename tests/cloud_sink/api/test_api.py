@@ -128,6 +128,11 @@ def test_contacts_scope_pagination_and_filters(world: World) -> None:
         assert "2026-11-23" in bad.json()["detail"]
         bad = admin.get("/api/v1/contacts", params={"cursor": "garbage!"})
         assert bad.status_code == 422 and bad.json()["field"] == "cursor"
+        # PostgreSQL refuses NUL in text: a clear 422 on both engines, never a 500
+        bad = admin.get("/api/v1/contacts", params={"staff": "an\x00na"})
+        assert bad.status_code == 422 and bad.json()["field"] == "staff"
+        bad = admin.get("/api/v1/alerts", params={"site": "\x00"})
+        assert bad.status_code == 422 and bad.json()["field"] == "site"
         bad = admin.get("/api/v1/contacts", params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["field"] == "limit"
 
