@@ -34,7 +34,6 @@ from cloud_sink.api.app import (
     all_alerts,
     contact_detail,
     figures,
-    principal,
     remove_reason,
     tick_reasons,
 )
@@ -74,12 +73,11 @@ def add_routes(app: FastAPI, state: _State) -> None:
         return response
 
     def session_user(request: Request) -> Principal | None:
-        if not request.cookies.get(SESSION_COOKIE):
+        """The session's user (a form post's CSRF token is checked by its handler)."""
+        session = request.cookies.get(SESSION_COOKIE)
+        if not session:
             return None
-        try:
-            return principal(request, None)
-        except ApiError:
-            return None
+        return accounts.session_principal(state.database(), session, state.settings.clock_ns())
 
     def check_form_csrf(who: Principal, token: str) -> None:
         if not token or not secrets.compare_digest(token, who.csrf):

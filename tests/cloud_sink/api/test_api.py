@@ -292,6 +292,12 @@ def test_browser_session_csrf_and_cookie_flags(world: World) -> None:
         assert refused.status_code == 403 and refused.json()["field"] == "X-CSRF-Token"
         done = c.post(url, json={"reasons": ["rude"]}, headers={"X-CSRF-Token": me["csrf"]})
         assert done.status_code == 201
+        # the web page's form post: the session's token in the form, or refused
+        form = f"/contacts/{item['device']}/{item['id']}/reasons"
+        forged = c.post(form, data={"reason": ["equipment"], "csrf_token": "forged"})
+        assert forged.status_code == 403 and forged.json()["field"] == "csrf_token"
+        ok = c.post(form, data={"reason": ["rude", "equipment"], "csrf_token": me["csrf"]})
+        assert ok.status_code == 303 and "saved=1" in ok.headers["location"]
     with httpx.Client(base_url=world.url) as c:
         c.get("/login")
         r = c.post("/login", data={"username": "maria", "password": PASSWORD, "csrf_token": "x"})
