@@ -335,3 +335,28 @@ def test_no_password_token_or_session_id_in_any_log_line(
     assert any("/api/v1/contacts" in line for line in lines), "the access log was not captured"
     for secret in (PASSWORD, world.tokens["admin"], session, "cpt_wrong-secret-xyz"):
         assert not [line for line in lines if secret in line]
+
+
+def test_token_and_user_commands(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from cloud_sink.cli import main
+
+    place = ["--data", str(world.filled.data_dir)]
+    if world.filled.db_url:
+        place += ["--db", world.filled.db_url]
+    assert main(["sink", "token", "create", "--role", "manager", "--site", SITE, *place]) == 0
+    out = capsys.readouterr()
+    token = out.out.strip()
+    assert token.startswith("cpt_") and token not in out.err
+    with httpx.Client(base_url=world.url) as c:
+        me = c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
+        assert me["role"] == "manager" and me["sites"] == [SITE]
+    monkeypatch.setattr("sys.stdin", io.StringIO("another long password\n"))
+    assert main(["sink", "user", "add", "ivan", "--role", "viewer", *place]) == 0
+    assert main(["sink", "user", "remove", "nobody", *place]) == 2
+    assert "no user 'nobody'" in capsys.readouterr().err
+    assert main(["sink", "token", "create", "--role", "admin", "--expires", "soon", *place]) == 2
+    assert "--expires 'soon'" in capsys.readouterr().err
