@@ -2,8 +2,9 @@
 
 Rules:
 - ``add_commands(subparsers)`` registers ``sink run``, ``sink contacts``, ``sink retention``,
-  ``sink config example|check`` and the managers' commands; each sets ``handler`` (Namespace ->
-  exit code), the convention of ``contactpoint``'s main.
+  ``sink config example|check``, the managers' commands and the HTTP side's ``sink serve``,
+  ``sink token ...``, ``sink user ...`` (:mod:`cloud_sink.api.cli`); each sets
+  ``handler`` (Namespace -> exit code), the convention of ``contactpoint``'s main.
 - Settings come from, highest first: command-line flags, the ``[sink]`` table of ``--config``
   (the schema of :mod:`cloud_sink.config`: keys are :class:`SinkConfig` field names, values of
   the field's type; unknown keys are refused with a "did you mean"), the defaults of
@@ -137,6 +138,9 @@ def add_commands(subparsers: Any) -> None:
 
     manage.add_commands(sub, _guarded)  # annotate, reasons, alerts (cloud_sink/manage.py)
     report.add_command(sub, _guarded)  # the metrics (cloud_sink/report.py)
+    from cloud_sink.api import cli as api_cli  # FastAPI and uvicorn load only for these
+
+    api_cli.add_commands(sub, _guarded)  # serve, token, user (cloud_sink/api/cli.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -204,7 +204,55 @@ _V4 = Migration(
     ("ALTER TABLE clips ADD COLUMN audio_deleted_at BIGINT",),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4)
+_V5 = Migration(
+    5,
+    "the HTTP API's accounts: API tokens, users, browser sessions, the clip-listening audit log",
+    (
+        # token_sha256: the token itself is shown once and never stored; sites: JSON list
+        # (empty = every site); times in ns, expires_ns/revoked_ns NULL = never/not revoked.
+        """CREATE TABLE api_tokens (
+            id {serial},
+            token_sha256 TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            sites TEXT NOT NULL,
+            created_ns BIGINT NOT NULL,
+            expires_ns BIGINT,
+            revoked_ns BIGINT
+        )""",
+        """CREATE TABLE api_users (
+            name TEXT NOT NULL PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            sites TEXT NOT NULL,
+            created_ns BIGINT NOT NULL,
+            changed_ns BIGINT NOT NULL
+        )""",
+        # the session id is the cookie's value: only its sha256 is stored
+        """CREATE TABLE api_sessions (
+            id_sha256 TEXT NOT NULL PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_ns BIGINT NOT NULL,
+            expires_ns BIGINT NOT NULL,
+            FOREIGN KEY (user_name) REFERENCES api_users (name) ON DELETE CASCADE
+        )""",
+        """CREATE TABLE audit_log (
+            id {serial},
+            who TEXT NOT NULL,
+            action TEXT NOT NULL,
+            device TEXT NOT NULL,
+            contact_id TEXT NOT NULL,
+            site TEXT NOT NULL,
+            remote TEXT NOT NULL,
+            at_ns BIGINT NOT NULL
+        )""",
+        "CREATE INDEX audit_log_at ON audit_log (at_ns)",
+        "CREATE INDEX contacts_site_start ON contacts (site, start_iso)",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5)
 
 
 def _render(db: Database, sql: str) -> str:

@@ -46,6 +46,12 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "annotations": (
         "id", "device", "contact_id", "reason", "note", "by_name", "at_ns",
     ),
+    "api_tokens": (
+        "id", "token_sha256", "name", "role", "sites", "created_ns", "expires_ns", "revoked_ns",
+    ),
+    "api_users": ("name", "password_hash", "role", "sites", "created_ns", "changed_ns"),
+    "api_sessions": ("id_sha256", "user_name", "csrf", "created_ns", "expires_ns"),
+    "audit_log": ("id", "who", "action", "device", "contact_id", "site", "remote", "at_ns"),
 }  # fmt: skip
 
 
@@ -62,6 +68,10 @@ class Tables:
     dead_letters: Any
     alerts: Any
     annotations: Any
+    api_tokens: Any
+    api_users: Any
+    api_sessions: Any
+    audit_log: Any
 
 
 def tables(db: Database) -> Tables:

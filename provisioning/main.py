@@ -45,6 +45,12 @@ EXTRA_OF = {
     "psycopg": "sink",
     "matplotlib": "sink",
     "cryptography": "sink",
+    "fastapi": "sink",
+    "uvicorn": "sink",
+    "argon2": "sink",
+    "prometheus_client": "sink",
+    "jinja2": "sink",
+    "multipart": "sink",
 }
 
 
