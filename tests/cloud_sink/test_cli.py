@@ -25,6 +25,7 @@ from tests.cloud_sink.helpers import (
     topic,
     wait_until,
 )
+from tests.waiting import STALL_S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,7 +116,7 @@ def test_sink_run_ingests_and_stops_on_sigterm(broker: LocalBroker, data_dir: Pa
         finally:
             db.close()
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=STALL_S)
     finally:
         client.close()
         if proc.poll() is None:
