@@ -48,8 +48,10 @@ def run_live(
     clock: Clock | None = None,
     broker: str | None = None,
     final_drain_s: float = 5.0,
+    on_press: Callable[[Press], None] | None = None,
 ) -> Core:
-    """Run until ``stop`` is set; return the core (its counters) for the caller to report."""
+    """Run until ``stop`` is set; return the core (its counters) for the caller to report.
+    ``on_press`` is called with every press as the core gets it, after the prompt (if any)."""
     clock = clock or SystemClock()
     backend = open_backend(backend_spec(cfg))
     if not isinstance(backend, LiveBackend):
@@ -58,7 +60,13 @@ def run_live(
         )
     try:
         runtime = assemble(
-            cfg, clock, data_dir, backend, broker=broker, till=True, on_press=_prompt(cfg)
+            cfg,
+            clock,
+            data_dir,
+            backend,
+            broker=broker,
+            till=True,
+            on_press=_both(_prompt(cfg), on_press),
         )
     except BaseException:
         backend.stop()  # the drivers opened their devices
@@ -77,6 +85,19 @@ def run_live(
         runtime.deliver(final_drain_s)  # a moment for what shutdown wrote; the rest stays queued
         runtime.drain_routes()  # what is left waits for the next start
         return runtime.core
+
+
+def _both(
+    first: Callable[[Press], None] | None, then: Callable[[Press], None] | None
+) -> Callable[[Press], None] | None:
+    if first is None or then is None:
+        return first or then
+
+    def both(press: Press) -> None:
+        first(press)
+        then(press)
+
+    return both
 
 
 def _prompt(cfg: Config) -> Callable[[Press], None] | None:

@@ -1,17 +1,43 @@
-"""Shared fixtures: a real mosquitto and a throwaway PostgreSQL cluster, on loopback."""
+"""Shared fixtures: a real mosquitto and a throwaway PostgreSQL cluster, on loopback; and a
+net under every test that reaps the processes it started and left behind."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from provisioning.broker import LocalBroker
 from tests.services import PostgresCluster
+from tests.waiting import child_processes, reap_children
 
 _db_names = itertools.count(1)
+_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_PASSED] = report.passed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def no_stray_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every child process a test started (mosquitto, ``contactpoint edge run``/``sink run``,
+    tools) is gone when it ends: what is left is killed and collected here. Left behind by a
+    test that passed, that is a bug of the test, and an error."""
+    before = set(child_processes())
+    yield
+    strays = reap_children(before)
+    if strays and request.node.stash.get(_PASSED, False):
+        listed = "; ".join(f"{pid}: {cmd}" for pid, cmd in sorted(strays.items()))
+        raise AssertionError(f"the test left processes behind (now killed): {listed}")
 
 
 @pytest.fixture

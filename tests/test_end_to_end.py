@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from edge.scenario import Scenario, busy_shift
 from edge.simulate import STORE_NAME, run_simulation
 from edge.store import Store
 from provisioning.broker import LocalBroker
+from tests.waiting import join, wait_for
 
 DEVICE, SITE = "cp-e2e", "shop-e2e"
 
@@ -51,25 +52,35 @@ def sink_contacts(sink: Sink) -> list[dict[str, Any]]:
         return list(sink.ingest.contacts())
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
+def subscribed(sink: Sink) -> None:
+    wait_for(sink.subscribed.is_set, "the sink to subscribe")
+
+
+def sink_state(sink: Sink) -> str:
+    rows = sink_contacts(sink)
+    with_audio = sum(1 for c in rows if c["audio"])
+    return f"{len(rows)} contacts, {with_audio} with audio; sink counters {sink.stats()}"
+
+
+def stored_at_least(sink: Sink, n: int, ending: threading.Event) -> None:
+    """Until the sink has stored ``n`` messages (it keeps ingesting meanwhile)."""
+    wait_for(
+        lambda: sink.stats().get("stored", 0) >= n,
+        f"{n} messages stored by the sink",
+        progress=sink.stats,
+        abort=ending,
+    )
 
 
 def assert_same(edge_dir: Path, sink: Sink) -> None:
     """Sink rows equal edge rows; every clip verified, with the edge's bytes."""
     edge = edge_contacts(edge_dir)
-    try:
-        wait_for(lambda: sum(1 for c in sink_contacts(sink) if c["audio"]) == len(edge))
-    except AssertionError:
-        rows = sink_contacts(sink)
-        raise AssertionError(
-            f"edge has {len(edge)} contacts; sink has {len(rows)}, "
-            f"{sum(1 for c in rows if c['audio'])} with audio; sink counters {sink.stats()}"
-        ) from None
+    wait_for(  # as long as the sink keeps ingesting: on a busy machine that takes a while
+        lambda: sum(1 for c in sink_contacts(sink) if c["audio"]) == len(edge),
+        f"the edge's {len(edge)} contacts, each with its verified clip, in the sink",
+        progress=sink.stats,
+        seen=lambda: sink_state(sink),
+    )
     central = {c["id"]: c for c in sink_contacts(sink)}
     assert len(central) == len(edge)  # exactly once
     for record in edge:
@@ -106,7 +117,7 @@ def sink(request: pytest.FixtureRequest, broker: LocalBroker, tmp_path: Path) ->
         )
     )
     running.start()
-    assert running.subscribed.wait(10)
+    subscribed(running)
     yield running
     running.stop()
 
@@ -136,28 +147,36 @@ def test_broker_restart_in_the_middle_of_clips(broker: LocalBroker, tmp_path: Pa
         )
     )
     sink.start()
-    try:
-        assert sink.subscribed.wait(10)
-        restarted = threading.Event()
+    restarted, ending = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
 
-        def restart_when_chunks_flow() -> None:
-            wait_for(lambda: sink.stats().get("stored", 0) >= 20)  # clips are on their way
+    def restart_when_chunks_flow() -> None:
+        try:
+            stored_at_least(sink, 20, ending)  # clips are on their way
             broker.stop()
             time.sleep(0.5)  # the outage itself
             broker.start()
             restarted.set()
+        except BaseException as exc:  # reported by the test's thread
+            failed.append(exc)
 
-        chaos = threading.Thread(target=restart_when_chunks_flow)
+    chaos = threading.Thread(target=restart_when_chunks_flow)
+    try:
+        subscribed(sink)
         chaos.start()
         edge_dir = tmp_path / "edge"
         edge_dir.mkdir()
         # small chunks: every clip is many messages, so the restart lands inside a clip
         cfg = config(broker, codec="flac", chunk_bytes=8192)
         run_simulation(cfg, shift, edge_dir / "s.toml", edge_dir, broker=broker.url)
-        chaos.join(30)
+        join(chaos, "the broker restart", progress=sink.stats)
+        assert not failed, failed
         assert restarted.is_set()
         assert_same(edge_dir, sink)
     finally:
+        ending.set()  # the chaos thread must not touch the broker after the test
+        if chaos.is_alive():
+            chaos.join()
         sink.stop()
 
 
@@ -174,27 +193,38 @@ def test_sink_restart_loses_and_duplicates_nothing(
     )
     first = Sink(settings)
     first.start()
-    assert first.subscribed.wait(10)
     edge_dir = tmp_path / "edge"
     edge_dir.mkdir()
-    stopped = threading.Event()
+    stopped, ending = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
 
     def stop_sink_midway() -> None:
-        wait_for(lambda: first.stats().get("stored", 0) >= 10)
-        first.stop()
-        stopped.set()
+        try:
+            stored_at_least(first, 10, ending)
+            first.stop()
+            stopped.set()
+        except BaseException as exc:  # reported by the test's thread
+            failed.append(exc)
 
     chaos = threading.Thread(target=stop_sink_midway)
-    chaos.start()
-    run_simulation(
-        config(broker, codec="flac", chunk_bytes=8192),
-        shift,
-        edge_dir / "s.toml",
-        edge_dir,
-        broker=broker.url,
-    )
-    chaos.join(30)
-    assert stopped.is_set()
+    try:
+        subscribed(first)
+        chaos.start()
+        run_simulation(
+            config(broker, codec="flac", chunk_bytes=8192),
+            shift,
+            edge_dir / "s.toml",
+            edge_dir,
+            broker=broker.url,
+        )
+        join(chaos, "the sink's stop", progress=first.stats)
+        assert not failed, failed
+        assert stopped.is_set()
+    finally:
+        ending.set()
+        if chaos.is_alive():
+            chaos.join()
+        first.stop()
     # everything published while the sink was away waits in its persistent session
     second = Sink(settings)
     second.start()

@@ -8,7 +8,6 @@ import hashlib
 import json
 import queue
 import struct
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from tests.waiting import STALL_S, wait_for
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
 DEVICE, SITE = "cp-0001", "site-1"
@@ -151,13 +152,16 @@ class FakeClock:
         self.now += int(seconds * NS)
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
+def wait_until(
+    predicate: Callable[[], bool],
+    what: str,
+    timeout_s: float = STALL_S,
+    *,
+    progress: Callable[[], Any] | None = None,
+) -> None:
+    """Poll ``predicate`` until it holds (tests/waiting.py): fail once ``progress`` has not
+    moved for ``timeout_s`` (without ``progress``: after ``timeout_s``)."""
+    wait_for(predicate, what, progress=progress, stall_s=timeout_s, poll_s=0.02)
 
 
 class TestClient:
@@ -181,16 +185,16 @@ class TestClient:
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(timeout=5)
+        info.wait_for_publish(timeout=STALL_S)
         assert info.is_published(), f"broker did not ack a publish on {topic}"
 
     def subscribe(self, topic_filter: str) -> None:
         done: queue.Queue[bool] = queue.Queue()
         self.client.on_subscribe = lambda *_args: done.put(True)
         self.client.subscribe(topic_filter, qos=1)
-        done.get(timeout=5)
+        done.get(timeout=STALL_S)
 
-    def next_message(self, timeout_s: float = 10.0) -> tuple[str, bytes]:
+    def next_message(self, timeout_s: float = STALL_S) -> tuple[str, bytes]:
         return self.received.get(timeout=timeout_s)
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ from tests.cloud_sink.helpers import (
     wait_until,
 )
 from tests.cloud_sink.test_report import FIXED, store_fixed
+from tests.waiting import STALL_S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,7 +135,7 @@ def test_sink_run_ingests_and_stops_on_sigterm(broker: LocalBroker, data_dir: Pa
         finally:
             db.close()
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=STALL_S)
     finally:
         client.close()
         if proc.poll() is None:

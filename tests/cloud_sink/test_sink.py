@@ -30,6 +30,7 @@ from tests.cloud_sink.helpers import (
     topic,
     wait_until,
 )
+from tests.waiting import wait_for
 
 MakeSink = Callable[..., Sink]
 
@@ -55,7 +56,7 @@ def make_sink(
         settings.update(overrides)
         sink = Sink(SinkConfig(**settings), clock=clock).start()
         started.append(sink)
-        assert sink.subscribed.wait(10), "the sink did not subscribe"
+        wait_for(sink.subscribed.is_set, "the sink to subscribe")
         return sink
 
     yield make

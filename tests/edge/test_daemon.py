@@ -15,15 +15,18 @@ from gpiozero.pins.mock import MockFactory
 import hardware._pi
 from edge.config import load_config
 from edge.daemon import run_live
+from edge.events import Press
 from edge.simulate import STORE_NAME
 from edge.store import Store
 from hardware._remote import ev1527, to_edges
 from hardware.pigpio_replay import PigpioReplayServer
 from provisioning.broker import LocalBroker
 from provisioning.main import main
+from tests.waiting import STALL_S, join, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GPIO = 27
+LISTEN_S = "120"  # the tools wait this long for a key: they return as soon as it comes
 
 
 @pytest.fixture
@@ -34,7 +37,7 @@ def pigpiod() -> Iterator[PigpioReplayServer]:
 
 def press_remote(server: PigpioReplayServer, id20: int, key: int) -> None:
     """Wait for a client to watch the pin, then send one key press (a burst of frames)."""
-    assert server.wait_for(lambda s: s.subscribed(GPIO), timeout=10)
+    assert server.wait_for(lambda s: s.subscribed(GPIO), timeout=STALL_S)
     server.play(GPIO, to_edges(ev1527(id20, key, pulse_us=320, repeats=4), server.tick + 1000))
     server.idle(50_000)  # silence: the watchdog closes the last frame
 
@@ -74,11 +77,11 @@ def test_rf433_listen_decodes_the_live_receiver(
     config = write_config(tmp_path / "device.toml", pigpiod)
     thread, result = in_thread(
         lambda: main(
-            ["rf433", "listen", "--config", str(config), "--count", "1", "--timeout", "20"]
+            ["rf433", "listen", "--config", str(config), "--count", "1", "--timeout", LISTEN_S]
         )
     )
     press_remote(pigpiod, 0x27FD4, 0x9)
-    thread.join(20)
+    join(thread, "the command to get the key")
     assert result == [0]
     (line,) = capsys.readouterr().out.splitlines()
     code = json.loads(line)
@@ -92,10 +95,10 @@ def test_learn_binds_the_pressed_key_and_keeps_comments(
 ) -> None:
     config = write_config(tmp_path / "device.toml", pigpiod)
     thread, result = in_thread(
-        lambda: main(["learn", "red", "--config", str(config), "--timeout", "20"])
+        lambda: main(["learn", "red", "--config", str(config), "--timeout", LISTEN_S])
     )
     press_remote(pigpiod, 0x12345, 0x3)
-    thread.join(20)
+    join(thread, "the command to get the key")
     assert result == [0]
     out = capsys.readouterr().out
     assert "press the remote key for red" in out and "'ev1527:123453'" in out
@@ -113,10 +116,10 @@ def test_learn_wireless_only_gives_up_the_pin(
     pigpiod: PigpioReplayServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path / "device.toml", pigpiod)
-    argv = ["learn", "red", "--config", str(config), "--timeout", "20", "--wireless-only"]
+    argv = ["learn", "red", "--config", str(config), "--timeout", LISTEN_S, "--wireless-only"]
     thread, result = in_thread(lambda: main(argv))
     press_remote(pigpiod, 0x12345, 0x3)
-    thread.join(20)
+    join(thread, "the command to get the key")
     assert result == [0]
     assert "still wired" not in capsys.readouterr().out
     red = load_config(config).button_for_code("ev1527:123453")
@@ -193,24 +196,25 @@ def test_live_daemon_on_real_drivers(
     )
     cfg = load_config(config)
     cfg = cfg.model_copy(update={"hardware": cfg.hardware.model_copy(update={"backend": "pi"})})
+    presses: list[Press] = []  # the presses as the core gets them, to know when to stop
     stop = threading.Event()
     data = tmp_path / "data"
     result: list[object] = []
-    daemon = threading.Thread(target=lambda: result.append(run_live(cfg, data, stop=stop)))
+    daemon = threading.Thread(
+        target=lambda: result.append(run_live(cfg, data, stop=stop, on_press=presses.append))
+    )
     daemon.start()
     try:
         pin = factory.pin(13)
-        deadline = time.monotonic() + 10
-        while pin.state != 1 and time.monotonic() < deadline:  # the button's pull-up is on
-            time.sleep(0.01)
+        wait_for(lambda: pin.state == 1, "the button's pull-up")
         pin.drive_low()  # the wired red button: nobody at the counter
         time.sleep(0.2)  # held for 200 ms of real time: the debouncer measures real edges
         pin.drive_high()
         press_remote(pigpiod, 0x27FD4, 0x9)  # the request remote: a 60 s + 60 s window
-        time.sleep(0.5)
+        wait_for(lambda: len(presses) == 2, "both presses in the core", seen=lambda: presses)
     finally:
         stop.set()
-        daemon.join(30)
+        join(daemon, "the daemon to stop")
     assert result, "the daemon did not stop"
     with Store.open(data / STORE_NAME) as store:
         orphans = [(e.kind, e.via) for e in store.orphan_events()]

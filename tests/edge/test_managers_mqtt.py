@@ -24,8 +24,8 @@ from edge.scenario import load_scenario
 from edge.simulate import STORE_NAME, run_simulation
 from edge.store import Store
 from provisioning.broker import LocalBroker
+from tests.waiting import wait_for
 
-WAIT_S = 20.0
 START = 1_795_424_400 * NS  # 2026-11-23T09:00:00Z
 SCENARIO = """
 start = "2026-11-23T09:00:00Z"
@@ -67,7 +67,7 @@ class Subscriber:
         client.connect("127.0.0.1", port, 30)
         client.loop_start()
         self.client = client
-        assert self._subscribed.wait(WAIT_S), "the test subscriber could not subscribe"
+        wait_for(self._subscribed.is_set, "the test subscriber to subscribe")
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self._cond:
@@ -75,9 +75,19 @@ class Subscriber:
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[paho.MQTTMessage]], bool], what: str) -> None:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: predicate(self.messages), WAIT_S)
-            assert ok, f"timed out waiting for {what}; got {[m.topic for m in self.messages]}"
+        """Until ``predicate`` holds for the messages so far, as long as messages keep coming."""
+
+        def holds() -> bool:
+            with self._cond:
+                return predicate(self.messages)
+
+        wait_for(
+            holds,
+            what,
+            progress=lambda: len(self.messages),
+            seen=lambda: [m.topic for m in list(self.messages)],
+            poll_s=0.01,
+        )
 
     def on(self, topic: str) -> list[paho.MQTTMessage]:
         with self._cond:

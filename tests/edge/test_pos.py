@@ -15,6 +15,7 @@ import pytest
 from edge.clock import FakeClock
 from edge.events import Receipt
 from edge.pos import ReceiptServer, parse_receipt_body
+from tests.waiting import STALL_S, wait_for
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def post(port: int, body: bytes, path: str = "/receipt") -> tuple[int, dict[str,
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=STALL_S) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -48,7 +49,7 @@ def test_receipt_is_stamped_on_arrival(
     clock.advance(42.5)
     status, body = post(srv.port, json.dumps({"id": "R-7", "amount": 3.5}).encode())
     assert status == 202 and body == {"accepted": True, "id": "R-7"}
-    receipt = inbox.get(timeout=5)
+    receipt = inbox.get(timeout=STALL_S)
     assert receipt.t_ns == clock.now_ns
     assert receipt.receipt_id == "R-7"
     assert receipt.data == {"amount": 3.5}
@@ -59,7 +60,7 @@ def test_empty_body_is_a_sale_without_details(
 ) -> None:
     srv, _, inbox = server
     assert post(srv.port, b"")[0] == 202
-    assert inbox.get(timeout=5).receipt_id == ""
+    assert inbox.get(timeout=STALL_S).receipt_id == ""
 
 
 @pytest.mark.parametrize(
@@ -90,7 +91,7 @@ def test_oversized_body_and_wrong_path(
     srv, _, inbox = server
     assert post(srv.port, b"x" * (64 * 1024 + 1))[0] == 413
     assert post(srv.port, b"", path="/sale")[0] == 404
-    with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/health", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/health", timeout=STALL_S) as response:
         assert json.loads(response.read())["ok"] is True
     assert inbox.empty()
 
@@ -153,7 +154,9 @@ def test_a_staff_name_with_an_unpaired_surrogate_is_refused() -> None:
 # --- hostile HTTP: raw bytes on a real socket ----------------------------------------------------
 
 
-def raw_exchange(port: int, data: bytes, *, wait_s: float = 10.0) -> tuple[int, dict[str, object]]:
+def raw_exchange(
+    port: int, data: bytes, *, wait_s: float = STALL_S
+) -> tuple[int, dict[str, object]]:
     """Send ``data`` as is, keep the sending side open and read until the server closes;
     fail when no answer comes within ``wait_s``."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as conn:
@@ -274,7 +277,7 @@ def test_connections_over_the_cap_get_503_and_stalled_ones_free_their_place() ->
             closed_by_server(conn, 10)
         wait_until(lambda: srv.connections == 0, "stalled connections dropped")
         assert post(srv.port, b'{"id": "R-4"}')[0] == 202
-        assert inbox.get(timeout=5).receipt_id == "R-4"
+        assert inbox.get(timeout=STALL_S).receipt_id == "R-4"
         assert srv.refused == 1 and srv.timed_out == 3
     finally:
         for conn in stalled:
@@ -282,9 +285,5 @@ def test_connections_over_the_cap_get_503_and_stalled_ones_free_their_place() ->
         srv.stop()
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        time.sleep(0.01)
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    wait_for(predicate, what, poll_s=0.01)

@@ -13,7 +13,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,24 +32,30 @@ from edge.publish.mqtt import LinkConfigError, Publisher, backoff_delay
 from edge.records import ClipInfo, ContactRecord, EventRecord
 from edge.store import Store
 from provisioning.broker import LocalBroker, free_port
+from tests.waiting import wait_for
 from tests.wire_samples import CLIP, CONTACT, DEVICE, ORPHAN, SITE
 
 ALL = f"contactpoint/v1/{SITE}/{DEVICE}/#"
 STATUS = wire.topic(SITE, DEVICE, "status")
-WAIT_S = 20.0
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        pause.wait(0.01)
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    """Poll ``predicate`` until it holds (tests/waiting.py: a generous bound, for things that
+    happen once); fail naming ``what``."""
+    wait_for(predicate, what, poll_s=0.01)
+
+
+def drained(pub: Publisher) -> bool:
+    """Until the outbox is empty, as long as the publisher keeps publishing or acknowledging."""
+    wait_for(
+        lambda: pub.drain(0.1),
+        "the outbox to drain",
+        progress=lambda: pub.stats,  # published, acknowledged, in flight, reconnects ...
+    )
+    return True
 
 
 class Sink:
@@ -80,7 +85,7 @@ class Sink:
         client.connect("127.0.0.1", port, 30, clean_start=not persistent, properties=props)
         client.loop_start()
         self.client = client
-        assert self._subscribed.wait(WAIT_S), "the test sink could not subscribe"
+        wait_for(self._subscribed.is_set, "the test sink to subscribe")
 
     def _on_connect(self, client: paho.Client, *_: Any) -> None:
         client.subscribe(self._topic, qos=1)
@@ -96,9 +101,20 @@ class Sink:
     def wait_for(
         self, predicate: Callable[[list[paho.MQTTMessage]], bool], what: str
     ) -> list[paho.MQTTMessage]:
+        """Until ``predicate`` holds for the messages so far, as long as messages keep coming."""
+
+        def holds() -> bool:
+            with self._cond:
+                return predicate(self.messages)
+
+        wait_for(
+            holds,
+            what,
+            progress=lambda: len(self.messages),
+            seen=lambda: [m.topic for m in list(self.messages)],
+            poll_s=0.01,
+        )
         with self._cond:
-            ok = self._cond.wait_for(lambda: predicate(self.messages), WAIT_S)
-            assert ok, f"timed out waiting for {what}; got {[m.topic for m in self.messages]}"
             return list(self.messages)
 
     def on(self, kind: str) -> list[paho.MQTTMessage]:
@@ -298,7 +314,7 @@ def test_rows_leave_in_seq_order_on_their_topics(rig: Rig, broker: LocalBroker) 
         rig.store.outbox.mark_sent(seqs, 1)
 
     pub = rig.publisher(broker.url, on_acked=on_acked)
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     got = sink.wait_for(lambda ms: len([m for m in ms if m.topic != STATUS]) >= 4, "4 rows")
     data = [m for m in got if m.topic != STATUS]
     assert [json.loads(m.payload)["msg_id"] for m in data] == [r.msg_id for r in rows]
@@ -331,7 +347,7 @@ def test_nothing_is_marked_before_the_puback(rig: Rig, broker: LocalBroker) -> N
         assert acked == [] and rig.store.outbox.depth() == 3 and pub.stats.inflight == 3
     finally:
         os.kill(process.pid, signal.SIGCONT)
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     assert sorted(acked) == seqs
 
 
@@ -342,7 +358,7 @@ def test_broker_down_at_start_then_up(rig: Rig, broker: LocalBroker) -> None:
     wait_until(lambda: "cannot reach" in pub.stats.last_error, "a failed connection attempt")
     assert rig.store.outbox.depth() == 1 and not pub.connected
     broker.start()
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     assert pub.stats.acked == 1
 
 
@@ -351,7 +367,7 @@ def test_clip_travels_in_chunks_that_reassemble(rig: Rig, broker: LocalBroker) -
     save_contact(rig.store, contact(5, clip))
     sink = rig.sink(broker.port)
     pub = rig.publisher(broker.url)
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     total = -(-5000 // 1024)
     got = sink.wait_for(lambda ms: len(sink.on("clip")) >= total, "all chunks")
     assert next(m.topic for m in got if m.topic != STATUS).endswith("/contact")  # contact first
@@ -384,7 +400,7 @@ def test_broker_restart_mid_clip_loses_nothing(rig: Rig, broker: LocalBroker) ->
     assert pub.stats.acked < 1 + size // chunk  # really mid-clip
     assert rig.store.outbox.depth() >= 2
     broker.start()
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     sink.wait_for(
         lambda ms: (
             chunk_seqs(sink.on("clip")) == set(range(size // chunk)) and bool(sink.on("event"))
@@ -442,7 +458,7 @@ def test_mqtt311_mode_delivers_rows_and_status(rig: Rig, broker: LocalBroker) ->
     save_contact(rig.store, contact(8, clip))
     sink = rig.sink(broker.port)
     pub = rig.publisher(broker.url, protocol="3.1.1")
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     sink.wait_for(
         lambda ms: len(sink.on("clip")) == 2 and bool(sink.on("status")), "clip and status"
     )
@@ -454,7 +470,7 @@ def test_resend_request_republishes_those_chunks_only(rig: Rig, broker: LocalBro
     save_contact(rig.store, contact(9, clip))
     sink = rig.sink(broker.port)
     pub = rig.publisher(broker.url)
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     sink.wait_for(lambda ms: len(sink.on("clip")) == 3, "the first 3 chunks")
     first = {frame(m.payload)[0]["seq"]: m.payload for m in sink.on("clip")}
     resend = wire.resend_topic(SITE, DEVICE)
@@ -479,7 +495,7 @@ def test_resend_request_as_ranges_from_a_newer_sink(rig: Rig, broker: LocalBroke
     save_contact(rig.store, contact(10, clip))
     sink = rig.sink(broker.port)
     pub = rig.publisher(broker.url)
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     sink.wait_for(lambda ms: len(sink.on("clip")) == 5, "the first 5 chunks")
     resend = wire.resend_topic(SITE, DEVICE)
     for bad in (
@@ -531,7 +547,7 @@ def test_missing_or_escaping_clip_does_not_block_the_queue(
     save_event(rig.store, orphan(12))
     sink = rig.sink(broker.port)
     pub = rig.publisher(broker.url)
-    assert pub.drain(WAIT_S)
+    assert drained(pub)
     sink.wait_for(lambda ms: len(sink.on("event")) == 1, "the event after the clips")
     assert len(sink.on("contact")) == 2 and sink.on("clip") == []
     assert pub.stats.clips_missing == 2
@@ -600,7 +616,7 @@ def test_tls_with_client_certificate_and_password(rig: Rig, tmp_path: Path) -> N
         assert rig.store.outbox.depth() == 1
         assert "wrong" not in refused.stats.last_error
         pub = rig.publisher(url, password_file=str(good), **settings)
-        assert pub.drain(WAIT_S)
+        assert drained(pub)
         pub.stop()
 
 

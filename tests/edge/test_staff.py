@@ -23,6 +23,7 @@ from edge.scenario import load_scenario
 from edge.simulate import STORE_NAME, run_simulation
 from edge.staff import Roster, Schedule, Shift, StaffCall, find_overlap, parse_hhmm
 from edge.store import Store
+from tests.waiting import STALL_S
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -271,7 +272,7 @@ def request(port: int, method: str, body: bytes | None = None) -> tuple[int, dic
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=5) as response:
+        with urllib.request.urlopen(req, timeout=STALL_S) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -286,10 +287,10 @@ def test_post_and_delete_staff_are_stamped_on_arrival(
         202,
         {"accepted": True, "on_duty": "anna"},
     )
-    assert inbox.get(timeout=5) == StaffCall(t_ns=clock.now_ns, name="anna")
+    assert inbox.get(timeout=STALL_S) == StaffCall(t_ns=clock.now_ns, name="anna")
     clock.advance(1)
     assert request(server.port, "DELETE")[0] == 202
-    assert inbox.get(timeout=5) == StaffCall(t_ns=clock.now_ns, name=None)
+    assert inbox.get(timeout=STALL_S) == StaffCall(t_ns=clock.now_ns, name=None)
 
 
 @pytest.mark.parametrize(

@@ -31,17 +31,10 @@ from edge.records import ClipInfo
 from edge.scenario import Scenario
 from edge.simulate import STORE_NAME
 from edge.store import Store
+from tests.waiting import CAP_S, STALL_S, Watch, join, reap, tree_state, wait_exit, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE, SITE = "cp-fault", "shop-fault"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        time.sleep(0.05)
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -165,8 +158,8 @@ def running_sink(broker_url: str, data: Path) -> Iterator[Sink]:
     sink = Sink(sink_config(broker_url, data))
     sink.start()
     try:
-        # a restarted sink gets its session's backlog before the SUBACK: allow for a long one
-        assert sink.subscribed.wait(120), "the sink did not subscribe"
+        # a restarted sink gets its session's backlog before the SUBACK: wait while it ingests
+        wait_for(sink.subscribed.is_set, "the sink to subscribe", progress=sink.stats)
         yield sink
     finally:
         sink.stop()
@@ -291,15 +284,37 @@ def delivery(edge_data: Path, sink_data: Path, edge_clips: dict[str, ClipInfo | 
     return result
 
 
+def sink_progress(sink_data: Path) -> tuple[int, ...]:
+    """What moves while the sink ingests: its rows (messages, chunks, complete clips, dead
+    letters) and its files."""
+    try:
+        with sqlite3.connect(f"file:{sink_data / 'sink.db'}?mode=ro", uri=True, timeout=5) as db:
+            (rows,) = db.execute(
+                "SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM chunks) "
+                "+ (SELECT COUNT(*) FROM clips WHERE complete) "
+                "+ (SELECT COUNT(*) FROM dead_letters)"
+            ).fetchone()
+    except sqlite3.Error:  # not created yet, or busy: the files still tell
+        rows = -1
+    return (int(rows), *tree_state(sink_data))
+
+
 def wait_delivered(
-    edge_data: Path, sink_data: Path, timeout_s: float, redelivered: Callable[[], int] = lambda: 0
+    edge_data: Path,
+    sink_data: Path,
+    timeout_s: float = CAP_S,
+    redelivered: Callable[[], int] = lambda: 0,
 ) -> Delivery:
-    """Wait until every contact of the (stopped) edge is in the sink; the last figures."""
+    """Wait until every contact of the (stopped) edge is in the sink, as long as the sink keeps
+    ingesting (``STALL_S`` without a new row ends it; ``timeout_s`` caps it); the last
+    figures (what is still missing then is in ``lost`` and ``missing``)."""
     edge = edge_snapshot(edge_data)
-    deadline = time.monotonic() + timeout_s
+    watch = Watch(
+        "every contact in the sink", progress=lambda: sink_progress(sink_data), cap_s=timeout_s
+    )
     while True:
         result = delivery(edge_data, sink_data, edge.clips)
-        if result.lost == 0 or time.monotonic() > deadline:
+        if result.lost == 0 or watch.expired() is not None:
             result.redelivered = redelivered()
             return result
         time.sleep(0.2)
@@ -342,11 +357,12 @@ def broker_outage_cycles(
     up_s: float = 1.0,
     down_s: float = 1.5,
     max_outages: int = 1_000_000,
-    timeout_s: float = 300.0,
-    deliver_timeout_s: float = 60.0,
+    timeout_s: float = CAP_S,
+    deliver_timeout_s: float = CAP_S,
 ) -> OutageFigures:
     """Play ``scenario`` with ``contactpoint edge run`` while the broker (a ``LocalBroker``) is
-    stopped and started in cycles; then check the sink got every contact exactly once."""
+    stopped and started in cycles; then check the sink got every contact exactly once. The run
+    may take as long as the edge's data keeps changing (``timeout_s`` caps it)."""
     data, sink_data = work / "edge", work / "sink"
     data.mkdir(parents=True)
     config = write_config(
@@ -361,12 +377,19 @@ def broker_outage_cycles(
         process = start_edge(config, data, shift, speed=speed, drain_timeout_s=timeout_s)
         next_toggle = started + up_s
         back_at: float | None = None
-        deadline = started + timeout_s
+        watch = Watch(
+            "the edge to play its shift and drain",
+            progress=lambda: (tree_state(data), sink_progress(sink_data)),
+            seen=lambda: f"outbox depth {outbox_depth_readonly(store)}",
+            cap_s=timeout_s,
+        )
         while process.poll() is None:
             now = time.monotonic()
-            if now > deadline:
-                kill9(process)
-                raise AssertionError(f"the edge did not finish within {timeout_s} s")
+            try:
+                watch.check()
+            except AssertionError:
+                reap(process)
+                raise
             depth = outbox_depth_readonly(store)
             if depth is not None:
                 figures.outbox_peak = max(figures.outbox_peak, depth)
@@ -395,7 +418,7 @@ def broker_outage_cycles(
     return figures
 
 
-def retained_status(broker_url: str, timeout_s: float = 10.0) -> dict[str, Any]:
+def retained_status(broker_url: str, timeout_s: float = STALL_S) -> dict[str, Any]:
     """The device's retained status message, as a subscriber arriving now gets it."""
     import json
     import queue
@@ -473,6 +496,10 @@ def edge_kill_cycles(
     )
     shift = write_scenario(work / "shift.toml", scenario)
     figures = KillFigures(kills={"random": 0, "store.commit": 0, "clip.write": 0})
+
+    def edge_moves() -> Any:
+        return tree_state(data), sink_progress(sink_data)
+
     started = time.monotonic()
     with running_sink(broker.url, sink_data) as sink:
         before = edge_snapshot(data)
@@ -482,10 +509,10 @@ def edge_kill_cycles(
             cycle += 1
             process = start_edge(config, data, shift, speed=speed, crash_at=crash)
             if crash is None:
-                time.sleep(rng.uniform(0.5, 1.1))
+                time.sleep(rng.uniform(0.5, 1.1))  # the random moment of the kill
                 kill9(process)
-            else:
-                process.wait(60)
+            else:  # as long as the daemon works towards its crash point
+                wait_exit(process, f"the daemon to die at {crash}", progress=edge_moves)
             assert process.returncode == -9, f"the daemon was not killed ({process.returncode})"
             after = edge_snapshot(data)
             check_edge_restart(before, after, data)
@@ -498,14 +525,15 @@ def edge_kill_cycles(
             figures.partials_left += len(after.partials - before.partials)
             before = after
         final_run = start_edge(config, data, shift, speed=speed)
-        assert final_run.wait(300) == 0, (data / "edge.log").read_text()[-2000:]
+        code = wait_exit(final_run, "the undisturbed run to drain", progress=edge_moves)
+        assert code == 0, (data / "edge.log").read_text()[-2000:]
         final = edge_snapshot(data)
         check_edge_restart(before, final, data)
         assert broken_clips(data, final.clips) == []
         assert final.partials == frozenset(), "half-written clips were not cleaned at start"
         assert final.sent.keys() == final.seqs, "the outbox did not drain"
         figures.delivery = wait_delivered(
-            data, sink_data, 120, lambda: sink.stats().get("duplicate", 0)
+            data, sink_data, redelivered=lambda: sink.stats().get("duplicate", 0)
         )
     figures.seconds = time.monotonic() - started
     return figures
@@ -562,17 +590,23 @@ def sink_kill_cycles(
         kills={"random": 0, "sink.commit": 0, "sink.assemble.write": 0, "sink.assemble": 0}
     )
     before: set[str] = set()
+
+    def moving() -> Any:  # the device publishing, the sink ingesting
+        return tree_state(edge_data), tree_state(sink_data)
+
     for armed in sink_crash_plan(rng, cycles):
         process = start_sink(broker.url, sink_data, crash_at=armed)
         how = "random"
         if armed is None:
-            time.sleep(rng.uniform(0.6, 1.5))
+            time.sleep(rng.uniform(0.6, 1.5))  # the random moment of the kill
         else:
-            try:
-                process.wait(20)
+            # while there is work the point may still be reached; once nothing has moved for
+            # 20 s there is nothing left to do (and it was not reached)
+            watch = Watch(f"the sink to die at {armed}", progress=moving, stall_s=20)
+            while process.poll() is None and watch.expired() is None:
+                time.sleep(0.05)
+            if process.poll() is not None:
                 how = armed.split("@")[0]
-            except subprocess.TimeoutExpired:  # the point was not reached (nothing left to do)
-                pass
         kill9(process)
         assert process.returncode == -9
         figures.kills[how] += 1
@@ -582,12 +616,12 @@ def sink_kill_cycles(
         after = sink_contact_ids(sink_data)
         assert before <= after, "a contact the sink had committed is gone"
         before = after
-    publishing.join(600)
+    join(publishing, "the device to publish the shift", progress=moving)
     assert not failure, failure
     with running_sink(broker.url, sink_data) as sink:
         figures.delivery = wait_delivered(
-            edge_data, sink_data, 120, lambda: sink.stats().get("duplicate", 0)
+            edge_data, sink_data, redelivered=lambda: sink.stats().get("duplicate", 0)
         )
-        wait_for(lambda: not list(sink_data.rglob("*.tmp")), 10, "temporary files cleaned")
+        wait_for(lambda: not list(sink_data.rglob("*.tmp")), "temporary files cleaned")
     figures.seconds = time.monotonic() - started
     return figures

@@ -23,7 +23,8 @@ from edge.scenario import busy_shift
 from edge.simulate import STORE_NAME, run_simulation
 from edge.store import Store
 from provisioning.broker import LocalBroker
-from tests.faults.harness import config_dict, running_sink, wait_for
+from tests.faults.harness import config_dict, running_sink
+from tests.waiting import wait_for
 
 SHIFT = busy_shift(0.25, seed=3)
 TRUE_START = SHIFT.start_wall_ns
@@ -80,12 +81,20 @@ def test_the_sink_gets_true_times_and_order_after_the_sync(
             realtime=True,
             speed=400,
         )
-        wait_for(lambda: sink.stats().get("clock_corrected", 0) >= 3, 20, "corrections")
+        wait_for(
+            lambda: sink.stats().get("clock_corrected", 0) >= 3,
+            "3 contacts with corrected times in the sink",
+            progress=sink.stats,
+        )
         check_edge_store(edge)
         with Store.open(edge / STORE_NAME) as store:
             by_id = {c.id: c for c in store.contacts()}
         with sqlite3.connect(tmp_path / "sink" / "sink.db") as db:
-            wait_for(lambda: db.execute("SELECT COUNT(*) FROM contacts").fetchone()[0] == 13, 20)
+            wait_for(
+                lambda: db.execute("SELECT COUNT(*) FROM contacts").fetchone()[0] == 13,
+                "the shift's 13 contacts in the sink",
+                progress=sink.stats,
+            )
             rows = db.execute(
                 "SELECT id, start_iso, end_iso, clock_synced FROM contacts ORDER BY start_iso"
             ).fetchall()

@@ -5,6 +5,7 @@ the part returns, and contacts waiting for audio are saved after a bounded wait
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from edge.simulate import STORE_NAME, run_simulation
 from edge.store import Store
 from hardware import AudioPeriod, DeviceFault, Distance, HardwareEvent
 from provisioning.broker import LocalBroker
-from tests.faults.harness import config_dict, retained_status, wait_for
+from tests.faults.harness import config_dict, retained_status
+from tests.waiting import wait_for
 
 SHIFT = busy_shift(0.5, seed=3)
 GONE, BACK = 300 * NS, 900 * NS  # the part is away for ten minutes of the shift
@@ -119,6 +121,15 @@ def test_presence_sensor_gone_buttons_still_make_contacts(tmp_path: Path) -> Non
     assert any(c.mode == "presence" and c.start_ns > BACK for c in saved)  # sensor back
 
 
+def status_faults(broker_url: str) -> list[str]:
+    """The parts the device's retained status names as faulty ([] while there is none yet)."""
+    try:
+        status = retained_status(broker_url, timeout_s=2)["status"]
+    except queue.Empty:
+        return []
+    return [f["part"] for f in status.get("faults", [])]
+
+
 def test_microphone_missing_at_start_on_real_drivers(
     broker: LocalBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,15 +153,14 @@ def test_microphone_missing_at_start_on_real_drivers(
     daemon = threading.Thread(target=lambda: result.append(run_live(cfg, tmp_path, stop=stop)))
     daemon.start()
     try:
-        wait_for(lambda: any(f["part"] == "microphone" for f in
-                             retained_status(broker.url)["status"].get("faults", [])), 15,
+        wait_for(lambda: "microphone" in status_faults(broker.url),
                  "the microphone fault in the status")  # fmt: skip
         pin = factory.pin(13)
-        wait_for(lambda: pin.state == 1, 10, "the button's pull-up")
+        wait_for(lambda: pin.state == 1, "the button's pull-up")
         pin.drive_low()
-        time.sleep(0.2)
+        time.sleep(0.2)  # held for 200 ms of real time: the debouncer measures real edges
         pin.drive_high()
-        wait_for(lambda: (tmp_path / STORE_NAME).exists() and len(contacts(tmp_path)) == 1, 20,
+        wait_for(lambda: (tmp_path / STORE_NAME).exists() and len(contacts(tmp_path)) == 1,
                  "the contact saved while the daemon runs")  # fmt: skip
     finally:
         stop.set()

@@ -48,6 +48,7 @@ from tests.faults.harness import (
     write_scenario,
 )
 from tests.fullfs import fill, small_tmpfs
+from tests.waiting import tree_state, wait_exit
 
 SHIFT = busy_shift(0.25, seed=3)  # 13 contacts, each with a clip of ~1-2.5 MB (WAV)
 
@@ -266,8 +267,12 @@ def test_a_full_disk_fails_no_restart_and_clips_resume_when_room_returns(
 
         def run(crash_at: str | None = None) -> int:
             daemon = start_edge(config, data, shift, speed=300, crash_at=crash_at, log=log)
-            try:
-                return daemon.wait(300)
+            try:  # as long as it writes (store, clips, log)
+                return wait_exit(
+                    daemon,
+                    "the daemon's run",
+                    progress=lambda: (tree_state(disk), log.stat().st_size),
+                )
             finally:
                 kill9(daemon)
 

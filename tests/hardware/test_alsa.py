@@ -32,8 +32,9 @@ from tests.hardware.alsa_fixtures import (
     playback_pcm,
     use_alsa_config,
 )
+from tests.waiting import STALL_S
 
-WAIT_S = 5.0  # upper bound for anything that should happen promptly
+WAIT_S = STALL_S  # a bound for what should happen promptly: returns when it does
 
 
 class Collector:

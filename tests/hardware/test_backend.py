@@ -56,8 +56,9 @@ from hardware.rf433 import Rf433Receiver
 from hardware.serial_rx import RflinkReceiver
 from hardware.ultrasonic import speed_of_sound
 from tests.hardware.alsa_fixtures import FifoFeeder, capture_pcm, use_alsa_config
+from tests.waiting import STALL_S
 
-WAIT_S = 3.0
+WAIT_S = STALL_S  # a bound for what should happen promptly: returns when it does
 NS = 1_000_000_000
 MS = 1_000_000
 MASK = 0xFFFFFFFF

@@ -30,9 +30,10 @@ from hardware.pigpio_replay import (
     parse_ook,
     pulses_to_edges,
 )
+from tests.waiting import STALL_S
 
 ROOT = Path(__file__).resolve().parents[2]
-WAIT = 3.0
+WAIT = STALL_S  # a bound for what should happen promptly: returns when it does
 MASK = 0xFFFFFFFF
 CMD = struct.Struct("<IIII")
 REPORT = struct.Struct("<HHII")

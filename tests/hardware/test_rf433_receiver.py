@@ -18,8 +18,9 @@ from hardware._errors import HardwareError
 from hardware._remote import ev1527, to_edges
 from hardware.pigpio_replay import INPUT, NC, PigpioReplayServer
 from hardware.rf433 import Rf433Receiver
+from tests.waiting import STALL_S
 
-WAIT = 3.0
+WAIT = STALL_S  # a bound for what should happen promptly: returns when it does
 MASK = 0xFFFFFFFF
 GPIO = 27
 

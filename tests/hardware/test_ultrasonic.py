@@ -25,9 +25,10 @@ from hardware.ultrasonic import (
     valid_distance,
 )
 from tests.hardware.conftest import scripted_clock
+from tests.waiting import STALL_S
 
 TRIG, ECHO = 23, 24
-WAIT_S = 2.0  # upper bound on any wait for a reading
+WAIT_S = STALL_S  # a bound for what should happen promptly: returns when it does
 
 
 # --- physics ------------------------------------------------------------------------------

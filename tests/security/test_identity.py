@@ -19,6 +19,7 @@ from provisioning.broker import LocalBroker
 from provisioning.files import mode_of
 from tests.cloud_sink.helpers import contact_message, encode, wait_until
 from tests.security.helpers import Client, InstalledBroker, broker_host_dir, remove_tree
+from tests.waiting import STALL_S
 
 SITE = "site-1"
 A, B = "cp-a", "cp-b"
@@ -147,7 +148,7 @@ def test_a_device_cannot_publish_as_another_nor_read_it(fleet: Fleet) -> None:
             assert a.publish(topic, b"{}").failed, topic
         # A's own topic works and the sink (which reads all) gets it
         assert not a.publish(f"{root(A)}/contact", forged_contact(A)).failed
-        topic, _ = sink.received.get(timeout=5)
+        topic, _ = sink.received.get(timeout=STALL_S)
         assert topic == f"{root(A)}/contact"
         assert sink.received.empty()
         # A subscribing to B: mosquitto 2.0 grants a wildcard filter but checks the read ACL
@@ -156,13 +157,13 @@ def test_a_device_cannot_publish_as_another_nor_read_it(fleet: Fleet) -> None:
             a.subscribe(topic_filter)
         assert not b.publish(f"{root(B)}/status", forged_contact(B)).failed
         assert not b.publish(f"{root(B)}/contact", forged_contact(B)).failed
-        assert sink.received.get(timeout=5)[0] == f"{root(B)}/status"
-        assert sink.received.get(timeout=5)[0] == f"{root(B)}/contact"
+        assert sink.received.get(timeout=STALL_S)[0] == f"{root(B)}/status"
+        assert sink.received.get(timeout=STALL_S)[0] == f"{root(B)}/contact"
         # the sink may ask a device for a resend, and A hears only its own
         assert not sink.publish(f"{root(B)}/cmd/resend", b'{"clip_id":"y","seqs":[0]}').failed
         assert not sink.publish(f"{root(A)}/cmd/resend", b'{"clip_id":"x","seqs":[0]}').failed
         # delivery is in order: had anything of B's reached A, it would come first
-        assert a.received.get(timeout=5)[0] == f"{root(A)}/cmd/resend"
+        assert a.received.get(timeout=STALL_S)[0] == f"{root(A)}/cmd/resend"
         # the sink may not speak for a device
         assert sink.publish(f"{root(A)}/contact", forged_contact(A)).failed
         heard = {a.received.get_nowait()[0] for _ in range(a.received.qsize())}
@@ -184,7 +185,7 @@ def test_the_sink_rejects_a_payload_whose_device_disagrees_with_its_topic(
     )
     a = fleet.client(A)
     with Sink(config) as sink:
-        assert sink.subscribed.wait(10)
+        assert sink.subscribed.wait(STALL_S)
         assert not a.connect().failed
         # on A's own topic, but claiming to be B: the broker lets it through, the sink refuses
         assert not a.publish(f"{root(A)}/contact", forged_contact(B)).failed
@@ -248,7 +249,7 @@ def test_the_sinks_default_client_id_is_not_guessable(tmp_path: Path) -> None:
         assert own.startswith("contactpoint-sink-") and "S3cr3t" not in own
         assert config("S3cr3t-sink", "g").effective_client_id.startswith("contactpoint-sink-g-")
         with Sink(sink_config) as sink:
-            assert sink.subscribed.wait(10)
+            assert sink.subscribed.wait(STALL_S)
         device = Client(broker.port)
         assert not device.connect().failed
         for n in range(3):
@@ -260,5 +261,5 @@ def test_the_sinks_default_client_id_is_not_guessable(tmp_path: Path) -> None:
         assert not thief.connect().failed
         thief.close()
         with Sink(sink_config) as sink:
-            assert sink.subscribed.wait(10)
+            assert sink.subscribed.wait(STALL_S)
             wait_until(lambda: _stored(sink) == 3, "the 3 contacts queued for the sink")

@@ -20,6 +20,7 @@ from provisioning.files import mode_of, write_secret
 from provisioning.main import main
 from tests.cloud_sink.helpers import wait_until
 from tests.security.helpers import Client, InstalledBroker, broker_host_dir, remove_tree
+from tests.waiting import STALL_S
 
 DEVICE, SITE, SINK_USER = "cp-sec", "site-1", "contactpoint-sink"
 SCENARIO = """
@@ -110,7 +111,7 @@ def test_simulate_with_a_secured_broker_leaks_nothing(
     try:
         assert not sink.connect().failed
         sink.subscribe(f"contactpoint/v1/{SITE}/{DEVICE}/status")
-        _, status = sink.received.get(timeout=5)
+        _, status = sink.received.get(timeout=STALL_S)
     finally:
         sink.close()
     assert b'"status"' in status
