@@ -46,6 +46,14 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "annotations": (
         "id", "device", "contact_id", "reason", "note", "by_name", "at_ns",
     ),
+    "transcripts": (
+        "device", "clip_id", "state", "worker", "lease_until_ns", "attempts", "engine", "model",
+        "language", "text", "words", "search_text", "audio_s", "elapsed_s", "error", "done_ns",
+    ),
+    "standard_checks": ("device", "contact_id", "rule", "passed", "tag", "checked_ns"),
+    "standard_matches": (
+        "device", "contact_id", "rule", "pos", "phrase", "heard", "start_s", "end_s", "score",
+    ),
 }  # fmt: skip
 
 
@@ -62,6 +70,9 @@ class Tables:
     dead_letters: Any
     alerts: Any
     annotations: Any
+    transcripts: Any
+    standard_checks: Any
+    standard_matches: Any
 
 
 def tables(db: Database) -> Tables:

@@ -45,6 +45,8 @@ EXTRA_OF = {
     "psycopg": "sink",
     "matplotlib": "sink",
     "cryptography": "sink",
+    "rapidfuzz": "sink",
+    "pymorphy3": "sink",
 }
 
 
