@@ -248,7 +248,8 @@ def resample(samples: npt.NDArray[np.float64], rate: int) -> npt.NDArray[np.floa
         width = int(np.ceil(rate / RATE))
         samples = np.convolve(samples, np.ones(width) / width, mode="same")
     n = round(len(samples) * RATE / rate)
-    out: npt.NDArray[np.float64] = np.interp(np.arange(n) * (rate / RATE), np.arange(len(samples)), samples)
+    at = np.arange(n) * (rate / RATE)
+    out: npt.NDArray[np.float64] = np.interp(at, np.arange(len(samples)), samples)
     return out
 
 
