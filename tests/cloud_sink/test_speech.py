@@ -271,3 +271,53 @@ def test_a_bad_rules_file_names_the_key(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, _ = run_cli(capsys, "standards", "example")
     assert code == 0 and "fuzzy_threshold = 85" in out
     assert RulesFile.model_validate({}).rules == []
+
+
+class Greeter:
+    """Greets ("здравствуйте") in the clips whose sample value is a multiple of 200."""
+
+    name = "scripted"
+    model = "none"
+
+    def transcribe(self, samples: Samples) -> Transcript:
+        greets = int(samples[100]) % 200 == 0
+        words = (Word("здравствуйте", 3.5, 4.0),) if greets else ()
+        words += (Word("спасибо", 5.0, 5.5),)
+        return Transcript(" ".join(w.text for w in words), words, "ru", self.name, self.model)
+
+
+def test_the_report_shows_compliance_per_staff_and_site(
+    sink_db: Database, db_url: str | None, data_dir: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    ingest = Ingest(sink_db, data_dir)
+    for value in (100, 200, 300, 400):  # 200 and 400 greet
+        store_clip(ingest, wav_bytes(np.full(16000, value, np.int16)))
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text(RULES)
+    from cloud_sink.speech.config import load_rules
+
+    done = Transcriber(sink_db, data_dir, Greeter(), rules=load_rules(rules_path)).run()
+    assert done.transcribed == 4
+    db_args = [] if db_url is None else ["--db", db_url]
+    code, out, err = run_cli(capsys, "report", "--data", str(data_dir), *db_args,
+                             "--compliance", "--by", "staff", "--format", "json")  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["groups"] == [
+        {"key": "anna", "rules": {"greeting": {"checked": 4, "met": 2, "share": 0.5}}}
+    ]
+    code, out, err = run_cli(capsys, "report", "--data", str(data_dir), *db_args,
+                             "--compliance", "--by", "site", "--format", "csv")  # fmt: skip
+    assert out.splitlines() == ["site,rule,checked,met,share", "site-1,greeting,4,2,0.5",
+                                "(total),greeting,4,2,0.5"]  # fmt: skip
+    # a changed rules file is applied to the stored transcripts again
+    rules_path.write_text(RULES.replace('"hello"', '"hello", "спасибо"'))
+    code, out, err = run_cli(capsys, "standards", "--data", str(data_dir), *db_args,
+                             "--rules", str(rules_path))  # fmt: skip
+    assert code == 0 and "checked 4 transcript(s)" in out, err
+    code, out, err = run_cli(capsys, "report", "--data", str(data_dir), *db_args,
+                             "--compliance", "--format", "json")  # fmt: skip
+    assert json.loads(out)["total"] == {"greeting": {"checked": 4, "met": 4, "share": 1.0}}
+    code, out, err = run_cli(capsys, "contacts", "--data", str(data_dir), *db_args, "--json")
+    assert not any("no_greeting" in json.loads(line)["tags"] for line in out.splitlines())
