@@ -281,7 +281,7 @@ class Greeter:
 
     def transcribe(self, samples: Samples) -> Transcript:
         greets = int(samples[100]) % 200 == 0
-        words = (Word("здравствуйте", 3.5, 4.0),) if greets else ()
+        words: tuple[Word, ...] = (Word("здравствуйте", 3.5, 4.0),) if greets else ()
         words += (Word("спасибо", 5.0, 5.5),)
         return Transcript(" ".join(w.text for w in words), words, "ru", self.name, self.model)
 
