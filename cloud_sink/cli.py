@@ -21,6 +21,9 @@ Rules:
   ``--site``, ``--device``, ``--staff``, ``--from`` (start at or after) and ``--to`` (start
   before), times as in ``sink report`` (a bare date is midnight in ``--tz``, default UTC).
   A clip whose audio retention deleted says so (``audio_deleted_at``: when, ISO 8601 UTC).
+  ``--text WORDS``: only contacts whose transcript holds every word, in any inflected form
+  (cloud_sink/speech/search.py).
+- ``sink transcribe`` and ``sink standards``: cloud_sink/speech/cli.py.
 """
 
 from __future__ import annotations
@@ -117,6 +120,9 @@ def add_commands(subparsers: Any) -> None:
     contacts.add_argument("--from", dest="start", help="starting at or after (ISO date/time)")
     contacts.add_argument("--to", dest="end", help="starting before (ISO date/time)")
     contacts.add_argument("--tz", help="time zone of bare --from/--to times (default: UTC)")
+    contacts.add_argument(
+        "--text", help="only contacts whose transcript holds every one of these words"
+    )
     contacts.set_defaults(handler=_guarded(_contacts))
 
     retention = sub.add_parser(
@@ -141,6 +147,14 @@ def add_commands(subparsers: Any) -> None:
     from cloud_sink.api import cli as api_cli  # FastAPI and uvicorn load only for these
 
     api_cli.add_commands(sub, _guarded)  # serve, token, user (cloud_sink/api/cli.py)
+    _add_speech_commands(sub)
+
+
+def _add_speech_commands(sub: Any) -> None:
+    """``sink transcribe`` and ``sink standards`` (cloud_sink/speech/cli.py)."""
+    from cloud_sink.speech import cli as speech_cli
+
+    speech_cli.add_commands(sub, _guarded)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,6 +318,12 @@ def _contact_filter(args: argparse.Namespace) -> Callable[[dict[str, Any]], bool
     return passes
 
 
+def _transcript_matches(db: Any, text: str) -> set[tuple[str, str]]:
+    from cloud_sink.speech.search import matching  # pymorphy3 only when --text is given
+
+    return matching(db, text)
+
+
 def _audio_text(contact: dict[str, Any]) -> str:
     if not contact["clip"]:
         return "-"
@@ -319,7 +339,10 @@ def _contacts(args: argparse.Namespace) -> int:
     db = open_existing(args.db, args.data)
     try:
         deleted = deleted_audio(db)
+        said = None if args.text is None else _transcript_matches(db, args.text)
         for contact in filter(passes, Ingest(db, args.data).contacts()):
+            if said is not None and (contact["device"], contact["id"]) not in said:
+                continue
             when = deleted.get((contact["device"], contact["id"]))
             contact["audio_deleted_at"] = None if when is None else _iso_utc(when)
             if args.json:

@@ -5,7 +5,8 @@ Rules:
 - Tables: ``[sink]`` (the worker: broker, database, MQTT session, clip resends, retention; the
   keys are the :class:`~cloud_sink.consumer.SinkConfig` fields but ``data_dir``), ``[report]``
   (the metrics' parameters), ``[[alerts.rules]]`` (site alert rules, the contract's
-  :class:`~contract.alerts.AlertRule`) and ``[[reasons]]`` (the managers' checklist). Every key
+  :class:`~contract.alerts.AlertRule`), ``[speech]`` (transcription: engine, model directory,
+  workers; :mod:`cloud_sink.speech.config`) and ``[[reasons]]`` (the managers' checklist). Every key
   is optional; command-line flags win over the file.
 - Values are checked strictly by type (a string is not a number, 1 is not ``true``), against
   bounds, and unknown keys are refused with the nearest valid key; every problem names the
@@ -24,6 +25,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from cloud_sink.ingest import DEFAULT_LIMITS
 from cloud_sink.reasons import DEFAULT_REASONS, Reason
+from cloud_sink.speech.config import SpeechSection
 from cloud_sink.wire import MAX_CHUNKS, MAX_CLIP_BYTES
 from contract.alerts import NAME_PATTERN, AlertRule, duplicate_names
 from contract.config import SECRET, Section, example, load
@@ -250,6 +252,7 @@ class SinkFile(Section):
     sink: SinkSection = SinkSection()
     report: ReportSection = ReportSection()
     alerts: SiteAlertsSection = SiteAlertsSection()
+    speech: SpeechSection = SpeechSection()
     reasons: Annotated[
         list[ReasonEntry],
         Field(

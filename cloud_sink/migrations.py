@@ -4,8 +4,9 @@ Rules:
 - ``MIGRATIONS[i]`` has version ``i + 1``; versions are contiguous and never renumbered, a
   shipped migration is never edited. Migrations are frozen SQL text, not derived from models.
 - The SQL is portable except for two placeholders: ``{serial}`` (an auto-increment primary key)
-  and ``{bool_false}``, filled in per engine. Times are BIGINT nanoseconds or ISO 8601 TEXT;
-  JSON is TEXT; no BLOBs (clip bytes live in files).
+  and ``{bool_false}``, filled in per engine, and a migration's ``sqlite`` and ``postgresql``
+  statements, run on that engine only (full-text search: an FTS5 table, a GIN index). Times
+  are BIGINT nanoseconds or ISO 8601 TEXT; JSON is TEXT; no BLOBs (clip bytes live in files).
 - Applied versions are rows of ``schema_migrations``. Each migration runs in one transaction
   with its row; on PostgreSQL the transaction first takes an advisory lock and on SQLite it is
   ``BEGIN IMMEDIATE``, and the applied set is re-read under that lock, so two sinks starting
@@ -41,6 +42,8 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    sqlite: tuple[str, ...] = ()  # run after ``statements`` on SQLite only
+    postgresql: tuple[str, ...] = ()  # ... on PostgreSQL only
 
 
 _ADVISORY_LOCK_KEY: Final = 0x636F6E7461637470  # "contactp"
@@ -252,7 +255,68 @@ _V5 = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5)
+_V6 = Migration(
+    6,
+    "speech analytics: transcripts (claimed by lease), their full-text index, standard checks",
+    (
+        # One row per verified clip a transcribe worker claimed: state 'claimed' (worker and
+        # lease_until_ns say by whom and until when), 'done' or 'failed' (error, retried after
+        # lease_until_ns while attempts < the configured maximum). words: JSON
+        # [[word, start_s, end_s, confidence], ...]; search_text: the words and their lemmas.
+        """CREATE TABLE transcripts (
+            device TEXT NOT NULL,
+            clip_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            worker TEXT NOT NULL,
+            lease_until_ns BIGINT NOT NULL,
+            attempts INTEGER NOT NULL,
+            engine TEXT,
+            model TEXT,
+            language TEXT,
+            text TEXT,
+            words TEXT,
+            search_text TEXT,
+            audio_s DOUBLE PRECISION,
+            elapsed_s DOUBLE PRECISION,
+            error TEXT,
+            done_ns BIGINT,
+            PRIMARY KEY (device, clip_id)
+        )""",
+        "CREATE INDEX transcripts_state ON transcripts (state, lease_until_ns)",
+        # A contact's outcome per service-standard rule, and where in the clip each match is.
+        """CREATE TABLE standard_checks (
+            device TEXT NOT NULL,
+            contact_id TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            passed BOOLEAN NOT NULL,
+            tag TEXT,
+            checked_ns BIGINT NOT NULL,
+            PRIMARY KEY (device, contact_id, rule)
+        )""",
+        """CREATE TABLE standard_matches (
+            device TEXT NOT NULL,
+            contact_id TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            pos INTEGER NOT NULL,
+            phrase TEXT NOT NULL,
+            heard TEXT NOT NULL,
+            start_s DOUBLE PRECISION NOT NULL,
+            end_s DOUBLE PRECISION NOT NULL,
+            score DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (device, contact_id, rule, pos)
+        )""",
+    ),
+    sqlite=(
+        "CREATE VIRTUAL TABLE transcripts_fts USING fts5(device UNINDEXED, clip_id UNINDEXED, "
+        "body, tokenize = 'porter unicode61 remove_diacritics 2')",
+    ),
+    postgresql=(
+        "CREATE INDEX transcripts_search ON transcripts USING GIN ((to_tsvector('russian', "
+        "coalesce(search_text, '')) || to_tsvector('english', coalesce(search_text, ''))))",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 
 def _render(db: Database, sql: str) -> str:
@@ -289,7 +353,8 @@ def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> lis
             _lock(db)
             if migration.version in applied(db):
                 continue
-            for statement in migration.statements:
+            extra = migration.sqlite if is_sqlite(db) else migration.postgresql
+            for statement in (*migration.statements, *extra):
                 execute_sql(db, _render(db, statement))
             execute_sql(
                 db,

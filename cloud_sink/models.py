@@ -52,6 +52,14 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "api_users": ("name", "password_hash", "role", "sites", "created_ns", "changed_ns"),
     "api_sessions": ("id_sha256", "user_name", "csrf", "created_ns", "expires_ns"),
     "audit_log": ("id", "who", "action", "device", "contact_id", "site", "remote", "at_ns"),
+    "transcripts": (
+        "device", "clip_id", "state", "worker", "lease_until_ns", "attempts", "engine", "model",
+        "language", "text", "words", "search_text", "audio_s", "elapsed_s", "error", "done_ns",
+    ),
+    "standard_checks": ("device", "contact_id", "rule", "passed", "tag", "checked_ns"),
+    "standard_matches": (
+        "device", "contact_id", "rule", "pos", "phrase", "heard", "start_s", "end_s", "score",
+    ),
 }  # fmt: skip
 
 
@@ -72,6 +80,9 @@ class Tables:
     api_users: Any
     api_sessions: Any
     audit_log: Any
+    transcripts: Any
+    standard_checks: Any
+    standard_matches: Any
 
 
 def tables(db: Database) -> Tables:

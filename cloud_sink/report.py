@@ -17,6 +17,8 @@ Rules:
   it is outside every period that has a bound.
 - The metrics and their parameters are :mod:`cloud_sink.metrics`'s (definitions there); every
   label a person reads says what it divides by what (``Definition.formula``).
+- ``--compliance``: the service-standard figures instead (share of checked contacts meeting
+  each rule, per group: cloud_sink/speech/compliance.py).
 - Formats: ``table`` (rich, for a terminal; each column headed by its name and formula),
   ``csv`` (one row per group and the total; ratios rounded to 4 decimals; empty cells for "no
   data"), ``json`` (keys of each group's ``metrics`` exactly
@@ -440,6 +442,12 @@ def add_command(sub: Any, guarded: Callable[[Callable[[Any], int]], Callable[[An
         action="store_true",
         help="count reasons for dissatisfaction instead (as 'sink reasons'; --by site|device|day)",
     )
+    rep.add_argument(
+        "--compliance",
+        action="store_true",
+        help="compliance with the service standards instead: the share of checked contacts "
+        "meeting each rule (sink transcribe --rules; table, csv or json)",
+    )
     rep.set_defaults(handler=guarded(report_command))
 
 
@@ -489,9 +497,23 @@ def report_command(args: Any) -> int:
     end = None if args.end is None else parse_when(args.end, tz, "--to")
     if args.format == "png" and args.out is None:
         raise ReportError("--format png needs --out FILE.png (a chart is not terminal text)")
+    if getattr(args, "compliance", False) and args.format == "png":
+        raise ReportError("--compliance is a table, csv or json")
     db = open_existing(args.db, args.data)
     try:
         contacts, events = load(db, args.data)
+        if getattr(args, "compliance", False):
+            from cloud_sink.speech import compliance
+
+            groups, total = compliance.figures(
+                contacts, compliance.checks(db), by=args.by, start=start, end=end, tz=tz
+            )
+            shown = compliance.render(args.by, groups, total, args.format)
+            if args.out is not None:
+                args.out.write_text(shown, encoding="utf-8")
+            else:
+                sys.stdout.write(shown)
+            return 0
     finally:
         db.close()
     size = len(contacts) + len(events)

@@ -51,6 +51,8 @@ EXTRA_OF = {
     "prometheus_client": "sink",
     "jinja2": "sink",
     "multipart": "sink",
+    "rapidfuzz": "sink",
+    "pymorphy3": "sink",
 }
 
 

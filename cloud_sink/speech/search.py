@@ -1,0 +1,77 @@
+"""Full-text search over transcripts: SQLite FTS5, PostgreSQL text search.
+
+Rules:
+- What is indexed (``transcripts.search_text``) is the transcript's words, lower case, followed
+  by the lemmas that differ from them (pymorphy3 for Russian, so ``покупку`` is found by
+  ``покупка`` and the other way round); SQLite's FTS5 table ``transcripts_fts`` adds the
+  Porter stemmer for English, PostgreSQL a GIN index over its ``russian`` and ``english``
+  configurations.
+- A query finds the transcripts holding every one of its words (in any of their forms); words
+  are terms, never query syntax (quotes, ``OR``, ``*`` are plain text).
+"""
+
+from __future__ import annotations
+
+from peewee import Database
+
+from cloud_sink.db import execute_sql, is_sqlite
+from cloud_sink.speech.standards import TOKEN, lemma, plain
+
+_PG_DOC = (
+    "(to_tsvector('russian', coalesce(search_text, '')) || "
+    "to_tsvector('english', coalesce(search_text, '')))"
+)
+
+
+def search_text(text: str) -> str:
+    words = [plain(t) for t in TOKEN.findall(text)]
+    lemmas = [lemma(w) for w in words]
+    extra = [m for w, m in zip(words, lemmas, strict=True) if m and m != w]
+    return " ".join([w for w in words if w] + extra)
+
+
+def index(db: Database, device: str, clip_id: str, text: str) -> None:
+    """(Re)index one transcript (inside the caller's transaction); PostgreSQL's index follows
+    the row by itself."""
+    if not is_sqlite(db):
+        return
+    p = db.param
+    execute_sql(
+        db, f"DELETE FROM transcripts_fts WHERE device = {p} AND clip_id = {p}", (device, clip_id)
+    )
+    execute_sql(
+        db,
+        f"INSERT INTO transcripts_fts (device, clip_id, body) VALUES ({p}, {p}, {p})",
+        (device, clip_id, search_text(text)),
+    )
+
+
+def matching(db: Database, query: str) -> set[tuple[str, str]]:
+    """(device, clip id) of every transcript holding every word of ``query``."""
+    words = [plain(t) for t in TOKEN.findall(query)]
+    words = [w for w in words if w]
+    if not words:
+        raise ValueError(f"--text {query!r} holds no word to search for")
+    if is_sqlite(db):
+        terms = []
+        for w in words:
+            forms = sorted({w, lemma(w)} - {""})
+            terms.append("(" + " OR ".join('"' + f.replace('"', '""') + '"' for f in forms) + ")")
+        rows = execute_sql(
+            db,
+            f"SELECT device, clip_id FROM transcripts_fts WHERE transcripts_fts MATCH {db.param}",
+            (" AND ".join(terms),),
+        ).fetchall()
+    else:
+        p = db.param
+        each = " && ".join(
+            f"(plainto_tsquery('russian', {p}) || plainto_tsquery('english', {p}))" for _ in words
+        )
+        params = [x for w in words for x in (w, w)]
+        rows = execute_sql(
+            db,
+            f"SELECT device, clip_id FROM transcripts WHERE state = 'done' AND {_PG_DOC} @@ "
+            f"({each})",
+            params,
+        ).fetchall()
+    return {(str(d), str(c)) for d, c in rows}
