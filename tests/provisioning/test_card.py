@@ -174,3 +174,11 @@ def test_mistakes_are_named(
         base += ["--name", "till-3"]
     assert main([*base, *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_wheelhouse_script_is_valid_bash_for_both_pythons() -> None:
+    script = Path(__file__).resolve().parents[2] / "provisioning" / "wheelhouse.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    text = script.read_text()
+    assert 'PYTHONS=${PYTHONS:-"3.11 3.13"}' in text and "--only-binary=:all:" in text
+    assert "--platform manylinux2014_aarch64" in text
