@@ -250,9 +250,14 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config.endpoint()[2]:  # a bad URL fails here, not in the worker
         check_tls_files(config)  # so does a missing, expired or mismatched TLS file
-    sink = Sink(config, alerts=manage.site_alerts_from(args.config))
+    from cloud_sink.service import SinkSupervisor
+    from contract.service import Notifier
+
+    supervisor = SinkSupervisor(Notifier())
+    sink = Sink(config, alerts=manage.site_alerts_from(args.config), on_turn=supervisor.turn)
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        supervisor.stopping()
         sink.request_stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -152,7 +152,10 @@ class Sink:
         *,
         clock: Callable[[], int] = time.time_ns,
         alerts: SiteAlerts | None = None,
+        on_turn: Callable[[Sink], None] | None = None,
     ) -> None:
+        """``on_turn``: called on the worker thread at every turn of its loop (systemd's
+        notifications, cloud_sink/service.py)."""
         if config.group is not None and not wire.valid_name(config.group):
             raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
         limits = config.limits()  # a bad limit fails here, not in the worker
@@ -180,6 +183,7 @@ class Sink:
         self._check_pass = False  # a clip check pass is under way ...
         self._check_cursor: tuple[str, str] | None = None  # ... and goes on after this clip
         self._client = self._make_client()
+        self._on_turn = on_turn
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -260,6 +264,8 @@ class Sink:
         self.db.connect(reuse_if_open=True)
         try:
             while not self._stop.is_set():
+                if self._on_turn is not None:
+                    self._on_turn(self)
                 if (not self._connected or self._failed) and not self._reconnect():
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.backoff_max_s)

@@ -5,13 +5,15 @@ drift apart: the alert-rule model and its one evaluation engine (:mod:`contract.
 base of both configuration files (:mod:`contract.config`: the closed section model, the TOML
 loader, the "did you mean" error wording, the commented example), the explanation of TLS
 failures of a broker link (:mod:`contract.tls`), the crash points of the fault suite
-(:mod:`contract.crashpoint`) and what every ``contactpoint`` command agrees on (the user-error
+(:mod:`contract.crashpoint`), how both daemons talk to systemd (:mod:`contract.service`:
+sd_notify, the journal) and what every ``contactpoint`` command agrees on (the user-error
 type, a reader that stops early: :mod:`contract.cli`). Device-only or sink-only code does not
 belong here.
 
 Rules: ``contract`` imports nothing from ``edge``, ``cloud_sink``, ``hardware`` or
 ``provisioning`` (tests/test_layout.py checks it), and of third-party libraries only light ones
-that both sides install (pydantic; ``tomlkit`` only in :mod:`contract.config`). This package
+that both sides install (pydantic; ``tomlkit`` only in :mod:`contract.config`; systemd-python
+only in :mod:`contract.service`, imported when used). This package
 imports none of its modules: importing ``contract.crashpoint`` or ``contract.cli`` loads no
 pydantic.
 """

@@ -144,6 +144,7 @@ class Counters:
     clips: int = 0
     truncated_clips: int = 0
     unknown_codes: int = 0
+    audio_periods: int = 0  # capture periods that reached the core (the watchdog's progress)
     faults: list[str] = field(default_factory=list)
 
     @property
@@ -251,6 +252,7 @@ class Core:
             self._to_segmenter(self.presence.feed(event))
         elif isinstance(event, AudioPeriod):
             self._audio_seen_ns = self.clock.monotonic_ns()
+            self.counters.audio_periods += 1
             if self.clipper is not None:
                 self._clips_done(self.clipper.on_period(event))
         elif isinstance(event, RadioEdge):
@@ -268,7 +270,9 @@ class Core:
             log.info("on duty: %s", event.name or "(back to the shift schedule)")
         elif isinstance(event, DeviceFault):
             state = "back" if event.ok else "failed"
-            log.warning("device %s %s: %s", event.part, state, event.detail)
+            log.warning(
+                "device %s %s: %s", event.part, state, event.detail, extra={"FAULT": event.part}
+            )
             self.counters.faults.append(f"{event.part} {state}: {event.detail}")
             self.health.fault(event.part, event.ok, event.detail)
         else:
@@ -457,7 +461,12 @@ class Core:
                 if full and self.budget.on_disk_full("the store", 1 << 20):
                     continue
                 break
-        log.warning("%s not saved yet, retried every second: %s", _what(record), error)
+        log.warning(
+            "%s not saved yet, retried every second: %s",
+            _what(record),
+            error,
+            extra={"CONTACT_ID": record.id} if isinstance(record, ContactRecord) else None,
+        )
         self._unsaved.append((record, outbox, routes))
         self.health.alarm("save_failed", _brief(f"{_what(record)} waits: {error}"))
         return False
@@ -471,6 +480,12 @@ class Core:
         if isinstance(record, ContactRecord):
             self.store.save_contact(record, outbox, routes=routes)
             self.counters.contacts += 1
+            log.info(
+                "contact %s saved: %s",
+                record.id,
+                ", ".join(record.tags) or "no tags",
+                extra={"CONTACT_ID": record.id},
+            )
         else:
             self.store.save_event(record, outbox, routes=routes)
             self.counters.orphan_events += 1
@@ -532,6 +547,11 @@ class Core:
             f"the wall clock is {off / NS:+.3f} s off the time it kept before a step while "
             "synchronised; contacts stamped now are flagged clock_stepped",
         )
+
+    @property
+    def audio_seen_ns(self) -> int:
+        """When the last audio period reached the core (the clock's monotonic ns)."""
+        return self._audio_seen_ns
 
     def _check_audio(self, now_ns: int) -> None:
         """Capture stalled (microphone gone): contacts waiting for audio get what there is."""

@@ -233,14 +233,21 @@ def _edge_run(args: argparse.Namespace) -> int:
 
 
 def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event) -> int:
+    from contract.service import Notifier, set_journal_device
+
+    set_journal_device(cfg.device.id)
     if args.scenario is not None:
+        from edge.app import Core
         from edge.scenario import load_scenario
+        from edge.service import Supervisor
         from edge.simulate import run_simulation
 
         if args.speed <= 0:
             raise UserError(f"--speed must be > 0, got {args.speed}")
         scenario = load_scenario(args.scenario, cfg)
         args.data.mkdir(parents=True, exist_ok=True)
+        supervisor = Supervisor(Notifier(), audio=cfg.audio.enabled, stall_s=cfg.audio.stall_s)
+        cores: list[Core] = []  # the core, once built (the supervisor reads its progress)
         summary = run_simulation(
             cfg,
             scenario,
@@ -251,6 +258,9 @@ def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event
             broker=args.broker or cfg.mqtt.broker,
             stop=stop,
             drain_timeout_s=args.drain_timeout,
+            core_hook=cores.append,
+            at_step=lambda _t: supervisor.beat(cores[0]),
+            on_played=lambda: supervisor.stopping(cores[0], args.drain_timeout),
         )
         print(
             f"played {args.scenario.name}: {summary.contacts} contacts, "
@@ -266,7 +276,7 @@ def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event
     from hardware import HardwareError
 
     try:
-        core = run_live(cfg, args.data, stop=stop, broker=args.broker)
+        core = run_live(cfg, args.data, stop=stop, broker=args.broker, notifier=Notifier())
     except HardwareError as exc:
         raise UserError(str(exc)) from None
     print(

@@ -24,12 +24,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from contract.service import Notifier
 from edge import __version__, retention
 from edge.app import Core, backend_spec
 from edge.clock import Clock, SystemClock
 from edge.config import Config
 from edge.events import Press
 from edge.runtime import assemble
+from edge.service import Supervisor
 from hardware import HardwareError, LiveBackend, open_backend, open_prompt_player
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,11 @@ def run_live(
     broker: str | None = None,
     final_drain_s: float = 5.0,
     on_press: Callable[[Press], None] | None = None,
+    notifier: Notifier | None = None,
 ) -> Core:
     """Run until ``stop`` is set; return the core (its counters) for the caller to report.
-    ``on_press`` is called with every press as the core gets it, after the prompt (if any)."""
+    ``on_press`` is called with every press as the core gets it, after the prompt (if any);
+    ``notifier``: systemd's notification socket (edge/service.py says what is sent when)."""
     clock = clock or SystemClock()
     backend = open_backend(backend_spec(cfg))
     if not isinstance(backend, LiveBackend):
@@ -74,6 +78,11 @@ def run_live(
     with runtime:
         runtime.start()
         log.info("contactpoint %s running as %s at %s", __version__, cfg.device.id, cfg.device.site)
+        supervisor = Supervisor(
+            notifier or Notifier(),
+            audio=runtime.core.clipper is not None,
+            stall_s=cfg.audio.stall_s,
+        )
         retention_next = 0  # monotonic ns of the next audio retention run (edge/retention.py)
         while not stop.is_set():
             runtime.take(TICK_S)
@@ -81,6 +90,8 @@ def run_live(
             retention_next = retention.periodic(
                 runtime.store, data_dir, cfg.retention, clock, retention_next
             )
+            supervisor.beat(runtime.core)
+        supervisor.stopping(runtime.core, final_drain_s + cfg.routes.drain_s)
         runtime.shutdown(clock.monotonic_ns())
         runtime.deliver(final_drain_s)  # a moment for what shutdown wrote; the rest stays queued
         runtime.drain_routes()  # what is left waits for the next start

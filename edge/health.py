@@ -59,7 +59,7 @@ class Health:
             raise ValueError(f"unknown alarm kind {kind!r}; expected one of {ALARM_KINDS}")
         if count < 1:
             return
-        log.warning("alarm %s (+%d): %s", kind, count, detail)
+        log.warning("alarm %s (+%d): %s", kind, count, detail, extra={"FAULT": kind})
         with self._lock:
             current = self._alarms.get(kind)
             self._alarms[kind] = _Alarm((current.count if current else 0) + count, detail)

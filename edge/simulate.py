@@ -79,13 +79,14 @@ def run_simulation(
     on_alert: Callable[[dict[str, Any]], None] | None = None,
     on_health: Callable[[Health], None] | None = None,
     at_step: Callable[[int], None] | None = None,
+    on_played: Callable[[], None] | None = None,
 ) -> Summary:
     """``clock``: a prepared virtual clock (e.g. one that starts wrong and syncs later). Hooks,
     given here and wired at assembly (edge/runtime.py): ``core_hook`` is called with the core
     once it is built (tests look at its health), ``on_alert`` with each committed alert's
     payload, ``on_health`` with the health after every change, and ``at_step`` with the
     virtual time of every step before the core ticks (a test makes something happen then,
-    e.g. frees disk space)."""
+    e.g. frees disk space), ``on_played`` once the scenario has played, before the drain."""
     clock = clock if clock is not None else FakeClock(scenario.start_wall_ns, synced=True)
     spec = backend_spec(
         cfg,
@@ -122,6 +123,8 @@ def run_simulation(
             stop=stop or threading.Event(),
             at_step=at_step,
         )
+        if on_played is not None:
+            on_played()
         if runtime.publisher is not None:
             drain_outbox(runtime, drain_timeout_s)
         runtime.drain_routes()

@@ -93,6 +93,24 @@ def add_commands(subparsers: Any) -> None:
     _broker_options(ha)
     ha.set_defaults(handler=_homeassistant)
 
+    card = sub.add_parser(
+        "card", help="the files for a freshly flashed SD card's boot partition: cloud-init "
+        "seed, firstrun.sh, install script, device.toml, units, claim token, wheelhouse"
+    )  # fmt: skip
+    card.add_argument("--out", type=Path, required=True, help="directory to write the files in")
+    card.add_argument("--fleet", type=Path, required=True, help="the fleet file (TOML)")
+    card.add_argument("--name", required=True, help="the device's id and host name")
+    card.add_argument("--wifi-ssid", help="the site's Wi-Fi network (default: Ethernet only)")
+    card.add_argument("--wifi-psk-file", type=Path, help="file holding the Wi-Fi passphrase")
+    card.add_argument("--country", help="Wi-Fi regulatory domain, two letters (e.g. DE)")
+    card.add_argument(
+        "--wheelhouse",
+        type=Path,
+        help="arm64 wheels to carry (provisioning/wheelhouse.sh); default: the device "
+        "installs from the package index",
+    )
+    card.set_defaults(handler=_card)
+
 
 def _broker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -189,6 +207,30 @@ def _homeassistant(args: argparse.Namespace) -> int:
         options=_options(args),
     )
     _report(done, f"Home Assistant account {args.user}", args.ca_dir)
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from edge import __version__
+    from provisioning.card import write_card
+
+    card = write_card(
+        args.out,
+        args.fleet,
+        args.name,
+        version=__version__,
+        wifi_ssid=args.wifi_ssid,
+        wifi_psk_file=args.wifi_psk_file,
+        country=args.country,
+        wheelhouse=args.wheelhouse,
+    )
+    print(f"card for {args.name} (contactpoint {card.version}) in {card.directory}:")
+    print("  user-data, meta-data, network-config   cloud-init seed (NoCloud)")
+    print("  firstrun.sh                             images without cloud-init (see its header)")
+    print("  contactpoint/                           install.sh, device.toml, units, claim token")
+    source = f"{card.wheels} wheels on the card" if card.wheels else "the package index"
+    print(f"  installs from                           {source}")
+    print("copy them onto the boot partition of the flashed card, insert it, power the device")
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -148,10 +149,7 @@ def _run(arguments: list[str]) -> int:
     command = command_word(arguments)
     parser = build_parser(load=() if command is None else (command,))
     args = parser.parse_args(arguments)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _logging(args.verbose)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -159,6 +157,24 @@ def _run(arguments: list[str]) -> int:
     code = handler(args)
     sys.stdout.flush()  # the reader may be gone while the last lines were buffered
     return code
+
+
+def _logging(verbose: bool) -> None:
+    """To the journal when stderr is the journal (a systemd unit): INFO and up, structured
+    fields, no timestamp of ours (contract/service.py); otherwise WARNING and up on stderr."""
+    if os.environ.get("JOURNAL_STREAM"):
+        from contract.service import journal_logging, under_journal
+
+        if under_journal():
+            try:
+                journal_logging(logging.DEBUG if verbose else logging.INFO)
+                return
+            except ImportError:  # no systemd-python: stderr still reaches the journal
+                pass
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def command_word(arguments: Sequence[str]) -> str | None:

@@ -31,7 +31,8 @@ import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"edge", "cloud_sink", "contract", "hardware", "provisioning", "tests", "bench"}
-CONTRACT_THIRD_PARTY = {"pydantic", "annotated_types", "tomlkit"}
+# systemd-python: contract/service.py, lazily (both daemons under systemd)
+CONTRACT_THIRD_PARTY = {"pydantic", "annotated_types", "tomlkit", "systemd"}
 #: bench -> tests imports that are allowed for now: (file, module)
 BENCH_USES_OF_TESTS = {
     ("bench/soak.py", "tests.faults.harness"),

@@ -1,0 +1,20 @@
+"""The systemd files shipped with the package (provisioning/systemd/), read by the card
+(``contactpoint provision card``) to install them on first boot:
+
+- ``contactpoint-edge.service``: the device daemon (``Type=notify``, watchdog; edge/service.py);
+- ``contactpoint-sink.service``: the central sink (cloud_sink/service.py);
+- ``contactpoint-watchdog.conf``: a system.conf drop-in that has systemd feed the board's
+  hardware watchdog (``RuntimeWatchdogSec``).
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+UNITS = ("contactpoint-edge.service", "contactpoint-sink.service", "contactpoint-watchdog.conf")
+
+
+def unit_text(name: str) -> str:
+    if name not in UNITS:
+        raise ValueError(f"unknown systemd file {name!r}; expected one of {UNITS}")
+    return (files("provisioning") / "systemd" / name).read_text(encoding="utf-8")
