@@ -266,7 +266,7 @@ def _device_alerts(edge_dir: Path) -> list[str]:
 
 def _orphan_events(edge_dir: Path) -> list[dict[str, Any]]:
     with Store.open(edge_dir / STORE_NAME) as store:
-        return [event_json(e) for e in store.orphan_events()]
+        return [dict(event_json(e)) for e in store.orphan_events()]
 
 
 def _wait_for_sink(sink: Sink, summary: Summary, timeout_s: float) -> list[dict[str, Any]]:

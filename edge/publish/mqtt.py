@@ -53,6 +53,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract import wire as contract_wire
 from edge.clock import Clock
 from edge.config import MqttSection
 from edge.publish import wire
@@ -582,7 +583,7 @@ class Publisher:
 
     # --- status --------------------------------------------------------------------------------
 
-    def _status(self, *, online: bool) -> dict[str, Any]:
+    def _status(self, *, online: bool) -> contract_wire.StatusMessage:
         clock = self._clock
         return wire.status_payload(
             device=self._device,
