@@ -19,8 +19,6 @@ sink's strict parser (finite numbers, 64-bit integers, surrogates, NUL, per-fiel
 ``cloud_sink/wire.py``). This module imports only the standard library.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import struct
@@ -120,7 +118,7 @@ def chunk_count(clip_bytes: int, chunk_bytes: int) -> int:
     return max(1, -(-clip_bytes // chunk_bytes))
 
 
-def frame(header: ChunkHeader, data: bytes) -> bytes:
+def frame(header: "ChunkHeader", data: bytes) -> bytes:
     """One clip chunk as it travels (compact JSON header with sorted keys)."""
     raw = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
     return CHUNK_MAGIC + CHUNK_LENGTH.pack(len(raw)) + raw + data
@@ -228,7 +226,9 @@ def iso(wall_ns: int) -> str:
 
 
 # --- payload shapes -------------------------------------------------------------------------
-# The keys each side writes and reads. NotRequired: the writer may leave the key out.
+# The keys each side writes and reads. NotRequired: the writer may leave the key out. (This
+# module does without ``from __future__ import annotations`` so that ``__required_keys__`` and
+# ``__optional_keys__`` are right at run time.)
 
 
 class Envelope(TypedDict):
@@ -407,7 +407,7 @@ def envelope(kind: str, *, device: str, site: str, msg_id: str) -> Envelope:
     return {"schema": SCHEMA, "msg_id": msg_id, "kind": kind, "device": device, "site": site}
 
 
-def alert_body(firing: Firing, text: str) -> AlertBody:
+def alert_body(firing: "Firing", text: str) -> AlertBody:
     """An alert: which rule fired, when, over which window and items. A firing whose scope is
     :data:`SITE_SCOPE` is the sink's site-level alert."""
     return {
@@ -427,7 +427,7 @@ def alert_body(firing: Firing, text: str) -> AlertBody:
 
 
 def alert_message(
-    firing: Firing, text: str, *, device: str, site: str, msg_id: str
+    firing: "Firing", text: str, *, device: str, site: str, msg_id: str
 ) -> AlertMessage:
     """An alert message; the sink's site-level ones have ``device`` :data:`SITE_SCOPE`."""
     return {
