@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from contract import wire as contract
+from contract.alerts import Firing
 from contract.wire import (
     CHUNK_MAGIC,
     SCHEMA,
@@ -30,7 +31,6 @@ from contract.wire import (
     route_topic,
     topic,
 )
-from edge.alerts import Firing
 from edge.clock import NS
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
 
@@ -67,19 +67,27 @@ __all__ = [
 
 def event_json(rec: EventRecord) -> contract.EventBody:
     out: contract.EventBody = {"id": rec.id, "kind": rec.kind, "at": iso(rec.wall_ns)}
-    optional: dict[str, Any] = {
-        "contact_id": rec.contact_id,
-        "button": rec.button,
-        "role": rec.role,
-        "gesture": rec.gesture,
-        "duration_s": None if rec.duration_ns is None else round(rec.duration_ns / NS, 3),
-        "question": rec.question,
-        "via": rec.via,
-        "receipt_id": rec.receipt_id or None,
-        "video_url": rec.video_url,
-        "staff": rec.staff,  # outside a contact only: who was on duty
-    }
-    out.update(cast(contract.EventBody, {k: v for k, v in optional.items() if v is not None}))
+    # the optional keys, each only when there is a value
+    if rec.contact_id is not None:
+        out["contact_id"] = rec.contact_id
+    if rec.button is not None:
+        out["button"] = rec.button
+    if rec.role is not None:
+        out["role"] = rec.role
+    if rec.gesture is not None:
+        out["gesture"] = rec.gesture
+    if rec.duration_ns is not None:
+        out["duration_s"] = round(rec.duration_ns / NS, 3)
+    if rec.question is not None:
+        out["question"] = rec.question
+    if rec.via is not None:
+        out["via"] = rec.via
+    if rec.receipt_id:
+        out["receipt_id"] = rec.receipt_id
+    if rec.video_url is not None:
+        out["video_url"] = rec.video_url
+    if rec.staff is not None:  # outside a contact only: who was on duty
+        out["staff"] = rec.staff
     if rec.data:
         out["data"] = rec.data
     return out
