@@ -45,6 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from cloud_sink import Ingest, Outcome, Sink, SinkConfig
 from cloud_sink.ingest import ClipKey, Result
+from contract import wire as contract_wire
 from edge.clock import SystemClock
 from edge.config import Config, MqttSection
 from edge.publish import wire
@@ -57,8 +58,8 @@ from provisioning.broker import LocalBroker
 
 NS = 1_000_000_000
 WAIT_S = 300.0
-CONTACT_TOPIC = f"{wire.TOPIC_ROOT}/+/+/contact"
-CLIP_TOPIC = f"{wire.TOPIC_ROOT}/+/+/clip"
+CONTACT_TOPIC = contract_wire.topic("+", "+", contract_wire.CONTACT)
+CLIP_TOPIC = contract_wire.topic("+", "+", contract_wire.CLIP)
 DEVICE, SITE = "cp-bench", "bench-site"
 START_WALL_NS = 1_795_424_400 * NS  # 2026-11-23T09:00:00Z
 REPO = Path(__file__).resolve().parents[1]

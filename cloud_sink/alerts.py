@@ -46,6 +46,7 @@ from contract.alerts import (
     evaluate,
     event_keys,
 )
+from contract.wire import AlertMessage, alert_message, iso
 
 _LOCK: Final = "contactpoint.site_alerts:"  # + site: the PostgreSQL advisory lock of a site
 
@@ -60,39 +61,13 @@ def to_ns(stamp: str) -> int:
     return (datetime.fromisoformat(stamp) - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def iso(ns: int) -> str:
-    """The edge's format (lexically ordered): ``2026-11-23T09:00:10.000Z``."""
-    seconds, rest = divmod(ns, NS)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest // 1_000_000:03d}Z"
-
-
 # --- in the sink ------------------------------------------------------------------------------
 
 
-def payload(firing: Firing, site: str, text: str) -> dict[str, Any]:
-    """The message published on ``contactpoint/v1/<site>/_site/alert`` (docs/WIRE.md)."""
-    return {
-        "schema": wire.SCHEMA,
-        "msg_id": firing.id,
-        "kind": "alert",
-        "device": wire.SITE_SCOPE,
-        "site": site,
-        "alert": {
-            "id": firing.id,
-            "rule": firing.rule,
-            "scope": "site",
-            "at": iso(firing.at_ns),
-            "window_start": iso(firing.window_start_ns),
-            "count": firing.count,
-            "at_least": firing.at_least,
-            "total": firing.total,
-            "share": firing.share,
-            "share_at_least": firing.share_at_least,
-            "refs": list(firing.refs),
-            "text": text,
-        },
-    }
+def payload(firing: Firing, site: str, text: str) -> AlertMessage:
+    """The message published on ``contactpoint/v1/<site>/_site/alert`` (docs/WIRE.md): the
+    contract's alert message, ``device`` ``_site`` and ``msg_id`` the alert's id."""
+    return alert_message(firing, text, device=wire.SITE_SCOPE, site=site, msg_id=firing.id)
 
 
 @dataclass

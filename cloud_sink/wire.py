@@ -1,14 +1,20 @@
-"""The wire contract, sink side: the ONLY place the sink spells topics and payload field names.
+"""The wire, sink side: parses what devices send against the contract, strictly.
+
+Topics, message kinds, payload shapes (TypedDicts), the schema version and the limits are
+defined once, in :mod:`contract.wire` (shared with the device); the names of it that sink modules
+need are re-exported here. What this module adds is the sink's strictness.
 
 Rules (docs/WIRE.md, schema 1):
 - Topics are ``contactpoint/v1/<site>/<device>/<kind>``; the sink takes ``contact``, ``event``,
-  ``status`` (JSON) and ``clip`` (binary chunk frames). ``cmd/...`` topics are the sink's own
-  commands and are ignored, as are ``route/<name>`` topics (managers' copies of routed
-  contacts and alerts, already ingested from their own topics); any other topic is rejected.
+  ``status``, ``alert`` (JSON) and ``clip`` (binary chunk frames). ``cmd/...`` topics are the
+  sink's own commands and are ignored, as are ``route/<name>`` topics (managers' copies of
+  routed contacts and alerts, already ingested from their own topics) and the sink's own
+  site alerts (device ``_site``); any other topic is rejected.
 - Site and device ids match ``^[a-z0-9][a-z0-9_-]{0,63}$``; msg, contact, event and clip ids are
   32 lowercase hex digits; a chunk's ``msg_id`` is ``<clip_id>.<seq>``.
-- Limits: a JSON payload at most 256 KiB; a chunk frame at most 8 + 4 KiB header + 256 KiB data;
-  a clip at most 1 GiB in at most 2**20 chunks (``too_large``).
+- Limits (the contract's): a JSON payload at most 256 KiB; a chunk frame at most 8 + 4 KiB
+  header + 256 KiB data; a clip at most 1 GiB in at most 2**20 chunks (``too_large``).
+- Every key of a payload shape is read: checked, kept in the parsed object, or both.
 - ``schema`` is read first: an unknown version is rejected before anything else is looked at.
 - ``device`` and ``site`` in the payload must equal the topic's, ``kind`` must equal the topic's.
 - What a database cannot hold is refused while the JSON is read, anywhere in the document
@@ -28,71 +34,85 @@ import hashlib
 import json
 import math
 import re
-import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-SCHEMA: Final = 1
-ROOT: Final = "contactpoint/v1"
-SUBSCRIPTION: Final = f"{ROOT}/+/+/+"
-MAX_JSON_BYTES: Final = 256 * 1024
-MAX_CHUNK_BYTES: Final = 256 * 1024
-MAX_HEADER_BYTES: Final = 4 * 1024
-CHUNK_MAGIC: Final = b"CPC1"
-MAX_FRAME_BYTES: Final = len(CHUNK_MAGIC) + 4 + MAX_HEADER_BYTES + MAX_CHUNK_BYTES
-#: a clip's announced size and chunk count are bounded too: the sink keeps a row per clip and
-#: lists its missing chunks, so an absurd ``total`` must not become a huge list (a 2-hour WAV
-#: at 16 kHz is ~230 MB; in 1 KiB chunks, the smallest the device sends, ~225 000 chunks)
-MAX_CLIP_BYTES: Final = 1024 * 1024 * 1024
-MAX_CHUNKS: Final = 1024 * 1024
-MAX_SAMPLE_RATE: Final = 384_000  # (the clips table keeps it in a 32-bit integer)
-EXTENSIONS: Final = {"wav": "wav", "flac": "flac", "opus": "opus"}  # codec -> file extension
+from contract import wire as contract
+from contract.wire import (
+    CHUNK_MAGIC,
+    EXTENSIONS,
+    LEGACY_SEQS,
+    MAX_CHUNK_BYTES,
+    MAX_CHUNKS,
+    MAX_CLIP_BYTES,
+    MAX_FRAME_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_HEALTH_ITEMS,
+    MAX_JSON_BYTES,
+    MAX_RESEND_BYTES,
+    MAX_SAMPLE_RATE,
+    MAX_STAFF_CHARS,
+    MAX_TODAY_KEYS,
+    SCHEMA,
+    SITE_SCOPE,
+    SUBSCRIPTION,
+    alert_topic,
+    clip_topic,
+    resend_topic,
+    shared_subscription,
+    valid_id,
+    valid_name,
+)
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def valid_name(value: str) -> bool:
-    """A site or device id."""
-    return _NAME.fullmatch(value) is not None
-
-
-def valid_id(value: str) -> bool:
-    """A msg, contact, event or clip id."""
-    return _HEX32.fullmatch(value) is not None
-
-
-def shared_subscription(group: str) -> str:
-    return f"$share/{group}/{SUBSCRIPTION}"
-
-
-#: the device slot of a site-level alert's topic ``contactpoint/v1/<site>/_site/alert``: the
-#: sink publishes those itself and ignores them when its wildcard hands them back
-SITE_SCOPE: Final = "_site"
-
-
-def alert_topic(site: str, device: str = SITE_SCOPE) -> str:
-    return f"{ROOT}/{site}/{device}/alert"
-
-
-def resend_topic(site: str, device: str) -> str:
-    return f"{ROOT}/{site}/{device}/cmd/resend"
-
-
-#: a resend request stays far below any broker's packet limit (the project's mosquitto allows
-#: 1 MiB): the sink asks for the first missing ranges that fit, and for the rest next time
-MAX_RESEND_BYTES: Final = 16 * 1024
-#: devices older than the ``ranges`` form read only ``seqs``: it is added when this short
-LEGACY_SEQS: Final = 256
+#: the contract's names sink modules read from here (defined in contract/wire.py), and this
+#: module's own
+__all__ = [
+    "CHUNK_MAGIC",
+    "EXTENSIONS",
+    "LEGACY_SEQS",
+    "MAX_CHUNKS",
+    "MAX_CHUNK_BYTES",
+    "MAX_CLIP_BYTES",
+    "MAX_FRAME_BYTES",
+    "MAX_HEADER_BYTES",
+    "MAX_HEALTH_ITEMS",
+    "MAX_JSON_BYTES",
+    "MAX_RESEND_BYTES",
+    "MAX_SAMPLE_RATE",
+    "MAX_STAFF_CHARS",
+    "MAX_TODAY_KEYS",
+    "SCHEMA",
+    "SITE_SCOPE",
+    "SUBSCRIPTION",
+    "Alert",
+    "Chunk",
+    "Contact",
+    "Event",
+    "Ignored",
+    "Message",
+    "Parsed",
+    "Rejected",
+    "Status",
+    "alert_topic",
+    "clip_topic",
+    "contact_json",
+    "fit_ranges",
+    "listed",
+    "parse",
+    "resend_payload",
+    "resend_topic",
+    "shared_subscription",
+    "valid_id",
+    "valid_name",
+]
 
 
 def resend_payload(clip_id: str, ranges: Sequence[tuple[int, int]]) -> bytes:
     """``{"clip_id": ..., "ranges": [[first, last], ...]}`` (inclusive ranges of missing seqs),
     plus the old ``"seqs"`` list when it has at most :data:`LEGACY_SEQS` entries."""
-    body: dict[str, Any] = {"clip_id": clip_id, "ranges": [[a, b] for a, b in ranges]}
+    body: contract.ResendRequest = {"clip_id": clip_id, "ranges": [[a, b] for a, b in ranges]}
     if sum(b - a + 1 for a, b in ranges) <= LEGACY_SEQS:
         body["seqs"] = [s for a, b in ranges for s in range(a, b + 1)]
     return json.dumps(body, separators=(",", ":")).encode()
@@ -110,10 +130,6 @@ def fit_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
             break
         taken.append((first, last))
     return taken
-
-
-def clip_topic(site: str, device: str) -> str:
-    return f"{ROOT}/{site}/{device}/clip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +167,14 @@ class Contact:
     boot_id: str
     video_url: str | None = None  # optional: a link into the camera archive (video config)
     staff: str | None = None  # who served the contact; None: unknown (or an older device)
+    # optional, read but not stored centrally yet: why there is no clip, and whether the wall
+    # clock was stepped while the contact was stamped
+    clip_missing: str | None = None
+    clock_stepped: bool = False
 
-    def as_json(self) -> dict[str, Any]:
-        """The contact object exactly as the edge sends it."""
+    def as_json(self) -> contract.ContactBody:
+        """The contact object as the edge sends it (without ``clip_missing`` and
+        ``clock_stepped``, which the sink does not store)."""
         return contact_json(
             id=self.id, start=self.start, end=self.end, duration_s=self.duration_s,
             ended_by=self.ended_by, mode=self.mode, tags=list(self.tags),
@@ -249,9 +270,10 @@ def contact_json(
     boot_id: str,
     video_url: str | None = None,
     staff: str | None = None,
-) -> dict[str, Any]:
-    """The contact object with the edge's keys, in the edge's order."""
-    out = {
+) -> contract.ContactBody:
+    """The contact object with the edge's keys, in the edge's order; ``events`` and ``clip``
+    as they were sent."""
+    out: contract.ContactBody = {
         "id": id,
         "start": start,
         "end": end,
@@ -259,8 +281,8 @@ def contact_json(
         "ended_by": ended_by,
         "mode": mode,
         "tags": tags,
-        "events": events,
-        "clip": clip,
+        "events": cast(list[contract.EventBody], events),
+        "clip": cast(contract.ClipMeta | None, clip),
         "clock_synced": clock_synced,
         "boot_id": boot_id,
         "staff": staff,
@@ -286,19 +308,19 @@ def parse(topic: str, payload: bytes) -> Parsed:
 
 
 def _parse(topic: str, payload: bytes) -> Parsed:
-    parts = topic.split("/")
-    if parts[:2] != ROOT.split("/") or len(parts) < 5:
+    parsed = contract.parse_topic(topic)
+    if parsed is None:
         raise _RejectError("topic", f"not a contactpoint v1 topic: {topic[:200]!r}")
-    site, device, kind = parts[2], parts[3], "/".join(parts[4:])
-    if kind.startswith("cmd/") or kind == "cmd" or device == SITE_SCOPE:
+    site, device, kind = parsed.site, parsed.device, parsed.kind
+    if parsed.is_command or device == SITE_SCOPE:
         return Ignored()
-    if kind.startswith("route/"):  # managers' copies (edge routes of type mqtt): not ingested
+    if parsed.is_route:  # managers' copies (edge routes of type mqtt): not ingested
         return Ignored()
     if not (valid_name(site) and valid_name(device)):
         raise _RejectError("id", f"bad site or device id in topic {topic[:200]!r}")
-    if kind == "clip":
+    if kind == contract.CLIP:
         return _parse_chunk(site, device, payload)
-    if kind not in ("contact", "event", "status", "alert"):
+    if kind not in contract.JSON_KINDS:
         raise _RejectError("topic", f"unknown message kind {kind[:64]!r}")
     if len(payload) > MAX_JSON_BYTES:
         raise _RejectError("too_large", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
@@ -306,14 +328,15 @@ def _parse(topic: str, payload: bytes) -> Parsed:
     _envelope(obj, site, device, kind)
     msg_id = _id(obj, "msg_id")
     body: Contact | Event | Status | Alert
-    if kind == "alert":
-        body = _alert(_field(obj, "alert", dict))
-    elif kind == "contact":
-        body = _contact(_field(obj, "contact", dict))
-    elif kind == "event":
-        body = _event(_field(obj, "event", dict), where="event")
+    raw = _field(obj, kind, dict)  # the body travels under its kind's key
+    if kind == contract.ALERT:
+        body = _alert(raw)
+    elif kind == contract.CONTACT:
+        body = _contact(raw)
+    elif kind == contract.EVENT:
+        body = _event(raw, where="event")
     else:
-        body = _status(_field(obj, "status", dict))
+        body = _status(raw)
     return Message(msg_id=msg_id, kind=kind, device=device, site=site, body=body)
 
 
@@ -396,7 +419,7 @@ def _text_ok(text: str) -> None:
 
 def _envelope(obj: dict[str, Any], site: str, device: str, kind: str) -> None:
     schema = obj.get("schema")
-    if type(schema) is not int or schema != SCHEMA:  # not 1.0, not true: an integer
+    if type(schema) is not int or schema not in contract.SCHEMAS:  # not 1.0, not true: an int
         raise _RejectError(
             "schema", f"unknown schema version {repr(schema)[:80]}: this sink reads {SCHEMA}"
         )
@@ -426,6 +449,11 @@ def _field(obj: dict[str, Any], key: str, kind: type[Any], *, where: str = "") -
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
         raise _RejectError("field", f"field {where}{key!r} is out of the 64-bit range")
     return value
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type[Any], *, where: str) -> Any:
+    """A key that may be absent (None then), else as :func:`_field` reads it."""
+    return _field(obj, key, kind, where=where) if key in obj else None
 
 
 def _id(obj: dict[str, Any], key: str, where: str = "") -> str:
@@ -476,7 +504,7 @@ def _alert(obj: dict[str, Any]) -> Alert:
     rule: str = _field(obj, "rule", str, where="alert.")
     if not valid_name(rule):  # (an index holds it: PostgreSQL refuses rows over ~2.7 KB)
         raise _RejectError(
-            "field", f"alert.rule {rule[:80]!r} is not a rule name ({_NAME.pattern})"
+            "field", f"alert.rule {rule[:80]!r} is not a rule name ({contract.NAME_PATTERN})"
         )
     return Alert(
         id=alert_id,
@@ -518,11 +546,9 @@ def _contact(obj: dict[str, Any]) -> Contact:
         boot_id=_field(obj, "boot_id", str, where="contact."),
         video_url=_field(obj, "video_url", str, where="contact.") if "video_url" in obj else None,
         staff=_staff(obj),
+        clip_missing=_optional(obj, "clip_missing", str, where="contact."),
+        clock_stepped=_optional(obj, "clock_stepped", bool, where="contact.") is True,
     )
-
-
-MAX_STAFF_CHARS: Final = 64
-MAX_TODAY_KEYS: Final = 64
 
 
 def _staff(obj: dict[str, Any]) -> str | None:
@@ -579,9 +605,6 @@ def _status(obj: dict[str, Any]) -> Status:
     )
 
 
-MAX_HEALTH_ITEMS: Final = 64
-
-
 def _health_list(obj: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """An optional list of objects in a status (``alarms``, ``faults``); [] when absent."""
     if key not in obj:
@@ -597,22 +620,23 @@ def _health_list(obj: dict[str, Any], key: str) -> list[dict[str, Any]]:
 def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
     if len(frame) > MAX_FRAME_BYTES:
         raise _RejectError("too_large", f"chunk frame of {len(frame)} bytes > {MAX_FRAME_BYTES}")
-    if len(frame) < 8 or frame[:4] != CHUNK_MAGIC:
-        raise _RejectError("frame", "not a CPC1 chunk frame")
-    (length,) = struct.unpack(">I", frame[4:8])
-    if length > MAX_HEADER_BYTES or 8 + length > len(frame):
+    prefix = contract.CHUNK_PREFIX_BYTES
+    if len(frame) < prefix or frame[: len(CHUNK_MAGIC)] != CHUNK_MAGIC:
+        raise _RejectError("frame", f"not a {CHUNK_MAGIC.decode()} chunk frame")
+    (length,) = contract.CHUNK_LENGTH.unpack(frame[len(CHUNK_MAGIC) : prefix])
+    if length > MAX_HEADER_BYTES or prefix + length > len(frame):
         raise _RejectError("frame", f"header length {length} does not fit the frame")
-    header = _json_object(frame[8 : 8 + length])
-    data = frame[8 + length :]
+    header = _json_object(frame[prefix : prefix + length])
+    data = frame[prefix + length :]
     msg_id = _field(header, "msg_id", str)
-    _envelope(header, site, device, "clip_chunk")
+    _envelope(header, site, device, contract.CLIP_CHUNK)
     clip_id = _id(header, "clip_id")
     seq = _field(header, "seq", int)
     total = _field(header, "total", int)
     offset = _field(header, "offset", int)
     size = _field(header, "size", int)
     clip_bytes = _field(header, "clip_bytes", int)
-    if msg_id != f"{clip_id}.{seq}":
+    if msg_id != contract.chunk_msg_id(clip_id, seq):
         raise _RejectError("id", f"chunk msg_id {msg_id[:80]!r} is not '<clip_id>.<seq>'")
     if clip_bytes > MAX_CLIP_BYTES or total > min(MAX_CHUNKS, max(clip_bytes, 1)):
         raise _RejectError(
@@ -633,7 +657,7 @@ def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
     if not 0 < sample_rate <= MAX_SAMPLE_RATE:
         raise _RejectError("field", f"sample_rate {sample_rate} is not 1..{MAX_SAMPLE_RATE}")
     hashes = [_field(header, k, str) for k in ("chunk_sha256", "clip_sha256")]
-    if not all(_HEX64.fullmatch(h) for h in hashes):
+    if not all(contract.valid_sha256(h) for h in hashes):
         raise _RejectError("field", "chunk_sha256 and clip_sha256 must be 64 hex digits")
     return Chunk(
         msg_id=msg_id,
@@ -653,7 +677,9 @@ def _parse_chunk(site: str, device: str, frame: bytes) -> Chunk:
     )
 
 
-def listed(contact: dict[str, Any], *, device: str, site: str, audio: str | None) -> dict[str, Any]:
+def listed(
+    contact: Mapping[str, Any], *, device: str, site: str, audio: str | None
+) -> dict[str, Any]:
     """A contact as ``sink contacts --json`` prints it: the wire object plus where it came from
     and the verified clip file (None while the clip is incomplete)."""
     return {**contact, "device": device, "site": site, "audio": audio}

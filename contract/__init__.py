@@ -1,9 +1,11 @@
 """The contract: code the device (``edge``) and the central sink (``cloud_sink``) must agree on.
 
 What belongs here is what would otherwise be written twice, once on each side, and must never
-drift apart: the alert-rule model and its one evaluation engine (:mod:`contract.alerts`), the
-base of both configuration files (:mod:`contract.config`: the closed section model, the TOML
-loader, the "did you mean" error wording, the commented example), the explanation of TLS
+drift apart: the wire (:mod:`contract.wire`: topics, message kinds, payload shapes, the schema
+version and the limits), the alert-rule model and its one evaluation engine
+(:mod:`contract.alerts`), the base of both configuration files (:mod:`contract.config`: the
+closed section model, the TOML loader, the "did you mean" error wording, the commented
+example), the explanation of TLS
 failures of a broker link (:mod:`contract.tls`), the crash points of the fault suite
 (:mod:`contract.crashpoint`), how both daemons talk to systemd (:mod:`contract.service`:
 sd_notify, the journal) and what every ``contactpoint`` command agrees on (the user-error

@@ -45,10 +45,12 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contract import wire
+
 NS: Final = 1_000_000_000
 MAX_REFS: Final = 50  # ids listed in one alert
 #: names of devices, sites, tags and rules: lower-case letters, digits, '-' and '_'
-NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+NAME_PATTERN: Final = f"^{wire.NAME_PATTERN}$"  # a rule name travels as ``alert.rule``
 #: the kinds of event the devices report (besides ``question:N`` for one question button)
 EVENT_KINDS: Final = (
     "green", "yellow", "red", "request", "seller_short", "seller_long", "question", "receipt",

@@ -11,11 +11,10 @@ Rules:
 
 from __future__ import annotations
 
-from contract.alerts import Firing, Observation, contact_keys, event_keys
+from contract.alerts import Observation, contact_keys, event_keys
 from edge.records import ContactRecord, EventRecord
 
-# Firing is re-exported for edge/publish/wire.py (it moves to the contract with the wire)
-__all__ = ["Firing", "observations"]
+__all__ = ["observations"]
 
 
 def observations(item: ContactRecord | EventRecord) -> list[Observation]:

@@ -460,14 +460,14 @@ def _contacts(args: argparse.Namespace) -> int:
     for column in ("start", "duration", "mode", "ended by", "tags", "clip"):
         table.add_column(column)
     for record in records:
-        row = contact_json(record)
+        body = contact_json(record)
         table.add_row(
-            row["start"],
-            f"{row['duration_s']:.1f} s",
-            row["mode"],
-            row["ended_by"],
-            ", ".join(row["tags"]),
-            clip(row["clip"]["path"], record.id) if row["clip"] else "-",
+            body["start"],
+            f"{body['duration_s']:.1f} s",
+            body["mode"],
+            body["ended_by"],
+            ", ".join(body["tags"]),
+            clip(body["clip"]["path"], record.id) if body["clip"] else "-",
         )
     _console().print(table)
     return 0

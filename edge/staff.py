@@ -34,11 +34,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from contract.wire import MAX_STAFF_CHARS
+
 NS = 1_000_000_000
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_MINUTES = 24 * 60
 WEEK_MINUTES = 7 * DAY_MINUTES
-MAX_NAME = 64
+MAX_NAME = MAX_STAFF_CHARS  # (the wire's limit: a sink refuses longer names)
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -37,6 +37,7 @@ from rich.table import Table
 from cloud_sink import Sink, SinkConfig
 from cloud_sink.alerts import SiteAlerts
 from cloud_sink.metrics import DEFINITIONS, Counts, Metrics, Parameters, count, metrics
+from contract import wire
 from contract.alerts import AlertRule
 from contract.cli import UserError
 from edge.cli import progress_bar
@@ -100,9 +101,9 @@ class ManagersClient:
         self._client.connect(url.hostname or "127.0.0.1", url.port or 1883)
         self._client.subscribe(
             [
-                (f"contactpoint/v1/{SITE}/+/route/#", 1),
-                (f"contactpoint/v1/{SITE}/+/alert", 1),
-                (f"contactpoint/v1/{SITE}/_site/alert", 1),
+                (wire.topic(SITE, "+", f"{wire.ROUTE}/#"), 1),
+                (wire.alert_topic(SITE, "+"), 1),
+                (wire.alert_topic(SITE), 1),
             ]
         )
         self._client.loop_start()
@@ -266,7 +267,7 @@ def _device_alerts(edge_dir: Path) -> list[str]:
 
 def _orphan_events(edge_dir: Path) -> list[dict[str, Any]]:
     with Store.open(edge_dir / STORE_NAME) as store:
-        return [event_json(e) for e in store.orphan_events()]
+        return [dict(event_json(e)) for e in store.orphan_events()]
 
 
 def _wait_for_sink(sink: Sink, summary: Summary, timeout_s: float) -> list[dict[str, Any]]:

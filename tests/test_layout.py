@@ -15,6 +15,10 @@
   ``edge``, ``cloud_sink``, ``contract`` and ``hardware``, through public names only: no
   module or name starting with ``_`` (and hardware's as ``edge`` does); never ``tests`` or
   ``bench``.
+- Topics are spelled once: no string in the code of ``edge``, ``cloud_sink``, ``contract``,
+  ``hardware``, ``provisioning`` or ``bench`` holds the topic root (``contactpoint/v<N>``) or
+  the chunk frame's magic but ``contract/wire.py``; docstrings may name them. (tests/ spell
+  them on purpose: the golden checks must not borrow the code under test.)
 - ``bench`` may import anything but ``tests``; two exceptions stand until the machinery they
   share with the tests moves out of tests/: the soak drives the fault harness
   (tests/faults/harness.py), the transport bench starts a throwaway PostgreSQL cluster
@@ -24,10 +28,12 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 import hardware
+from contract import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"edge", "cloud_sink", "contract", "hardware", "provisioning", "tests", "bench"}
@@ -126,6 +132,48 @@ def test_edge_imports_neither_the_sink_nor_provisioning() -> None:
     assert forbidden("edge", {"cloud_sink", "provisioning", "tests", "bench"}) == []
 
 
+#: the topic root of any version, and the chunk magic: what only contract/wire.py may spell
+WIRE_SPELLING = re.compile(
+    rf"{re.escape(wire.ROOT.split('/')[0])}/v\d|{re.escape(wire.CHUNK_MAGIC.decode())}"
+)
+WIRE_DEFINITION = "contract/wire.py"
+_WITH_DOCSTRING = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def wire_literals(packages: set[str], root: Path = ROOT) -> list[tuple[str, int, str]]:
+    """(file, line, text) of every string or bytes literal, docstrings aside, that spells the
+    topic root or the chunk magic outside :data:`WIRE_DEFINITION`."""
+    found = []
+    for package in sorted(packages):
+        for path in sorted((root / package).rglob("*.py")):
+            name = path.relative_to(root).as_posix()
+            if name == WIRE_DEFINITION:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docstrings = {
+                id(node.body[0].value)
+                for node in ast.walk(tree)
+                if isinstance(
+                    node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+                )
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+                and isinstance(node.body[0].value, ast.Constant)
+            }
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Constant) or id(node) in docstrings:
+                    continue
+                value = node.value
+                text = value.decode("latin-1") if isinstance(value, bytes) else value
+                if isinstance(text, str) and WIRE_SPELLING.search(text):
+                    found.append((name, node.lineno, text[:80]))
+    return found
+
+
+def test_topics_and_the_chunk_magic_are_spelled_only_in_the_contract() -> None:
+    assert wire_literals(OURS - {"tests"}) == []
+
+
 def test_the_rules_catch_violations(tmp_path: Path) -> None:
     def write(path: str, text: str) -> None:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +186,13 @@ def test_the_rules_catch_violations(tmp_path: Path) -> None:
     write("edge/y.py", "from cloud_sink.cli import add_commands\nimport provisioning.demo\n")
     write("cloud_sink/x.py", "import provisioning.broker\nfrom contract.alerts import AlertRule\n")
     write("contract/x.py", "from cloud_sink import wire\nimport numpy\n")
+    write(
+        "cloud_sink/t.py",
+        '"""Reads contactpoint/v1/#."""\nROOT = "contactpoint/v2"\nMAGIC = b"CPC1"\n'
+        'def f(site: str) -> str:\n    """On contactpoint/v1/<site>."""\n'
+        '    return f"contactpoint/v1/{site}"\n',
+    )
+    write("contract/wire.py", 'ROOT = "contactpoint/v1"\n')
     write(
         "provisioning/x.py",
         "from edge._errors import UserError\nfrom edge import _private\n"
@@ -158,6 +213,11 @@ def test_the_rules_catch_violations(tmp_path: Path) -> None:
         ("cloud_sink/x.py", "provisioning.broker")
     ]
     assert forbidden("contract", OURS - {"contract"}, tmp_path) == [("contract/x.py", "cloud_sink")]
+    assert wire_literals({"cloud_sink", "contract"}, tmp_path) == [
+        ("cloud_sink/t.py", 2, "contactpoint/v2"),
+        ("cloud_sink/t.py", 3, "CPC1"),
+        ("cloud_sink/t.py", 6, "contactpoint/v1/"),
+    ]
     assert private_uses("provisioning", {"edge", "cloud_sink", "hardware"}, tmp_path) == [
         ("edge._errors", ["UserError"]),
         ("edge", ["_private"]),

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
+from contract.wire import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from edge.config.base import Section
 
 
@@ -48,7 +49,11 @@ class MqttSection(Section):
     ] = ""
     chunk_bytes: Annotated[
         int,
-        Field(ge=1024, le=262_144, description="Clip audio travels in chunks of this size (bytes)"),
+        Field(
+            ge=MIN_CHUNK_BYTES,
+            le=MAX_CHUNK_BYTES,
+            description="Clip audio travels in chunks of this size (bytes)",
+        ),
     ] = 65_536
     inflight: Annotated[
         int, Field(ge=1, le=1000, description="Messages published but not yet acknowledged")

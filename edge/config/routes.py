@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from contract.alerts import NAME_PATTERN
+from contract.wire import route_topic
 from edge.config.base import Section
 from edge.config.contacts import Mode
 
@@ -213,7 +214,7 @@ class MqttRoute(Section):
         str,
         Field(
             pattern=NAME_PATTERN,
-            description="Name; the topic is contactpoint/v1/<site>/<device>/route/<name>, "
+            description=f"Name; the topic is {route_topic('<site>', '<device>', '<name>')}, "
             "published through the device's outbox and broker session",
         ),
     ]

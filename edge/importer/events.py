@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from contract.wire import MAX_STAFF_CHARS
 from edge._errors import UserError
 from edge.clock import NS
 from edge.config import ImporterSection
 
 MAX_EVENTS_BYTES = 256 * 1024 * 1024
 MAX_TEXT = 200
-MAX_STAFF = 64
+MAX_STAFF = MAX_STAFF_CHARS  # (the wire's limit)
 DEFAULT_KIND = "delivery"
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")

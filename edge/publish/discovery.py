@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from contract import wire as contract_wire
 from edge.config import Config
 from edge.publish import wire
 
@@ -157,7 +158,7 @@ def discovery_messages(
 ) -> list[tuple[str, bytes]]:
     """(topic, payload) of every retained discovery config: the sensors, the connectivity
     binary sensor and (when there are alert rules) the alert event."""
-    status_topic = wire.topic(site, device, "status")
+    status_topic = wire.topic(site, device, contract_wire.STATUS)
     configs: list[tuple[str, str, dict[str, Any]]] = [
         (
             "sensor",
@@ -183,7 +184,7 @@ def discovery_messages(
             site=site,
             version=version,
             status_topic=status_topic,
-            alert_topic=wire.topic(site, device, "alert"),
+            alert_topic=wire.alert_topic(site, device),
             rules=alert_rules,
         )
         configs.append(("event", ALERT, alert))

@@ -53,6 +53,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract import wire as contract_wire
 from edge.clock import Clock
 from edge.config import MqttSection
 from edge.publish import wire
@@ -156,7 +157,7 @@ class Publisher:
         self._on_fault = on_fault
         self._refused_topics: set[str] = set()  # retained topics the broker refused
         self._resend_topic = wire.resend_topic(site, device)
-        self._status_topic = wire.topic(site, device, "status")
+        self._status_topic = wire.topic(site, device, contract_wire.STATUS)
 
         self._stats = PublisherStats()
         self._stats_lock = threading.Lock()
@@ -480,13 +481,14 @@ class Publisher:
         return self._rows.popleft()
 
     def _row_job(self, row: OutboxRow) -> _Job | None:
-        if row.kind in ("contact", "event", "alert"):
+        if row.kind in (contract_wire.CONTACT, contract_wire.EVENT, contract_wire.ALERT):
             topic = wire.topic(self._site, self._device, row.kind)
             return _Job(row.seq, iter([(topic, wire.encode_json(row.payload))]))
-        if row.kind == "route" and isinstance(row.payload.get("route"), str):  # edge/routes
-            topic = wire.route_topic(self._site, self._device, row.payload["route"])
+        route = row.payload.get("route")  # edge/routes
+        if row.kind == contract_wire.ROUTE and isinstance(route, str):
+            topic = wire.route_topic(self._site, self._device, route)
             return _Job(row.seq, iter([(topic, wire.encode_json(row.payload))]))
-        if row.kind != "clip":
+        if row.kind != contract_wire.CLIP:
             self._error(
                 f"outbox row {row.seq} has unknown kind {row.kind!r}; left unsent", failed=1
             )
@@ -551,7 +553,7 @@ class Publisher:
     def _chunks(self, ref: wire.ClipRef, path: Path, seqs: Iterable[int]) -> Iterator[Message]:
         size = self._cfg.chunk_bytes
         total = wire.chunk_count(ref.bytes, size)
-        topic = wire.topic(self._site, self._device, "clip")
+        topic = wire.clip_topic(self._site, self._device)
         for seq in seqs:
             offset = seq * size
             expected = min(size, ref.bytes - offset)
@@ -582,7 +584,7 @@ class Publisher:
 
     # --- status --------------------------------------------------------------------------------
 
-    def _status(self, *, online: bool) -> dict[str, Any]:
+    def _status(self, *, online: bool) -> contract_wire.StatusMessage:
         clock = self._clock
         return wire.status_payload(
             device=self._device,

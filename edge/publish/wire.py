@@ -1,62 +1,99 @@
-"""The wire contract, edge side: the ONLY place topics and payload field names are spelled.
+"""The wire, device side: the device's records as the payloads of the contract.
 
-Payloads are JSON objects carrying ``schema`` (the version), ``msg_id`` (our own id, so the
-sink can deduplicate QoS 1 redeliveries), ``device`` and ``site``. The contact object is also
-what ``contactpoint contacts --json`` prints, so the local view and the wire agree.
-
-Topics: ``contactpoint/v1/<site>/<device>/<kind>``.
+Topics, message kinds, payload shapes, the schema version and the limits are defined once, in
+:mod:`contract.wire` (shared with the sink); this module turns the device's records into those
+payloads (typed with the contract's TypedDicts), frames clip chunks, and reads the sink's
+commands (``cmd/resend``). The names of the contract a device module needs are re-exported
+here. The contact object is also what ``contactpoint contacts --json`` prints, so the local
+view and the wire agree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from edge.alerts import Firing
+from contract import wire as contract
+from contract.alerts import Firing
+from contract.wire import (
+    CHUNK_MAGIC,
+    SCHEMA,
+    SITE_SCOPE,
+    alert_topic,
+    chunk_count,
+    clip_topic,
+    iso,
+    resend_topic,
+    route_topic,
+    topic,
+)
 from edge.clock import NS
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage
 
-SCHEMA = 1
-TOPIC_ROOT = "contactpoint/v1"
+#: the contract's names a device module reads from here (defined in contract/wire.py)
+__all__ = [
+    "CHUNK_MAGIC",
+    "SCHEMA",
+    "SITE_SCOPE",
+    "ClipRef",
+    "alert_json",
+    "alert_message",
+    "alert_topic",
+    "chunk_count",
+    "chunk_frame",
+    "clip_json",
+    "clip_message",
+    "clip_ref",
+    "clip_topic",
+    "contact_json",
+    "contact_message",
+    "discovery_topic",
+    "encode_json",
+    "event_json",
+    "event_message",
+    "iso",
+    "parse_resend",
+    "resend_topic",
+    "route_message",
+    "route_topic",
+    "status_payload",
+    "topic",
+]
 
 
-def topic(site: str, device: str, kind: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/{device}/{kind}"
-
-
-def iso(wall_ns: int) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-23T09:00:10.000Z``."""
-    seconds, rest = divmod(wall_ns, NS)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest // 1_000_000:03d}Z"
-
-
-def event_json(rec: EventRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": rec.id, "kind": rec.kind, "at": iso(rec.wall_ns)}
-    optional = {
-        "contact_id": rec.contact_id,
-        "button": rec.button,
-        "role": rec.role,
-        "gesture": rec.gesture,
-        "duration_s": None if rec.duration_ns is None else round(rec.duration_ns / NS, 3),
-        "question": rec.question,
-        "via": rec.via,
-        "receipt_id": rec.receipt_id or None,
-        "video_url": rec.video_url,
-        "staff": rec.staff,  # outside a contact only: who was on duty
-    }
-    out.update({k: v for k, v in optional.items() if v is not None})
+def event_json(rec: EventRecord) -> contract.EventBody:
+    out: contract.EventBody = {"id": rec.id, "kind": rec.kind, "at": iso(rec.wall_ns)}
+    # the optional keys, each only when there is a value
+    if rec.contact_id is not None:
+        out["contact_id"] = rec.contact_id
+    if rec.button is not None:
+        out["button"] = rec.button
+    if rec.role is not None:
+        out["role"] = rec.role
+    if rec.gesture is not None:
+        out["gesture"] = rec.gesture
+    if rec.duration_ns is not None:
+        out["duration_s"] = round(rec.duration_ns / NS, 3)
+    if rec.question is not None:
+        out["question"] = rec.question
+    if rec.via is not None:
+        out["via"] = rec.via
+    if rec.receipt_id:
+        out["receipt_id"] = rec.receipt_id
+    if rec.video_url is not None:
+        out["video_url"] = rec.video_url
+    if rec.staff is not None:  # outside a contact only: who was on duty
+        out["staff"] = rec.staff
     if rec.data:
         out["data"] = rec.data
     return out
 
 
-def clip_json(clip: ClipInfo, start_wall_ns: int, end_wall_ns: int) -> dict[str, Any]:
+def clip_json(clip: ClipInfo, start_wall_ns: int, end_wall_ns: int) -> contract.ClipMeta:
     return {
         "path": clip.path,
         "start": iso(start_wall_ns),
@@ -74,12 +111,12 @@ def clip_json(clip: ClipInfo, start_wall_ns: int, end_wall_ns: int) -> dict[str,
     }
 
 
-def contact_json(rec: ContactRecord) -> dict[str, Any]:
+def contact_json(rec: ContactRecord) -> contract.ContactBody:
     offset = rec.start_wall_ns - rec.start_ns  # the wall clock of this contact's boot session
     clip = None
     if rec.clip is not None:
         clip = clip_json(rec.clip, rec.clip.start_ns + offset, rec.clip.end_ns + offset)
-    out = {
+    out: contract.ContactBody = {
         "id": rec.id,
         "start": iso(rec.start_wall_ns),
         "end": iso(rec.end_wall_ns),
@@ -102,36 +139,38 @@ def contact_json(rec: ContactRecord) -> dict[str, Any]:
     return out
 
 
-def _envelope(kind: str, device: str, site: str, body_key: str, body: Any) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "msg_id": uuid.uuid4().hex,
-        "kind": kind,
-        "device": device,
-        "site": site,
-        body_key: body,
-    }
+def _envelope(kind: str, device: str, site: str) -> contract.Envelope:
+    return contract.envelope(kind, device=device, site=site, msg_id=uuid.uuid4().hex)
+
+
+def _row(kind: str, ref: str, payload: contract.Envelope) -> OutboxMessage:
+    """An outbox row; its payload is stored and sent as plain JSON."""
+    return OutboxMessage(payload["msg_id"], kind, ref, cast(dict[str, Any], payload))
 
 
 def contact_message(rec: ContactRecord, device: str, site: str) -> OutboxMessage:
-    payload = _envelope("contact", device, site, "contact", contact_json(rec))
-    return OutboxMessage(payload["msg_id"], "contact", rec.id, payload)
+    payload: contract.ContactMessage = {
+        **_envelope(contract.CONTACT, device, site),
+        "contact": contact_json(rec),
+    }
+    return _row(contract.CONTACT, rec.id, payload)
 
 
 def event_message(rec: EventRecord, device: str, site: str) -> OutboxMessage:
-    payload = _envelope("event", device, site, "event", event_json(rec))
-    return OutboxMessage(payload["msg_id"], "event", rec.id, payload)
+    payload: contract.EventMessage = {
+        **_envelope(contract.EVENT, device, site),
+        "event": event_json(rec),
+    }
+    return _row(contract.EVENT, rec.id, payload)
 
 
 def clip_message(clip: ClipInfo, device: str, site: str) -> OutboxMessage:
     """The outbox row that makes the publisher send a clip's file in chunks (after its
-    contact, since rows leave in order)."""
-    payload = _envelope(
-        "clip",
-        device,
-        site,
-        "clip",
-        {
+    contact, since rows leave in order). The row never travels as it is: its ``clip`` object
+    is the device's own (:func:`clip_ref` reads it)."""
+    payload: dict[str, Any] = {
+        **_envelope(contract.CLIP, device, site),
+        "clip": {
             "clip_id": clip.contact_id,
             "path": clip.path,
             "sha256": clip.sha256,
@@ -139,11 +178,8 @@ def clip_message(clip: ClipInfo, device: str, site: str) -> OutboxMessage:
             "codec": clip.codec,
             "sample_rate": clip.sample_rate,
         },
-    )
-    return OutboxMessage(payload["msg_id"], "clip", clip.contact_id, payload)
-
-
-CHUNK_MAGIC = b"CPC1"
+    }
+    return OutboxMessage(payload["msg_id"], contract.CLIP, clip.contact_id, payload)
 
 
 def chunk_frame(
@@ -161,12 +197,13 @@ def chunk_frame(
     sample_rate: int,
 ) -> bytes:
     """One clip chunk as it travels: magic, header length, JSON header, raw bytes."""
-    header = {
-        "schema": SCHEMA,
-        "msg_id": f"{clip_id}.{seq}",
-        "kind": "clip_chunk",
-        "device": device,
-        "site": site,
+    header: contract.ChunkHeader = {
+        **contract.envelope(
+            contract.CLIP_CHUNK,
+            device=device,
+            site=site,
+            msg_id=contract.chunk_msg_id(clip_id, seq),
+        ),
         "clip_id": clip_id,
         "seq": seq,
         "total": total,
@@ -178,12 +215,7 @@ def chunk_frame(
         "codec": codec,
         "sample_rate": sample_rate,
     }
-    raw = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    return CHUNK_MAGIC + struct.pack(">I", len(raw)) + raw + data
-
-
-def chunk_count(clip_bytes: int, chunk_bytes: int) -> int:
-    return max(1, -(-clip_bytes // chunk_bytes))
+    return contract.frame(header, data)
 
 
 def status_payload(
@@ -199,13 +231,10 @@ def status_payload(
     at_wall_ns: int,
     health: dict[str, Any] | None = None,
     today: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    payload = _envelope(
-        "status",
-        device,
-        site,
-        "status",
-        {
+) -> contract.StatusMessage:
+    payload: contract.StatusMessage = {
+        **_envelope(contract.STATUS, device, site),
+        "status": {
             "online": online,
             "version": version,
             "boot_id": boot_id,
@@ -214,41 +243,27 @@ def status_payload(
             "clock_synced": clock_synced,
             "at": iso(at_wall_ns),
         },
-    )
+    }
     if today is not None:  # optional: today's live counters (edge.live.TodayCounters)
         payload["status"]["today"] = today
     if health:  # optional: "alarms" and "faults" (edge.health), only when there are any
-        payload["status"].update(
-            {key: health[key] for key in ("alarms", "faults") if health.get(key)}
-        )
+        if health.get("alarms"):
+            payload["status"]["alarms"] = health["alarms"]
+        if health.get("faults"):
+            payload["status"]["faults"] = health["faults"]
     return payload
 
 
-def alert_json(firing: Firing, text: str) -> dict[str, Any]:
+def alert_json(firing: Firing, text: str) -> contract.AlertBody:
     """An alert (:mod:`edge.alerts`): which rule fired, when, over which window and items."""
-    return {
-        "id": firing.id,
-        "rule": firing.rule,
-        "scope": "site" if firing.scope == SITE_SCOPE else "device",
-        "at": iso(firing.at_ns),
-        "window_start": iso(firing.window_start_ns),
-        "count": firing.count,
-        "at_least": firing.at_least,
-        "total": firing.total,
-        "share": firing.share,
-        "share_at_least": firing.share_at_least,
-        "refs": list(firing.refs),
-        "text": text,
-    }
+    return contract.alert_body(firing, text)
 
 
 def alert_message(firing: Firing, text: str, device: str, site: str) -> OutboxMessage:
-    payload = _envelope("alert", device, site, "alert", alert_json(firing, text))
-    return OutboxMessage(payload["msg_id"], "alert", firing.id, payload)
-
-
-#: the device id slot of a site-level alert's topic (the sink publishes those)
-SITE_SCOPE = "_site"
+    payload = contract.alert_message(
+        firing, text, device=device, site=site, msg_id=uuid.uuid4().hex
+    )
+    return _row(contract.ALERT, firing.id, payload)
 
 
 def discovery_topic(prefix: str, component: str, device: str, object_id: str) -> str:
@@ -257,11 +272,7 @@ def discovery_topic(prefix: str, component: str, device: str, object_id: str) ->
     return f"{prefix}/{component}/{device}/{object_id}/config"
 
 
-def resend_topic(site: str, device: str) -> str:
-    return topic(site, device, "cmd/resend")
-
-
-def encode_json(payload: dict[str, Any]) -> bytes:
+def encode_json(payload: dict[str, Any] | contract.Envelope) -> bytes:
     """A JSON message as it travels: compact UTF-8."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -300,9 +311,10 @@ def clip_ref(payload: dict[str, Any]) -> ClipRef:
 
 
 def parse_resend(data: bytes) -> tuple[str, list[tuple[int, int]]]:
-    """A ``cmd/resend`` request: ``{"clip_id": str, "ranges": [[first, last], ...]}`` (inclusive
-    ranges of chunk seqs), or the older ``{"clip_id": str, "seqs": [int, ...]}``; ``ranges``
-    wins when both are there. Returns the clip id and the ranges; ValueError if malformed."""
+    """A ``cmd/resend`` request (:class:`contract.wire.ResendRequest`): ``{"clip_id": str,
+    "ranges": [[first, last], ...]}`` (inclusive ranges of chunk seqs), or the older
+    ``{"clip_id": str, "seqs": [int, ...]}``; ``ranges`` wins when both are there. Returns the
+    clip id and the ranges; ValueError if malformed."""
     try:
         body = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -311,15 +323,16 @@ def parse_resend(data: bytes) -> tuple[str, list[tuple[int, int]]]:
         raise ValueError("resend request is not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ValueError("resend request is not a JSON object")
-    clip_id = body.get("clip_id")
+    request = cast(contract.ResendRequest, body)  # (its keys; every value is checked below)
+    clip_id = request.get("clip_id")
     if not isinstance(clip_id, str) or not clip_id:
         raise ValueError("resend request without a 'clip_id' string")
 
     def is_seq(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
-    if "ranges" in body:
-        ranges = body["ranges"]
+    if "ranges" in request:
+        ranges: Any = request["ranges"]
         if not isinstance(ranges, list) or not all(
             isinstance(r, list) and len(r) == 2 and is_seq(r[0]) and is_seq(r[1]) and r[0] <= r[1]
             for r in ranges
@@ -329,24 +342,22 @@ def parse_resend(data: bytes) -> tuple[str, list[tuple[int, int]]]:
                 "numbers with first <= last"
             )
         return clip_id, [(r[0], r[1]) for r in ranges]
-    seqs = body.get("seqs")
+    seqs: Any = request.get("seqs")
     if not isinstance(seqs, list) or not all(is_seq(s) for s in seqs):
         raise ValueError("resend request without 'ranges' or a 'seqs' list of chunk numbers")
     return clip_id, [(s, s) for s in seqs]
 
 
-def route_topic(site: str, device: str, name: str) -> str:
-    """A route destination of type mqtt (edge/routes): what managers subscribe to."""
-    return topic(site, device, f"route/{name}")
-
-
 def route_message(
-    name: str, about: str, ref: str, body: dict[str, Any], *, device: str, site: str
+    name: str, about: str, ref: str, body: Mapping[str, Any], *, device: str, site: str
 ) -> OutboxMessage:
     """An outbox row the publisher sends on :func:`route_topic`: the routed contact or alert
     (``about``) under its own key, e.g. ``{"route": "managers", "about": "contact",
     "contact": {...}}``."""
-    payload = _envelope("route", device, site, about, body)
-    payload["route"] = name
-    payload["about"] = about
-    return OutboxMessage(payload["msg_id"], "route", ref, payload)
+    payload: dict[str, Any] = {
+        **_envelope(contract.ROUTE, device, site),
+        about: body,
+        "route": name,
+        "about": about,
+    }
+    return OutboxMessage(payload["msg_id"], contract.ROUTE, ref, payload)

@@ -11,7 +11,7 @@ everything else); the others become rows of the route queue.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edge.config import RoutesSection
@@ -42,7 +42,7 @@ def jobs(
     cfg: RoutesSection,
     kind: str,
     ref: str,
-    body: dict[str, Any],
+    body: Mapping[str, Any],
     names: Sequence[str],
     *,
     device: str,

@@ -17,11 +17,12 @@ import pytest
 from peewee import Database
 
 from cloud_sink import Sink, SinkConfig, wire
-from cloud_sink.alerts import SiteAlerts, iso, payload, stored_alerts, to_ns
+from cloud_sink.alerts import SiteAlerts, payload, stored_alerts, to_ns
 from cloud_sink.db import open_database
 from cloud_sink.ingest import Ingest, Outcome
 from cloud_sink.migrations import migrate
 from contract.alerts import AlertConfigError, AlertRule, Firing, alert_id, parse_rules
+from contract.wire import iso
 from provisioning.broker import LocalBroker
 from tests.cloud_sink.helpers import (
     NS,

@@ -120,6 +120,18 @@ REJECTS: list[tuple[str, str, bytes, str]] = [
         _mutated(lambda m: m["contact"]["events"][0].update(contact_id="f" * 32)),
         "mismatch",
     ),
+    (  # read since contract/wire.py: every key the device writes is one the sink reads
+        "clock_stepped as text",
+        topic("contact"),
+        _mutated(lambda m: m["contact"].update(clock_stepped="yes")),
+        "field",
+    ),
+    (
+        "clip_missing not a string",
+        topic("contact"),
+        _mutated(lambda m: m["contact"].update(clip=None, clip_missing=["disk_full"])),
+        "field",
+    ),
     (
         "bad time",
         topic("contact"),

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def golden(name: str) -> dict[str, Any]:
     return data
 
 
-def without_id(payload: dict[str, Any]) -> dict[str, Any]:
+def without_id(payload: Mapping[str, Any]) -> dict[str, Any]:
     assert len(payload["msg_id"]) == 32 and int(payload["msg_id"], 16) >= 0
     return {k: v for k, v in payload.items() if k != "msg_id"}
 

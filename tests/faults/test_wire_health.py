@@ -29,18 +29,20 @@ def golden(name: str) -> dict[str, Any]:
 
 
 def status(health: dict[str, Any] | None) -> dict[str, Any]:
-    return wire.status_payload(
-        device=DEVICE,
-        site=SITE,
-        online=True,
-        version="0.1.0",
-        boot_id=CONTACT.boot_id,
-        outbox_depth=3,
-        free_disk_bytes=12_345_678_912,
-        clock_synced=True,
-        at_wall_ns=START + 600 * NS,
-        today=TODAY,
-        health=health,
+    return dict(
+        wire.status_payload(
+            device=DEVICE,
+            site=SITE,
+            online=True,
+            version="0.1.0",
+            boot_id=CONTACT.boot_id,
+            outbox_depth=3,
+            free_disk_bytes=12_345_678_912,
+            clock_synced=True,
+            at_wall_ns=START + 600 * NS,
+            today=TODAY,
+            health=health,
+        )
     )
 
 
