@@ -4,7 +4,9 @@ Rules of :class:`AlsaMicrophone`:
 
 - Capture runs on its own thread: mono, S16_LE, ``sample_rate`` 8000 or 16000, ``period_frames``
   per read and ``periods`` periods of ALSA buffer. Each read becomes one :class:`AudioPeriod`
-  (normally ``period_frames`` long, shorter only if ALSA returns a short read).
+  (normally ``period_frames`` long, shorter only if ALSA returns a short read); its samples are a
+  read-only numpy view of the bytes ALSA returned, not a copy. The cost is per period (a wake-up,
+  a read, a record), so longer periods cost less CPU: ``bench/capture.py`` measures it.
 - Index 0 is the first sample after the first successful open; if the device could not be
   opened at once, it is the sample due at ``start()``, so the outage shows as a jump.
 - Sample-index clock: the index advances by the frames received. It is also tied to the monotonic
@@ -66,6 +68,8 @@ NS = 1_000_000_000
 _POLL_TIMEOUT_MS = 100
 _BASELINE_WINDOW_NS = 10 * NS
 SUPPORTED_RATES = (8000, 16000)
+#: S16_LE as numpy reads it; native int16 on the little-endian machines this runs on
+_S16LE = np.dtype("<i2")
 
 CaptureState = Literal["idle", "connected", "reconnecting", "stopping", "stopped"]
 
@@ -235,39 +239,43 @@ class AlsaMicrophone(EmittingDevice):
         for fd, events in pcm.polldescriptors():
             poller.register(fd, events)
         idle_s = self._period_frames / self.sample_rate / 4
-        while not self._stop.is_set():
-            if not poller.poll(_POLL_TIMEOUT_MS):
+        # the loop runs once per period for as long as the device lives: names bound once
+        poll, read, clock, stopped = poller.poll, pcm.read, self._clock, self._stop.is_set
+        deliver = self._deliver
+        while not stopped():
+            if not poll(_POLL_TIMEOUT_MS):
                 continue
-            frames, data = pcm.read()
-            now = self._clock()
-            if frames < 0:
+            frames, data = read()
+            now = clock()
+            if frames > 0:
+                # a read-only view of the bytes ALSA returned: no copy (the ring copies once)
+                deliver(np.frombuffer(data, _S16LE, frames), now)
+            elif frames < 0:
                 self._overruns += 1
                 self._resync = True
                 log.info("%s: ALSA overrun #%d", self.name, self._overruns)
-            elif frames == 0:
-                self._stop.wait(idle_s)  # woke up without data (plugin poll quirk): do not spin
             else:
-                samples = np.frombuffer(data, dtype="<i2", count=frames).astype(np.int16)
-                self._deliver(samples, now)
+                self._stop.wait(idle_s)  # woke up without data (plugin poll quirk): do not spin
 
     def _deliver(self, samples: Samples, now: int) -> None:
         frames = len(samples)
-        lag = now * self.sample_rate // NS - (self._index + frames)
+        rate = self.sample_rate
+        index = self._index
+        lag = now * rate // NS - (index + frames)
         excess = lag - self._base
         if excess > self._gap_threshold or (self._resync and excess > 0):
-            self._index += excess
+            index += excess
             self._gaps += 1
             self._samples_lost += excess
             lag = self._base
         self._resync = False
-        start = self._index
-        self._index += frames
+        self._index = index + frames
         self._base = min(self._base, lag)
         self._window_min = min(self._window_min, lag)
         if now >= self._window_end_ns:  # follow the card's drift: re-take the recent minimum
             self._base, self._window_min = self._window_min, lag
             self._window_end_ns = now + _BASELINE_WINDOW_NS
-        self._emit(AudioPeriod(start, samples, now - frames * NS // self.sample_rate))
+        self._emit(AudioPeriod(index, samples, now - frames * NS // rate))
 
 
 class PromptPlayer:
