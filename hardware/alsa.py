@@ -98,7 +98,7 @@ class AlsaMicrophone(EmittingDevice):
         device: str = "default",
         *,
         sample_rate: int = 16000,
-        period_frames: int = 320,
+        period_frames: int = 1600,
         periods: int = 4,
         clock: Callable[[], int] = time.monotonic_ns,
         reopen_interval_s: float = 1.0,

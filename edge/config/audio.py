@@ -19,8 +19,15 @@ class AudioSection(Section):
         Literal[8000, 16000], Field(description="Samples per second (mono, 16-bit)")
     ] = 16000
     period_frames: Annotated[
-        int, Field(ge=32, le=16000, description="Samples per capture period")
-    ] = 320
+        int,
+        Field(
+            ge=32,
+            le=16000,
+            description="Samples per capture period: capture costs CPU per period (a wake-up, "
+            "a read, a record), so longer periods cost less; clips are cut by sample index "
+            "whatever the period (1600 = 100 ms at 16 kHz; bench/capture.py measures it)",
+        ),
+    ] = 1600
     ring_s: Annotated[
         float | None,
         Field(
