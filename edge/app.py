@@ -112,6 +112,7 @@ def backend_spec(
             cfg.audio.sample_rate,
             cfg.audio.period_frames,
             cfg.audio.device,
+            ca_file=cfg.audio.ca_file or None,
             wav_loop=wav_loop,
             seed=audio_seed,
         )

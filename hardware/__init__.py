@@ -35,6 +35,7 @@ from hardware._api import (
 )
 from hardware._errors import HardwareError
 from hardware._pi import LiveBackend, open_pi
+from hardware._streamurl import check_stream_url
 from hardware.fake import (
     SimButton,
     SimCustomer,
@@ -85,6 +86,7 @@ __all__ = [
     "SimPress",
     "SimulatedBackend",
     "World",
+    "check_stream_url",
     "open_backend",
     "open_prompt_player",
     "remote_key",
@@ -120,9 +122,13 @@ class RangerSpec:
 
 @dataclass(frozen=True, slots=True)
 class AudioSpec:
+    """The microphone: ``device`` is an ALSA name, or a stream URL (``rtsp://``, ``rtsps://``,
+    ``http://``, ``https://``) read through PyAV; ``ca_file`` checks a TLS stream's certificate."""
+
     sample_rate: int
     period_frames: int
     device: str = "default"
+    ca_file: str | None = None
     wav_loop: Path | None = None  # simulated backend: loop this WAV instead of speech
     seed: int = 0
 

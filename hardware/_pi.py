@@ -9,6 +9,8 @@ Rules:
   unknown pin factory are configuration errors: :func:`open_pi` raises :class:`HardwareError`
   naming the part. Hardware that is missing or broken is not an error: it becomes a
   :class:`DeviceFault` and the rest keeps running.
+- The microphone is ALSA's, or a network stream (:mod:`hardware.netaudio`, PyAV imported only
+  then) when ``audio.device`` is a URL; a URL this build cannot read is a configuration error.
 - A pin factory that cannot be opened (no GPIO chip, pigpiod not running) disables only the parts
   on it; each gets a fault. So does a button without a pin.
 - The 433 MHz receiver is read by its own backend, ``spec.rf433.backend``: ``gpiod``
@@ -30,12 +32,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpiozero import Factory
 
-from hardware._api import Device, DeviceFault, EventSink, Inventory
+from hardware._api import AudioSource, Device, DeviceFault, EventSink, Inventory
 from hardware._errors import HardwareError
+from hardware._streamurl import is_stream_url, redact
 from hardware.alsa import AlsaMicrophone
 from hardware.gpio import FACTORY_NAMES, GpioButton, make_pin_factory
 from hardware.gpiod_rx import GpiodRf433Receiver
@@ -45,7 +49,7 @@ from hardware.serial_rx import RflinkReceiver
 from hardware.ultrasonic import UltrasonicRanger
 
 if TYPE_CHECKING:
-    from hardware import BackendSpec
+    from hardware import AudioSpec, BackendSpec
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +218,32 @@ def _inventory(
     if spec.audio is not None:
         a = spec.audio
         with _configuring("microphone"):
-            inventory.audio = AlsaMicrophone(
-                a.device, sample_rate=a.sample_rate, period_frames=a.period_frames, clock=clock
-            )
+            if is_stream_url(a.device):
+                inventory.audio = _network_microphone(a, clock)
+            else:
+                inventory.audio = AlsaMicrophone(
+                    a.device, sample_rate=a.sample_rate, period_frames=a.period_frames, clock=clock
+                )
     return inventory
+
+
+def _network_microphone(a: AudioSpec, clock: Clock) -> AudioSource:
+    """The audio device is a stream URL: PyAV (an optional extra) reads it."""
+    try:
+        from hardware.netaudio import NetworkMicrophone
+    except ImportError as exc:
+        raise HardwareError(
+            f"microphone: audio.device {redact(a.device)!r} is a stream URL, which needs PyAV "
+            f"({exc.msg}); install it with: pip install 'contactpoint[camera]'"
+        ) from None
+    ca_file = None if a.ca_file is None else Path(a.ca_file)
+    return NetworkMicrophone(
+        a.device,
+        sample_rate=a.sample_rate,
+        period_frames=a.period_frames,
+        ca_file=ca_file,
+        clock=clock,
+    )
 
 
 @contextlib.contextmanager

@@ -4,11 +4,14 @@ Rules of :class:`AlsaMicrophone`:
 
 - Capture runs on its own thread: mono, S16_LE, ``sample_rate`` 8000 or 16000, ``period_frames``
   per read and ``periods`` periods of ALSA buffer. Each read becomes one :class:`AudioPeriod`
-  (normally ``period_frames`` long, shorter only if ALSA returns a short read).
+  (normally ``period_frames`` long, shorter only if ALSA returns a short read); its samples are a
+  read-only numpy view of the bytes ALSA returned, not a copy. The cost is per period (a wake-up,
+  a read, a record), so longer periods cost less CPU: ``bench/capture.py`` measures it.
 - Index 0 is the first sample after the first successful open; if the device could not be
   opened at once, it is the sample due at ``start()``, so the outage shows as a jump.
-- Sample-index clock: the index advances by the frames received. It is also tied to the monotonic
-  clock: ``lag = now·rate − index`` is tracked, its minimum over the recent past is the baseline
+- Sample-index clock (:class:`hardware._capture.IndexClock`, shared with the network stream):
+  the index advances by the frames received. It is also tied to the monotonic clock:
+  ``lag = now·rate − index`` is tracked, its minimum over the recent past is the baseline
   (re-taken every 10 s so the sound card's crystal drift is followed, not mistaken for loss).
   When a read's lag exceeds the baseline by more than what the ALSA buffer
   can hold (buffer + one period), or by anything at all after an overrun or a reconnect, the
@@ -50,40 +53,26 @@ import threading
 import time
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import alsaaudio
 import numpy as np
 
 from hardware._api import AudioPeriod, EventSink, Samples
+from hardware._capture import NS, CaptureState, CaptureStatus, IndexClock
 from hardware._driver import EmittingDevice
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 _POLL_TIMEOUT_MS = 100
-_BASELINE_WINDOW_NS = 10 * NS
 SUPPORTED_RATES = (8000, 16000)
-
-CaptureState = Literal["idle", "connected", "reconnecting", "stopping", "stopped"]
+#: S16_LE as numpy reads it; native int16 on the little-endian machines this runs on
+_S16LE = np.dtype("<i2")
 
 
 class AudioDeviceError(Exception):
     """An audio device cannot be used as asked; the message says which and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureStatus:
-    """A snapshot of the microphone's health."""
-
-    state: CaptureState
-    overruns: int  # reads that reported an ALSA overrun
-    gaps: int  # forward jumps of the sample index
-    samples_lost: int  # total size of those jumps
-    reconnects: int  # outages recovered from
-    failed_opens: int  # open attempts that failed
 
 
 class AlsaMicrophone(EmittingDevice):
@@ -94,7 +83,7 @@ class AlsaMicrophone(EmittingDevice):
         device: str = "default",
         *,
         sample_rate: int = 16000,
-        period_frames: int = 320,
+        period_frames: int = 1600,
         periods: int = 4,
         clock: Callable[[], int] = time.monotonic_ns,
         reopen_interval_s: float = 1.0,
@@ -121,17 +110,10 @@ class AlsaMicrophone(EmittingDevice):
         self._sink: EventSink | None = None
         self._link: CaptureState = "idle"
         self._overruns = 0
-        self._gaps = 0
-        self._samples_lost = 0
         self._reconnects = 0
         self._failed_opens = 0
         # sample-index clock (owned by the capture thread once started)
-        self._index = 0
-        self._base = 0
-        self._window_min = 0
-        self._window_end_ns = 0
-        self._gap_threshold = (periods + 1) * period_frames
-        self._resync = False
+        self._index = IndexClock(sample_rate, (periods + 1) * period_frames)
 
     @property
     def status(self) -> CaptureStatus:
@@ -143,8 +125,8 @@ class AlsaMicrophone(EmittingDevice):
         return CaptureStatus(
             state,
             self._overruns,
-            self._gaps,
-            self._samples_lost,
+            self._index.gaps,
+            self._index.samples_lost,
             self._reconnects,
             self._failed_opens,
         )
@@ -154,9 +136,7 @@ class AlsaMicrophone(EmittingDevice):
         if self._thread is not None:
             raise RuntimeError(f"{self.name}: already started")
         self._sink = sink
-        now = self._clock()
-        self._base = self._window_min = now * self.sample_rate // NS
-        self._window_end_ns = now + _BASELINE_WINDOW_NS
+        self._index.zero_at(self._clock())
         self._thread = threading.Thread(target=self._run, name=f"alsa-{self.name}", daemon=True)
         self._thread.start()
 
@@ -199,10 +179,10 @@ class AlsaMicrophone(EmittingDevice):
                 self._fault(False, f"cannot open ALSA capture device {self.device!r}: {exc}")
             return None
         if self._link == "idle":  # index 0 is the first sample of this first open
-            self._base = self._window_min = self._clock() * self.sample_rate // NS
+            self._index.zero_at(self._clock())
         elif self._link == "reconnecting":
             self._reconnects += 1
-            self._resync = True
+            self._index.resync = True
             self._fault(True, f"ALSA capture device {self.device!r} reopened")
         self._link = "connected"
         return pcm
@@ -227,7 +207,7 @@ class AlsaMicrophone(EmittingDevice):
                 f"device gives (rate, channels, format) {got}, asked {want}; "
                 "use a converting device such as 'plughw:CARD=...' or 'default'"
             )
-        self._gap_threshold = int(info["buffer_size"]) + int(info["period_size"])
+        self._index.threshold = int(info["buffer_size"]) + int(info["period_size"])
         return pcm
 
     def _capture(self, pcm: Any) -> None:
@@ -235,38 +215,27 @@ class AlsaMicrophone(EmittingDevice):
         for fd, events in pcm.polldescriptors():
             poller.register(fd, events)
         idle_s = self._period_frames / self.sample_rate / 4
-        while not self._stop.is_set():
-            if not poller.poll(_POLL_TIMEOUT_MS):
+        # the loop runs once per period for as long as the device lives: names bound once
+        poll, read, clock, stopped = poller.poll, pcm.read, self._clock, self._stop.is_set
+        deliver = self._deliver
+        while not stopped():
+            if not poll(_POLL_TIMEOUT_MS):
                 continue
-            frames, data = pcm.read()
-            now = self._clock()
-            if frames < 0:
+            frames, data = read()
+            now = clock()
+            if frames > 0:
+                # a read-only view of the bytes ALSA returned: no copy (the ring copies once)
+                deliver(np.frombuffer(data, _S16LE, frames), now)
+            elif frames < 0:
                 self._overruns += 1
-                self._resync = True
+                self._index.resync = True
                 log.info("%s: ALSA overrun #%d", self.name, self._overruns)
-            elif frames == 0:
-                self._stop.wait(idle_s)  # woke up without data (plugin poll quirk): do not spin
             else:
-                samples = np.frombuffer(data, dtype="<i2", count=frames).astype(np.int16)
-                self._deliver(samples, now)
+                self._stop.wait(idle_s)  # woke up without data (plugin poll quirk): do not spin
 
     def _deliver(self, samples: Samples, now: int) -> None:
         frames = len(samples)
-        lag = now * self.sample_rate // NS - (self._index + frames)
-        excess = lag - self._base
-        if excess > self._gap_threshold or (self._resync and excess > 0):
-            self._index += excess
-            self._gaps += 1
-            self._samples_lost += excess
-            lag = self._base
-        self._resync = False
-        start = self._index
-        self._index += frames
-        self._base = min(self._base, lag)
-        self._window_min = min(self._window_min, lag)
-        if now >= self._window_end_ns:  # follow the card's drift: re-take the recent minimum
-            self._base, self._window_min = self._window_min, lag
-            self._window_end_ns = now + _BASELINE_WINDOW_NS
+        start = self._index.place(frames, now)
         self._emit(AudioPeriod(start, samples, now - frames * NS // self.sample_rate))
 
 

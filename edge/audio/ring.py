@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 Samples = npt.NDArray[np.int16]
+_INT16 = np.dtype(np.int16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +69,35 @@ class Ring:
         return tuple(self._gaps)
 
     def write(self, start_index: int, samples: npt.ArrayLike) -> None:
-        """Store ``samples`` as indices ``[start_index, start_index + len(samples))``."""
+        """Store ``samples`` as indices ``[start_index, start_index + len(samples))``.
+
+        ``samples`` is copied into the ring (it may be a read-only view of a driver's buffer).
+        """
+        block = samples if isinstance(samples, np.ndarray) else np.asarray(samples)
+        if block.dtype != _INT16 or block.ndim != 1:
+            raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
         if start_index < 0:
             raise ValueError(f"sample index cannot be negative: {start_index}")
-        block = np.asarray(samples)
-        if block.dtype != np.int16 or block.ndim != 1:
-            raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
-        if len(block) == 0:
+        n = len(block)
+        capacity = self.capacity
+        if start_index == self.head and 0 < n <= capacity:
+            # the steady state of capture: the next block, appended with one or two slice copies
+            end = start_index + n
+            first = start_index % capacity
+            if first + n <= capacity:
+                self._buf[first : first + n] = block
+            else:
+                self._put(start_index, block)
+            self.head = end
+            gaps = self._gaps
+            while gaps and gaps[0][1] <= end - capacity:
+                gaps.popleft()
+            return
+        if n == 0:
             return  # writes nothing, says nothing: no gap, head unchanged
-        end = start_index + len(block)
+        end = start_index + n
         if end <= self.head:
-            self.overlap_samples += len(block)
+            self.overlap_samples += n
             return
         if start_index < self.head:
             self.overlap_samples += self.head - start_index
@@ -88,11 +107,11 @@ class Ring:
             self.gaps_samples += start_index - self.head
             self._gaps.append((self.head, start_index))
             # Zero only the part of the hole that will still be in the ring after this write.
-            self._fill(max(self.head, end - self.capacity), start_index)
-        if len(block) > self.capacity:
-            self.overflow_samples += len(block) - self.capacity
-            block = block[-self.capacity :]
-            start_index = end - self.capacity
+            self._fill(max(self.head, end - capacity), start_index)
+        if len(block) > capacity:
+            self.overflow_samples += len(block) - capacity
+            block = block[-capacity:]
+            start_index = end - capacity
         self._put(start_index, block)
         self.head = end
         while self._gaps and self._gaps[0][1] <= self.oldest:

@@ -3,24 +3,49 @@ played on the seller's short press)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from contract.config import SECRET
 from edge.config.base import Section
 
 
 class AudioSection(Section):
     enabled: Annotated[bool, Field(description="Record audio and cut clips")] = True
     device: Annotated[
-        str, Field(max_length=200, description="ALSA capture device (backend 'pi')")
+        str,
+        Field(
+            max_length=2048,
+            json_schema_extra=SECRET,  # a stream URL may hold a password
+            description="Capture device (backend 'pi'): an ALSA name ('default', "
+            "'plughw:CARD=Device'), or an IP camera's / streaming server's audio: "
+            "rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, rtsps://, http://, https:// (needs the "
+            "'camera' extra, PyAV), decoded and resampled to sample_rate, mono; the credentials "
+            "never appear in logs, faults or errors",
+        ),
     ] = "default"
+    ca_file: Annotated[
+        str,
+        Field(
+            max_length=4096,
+            description="CA certificate the server of an https:// or rtsps:// device must chain "
+            "to (empty: its certificate is not checked, FFmpeg's default)",
+        ),
+    ] = ""
     sample_rate: Annotated[
         Literal[8000, 16000], Field(description="Samples per second (mono, 16-bit)")
     ] = 16000
     period_frames: Annotated[
-        int, Field(ge=32, le=16000, description="Samples per capture period")
-    ] = 320
+        int,
+        Field(
+            ge=32,
+            le=16000,
+            description="Samples per capture period: capture costs CPU per period (a wake-up, "
+            "a read, a record), so longer periods cost less; clips are cut by sample index "
+            "whatever the period (1600 = 100 ms at 16 kHz; bench/capture.py measures it)",
+        ),
+    ] = 1600
     ring_s: Annotated[
         float | None,
         Field(
@@ -44,6 +69,20 @@ class AudioSection(Section):
             "for audio are saved with the audio there is, truncated, or without a clip (s)",
         ),
     ] = 10.0
+
+    @model_validator(mode="after")
+    def _stream(self) -> Self:
+        tls = self.device.lower().startswith(("https:", "rtsps:"))
+        if self.ca_file and not tls:
+            raise ValueError("audio.ca_file is for a device that is an https:// or rtsps:// URL")
+        if "://" in self.device:
+            from hardware import check_stream_url  # only for a URL: the drivers stay unloaded
+
+            try:
+                check_stream_url(self.device)
+            except ValueError as exc:
+                raise ValueError(f"audio.device: {exc}") from None
+        return self
 
 
 class PromptSection(Section):

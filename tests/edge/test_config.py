@@ -148,3 +148,30 @@ def test_button_lookup_by_name_then_role() -> None:
     assert cfg.button("big-red") is cfg.buttons[0]
     assert cfg.button("red") is cfg.buttons[0]
     assert cfg.button("yellow") is None
+
+
+def test_audio_device_may_be_a_stream_url_whose_password_is_never_shown(tmp_path: Path) -> None:
+    url = "rtsp://admin:S3cret-pw@192.0.2.10:554/live?channel=1"
+    assert load_config(write(tmp_path, f"[audio]\ndevice = '{url}'\n")).audio.device == url
+    cases = {
+        "rtmp://admin:S3cret-pw@cam/live": "scheme 'rtmp' is not supported",
+        "rtsp://admin:S3cret-pw@cam:rtsp/live": "cannot be parsed",
+        "rtsp://admin:S3cret/pw@cam/live": "must be percent-encoded (%2F",
+        "https://admin:S3cret-pw@/live": "has no host",
+        "rtsp://admin:S3cret-pw@cam/" + "x" * 3000: "at most 2048 characters",
+    }
+    for device, problem in cases.items():
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, f"[audio]\ndevice = '{device}'\n"))
+        text = str(err.value)
+        assert problem in text and "audio" in text, text
+        assert "S3cret" not in text, text
+
+
+def test_audio_ca_file_is_for_tls_streams_only(tmp_path: Path) -> None:
+    ok = "[audio]\ndevice = 'https://cam.local/audio.wav'\nca_file = '/etc/cam-ca.crt'\n"
+    assert load_config(write(tmp_path, ok)).audio.ca_file == "/etc/cam-ca.crt"
+    for device in ("default", "rtsp://cam.local/live", "http://cam.local/a.wav"):
+        text = f"[audio]\ndevice = '{device}'\nca_file = '/etc/cam-ca.crt'\n"
+        with pytest.raises(ConfigError, match=r"ca_file is for a device that is an https://"):
+            load_config(write(tmp_path, text))

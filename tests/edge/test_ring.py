@@ -200,3 +200,14 @@ def test_ring_matches_a_reference_of_the_last_samples(
         listed = {i for g0, g1 in cut.gaps for i in range(g0, g1)}
         assert listed == missing
         assert sum(g1 - g0 for g0, g1 in cut.gaps) == len(missing)  # no overlaps
+
+
+def test_a_read_only_view_of_driver_bytes_is_copied_into_the_ring() -> None:
+    data = bytearray(np.arange(8, dtype="<i2").tobytes())
+    ring = Ring(6)
+    ring.write(0, np.frombuffer(bytes(data[:8]), "<i2"))  # read-only, as ALSA's bytes give it
+    ring.write(4, np.frombuffer(bytes(data[8:]), "<i2"))  # wraps: two slice copies
+    cut = ring.read(ring.oldest, ring.head)
+    np.testing.assert_array_equal(cut.samples, np.arange(2, 8, dtype=np.int16))
+    assert cut.samples.flags.writeable
+    assert (ring.gaps_samples, ring.overlap_samples) == (0, 0)

@@ -12,6 +12,7 @@ import itertools
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import tty
@@ -51,6 +52,7 @@ from hardware.alsa import AlsaMicrophone
 from hardware.fake import SimButton, SimRadio, SimRflink
 from hardware.gpiod_replay import GpiodReplay, pi5_chips
 from hardware.gpiod_rx import GpiodRf433Receiver, KernelGpio
+from hardware.netaudio import NetworkMicrophone
 from hardware.pigpio_replay import PigpioReplayServer
 from hardware.rf433 import Rf433Receiver
 from hardware.serial_rx import RflinkReceiver
@@ -404,6 +406,30 @@ def test_settings_a_driver_refuses_are_configuration_errors(mock_factory: MockFa
         open_backend(BackendSpec("pi", ranger=RangerSpec(23, 24, 0.01), pin_factory="mock"))
     with pytest.raises(HardwareError, match="'simulated', 'pi'"):
         open_backend(BackendSpec("esp32"))
+
+
+def test_a_stream_url_as_audio_device_opens_the_network_microphone() -> None:
+    url = "rtsp://admin:S3cret-pw@127.0.0.1:1/live"
+    backend = open_backend(BackendSpec("pi", audio=AudioSpec(8000, 800, device=url)))
+    assert isinstance(backend, LiveBackend)
+    mic = backend.inventory.audio
+    assert isinstance(mic, NetworkMicrophone)
+    assert (mic.sample_rate, mic.device) == (8000, "rtsp://***@127.0.0.1:1/live")
+    alsa = open_backend(BackendSpec("pi", audio=AudioSpec(8000, 800, device="plughw:CARD=Mic")))
+    assert isinstance(alsa, LiveBackend) and isinstance(alsa.inventory.audio, AlsaMicrophone)
+    with pytest.raises(HardwareError, match=r"microphone: stream URL 'rtmp://\*\*\*@127"):
+        open_backend(BackendSpec("pi", audio=AudioSpec(8000, 800, device="rtmp" + url[4:])))
+
+
+def test_a_stream_url_without_pyav_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed: importing it fails
+    monkeypatch.delitem(sys.modules, "hardware.netaudio", raising=False)
+    url = "rtsp://admin:S3cret-pw@127.0.0.1:1/live"
+    with pytest.raises(HardwareError) as err:
+        open_backend(BackendSpec("pi", audio=AudioSpec(RATE, FRAMES, device=url)))
+    text = str(err.value)
+    assert "needs PyAV" in text and "pip install 'contactpoint[camera]'" in text
+    assert "rtsp://***@127.0.0.1:1/live" in text and "S3cret" not in text
 
 
 # -- simulated 433 MHz remotes ---------------------------------------------------------------------
