@@ -8,12 +8,14 @@ from peewee import IntegrityError
 
 from edge.store.db import PRAGMAS, Store, StoreError, connect
 from edge.store.migrations import MIGRATIONS, Migration, SchemaError, migrate, schema_version
-from edge.store.outbox import Outbox, OutboxRow
+from edge.store.outbox import AwaitingRow, Delivered, Outbox, OutboxRow
 from edge.store.route_queue import RouteCounts, RouteQueue, RouteRow
 
 __all__ = [
     "MIGRATIONS",
     "PRAGMAS",
+    "AwaitingRow",
+    "Delivered",
     "IntegrityError",
     "Migration",
     "Outbox",
