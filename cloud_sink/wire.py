@@ -79,6 +79,30 @@ def resend_payload(clip_id: str, seqs: list[int]) -> bytes:
     return json.dumps({"clip_id": clip_id, "seqs": seqs}, separators=(",", ":")).encode()
 
 
+#: ids per delivery receipt message (a device accepts up to 4096; 32 hex + quotes each)
+MAX_RECEIPT_IDS: Final = 1000
+
+
+def receipt_topic(site: str, device: str) -> str:
+    """The sink's delivery receipts for one device (docs/WIRE.md): after its commit, the sink
+    names there what it stored; only that device reads it, only the sink writes it."""
+    return f"{ROOT}/{site}/{device}/cmd/delivered"
+
+
+def receipt_payload(site: str, device: str, msg_ids: list[str], clip_ids: list[str]) -> bytes:
+    """``{"schema", "kind": "delivered", "device", "site", "msg_ids": [...], "clips": [...]}``:
+    the JSON messages stored (also again: a duplicate), and the clips verified complete."""
+    body = {
+        "schema": SCHEMA,
+        "kind": "delivered",
+        "device": device,
+        "site": site,
+        "msg_ids": msg_ids,
+        "clips": clip_ids,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str

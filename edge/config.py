@@ -511,6 +511,39 @@ class MqttSection(Section):
     status_interval_s: Annotated[
         float, Field(ge=1, le=3600, description="How often the retained status is refreshed (s)")
     ] = 60.0
+    delivery_receipts: Annotated[
+        bool,
+        Field(
+            description="Keep every message and its clip until the sink confirms it stored "
+            "them (docs/WIRE.md); false: the broker's PUBACK is enough (a sink without receipts)"
+        ),
+    ] = True
+    receipt_timeout_s: Annotated[
+        float,
+        Field(
+            ge=0.1,
+            le=86_400,
+            description="Send a message again when the sink has not confirmed it this long "
+            "after the broker acknowledged it (s); doubled at each resend",
+        ),
+    ] = 60.0
+    receipt_timeout_max_s: Annotated[
+        float,
+        Field(
+            ge=0.1,
+            le=7 * 86_400,
+            description="Longest wait for a receipt between two resends (s)",
+        ),
+    ] = 1800.0
+    receipt_max_resends: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=10_000,
+            description="Resends of an unconfirmed message before it waits for the next "
+            "connection (alarm 'undelivered'); it is kept on the device all the same",
+        ),
+    ] = 5
 
 
 def _is_alert_key(key: str) -> bool:

@@ -5,8 +5,9 @@ Rules:
   disk budget (``clips_deleted_delivered``, ``clips_deleted_undelivered``), the disk full
   (``disk_full``), a corrupt store moved aside (``store_corrupt``), contacts saved without
   their full audio because capture stalled (``audio_stalled``), a save that had to wait
-  (``save_failed``). Each kind is counted since the daemon started; its ``detail`` is the
-  latest one.
+  (``save_failed``), messages the sink did not confirm after every resend (``undelivered``,
+  see edge/publish/delivery.py). Each kind is counted since the daemon started; its
+  ``detail`` is the latest one.
 - A *fault* is a part that is failing now (microphone, ranger, a button, a receiver); it is
   cleared when the part reports it is back.
 - Thread-safe: the core loop raises them, the publisher thread reads :meth:`Health.snapshot`
@@ -31,6 +32,7 @@ ALARM_KINDS: tuple[str, ...] = (
     "store_corrupt",
     "audio_stalled",
     "save_failed",
+    "undelivered",
 )
 
 

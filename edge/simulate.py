@@ -8,8 +8,9 @@ the post-roll) so that contacts which ended inside the shift close normally; wha
 open then is closed with ``ended_by = "shutdown"``.
 
 With a broker, the device's publisher runs alongside, exactly as in the daemon: it drains the
-outbox and its acknowledgements come back through the core loop, the store's only writer. At
-the end the run waits until the broker has acknowledged everything, or fails after
+outbox and its acknowledgements (and the sink's delivery receipts) come back through the core
+loop, the store's only writer. At the end the run waits until the broker has acknowledged
+everything (``until_delivered``: until the sink has confirmed everything), or fails after
 ``drain_timeout_s`` saying what is still queued.
 """
 
@@ -38,7 +39,7 @@ from edge.recovery import open_store, recovered
 from edge.routes import RouteRunner
 from edge.scenario import Scenario, audio_path, build_world
 from edge.staff import StaffCall
-from edge.store import Store
+from edge.store import Delivered, Store
 from hardware import HardwareEvent, SimulatedBackend, open_backend
 
 STORE_NAME = "contactpoint.db"
@@ -52,7 +53,7 @@ class Acked:
     seqs: tuple[int, ...]
 
 
-Inbox = queue.SimpleQueue[Receipt | Acked | HardwareEvent | StaffCall]
+Inbox = queue.SimpleQueue[Receipt | Acked | Delivered | HardwareEvent | StaffCall]
 
 
 class DeliveryError(UserError):
@@ -74,7 +75,9 @@ class Summary:
     routes_open: int = 0  # route deliveries still queued (edge/routes), kept for the next run
 
 
-def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent | StaffCall) -> None:
+def apply(
+    core: Core, store: Store, item: Receipt | Acked | Delivered | HardwareEvent | StaffCall
+) -> None:
     """One item from the inbox, on the core thread (the store's single writer)."""
     if isinstance(item, Acked):
         try:
@@ -83,6 +86,13 @@ def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent | Staf
             if not is_disk_full(exc):
                 raise
             core.health.alarm("disk_full", f"acknowledgement of {len(item.seqs)} row(s) not noted")
+    elif isinstance(item, Delivered):
+        try:
+            store.outbox.mark_delivered(item, time.time_ns())
+        except Exception as exc:  # a full disk: the rows stay undelivered; the next start
+            if not is_disk_full(exc):  # tracks them again, and the sink confirms them again
+                raise
+            core.health.alarm("disk_full", "a delivery receipt was not noted")
     else:
         core.handle(item)
 
@@ -90,8 +100,9 @@ def apply(core: Core, store: Store, item: Receipt | Acked | HardwareEvent | Staf
 def device_publisher(
     cfg: Config, core: Core, store: Store, data_dir: Path, inbox: Inbox, *, broker: str | None
 ) -> Publisher:
-    """The device's publisher as the daemon and the simulation run it: acknowledgements go to
-    the core loop through ``inbox``; the status carries today's counters and the health."""
+    """The device's publisher as the daemon and the simulation run it: acknowledgements and
+    delivery receipts go to the core loop through ``inbox``; the status carries today's
+    counters and the health."""
     mqtt = cfg.mqtt if broker is None else cfg.mqtt.model_copy(update={"broker": broker})
     publisher = Publisher(
         mqtt,
@@ -102,6 +113,8 @@ def device_publisher(
         version=__version__,
         clock=core.clock,
         on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
+        on_delivered=inbox.put,
+        alarm=core.health.alarm,
         retained_on_connect=discovery.provider(cfg, __version__),
         today=core.today.snapshot,
         health=core.health.snapshot,
@@ -124,9 +137,12 @@ def run_simulation(
     stop: threading.Event | None = None,
     clock: FakeClock | None = None,
     core_hook: Callable[[Core], None] | None = None,
+    until_delivered: bool = False,
 ) -> Summary:
     """``clock``: a prepared virtual clock (e.g. one that starts wrong and syncs later);
-    ``core_hook``: called with the core once it is built (tests look at its health)."""
+    ``core_hook``: called with the core once it is built (tests look at its health);
+    ``until_delivered``: at the end, wait for the sink's receipts, not only the broker's
+    PUBACKs (a run against a sink that sends none then fails after ``drain_timeout_s``)."""
     clock = clock if clock is not None else FakeClock(scenario.start_wall_ns, synced=True)
     spec = backend_spec(
         cfg,
@@ -175,7 +191,7 @@ def run_simulation(
             stop=stop or threading.Event(),
         )
         if publisher is not None:
-            _drain(store, inbox, core, publisher, drain_timeout_s)
+            _drain(store, inbox, core, publisher, drain_timeout_s, until_delivered=until_delivered)
         if routes:
             routes.drain(cfg.routes.drain_s)
         summary = _summarise(store, clock.now_ns)
@@ -264,11 +280,28 @@ def _play(
             server.stop()
 
 
-def _drain(store: Store, inbox: Inbox, core: Core, publisher: Publisher, timeout_s: float) -> None:
-    """Apply acknowledgements until the outbox is empty; fail after ``timeout_s``."""
+def _drain(
+    store: Store,
+    inbox: Inbox,
+    core: Core,
+    publisher: Publisher,
+    timeout_s: float,
+    *,
+    until_delivered: bool = False,
+) -> None:
+    """Apply acknowledgements until the outbox is empty (``until_delivered``: until every row
+    is confirmed by the sink); fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    while store.outbox.depth() > 0:
+    left_over = store.outbox.undelivered if until_delivered else store.outbox.depth
+    while left_over() > 0:
         left = deadline - time.monotonic()
+        if left <= 0 and until_delivered and store.outbox.depth() == 0:
+            waiting = store.outbox.undelivered()
+            raise DeliveryError(
+                f"the sink did not confirm everything within {timeout_s:g} s ({waiting} "
+                "message(s) acknowledged by the broker and waiting for the sink's receipt, "
+                f"kept for the next run; publisher: {publisher.stats})"
+            )
         if left <= 0:
             pending = store.outbox.pending(limit=10)
             depth = store.outbox.depth()

@@ -195,6 +195,7 @@ def status_payload(
     at_wall_ns: int,
     health: dict[str, Any] | None = None,
     today: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     payload = _envelope(
         "status",
@@ -213,6 +214,8 @@ def status_payload(
     )
     if today is not None:  # optional: today's live counters (edge.live.TodayCounters)
         payload["status"]["today"] = today
+    if delivery is not None:  # optional: sent / delivered counts (delivery_status)
+        payload["status"]["delivery"] = delivery
     if health:  # optional: "alarms" and "faults" (edge.health), only when there are any
         payload["status"].update(
             {key: health[key] for key in ("alarms", "faults") if health.get(key)}
@@ -312,6 +315,93 @@ def parse_resend(data: bytes) -> tuple[str, list[int]]:
     ):
         raise ValueError("resend request without a 'seqs' list of integers")
     return clip_id, seqs
+
+
+# --- delivery receipts (docs/WIRE.md) ---------------------------------------------------------
+
+#: the outbox row kinds the sink confirms with a receipt; a ``route`` row (for managers, not the
+#: sink) is delivered when the broker acknowledges it
+RECEIPT_KINDS = frozenset({"contact", "event", "alert", "clip"})
+MAX_RECEIPT_BYTES = 256 * 1024
+MAX_RECEIPT_IDS = 4096
+_HEX32 = frozenset("0123456789abcdef")
+
+
+def receipt_topic(site: str, device: str) -> str:
+    """Where the sink confirms what it stored: only this device reads it, only the sink writes
+    it (the ACL of provisioning/identity.py)."""
+    return topic(site, device, "cmd/delivered")
+
+
+def receipt_key(kind: str, msg_id: str, ref: str) -> str | None:
+    """What a receipt names for an outbox row: its msg_id, ``clip:<clip id>`` for a clip row
+    (the sink confirms a clip as a whole, once verified), None when no receipt comes."""
+    if kind == "clip":
+        return f"clip:{ref}"
+    return msg_id if kind in RECEIPT_KINDS else None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A parsed ``cmd/delivered`` message: what the sink committed."""
+
+    msg_ids: tuple[str, ...]
+    clip_ids: tuple[str, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        """The :func:`receipt_key` of every row it confirms."""
+        return [*self.msg_ids, *(f"clip:{c}" for c in self.clip_ids)]
+
+
+def parse_receipt(data: bytes, *, device: str, site: str) -> Receipt:
+    """A ``cmd/delivered`` message ``{"schema": 1, "kind": "delivered", "device", "site",
+    "msg_ids": [32 hex ...], "clips": [32 hex ...]}``; ValueError naming what is wrong."""
+    if len(data) > MAX_RECEIPT_BYTES:
+        raise ValueError(f"receipt of {len(data)} bytes > {MAX_RECEIPT_BYTES}")
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"receipt is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("receipt is not JSON: nested too deeply") from None
+    if not isinstance(body, dict):
+        raise ValueError("receipt is not a JSON object")
+    if body.get("schema") != SCHEMA or body.get("kind") != "delivered":
+        raise ValueError(
+            f"receipt with schema {str(body.get('schema'))[:20]!r} and kind "
+            f"{str(body.get('kind'))[:20]!r}: expected {SCHEMA} and 'delivered'"
+        )
+    if body.get("device") != device or body.get("site") != site:
+        raise ValueError(
+            f"receipt for {str(body.get('site'))[:64]!r}/{str(body.get('device'))[:64]!r}, "
+            f"this is {site}/{device}"
+        )
+    ids: dict[str, tuple[str, ...]] = {}
+    for key in ("msg_ids", "clips"):
+        value = body.get(key, [])
+        if not isinstance(value, list) or len(value) > MAX_RECEIPT_IDS:
+            raise ValueError(f"receipt field {key!r} is not a list of at most {MAX_RECEIPT_IDS}")
+        if not all(isinstance(v, str) and len(v) == 32 and set(v) <= _HEX32 for v in value):
+            raise ValueError(f"receipt field {key!r} holds something that is not 32 hex digits")
+        ids[key] = tuple(value)
+    return Receipt(ids["msg_ids"], ids["clips"])
+
+
+def delivery_status(
+    *, receipts: bool, sent: int, delivered: int, awaiting: int, resent: int, given_up: int
+) -> dict[str, Any]:
+    """``status.delivery``: whether this device waits for receipts (the contract it speaks),
+    the rows the broker acknowledged and the sink confirmed since the daemon started, the rows
+    waiting for a receipt now, sent again after a receipt timeout, and given up for now."""
+    return {
+        "receipts": receipts,
+        "sent": sent,
+        "delivered": delivered,
+        "awaiting": awaiting,
+        "resent": resent,
+        "given_up": given_up,
+    }
 
 
 def route_topic(site: str, device: str, name: str) -> str:
