@@ -23,10 +23,18 @@ from edge.config import MqttSection
 from edge.publish import wire
 from edge.publish.mqtt import Publisher
 from edge.records import ClipInfo, ContactRecord, EventRecord
+from edge.scenario import busy_shift
 from edge.simulate import STORE_NAME
 from edge.store import Store
 from provisioning.broker import LocalBroker
-from tests.faults.harness import DEVICE, SITE, delivery, running_sink, wait_for
+from tests.faults.harness import (
+    DEVICE,
+    SITE,
+    broker_kill_cycles,
+    delivery,
+    running_sink,
+    wait_for,
+)
 from tests.wire_samples import CLIP, CONTACT, START
 
 CONTACTS = 6
@@ -157,3 +165,24 @@ def test_a_broker_killed_after_its_pubacks_loses_nothing(
     finally:
         pub.stop()
         store.close()
+
+
+def test_broker_kills_in_cycles_while_a_shift_plays_lose_and_duplicate_nothing(
+    forgetful_broker: LocalBroker, tmp_path: Path
+) -> None:
+    """The soak's scenario 4 (bench/soak.py), short: the broker is killed whenever rows are
+    acknowledged by it and not yet confirmed by the sink."""
+    figures = broker_kill_cycles(
+        forgetful_broker,
+        tmp_path,
+        busy_shift(0.25, seed=4),
+        rng=random.Random(4),
+        speed=150,
+        max_kills=4,
+    )
+    result = figures.delivery
+    assert figures.kills == 4
+    assert figures.at_risk >= 1  # some kills really came between PUBACK and receipt
+    assert result.produced >= 8
+    assert (result.lost, result.duplicated, result.missing) == (0, 0, [])
+    assert result.delivered == result.produced
