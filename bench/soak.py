@@ -150,6 +150,8 @@ def run_broker_kills(work: Path, seconds: float, seed: int) -> Row:
                 busy_shift(hours, seed=11),
                 rng=random.Random(seed),
                 speed=BROKER_KILL_SPEED,
+                min_up_s=1.5,
+                max_up_s=4.0,
                 timeout_s=max(300.0, seconds * 5),
             )
         row.delivery = figures.delivery

@@ -523,8 +523,9 @@ class MqttSection(Section):
         Field(
             ge=0.1,
             le=86_400,
-            description="Send a message again when the sink has not confirmed it this long "
-            "after the broker acknowledged it (s); doubled at each resend",
+            description="A message the sink has not confirmed this long after the broker "
+            "acknowledged it is late (s), and goes again once it may have been lost (a reconnect, "
+            "or the sink confirmed a later one); doubled at each resend",
         ),
     ] = 60.0
     receipt_timeout_max_s: Annotated[
@@ -541,7 +542,7 @@ class MqttSection(Section):
             ge=0,
             le=10_000,
             description="Resends of an unconfirmed message before it waits for the next "
-            "connection (alarm 'undelivered'); it is kept on the device all the same",
+            "connection to the broker (alarm 'undelivered'); it is kept on the device all the same",
         ),
     ] = 5
 

@@ -31,9 +31,13 @@ Rules:
   is delivered only when the sink's receipt on ``<root>/cmd/delivered`` names it (by msg_id;
   a clip by its id once the sink verified it). Between its PUBACK and the receipt the row is
   tracked by :class:`edge.publish.delivery.AwaitingReceipts` and sent again when the receipt is
-  late (the wait doubles per resend, bounded; given up until the next connection after
-  ``receipt_max_resends``, alarm ``undelivered``). Rows that take no receipt (``route``, a clip
-  whose file is gone, every row without ``delivery_receipts``) are delivered on their PUBACK.
+  late and the row may have been lost (a reconnect since, or the sink confirmed a later row;
+  otherwise the broker still holds it: *held*). The wait doubles per resend, bounded; after
+  ``receipt_max_resends`` the row is given up until the next connection (alarm
+  ``undelivered``; raised too when rows stay held with no receipt at all for
+  ``receipt_timeout_max_s``: a sink away, or one without receipts). Rows that take no receipt
+  (``route``, a clip whose file is gone, every row without ``delivery_receipts``) are
+  delivered on their PUBACK.
   The delivered rows go to ``on_delivered`` (default ``store.outbox.mark_delivered``; the daemon
   routes them to its core loop). At start, the rows a previous run left sent and unconfirmed
   are tracked again. The status carries the counts (``status.delivery``).
@@ -100,6 +104,7 @@ class PublisherStats:
     rows_delivered: int = 0  # ... confirmed by the sink's receipt, or taking none
     rows_resent: int = 0  # rows sent again because their receipt was late
     awaiting: int = 0  # rows acknowledged and waiting for their receipt now
+    held: int = 0  # ... of which are late, but the broker holds them (no sign of a loss)
     given_up: int = 0  # ... of which have had every resend (until the next connection)
     receipts: int = 0  # receipt messages taken from the sink
     receipts_rejected: int = 0  # malformed receipt messages (ignored)
@@ -179,6 +184,8 @@ class Publisher:
             )
         self._receipt_check_s = min(0.5, cfg.receipt_timeout_s / 4)
         self._receipt_check_at = 0.0
+        self._last_receipt = time.monotonic()  # or the start: how long the sink has been silent
+        self._silence_alarmed = False
         # delivered rows not yet handed to on_delivered (they outlive a connection)
         self._confirmed_seqs: list[int] = []
         self._confirmed_msg_ids: list[str] = []
@@ -206,6 +213,7 @@ class Publisher:
                 self._stats,
                 inflight=len(self._inflight),
                 awaiting=0 if awaiting is None else len(awaiting),
+                held=0 if awaiting is None else awaiting.held,
                 given_up=0 if awaiting is None else awaiting.given_up,
             )
 
@@ -387,8 +395,8 @@ class Publisher:
         if self._awaiting is not None:
             client.subscribe(self._receipt_topic, qos=1)
             # a new connection: a restarted broker may have lost what it acknowledged, so
-            # the rows given up get another round of resends
-            self._awaiting.retry_given_up(time.monotonic())
+            # what was sent before may go again, and the rows given up get another round
+            self._awaiting.connected(time.monotonic())
         if self._retained_on_connect is not None:
             try:
                 for topic, payload in self._retained_on_connect():
@@ -566,6 +574,8 @@ class Publisher:
         self._confirmed_msg_ids.extend(receipt.msg_ids)
         self._confirmed_clips.extend(receipt.clip_ids)
         self._count(receipts=1, rows_delivered=len(seqs))
+        self._last_receipt = time.monotonic()
+        self._silence_alarmed = False
 
     def _check_receipts(self) -> None:
         """Send again the rows whose receipt is late; raise the alarm for rows given up."""
@@ -584,23 +594,28 @@ class Publisher:
             if rows:
                 log.info("sending %d message(s) again: no receipt from the sink yet", len(rows))
         if dropped:
-            with self._stats_lock:
-                silent = self._stats.receipts == 0
-            detail = (
+            self._raise_undelivered(
                 f"{len(dropped)} message(s) not confirmed by the sink after "
                 f"{awaiting.max_resends} resend(s); kept on the device and sent again after "
                 "the next connection to the broker"
             )
-            if silent:
-                detail += (
-                    "; no receipt at all since the start: is the sink older than delivery "
-                    "receipts, or does the broker's ACL lack cmd/delivered? "
-                    "(mqtt.delivery_receipts = false speaks to a sink without receipts)"
-                )
-            if self._alarm is not None:
-                self._alarm("undelivered", detail)
-            else:
-                log.warning("%s", detail)
+        silent_s = now - self._last_receipt
+        if awaiting.held and silent_s >= awaiting.timeout_max_s and not self._silence_alarmed:
+            self._silence_alarmed = True  # once per silence: a receipt ends it
+            self._raise_undelivered(
+                f"{awaiting.held} message(s) acknowledged by the broker wait for the sink's "
+                f"receipt, and none came for {silent_s:.0f} s: the sink is away or busy (the "
+                "broker holds them for it), or it is older than delivery receipts, or the "
+                "broker's ACL lacks cmd/delivered; kept on the device, sent again after a "
+                "reconnect or once the sink confirms later messages "
+                "(mqtt.delivery_receipts = false speaks to a sink without receipts)"
+            )
+
+    def _raise_undelivered(self, detail: str) -> None:
+        if self._alarm is not None:
+            self._alarm("undelivered", detail)
+        else:
+            log.warning("%s", detail)
 
     def _next_row(self) -> OutboxRow | None:
         if not self._rows:
@@ -748,6 +763,7 @@ class Publisher:
             sent=stats.rows_sent,
             delivered=stats.rows_delivered,
             awaiting=stats.awaiting,
+            held=stats.held,
             resent=stats.rows_resent,
             given_up=stats.given_up,
         )

@@ -389,16 +389,25 @@ def parse_receipt(data: bytes, *, device: str, site: str) -> Receipt:
 
 
 def delivery_status(
-    *, receipts: bool, sent: int, delivered: int, awaiting: int, resent: int, given_up: int
+    *,
+    receipts: bool,
+    sent: int,
+    delivered: int,
+    awaiting: int,
+    held: int,
+    resent: int,
+    given_up: int,
 ) -> dict[str, Any]:
-    """``status.delivery``: whether this device waits for receipts (the contract it speaks),
-    the rows the broker acknowledged and the sink confirmed since the daemon started, the rows
-    waiting for a receipt now, sent again after a receipt timeout, and given up for now."""
+    """``status.delivery``: whether this device waits for receipts (the contract it speaks);
+    the rows the broker acknowledged and the sink confirmed since the daemon started; the rows
+    waiting for a receipt now, of which late but held (nothing says they were lost: the broker
+    holds them for a sink that is away or busy) and given up for now; rows sent again."""
     return {
         "receipts": receipts,
         "sent": sent,
         "delivered": delivered,
         "awaiting": awaiting,
+        "held": held,
         "resent": resent,
         "given_up": given_up,
     }

@@ -143,7 +143,7 @@ def _refused_raw(raw: bytes) -> str:
 
 def test_the_status_carries_the_delivery_counts() -> None:
     delivery = wire.delivery_status(
-        receipts=True, sent=12, delivered=9, awaiting=3, resent=2, given_up=0
+        receipts=True, sent=12, delivered=9, awaiting=3, held=1, resent=2, given_up=0
     )
     payload = wire.status_payload(
         device=DEVICE, site=SITE, online=True, version="0.1.0", boot_id="b", outbox_depth=1,
@@ -154,6 +154,7 @@ def test_the_status_carries_the_delivery_counts() -> None:
         "sent": 12,
         "delivered": 9,
         "awaiting": 3,
+        "held": 1,
         "resent": 2,
         "given_up": 0,
     }

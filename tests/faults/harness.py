@@ -164,7 +164,9 @@ def running_sink(broker_url: str, data: Path) -> Iterator[Sink]:
     sink.start()
     try:
         # a restarted sink gets its session's backlog before the SUBACK: allow for a long one
-        assert sink.subscribed.wait(120), "the sink did not subscribe"
+        # (the soak's sink kills leave ~18,000 chunks; on a loaded 2-core machine that took
+        # more than 200 s, with or without delivery receipts)
+        assert sink.subscribed.wait(600), "the sink did not subscribe"
         yield sink
     finally:
         sink.stop()
