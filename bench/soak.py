@@ -332,7 +332,9 @@ acknowledged since the last save - to the device as well as to the sink. The tes
 next message go; a message is delivered when the sink's delivery receipt (published on the
 device's `cmd/delivered` after its commit, docs/WIRE.md) names it, and until then the device
 keeps the row and its clip file and sends it again when the receipt is late
-(`mqtt.receipt_timeout_s`, doubled per resend). One test stops the sink, lets the device publish
+(`mqtt.receipt_timeout_s`) and it may have been lost: after a reconnect (as here), or once the
+sink confirmed later messages; while the broker still holds it for a sink that is away, no copy
+is added to that queue. One test stops the sink, lets the device publish
 six contacts with clips and six events, waits for every PUBACK, kills the broker with SIGKILL,
 starts it and the sink again: every contact arrives exactly once with its verified clip, every
 row is confirmed (this test failed before receipts: all six contacts were lost). The other (the
