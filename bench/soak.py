@@ -309,10 +309,10 @@ does: `PRAGMA integrity_check` is ok; every contact committed before is still th
 crash point the run committed exactly N-1 contacts (the N-th was rolled back whole); every
 recorded clip has its complete file (size and sha256); every outbox row acknowledged before is
 still acknowledged with its first acknowledgement time (rows not acked are sent again, and so
-are rows acked but not confirmed by the sink's receipt once it is late; the sink deduplicates
-them). Half-written clips (`.partial`) are left by the
-`clip.write` kills and removed by the next start (`cleanup_partials`). An undisturbed final run
-drains everything; the sink must hold every contact exactly once with a verified clip.
+are rows acked but not confirmed by the sink's receipt once it is late and may have been lost;
+the sink deduplicates them). Half-written clips (`.partial`) are left by the `clip.write` kills
+and removed by the next start (`cleanup_partials`). An undisturbed final run drains
+everything; the sink must hold every contact exactly once with a verified clip.
 
 ### 3. kill -9 of the sink (`test_sink_kills.py`, 15 kills)
 A simulated shift is published through mosquitto while `contactpoint sink run` is killed:
@@ -334,13 +334,14 @@ device's `cmd/delivered` after its commit, docs/WIRE.md) names it, and until the
 keeps the row and its clip file and sends it again when the receipt is late
 (`mqtt.receipt_timeout_s`) and it may have been lost: after a reconnect (as here), or once the
 sink confirmed later messages; while the broker still holds it for a sink that is away, no copy
-is added to that queue. One test stops the sink, lets the device publish
-six contacts with clips and six events, waits for every PUBACK, kills the broker with SIGKILL,
-starts it and the sink again: every contact arrives exactly once with its verified clip, every
-row is confirmed (this test failed before receipts: all six contacts were lost). The other (the
-soak's scenario) plays a shift at 150x on an in-process device and kills the broker whenever
-rows are acknowledged by it and not yet confirmed by the sink; at the end the device waits for
-every receipt, and every contact must be in the sink exactly once with its verified clip.
+is added to that queue. One test stops the sink, lets the device publish six contacts with
+clips and six events, waits for every PUBACK, kills the broker with SIGKILL, starts it and the
+sink again: every contact arrives exactly once with its verified clip, every row is confirmed
+(this test failed before receipts: all six contacts were lost). The other (the soak's
+scenario) plays a shift at 150x on an in-process device and kills the broker whenever rows are
+acknowledged by it and not yet confirmed by the sink (at least 1.5 s apart in the soak); at the
+end the device waits for every receipt, and every contact must be in the sink exactly once with
+its verified clip.
 
 ### 5. Disk pressure (`test_disk_pressure.py`)
 Config section `storage`: `max_bytes` (a budget for clips + store, 0 = none) and

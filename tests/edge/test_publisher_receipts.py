@@ -13,9 +13,12 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from edge.config import MqttSection
+from edge.config import Config, MqttSection
 from edge.publish import wire
 from edge.publish.mqtt import Publisher
+from edge.scenario import busy_shift
+from edge.simulate import STORE_NAME, DeliveryError, run_simulation
+from edge.store import Store
 from provisioning.broker import LocalBroker
 from tests.edge.test_publisher import (
     STATUS,
@@ -29,6 +32,7 @@ from tests.edge.test_publisher import (
     wait_until,
     write_clip,
 )
+from tests.faults.harness import config_dict
 from tests.wire_samples import DEVICE, SITE
 
 RECEIPTS = wire.receipt_topic(SITE, DEVICE)
@@ -236,3 +240,21 @@ def test_rows_a_previous_run_left_waiting_are_tracked_again(
     assert sent() == {second.msg_id, third.msg_id} and pub.stats.rows_resent == 1
     confirm(sink, receipt([second.msg_id], []))
     wait_until(lambda: device.store.outbox.undelivered() == 0, "the receipts noted")
+
+
+def test_a_run_that_waits_for_receipts_fails_clearly_without_a_sink(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """``run_simulation(until_delivered=True)`` (the soak's broker kills) against a broker with
+    no sink behind it: everything is acknowledged, nothing confirmed, and the error says so."""
+    cfg = Config.model_validate(config_dict(broker.url))
+    data = tmp_path / "edge"
+    data.mkdir()
+    with pytest.raises(DeliveryError, match=r"the sink did not confirm everything") as err:
+        run_simulation(
+            cfg, busy_shift(0.1, seed=2), data / "s.toml", data, broker=broker.url,
+            drain_timeout_s=10.0, until_delivered=True,
+        )  # fmt: skip
+    assert "waiting for the sink's receipt, kept for the next run" in str(err.value)
+    with Store.open(data / STORE_NAME) as store:
+        assert store.outbox.depth() == 0 and store.outbox.undelivered() > 0
