@@ -23,6 +23,10 @@ Rules:
   :meth:`Ingest.handle` returned (its transaction committed). When ingest raises, the message is
   not acked, later messages in the same batch are not taken either, and the worker reconnects
   after a back-off: the broker then delivers everything unacked again.
+- Delivery receipts after commit (cloud_sink/receipts.py, docs/WIRE.md): what a committed
+  message stored (or had stored already) and every clip verified complete is confirmed to its
+  device on ``<root>/cmd/delivered`` (QoS 1, several ids per message, within ``linger``);
+  the device keeps a message until then and sends it again when no receipt comes.
 - The worker thread owns the client and the database connection: it runs the network loop,
   reconnects on its own with exponential back-off (capped), and every ``check_every_s`` of the
   injected clock starts a pass of the clip check, which it runs in small steps
@@ -57,6 +61,7 @@ from cloud_sink.alerts import SiteAlerts
 from cloud_sink.db import open_database
 from cloud_sink.ingest import DEFAULT_LIMITS, Ingest, Limits, Result
 from cloud_sink.migrations import migrate
+from cloud_sink.receipts import Confirm, Receipts
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import context as tls_context
 from cloud_sink.tls import explain as explain_tls
@@ -168,6 +173,10 @@ class Sink:
         finally:
             self.db.close()
         self.ingest = Ingest(self.db, config.data_dir, clock=clock, limits=limits)
+        self.receipts = Receipts()  # delivery receipts waiting to be published
+        self.ingest.on_clip_complete = lambda key: self.receipts.add(
+            Confirm(key.site, key.device, clip_id=key.clip_id)
+        )
         self.site_alerts = alerts  # site-level alert rules (cloud_sink/alerts.py)
         if alerts is not None:
             self.ingest.on_stored = alerts.observe
@@ -282,6 +291,7 @@ class Sink:
                         backoff = min(backoff * 2, self.config.backoff_max_s)
                     continue
                 self._publish_alerts()
+                self._send_receipts()
                 if self._failed:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.backoff_max_s)
@@ -323,6 +333,7 @@ class Sink:
     def _close(self) -> None:
         try:
             if self._connected:
+                self._send_receipts(now=True)
                 self._client.disconnect()
                 self._client.loop(timeout=0.1)
         finally:
@@ -358,6 +369,18 @@ class Sink:
             self.site_alerts.publish_pending(self.db, publish, self.clock())
         except Exception:  # tried again after the next message
             log.exception("publishing site alerts failed")
+
+    def _send_receipts(self, *, now: bool = False) -> None:
+        """Publish the receipts that are due (all of them with ``now``). One that cannot go is
+        dropped: the device sends that message again, and it is confirmed then."""
+        if not len(self.receipts) or not (now or self.receipts.due()):
+            return
+        for topic, payload in self.receipts.take():
+            info = self._client.publish(topic, payload, qos=1)
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self.ingest.counters.bump("receipts_sent")
+            else:
+                self.ingest.counters.bump("receipts_dropped")
 
     def _retention(self) -> None:
         try:
@@ -436,4 +459,6 @@ class Sink:
             return
         if msg.qos > 0:
             client.ack(msg.mid, msg.qos)
+        if result.receipt is not None:  # committed: the device may now forget it
+            self.receipts.add(result.receipt)
         self._pending.append(result)

@@ -45,6 +45,10 @@ Rules:
   clip. A request names only the first ranges that fit :data:`wire.MAX_RESEND_BYTES`, and
   finding them reads the clip's present seqs in order without building the list of missing
   ones, so a clip claiming many chunks costs neither memory nor a packet the broker refuses.
+- Delivery receipts (cloud_sink/receipts.py): after its commit, :meth:`Ingest.handle` names in
+  ``Result.receipt`` what the device may now forget: a JSON message stored or already stored
+  (by msg_id; not a status, not a dead letter), or the clip of a chunk that arrives after the
+  clip is complete. A clip that becomes complete is announced to ``on_clip_complete``.
 - Times in the database are wall-clock nanoseconds from the injected ``clock``.
 """
 
@@ -57,7 +61,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -67,6 +71,7 @@ from peewee import Database, DataError, IntegrityError, InterfaceError, Operatio
 from cloud_sink import wire
 from cloud_sink.db import rowcount, transaction
 from cloud_sink.models import Tables, from_json, tables, to_json
+from cloud_sink.receipts import Confirm
 from cloud_sink.storage import ClipCorruptError, ClipStore
 from contract.crashpoint import crashpoint
 
@@ -142,6 +147,7 @@ class ClipKey:
 class Result:
     outcome: Outcome
     ready: ClipKey | None = None  # a clip whose chunks are all there: assemble after the ack
+    receipt: Confirm | None = None  # committed: what the device may forget (docs/WIRE.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +234,8 @@ class Ingest:
         self.before_commit: Callable[[str], None] | None = None
         # Called inside the transaction after a contact or event was stored (site alerts).
         self.on_stored: Callable[[Database, wire.Message, int], object] | None = None
+        # Called after a clip was verified and marked complete (its delivery receipt).
+        self.on_clip_complete: Callable[[ClipKey], object] | None = None
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -271,7 +279,7 @@ class Ingest:
             if self.before_commit is not None:
                 self.before_commit(topic)
             crashpoint("sink.commit")  # fault tests only: a no-op unless armed
-        return result
+        return self._with_receipt(parsed, result)
 
     def _failed(self, topic: str, payload: bytes, exc: Exception, now: int) -> Result:
         """A message whose ingest raised (its transaction rolled back): raise again to have it
@@ -299,6 +307,35 @@ class Ingest:
         with transaction(self.db):
             self._dead_letter(topic, payload, reason, detail, now)
         return Result(Outcome.DEAD_LETTER)
+
+    def _with_receipt(self, parsed: wire.Message | wire.Chunk, result: Result) -> Result:
+        """After the commit: what the device may now forget, if anything."""
+        if result.outcome not in (Outcome.STORED, Outcome.DUPLICATE):
+            return result
+        if isinstance(parsed, wire.Message):
+            if parsed.kind == "status":
+                return result
+            return replace(result, receipt=Confirm(parsed.site, parsed.device, parsed.msg_id))
+        if result.outcome is Outcome.DUPLICATE:  # a chunk of a clip that may be complete
+            clips = self.t.clips
+            complete = (
+                clips.select(clips.clip_id)
+                .where(
+                    (clips.device == parsed.device)
+                    & (clips.clip_id == parsed.clip_id)
+                    & (clips.complete == True)  # noqa: E712 - SQL, not Python
+                )
+                .exists()
+            )
+            if complete:
+                confirm = Confirm(parsed.site, parsed.device, clip_id=parsed.clip_id)
+                return replace(result, receipt=confirm)
+        return result
+
+    def _clip_complete(self, key: ClipKey) -> bool:
+        if self.on_clip_complete is not None:
+            self.on_clip_complete(key)
+        return True
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, detail: str, now: int) -> None:
         self.t.dead_letters.insert(
@@ -603,7 +640,7 @@ class Ingest:
         clip is complete afterwards."""
         row = self._clip_row(key.device, key.clip_id)
         if bool(row["complete"]):
-            return True
+            return self._clip_complete(key)
         chunks = self.t.chunks
         parts = list(
             chunks.select(chunks.seq, chunks.byte_offset, chunks.size)
@@ -629,7 +666,8 @@ class Ingest:
             )
         except (ClipCorruptError, FileNotFoundError):
             if bool(self._clip_row(key.device, key.clip_id)["complete"]):
-                return True  # another worker finished it (and removed the chunk files)
+                # another worker finished it (and removed the chunk files)
+                return self._clip_complete(key)
             self._forget_chunks(key)
             self.counters.bump("clip_corrupt")
             return False
@@ -645,7 +683,7 @@ class Ingest:
             ).execute()
         self.store.drop_chunks(key.site, key.device, key.clip_id)
         self.counters.bump("clip_complete")
-        return True
+        return self._clip_complete(key)
 
     def _forget_chunks(self, key: ClipKey) -> None:
         chunks = self.t.chunks

@@ -132,6 +132,26 @@ def fit_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return taken
 
 
+#: ids per delivery receipt message the sink sends (a device accepts up to
+#: contract.wire.MAX_RECEIPT_IDS; 32 hex + quotes each)
+MAX_RECEIPT_IDS: Final = 1000
+receipt_topic = contract.receipt_topic
+
+
+def receipt_payload(site: str, device: str, msg_ids: list[str], clip_ids: list[str]) -> bytes:
+    """``{"schema", "kind": "delivered", "device", "site", "msg_ids": [...], "clips": [...]}``:
+    the JSON messages stored (also again: a duplicate), and the clips verified complete."""
+    body: contract.DeliveryReceipt = {
+        "schema": SCHEMA,
+        "kind": contract.DELIVERED_KIND,
+        "device": device,
+        "site": site,
+        "msg_ids": msg_ids,
+        "clips": clip_ids,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str
@@ -209,6 +229,8 @@ class Status:
     faults: tuple[tuple[str, str], ...] = ()
     # optional: today's live counters and metrics (docs/WIRE.md), None when not sent
     today: dict[str, Any] | None = None
+    # optional: the device's delivery counts (sent, delivered, awaiting...), None when not sent
+    delivery: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,6 +599,20 @@ def _today(obj: dict[str, Any]) -> dict[str, Any] | None:
     return dict(today)
 
 
+def _delivery(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The optional ``status.delivery``: the device's delivery counts (docs/WIRE.md, "Delivery
+    receipts"), an object of at most 16 integers or booleans; kept as sent."""
+    if "delivery" not in obj:
+        return None
+    delivery = _field(obj, "delivery", dict, where="status.")
+    if len(delivery) > 16:
+        raise _RejectError("too_large", f"status.delivery has {len(delivery)} keys > 16")
+    for key, value in delivery.items():
+        if not isinstance(value, int | bool):
+            raise _RejectError("field", f"status.delivery.{key[:64]} is not a count")
+    return dict(delivery)
+
+
 def _status(obj: dict[str, Any]) -> Status:
     return Status(
         online=_field(obj, "online", bool, where="status."),
@@ -602,6 +638,7 @@ def _status(obj: dict[str, Any]) -> Status:
             for f in _health_list(obj, "faults")
         ),
         today=_today(obj),
+        delivery=_delivery(obj),
     )
 
 

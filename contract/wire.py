@@ -55,6 +55,15 @@ JSON_KINDS: Final = frozenset({CONTACT, EVENT, STATUS, ALERT})
 CMD: Final = "cmd"
 #: ask a device for clip chunks again (:class:`ResendRequest`)
 RESEND: Final = f"{CMD}/resend"
+#: tell a device what the sink committed (:class:`DeliveryReceipt`; docs/WIRE.md)
+DELIVERED: Final = f"{CMD}/delivered"
+#: the envelope ``kind`` of a delivery receipt
+DELIVERED_KIND: Final = "delivered"
+#: the outbox row kinds a sink confirms with a receipt (a route is for managers, not the sink)
+RECEIPT_KINDS: Final = frozenset({CONTACT, EVENT, ALERT, CLIP})
+#: a device reads receipts of at most this size and this many ids of each list
+MAX_RECEIPT_BYTES: Final = 256 * 1024
+MAX_RECEIPT_IDS: Final = 4096
 
 #: device -> managers: routed copies on ``<root>/route/<name>`` (:class:`RouteMessage`); the
 #: envelope ``kind`` is ``route``
@@ -154,6 +163,12 @@ def alert_topic(site: str, device: str = SITE_SCOPE) -> str:
 def resend_topic(site: str, device: str) -> str:
     """Sink -> device: ask for clip chunks again."""
     return topic(site, device, RESEND)
+
+
+def receipt_topic(site: str, device: str) -> str:
+    """Sink -> device: what the sink committed; only that device reads it, only a sink writes
+    it (the ACL of provisioning/identity.py)."""
+    return topic(site, device, DELIVERED)
 
 
 def route_topic(site: str, device: str, name: str) -> str:
@@ -321,6 +336,7 @@ class StatusBody(TypedDict):
     clock_synced: bool
     at: str
     today: NotRequired[dict[str, Any]]  # today's live counters
+    delivery: NotRequired[dict[str, Any]]  # sent / delivered counts (delivery receipts)
     alarms: NotRequired[list[Alarm]]  # only when there are any
     faults: NotRequired[list[Fault]]  # only when there are any
 
@@ -383,6 +399,18 @@ class RouteMessage(Envelope):
 
 
 # sink -> device commands (``cmd/...``): no envelope, the topic names the device
+
+
+class DeliveryReceipt(TypedDict):
+    """Sink -> device on ``cmd/delivered``, after the sink's commit: the JSON messages it stored
+    (again too: a duplicate) by msg_id, and the clips it verified complete by clip id."""
+
+    schema: int
+    kind: str  # DELIVERED_KIND
+    device: str
+    site: str
+    msg_ids: list[str]
+    clips: list[str]
 
 
 class ResendRequest(TypedDict):

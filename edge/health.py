@@ -7,8 +7,9 @@ Rules:
   their full audio because capture stalled (``audio_stalled``), a save that had to wait
   (``save_failed``), the synchronised wall clock stepped (``clock_stepped``), a record with a
   value no store can hold (NaN, an unpaired surrogate: saved without it) or refused by the
-  store (``bad_record``). Each kind is counted since the daemon started; its ``detail`` is the
-  latest one.
+  store (``bad_record``), messages the sink did not confirm after every resend
+  (``undelivered``, see edge/publish/delivery.py). Each kind is counted since the daemon
+  started; its ``detail`` is the latest one.
 - A *fault* is a part that is failing now (microphone, ranger, a button, a receiver; the disk
   too full for clips, ``storage``; the wall clock off its earlier time after a step,
   ``clock``); it is cleared when the part reports it is back.
@@ -37,6 +38,7 @@ ALARM_KINDS: tuple[str, ...] = (
     "save_failed",
     "clock_stepped",
     "bad_record",
+    "undelivered",
 )
 
 

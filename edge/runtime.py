@@ -43,7 +43,7 @@ from edge.publish.mqtt import Publisher
 from edge.recovery import open_store, recovered
 from edge.routes import RouteRunner
 from edge.staff import StaffCall
-from edge.store import Store
+from edge.store import Delivered, Store
 from hardware import Backend, HardwareEvent, LiveBackend
 
 #: the device database's file name inside the data directory
@@ -57,7 +57,7 @@ class Acked:
     seqs: tuple[int, ...]
 
 
-InboxItem = Receipt | Acked | HardwareEvent | StaffCall
+InboxItem = Receipt | Acked | Delivered | HardwareEvent | StaffCall
 Inbox = queue.SimpleQueue[InboxItem]
 
 
@@ -143,6 +143,13 @@ class Runtime:
                 self.core.health.alarm(
                     "disk_full", f"acknowledgement of {len(item.seqs)} row(s) not noted"
                 )
+        elif isinstance(item, Delivered):  # the sink's delivery receipt (docs/WIRE.md)
+            try:
+                self.store.outbox.mark_delivered(item, time.time_ns())
+            except Exception as exc:  # a full disk: the rows stay undelivered; the next start
+                if not is_disk_full(exc):  # tracks them again, and the sink confirms them again
+                    raise
+                self.core.health.alarm("disk_full", "a delivery receipt was not noted")
         else:
             self.core.handle(item)
 
@@ -172,11 +179,13 @@ class Runtime:
         self.core.shutdown(now_ns)
         self._wake()
 
-    def deliver(self, timeout_s: float) -> bool:
+    def deliver(self, timeout_s: float, *, until_delivered: bool = False) -> bool:
         """Apply acknowledgements until the outbox is empty (True) or ``timeout_s`` has passed
-        (False: the rest stays queued for the next start)."""
+        (False: the rest stays queued for the next start); ``until_delivered``: until the sink
+        has confirmed every row (its delivery receipts), not only the broker."""
         deadline = time.monotonic() + timeout_s
-        while self.store.outbox.depth() > 0:
+        left_over = self.store.outbox.undelivered if until_delivered else self.store.outbox.depth
+        while left_over() > 0:
             left = deadline - time.monotonic()
             if left <= 0 or self.publisher is None:
                 return False
@@ -278,8 +287,8 @@ def assemble(
 def _publisher(
     cfg: Config, core: Core, store: Store, data_dir: Path, inbox: Inbox, *, broker: str | None
 ) -> Publisher:
-    """The device's publisher: acknowledgements go to the core loop through ``inbox``; the
-    status carries today's counters and the health."""
+    """The device's publisher: acknowledgements and the sink's delivery receipts go to the core
+    loop through ``inbox``; the status carries today's counters and the health."""
     mqtt = cfg.mqtt if broker is None else cfg.mqtt.model_copy(update={"broker": broker})
     return Publisher(
         mqtt,
@@ -290,6 +299,8 @@ def _publisher(
         version=__version__,
         clock=core.clock,
         on_acked=lambda seqs: inbox.put(Acked(tuple(seqs))),
+        on_delivered=inbox.put,  # the sink's receipts, noted by the core loop
+        alarm=core.health.alarm,
         retained_on_connect=discovery.provider(cfg, __version__),
         today=core.today.snapshot,
         health=core.health.snapshot,

@@ -10,9 +10,10 @@ more); whatever is still open then is closed with ``ended_by = "shutdown"``.
 
 The device around the core is assembled exactly as the daemon's (edge/runtime.py): the route
 workers always, the till's HTTP server when paced to the wall clock, and with a broker the
-device's publisher: it drains the outbox and its acknowledgements come back through the core
-loop, the store's only writer. At the end the run waits until the broker has acknowledged
-everything, or fails after ``drain_timeout_s`` saying what is still queued.
+device's publisher: it drains the outbox, and its acknowledgements (and the sink's delivery
+receipts) come back through the core loop, the store's only writer. At the end the run waits
+until the broker has acknowledged everything (``until_delivered``: until the sink has
+confirmed everything), or fails after ``drain_timeout_s`` saying what is still queued.
 """
 
 from __future__ import annotations
@@ -80,13 +81,16 @@ def run_simulation(
     on_health: Callable[[Health], None] | None = None,
     at_step: Callable[[int], None] | None = None,
     on_played: Callable[[], None] | None = None,
+    until_delivered: bool = False,
 ) -> Summary:
     """``clock``: a prepared virtual clock (e.g. one that starts wrong and syncs later). Hooks,
     given here and wired at assembly (edge/runtime.py): ``core_hook`` is called with the core
     once it is built (tests look at its health), ``on_alert`` with each committed alert's
     payload, ``on_health`` with the health after every change, and ``at_step`` with the
     virtual time of every step before the core ticks (a test makes something happen then,
-    e.g. frees disk space), ``on_played`` once the scenario has played, before the drain."""
+    e.g. frees disk space), ``on_played`` once the scenario has played, before the drain;
+    ``until_delivered``: at the end, wait for the sink's receipts, not only the broker's
+    PUBACKs (a run against a sink that sends none then fails after ``drain_timeout_s``)."""
     clock = clock if clock is not None else FakeClock(scenario.start_wall_ns, synced=True)
     spec = backend_spec(
         cfg,
@@ -126,7 +130,7 @@ def run_simulation(
         if on_played is not None:
             on_played()
         if runtime.publisher is not None:
-            drain_outbox(runtime, drain_timeout_s)
+            drain_outbox(runtime, drain_timeout_s, until_delivered=until_delivered)
         runtime.drain_routes()
         summary = _summarise(runtime.store, clock.now_ns)
         summary.routes_open = runtime.store.routes.depth()
@@ -192,16 +196,24 @@ def _play(
         progress(end, end)
 
 
-def drain_outbox(runtime: Runtime, timeout_s: float) -> None:
-    """Apply acknowledgements until the outbox is empty; fail after ``timeout_s``."""
-    if runtime.deliver(timeout_s):
+def drain_outbox(runtime: Runtime, timeout_s: float, *, until_delivered: bool = False) -> None:
+    """Apply acknowledgements until the outbox is empty (``until_delivered``: until every row
+    is confirmed by the sink); fail after ``timeout_s``."""
+    if runtime.deliver(timeout_s, until_delivered=until_delivered):
         return
     store = runtime.store
+    publisher = runtime.publisher
+    if until_delivered and store.outbox.depth() == 0:
+        waiting = store.outbox.undelivered()
+        raise DeliveryError(
+            f"the sink did not confirm everything within {timeout_s:g} s ({waiting} "
+            "message(s) acknowledged by the broker and waiting for the sink's receipt, "
+            f"kept for the next run; publisher: {publisher.stats if publisher else None})"
+        )
     pending = store.outbox.pending(limit=10)
     depth = store.outbox.depth()
     lines = [f"  seq {r.seq}: {r.kind} {r.ref} ({r.attempts} attempts)" for r in pending]
     more = f"\n  … and {depth - len(pending)} more" if depth > len(pending) else ""
-    publisher = runtime.publisher
     error = (publisher.stats.last_error if publisher else "") or "no acknowledgement"
     raise DeliveryError(
         f"the broker did not acknowledge everything within {timeout_s:g} s "

@@ -51,6 +51,9 @@ class BrokerConfig:
     max_packet_size: int = 1_048_576
     allow_anonymous: bool = True
     extra: str = ""  # more configuration lines (TLS, password_file, acl_file …)
+    #: seconds between saves of the persistence file; what a kill -9 loses is what arrived since
+    #: the last save (tests of broker crashes set it long: everything since the start is lost)
+    autosave_interval_s: int = 1
 
     def render(self) -> str:
         lines = [
@@ -58,7 +61,7 @@ class BrokerConfig:
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.data_dir}/",
-            "autosave_interval 1",
+            f"autosave_interval {self.autosave_interval_s}",
             f"max_queued_messages {self.max_queued_messages}",
             "max_inflight_messages 100",
             f"max_packet_size {self.max_packet_size}",
@@ -84,6 +87,7 @@ class LocalBroker:
         extra: str = "",
         allow_anonymous: bool = True,
         conf: str | None = None,
+        autosave_interval_s: int = 1,
     ) -> None:
         """``conf``: run this configuration text as it is instead of one rendered here (it
         must listen on ``port`` on loopback)."""
@@ -94,6 +98,7 @@ class LocalBroker:
             data_dir=data_dir,
             extra=extra,
             allow_anonymous=allow_anonymous,
+            autosave_interval_s=autosave_interval_s,
         )
         self._binary = find_mosquitto()
         self._process: subprocess.Popen[bytes] | None = None

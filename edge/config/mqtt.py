@@ -67,6 +67,40 @@ class MqttSection(Section):
     status_interval_s: Annotated[
         float, Field(ge=1, le=3600, description="How often the retained status is refreshed (s)")
     ] = 60.0
+    delivery_receipts: Annotated[
+        bool,
+        Field(
+            description="Keep every message and its clip until the sink confirms it stored "
+            "them (docs/WIRE.md); false: the broker's PUBACK is enough (a sink without receipts)"
+        ),
+    ] = True
+    receipt_timeout_s: Annotated[
+        float,
+        Field(
+            ge=0.1,
+            le=86_400,
+            description="A message the sink has not confirmed this long after the broker "
+            "acknowledged it is late (s), and goes again once it may have been lost (a reconnect, "
+            "or the sink confirmed a later one); doubled at each resend",
+        ),
+    ] = 60.0
+    receipt_timeout_max_s: Annotated[
+        float,
+        Field(
+            ge=0.1,
+            le=7 * 86_400,
+            description="Longest wait for a receipt between two resends (s)",
+        ),
+    ] = 1800.0
+    receipt_max_resends: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=10_000,
+            description="Resends of an unconfirmed message before it waits for the next "
+            "connection to the broker (alarm 'undelivered'); it is kept on the device all the same",
+        ),
+    ] = 5
 
 
 class HomeAssistantSection(Section):

@@ -1,4 +1,5 @@
-"""The device's publisher: outbox rows leave over MQTT, each marked sent only on its PUBACK.
+"""The device's publisher: outbox rows leave over MQTT, each marked sent only on its PUBACK
+and delivered only on the sink's receipt.
 
 Rules:
 - One thread owns the paho client: it connects, reads pending rows (a WAL reader never blocks
@@ -31,6 +32,21 @@ Rules:
   ``failed`` and reported once: one warning and the fault ``mqtt_acl`` (``on_fault``, the
   daemon's health) for the first refused topic, debug lines for the rest, on this and later
   connections; the fault clears when every refused topic has been accepted again.
+- Delivered is not acknowledged (docs/WIRE.md, "Delivery receipts"): with
+  ``mqtt.delivery_receipts`` (the default) a ``contact``, ``event``, ``alert`` or ``clip`` row
+  is delivered only when the sink's receipt on ``<root>/cmd/delivered`` names it (by msg_id;
+  a clip by its id once the sink verified it). Between its PUBACK and the receipt the row is
+  tracked by :class:`edge.publish.delivery.AwaitingReceipts` and sent again when the receipt is
+  late and the row may have been lost (a reconnect since, or the sink confirmed a later row;
+  otherwise the broker still holds it: *held*). The wait doubles per resend, bounded; after
+  ``receipt_max_resends`` the row is given up until the next connection (alarm
+  ``undelivered``; raised too when rows stay held with no receipt at all for
+  ``receipt_timeout_max_s``: a sink away, or one without receipts). Rows that take no receipt
+  (``route``, a clip whose file is gone, every row without ``delivery_receipts``) are
+  delivered on their PUBACK.
+  The delivered rows go to ``on_delivered`` (default ``store.outbox.mark_delivered``; the daemon
+  routes them to its core loop). At start, the rows a previous run left sent and unconfirmed
+  are tracked again. The status carries the counts (``status.delivery``).
 - Network timing (backoff, status refresh, waits) runs on real monotonic time; the injected
   clock only stamps payloads and acknowledgements.
 """
@@ -66,7 +82,8 @@ from edge.publish._link import (
     open_connection,
     resolve,
 )
-from edge.store import OutboxRow, Store
+from edge.publish.delivery import AwaitingReceipts
+from edge.store import Delivered, OutboxRow, Store
 
 __all__ = ["LinkConfigError", "Publisher", "PublisherStats", "backoff_delay"]
 
@@ -92,6 +109,14 @@ class PublisherStats:
     clips_missing: int = 0  # clip rows finished without sending: the file cannot be used
     resends: int = 0  # resend requests served
     resends_rejected: int = 0
+    rows_sent: int = 0  # outbox rows the broker acknowledged (first send)
+    rows_delivered: int = 0  # ... confirmed by the sink's receipt, or taking none
+    rows_resent: int = 0  # rows sent again because their receipt was late
+    awaiting: int = 0  # rows acknowledged and waiting for their receipt now
+    held: int = 0  # ... of which are late, but the broker holds them (no sign of a loss)
+    given_up: int = 0  # ... of which have had every resend (until the next connection)
+    receipts: int = 0  # receipt messages taken from the sink
+    receipts_rejected: int = 0  # malformed receipt messages (ignored)
     last_error: str = ""
 
 
@@ -113,6 +138,8 @@ class _Job:
     outstanding: int = 0
     exhausted: bool = False
     failed: bool = False
+    key: str | None = None  # what the sink's receipt will name (None: delivered on PUBACK)
+    resend: bool = False  # the row goes again because its receipt was late
 
 
 class Publisher:
@@ -129,6 +156,8 @@ class Publisher:
         version: str,
         clock: Clock,
         on_acked: Callable[[list[int]], None] | None = None,
+        on_delivered: Callable[[Delivered], None] | None = None,
+        alarm: Callable[[str, str], None] | None = None,
         free_disk: Callable[[], int] | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
         random_source: Callable[[], float] = random.random,
@@ -145,6 +174,8 @@ class Publisher:
         self._version = version
         self._clock = clock
         self._on_acked = on_acked or self._mark_sent
+        self._on_delivered = on_delivered or self._mark_delivered
+        self._alarm = alarm  # e.g. Health.alarm: raises 'undelivered' when rows are given up
         self._free_disk = free_disk or self._disk_free
         self._health = health  # alarms and faults for the status message (edge.health)
         self._random = random_source
@@ -157,7 +188,21 @@ class Publisher:
         self._on_fault = on_fault
         self._refused_topics: set[str] = set()  # retained topics the broker refused
         self._resend_topic = wire.resend_topic(site, device)
+        self._receipt_topic = wire.receipt_topic(site, device)
         self._status_topic = wire.topic(site, device, contract_wire.STATUS)
+        self._awaiting: AwaitingReceipts | None = None
+        if cfg.delivery_receipts:
+            self._awaiting = AwaitingReceipts(
+                cfg.receipt_timeout_s, cfg.receipt_timeout_max_s, cfg.receipt_max_resends
+            )
+        self._receipt_check_s = min(0.5, cfg.receipt_timeout_s / 4)
+        self._receipt_check_at = 0.0
+        self._last_receipt = time.monotonic()  # or the start: how long the sink has been silent
+        self._silence_alarmed = False
+        # delivered rows not yet handed to on_delivered (they outlive a connection)
+        self._confirmed_seqs: list[int] = []
+        self._confirmed_msg_ids: list[str] = []
+        self._confirmed_clips: list[str] = []
 
         self._stats = PublisherStats()
         self._stats_lock = threading.Lock()
@@ -175,8 +220,15 @@ class Publisher:
 
     @property
     def stats(self) -> PublisherStats:
+        awaiting = self._awaiting
         with self._stats_lock:
-            return replace(self._stats, inflight=len(self._inflight))
+            return replace(
+                self._stats,
+                inflight=len(self._inflight),
+                awaiting=0 if awaiting is None else len(awaiting),
+                held=0 if awaiting is None else awaiting.held,
+                given_up=0 if awaiting is None else awaiting.given_up,
+            )
 
     @property
     def connected(self) -> bool:
@@ -224,6 +276,11 @@ class Publisher:
 
     def _run(self) -> None:
         attempt = 0
+        try:
+            self._load_awaiting()
+        except Exception as exc:  # the store answers later; those rows wait for the next start
+            log.exception("cannot read the rows waiting for a receipt")
+            self._error(f"cannot read the rows waiting for a receipt: {exc!r}")
         while not self._stop.is_set():
             try:
                 if self._connection():
@@ -283,6 +340,7 @@ class Publisher:
                 accepted = True
                 if not self._pump(client):
                     break
+                self._check_receipts()
                 self._flush()
                 if time.monotonic() >= self._status_due:
                     self._publish_status(client)
@@ -320,6 +378,10 @@ class Publisher:
         self._status_due = float("inf")
         self._done: list[int] = []
         self._retained: dict[int, str] = {}  # mid -> topic of a retained message in flight
+        self._redo: deque[OutboxRow] = deque()  # rows to send again: their receipt is late
+        self._redo_job: _Job | None = None
+        if self._awaiting is not None:  # what was being sent again never got its PUBACK
+            self._awaiting.requeue(time.monotonic())
 
     # --- paho callbacks (run inside client.loop, on the publisher thread) ----------------------
 
@@ -344,6 +406,11 @@ class Publisher:
         self._sessions += 1
         log.info("connected to %s (session present: %s)", self._link.url, flags.session_present)
         client.subscribe(self._resend_topic, qos=1)
+        if self._awaiting is not None:
+            client.subscribe(self._receipt_topic, qos=1)
+            # a new connection: a restarted broker may have lost what it acknowledged, so
+            # what was sent before may go again, and the rows given up get another round
+            self._awaiting.connected(time.monotonic())
         if self._retained_on_connect is not None:
             try:
                 for topic, payload in self._retained_on_connect():
@@ -389,6 +456,9 @@ class Publisher:
         self._finish_if_done(job)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == self._receipt_topic:
+            self._take_receipt(bytes(msg.payload))
+            return
         if msg.topic != self._resend_topic:
             return
         try:
@@ -418,6 +488,7 @@ class Publisher:
                 continue
             except _ClipGoneError as exc:
                 self._error(f"clip deleted while being sent, row finished: {exc}", clips_missing=1)
+                job.key = None  # nothing more can be delivered: no receipt to wait for
                 self._retire(job)
                 continue
             except _ClipUnavailableError as exc:
@@ -436,6 +507,10 @@ class Publisher:
     def _next_job(self) -> _Job | None:
         if self._resends:
             return self._resends[0]
+        while self._redo_job is None and self._redo:
+            self._redo_job = self._row_job(self._redo.popleft(), resend=True)
+        if self._redo_job is not None:
+            return self._redo_job
         while self._current is None:
             row = self._next_row()
             if row is None:
@@ -447,24 +522,118 @@ class Publisher:
         job.exhausted = True
         if self._resends and self._resends[0] is job:
             self._resends.popleft()
+        elif self._redo_job is job:
+            self._redo_job = None
         elif self._current is job:
             self._current = None
         self._finish_if_done(job)
 
     def _finish_if_done(self, job: _Job) -> None:
-        if job.exhausted and job.outstanding == 0 and job.seq is not None and not job.failed:
-            self._done.append(job.seq)
+        if not (job.exhausted and job.outstanding == 0 and job.seq is not None and not job.failed):
+            return
+        self._done.append(job.seq)
+        if not job.resend:
+            self._count(rows_sent=1)
+        if job.key is None:
+            self._delivered_now(job.seq)
+        elif self._awaiting is not None:
+            self._awaiting.sent(job.seq, job.key, time.monotonic(), resend=job.resend)
+
+    def _delivered_now(self, seq: int) -> None:
+        """Row ``seq`` takes no receipt (or can never be delivered): delivered as it is."""
+        self._confirmed_seqs.append(seq)
+        if self._awaiting is not None:
+            self._awaiting.forget([seq])
+        self._count(rows_delivered=1)
 
     def _flush(self) -> None:
-        """Hand the finished rows to ``on_acked``."""
-        if not self._done:
-            return
-        seqs, self._done = self._done, []
+        """Hand the finished rows to ``on_acked`` and the delivered ones to ``on_delivered``."""
+        if self._done:
+            seqs, self._done = self._done, []
+            try:
+                self._on_acked(seqs)
+            except Exception as exc:  # a failing hook must not kill the link; rows stay unsent
+                self._error(f"on_acked failed for rows {seqs}: {exc!r}")
+            self._progress.set()
+        delivered = Delivered(
+            seqs=tuple(self._confirmed_seqs),
+            msg_ids=tuple(self._confirmed_msg_ids),
+            clip_ids=tuple(self._confirmed_clips),
+        )
+        if delivered:
+            self._confirmed_seqs, self._confirmed_msg_ids, self._confirmed_clips = [], [], []
+            try:
+                self._on_delivered(delivered)
+            except Exception as exc:  # they stay undelivered: tracked again at the next start
+                self._error(f"on_delivered failed: {exc!r}")
+            self._progress.set()
+
+    # --- delivery receipts (edge/publish/delivery.py) ------------------------------------------
+
+    def _load_awaiting(self) -> None:
+        """Track the rows a previous run left acknowledged and unconfirmed (their wait starts
+        now); without receipts they count as delivered now."""
+        for row in self._outbox.awaiting():
+            key = wire.receipt_key(row.kind, row.msg_id, row.ref)
+            if key is None or self._awaiting is None:
+                self._delivered_now(row.seq)
+            else:
+                self._awaiting.sent(row.seq, key, time.monotonic())
+
+    def _take_receipt(self, data: bytes) -> None:
         try:
-            self._on_acked(seqs)
-        except Exception as exc:  # a failing hook must not kill the link; rows stay unsent
-            self._error(f"on_acked failed for rows {seqs}: {exc!r}")
-        self._progress.set()
+            receipt = wire.parse_receipt(data, device=self._device, site=self._site)
+        except ValueError as exc:
+            self._error(f"receipt ignored: {exc}", receipts_rejected=1)
+            return
+        seqs = [] if self._awaiting is None else self._awaiting.confirm(receipt.keys)
+        # by msg_id and clip id too: a row whose PUBACK was lost with its connection is not
+        # tracked, and may still be what the sink confirms
+        self._confirmed_msg_ids.extend(receipt.msg_ids)
+        self._confirmed_clips.extend(receipt.clip_ids)
+        self._count(receipts=1, rows_delivered=len(seqs))
+        self._last_receipt = time.monotonic()
+        self._silence_alarmed = False
+
+    def _check_receipts(self) -> None:
+        """Send again the rows whose receipt is late; raise the alarm for rows given up."""
+        awaiting = self._awaiting
+        now = time.monotonic()
+        if awaiting is None or now < self._receipt_check_at:
+            return
+        self._receipt_check_at = now + self._receipt_check_s
+        again, dropped = awaiting.due(now)
+        if again:
+            rows = self._outbox.undelivered_rows(again)
+            found = {row.seq for row in rows}
+            awaiting.forget(seq for seq in again if seq not in found)  # confirmed meanwhile
+            self._redo.extend(rows)
+            self._count(rows_resent=len(rows))
+            if rows:
+                log.info("sending %d message(s) again: no receipt from the sink yet", len(rows))
+        if dropped:
+            self._raise_undelivered(
+                f"{len(dropped)} message(s) not confirmed by the sink after "
+                f"{awaiting.max_resends} resend(s); kept on the device and sent again after "
+                "the next connection to the broker"
+            )
+        silent_s = now - self._last_receipt
+        if awaiting.held and silent_s >= awaiting.timeout_max_s and not self._silence_alarmed:
+            self._silence_alarmed = True  # once per silence: a receipt ends it
+            self._raise_undelivered(
+                f"{awaiting.held} message(s) acknowledged by the broker wait for the sink's "
+                f"receipt, and none came for {silent_s:.0f} s: the sink is away or busy (the "
+                "broker holds them for it), or it is older than delivery receipts, or the "
+                "broker's ACL lacks cmd/delivered; kept on the device, sent again after a "
+                "reconnect or once the sink confirms later messages "
+                "(mqtt.delivery_receipts = false speaks to a sink without receipts)"
+            )
+
+    def _raise_undelivered(self, detail: str) -> None:
+        if self._alarm is not None:
+            self._alarm("undelivered", detail)
+        else:
+            log.warning("%s", detail)
 
     def _next_row(self) -> OutboxRow | None:
         if not self._rows:
@@ -480,14 +649,18 @@ class Publisher:
             self._cursor = self._rows[-1].seq
         return self._rows.popleft()
 
-    def _row_job(self, row: OutboxRow) -> _Job | None:
+    def _row_job(self, row: OutboxRow, *, resend: bool = False) -> _Job | None:
+        key = None
+        if self._awaiting is not None:
+            key = wire.receipt_key(row.kind, row.msg_id, row.ref)
         if row.kind in (contract_wire.CONTACT, contract_wire.EVENT, contract_wire.ALERT):
             topic = wire.topic(self._site, self._device, row.kind)
-            return _Job(row.seq, iter([(topic, wire.encode_json(row.payload))]))
-        route = row.payload.get("route")  # edge/routes
-        if row.kind == contract_wire.ROUTE and isinstance(route, str):
-            topic = wire.route_topic(self._site, self._device, route)
-            return _Job(row.seq, iter([(topic, wire.encode_json(row.payload))]))
+            message = iter([(topic, wire.encode_json(row.payload))])
+            return _Job(row.seq, message, key=key, resend=resend)
+        if row.kind == contract_wire.ROUTE and isinstance(row.payload.get("route"), str):
+            topic = wire.route_topic(self._site, self._device, row.payload["route"])
+            message = iter([(topic, wire.encode_json(row.payload))])
+            return _Job(row.seq, message, key=key, resend=resend)
         if row.kind != contract_wire.CLIP:
             self._error(
                 f"outbox row {row.seq} has unknown kind {row.kind!r}; left unsent", failed=1
@@ -499,9 +672,10 @@ class Publisher:
         except (ValueError, _ClipUnavailableError) as exc:
             self._error(f"clip row {row.seq} cannot be sent and is dropped: {exc}", clips_missing=1)
             self._done.append(row.seq)
+            self._delivered_now(row.seq)  # nothing to deliver: no receipt will come
             return None
         seqs = range(wire.chunk_count(ref.bytes, self._cfg.chunk_bytes))
-        return _Job(row.seq, self._chunks(ref, path, seqs))
+        return _Job(row.seq, self._chunks(ref, path, seqs), key=key, resend=resend)
 
     def _resend_job(self, data: bytes) -> _Job:
         clip_id, ranges = wire.parse_resend(data)
@@ -598,6 +772,19 @@ class Publisher:
             at_wall_ns=clock.wall_ns(clock.monotonic_ns()),
             health=None if self._health is None else self._health(),
             today=None if self._today is None else self._today(clock.wall_ns(clock.monotonic_ns())),
+            delivery=self._delivery(),
+        )
+
+    def _delivery(self) -> dict[str, Any]:
+        stats = self.stats
+        return wire.delivery_status(
+            receipts=self._awaiting is not None,
+            sent=stats.rows_sent,
+            delivered=stats.rows_delivered,
+            awaiting=stats.awaiting,
+            held=stats.held,
+            resent=stats.rows_resent,
+            given_up=stats.given_up,
         )
 
     def _publish_status(self, client: paho.Client) -> None:
@@ -640,6 +827,9 @@ class Publisher:
     def _mark_sent(self, seqs: list[int]) -> None:
         self._outbox.mark_sent(seqs, self._clock.wall_ns(self._clock.monotonic_ns()))
 
+    def _mark_delivered(self, delivered: Delivered) -> None:
+        self._outbox.mark_delivered(delivered, self._clock.wall_ns(self._clock.monotonic_ns()))
+
     def _disk_free(self) -> int:
         try:
             return shutil.disk_usage(self._data_dir).free
@@ -652,7 +842,13 @@ class Publisher:
             self._stats = replace(self._stats, **values)
 
     def _error(
-        self, message: str, *, failed: int = 0, clips_missing: int = 0, resends_rejected: int = 0
+        self,
+        message: str,
+        *,
+        failed: int = 0,
+        clips_missing: int = 0,
+        resends_rejected: int = 0,
+        receipts_rejected: int = 0,
     ) -> None:
         log.warning("%s", message)
         with self._stats_lock:
@@ -662,5 +858,6 @@ class Publisher:
                 failed=s.failed + failed,
                 clips_missing=s.clips_missing + clips_missing,
                 resends_rejected=s.resends_rejected + resends_rejected,
+                receipts_rejected=s.receipts_rejected + receipts_rejected,
                 last_error=message,
             )

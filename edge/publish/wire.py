@@ -231,6 +231,7 @@ def status_payload(
     at_wall_ns: int,
     health: dict[str, Any] | None = None,
     today: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
 ) -> contract.StatusMessage:
     payload: contract.StatusMessage = {
         **_envelope(contract.STATUS, device, site),
@@ -246,6 +247,8 @@ def status_payload(
     }
     if today is not None:  # optional: today's live counters (edge.live.TodayCounters)
         payload["status"]["today"] = today
+    if delivery is not None:  # optional: sent / delivered counts (delivery_status)
+        payload["status"]["delivery"] = delivery
     if health:  # optional: "alarms" and "faults" (edge.health), only when there are any
         if health.get("alarms"):
             payload["status"]["alarms"] = health["alarms"]
@@ -346,6 +349,102 @@ def parse_resend(data: bytes) -> tuple[str, list[tuple[int, int]]]:
     if not isinstance(seqs, list) or not all(is_seq(s) for s in seqs):
         raise ValueError("resend request without 'ranges' or a 'seqs' list of chunk numbers")
     return clip_id, [(s, s) for s in seqs]
+
+
+# --- delivery receipts (docs/WIRE.md) ---------------------------------------------------------
+
+#: the outbox row kinds the sink confirms with a receipt; a ``route`` row (for managers, not the
+#: sink) is delivered when the broker acknowledges it
+RECEIPT_KINDS = contract.RECEIPT_KINDS
+MAX_RECEIPT_BYTES = contract.MAX_RECEIPT_BYTES
+MAX_RECEIPT_IDS = contract.MAX_RECEIPT_IDS
+_HEX32 = frozenset("0123456789abcdef")
+
+
+def receipt_topic(site: str, device: str) -> str:
+    """Where the sink confirms what it stored: only this device reads it, only the sink writes
+    it (the ACL of provisioning/identity.py)."""
+    return contract.receipt_topic(site, device)
+
+
+def receipt_key(kind: str, msg_id: str, ref: str) -> str | None:
+    """What a receipt names for an outbox row: its msg_id, ``clip:<clip id>`` for a clip row
+    (the sink confirms a clip as a whole, once verified), None when no receipt comes."""
+    if kind == contract.CLIP:
+        return f"clip:{ref}"
+    return msg_id if kind in RECEIPT_KINDS else None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A parsed ``cmd/delivered`` message: what the sink committed."""
+
+    msg_ids: tuple[str, ...]
+    clip_ids: tuple[str, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        """The :func:`receipt_key` of every row it confirms."""
+        return [*self.msg_ids, *(f"clip:{c}" for c in self.clip_ids)]
+
+
+def parse_receipt(data: bytes, *, device: str, site: str) -> Receipt:
+    """A ``cmd/delivered`` message ``{"schema": 1, "kind": "delivered", "device", "site",
+    "msg_ids": [32 hex ...], "clips": [32 hex ...]}``; ValueError naming what is wrong."""
+    if len(data) > MAX_RECEIPT_BYTES:
+        raise ValueError(f"receipt of {len(data)} bytes > {MAX_RECEIPT_BYTES}")
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"receipt is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("receipt is not JSON: nested too deeply") from None
+    if not isinstance(body, dict):
+        raise ValueError("receipt is not a JSON object")
+    if body.get("schema") != SCHEMA or body.get("kind") != contract.DELIVERED_KIND:
+        raise ValueError(
+            f"receipt with schema {str(body.get('schema'))[:20]!r} and kind "
+            f"{str(body.get('kind'))[:20]!r}: expected {SCHEMA} and 'delivered'"
+        )
+    if body.get("device") != device or body.get("site") != site:
+        raise ValueError(
+            f"receipt for {str(body.get('site'))[:64]!r}/{str(body.get('device'))[:64]!r}, "
+            f"this is {site}/{device}"
+        )
+    ids: dict[str, tuple[str, ...]] = {}
+    for key in ("msg_ids", "clips"):
+        value = body.get(key, [])
+        if not isinstance(value, list) or len(value) > MAX_RECEIPT_IDS:
+            raise ValueError(f"receipt field {key!r} is not a list of at most {MAX_RECEIPT_IDS}")
+        if not all(isinstance(v, str) and len(v) == 32 and set(v) <= _HEX32 for v in value):
+            raise ValueError(f"receipt field {key!r} holds something that is not 32 hex digits")
+        ids[key] = tuple(value)
+    return Receipt(ids["msg_ids"], ids["clips"])
+
+
+def delivery_status(
+    *,
+    receipts: bool,
+    sent: int,
+    delivered: int,
+    awaiting: int,
+    held: int,
+    resent: int,
+    given_up: int,
+) -> dict[str, Any]:
+    """``status.delivery``: whether this device waits for receipts (the contract it speaks);
+    the rows the broker acknowledged and the sink confirmed since the daemon started; the rows
+    waiting for a receipt now, of which late but held (nothing says they were lost: the broker
+    holds them for a sink that is away or busy) and given up for now; rows sent again."""
+    return {
+        "receipts": receipts,
+        "sent": sent,
+        "delivered": delivered,
+        "awaiting": awaiting,
+        "held": held,
+        "resent": resent,
+        "given_up": given_up,
+    }
 
 
 def route_message(

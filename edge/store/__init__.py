@@ -10,13 +10,15 @@ from peewee import IntegrityError
 
 from edge.store.db import PRAGMAS, Store, StoreError, connect
 from edge.store.migrations import MIGRATIONS, Migration, SchemaError, migrate, schema_version
-from edge.store.outbox import Outbox, OutboxRow
+from edge.store.outbox import AwaitingRow, Delivered, Outbox, OutboxRow
 from edge.store.route_queue import RouteCounts, RouteQueue, RouteRow
 from edge.store.storable import check_json, check_record, clean_contact, clean_event
 
 __all__ = [
     "MIGRATIONS",
     "PRAGMAS",
+    "AwaitingRow",
+    "Delivered",
     "IntegrityError",
     "Migration",
     "Outbox",

@@ -313,11 +313,12 @@ class Store:
     def clip_files(self) -> list[tuple[str, str, bool]]:
         """Every clip as (contact id, path relative to the data dir, delivered), oldest first.
 
-        Delivered: no unsent ``clip`` outbox row is left for it (the broker acknowledged every
-        chunk, or the row was purged after it was sent)."""
+        Delivered: no undelivered ``clip`` outbox row is left for it (the sink confirmed the
+        verified clip, or the row was purged after that). Acknowledged by the broker is not
+        enough: a broker that crashes may lose what it acknowledged."""
         sql = (
             "SELECT c.contact_id, c.path, NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = "
-            "'clip' AND o.ref = c.contact_id AND o.sent_ns IS NULL) FROM clips c "
+            "'clip' AND o.ref = c.contact_id AND o.delivered_ns IS NULL) FROM clips c "
             "JOIN contacts k ON k.id = c.contact_id ORDER BY k.rowid"
         )
         with bound(self._db):
@@ -326,11 +327,12 @@ class Store:
 
     def audio_on_disk(self) -> list[tuple[str, str, int, bool]]:
         """Clips whose audio retention has not deleted yet, oldest first: (contact id, path
-        relative to the data dir, the contact's end wall ns, delivered). Delivered: neither the
-        contact's nor the clip's outbox row is unsent."""
+        relative to the data dir, the contact's end wall ns, delivered). Delivered: the sink
+        confirmed both the contact's and the clip's outbox rows (see :meth:`clip_files`)."""
         sql = (
             "SELECT c.contact_id, c.path, k.end_wall_ns, NOT EXISTS (SELECT 1 FROM outbox o "
-            "WHERE o.kind IN ('contact', 'clip') AND o.ref = c.contact_id AND o.sent_ns IS NULL) "
+            "WHERE o.kind IN ('contact', 'clip') AND o.ref = c.contact_id "
+            "AND o.delivered_ns IS NULL) "
             "FROM clips c JOIN contacts k ON k.id = c.contact_id "
             "WHERE c.audio_deleted_at IS NULL ORDER BY k.rowid"
         )

@@ -162,6 +162,20 @@ _V6_CONTACT_FLAGS = Migration(
     ),
 )
 
+_V7_DELIVERY_RECEIPTS = Migration(
+    7,
+    "delivery receipts: outbox.delivered_ns (the sink confirmed it stored the message)",
+    (
+        "ALTER TABLE outbox ADD COLUMN delivered_ns INTEGER",
+        # Rows acknowledged before this version were forgotten on PUBACK, as that release did;
+        # they count as delivered rather than all being sent again after the upgrade.
+        "UPDATE outbox SET delivered_ns = sent_ns WHERE sent_ns IS NOT NULL",
+        # Rows waiting for their receipt (and the unsent ones), for the publisher at start and
+        # for the retention and disk budget questions "is this delivered?".
+        "CREATE INDEX outbox_undelivered ON outbox (seq) WHERE delivered_ns IS NULL",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_VIDEO_LINKS,
@@ -169,6 +183,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _V4_STAFF,
     _V5_AUDIO_RETENTION,
     _V6_CONTACT_FLAGS,
+    _V7_DELIVERY_RECEIPTS,
 )
 
 

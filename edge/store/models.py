@@ -118,6 +118,7 @@ class OutboxModel(_Base):
     created_ns = IntegerField()
     sent_ns = IntegerField(null=True)  # NULL: not acknowledged by the broker yet
     attempts = IntegerField(default=0)
+    delivered_ns = IntegerField(null=True)  # migration 7; NULL: the sink has not confirmed it
 
     class Meta:
         table_name = "outbox"

@@ -7,9 +7,16 @@ Rules:
   Seqs are never reused (AUTOINCREMENT), so ``after_seq`` is a safe cursor.
 - A row is marked sent only when the broker acknowledged it; marking is idempotent and the
   first acknowledgement time wins.
-- ``created_ns`` and ``sent_ns`` are wall-clock nanoseconds: they must mean something after a
-  reboot, when the monotonic clock starts again from zero.
-- Sent rows stay (for diagnosis) until ``purge_sent()`` removes the old ones.
+- Sent is not delivered: a row is *delivered* (``delivered_ns``) when the sink's receipt says
+  it stored the message (docs/WIRE.md, "Delivery receipts"), or at its PUBACK when no receipt
+  is expected (a ``route`` row for managers, a device with ``mqtt.delivery_receipts = false``,
+  a clip whose file is gone). :meth:`Outbox.mark_delivered` is idempotent, the first time wins,
+  and a row confirmed before its PUBACK was noted counts as sent too. Until then the row, and
+  the clip file it names, is not the disk budget's or retention's to delete as delivered.
+- ``created_ns``, ``sent_ns`` and ``delivered_ns`` are wall-clock nanoseconds: they must mean
+  something after a reboot, when the monotonic clock starts again from zero.
+- Delivered rows stay (for diagnosis) until ``purge_delivered()`` removes the old ones; a row
+  that is only sent is never purged.
 """
 
 from __future__ import annotations
@@ -24,6 +31,29 @@ from edge.records import OutboxMessage
 from edge.store.models import OutboxModel, bound, from_json, to_json, writing
 
 _CHUNK = 500  # stays far below SQLite's limit on bound parameters per statement
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Rows the sink confirmed, or that need no confirmation: by ``seq``, by ``msg_id``, and
+    the ``clip`` rows of the clips named (a clip is confirmed as a whole, once verified)."""
+
+    seqs: tuple[int, ...] = ()
+    msg_ids: tuple[str, ...] = ()
+    clip_ids: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.seqs or self.msg_ids or self.clip_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingRow:
+    """A row the broker acknowledged and the sink has not confirmed yet (no payload)."""
+
+    seq: int
+    msg_id: str
+    kind: str
+    ref: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +125,64 @@ class Outbox:
                 OutboxModel.seq == seq
             ).execute()
 
+    def mark_delivered(self, delivered: Delivered, at_ns: int) -> int:
+        """Mark rows delivered (see the module notes); return how many were newly marked.
+        Unknown seqs, msg_ids and clip ids are ignored; a row also unsent counts as sent now."""
+        what = (
+            (OutboxModel.seq, list(delivered.seqs), None),
+            (OutboxModel.msg_id, list(delivered.msg_ids), None),
+            (OutboxModel.ref, list(delivered.clip_ids), "clip"),
+        )
+        marked = 0
+        with bound(self._db), self._db.atomic("IMMEDIATE"):
+            for column, values, kind in what:
+                for start in range(0, len(values), _CHUNK):
+                    where = column.in_(values[start : start + _CHUNK])
+                    if kind is not None:
+                        where &= OutboxModel.kind == kind
+                    marked += (
+                        OutboxModel.update(
+                            delivered_ns=at_ns, sent_ns=fn.COALESCE(OutboxModel.sent_ns, at_ns)
+                        )
+                        .where(where, OutboxModel.delivered_ns.is_null())
+                        .execute()
+                    )
+        return marked
+
+    def awaiting(self) -> list[AwaitingRow]:
+        """Every row sent and not yet delivered, in seq order (what waits for a receipt)."""
+        with bound(self._db):
+            query = (
+                OutboxModel.select(
+                    OutboxModel.seq, OutboxModel.msg_id, OutboxModel.kind, OutboxModel.ref
+                )
+                .where(OutboxModel.delivered_ns.is_null(), OutboxModel.sent_ns.is_null(False))
+                .order_by(OutboxModel.seq)
+            )
+            return [AwaitingRow(r.seq, r.msg_id, r.kind, r.ref) for r in query]
+
+    def undelivered_rows(self, seqs: Sequence[int]) -> list[OutboxRow]:
+        """The rows among ``seqs`` that are not delivered yet, in seq order (to send again)."""
+        found: list[OutboxRow] = []
+        with bound(self._db):
+            for start in range(0, len(seqs), _CHUNK):
+                query = OutboxModel.select().where(
+                    OutboxModel.seq.in_(list(seqs[start : start + _CHUNK])),
+                    OutboxModel.delivered_ns.is_null(),
+                )
+                found.extend(_row(r) for r in query)
+        return sorted(found, key=lambda r: r.seq)
+
+    def undelivered(self) -> int:
+        """How many rows are not delivered yet (unsent, or sent and waiting for a receipt)."""
+        with bound(self._db):
+            count = (
+                OutboxModel.select(fn.COUNT(OutboxModel.seq))
+                .where(OutboxModel.delivered_ns.is_null())
+                .scalar()
+            )
+            return int(count or 0)
+
     def depth(self) -> int:
         """How many rows are waiting to be sent."""
         with bound(self._db):
@@ -105,12 +193,16 @@ class Outbox:
             )
             return int(count or 0)
 
-    def purge_sent(self, older_than_ns: int) -> int:
-        """Delete rows sent before ``older_than_ns`` (wall ns); return how many went."""
+    def purge_delivered(self, older_than_ns: int) -> int:
+        """Delete rows delivered before ``older_than_ns`` (wall ns); return how many went.
+        A row only sent (acknowledged by the broker, not confirmed by the sink) stays."""
         with bound(self._db):
             deleted = (
                 OutboxModel.delete()
-                .where(OutboxModel.sent_ns.is_null(False), OutboxModel.sent_ns < older_than_ns)
+                .where(
+                    OutboxModel.delivered_ns.is_null(False),
+                    OutboxModel.delivered_ns < older_than_ns,
+                )
                 .execute()
             )
             return int(deleted)

@@ -132,6 +132,9 @@ def samples() -> list[Sample]:
         device=DEVICE, site=SITE, online=True, version="0.1.0", boot_id=CONTACT.boot_id,
         outbox_depth=3, free_disk_bytes=12_345_678_912, clock_synced=True,
         at_wall_ns=START + 600 * NS, today=TODAY, health=health(),
+        delivery=device.delivery_status(
+            receipts=True, sent=12, delivered=9, awaiting=3, held=1, resent=2, given_up=0
+        ),
     )  # fmt: skip
     frame = device.chunk_frame(
         device=DEVICE, site=SITE, clip_id=CLIP.contact_id, seq=1, total=3, offset=1024,

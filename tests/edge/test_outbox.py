@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import edge.store.outbox as outbox_module
 from edge.clock import NS
 from edge.records import ContactRecord, EventRecord, OutboxMessage
-from edge.store import OutboxRow, Store
+from edge.store import AwaitingRow, Delivered, OutboxRow, Store
 
 WALL0 = 1_800_000_000 * NS
 
@@ -136,27 +137,30 @@ def test_note_attempt_counts_per_row(store: Store) -> None:
     assert sum(attempts.values()) == 3
 
 
-def test_purge_removes_only_rows_sent_before_the_cutoff(store: Store) -> None:
+def test_purge_removes_only_rows_delivered_before_the_cutoff(store: Store) -> None:
     queued = fill(store)
     seqs = [r.seq for r in store.outbox.pending()]
-    store.outbox.mark_sent(seqs[:2], WALL0 + 100 * NS)
-    store.outbox.mark_sent(seqs[2:3], WALL0 + 300 * NS)
-    store.outbox.mark_sent(seqs[:2], WALL0 + 500 * NS)  # a late duplicate ack keeps the first time
+    store.outbox.mark_sent(seqs[:4], WALL0 + 50 * NS)
+    store.outbox.mark_delivered(Delivered(seqs=tuple(seqs[:2])), WALL0 + 100 * NS)
+    store.outbox.mark_delivered(Delivered(seqs=(seqs[2],)), WALL0 + 300 * NS)
+    # a late duplicate receipt keeps the first time
+    store.outbox.mark_delivered(Delivered(seqs=tuple(seqs[:2])), WALL0 + 500 * NS)
 
-    assert store.outbox.purge_sent(older_than_ns=WALL0 + 200 * NS) == 2
-    assert store.outbox.purge_sent(older_than_ns=WALL0 + 200 * NS) == 0
-    assert store.outbox.purge_sent(older_than_ns=WALL0 + 10_000 * NS) == 1
+    assert store.outbox.purge_delivered(older_than_ns=WALL0 + 200 * NS) == 2
+    assert store.outbox.purge_delivered(older_than_ns=WALL0 + 200 * NS) == 0
+    assert store.outbox.purge_delivered(older_than_ns=WALL0 + 10_000 * NS) == 1
 
-    # unsent rows are never purged
-    assert [r.msg_id for r in store.outbox.pending()] == queued[3:]
-    assert store.outbox.depth() == 2
+    # sent but not confirmed by the sink (seqs[3]), and unsent rows, are never purged
+    assert [r.seq for r in store.outbox.awaiting()] == [seqs[3]]
+    assert [r.msg_id for r in store.outbox.pending()] == queued[4:]
+    assert store.outbox.undelivered() == 2
 
 
 def test_seqs_are_not_reused_after_the_newest_rows_were_purged(store: Store) -> None:
     fill(store)
     rows = store.outbox.pending()
-    store.outbox.mark_sent([r.seq for r in rows], WALL0)
-    assert store.outbox.purge_sent(WALL0 + 1) == len(rows)
+    store.outbox.mark_delivered(Delivered(seqs=tuple(r.seq for r in rows)), WALL0)
+    assert store.outbox.purge_delivered(WALL0 + 1) == len(rows)
 
     store.save_event(orphan("o9", 90), [message("late", "o9", "event")])
 
@@ -178,3 +182,65 @@ def test_outbox_state_survives_a_reopen(tmp_path: Path) -> None:
         assert [r.msg_id for r in again] == [m for m in queued if m != queued[1]]
         assert again[0] == replace(rows[0], attempts=1)
         assert store.outbox.depth() == len(queued) - 1
+
+
+# --- delivery receipts: sent is not delivered -----------------------------------------------
+
+
+def test_sent_rows_wait_for_the_sinks_receipt_by_msg_id_or_clip(store: Store) -> None:
+    queued = fill(store)
+    seqs = {r.msg_id: r.seq for r in store.outbox.pending()}
+    store.outbox.mark_sent(list(seqs.values())[:4], WALL0 + 10 * NS)
+
+    assert store.outbox.depth() == 1  # o2-event is not sent yet
+    assert store.outbox.undelivered() == len(queued)  # acknowledged by the broker only
+    assert store.outbox.awaiting() == [
+        AwaitingRow(seqs[m], m, kind, ref)
+        for m, kind, ref in [
+            ("c1-contact", "contact", "c1"),
+            ("o1-event", "event", "o1"),
+            ("c2-contact", "contact", "c2"),
+            ("c2-clip", "clip", "c2"),
+        ]
+    ]
+    # a receipt names messages by msg_id and clips by clip id; an unknown one is ignored
+    receipt = Delivered(msg_ids=("c1-contact", "nope"), clip_ids=("c2", "c1"))
+    assert store.outbox.mark_delivered(receipt, WALL0 + 20 * NS) == 2
+    assert store.outbox.mark_delivered(receipt, WALL0 + 30 * NS) == 0  # a repeated receipt
+    assert [r.msg_id for r in store.outbox.awaiting()] == ["o1-event", "c2-contact"]
+    # only the clip row of c2 was confirmed by its clip id, not c2's contact message
+    assert [r.msg_id for r in store.outbox.undelivered_rows(list(seqs.values()))] == [
+        "o1-event",
+        "c2-contact",
+        "o2-event",
+    ]
+    # a receipt that overtook the PUBACK (o2-event went, the connection dropped before its
+    # acknowledgement was noted): delivered, and so sent, at the receipt's time
+    assert store.outbox.mark_delivered(Delivered(msg_ids=("o2-event",)), WALL0 + 40 * NS) == 1
+    assert store.outbox.depth() == 0 and store.outbox.undelivered() == 2
+    assert store.outbox.mark_sent([seqs["o2-event"]], WALL0 + 50 * NS) == 0  # already sent
+    with sqlite3.connect(store.path) as raw:
+        times = dict(
+            raw.execute("SELECT msg_id, delivered_ns FROM outbox WHERE delivered_ns IS NOT NULL")
+        )
+    assert times == {
+        "c1-contact": WALL0 + 20 * NS,
+        "c2-clip": WALL0 + 20 * NS,  # the first receipt's time stays
+        "o2-event": WALL0 + 40 * NS,
+    }
+
+
+def test_rows_acknowledged_before_the_upgrade_count_as_delivered(tmp_path: Path) -> None:
+    path = tmp_path / "edge.sqlite"
+    with Store.open(path) as store:
+        fill(store)
+        first, second = store.outbox.pending()[:2]
+        store.outbox.mark_sent([first.seq], WALL0)
+    with sqlite3.connect(path) as raw:  # back to the file an older release left
+        raw.execute("DROP INDEX outbox_undelivered")
+        raw.execute("ALTER TABLE outbox DROP COLUMN delivered_ns")
+        raw.execute("PRAGMA user_version = 6")
+    with Store.open(path) as store:  # migration 7
+        assert store.outbox.awaiting() == []  # that release forgot them on PUBACK: so do we
+        assert store.outbox.undelivered() == 4
+        assert store.outbox.pending()[0] == second

@@ -131,3 +131,76 @@ def test_contact_flags_are_optional_keys_a_sink_accepts() -> None:
     parsed = sink_wire.parse(wire.topic(SITE, DEVICE, "contact"), wire.encode_json(message.payload))
     assert isinstance(parsed, sink_wire.Message), parsed
     assert isinstance(parsed.body, sink_wire.Contact) and parsed.body.id == CONTACT.id
+
+
+# --- delivery receipts (sink -> device) ------------------------------------------------------
+
+
+def test_the_golden_receipt_parses_into_the_keys_of_the_rows_it_confirms() -> None:
+    raw = (GOLDEN / "delivered.json").read_bytes()
+    receipt = wire.parse_receipt(raw, device=DEVICE, site=SITE)
+    assert receipt.msg_ids == tuple(golden("delivered.json")["msg_ids"])
+    assert receipt.clip_ids == (CLIP.contact_id,)
+    assert receipt.keys == [*receipt.msg_ids, f"clip:{CLIP.contact_id}"]
+    assert wire.receipt_topic(SITE, DEVICE) == "contactpoint/v1/site-1/cp-0001/cmd/delivered"
+    # what a receipt names for each kind of outbox row; a route row (for managers) takes none
+    assert wire.receipt_key("contact", "m" * 32, CLIP.contact_id) == "m" * 32
+    assert wire.receipt_key("alert", "m" * 32, "a") == "m" * 32
+    assert wire.receipt_key("clip", "m" * 32, CLIP.contact_id) == f"clip:{CLIP.contact_id}"
+    assert wire.receipt_key("route", "m" * 32, CLIP.contact_id) is None
+
+
+def test_a_bad_receipt_is_refused_saying_why() -> None:
+    good = golden("delivered.json")
+
+    def refused(change: dict[str, Any], **where: str) -> str:
+        raw = json.dumps({**good, **change}).encode()
+        try:
+            wire.parse_receipt(raw, device=where.get("device", DEVICE), site=SITE)
+        except ValueError as exc:
+            return str(exc)
+        raise AssertionError(f"accepted {change}")
+
+    assert "not JSON" in _refused_raw(b"\xff{")
+    assert "not a JSON object" in _refused_raw(b"[1]")
+    assert "nested too deeply" in _refused_raw(b"[" * 100_000)
+    assert "bytes >" in _refused_raw(b" " * (wire.MAX_RECEIPT_BYTES + 1))
+    assert "expected 1 and 'delivered'" in refused({"schema": 2})
+    assert "expected 1 and 'delivered'" in refused({"kind": "resend"})
+    assert "this is site-1/cp-0002" in refused({}, device="cp-0002")
+    assert "32 hex digits" in refused({"msg_ids": ["A" * 32]})
+    assert "32 hex digits" in refused({"clips": [1]})
+    assert "a list of at most" in refused({"msg_ids": "d4" * 16})
+    assert "a list of at most" in refused({"msg_ids": ["d4" * 16] * (wire.MAX_RECEIPT_IDS + 1)})
+    # an absent list is an empty one
+    bare = {k: v for k, v in good.items() if k not in ("msg_ids", "clips")}
+    assert wire.parse_receipt(json.dumps(bare).encode(), device=DEVICE, site=SITE) == (
+        wire.Receipt((), ())
+    )
+
+
+def _refused_raw(raw: bytes) -> str:
+    try:
+        wire.parse_receipt(raw, device=DEVICE, site=SITE)
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError(f"accepted {raw[:40]!r}")
+
+
+def test_the_status_carries_the_delivery_counts() -> None:
+    delivery = wire.delivery_status(
+        receipts=True, sent=12, delivered=9, awaiting=3, held=1, resent=2, given_up=0
+    )
+    payload = wire.status_payload(
+        device=DEVICE, site=SITE, online=True, version="0.1.0", boot_id="b", outbox_depth=1,
+        free_disk_bytes=1, clock_synced=True, at_wall_ns=START, delivery=delivery,
+    )  # fmt: skip
+    assert payload["status"]["delivery"] == {
+        "receipts": True,
+        "sent": 12,
+        "delivered": 9,
+        "awaiting": 3,
+        "held": 1,
+        "resent": 2,
+        "given_up": 0,
+    }

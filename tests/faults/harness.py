@@ -625,3 +625,115 @@ def sink_kill_cycles(
         wait_for(lambda: not list(sink_data.rglob("*.tmp")), "temporary files cleaned")
     figures.seconds = time.monotonic() - started
     return figures
+
+
+# --- broker kill -9 cycles --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BrokerKillFigures:
+    kills: int = 0
+    at_risk: int = 0  # rows acknowledged by the broker and not yet confirmed, summed over kills
+    awaiting_peak: int = 0  # most rows waiting for a receipt (sampled every 20 ms)
+    drain_s: float = 0.0  # broker back after the last kill -> every row confirmed by the sink
+    seconds: float = 0.0
+    delivery: Delivery = field(default_factory=Delivery)
+
+
+def awaiting_readonly(store_path: Path) -> int | None:
+    """Rows the broker acknowledged and the sink has not confirmed, read without disturbing
+    the running writer (None: not readable now)."""
+    try:
+        with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=1) as db:
+            (n,) = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE sent_ns IS NOT NULL AND delivered_ns IS NULL"
+            ).fetchone()
+            return int(n)
+    except sqlite3.Error:
+        return None
+
+
+def broker_kill_cycles(
+    broker: Any,
+    work: Path,
+    scenario: Scenario,
+    *,
+    rng: Any,
+    speed: float,
+    max_kills: int = 1_000_000,
+    min_up_s: float = 0.5,
+    max_up_s: float = 3.0,
+    timeout_s: float = 300.0,
+) -> BrokerKillFigures:
+    """Play ``scenario`` on an in-process device (``run_simulation`` against the broker, waiting
+    at the end for the sink's receipts) while the broker - a ``LocalBroker`` that saves its
+    state rarely - is killed with SIGKILL and started again, each time some rows are
+    acknowledged by it and not yet confirmed by the sink (or after ``max_up_s``); an in-process
+    sink ingests. Then every contact of the edge store must be in the sink exactly once."""
+    import threading
+
+    from edge.simulate import run_simulation
+
+    data, sink_data = work / "edge", work / "sink"
+    data.mkdir(parents=True)
+    cfg = Config.model_validate(
+        config_dict(
+            broker.url,
+            audio={"codec": "flac"},
+            mqtt={
+                "chunk_bytes": 16384,
+                "receipt_timeout_s": 1.0,
+                "receipt_timeout_max_s": 4.0,
+                "receipt_max_resends": 1000,
+            },
+        )
+    )
+    figures = BrokerKillFigures()
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def device() -> None:
+        try:
+            run_simulation(
+                cfg, scenario, work / "shift.toml", data, realtime=True, speed=speed,
+                broker=broker.url, drain_timeout_s=timeout_s, until_delivered=True,
+            )  # fmt: skip
+        except BaseException as exc:  # reported by the caller's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    store = data / STORE_NAME
+    started = time.monotonic()
+    with running_sink(broker.url, sink_data) as sink:
+        publishing = threading.Thread(target=device, name="device")
+        publishing.start()
+        up_since = time.monotonic()
+        up_for = rng.uniform(min_up_s, max_up_s)
+        back_at = started
+        while not done.wait(0.02):
+            now = time.monotonic()
+            if now - started > timeout_s:
+                break
+            awaiting = awaiting_readonly(store) or 0
+            figures.awaiting_peak = max(figures.awaiting_peak, awaiting)
+            up = now - up_since
+            if figures.kills < max_kills and up >= min_up_s and (awaiting > 0 or up >= up_for):
+                broker.kill()  # a power cut: what it acknowledged since its start is gone
+                figures.kills += 1
+                figures.at_risk += awaiting
+                broker.start()
+                back_at = up_since = time.monotonic()
+                up_for = rng.uniform(min_up_s, max_up_s)
+        publishing.join(timeout_s)
+        figures.drain_s = time.monotonic() - back_at
+        assert not publishing.is_alive(), f"the device did not finish within {timeout_s} s"
+        assert not failure, failure
+        figures.delivery = wait_delivered(
+            data, sink_data, 60, lambda: sink.stats().get("duplicate", 0)
+        )
+    final = edge_snapshot(data)
+    assert final.integrity == "ok", final.integrity
+    assert awaiting_readonly(store) == 0 and final.sent.keys() == final.seqs
+    figures.seconds = time.monotonic() - started
+    return figures

@@ -173,6 +173,31 @@ def test_a_device_cannot_publish_as_another_nor_read_it(fleet: Fleet) -> None:
             c.close()
 
 
+def test_delivery_receipts_come_only_from_the_sink_and_reach_only_their_device(
+    fleet: Fleet,
+) -> None:
+    a, b, sink = fleet.client(A), fleet.client(B), fleet.client(identity.DEFAULT_SINK_USER)
+    receipt = b'{"schema":1,"kind":"delivered","device":"cp-a","site":"site-1","msg_ids":[]}'
+    try:
+        for c in (a, b, sink):
+            assert not c.connect().failed
+        assert not a.subscribe(f"{root(A)}/cmd/delivered").failed
+        b.subscribe(f"{root(A)}/cmd/#")  # granted as a filter, but nothing of A's reaches B
+        # a device cannot confirm its own messages, nor another's
+        for topic in (f"{root(A)}/cmd/delivered", f"{root(B)}/cmd/delivered"):
+            answer = a.publish(topic, receipt)
+            assert answer.failed and "Not authorized" in str(answer), topic
+        assert not sink.publish(f"{root(A)}/cmd/delivered", receipt).failed
+        assert a.received.get(timeout=5) == (f"{root(A)}/cmd/delivered", receipt)
+        # B heard nothing: its own resend request, sent after, is the first thing it gets
+        assert not b.subscribe(f"{root(B)}/cmd/resend").failed
+        assert not sink.publish(f"{root(B)}/cmd/resend", b'{"clip_id":"y","seqs":[0]}').failed
+        assert b.received.get(timeout=5)[0] == f"{root(B)}/cmd/resend"
+    finally:
+        for c in (a, b, sink):
+            c.close()
+
+
 def test_the_sink_rejects_a_payload_whose_device_disagrees_with_its_topic(
     fleet: Fleet, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ from edge.config import RetentionSection
 from edge.publish import wire
 from edge.records import ClipInfo, ContactRecord
 from edge.retention import AudioFile, due, enforce, periodic
-from edge.store import Store
+from edge.store import Delivered, Store
 from provisioning.broker import LocalBroker
 from provisioning.main import main
 from tests.cloud_sink.helpers import Clip, contact_message, encode, wait_until
@@ -59,8 +59,16 @@ class Device:
         self.store = Store.open(self.data / "contactpoint.db")
 
     def contact(
-        self, n: int, age_days: float, *, delivered: bool, rel: str = "", now: int = NOW
+        self,
+        n: int,
+        age_days: float,
+        *,
+        delivered: bool,
+        acked: bool = False,
+        rel: str = "",
+        now: int = NOW,
     ) -> ContactRecord:
+        """``acked``: the broker acknowledged its rows; ``delivered``: the sink confirmed them."""
         contact_id = f"c{n:031d}"
         rel = rel or f"clips/{contact_id}.wav"
         path = self.data / rel
@@ -78,9 +86,11 @@ class Device:
         )  # fmt: skip
         messages = [wire.contact_message(rec, DEVICE, SITE), wire.clip_message(clip, DEVICE, SITE)]
         assert self.store.save_contact(rec, messages)
-        if delivered:
-            seqs = [r.seq for r in self.store.outbox.pending(1000) if r.ref == contact_id]
+        seqs = [r.seq for r in self.store.outbox.pending(1000) if r.ref == contact_id]
+        if acked or delivered:
             self.store.outbox.mark_sent(seqs, NOW)
+        if delivered:
+            self.store.outbox.mark_delivered(Delivered(seqs=tuple(seqs)), NOW)
         return rec
 
     def clip_path(self, rec: ContactRecord) -> Path:
@@ -100,7 +110,8 @@ def device(tmp_path: Path) -> Iterator[Device]:
 
 def test_the_device_deletes_old_delivered_audio_and_keeps_the_rest(device: Device) -> None:
     old = device.contact(1, 31, delivered=True)
-    undelivered = device.contact(2, 45, delivered=False)
+    # acknowledged by the broker, not confirmed by the sink: not delivered, kept
+    undelivered = device.contact(2, 45, delivered=False, acked=True)
     young = device.contact(3, 2, delivered=True)
     before = device.clips()
 
@@ -118,7 +129,7 @@ def test_the_device_deletes_old_delivered_audio_and_keeps_the_rest(device: Devic
     forced = enforce(device.store, device.data, cfg(delete_undelivered=True), NOW)
     assert forced.deleted == 1 and not device.clip_path(undelivered).exists()
     assert device.clip_path(young).exists()
-    assert device.store.outbox.depth() == 2  # the undelivered contact is still to be sent
+    assert device.store.outbox.undelivered() == 2  # the undelivered contact still waits
 
 
 def test_a_file_gone_before_its_row_was_marked_is_marked_next_time(device: Device) -> None:
