@@ -16,15 +16,19 @@ time, no broker) with ``--simulate``. Prints, from one run:
 
 The child samples ``/proc/self/status`` every 0.1 s from a thread; tracemalloc slows the second
 run and adds its own bookkeeping, so its figures explain the first run's, they do not replace it.
-Needs ``mosquitto`` unless ``--simulate``.
+Needs ``mosquitto`` unless ``--simulate``. The children run as on a device installed with
+``contactpoint[edge]``: the sink-only libraries (:data:`SINK_ONLY`) cannot be imported, unless
+``--dev-install`` (this virtualenv as it is: peewee then loads psycopg).
 
     .venv/bin/python bench/memory.py [--hours 8] [--speed 480] [--simulate] [--top 12]
+                                     [--dev-install]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.abc
 import json
 import os
 import subprocess
@@ -42,6 +46,22 @@ HERE = Path(__file__).resolve()
 RATE = 16000
 MiB = 2**20
 GOAL_OVER_RING = 45 * MiB
+#: libraries only the central host installs (pyproject's ``sink`` extra) that the daemon's
+#: libraries would load if present: peewee 4 imports psycopg at import time when it can (its
+#: driver probe), which a device installed with ``contactpoint[edge]`` cannot. The child hides
+#: them unless ``--dev-install``, so the figure is the device's, not this virtualenv's.
+SINK_ONLY = ("psycopg", "psycopg_binary", "psycopg_c", "psycopg2", "cryptography", "matplotlib")
+
+
+DEV_INSTALL = [False]  # set from --dev-install for every child
+
+
+class _SinkOnly(importlib.abc.MetaPathFinder):
+    """Import of a :data:`SINK_ONLY` module fails as it does where it is not installed."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.split(".", maxsplit=1)[0] in SINK_ONLY:
+            raise ModuleNotFoundError(f"No module named {name!r} (not on a device)", name=name)
 
 
 # -- the child ------------------------------------------------------------------------------------
@@ -107,8 +127,12 @@ def by_package(path: str) -> str:
     return "<stdlib>" if "python3" in path else path
 
 
-def child(out: Path, trace: int, imports: Path | None, argv: list[str]) -> None:
+def child(
+    out: Path, trace: int, imports: Path | None, argv: list[str], dev_install: bool = False
+) -> None:
     """Run the CLI (or only import ``imports``' modules), then write the figures to ``out``."""
+    if not dev_install:
+        sys.meta_path.insert(0, _SinkOnly())
     if trace:
         tracemalloc.start(1)
     result: dict[str, Any] = {"start": proc_status()}
@@ -151,6 +175,8 @@ def run_child(
     command = [sys.executable, str(HERE), "--child", str(out), "--trace", str(trace)]
     if imports is not None:
         command += ["--imports", str(imports)]
+    if DEV_INSTALL[0]:
+        command.append("--dev-install")
     env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
     started = time.perf_counter()
     log = work / f"{name}.log"
@@ -189,14 +215,20 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=480.0, help="times real time (daemon)")
     parser.add_argument("--simulate", action="store_true", help="virtual time, no broker")
     parser.add_argument("--top", type=int, default=12, help="tracemalloc rows (0: no traced run)")
+    parser.add_argument(
+        "--dev-install",
+        action="store_true",
+        help="let the run import the sink-only libraries this virtualenv has (psycopg ...)",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--trace", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--imports", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.trace, args.imports, args.argv)
+        child(args.child, args.trace, args.imports, args.argv, args.dev_install)
         return
+    DEV_INSTALL[0] = args.dev_install
 
     import tomlkit
 
@@ -232,6 +264,10 @@ def main() -> None:
         "contactpoint simulate (virtual time)"
         if args.simulate
         else f"contactpoint edge run --scenario --speed {args.speed:g} (publishing to mosquitto)"
+    ) + (
+        "; this virtualenv's sink-only libraries importable (--dev-install)"
+        if args.dev_install
+        else f"; as installed on a device: {', '.join(SINK_ONLY)} not importable"
     )
     peak = run["peak"]
     hwm = run["end"]["VmHWM"]

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hardware._api import EventSink, RadioEdge
-from hardware._driver import EmittingDevice
+from hardware._driver import EmittingDevice, log
 from hardware._errors import HardwareError
 
 if TYPE_CHECKING:
@@ -350,27 +350,66 @@ class GpiodRf433Receiver(EmittingDevice):
         self._emit(RadioEdge(self.gpio, IDLE, (due // 1000) & TICK_MASK, due))
 
     def _handle(self, events: list[gpiod.EdgeEvent]) -> None:
-        rising = self._rising
-        gpio = self.gpio
-        for event in events:
-            ts = event.timestamp_ns
-            seq = event.line_seqno
-            if seq != self._last_seq + 1 and seq > self._last_seq:
-                self._due_ns = 0  # the line was not quiet: its edges were lost
-                self._lost(seq - self._last_seq - 1, ts)
-            elif self._due_ns and ts >= self._due_ns:
-                self._quiet()  # the silence before this edge, in kernel time
-            self._last_seq = seq
-            level = 1 if event.event_type == rising else 0
-            self._emit(RadioEdge(gpio, level, (ts // 1000) & TICK_MASK, ts))
-            if self._watchdog_ns:
-                self._due_ns = ts + self._watchdog_ns
+        """One read's events, in order. The common case (the next sequence number, no silence
+        due before it) costs one ``RadioEdge`` and one call of the sink per edge: the emit lock
+        is taken once per run of such edges, the state is kept in locals meanwhile."""
+        start = 0
+        while start < len(events):
+            start = self._plain(events, start)
+            if start < len(events):  # lost edges or a silence before this one
+                event = events[start]
+                ts = event.timestamp_ns
+                seq = event.line_seqno
+                if seq != self._last_seq + 1 and seq > self._last_seq:
+                    self._due_ns = 0  # the line was not quiet: its edges were lost
+                    self._lost(seq - self._last_seq - 1, ts)
+                elif self._due_ns and ts >= self._due_ns:
+                    self._quiet()  # the silence before this edge, in kernel time
+                self._last_seq = seq
+                level = 1 if event.event_type == self._rising else 0
+                self._emit(RadioEdge(self.gpio, level, (ts // 1000) & TICK_MASK, ts))
+                if self._watchdog_ns:
+                    self._due_ns = ts + self._watchdog_ns
+                start += 1
         loss = self._loss_at_ns
         if events and loss is not None and events[-1].timestamp_ns - loss >= LOSS_CLEAR_S * 1e9:
             self._loss_at_ns = None
             self._fault(
                 True, f"no edge lost for {LOSS_CLEAR_S:g} s ({self.lost_edges} lost since start)"
             )
+
+    def _plain(self, events: list[gpiod.EdgeEvent], start: int) -> int:
+        """Emit ``events[start:]`` up to the first that needs more than its own ``RadioEdge``
+        (a gap in the sequence numbers, a silence due before it); return its index (or the
+        length). Once stopped, the rest is dropped, as :meth:`_emit` would."""
+        rising = self._rising
+        gpio = self.gpio
+        watchdog = self._watchdog_ns
+        last = self._last_seq
+        due = self._due_ns
+        index = start
+        with self._emit_lock:
+            sink = self._sink
+            if self._stop.is_set() or sink is None:
+                return len(events)
+            for index in range(start, len(events)):
+                event = events[index]
+                ts = event.timestamp_ns
+                seq = event.line_seqno
+                if seq != last + 1 or (due and ts >= due):
+                    break
+                last = seq
+                level = 1 if event.event_type == rising else 0
+                try:
+                    sink(RadioEdge(gpio, level, (ts // 1000) & TICK_MASK, ts))
+                except Exception:
+                    log.exception("%s: the event sink raised", self.name)
+                if watchdog:
+                    due = ts + watchdog
+            else:
+                index = len(events)
+        self._last_seq, self._due_ns = last, due
+        return index
 
     def _lost(self, count: int, ts: int) -> None:
         self.lost_edges += count

@@ -3,14 +3,16 @@
 Rules:
 
 - Formats: ``wav`` = RIFF WAVE, LPCM 16-bit mono; ``flac`` = FLAC 16-bit mono; ``opus`` = Ogg/Opus
-  (extension ``.opus``, RFC 7845). All go through ``soundfile`` (libsndfile).
+  (extension ``.opus``, RFC 7845). FLAC and Opus go through ``soundfile`` (libsndfile); WAV (the
+  default) is its canonical 44-byte header followed by the samples' own bytes, written straight
+  from the caller's array (the same bytes libsndfile writes, without a copy of a long clip).
 - Atomic: the clip is written to a hidden temporary file ``.<name>.<random>.partial`` in the same
   directory, flushed and fsynced, renamed over the final name with :func:`os.replace`, and the
   directory is fsynced. A half-written file never appears under the final name; on error the
   temporary file is removed. :func:`cleanup_partials` removes the ones a power loss left behind.
-- The file is encoded in memory first and then written with plain OS writes, so a full disk
-  (or any refused write) is an ``OSError`` with its errno (ENOSPC …), never an error from
-  inside the encoder; the temporary file is removed then, and nothing else is left behind.
+- FLAC and Opus are encoded in memory first; every file is written with plain OS writes, so a
+  full disk (or any refused write) is an ``OSError`` with its errno (ENOSPC …), never an error
+  from inside the encoder; the temporary file is removed then, and nothing else is left behind.
 - The returned checksum is the SHA-256 of the file's bytes as written.
 - An empty clip is refused: FLAC and Ogg cannot represent zero samples.
 """
@@ -22,6 +24,8 @@ import errno
 import hashlib
 import io
 import os
+import struct
+import sys
 import tempfile
 from pathlib import Path
 from typing import Final, Literal
@@ -43,6 +47,8 @@ _FORMATS: Final[dict[str, tuple[str, str]]] = {
     "opus": ("OGG", "OPUS"),
 }
 _CHUNK = 1 << 20
+_WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # RIFF, fmt (PCM, 16 bytes), data
+_WAV_MAX_DATA = 0xFFFFFFFF - (_WAV_HEADER.size - 8)
 
 
 def write_clip(
@@ -56,14 +62,15 @@ def write_clip(
         raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
     if len(block) == 0:
         raise ValueError(f"refusing to write an empty clip to {path}")
-    data = _encode(block, sample_rate, codec)
+    parts = _wav(block, sample_rate) if codec == "wav" else (_encode(block, sample_rate, codec),)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=directory)
     try:
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
-                _write_all(f, data)
+                for part in parts:
+                    _write_all(f, part)
                 crashpoint("clip.write")  # fault tests only: a no-op unless armed
                 os.fsync(f.fileno())
         except OSError:
@@ -75,7 +82,40 @@ def write_clip(
             os.unlink(tmp_name)
         raise
     _fsync_dir(directory)
-    return hashlib.sha256(data).hexdigest(), len(data)
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest(), sum(len(part) for part in parts)
+
+
+def _wav(block: npt.NDArray[np.int16], sample_rate: int) -> tuple[memoryview, memoryview]:
+    """A WAV file as two pieces: its 44-byte header and the samples' bytes, a view of ``block``
+    (little-endian; copied only on a big-endian machine or for a strided array)."""
+    samples = np.ascontiguousarray(block)
+    if sys.byteorder != "little":
+        samples = samples.astype("<i2")
+    size = samples.nbytes
+    if size > _WAV_MAX_DATA:
+        raise ValueError(
+            f"a clip of {len(block)} samples is too long for a WAV file (at most "
+            f"{_WAV_MAX_DATA // 2}); cut it shorter or use codec 'flac'"
+        )
+    header = _WAV_HEADER.pack(
+        b"RIFF",
+        size + _WAV_HEADER.size - 8,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        sample_rate,
+        sample_rate * 2,
+        2,
+        16,
+        b"data",
+        size,
+    )  # fmt: PCM, mono, rate, bytes per second, block align, bits per sample
+    return memoryview(header), memoryview(samples.data).cast("B")
 
 
 def _encode(block: npt.NDArray[np.int16], sample_rate: int, codec: Codec) -> memoryview:

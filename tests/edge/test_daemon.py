@@ -4,6 +4,8 @@ a pigpiod-compatible server on loopback, gpiozero mock pins, a real mosquitto.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -227,3 +229,45 @@ def test_live_daemon_on_real_drivers(
     assert [(e.kind, e.via) for e in window.events] == [("red", "gpio"), ("request", "rf433")]
     assert "negative" in window.tags
     assert depth == 0  # delivered to the broker before exiting
+
+
+#: what the daemon never uses: the sink and the sink's libraries (nor any provisioning module
+#: but ``provisioning.main``, the front door every command starts from)
+NOT_ON_THE_DEVICE_PATH = {"cloud_sink", "cryptography", "matplotlib", "fastapi", "uvicorn"}
+
+
+def test_edge_run_loads_neither_the_sink_nor_the_provisioning_tools(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    # bench/memory.py measures what the daemon's imports cost; this says which must stay out
+    config = tmp_path / "device.toml"
+    config.write_text(f"[mqtt]\nbroker = '{broker.url}'\n[receipts]\nport = 0\n")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        'start = "2026-11-23T09:00:00Z"\nduration = 40.0\n'
+        "[[customers]]\narrive = 5.0\nleave = 20.0\n"
+    )
+    argv = ["edge", "run", "--config", str(config), "--scenario", str(scenario)]
+    argv += ["--speed", "50", "--data", str(tmp_path / "data")]
+    code = (
+        "import json, sys\n"
+        "from provisioning.main import main\n"
+        f"code = main({argv!r})\n"
+        "print('MODULES', json.dumps(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=STALL_S * 4,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 contacts" in done.stdout
+    modules = json.loads(done.stdout.rpartition("MODULES ")[2])
+    assert {"edge.simulate", "edge.audio.encode", "paho.mqtt.client"} <= set(modules)  # it ran
+    unwanted = [
+        m
+        for m in modules
+        if m.split(".")[0] in NOT_ON_THE_DEVICE_PATH
+        or (m.startswith("provisioning.") and m != "provisioning.main")
+    ]
+    assert unwanted == []

@@ -88,15 +88,16 @@ def test_failure_while_encoding_keeps_the_previous_file_intact(
     speech: np.ndarray[tuple[int], np.dtype[np.int16]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = tmp_path / "c.wav"
-    old_digest, _ = write_clip(path, speech, RATE, "wav")
+    # (WAV has no encoder: its header and samples are written as they are)
+    path = tmp_path / "c.flac"
+    old_digest, _ = write_clip(path, speech, RATE, "flac")
 
     def fail(self: sf.SoundFile, data: object) -> None:
         raise OSError("no space left on device")
 
     monkeypatch.setattr(sf.SoundFile, "write", fail)
     with pytest.raises(OSError, match="no space"):
-        write_clip(path, speech[:100], RATE, "wav")
+        write_clip(path, speech[:100], RATE, "flac")
     assert os.listdir(tmp_path) == [path.name]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == old_digest
 
@@ -200,3 +201,36 @@ def test_a_file_size_limit_fails_the_write_with_an_oserror(tmp_path: Path) -> No
     assert raised == {"raised": "OSError", "errno": errno.EFBIG}
     assert files == []  # the temporary file was removed
     assert "Exception ignored" not in done.stderr, done.stderr
+
+
+def test_a_wav_clip_is_the_bytes_soundfile_would_write(
+    tmp_path: Path, speech: np.ndarray[tuple[int], np.dtype[np.int16]]
+) -> None:
+    import io
+
+    expected = io.BytesIO()
+    with sf.SoundFile(
+        expected, "w", samplerate=RATE, channels=1, subtype="PCM_16", format="WAV"
+    ) as out:
+        out.write(speech)
+    path = tmp_path / "c.wav"
+    digest, size = write_clip(path, speech, RATE, "wav")
+
+    assert path.read_bytes() == expected.getvalue()
+    assert (digest, size) == (hashlib.sha256(expected.getvalue()).hexdigest(), len(speech) * 2 + 44)
+
+
+def test_writing_a_wav_clip_holds_no_copy_of_its_samples(tmp_path: Path) -> None:
+    import tracemalloc
+
+    samples = np.arange(4 * 2**20, dtype=np.int64).astype(np.int16)  # 8 MiB of samples
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        write_clip(tmp_path / "long.wav", samples, RATE, "wav")
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+    assert peak < samples.nbytes // 8, f"{peak} bytes allocated to write {samples.nbytes}"
+    assert np.array_equal(sf.read(str(tmp_path / "long.wav"), dtype="int16")[0], samples)
