@@ -23,6 +23,9 @@ from typing import Any, Final
 
 from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
+from contract.sql import Cursor
+from contract.sql import execute as sql_execute
+
 BUSY_TIMEOUT_MS: Final = 5_000
 SQLITE_PRAGMAS: Final[tuple[tuple[str, str | int], ...]] = (
     ("journal_mode", "wal"),
@@ -63,9 +66,10 @@ def is_sqlite(db: Database) -> bool:
     return isinstance(db, SqliteDatabase)
 
 
-def execute_sql(db: Database, sql: str, params: Sequence[Any] = ()) -> Any:
-    """Run raw SQL (placeholders: ``db.param``); returns the DB-API cursor."""
-    return db.execute_sql(sql, params)  # type: ignore[no-untyped-call]
+def execute_sql(db: Database, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    """Run raw SQL (placeholders: ``db.param``); returns the DB-API cursor (typed:
+    :mod:`contract.sql`)."""
+    return sql_execute(db, sql, params)
 
 
 def rowcount(db: Database, query: Any) -> int:

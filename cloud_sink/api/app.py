@@ -46,6 +46,7 @@ from cloud_sink.db import execute_sql, transaction
 from cloud_sink.migrations import open_existing
 from cloud_sink.models import from_json, tables
 from cloud_sink.reasons import ReasonError, annotate, count
+from contract.sql import scalar
 
 log = logging.getLogger("contactpoint.api")
 
@@ -203,7 +204,7 @@ class _DatabaseCollector(Collector):
                  f"{db.param}", "clips assembled and verified"),
             ):  # fmt: skip
                 args = (True,) if "complete" in sql else ()
-                value = execute_sql(db, sql, args).fetchone()[0]
+                value = scalar(db, sql, args) or 0  # COUNT(*): always one row
                 yield GaugeMetricFamily(f"contactpoint_sink_{name}", text, value=float(value))
             everyone = Principal("metrics", "admin", frozenset(), "token")
             devs = queries.devices(

@@ -30,6 +30,8 @@ from typing import Any, Final
 from peewee import SQL, DatabaseError, SqliteDatabase
 
 from contract.crashpoint import crashpoint
+from contract.sql import execute as sql_execute
+from contract.sql import rows as sql_rows
 from edge._errors import UserError
 from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage, RouteJob
 from edge.store.migrations import migrate
@@ -299,15 +301,13 @@ class Store:
     def integrity_check(self) -> str:
         """The result of ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
         with bound(self._db):
-            cursor = self._db.execute_sql("PRAGMA integrity_check")  # type: ignore[no-untyped-call]
-            rows = cursor.fetchall()
+            rows = sql_rows(self._db, "PRAGMA integrity_check")
         return "\n".join(str(row[0]) for row in rows)
 
     def quick_check(self) -> str:
         """The result of ``PRAGMA quick_check`` (the cheaper check run at every start)."""
         with bound(self._db):
-            cursor = self._db.execute_sql("PRAGMA quick_check")  # type: ignore[no-untyped-call]
-            rows = cursor.fetchall()
+            rows = sql_rows(self._db, "PRAGMA quick_check")
         return "\n".join(str(row[0]) for row in rows)
 
     def clip_files(self) -> list[tuple[str, str, bool]]:
@@ -322,8 +322,7 @@ class Store:
             "JOIN contacts k ON k.id = c.contact_id ORDER BY k.rowid"
         )
         with bound(self._db):
-            cursor = self._db.execute_sql(sql)  # type: ignore[no-untyped-call]
-            return [(str(a), str(b), bool(c)) for a, b, c in cursor.fetchall()]
+            return [(str(a), str(b), bool(c)) for a, b, c in sql_rows(self._db, sql)]
 
     def audio_on_disk(self) -> list[tuple[str, str, int, bool]]:
         """Clips whose audio retention has not deleted yet, oldest first: (contact id, path
@@ -337,8 +336,7 @@ class Store:
             "WHERE c.audio_deleted_at IS NULL ORDER BY k.rowid"
         )
         with bound(self._db):
-            cursor = self._db.execute_sql(sql)  # type: ignore[no-untyped-call]
-            return [(str(a), str(b), int(c), bool(d)) for a, b, c, d in cursor.fetchall()]
+            return [(str(a), str(b), int(c), bool(d)) for a, b, c, d in sql_rows(self._db, sql)]
 
     def audio_deleted(self) -> dict[str, int]:
         """contact id -> when retention deleted its clip's audio (wall ns), for listings."""
@@ -382,19 +380,23 @@ class Store:
         with writing(self._db):
             ids = [
                 str(row[0])
-                for row in self._db.execute_sql(  # type: ignore[no-untyped-call]
-                    "SELECT id FROM contacts WHERE boot_id = ? AND clock_synced = 0", (boot_id,)
-                ).fetchall()
+                for row in sql_rows(
+                    self._db,
+                    "SELECT id FROM contacts WHERE boot_id = ? AND clock_synced = 0",
+                    (boot_id,),
+                )
             ]
             if not ids:
                 return 0
             for contact_id in ids:
-                self._db.execute_sql(  # type: ignore[no-untyped-call]
+                sql_execute(
+                    self._db,
                     "UPDATE contacts SET start_wall_ns = start_ns + ?, end_wall_ns = end_ns + ?, "
                     "clock_synced = 1 WHERE id = ?",
                     (wall_offset_ns, wall_offset_ns, contact_id),
                 )
-                self._db.execute_sql(  # type: ignore[no-untyped-call]
+                sql_execute(
+                    self._db,
                     "UPDATE events SET wall_ns = t_ns + ? WHERE contact_id = ?",
                     (wall_offset_ns, contact_id),
                 )
@@ -403,15 +405,18 @@ class Store:
             fresh: list[OutboxMessage] = []
             for record in corrected:
                 msg = message(record)
-                unsent = self._db.execute_sql(  # type: ignore[no-untyped-call]
+                unsent = sql_rows(
+                    self._db,
                     "SELECT seq, msg_id FROM outbox WHERE kind = 'contact' AND ref = ? "
                     "AND sent_ns IS NULL ORDER BY seq",
                     (record.id,),
-                ).fetchall()
+                )
                 for seq, msg_id in unsent:
                     payload = {**msg.payload, "msg_id": msg_id}
-                    self._db.execute_sql(  # type: ignore[no-untyped-call]
-                        "UPDATE outbox SET payload = ? WHERE seq = ?", (to_json(payload), seq)
+                    sql_execute(
+                        self._db,
+                        "UPDATE outbox SET payload = ? WHERE seq = ?",
+                        (to_json(payload), seq),
                     )
                 # also a new message: an unsent row may be in flight already with the old times
                 fresh.append(msg)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from peewee import SqliteDatabase
 
+from contract.sql import execute as sql_execute
 from edge._errors import UserError
 
 
@@ -215,7 +216,7 @@ def migrate(
             if schema_version(db) >= migration.version:
                 continue  # another process applied it while we waited for the lock
             for statement in migration.statements:
-                db.execute_sql(statement)  # type: ignore[no-untyped-call]  # untyped in stubs
+                sql_execute(db, statement)
             db.pragma("user_version", migration.version)
         applied.append(migration.version)
     return applied
