@@ -246,7 +246,7 @@ class Ingest:
         self._after_commit.clear()
         try:
             result = self._handle(topic, payload, now)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - no single message may stop the sink
             self._after_commit.clear()  # rolled back: the files stay with their rows
             return self._failed(topic, payload, exc, now)
         for remove in self._after_commit:

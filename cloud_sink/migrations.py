@@ -358,7 +358,7 @@ def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> lis
                 execute_sql(db, _render(db, statement))
             execute_sql(
                 db,
-                f"INSERT INTO schema_migrations (version, name) VALUES ({db.param}, {db.param})",
+                f"INSERT INTO schema_migrations (version, name) VALUES ({db.param}, {db.param})",  # noqa: S608 - placeholders
                 (migration.version, migration.name),
             )
         done.append(migration.version)

@@ -58,7 +58,8 @@ class Notifier:
         return bool(daemon.notify(message))
 
     def _send_raw(self, message: str) -> bool:
-        assert self.address is not None
+        if self.address is None:
+            raise RuntimeError("no NOTIFY_SOCKET address")
         address = self.address
         if address.startswith("@"):  # an abstract socket
             address = "\0" + address[1:]

@@ -456,7 +456,7 @@ class Core:
             except _REFUSED as exc:
                 self._refused(record, exc)
                 return False
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the core loop never dies on one record
                 error = exc
                 full = is_disk_full(exc) and attempt == 1
                 if full and self.budget.on_disk_full("the store", 1 << 20):
@@ -505,7 +505,7 @@ class Core:
                 self._write(record, outbox, routes)
             except _REFUSED as exc:
                 self._refused(record, exc)
-            except Exception:  # still no space (or the store still in trouble): in order, later
+            except Exception:  # noqa: BLE001 - still no space or the store in trouble: later
                 self._unsaved.extend(waiting[index:])
                 return
 

@@ -87,7 +87,8 @@ class TodayCounters:
         """Today's counters and metrics, as the status message carries them."""
         with self._lock:
             self._roll(self._local_day(now_wall_ns))
-            assert self._day is not None
+            if self._day is None:
+                raise RuntimeError("the day was not rolled")
             pool = self._presence if self._presence["contacts"] else self._all
             served = pool["contacts"]
             positive, negative, silent = pool["positive"], pool["negative"], pool["silent"]

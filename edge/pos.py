@@ -340,7 +340,8 @@ class ReceiptServer:
                 self._answer(202, {"accepted": True, "id": receipt_id})
 
             def _staff(self, *, delete: bool) -> None:
-                assert server._on_staff is not None
+                if server._on_staff is None:
+                    raise RuntimeError("no staff handler")
                 t_ns = server._clock.monotonic_ns()
                 body = self._body()
                 try:

@@ -114,7 +114,7 @@ class Supervisor:
         today = core.today.snapshot(core.clock.wall_ns(core.clock.monotonic_ns()))
         try:
             depth = str(core.store.outbox.depth())
-        except Exception as exc:  # a status line never stops the loop
+        except Exception as exc:  # noqa: BLE001 - a status line never stops the loop
             depth = f"unknown ({type(exc).__name__})"
         faults = sorted(core.health.faults)
         if self.stalled:

@@ -85,7 +85,7 @@ class LiveBackend:
         for device in self.inventory.all():
             try:
                 device.start(sink)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a part that fails to start is reported
                 with contextlib.suppress(Exception):
                     device.stop()  # release whatever it claimed before failing
                 detail = str(exc) if isinstance(exc, HardwareError) else _describe(exc)

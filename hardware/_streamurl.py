@@ -24,7 +24,8 @@ MASK = "***"
 _MIN_SECRET = 3  # shorter secrets are only removed where they stand (userinfo, parameters)
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)\S*@")
-_SECRET_NAME = r"[^=&;#\s'\"]*(?:user|pass|pwd|token|auth|key|secret|sig|login)[^=&;#\s'\"]*"
+# the names of query parameters that carry secrets (to mask them), not a secret
+_SECRET_NAME = r"[^=&;#\s'\"]*(?:user|pass|pwd|token|auth|key|secret|sig|login)[^=&;#\s'\"]*"  # noqa: S105
 _SECRET_PARAM = re.compile(rf"(?i)([?&;]{_SECRET_NAME}=)[^&;#\s'\"]*")
 _PASSWORD_NAME = re.compile(r"(?i)pass|pwd|token|auth|key|secret|sig")
 

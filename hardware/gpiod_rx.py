@@ -284,7 +284,8 @@ class GpiodRf433Receiver(EmittingDevice):
         )
 
     def _open_line(self, gpiod: Any) -> EdgeRequest:
-        assert self.line is not None
+        if self.line is None:
+            raise RuntimeError("the line was not found")
         path, offset = self.line
         try:
             request = self._access.request_lines(
@@ -402,7 +403,7 @@ class GpiodRf433Receiver(EmittingDevice):
                 level = 1 if event.event_type == rising else 0
                 try:
                     sink(RadioEdge(gpio, level, (ts // 1000) & TICK_MASK, ts))
-                except Exception:
+                except Exception:  # noqa: BLE001 - the reader thread outlives a failing sink
                     log.exception("%s: the event sink raised", self.name)
                 if watchdog:
                     due = ts + watchdog

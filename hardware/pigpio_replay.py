@@ -378,7 +378,8 @@ class PigpioReplayServer:
 
     def _accept_loop(self) -> None:
         listener = self._listener
-        assert listener is not None
+        if listener is None:
+            raise RuntimeError("not listening")
         while True:
             try:
                 conn, _ = listener.accept()

@@ -166,7 +166,7 @@ class UltrasonicRanger:
         while not self._stopping.is_set():
             try:
                 meters = self._ping()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a ranger fault is reported, ranging goes on
                 if not self._stopping.is_set():
                     detail = f"ultrasonic ping failed ({type(exc).__name__}: {exc})"
                     sink(DeviceFault(self.name, False, detail, self._clock()))
@@ -178,7 +178,8 @@ class UltrasonicRanger:
 
     def _ping(self) -> float | None:
         trigger, echo = self._trigger, self._echo
-        assert trigger is not None and echo is not None
+        if trigger is None or echo is None:
+            raise RuntimeError("the ranger is not started")
         if echo.pin.state:
             return None  # still high from the previous ping: the sensor ignores a trigger now
         with self._lock:

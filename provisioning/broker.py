@@ -122,7 +122,7 @@ class LocalBroker:
         conf = self.data_dir / "mosquitto.conf"
         conf.write_text(self._conf or self.config.render(), encoding="utf-8")
         log = (self.data_dir / "mosquitto.log").open("ab")
-        self._process = subprocess.Popen(
+        self._process = subprocess.Popen(  # noqa: S603 - the broker binary, our own arguments
             [self._binary, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
         )
         log.close()

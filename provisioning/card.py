@@ -81,7 +81,7 @@ class FleetSection(Section):
             "only lets a device ask to be enrolled",
             json_schema_extra=SECRET,
         ),
-    ] = "claim.token"
+    ] = "claim.token"  # noqa: S105 - a file name, the token is in that file
     device_template: Annotated[
         str,
         Field(
@@ -219,7 +219,7 @@ def _device_toml(fleet: FleetSection, base: Path, name: str) -> str:
     text = _read(base / template, "fleet.device_template") if template else ""
     try:
         doc = tomlkit.parse(text)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - tomlkit's errors share no base: all are 'not TOML'
         raise UserError(f"{base / template}: not valid TOML: {exc}") from None
     device = doc.setdefault("device", tomlkit.table())
     device["id"] = name
@@ -234,7 +234,7 @@ def _device_toml(fleet: FleetSection, base: Path, name: str) -> str:
         check.write_text(rendered, encoding="utf-8")
         try:
             load_config(check)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the loader says, said to the user
             raise UserError(f"fleet.device_template {base / template}: {exc}") from None
     return rendered
 

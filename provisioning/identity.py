@@ -75,7 +75,7 @@ SALT_BYTES: Final = 12
 DEFAULT_SINK_USER: Final = "contactpoint-sink"
 DEFAULT_HA_USER: Final = "homeassistant"
 HA_PREFIX: Final = "homeassistant"  # Home Assistant's default discovery prefix
-PASSWD: Final = "passwd"
+PASSWD: Final = "passwd"  # noqa: S105 - the password file's name
 ACL: Final = "acl"
 ACCOUNTS: Final = "accounts.json"
 BROKER_CONF: Final = "contactpoint.conf"
@@ -86,7 +86,7 @@ PLAIN_PORT: Final = 1883
 DEFAULT_BROKER_ROOT: Final = "/etc/mosquitto/contactpoint"  # on the broker host
 DEFAULT_BROKER_USER: Final = "mosquitto"  # Debian's mosquitto drops to it when started as root
 DEFAULT_INSTALL_DIR: Final = "/etc/contactpoint"  # on the device
-PASSWORD_FILE: Final = "password"
+PASSWORD_FILE: Final = "password"  # noqa: S105 - a file name
 CLIENT_CERT: Final = "client.crt"
 CLIENT_KEY: Final = "client.key"
 MQTT_SNIPPET: Final = "mqtt.toml"
@@ -382,7 +382,8 @@ def _register(
     if known is not None and known != kind:
         raise ProvisionError(f"{name!r} is a {_LABELS[known]} already; pick another name")
     if kind == "device":
-        assert site is not None
+        if site is None:
+            raise ProvisionError("a device needs its site")
         where = accounts.devices.get(name)
         if where is not None and where != site:
             raise ProvisionError(

@@ -55,4 +55,5 @@ def test_demo_says_what_is_missing_without_mosquitto(
     code = main(["demo", "--data", str(tmp_path / "demo")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "mosquitto is not installed" in err and "apt-get install mosquitto" in err
+    assert "mosquitto is not installed" in err
+    assert "apt-get install mosquitto" in err

@@ -130,7 +130,8 @@ def test_a_shift_arrives_exactly_once_with_its_audio(
     summary = run_simulation(
         config(broker), shift, edge_dir / "s.toml", edge_dir, broker=broker.url
     )
-    assert summary.contacts >= 8 and summary.outbox_depth == 0
+    assert summary.contacts >= 8
+    assert summary.outbox_depth == 0
     assert_same(edge_dir, sink)
 
 
@@ -157,7 +158,7 @@ def test_broker_restart_in_the_middle_of_clips(broker: LocalBroker, tmp_path: Pa
             time.sleep(0.5)  # the outage itself
             broker.start()
             restarted.set()
-        except BaseException as exc:  # reported by the test's thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
             failed.append(exc)
 
     chaos = threading.Thread(target=restart_when_chunks_flow)
@@ -203,7 +204,7 @@ def test_sink_restart_loses_and_duplicates_nothing(
             stored_at_least(first, 10, ending)
             first.stop()
             stopped.set()
-        except BaseException as exc:  # reported by the test's thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
             failed.append(exc)
 
     chaos = threading.Thread(target=stop_sink_midway)

@@ -60,7 +60,8 @@ def test_a_stalled_wait_fails_saying_what_was_expected_and_seen() -> None:
             seen=lambda: "5 rows", stall_s=3, poll_s=0, clock=clock,
         )  # fmt: skip
     message = str(failed.value)
-    assert message.startswith("waited ") and "for 13 rows: no progress for 3 s" in message
+    assert message.startswith("waited ")
+    assert "for 13 rows: no progress for 3 s" in message
     assert message.endswith("seen: 5 rows")
     assert 7 <= clock.now <= 10  # the last move, then three seconds of nothing
 
@@ -120,7 +121,8 @@ def test_tree_state_moves_with_files_bytes_and_writes(tmp_path: Path) -> None:
     (tmp_path / "a" / "x").write_bytes(b"12345")
     (tmp_path / "y").write_bytes(b"67")
     files, size, newest = tree_state(tmp_path)
-    assert (files, size) == (2, 7) and newest > 0
+    assert (files, size) == (2, 7)
+    assert newest > 0
     os.utime(tmp_path / "y", ns=(newest + 10**9, newest + 10**9))  # rewritten in place
     assert tree_state(tmp_path) == (2, 7, newest + 10**9)
 
@@ -134,7 +136,8 @@ def test_children_left_behind_are_found_killed_and_collected() -> None:
     wait_for(lambda: done.pid in child_processes() and "Z" in proc_state(done.pid), "a zombie")
     try:
         found = child_processes()
-        assert left.pid in found and "time.sleep(600)" in found[left.pid]
+        assert left.pid in found
+        assert "time.sleep(600)" in found[left.pid]
         strays = reap_children(before)
         assert set(strays) == {left.pid, done.pid}  # the running one and the uncollected one
         assert not set(child_processes()) - before
@@ -143,7 +146,8 @@ def test_children_left_behind_are_found_killed_and_collected() -> None:
             left.kill()
             left.wait()
     # their statuses went to reap_children: Popen sees no error, and nothing is left running
-    assert left.wait() in (-9, 0) and done.wait() == 0
+    assert left.wait() in (-9, 0)
+    assert done.wait() == 0
 
 
 def proc_state(pid: int) -> str:

@@ -95,7 +95,7 @@ class Watch:
         elif self._seen is not None:
             try:
                 parts.append(f"seen: {self._seen()}")
-            except Exception as exc:  # the report must not hide the failure it reports
+            except Exception as exc:  # noqa: BLE001 - the report must not hide the failure it reports
                 parts.append(f"seen: (could not be read: {exc!r})")
         return WaitError("; ".join(parts))
 

@@ -102,7 +102,7 @@ def _transcribe(args: argparse.Namespace) -> int:
                 Transcriber(db, args.data, engine, rules=rules, lease_s=settings.lease_s,
                             max_attempts=settings.max_attempts).run()
             )  # fmt: skip
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
             errors.append(exc)
         finally:
             db.close()  # this thread's connection

@@ -171,7 +171,7 @@ class Transcriber:
         try:
             samples = read_clip(self.data_dir / c.path)
             transcript = self.engine.transcribe(samples)
-        except Exception as exc:  # any one clip's failure is stored, the worker goes on
+        except Exception as exc:  # noqa: BLE001 - one clip's failure is stored, the worker goes on
             log.warning("transcribing %s/%s failed: %s", c.device, c.clip_id, exc)
             tr = self.t.transcripts
             with transaction(self.db):

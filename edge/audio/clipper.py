@@ -164,7 +164,8 @@ class Clipper(Generic[W]):
         for req in list(self._pending.values()):
             if req.start is None:
                 self._resolve(req)
-            assert req.start is not None and req.end is not None
+            if req.start is None or req.end is None:
+                raise RuntimeError("a clip request without its sample range")
             if req.end <= self.ring.head:
                 del self._pending[req.contact_id]
                 result = self._cut(req.contact_id, req.start, req.end, shortened=False)
@@ -182,7 +183,8 @@ class Clipper(Generic[W]):
                 continue
             if req.start is None:
                 self._resolve(req)
-            assert req.start is not None and req.end is not None
+            if req.start is None or req.end is None:
+                raise RuntimeError("a clip request without its sample range")
             end = min(req.end, self.ring.head)
             result = self._cut(req.contact_id, min(req.start, end), end, shortened=end < req.end)
             done.append(req.done(result))

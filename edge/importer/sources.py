@@ -155,7 +155,7 @@ def probe(path: Path) -> Probe:
         first = str(exc).strip() or type(exc).__name__
     try:
         rate, frames, channels = _av_probe(path)
-    except Exception as exc:  # PyAV raises many kinds (FFmpegError, decode errors ...)
+    except Exception as exc:  # noqa: BLE001 - PyAV raises many kinds (FFmpegError, decode ...)
         raise ValueError(
             f"not a readable recording (soundfile: {first}; PyAV: "
             f"{str(exc).strip() or type(exc).__name__})"

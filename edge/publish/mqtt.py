@@ -415,7 +415,7 @@ class Publisher:
             try:
                 for topic, payload in self._retained_on_connect():
                     self._publish_retained(client, topic, payload)
-            except Exception as exc:  # a broken provider must not cost the connection
+            except Exception as exc:  # noqa: BLE001 - a broken provider must not cost the link
                 self._error(f"retained_on_connect failed: {exc!r}")
         self._publish_status(client)
 
@@ -552,7 +552,7 @@ class Publisher:
             seqs, self._done = self._done, []
             try:
                 self._on_acked(seqs)
-            except Exception as exc:  # a failing hook must not kill the link; rows stay unsent
+            except Exception as exc:  # noqa: BLE001 - a failing hook must not kill the link
                 self._error(f"on_acked failed for rows {seqs}: {exc!r}")
             self._progress.set()
         delivered = Delivered(
@@ -564,7 +564,7 @@ class Publisher:
             self._confirmed_seqs, self._confirmed_msg_ids, self._confirmed_clips = [], [], []
             try:
                 self._on_delivered(delivered)
-            except Exception as exc:  # they stay undelivered: tracked again at the next start
+            except Exception as exc:  # noqa: BLE001 - stay undelivered, tracked at the next start
                 self._error(f"on_delivered failed: {exc!r}")
             self._progress.set()
 

@@ -70,9 +70,10 @@ class Ftp(Route):
         ftp: ftplib.FTP
         if cfg.tls:
             context = ssl.create_default_context(cafile=cfg.ca_file or None)
-            ftp = ftplib.FTP_TLS(context=context, timeout=cfg.timeout_s)
+            ftp = ftplib.FTP_TLS(context=context, timeout=cfg.timeout_s)  # noqa: S321 - FTPS
         else:
-            ftp = ftplib.FTP(timeout=cfg.timeout_s)
+            # plain FTP only when the site's server offers nothing else (routes.ftp.tls = false)
+            ftp = ftplib.FTP(timeout=cfg.timeout_s)  # noqa: S321
         try:
             ftp.connect(cfg.host, cfg.port)
             ftp.login(cfg.username, self._password.reveal() if self._password else "")

@@ -269,7 +269,8 @@ def run_piped(argv: list[str], reader: str, cwd: Path) -> tuple[int, str]:
         head = subprocess.Popen(["head", "-n", "1"], stdin=writer.stdout, stdout=subprocess.PIPE)
         writer.stdout.close()  # only head reads it now: when head exits, the pipe is closed
         first, _ = head.communicate(timeout=120)
-        assert head.returncode == 0 and len(first.splitlines()) == 1
+        assert head.returncode == 0
+        assert len(first.splitlines()) == 1
     else:
         read_end, write_end = os.pipe()
         subprocess.run(["true"], stdin=read_end, check=True, timeout=60)  # closes at once

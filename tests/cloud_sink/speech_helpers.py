@@ -53,7 +53,8 @@ def store_clip(ingest: Ingest, data: bytes, clip_id: str | None = None) -> str:
     ready = None
     for seq in range(clip.total):
         ready = ingest.handle(topic("clip"), clip.frame(seq)).ready or ready
-    assert ready is not None and ingest.assemble(ready)
+    assert ready is not None
+    assert ingest.assemble(ready)
     return clip.id
 
 

@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,8 @@ def test_contacts_listing_shows_the_video_link(
     assert main(["sink", "contacts", "--data", str(data_dir)]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     contact = golden("contact.json")["contact"]
-    assert line.endswith(f"video: {contact['video_url']}") and "negative" in line
+    assert line.endswith(f"video: {contact['video_url']}")
+    assert "negative" in line
     assert line.split()[0] == contact["id"]  # the id first: what annotate and alerts refer to
 
 
@@ -188,7 +188,8 @@ def test_contacts_filters(data_dir: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["sink", "contacts", "--data", str(data_dir), "--staff", "bob"]) == 0
     lines = capsys.readouterr().out.splitlines()
     ids = [c["id"] for c in listed(capsys, data_dir, "--staff", "bob")]
-    assert [line.split()[0] for line in lines] == ids and all(" bob " in x for x in lines)
+    assert [line.split()[0] for line in lines] == ids
+    assert all(" bob " in x for x in lines)
     for flags, needle in [
         (["--from", "yesterday"], "--from 'yesterday' is not an ISO 8601 date"),
         (["--from", "2026-11-24", "--to", "2026-11-23"], "must be after --from"),
@@ -218,9 +219,8 @@ def test_contacts_json_is_strict_even_for_a_non_finite_number(
         raise AssertionError(f"not strict JSON: {constant}")
 
     contact = json.loads(line, parse_constant=refuse)
-    assert (
-        contact["duration_s"] is None and contact["id"] == golden("contact.json")["contact"]["id"]
-    )
+    assert contact["duration_s"] is None
+    assert contact["id"] == golden("contact.json")["contact"]["id"]
     assert main(["sink", "contacts", "--data", str(data_dir), *db_flags]) == 0
     assert "inf s" in capsys.readouterr().out  # the text listing shows it as it is
 
@@ -243,7 +243,8 @@ def test_contacts_say_when_retention_deleted_the_audio(
         for clip in (kept, gone):
             for seq in range(clip.total):
                 result = ingest.handle(topic("clip"), clip.frame(seq))
-            assert result.ready is not None and ingest.assemble(result.ready)
+            assert result.ready is not None
+            assert ingest.assemble(result.ready)
         ingest.handle(topic("clip"), partial.frame(0))  # one chunk of two: incomplete
         when = datetime(2026, 12, 24, 12, tzinfo=UTC)
         done = enforce_retention(db, data_dir, 365, int(when.timestamp()) * NS)
@@ -255,8 +256,10 @@ def test_contacts_say_when_retention_deleted_the_audio(
     assert rows[gone.id]["audio"] is None
     assert rows[gone.id]["audio_deleted_at"] == "2026-12-24T12:00:00.000Z"
     assert rows[gone.id]["clip"] is not None  # the clip's metadata stays
-    assert rows[kept.id]["audio_deleted_at"] is None and Path(rows[kept.id]["audio"]).is_file()
-    assert rows[partial.id]["audio_deleted_at"] is None and rows[partial.id]["audio"] is None
+    assert rows[kept.id]["audio_deleted_at"] is None
+    assert Path(rows[kept.id]["audio"]).is_file()
+    assert rows[partial.id]["audio_deleted_at"] is None
+    assert rows[partial.id]["audio"] is None
     assert main(["sink", "contacts", "--data", str(data_dir), *db_flags]) == 0
     text = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "  audio deleted by retention on 2026-12-24  " in text[gone.id]
@@ -296,7 +299,8 @@ def test_reading_commands_refuse_a_directory_without_a_sink_database(
     done = contactpoint("sink", *command, "--data", str(empty))
     assert done.returncode == 2, done.stderr
     assert f"no sink database at {empty / 'sink.db'}" in done.stderr
-    assert "sink run" in done.stderr and "Traceback" not in done.stderr
+    assert "sink run" in done.stderr
+    assert "Traceback" not in done.stderr
     assert list(empty.iterdir()) == []  # nothing created
     missing = tmp_path / "nowhere"
     assert contactpoint("sink", *command, "--data", str(missing)).returncode == 2
@@ -308,7 +312,8 @@ def test_a_postgresql_database_without_the_sink_schema_is_refused(
 ) -> None:
     done = contactpoint("sink", "report", "--db", postgres_url, "--data", str(tmp_path / "x"))
     assert done.returncode == 2, done.stderr
-    assert "holds no sink database" in done.stderr and "Traceback" not in done.stderr
+    assert "holds no sink database" in done.stderr
+    assert "Traceback" not in done.stderr
     db = open_database(postgres_url, tmp_path / "x")
     try:
         assert db.get_tables() == []  # not migrated behind the user's back
@@ -317,7 +322,7 @@ def test_a_postgresql_database_without_the_sink_schema_is_refused(
 
 
 @pytest.fixture(scope="module")
-def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sink holding enough contacts that any listing overflows a pipe's buffer (64 KiB)."""
     data = tmp_path_factory.mktemp("busy") / "sink"
     db = open_database(None, data)
@@ -331,7 +336,7 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             ingest.handle(topic("contact"), encode(message))
     finally:
         db.close()
-    yield data
+    return data
 
 
 @pytest.mark.parametrize(

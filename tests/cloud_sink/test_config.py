@@ -87,8 +87,10 @@ def test_reasons_and_site_alerts_come_from_the_same_file(tmp_path: Path) -> None
     )
     assert reasons_from(path) == [Reason("queue", "Queue"), Reason("dirty", "dirty")]
     alerts = site_alerts_from(path)
-    assert alerts is not None and [r.name for r in alerts.rules] == ["burst"]
-    assert reasons_from(None) == list(DEFAULT_REASONS) and site_alerts_from(None) is None
+    assert alerts is not None
+    assert [r.name for r in alerts.rules] == ["burst"]
+    assert reasons_from(None) == list(DEFAULT_REASONS)
+    assert site_alerts_from(None) is None
     write(tmp_path, '[[alerts.rules]]\nname = "burst"\ncount = "red"\nat_least = 3\nwindw_s = 6\n')
     with pytest.raises(ConfigError, match=r"alerts\.rules\[0\]\.windw_s: unknown key\. Did you"):
         site_alerts_from(path)

@@ -117,7 +117,8 @@ def test_bad_messages_become_dead_letters(ingest: Ingest) -> None:
     assert [d["payload_bytes"] for d in letters] == [len(p) for _, p, _ in sent]
     assert letters[0]["head"] == "{oops"
     assert len(letters[1]["head"]) == 256
-    assert count(ingest, "contacts") == 0 and count(ingest, "messages") == 0
+    assert count(ingest, "contacts") == 0
+    assert count(ingest, "messages") == 0
     counters = ingest.counters.snapshot()
     assert sum(v for k, v in counters.items() if k.startswith("dead_letter.")) == len(sent)
 
@@ -181,7 +182,8 @@ def test_corrupt_chunk_is_discarded_and_asked_for_again(
     assert ingest.check_clips(resend_after) == []  # asked just now
 
     result = ingest.handle(topic("clip"), clip.frame(1))
-    assert result.ready is not None and ingest.assemble(result.ready)
+    assert result.ready is not None
+    assert ingest.assemble(result.ready)
     assert hashlib.sha256(_clip_file(data_dir, clip).read_bytes()).hexdigest() == clip.sha256
 
 

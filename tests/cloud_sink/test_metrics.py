@@ -60,18 +60,23 @@ def test_personal_conversion_is_not_the_productive_share() -> None:
     """The defect this module once had: conversion = productive / served."""
     one_big_sale = [contact("presence", ["productive"], ["receipt", "receipt", "receipt"])]
     m = compute(one_big_sale)
-    assert m.personal_conversion == 3.0 and m.productive_share == 1.0
+    assert m.personal_conversion == 3.0
+    assert m.productive_share == 1.0
     only_outside = compute([contact("presence", ["unproductive"])], [{"kind": "receipt"}])
-    assert only_outside.personal_conversion == 1.0 and only_outside.productive_share == 0.0
+    assert only_outside.personal_conversion == 1.0
+    assert only_outside.productive_share == 0.0
 
 
 def test_without_presence_every_contact_is_served_and_empty_is_none() -> None:
     m = compute([contact("survey", ["positive"], ["seller_short", "green"])])
-    assert m.contacts_served == 1 and m.support_index == 1.0
+    assert m.contacts_served == 1
+    assert m.support_index == 1.0
     empty = compute([])
     assert empty.contacts_served == 0
-    assert empty.support_index is None and empty.personal_conversion is None
-    assert empty.productive_share is None and empty.force_majeure_level is None
+    assert empty.support_index is None
+    assert empty.personal_conversion is None
+    assert empty.productive_share is None
+    assert empty.force_majeure_level is None
     assert empty.meaningful is True
 
 
@@ -79,9 +84,11 @@ def test_one_definition_per_metric_documented_in_the_module() -> None:
     assert tuple(d.key for d in DEFINITIONS) == METRIC_KEYS
     doc = cloud_sink.metrics.__doc__ or ""
     for d in DEFINITIONS:
-        assert d.name and d.formula, d.key
+        assert d.name, d.key
+        assert d.formula, d.key
         # the docstring table carries each formula exactly as the labels print it
-        assert f"``{d.key}``" in doc and d.formula in doc, d.key
+        assert f"``{d.key}``" in doc, d.key
+        assert d.formula in doc, d.key
     by_key = {d.key: d for d in DEFINITIONS}
     assert by_key["personal_conversion"].formula == "receipts / contacts served"
     assert by_key["productive_share"].formula == "productive contacts / contacts served"
@@ -90,7 +97,8 @@ def test_one_definition_per_metric_documented_in_the_module() -> None:
     )
     ratios = [d for d in DEFINITIONS if d.key not in ("contacts_served", "meaningful")]
     for d in ratios:  # every ratio says what it divides by what
-        assert " / " in d.formula and d.formula in d.label, d.key
+        assert " / " in d.formula, d.key
+        assert d.formula in d.label, d.key
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])

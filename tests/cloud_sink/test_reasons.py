@@ -172,7 +172,8 @@ def test_cli_annotate_and_report(sink_dir: Path, tmp_path: Path, capsys: Any) ->
     data = str(sink_dir)
     ticks = ["--reason", "queue", "--reason", "rude", "--by", "olga", "--note", "loud"]
     code, out, _ = run(capsys, "annotate", "--data", data, "--config", str(config), C1, *ticks)
-    assert code == 0 and out == f"cp-0001/{C1}: queue, rude (by olga)\n"
+    assert code == 0
+    assert out == f"cp-0001/{C1}: queue, rude (by olga)\n"
     run(capsys, "annotate", "--data", data, "--config", str(config), C2, "--reason", "queue")
     code, out, _ = run(
         capsys, "reasons", "--data", data, "--config", str(config), "--format", "json"
@@ -198,11 +199,14 @@ def test_cli_annotate_and_report(sink_dir: Path, tmp_path: Path, capsys: Any) ->
 
 def test_cli_errors_exit_2_with_the_fix(sink_dir: Path, capsys: Any) -> None:
     code, _, err = run(capsys, "annotate", "--data", str(sink_dir), C1, "--reason", "nope")
-    assert code == 2 and "unknown reason 'nope'; allowed: rude" in err
+    assert code == 2
+    assert "unknown reason 'nope'; allowed: rude" in err
     code, _, err = run(capsys, "annotate", "--data", str(sink_dir), "0" * 32, "--reason", "rude")
-    assert code == 2 and "no contact with id '000000" in err
+    assert code == 2
+    assert "no contact with id '000000" in err
     code, _, err = run(capsys, "reasons", "--data", str(sink_dir), "--from", "soon")
-    assert code == 2 and "--from 'soon' is not an ISO date" in err
+    assert code == 2
+    assert "--from 'soon' is not an ISO date" in err
 
 
 def test_cli_lists_alerts(sink_dir: Path, capsys: Any) -> None:
@@ -223,5 +227,6 @@ def test_report_reasons_is_the_same_count(sink_dir: Path, capsys: Any) -> None:
     code, via_report, _ = run(
         capsys, "report", "--reasons", "--data", data, "--by", "day", "--format", "json"
     )
-    assert code == 0 and via_report == direct
+    assert code == 0
+    assert via_report == direct
     assert json.loads(direct)[0]["reason"] == "rude"

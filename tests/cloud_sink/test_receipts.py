@@ -88,7 +88,8 @@ def test_a_clip_is_confirmed_when_verified_and_for_every_chunk_after(ingest: Ing
     results = [ingest.handle(topic("clip"), clip.frame(seq)) for seq in range(clip.total)]
     assert [r.receipt for r in results] == [None] * clip.total  # chunks alone confirm nothing
     ready = results[-1].ready
-    assert ready is not None and completed == []
+    assert ready is not None
+    assert completed == []
     assert ingest.assemble(ready)
     assert completed == [ClipKey(SITE, DEVICE, clip.id)]
     # the device did not hear it and sends the clip again: every chunk confirms the clip
@@ -97,7 +98,8 @@ def test_a_clip_is_confirmed_when_verified_and_for_every_chunk_after(ingest: Ing
         Outcome.DUPLICATE,
         Confirm(SITE, DEVICE, clip_id=clip.id),
     )
-    assert ingest.assemble(ready) and len(completed) == 2  # asked again: said again
+    assert ingest.assemble(ready)
+    assert len(completed) == 2
 
 
 def test_a_duplicate_chunk_of_an_incomplete_clip_confirms_nothing(ingest: Ingest) -> None:
@@ -135,13 +137,15 @@ def payloads(messages: list[tuple[str, bytes]]) -> list[tuple[str, dict[str, Any
 def test_receipts_are_batched_per_device_within_the_linger_time() -> None:
     clock = Seconds()
     r = Receipts(linger_s=0.2, clock=clock)
-    assert not r.due() and r.take() == []
+    assert not r.due()
+    assert r.take() == []
     r.add(Confirm(SITE, DEVICE, msg_id="a" * 32))
     r.add(Confirm(SITE, DEVICE, msg_id="a" * 32))  # said once
     r.add(Confirm(SITE, DEVICE, clip_id="c" * 32))
     r.add(Confirm(SITE, "cp-0002", msg_id="b" * 32))
     clock.now = 0.19
-    assert len(r) == 3 and not r.due()
+    assert len(r) == 3
+    assert not r.due()
     clock.now = 0.2
     assert r.due()
     assert payloads(r.take()) == [
@@ -156,7 +160,8 @@ def test_receipts_are_batched_per_device_within_the_linger_time() -> None:
              "msg_ids": ["b" * 32], "clips": []},
         ),
     ]  # fmt: skip
-    assert len(r) == 0 and not r.due()
+    assert len(r) == 0
+    assert not r.due()
 
 
 def test_a_full_batch_goes_at_once_in_messages_of_bounded_size() -> None:

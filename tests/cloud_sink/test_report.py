@@ -208,10 +208,12 @@ def test_grouping_by_site_staff_day_and_hour(
     bob = by_key(staff)["bob"]  # one presence contact served; the survey contact is not
     assert (bob["contacts_served"], bob["support_index"], bob["loyalty_index"]) == (1, 1.0, 1.0)
     assert bob["exact_conversion"] is None  # no receipt: no data, never 0
-    assert bob["personal_conversion"] == 0.0 and bob["productive_share"] == 0.0
+    assert bob["personal_conversion"] == 0.0
+    assert bob["productive_share"] == 0.0
     assert bob["visitor_coverage"] == 2.0
     unknown = by_key(staff)[UNKNOWN]  # d2's contacts and both events outside contacts
-    assert unknown["exact_conversion"] == 0.5 and unknown["meaningful"] is False
+    assert unknown["exact_conversion"] == 0.5
+    assert unknown["meaningful"] is False
     assert unknown["personal_conversion"] == 1.0  # d2's receipt and the one outside / 2 served
     assert by_key(build(*stored, by="day")) == {"2026-11-23": approx(D1), "2026-11-24": approx(D2)}
     hours = by_key(build(*stored, by="hour"))
@@ -226,7 +228,8 @@ def test_days_and_hours_follow_the_time_zone(
 ) -> None:
     tokyo = ZoneInfo("Asia/Tokyo")  # UTC+9: d1's 10:10Z and 10:30Z are 19:xx the same day
     hours = by_key(build(*stored, by="hour", tz=tokyo))
-    assert "2026-11-23 19:00" in hours and "2026-11-24 17:00" in hours
+    assert "2026-11-23 19:00" in hours
+    assert "2026-11-24 17:00" in hours
     samoa = ZoneInfo("Pacific/Pago_Pago")  # UTC-11: everything moves a day back
     assert list(by_key(build(*stored, by="day", tz=samoa))) == ["2026-11-22", "2026-11-23"]
 
@@ -239,7 +242,8 @@ def test_period_filters(stored: tuple[list[dict[str, Any]], list[dict[str, Any]]
     counts = report.total.counts
     # bob's two contacts, d2's 08:00 contact and the 08:10 survey outside contacts
     assert (counts.contacts, counts.served, counts.surveys, counts.force_majeure) == (3, 2, 3, 1)
-    assert counts.receipts == 0 and report.total.metrics.exact_conversion is None
+    assert counts.receipts == 0
+    assert report.total.metrics.exact_conversion is None
     # the start is inclusive, the end exclusive
     exact = build(*stored, start=datetime(2026, 11, 23, 9, 5, tzinfo=UTC))
     assert exact.total.counts.contacts == 7
@@ -256,7 +260,8 @@ def test_parameters_change_the_weighted_indices(
 ) -> None:
     report = build(*stored, by="device", params=Parameters(1.0, 1.0))
     d2 = by_key(report)["d2"]
-    assert d2["staff_dissatisfaction_index"] == 1.0 and d2["loyalty_index"] == -1.0
+    assert d2["staff_dissatisfaction_index"] == 1.0
+    assert d2["loyalty_index"] == -1.0
     assert d2["meaningful"] is True  # 1.0 is not above a threshold of 1.0
     with pytest.raises(ValueError, match="correction_factor must be between 0 and 1"):
         Parameters(1.5)
@@ -282,10 +287,13 @@ def test_csv_parses_with_one_row_per_group_and_the_total(report: Report) -> None
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["device"] for r in rows] == ["d1", "d2", ALL]
     assert list(rows[0]) == ["device", *METRIC_KEYS]
-    assert float(rows[0]["loyalty_index"]) == 0.125 and rows[1]["meaningful"] == "false"
+    assert float(rows[0]["loyalty_index"]) == 0.125
+    assert rows[1]["meaningful"] == "false"
     assert rows[2]["visitor_coverage"] == "0.6667"  # 4 / 6, rounded to 4 decimals
-    assert rows[2]["support_index"] == "0.3333" and rows[0]["loyalty_index"] == "0.125"
-    assert rows[0]["contacts_served"] == "4" and rows[2]["meaningful"] == "false"
+    assert rows[2]["support_index"] == "0.3333"
+    assert rows[0]["loyalty_index"] == "0.125"
+    assert rows[0]["contacts_served"] == "4"
+    assert rows[2]["meaningful"] == "false"
 
 
 def test_json_keys_are_exact(report: Report, tmp_path: Path) -> None:
@@ -315,17 +323,20 @@ def test_table_contains_the_numbers(report: Report) -> None:
     for number in ("0.500", "0.250", "0.375", "0.125", "1.000", "0.750", "0.000", "yes"):
         assert number in d1
     d2 = next(line for line in text.splitlines() if " d2 " in line)
-    assert "-0.750" in d2 and "NO" in d2
+    assert "-0.750" in d2
+    assert "NO" in d2
     # every column says what it divides by what: name, numerator, "/ denominator"
     head = [line.split("┃")[1:-1] for line in text.splitlines() if line.startswith("┃")]
     columns = [" ".join(" ".join(column).split()) for column in zip(*head, strict=True)]
     assert columns[1:] == [f"{d.short} {d.over} {d.under}".strip() for d in DEFINITIONS]
-    assert "pers. conv. receipts / served" in columns and "productive prod / served" in columns
+    assert "pers. conv. receipts / served" in columns
+    assert "productive prod / served" in columns
     assert "served = contacts served" in " ".join(text.split())  # the legend
 
 
 def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
     width, height = struct.unpack(">II", data[16:24])
     return width, height
 
@@ -335,7 +346,8 @@ def test_png_is_a_valid_chart_of_sensible_size(report: Report, tmp_path: Path) -
     assert render(report, "png", out) is None
     data = out.read_bytes()
     width, height = png_size(data)
-    assert 800 <= width <= 3000 and 800 <= height <= 1500
+    assert 800 <= width <= 3000
+    assert 800 <= height <= 1500
     assert 20_000 < len(data) < 2_000_000  # a drawing, not an empty canvas
     with pytest.raises(ValueError, match="--format png needs --out"):
         render(report, "png", None)
@@ -467,14 +479,17 @@ def test_a_shift_played_through_the_edge_reaches_the_report(tmp_path: Path) -> N
     anna, bob = rows["anna"], rows["bob"]
     assert (anna.counts.served, anna.counts.positive, anna.counts.negative) == (2, 1, 1)
     assert (anna.counts.receipts, anna.counts.productive, anna.counts.surveys) == (1, 1, 0)
-    assert anna.metrics.support_index == 0.5 and anna.metrics.loyalty_index == 0.0
-    assert anna.metrics.personal_conversion == 0.5 and anna.metrics.exact_conversion == 0.0
+    assert anna.metrics.support_index == 0.5
+    assert anna.metrics.loyalty_index == 0.0
+    assert anna.metrics.personal_conversion == 0.5
+    assert anna.metrics.exact_conversion == 0.0
     # bob: one presence contact (silent, productive); the survey and the long press are his
     assert (bob.counts.served, bob.counts.silent, bob.counts.productive) == (1, 1, 1)
     assert (bob.counts.surveys, bob.counts.force_majeure) == (1, 1)
     assert bob.metrics.staff_dissatisfaction_index == 0.5  # 0.5 x 1 silent / 1
     assert bob.metrics.loyalty_index == -0.5
-    assert bob.metrics.force_majeure_level == 1.0 and bob.metrics.meaningful is False
+    assert bob.metrics.force_majeure_level == 1.0
+    assert bob.metrics.meaningful is False
     assert report.total.metrics.contacts_served == 3
 
 

@@ -77,7 +77,8 @@ BURST = AlertRule(
 
 def test_golden_alert_parses() -> None:
     msg = wire.parse(topic("alert"), golden_bytes("alert.json"))
-    assert isinstance(msg, wire.Message) and isinstance(msg.body, wire.Alert)
+    assert isinstance(msg, wire.Message)
+    assert isinstance(msg.body, wire.Alert)
     assert msg.body.body == golden("alert.json")["alert"]
     assert (msg.body.rule, msg.body.at) == ("negative_burst", "2026-11-23T09:09:50.000Z")
 
@@ -96,7 +97,8 @@ def test_bad_alerts_are_rejected(change: Any, reason: str) -> None:
     msg = copy.deepcopy(golden("alert.json"))
     change(msg["alert"])
     parsed = wire.parse(topic("alert"), encode(msg))
-    assert isinstance(parsed, wire.Rejected) and parsed.reason == reason
+    assert isinstance(parsed, wire.Rejected)
+    assert parsed.reason == reason
 
 
 def test_the_sinks_own_site_alerts_are_ignored_when_they_come_back() -> None:
@@ -114,7 +116,8 @@ def test_the_site_payload_has_the_device_alerts_shape() -> None:
     )  # fmt: skip
     site = payload(f, SITE, "text")
     assert set(site["alert"]) == set(firing)
-    assert site["alert"]["scope"] == "site" and site["device"] == "_site"
+    assert site["alert"]["scope"] == "site"
+    assert site["device"] == "_site"
     assert rule.share_of == ["green", "yellow", "red"]
 
 
@@ -128,7 +131,8 @@ def test_a_device_alert_is_stored_once(db: Database, data_dir: Path) -> None:
     again = {**raw, "msg_id": new_id()}  # the same firing sent again (e.g. after a restart)
     assert ingest.handle(topic("alert"), encode(again)).outcome is Outcome.DUPLICATE
     (stored,) = stored_alerts(db)
-    assert stored["id"] == raw["alert"]["id"] and stored["device"] == "cp-0001"
+    assert stored["id"] == raw["alert"]["id"]
+    assert stored["device"] == "cp-0001"
     assert stored["text"] == raw["alert"]["text"]
 
 
@@ -154,7 +158,8 @@ def test_site_rule_counts_across_devices_and_fires_at_n(db: Database, data_dir: 
     assert (fired.count, fired.total, fired.scope) == (4, 4, "_site")
     assert fired.id == alert_id("_site", "negative_burst", T0 + 30 * NS)
     (row,) = stored_alerts(db)
-    assert row["device"] == "_site" and row["count"] == 4
+    assert row["device"] == "_site"
+    assert row["count"] == 4
 
 
 def test_site_share_below_and_at_the_threshold(db: Database, data_dir: Path) -> None:
@@ -198,7 +203,8 @@ def test_a_redelivered_event_fires_nothing_twice(db: Database, data_dir: Path) -
     raw = event("red", 5)
     ingest.handle(topic("event"), raw)
     assert ingest.handle(topic("event"), raw).outcome is Outcome.DUPLICATE
-    assert len(alerts.fired) == 1 and len(stored_alerts(db)) == 1
+    assert len(alerts.fired) == 1
+    assert len(stored_alerts(db)) == 1
 
 
 def test_contact_tags_count_at_the_contacts_start(db: Database, data_dir: Path) -> None:
@@ -267,7 +273,8 @@ def test_a_duplicate_delivery_does_not_count_twice(db: Database, data_dir: Path)
     assert alerts.fired == []  # two reds, not three
     send(ingest, "red", 130, "cp-0001")
     (fired,) = alerts.fired
-    assert fired.count == 3 and event_id in fired.refs
+    assert fired.count == 3
+    assert event_id in fired.refs
 
 
 def test_a_sink_restart_does_not_fire_the_same_alert_again(
@@ -409,8 +416,10 @@ def test_the_sink_publishes_site_alerts(broker: LocalBroker, tmp_path: Path) -> 
         got_topic, raw = manager.next_message()
         assert got_topic == "contactpoint/v1/site-1/_site/alert"
         body = json.loads(raw)
-        assert body["kind"] == "alert" and body["device"] == "_site"
-        assert body["alert"]["count"] == 3 and body["alert"]["scope"] == "site"
+        assert body["kind"] == "alert"
+        assert body["device"] == "_site"
+        assert body["alert"]["count"] == 3
+        assert body["alert"]["scope"] == "site"
         assert body["msg_id"] == body["alert"]["id"]
         wait_until(lambda: sink.stats().get("stored", 0) >= 3, "three stored events")
         # its own alert comes back through the wildcard and is ignored, not a dead letter
@@ -424,7 +433,8 @@ def test_the_sink_publishes_site_alerts(broker: LocalBroker, tmp_path: Path) -> 
     try:
         (row,) = stored_alerts(db)
         a = tables_alerts_published(db)
-        assert row["device"] == "_site" and a == [True]
+        assert row["device"] == "_site"
+        assert a == [True]
     finally:
         db.close()
 

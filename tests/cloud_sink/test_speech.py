@@ -87,13 +87,15 @@ def test_pocketsphinx_transcribes_stored_clips_and_the_greeting_rule_tags_them(
     # a second run finds nothing left: transcription is idempotent
     code, out, err = run_cli(capsys, "transcribe", "--data", str(data), "--engine",
                              "pocketsphinx", "--rules", str(rules))  # fmt: skip
-    assert code == 0 and "transcribed 0 clip(s)" in out, err
+    assert code == 0, err
+    assert "transcribed 0 clip(s)" in out, err
 
     db = open_database(None, data)
     try:
         for name, (reference, _) in said.items():
             row = transcript_of(db, DEVICE, ids[name])
-            assert row is not None and row["state"] == "done"
+            assert row is not None
+            assert row["state"] == "done"
             assert (row["engine"], row["language"]) == ("pocketsphinx", "en")
             wer = word_error_rate(re.sub(r"[^\w ]", "", reference), row["text"])
             with capsys.disabled():  # printed with -s: what pocketsphinx made of espeak-ng
@@ -208,7 +210,8 @@ def test_a_claim_that_ran_out_is_taken_over_and_its_first_worker_stores_nothing(
     [candidate] = slow.candidates()
     assert candidate == Candidate(DEVICE, clip_id, candidate.path)
     assert slow.claim(candidate)
-    assert not other.claim(candidate) and other.candidates() == []  # held while the lease lasts
+    assert not other.claim(candidate)
+    assert other.candidates() == []
     clock.advance(61)
     assert other.claim(candidate)  # the lease ran out: taken over
     heard = Transcript("late", (), "en", "scripted", "none")
@@ -256,10 +259,13 @@ def test_the_model_directory_comes_from_the_config_file(
     config = tmp_path / "sink.toml"
     config.write_text(f'[speech]\nengine = "vosk"\nmodel_dir = "{tmp_path}/vosk-model-ru"\n')
     code, _, err = run_cli(capsys, "transcribe", "--data", str(data), "--config", str(config))
-    assert code == 2 and f"speech.model_dir = '{tmp_path}/vosk-model-ru' is not a directory" in err
+    assert code == 2
+    assert f"speech.model_dir = '{tmp_path}/vosk-model-ru' is not a directory" in err
     config.write_text('[speech]\nengine = "whisper"\n')
     code, _, err = run_cli(capsys, "transcribe", "--data", str(data), "--config", str(config))
-    assert code == 2 and "speech.engine" in err and "faster-whisper" in err
+    assert code == 2
+    assert "speech.engine" in err
+    assert "faster-whisper" in err
 
 
 def test_a_bad_rules_file_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -269,7 +275,8 @@ def test_a_bad_rules_file_names_the_key(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 2
     assert "rules[0].phrase: unknown key. Did you mean 'phrases'?" in err
     code, out, _ = run_cli(capsys, "standards", "example")
-    assert code == 0 and "fuzzy_threshold = 85" in out
+    assert code == 0
+    assert "fuzzy_threshold = 85" in out
     assert RulesFile.model_validate({}).rules == []
 
 
@@ -315,7 +322,8 @@ def test_the_report_shows_compliance_per_staff_and_site(
     rules_path.write_text(RULES.replace('"hello"', '"hello", "спасибо"'))
     code, out, err = run_cli(capsys, "standards", "--data", str(data_dir), *db_args,
                              "--rules", str(rules_path))  # fmt: skip
-    assert code == 0 and "checked 4 transcript(s)" in out, err
+    assert code == 0, err
+    assert "checked 4 transcript(s)" in out, err
     code, out, err = run_cli(capsys, "report", "--data", str(data_dir), *db_args,
                              "--compliance", "--format", "json")  # fmt: skip
     assert json.loads(out)["total"] == {"greeting": {"checked": 4, "met": 4, "share": 1.0}}

@@ -33,16 +33,19 @@ def test_golden_contact_parses_to_the_same_object() -> None:
     assert msg.msg_id == golden("contact.json")["msg_id"]
     assert isinstance(msg.body, wire.Contact)
     assert msg.body.as_json() == golden("contact.json")["contact"]
-    assert len(msg.body.events) == 4 and len(msg.body.tags) == 3
+    assert len(msg.body.events) == 4
+    assert len(msg.body.tags) == 3
 
 
 def test_golden_event_and_status_parse() -> None:
     event = wire.parse(topic("event"), golden_bytes("event.json"))
-    assert isinstance(event, wire.Message) and isinstance(event.body, wire.Event)
+    assert isinstance(event, wire.Message)
+    assert isinstance(event.body, wire.Event)
     assert event.body.body == golden("event.json")["event"]
     assert event.body.contact_id is None
     status = wire.parse(topic("status"), golden_bytes("status.json"))
-    assert isinstance(status, wire.Message) and isinstance(status.body, wire.Status)
+    assert isinstance(status, wire.Message)
+    assert isinstance(status.body, wire.Status)
     expected = golden("status.json")["status"]
     assert status.body.outbox_depth == expected["outbox_depth"]
     assert status.body.free_disk_bytes == expected["free_disk_bytes"]
@@ -197,12 +200,15 @@ def test_bad_chunk_headers_are_rejected(frame: bytes, reason: str) -> None:
 
 def test_chunk_corruption_is_reported_not_rejected() -> None:
     good = wire.parse(topic("clip"), _frame())
-    assert isinstance(good, wire.Chunk) and good.corruption() is None
+    assert isinstance(good, wire.Chunk)
+    assert good.corruption() is None
     flipped = wire.parse(topic("clip"), _frame(chunk_sha256="0" * 64))
     assert isinstance(flipped, wire.Chunk)
-    assert flipped.corruption() is not None and "sha256" in str(flipped.corruption())
+    assert flipped.corruption() is not None
+    assert "sha256" in str(flipped.corruption())
     short = wire.parse(topic("clip"), _frame(header_extra={"size": 39}))
-    assert isinstance(short, wire.Chunk) and "bytes" in str(short.corruption())
+    assert isinstance(short, wire.Chunk)
+    assert "bytes" in str(short.corruption())
 
 
 def test_resend_payload_and_subscriptions() -> None:
@@ -229,14 +235,16 @@ def test_resend_payload_and_subscriptions() -> None:
 def test_values_a_database_cannot_hold_are_rejected(payload: bytes, reason: str) -> None:
     assert payload != golden_bytes("contact.json")
     result = wire.parse(topic("contact"), payload)
-    assert isinstance(result, wire.Rejected) and result.reason == reason, result
+    assert isinstance(result, wire.Rejected), result
+    assert result.reason == reason, result
 
 
 def test_integers_beyond_64_bits_are_rejected() -> None:
     status = golden("status.json")
     status["status"]["outbox_depth"] = 2**64
     result = wire.parse(topic("status"), encode(status))
-    assert isinstance(result, wire.Rejected) and result.reason == "json"
+    assert isinstance(result, wire.Rejected)
+    assert result.reason == "json"
     assert "64-bit" in result.detail
 
 
@@ -262,16 +270,19 @@ def test_poison_anywhere_in_a_message_is_a_json_rejection(
 )
 def test_poison_rejections_say_what_and_how_to_fix(token: bytes, says: str) -> None:
     result = wire.parse(topic("event"), with_token(golden("event.json"), ("event", "via"), token))
-    assert isinstance(result, wire.Rejected) and says in result.detail, result
+    assert isinstance(result, wire.Rejected), result
+    assert says in result.detail, result
 
 
 def test_poison_in_a_key_or_a_chunk_header_is_rejected() -> None:
     raw = golden_bytes("event.json").replace(b'"via"', b'"v\\udc00"')
     result = wire.parse(topic("event"), raw)
-    assert isinstance(result, wire.Rejected) and result.reason == "json", result
+    assert isinstance(result, wire.Rejected), result
+    assert result.reason == "json", result
     header = _frame(header_extra={"sample_rate": 10**30})
     result = wire.parse(topic("clip"), header)
-    assert isinstance(result, wire.Rejected) and result.reason == "json", result
+    assert isinstance(result, wire.Rejected), result
+    assert result.reason == "json", result
 
 
 def test_what_is_valid_json_and_in_range_still_parses() -> None:

@@ -56,7 +56,8 @@ def test_a_bad_rule_names_the_key_the_value_and_the_fix(entry: dict[str, Any], m
     doc = {"alerts": {"rules": [{"name": "x", "count": "red", "at_least": 2, **entry}]}}
     with pytest.raises(AlertConfigError) as err:
         parse_rules(doc, "sink.toml")
-    assert msg in str(err.value) and str(err.value).startswith("sink.toml: ")
+    assert msg in str(err.value)
+    assert str(err.value).startswith("sink.toml: ")
 
 
 # --- the case: reds at 30 s and 130 s from one device, 40 s from another --------------
@@ -235,6 +236,7 @@ def test_in_any_delivery_order_nothing_is_reported_twice_nor_too_soon(
     assert all(b - a >= max(r.cooldown_s * NS, 1) for a, b in itertools.pairwise(times))
     by_ref = {o.ref: o for o in seen}
     for f in fired:
-        assert f.id == alert_id("d", r.name, f.at_ns) and f.count >= r.at_least
+        assert f.id == alert_id("d", r.name, f.at_ns)
+        assert f.count >= r.at_least
         assert all(f.window_start_ns <= by_ref[ref].at_ns <= f.at_ns for ref in f.refs)
         assert all(r.count in by_ref[ref].keys for ref in f.refs)

@@ -225,9 +225,12 @@ def test_topics_are_built_and_taken_apart_by_one_definition() -> None:
     name = contract.topic(SITE, DEVICE, contract.RESEND)
     assert name == "contactpoint/v1/site-1/cp-0001/cmd/resend"
     parsed = contract.parse_topic(name)
-    assert parsed == contract.Topic(SITE, DEVICE, "cmd/resend") and parsed.is_command
+    assert parsed == contract.Topic(SITE, DEVICE, "cmd/resend")
+    assert parsed.is_command
     route = contract.parse_topic(contract.route_topic(SITE, DEVICE, "managers"))
-    assert route is not None and route.is_route and not route.is_command
+    assert route is not None
+    assert route.is_route
+    assert not route.is_command
     assert contract.parse_topic("contactpoint/v1/site-1/cp-0001") is None
     assert contract.parse_topic("other/v1/site-1/cp-0001/contact") is None
     assert contract.alert_topic(SITE) == "contactpoint/v1/site-1/_site/alert"

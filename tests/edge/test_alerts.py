@@ -46,9 +46,11 @@ def test_fires_at_exactly_n_and_not_at_n_minus_1() -> None:
     assert len(fired) == 1
     f = fired[0]
     assert (f.count, f.at_least, f.rule, f.scope) == (4, 4, "negative_burst", "cp-1")
-    assert f.at_ns == T0 + 30 * NS and f.window_start_ns == T0 + (30 - W) * NS
+    assert f.at_ns == T0 + 30 * NS
+    assert f.window_start_ns == T0 + (30 - W) * NS
     assert f.refs == ("red@0", "red@10", "red@20", "red@30")
-    assert f.total is None and f.share is None
+    assert f.total is None
+    assert f.share is None
 
 
 def test_other_kinds_do_not_count() -> None:
@@ -89,7 +91,8 @@ def test_share_at_the_threshold_fires() -> None:
     # 4 red of 8 ratings = 0.5 exactly
     seen = [obs("green", t) for t in range(1, 5)] + [obs("red", t) for t in range(5, 9)]
     f = check(share_rule(), seen, T0 + 8 * NS, scope="d")
-    assert f is not None and (f.count, f.total, f.share) == (4, 8, 0.5)
+    assert f is not None
+    assert (f.count, f.total, f.share) == (4, 8, 0.5)
 
 
 def test_share_just_below_the_threshold_does_not() -> None:
@@ -110,7 +113,9 @@ def test_share_uses_exact_fractions() -> None:
 def test_non_ratings_are_not_in_the_denominator() -> None:
     seen = [obs("arrival", t) for t in range(0, 20)] + [obs("red", t) for t in range(20, 24)]
     f = check(share_rule(1.0), seen, T0 + 23 * NS, scope="d")
-    assert f is not None and f.total == 4 and f.share == 1.0
+    assert f is not None
+    assert f.total == 4
+    assert f.share == 1.0
 
 
 # --- cooldown and de-duplication -----------------------------------------------------------
@@ -149,7 +154,8 @@ def test_requests_per_hour_limit() -> None:
     assert feed(spaced_401, *(obs("request", t * 401) for t in range(10))) == []
     spaced_400 = AlertEvaluator([r], "d")  # the 10th exactly 3600 s after the 1st
     fired = spaced_400.feed([obs("request", t * 400) for t in range(10)])
-    assert len(fired) == 1 and fired[0].count == 10
+    assert len(fired) == 1
+    assert fired[0].count == 10
 
 
 def test_rules_are_independent() -> None:
@@ -187,7 +193,8 @@ def test_contacts_and_events_become_observations() -> None:
     assert got[2] == Observation(T0 + 6 * NS, "e2", frozenset({"question", "question:2"}))
     assert observations(red) == [got[1]]
     tagged = AlertEvaluator([rule(count="tag:negative", at_least=1)], "d").feed(got)
-    assert len(tagged) == 1 and tagged[0].refs == ("c1",)
+    assert len(tagged) == 1
+    assert tagged[0].refs == ("c1",)
 
 
 def test_describe_says_what_fired() -> None:

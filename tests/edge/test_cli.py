@@ -48,7 +48,9 @@ def test_config_example_then_check(tmp_path: Path, capsys: pytest.CaptureFixture
     path = tmp_path / "device.toml"
     path.write_text(out)
     code, out, _ = run(capsys, "config", "check", str(path))
-    assert code == 0 and "ok" in out and "cp-0001" in out
+    assert code == 0
+    assert "ok" in out
+    assert "cp-0001" in out
 
 
 def test_config_check_reports_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,7 +58,8 @@ def test_config_check_reports_problems(tmp_path: Path, capsys: pytest.CaptureFix
     path.write_text("[audio]\nsample_rat = 16000\n")
     code, _, err = run(capsys, "config", "check", str(path))
     assert code == 2
-    assert "audio.sample_rat: unknown key" in err and "Did you mean 'sample_rate'?" in err
+    assert "audio.sample_rat: unknown key" in err
+    assert "Did you mean 'sample_rate'?" in err
 
 
 @pytest.mark.parametrize(
@@ -93,7 +96,8 @@ def test_malformed_scenario_writes_nothing(
     data = tmp_path / "data"
     code, _, err = run(capsys, "simulate", str(path), "--data", str(data))
     assert code == 2
-    assert str(path) in err and needle in err
+    assert str(path) in err
+    assert needle in err
     assert not data.exists()
 
 
@@ -104,7 +108,8 @@ def test_malformed_config_writes_nothing(
     config.write_text("[contacts]\nmodes = ['presence', 'presence']\n")
     data = tmp_path / "data"
     code, _, err = run(capsys, "simulate", str(SHIFT), "--data", str(data), "--config", str(config))
-    assert code == 2 and "modes lists a mode twice" in err
+    assert code == 2
+    assert "modes lists a mode twice" in err
     assert not data.exists()
 
 
@@ -113,17 +118,21 @@ def test_simulate_then_list_contacts(tmp_path: Path, capsys: pytest.CaptureFixtu
     scenario.write_text(GOOD_SCENARIO)
     data = tmp_path / "data"
     code, out, _ = run(capsys, "simulate", str(scenario), "--data", str(data))
-    assert code == 0 and "1 contacts" in out
+    assert code == 0
+    assert "1 contacts" in out
     code, out, _ = run(capsys, "contacts", "--data", str(data), "--json")
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 1
-    assert rows[0]["mode"] == "presence" and rows[0]["tags"] == ["positive", "unproductive"]
-    assert rows[0]["clip"]["codec"] == "wav" and (data / rows[0]["clip"]["path"]).is_file()
+    assert rows[0]["mode"] == "presence"
+    assert rows[0]["tags"] == ["positive", "unproductive"]
+    assert rows[0]["clip"]["codec"] == "wav"
+    assert (data / rows[0]["clip"]["path"]).is_file()
     assert {e["kind"] for e in rows[0]["events"]} == {"arrival", "green", "departure"}
     # a second run into the same directory is refused unless --replace
     code, _, err = run(capsys, "simulate", str(scenario), "--data", str(data))
-    assert code == 2 and "--replace" in err
+    assert code == 2
+    assert "--replace" in err
     code, _, _ = run(capsys, "simulate", str(scenario), "--data", str(data), "--replace")
     assert code == 0
     code, out, _ = run(capsys, "contacts", "--data", str(data), "--json")
@@ -132,7 +141,8 @@ def test_simulate_then_list_contacts(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_contacts_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "contacts", "--data", str(tmp_path))
-    assert code == 2 and "no store" in err
+    assert code == 2
+    assert "no store" in err
 
 
 def test_version_comes_from_the_package_metadata() -> None:
@@ -185,8 +195,10 @@ def test_contacts_say_when_retention_deleted_the_audio(
     assert code == 0
     lines = [line for line in out.splitlines() if "2026-11-23" in line]
     assert len(lines) == 3
-    assert "audio deleted by retention on 2026-12-24" in lines[0] and "old.wav" not in lines[0]
-    assert "clips/young.wav" in lines[1] and "gone" not in lines[1]
+    assert "audio deleted by retention on 2026-12-24" in lines[0]
+    assert "old.wav" not in lines[0]
+    assert "clips/young.wav" in lines[1]
+    assert "gone" not in lines[1]
     assert "clips/budget.wav (file gone)" in lines[2]
 
 

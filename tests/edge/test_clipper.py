@@ -303,7 +303,8 @@ def test_a_full_disk_asks_for_room_and_writes_the_clip_once_more(
     room["free"] = False
     ask(clipper, "roomy", s(2), s(3))
     [clip] = mic.feed(clipper, idx(5))
-    assert clip.path == "clips/roomy.wav" and (tmp_path / clip.path).exists()
+    assert clip.path == "clips/roomy.wav"
+    assert (tmp_path / clip.path).exists()
     assert [what for what, _ in asked] == ["cramped", "roomy"]
     assert all(need >= idx(1) * 2 for _, need in asked)  # at least a second of 16-bit audio
 

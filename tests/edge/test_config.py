@@ -21,7 +21,8 @@ def test_no_file_means_defaults() -> None:
     assert cfg == Config()
     assert [b.role for b in cfg.buttons] == ["green", "yellow", "red", "request", "seller"]
     assert cfg.audio.sample_rate == 16000
-    assert cfg.contacts.window.before_s == 60.0 and cfg.contacts.window.after_s == 60.0
+    assert cfg.contacts.window.before_s == 60.0
+    assert cfg.contacts.window.after_s == 60.0
 
 
 def test_example_is_the_defaults_and_documents_every_field() -> None:
@@ -93,7 +94,8 @@ def test_a_button_can_be_wired_and_wireless(tmp_path: Path) -> None:
     )
     red, green, yellow = load_config(write(tmp_path, text)).buttons
     assert (red.vias, red.pin, red.code) == (("gpio", "rf433"), 13, "ev1527:27fd49")
-    assert green.vias == ("serial",) and yellow.vias == ("gpio",)
+    assert green.vias == ("serial",)
+    assert yellow.vias == ("gpio",)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +166,8 @@ def test_audio_device_may_be_a_stream_url_whose_password_is_never_shown(tmp_path
         with pytest.raises(ConfigError) as err:
             load_config(write(tmp_path, f"[audio]\ndevice = '{device}'\n"))
         text = str(err.value)
-        assert problem in text and "audio" in text, text
+        assert problem in text, text
+        assert "audio" in text, text
         assert "S3cret" not in text, text
 
 

@@ -87,7 +87,8 @@ def test_rf433_listen_decodes_the_live_receiver(
     assert result == [0]
     (line,) = capsys.readouterr().out.splitlines()
     code = json.loads(line)
-    assert code["remote_key"] == "ev1527:27fd49" and code["via"] == "rf433"
+    assert code["remote_key"] == "ev1527:27fd49"
+    assert code["via"] == "rf433"
     assert (code["id"], code["key"]) == ("27fd4", 9)
     assert code["button"] is None  # not bound yet
 
@@ -103,13 +104,16 @@ def test_learn_binds_the_pressed_key_and_keeps_comments(
     join(thread, "the command to get the key")
     assert result == [0]
     out = capsys.readouterr().out
-    assert "press the remote key for red" in out and "'ev1527:123453'" in out
-    assert "still wired on GPIO13" in out and "--wireless-only" in out
+    assert "press the remote key for red" in out
+    assert "'ev1527:123453'" in out
+    assert "still wired on GPIO13" in out
+    assert "--wireless-only" in out
     text = config.read_text()
     assert text.startswith("# the counter by the door\n")
     cfg = load_config(config)
     red = cfg.button_for_code("ev1527:123453")
-    assert red is not None and red.role == "red"
+    assert red is not None
+    assert red.role == "red"
     assert (red.vias, red.pin) == (("gpio", "rf433"), 13)  # the wired button stays wired
     assert len(cfg.buttons) == 5  # the defaults were written out, the code bound to red
 
@@ -125,7 +129,9 @@ def test_learn_wireless_only_gives_up_the_pin(
     assert result == [0]
     assert "still wired" not in capsys.readouterr().out
     red = load_config(config).button_for_code("ev1527:123453")
-    assert red is not None and red.vias == ("rf433",) and not red.wired
+    assert red is not None
+    assert red.vias == ("rf433",)
+    assert not red.wired
 
 
 def test_learn_without_a_receiver_is_a_clear_error(
@@ -165,7 +171,8 @@ def test_edge_run_plays_a_scenario_to_a_broker(
     assert code == 0
     assert "1 contacts" in capsys.readouterr().out
     with Store.open(data / STORE_NAME) as store:
-        assert len(store.contacts()) == 1 and store.outbox.depth() == 0
+        assert len(store.contacts()) == 1
+        assert store.outbox.depth() == 0
 
 
 def test_edge_run_needs_a_scenario_on_simulated_hardware(
@@ -224,7 +231,8 @@ def test_live_daemon_on_real_drivers(
         depth = store.outbox.depth()
     assert orphans == []
     (window,) = contacts
-    assert window.mode == "window" and window.ended_by == "shutdown"
+    assert window.mode == "window"
+    assert window.ended_by == "shutdown"
     # the red press came a moment before the request press: inside its window, so its event
     assert [(e.kind, e.via) for e in window.events] == [("red", "gpio"), ("request", "rf433")]
     assert "negative" in window.tags

@@ -49,15 +49,20 @@ def test_a_late_row_goes_again_once_a_later_one_is_confirmed(clock: Clock) -> No
     t.sent(2, "clip:c2", clock())
     t.sent(3, "m3", clock())
     clock.advance(9.9)
-    assert t.due(clock()) == ([], []) and t.held == 0  # not late yet
+    assert t.due(clock()) == ([], [])
+    assert t.held == 0
     clock.advance(0.1)
     # late, but nothing says they were lost: the broker holds them for a sink away or busy
-    assert t.due(clock()) == ([], []) and t.held == 3
+    assert t.due(clock()) == ([], [])
+    assert t.held == 3
     assert t.confirm(["m1", "unknown"]) == [1]  # the sink is reading: it has reached row 1
-    assert t.due(clock()) == ([], []) and t.held == 2 and 1 not in t
+    assert t.due(clock()) == ([], [])
+    assert t.held == 2
+    assert 1 not in t
     # the sink confirmed row 3, sent after row 2: it has passed row 2 without confirming it
     assert t.confirm(["m3"]) == [3]
-    assert t.due(clock()) == ([2], []) and t.held == 0
+    assert t.due(clock()) == ([2], [])
+    assert t.held == 0
     assert t.due(clock()) == ([], [])  # once: it waits for that send's PUBACK
     assert t.next_deadline() == INF
     t.sent(2, "clip:c2", clock(), resend=True)  # PUBACK of the resend
@@ -71,12 +76,14 @@ def test_a_new_connection_means_what_was_sent_before_may_be_lost(clock: Clock) -
     t.connected(clock())  # the first connection
     t.sent(1, "m1", clock())
     clock.advance(10)
-    assert t.due(clock()) == ([], []) and t.held == 1
+    assert t.due(clock()) == ([], [])
+    assert t.held == 1
     t.connected(clock())  # the broker went away and came back (a restart loses messages)
     t.sent(2, "m2", clock())  # sent on the new connection: nothing says it is lost
     assert t.due(clock()) == ([1], [])
     clock.advance(10)
-    assert t.due(clock()) == ([], []) and t.held == 1
+    assert t.due(clock()) == ([], [])
+    assert t.held == 1
 
 
 def test_waits_double_up_to_the_cap_then_the_row_is_given_up(clock: Clock) -> None:
@@ -100,18 +107,21 @@ def test_waits_double_up_to_the_cap_then_the_row_is_given_up(clock: Clock) -> No
         t.sent(9, "m9", clock())  # ... and a newer row, which the sink confirms
         assert t.confirm(["m9"]) == [9]
     assert waits == [10, 20, 35, 35]  # 10, doubled, capped at 35; given up after 3 resends
-    assert t.given_up == 1 and len(t) == 1  # kept: still undelivered
+    assert t.given_up == 1
+    assert len(t) == 1
     clock.advance(10_000)
     assert t.due(clock()) == ([], [])  # given up: no more resends on this connection
     t.connected(clock())  # the first connection counted here: nothing changes
     assert t.given_up == 1
     # a new connection (a restarted broker may have lost it): another round
     assert t.connected(clock()) == 1
-    assert t.given_up == 0 and t.next_deadline() == clock() + 10
+    assert t.given_up == 0
+    assert t.next_deadline() == clock() + 10
     clock.advance(10)
     assert t.due(clock()) == ([7], [])
     # and a receipt ends it whatever its state
-    assert t.confirm(["m7"]) == [7] and t.given_up == 0
+    assert t.confirm(["m7"]) == [7]
+    assert t.given_up == 0
 
 
 def test_a_lost_connection_makes_rows_being_resent_due_again(clock: Clock) -> None:
@@ -175,7 +185,8 @@ def test_outbox_rows_from_pending_to_sent_to_delivered_with_a_resend(
     contact = queue(store, "a" * 32, "contact", "c1")
     clip = queue(store, "b" * 32, "clip", "c1")
     route = queue(store, "c" * 32, "route", "c1")
-    assert store.outbox.depth() == 3 and store.outbox.undelivered() == 3
+    assert store.outbox.depth() == 3
+    assert store.outbox.undelivered() == 3
 
     # every row's PUBACK: sent; a route row takes no receipt, the others wait for one
     store.outbox.mark_sent([contact, clip, route], WALL0 + NS)
@@ -185,7 +196,9 @@ def test_outbox_rows_from_pending_to_sent_to_delivered_with_a_resend(
             store.outbox.mark_delivered(Delivered(seqs=(row.seq,)), WALL0 + NS)
         else:
             t.sent(row.seq, key, clock())
-    assert store.outbox.depth() == 0 and store.outbox.undelivered() == 2 and len(t) == 2
+    assert store.outbox.depth() == 0
+    assert store.outbox.undelivered() == 2
+    assert len(t) == 2
 
     # the sink confirms the contact only; the clip's receipt is late, and a new connection
     # says it may have been lost (a broker restart): it goes again
@@ -193,7 +206,8 @@ def test_outbox_rows_from_pending_to_sent_to_delivered_with_a_resend(
     assert t.confirm(receipt.keys) == [contact]
     store.outbox.mark_delivered(Delivered(msg_ids=receipt.msg_ids), WALL0 + 2 * NS)
     clock.advance(5)
-    assert t.due(clock()) == ([], []) and t.held == 1
+    assert t.due(clock()) == ([], [])
+    assert t.held == 1
     t.connected(clock())
     t.connected(clock())
     again, _ = t.due(clock())
@@ -204,6 +218,7 @@ def test_outbox_rows_from_pending_to_sent_to_delivered_with_a_resend(
     receipt = wire.Receipt(msg_ids=(), clip_ids=("c1",))
     assert t.confirm(receipt.keys) == [clip]
     store.outbox.mark_delivered(Delivered(clip_ids=receipt.clip_ids), WALL0 + 9 * NS)
-    assert store.outbox.undelivered() == 0 and len(t) == 0
+    assert store.outbox.undelivered() == 0
+    assert len(t) == 0
     clock.advance(1000)
     assert t.due(clock()) == ([], [])

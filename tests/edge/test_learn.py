@@ -118,7 +118,9 @@ def test_wireless_only_gives_up_the_pin_when_asked(tmp_path: Path) -> None:
     change = bind_code(path, "red", "ev1527:27fd49", wireless_only=True)
     assert change == ButtonChange("big-red", "red", "ev1527:27fd49", "rf433", "updated")
     red = load_config(path).button("red")
-    assert red is not None and red.vias == ("rf433",) and red.pin == 13  # the line stays
+    assert red is not None
+    assert red.vias == ("rf433",)
+    assert red.pin == 13
     assert "big-red" not in [b.name for b in backend_spec(load_config(path)).buttons]
 
 
@@ -148,7 +150,9 @@ def test_relearning_a_wired_remote_button_replaces_the_code_only(tmp_path: Path)
     # another receiver for the same key: the wireless way changes, the pin stays
     bind_code(path, "red", "ev1527:000001", via="serial")
     red = load_config(path).button("red")
-    assert red is not None and red.vias == ("gpio", "serial") and red.pin == 13
+    assert red is not None
+    assert red.vias == ("gpio", "serial")
+    assert red.pin == 13
 
 
 def test_binding_by_name_wins_over_role(tmp_path: Path) -> None:
@@ -316,7 +320,8 @@ def test_validation_failure_leaves_the_file_untouched(
     with pytest.raises(LearnError, match="would be invalid") as info:
         bind_code(path, "red", "ev1527:27fd49")
     assert str(path) in str(info.value)
-    assert calls[0] == path and calls[1] != path  # the temp file was what got checked
+    assert calls[0] == path
+    assert calls[1] != path
     assert path.read_text(encoding="utf-8") == CONFIG
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]  # no temp left
 

@@ -117,8 +117,10 @@ def test_a_new_local_day_starts_from_zero_and_late_contacts_of_yesterday_are_ign
     # 00:30 in Berlin is still 23:30 UTC the day before: the local day decides
     after_midnight = wall("2026-11-24T00:30:00+01:00")
     fresh = counters.snapshot(after_midnight)
-    assert fresh["date"] == "2026-11-24" and fresh["served"] == 0
-    assert fresh["support_index"] is None and fresh["meaningful"] is True
+    assert fresh["date"] == "2026-11-24"
+    assert fresh["served"] == 0
+    assert fresh["support_index"] is None
+    assert fresh["meaningful"] is True
     counters.add_contact(contact(2, "presence", ["negative"], ["red"], late_evening))  # late
     counters.add_contact(
         contact(3, "survey", ["positive"], ["seller_short", "green"], after_midnight)
@@ -126,7 +128,8 @@ def test_a_new_local_day_starts_from_zero_and_late_contacts_of_yesterday_are_ign
     today = counters.snapshot(after_midnight)
     # without presence contacts every contact is served; no visitors
     assert (today["served"], today["positive"], today["negative"]) == (1, 1, 0)
-    assert today["visitors"] == 0 and today["visitor_coverage"] is None
+    assert today["visitors"] == 0
+    assert today["visitor_coverage"] is None
 
 
 SCENARIO = """
@@ -169,6 +172,8 @@ def test_the_retained_status_of_a_simulated_shift_carries_todays_counters(
     assert today["date"] == "2026-11-23"
     assert (today["served"], today["positive"], today["negative"], today["silent"]) == (2, 1, 1, 0)
     assert (today["receipts"], today["productive"], today["surveys"]) == (1, 1, 0)
-    assert today["support_index"] == 0.5 and today["loyalty_index"] == 0.0
-    assert today["personal_conversion"] == 0.5 and today["exact_conversion"] == 0.0
+    assert today["support_index"] == 0.5
+    assert today["loyalty_index"] == 0.0
+    assert today["personal_conversion"] == 0.5
+    assert today["exact_conversion"] == 0.0
     assert today["productive_share"] == 0.5

@@ -132,7 +132,8 @@ def test_an_alert_is_published_and_parses_on_the_sink_side(
     sub.wait_for(lambda ms: any(m.topic == topic for m in ms), "the alert")
     (msg,) = sub.on(topic)
     parsed = sink_wire.parse(msg.topic, bytes(msg.payload))
-    assert isinstance(parsed, sink_wire.Message) and isinstance(parsed.body, sink_wire.Alert)
+    assert isinstance(parsed, sink_wire.Message)
+    assert isinstance(parsed.body, sink_wire.Alert)
     alert = parsed.body.body
     assert (alert["rule"], alert["count"], alert["total"], alert["share"]) == (
         "negative_burst", 4, 4, 1.0,
@@ -158,7 +159,8 @@ def test_the_alert_row_is_written_with_the_event_that_caused_it(
     assert kinds.count("alert") == 1
     i = kinds.index("alert")
     cause = outbox[i - 1]
-    assert cause[1] == "event" and cause[3] == outbox[i][3]  # same transaction, same stamp
+    assert cause[1] == "event"
+    assert cause[3] == outbox[i][3]
     assert all(sent is not None for *_, sent in outbox)  # everything acknowledged
 
 
@@ -179,7 +181,8 @@ def test_contacts_and_events_carry_video_links(
     topic = wire.topic("site-1", "cp-0001", "contact")
     sub.wait_for(lambda ms: any(m.topic == topic for m in ms), "the contact")
     parsed = sink_wire.parse(topic, bytes(sub.on(topic)[0].payload))
-    assert isinstance(parsed, sink_wire.Message) and isinstance(parsed.body, sink_wire.Contact)
+    assert isinstance(parsed, sink_wire.Message)
+    assert isinstance(parsed.body, sink_wire.Contact)
     assert parsed.body.video_url == contact.video_url
     assert parsed.body.events[0].body["video_url"] == contact.events[0].video_url
 
@@ -253,10 +256,10 @@ def test_home_assistant_discovery_configs_point_at_real_status_fields(
     assert alert_cfg["default_entity_id"] == "event.contactpoint_cp_0001_alert"
     (alert_msg,) = played[1].on(alert_topic)
     fired = json.loads(render(alert_cfg["value_template"], alert_msg.payload))
-    assert (
-        fired["event_type"] == "negative_burst" and fired["event_type"] in alert_cfg["event_types"]
-    )
-    assert fired["count"] == 4 and fired["text"] == json.loads(alert_msg.payload)["alert"]["text"]
+    assert fired["event_type"] == "negative_burst"
+    assert fired["event_type"] in alert_cfg["event_types"]
+    assert fired["count"] == 4
+    assert fired["text"] == json.loads(alert_msg.payload)["alert"]["text"]
 
 
 def test_missing_fields_names_what_the_status_lacks() -> None:

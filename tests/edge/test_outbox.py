@@ -69,7 +69,8 @@ def test_pending_returns_rows_in_the_order_they_were_queued(store: Store) -> Non
 
     assert [r.msg_id for r in rows] == queued
     seqs = [r.seq for r in rows]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     assert rows[3] == OutboxRow(
         seq=rows[3].seq,
         msg_id="c2-clip",
@@ -217,7 +218,8 @@ def test_sent_rows_wait_for_the_sinks_receipt_by_msg_id_or_clip(store: Store) ->
     # a receipt that overtook the PUBACK (o2-event went, the connection dropped before its
     # acknowledgement was noted): delivered, and so sent, at the receipt's time
     assert store.outbox.mark_delivered(Delivered(msg_ids=("o2-event",)), WALL0 + 40 * NS) == 1
-    assert store.outbox.depth() == 0 and store.outbox.undelivered() == 2
+    assert store.outbox.depth() == 0
+    assert store.outbox.undelivered() == 2
     assert store.outbox.mark_sent([seqs["o2-event"]], WALL0 + 50 * NS) == 0  # already sent
     with sqlite3.connect(store.path) as raw:
         times = dict(

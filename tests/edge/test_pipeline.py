@@ -86,7 +86,8 @@ def test_clips_are_exact_to_the_sample(shift: tuple[Path, list[ContactRecord]]) 
         samples, rate = soundfile.read(data / clip.path, dtype="int16")
         assert rate == RATE
         assert np.array_equal(samples, speech.render(clip.start_index, clip.samples))
-        assert not clip.truncated and clip.gaps == ()
+        assert not clip.truncated
+        assert clip.gaps == ()
 
 
 def test_events_are_in_their_contacts_and_outside_ones_are_kept(
@@ -97,9 +98,11 @@ def test_events_are_in_their_contacts_and_outside_ones_are_kept(
     kinds = [e.kind for e in first.events]
     assert kinds == ["arrival", "receipt", "red", "departure"]
     receipt = first.events[1]
-    assert receipt.receipt_id == "R-1001" and receipt.data == {"amount": 12.5}
+    assert receipt.receipt_id == "R-1001"
+    assert receipt.data == {"amount": 12.5}
     force = [e for e in contacts[-1].events if e.kind == "seller_long"]
-    assert len(force) == 1 and force[0].t_ns == 500 * NS
+    assert len(force) == 1
+    assert force[0].t_ns == 500 * NS
     store = Store.open(data / STORE_NAME)
     try:
         orphans = store.orphan_events()
@@ -146,7 +149,8 @@ button = "request"
     contacts = simulate(tmp_path, scenario, {"audio": {"ring_s": 100}})
     (contact,) = contacts
     clip = contact.clip
-    assert clip is not None and clip.truncated
+    assert clip is not None
+    assert clip.truncated
     wanted_end = (160 + 3) * RATE
     assert clip.end_index == wanted_end
     assert clip.samples <= 100 * RATE  # only what the ring still held: its newest part
@@ -166,7 +170,8 @@ button = "request"
     (contact,) = simulate(tmp_path, scenario, {"contacts": {"max_duration_s": 120}})
     assert (contact.start_ns, contact.end_ns) == (40 * NS, 160 * NS)
     clip = contact.clip
-    assert clip is not None and not clip.truncated
+    assert clip is not None
+    assert not clip.truncated
     assert (clip.start_index, clip.end_index) == ((40 - 3) * RATE, (160 + 3) * RATE)
 
 
@@ -202,7 +207,8 @@ length = 0.5
 """
     (contact,) = simulate(tmp_path, scenario, {})
     clip = contact.clip
-    assert clip is not None and not clip.truncated
+    assert clip is not None
+    assert not clip.truncated
     assert clip.gaps == ((90 * RATE, 90 * RATE + RATE // 2),)
     samples, _ = soundfile.read(tmp_path / clip.path, dtype="int16")
     offset = 90 * RATE - clip.start_index
@@ -225,7 +231,8 @@ distance_m = 0.5
 """
     contacts = simulate(tmp_path, scenario, {"contacts": {"max_duration_s": 120}})
     (contact,) = contacts
-    assert contact.ended_by == "timeout" and "timeout" in contact.tags
+    assert contact.ended_by == "timeout"
+    assert "timeout" in contact.tags
     assert contact.end_ns - contact.start_ns == 120 * NS
 
 

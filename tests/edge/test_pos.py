@@ -48,7 +48,8 @@ def test_receipt_is_stamped_on_arrival(
     srv, clock, inbox = server
     clock.advance(42.5)
     status, body = post(srv.port, json.dumps({"id": "R-7", "amount": 3.5}).encode())
-    assert status == 202 and body == {"accepted": True, "id": "R-7"}
+    assert status == 202
+    assert body == {"accepted": True, "id": "R-7"}
     receipt = inbox.get(timeout=STALL_S)
     assert receipt.t_ns == clock.now_ns
     assert receipt.receipt_id == "R-7"
@@ -147,7 +148,8 @@ def test_a_staff_name_with_an_unpaired_surrogate_is_refused() -> None:
         status, answer = post(srv.port, b'{"name": "an\\ud800na"}', path="/staff")
     finally:
         srv.stop()
-    assert status == 400 and "name contains an unpaired surrogate" in str(answer["error"])
+    assert status == 400
+    assert "name contains an unpaired surrogate" in str(answer["error"])
     assert inbox.empty()
 
 
@@ -235,7 +237,8 @@ def test_a_body_shorter_than_announced_times_out_with_408(
         answer = closed_by_server(conn, 10)
     assert answer.startswith(b"HTTP/1.0 408"), answer[:100]
     assert b"100 bytes announced" in answer
-    assert inbox.empty() and srv.timed_out == 1
+    assert inbox.empty()
+    assert srv.timed_out == 1
 
 
 def test_a_slow_loris_is_cut_off_by_the_request_deadline(
@@ -271,14 +274,16 @@ def test_connections_over_the_cap_get_503_and_stalled_ones_free_their_place() ->
         status, answer = raw_exchange(
             srv.port, receipt_request("Content-Length: 2\r\n", b"{}"), wait_s=10
         )
-        assert status == 503 and "3 connections" in str(answer["error"])
+        assert status == 503
+        assert "3 connections" in str(answer["error"])
         assert inbox.empty()
         for conn in stalled:  # the deadline drops them; then there is room again
             closed_by_server(conn, 10)
         wait_until(lambda: srv.connections == 0, "stalled connections dropped")
         assert post(srv.port, b'{"id": "R-4"}')[0] == 202
         assert inbox.get(timeout=STALL_S).receipt_id == "R-4"
-        assert srv.refused == 1 and srv.timed_out == 3
+        assert srv.refused == 1
+        assert srv.timed_out == 3
     finally:
         for conn in stalled:
             conn.close()

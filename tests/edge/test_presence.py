@@ -92,7 +92,8 @@ def test_clean_visit_is_backdated_to_the_filtered_change(window: int) -> None:
     ]
     assert not det.present
     assert (det.stats.arrivals, det.stats.departures) == (1, 1)
-    assert det.stats.readings == 400 and det.stats.no_echo == 0
+    assert det.stats.readings == 400
+    assert det.stats.no_echo == 0
 
 
 def test_present_tracks_the_events() -> None:
@@ -314,7 +315,8 @@ def test_customer_who_never_leaves_arrives_once() -> None:
     det = PresenceDetector(cfg())
     rs = readings(piecewise((0, FAR), (10, NEAR)), 3600)
     assert events(det, rs) == [Arrival(at(10) + lag(5))]
-    assert det.present and det.stats.readings == 36_000
+    assert det.present
+    assert det.stats.readings == 36_000
 
 
 @pytest.mark.parametrize("gap_s", [2.0, 5.0])
@@ -408,4 +410,5 @@ def test_events_alternate_in_time_order(
         kinds.count(Departure),
     )
     invalid = [r for r in rs if r.meters is None or not 0.02 <= r.meters <= 4.5]
-    assert det.stats.readings == len(rs) and det.stats.no_echo == len(invalid)
+    assert det.stats.readings == len(rs)
+    assert det.stats.no_echo == len(invalid)

@@ -245,9 +245,12 @@ def test_backoff_grows_is_capped_and_jittered_within_bounds() -> None:
     lo, hi = 0.5, 30.0
     low = [backoff_delay(a, lo, hi, lambda: 0.0) for a in range(12)]
     high = [backoff_delay(a, lo, hi, lambda: 0.999999) for a in range(12)]
-    assert low == sorted(low) and high == sorted(high)  # never shrinks
-    assert low[0] == lo and high[3] > high[2] > high[1] > high[0]  # grows
-    assert max(high) <= hi and high[-1] == pytest.approx(hi)  # capped
+    assert low == sorted(low)
+    assert high == sorted(high)
+    assert low[0] == lo
+    assert high[3] > high[2] > high[1] > high[0]
+    assert max(high) <= hi
+    assert high[-1] == pytest.approx(hi)
     rng = random.Random(7)
     for attempt in range(40):
         delays = {backoff_delay(attempt, lo, hi, rng.random) for _ in range(50)}
@@ -290,7 +293,8 @@ def test_password_comes_from_its_file_and_is_never_shown(tmp_path: Path) -> None
     secret.write_text("s3cret-value\n")
     link = resolve(MqttSection(username="dev", password_file=str(secret)))
     assert link.password == "s3cret-value"
-    assert "s3cret" not in repr(link) and "s3cret" not in str(link)
+    assert "s3cret" not in repr(link)
+    assert "s3cret" not in str(link)
     missing = tmp_path / "nope"
     with pytest.raises(LinkConfigError, match=r"mqtt\.password_file: .*nope") as err:
         resolve(MqttSection(username="dev", password_file=str(missing)))
@@ -323,7 +327,9 @@ def test_rows_leave_in_seq_order_on_their_topics(rig: Rig, broker: LocalBroker) 
         assert json.loads(msg.payload) == row.payload
     assert sorted(acked) == [r.seq for r in rows]
     assert rig.store.outbox.depth() == 0
-    assert pub.stats.published == 4 and pub.stats.acked == 4 and pub.stats.failed == 0
+    assert pub.stats.published == 4
+    assert pub.stats.acked == 4
+    assert pub.stats.failed == 0
 
 
 def test_nothing_is_marked_before_the_puback(rig: Rig, broker: LocalBroker) -> None:
@@ -344,7 +350,9 @@ def test_nothing_is_marked_before_the_puback(rig: Rig, broker: LocalBroker) -> N
         seqs = [r.seq for r in rig.store.outbox.pending()]
         pub.notify()
         wait_until(lambda: pub.stats.published == 3, "3 publishes on the wire")
-        assert acked == [] and rig.store.outbox.depth() == 3 and pub.stats.inflight == 3
+        assert acked == []
+        assert rig.store.outbox.depth() == 3
+        assert pub.stats.inflight == 3
     finally:
         os.kill(process.pid, signal.SIGCONT)
     assert drained(pub)
@@ -356,7 +364,8 @@ def test_broker_down_at_start_then_up(rig: Rig, broker: LocalBroker) -> None:
     save_event(rig.store, orphan(1))
     pub = rig.publisher(broker.url)
     wait_until(lambda: "cannot reach" in pub.stats.last_error, "a failed connection attempt")
-    assert rig.store.outbox.depth() == 1 and not pub.connected
+    assert rig.store.outbox.depth() == 1
+    assert not pub.connected
     broker.start()
     assert drained(pub)
     assert pub.stats.acked == 1
@@ -374,11 +383,14 @@ def test_clip_travels_in_chunks_that_reassemble(rig: Rig, broker: LocalBroker) -
     parts = sorted((frame(m.payload) for m in sink.on("clip")), key=lambda p: p[0]["seq"])
     assert [h["seq"] for h, _ in parts] == list(range(total))
     body = b"".join(data for _, data in parts)
-    assert hashlib.sha256(body).hexdigest() == clip.sha256 and len(body) == clip.bytes
+    assert hashlib.sha256(body).hexdigest() == clip.sha256
+    assert len(body) == clip.bytes
     for header, data in parts:
         assert header["msg_id"] == f"{clip.contact_id}.{header['seq']}"
-        assert header["offset"] == header["seq"] * 1024 and header["size"] == len(data)
-        assert header["total"] == total and header["clip_bytes"] == 5000
+        assert header["offset"] == header["seq"] * 1024
+        assert header["size"] == len(data)
+        assert header["total"] == total
+        assert header["clip_bytes"] == 5000
         assert header["chunk_sha256"] == hashlib.sha256(data).hexdigest()
         assert (header["device"], header["site"], header["clip_id"]) == (
             DEVICE,
@@ -408,7 +420,8 @@ def test_broker_restart_mid_clip_loses_nothing(rig: Rig, broker: LocalBroker) ->
         "every chunk and the event after the clip",
     )
     assert len(sink.on("contact")) >= 1
-    assert pub.stats.reconnects >= 1 and rig.store.outbox.depth() == 0
+    assert pub.stats.reconnects >= 1
+    assert rig.store.outbox.depth() == 0
 
 
 def test_retained_status_online_on_connect(rig: Rig, broker: LocalBroker) -> None:
@@ -422,9 +435,12 @@ def test_retained_status_online_on_connect(rig: Rig, broker: LocalBroker) -> Non
     payload = status_of(msg)
     assert (payload["kind"], payload["device"], payload["site"]) == ("status", DEVICE, SITE)
     status = payload["status"]
-    assert status["online"] is True and status["version"] == "9.9.9"
-    assert status["outbox_depth"] == 1 and status["free_disk_bytes"] == 123_456_789
-    assert status["clock_synced"] is False and status["boot_id"] == rig.clock.boot_id()
+    assert status["online"] is True
+    assert status["version"] == "9.9.9"
+    assert status["outbox_depth"] == 1
+    assert status["free_disk_bytes"] == 123_456_789
+    assert status["clock_synced"] is False
+    assert status["boot_id"] == rig.clock.boot_id()
 
 
 def test_last_will_says_offline_when_the_link_dies(rig: Rig, broker: LocalBroker) -> None:
@@ -462,7 +478,8 @@ def test_mqtt311_mode_delivers_rows_and_status(rig: Rig, broker: LocalBroker) ->
     sink.wait_for(
         lambda ms: len(sink.on("clip")) == 2 and bool(sink.on("status")), "clip and status"
     )
-    assert len(sink.on("contact")) == 1 and rig.store.outbox.depth() == 0
+    assert len(sink.on("contact")) == 1
+    assert rig.store.outbox.depth() == 0
 
 
 def test_resend_request_republishes_those_chunks_only(rig: Rig, broker: LocalBroker) -> None:
@@ -486,7 +503,8 @@ def test_resend_request_republishes_those_chunks_only(rig: Rig, broker: LocalBro
     assert len(again) == 2  # the rejected requests, handled before, sent nothing
     assert sorted(frame(m.payload)[0]["seq"] for m in again) == [0, 2]
     assert all(m.payload == first[frame(m.payload)[0]["seq"]] for m in again)
-    assert pub.stats.resends == 1 and pub.stats.resends_rejected == 3
+    assert pub.stats.resends == 1
+    assert pub.stats.resends_rejected == 3
 
 
 def test_resend_request_as_ranges_from_a_newer_sink(rig: Rig, broker: LocalBroker) -> None:
@@ -510,7 +528,8 @@ def test_resend_request_as_ranges_from_a_newer_sink(rig: Rig, broker: LocalBroke
     sink.wait_for(lambda ms: len(sink.on("clip")) >= 8, "3 resent chunks")
     again = sink.on("clip")[5:]
     assert sorted(frame(m.payload)[0]["seq"] for m in again) == [0, 2, 3]
-    assert pub.stats.resends == 1 and pub.stats.resends_rejected == 4
+    assert pub.stats.resends == 1
+    assert pub.stats.resends_rejected == 4
 
 
 def test_refused_puback_leaves_the_row_unsent(rig: Rig, tmp_path: Path) -> None:
@@ -549,7 +568,8 @@ def test_missing_or_escaping_clip_does_not_block_the_queue(
     pub = rig.publisher(broker.url)
     assert drained(pub)
     sink.wait_for(lambda ms: len(sink.on("event")) == 1, "the event after the clips")
-    assert len(sink.on("contact")) == 2 and sink.on("clip") == []
+    assert len(sink.on("contact")) == 2
+    assert sink.on("clip") == []
     assert pub.stats.clips_missing == 2
 
 

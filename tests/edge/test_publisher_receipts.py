@@ -105,11 +105,13 @@ def test_rows_wait_for_their_receipt_and_go_again_once_the_sink_passed_them(
     confirm(sink, receipt([rows["event"]], []))
     wait_until(lambda: copies(sink, "contact")() >= 2, "the contact sent again")
     wait_until(lambda: copies(sink, "clip")() >= 6, "the whole clip sent again")
-    assert pub.stats.rows_resent >= 2 and pub.stats.rows_sent == 3
+    assert pub.stats.rows_resent >= 2
+    assert pub.stats.rows_sent == 3
     confirm(sink, receipt([rows["contact"]], [clip.contact_id]))
     wait_until(lambda: device.store.outbox.undelivered() == 0, "the receipts noted")
     wait_until(lambda: pub.stats.awaiting == 0, "nothing waiting")
-    assert pub.stats.rows_delivered == 3 and pub.stats.receipts == 2
+    assert pub.stats.rows_delivered == 3
+    assert pub.stats.receipts == 2
     seen = {kind: copies(sink, kind)() for kind in ("contact", "clip")}
     # later rows: the first goes again once the second is confirmed; by then the confirmed
     # contact and clip would have gone again too, had they been still waiting
@@ -131,7 +133,8 @@ def test_a_sink_without_receipts_costs_bounded_resends_and_says_so(
     # no receipt ever: late, held (the broker has it; copies would only queue up), and said
     wait_until(lambda: bool(device.alarms), "the 'undelivered' alarm")
     [(kind, detail)] = device.alarms
-    assert kind == "undelivered" and "none came for" in detail
+    assert kind == "undelivered"
+    assert "none came for" in detail
     assert "older than delivery receipts" in detail
     stats = pub.stats
     assert (stats.rows_sent, stats.rows_resent, stats.awaiting, stats.held) == (1, 0, 1, 1)
@@ -180,7 +183,8 @@ def test_rows_that_take_no_receipt_are_delivered_on_their_puback(
     wait_until(lambda: device.store.outbox.undelivered() == 1, "clip and route delivered")
     [waiting] = device.store.outbox.awaiting()
     assert waiting.kind == "contact"  # only the contact waits for the sink
-    assert pub.stats.clips_missing == 1 and pub.stats.rows_delivered == 2
+    assert pub.stats.clips_missing == 1
+    assert pub.stats.rows_delivered == 2
 
 
 def test_without_receipts_the_puback_delivers_as_before(
@@ -193,7 +197,8 @@ def test_without_receipts_the_puback_delivers_as_before(
     sink = device.sink(broker.port)
     pub = device.start(broker.url, delivery_receipts=False)
     wait_until(lambda: device.store.outbox.undelivered() == 0, "everything delivered")
-    assert pub.stats.rows_delivered == pub.stats.rows_sent == 3 and pub.stats.awaiting == 0
+    assert pub.stats.rows_delivered == pub.stats.rows_sent == 3
+    assert pub.stats.awaiting == 0
     pub.refresh_status()
     sink.wait_for(
         lambda ms: any(
@@ -215,7 +220,8 @@ def test_a_bad_receipt_is_ignored_and_counted(device: Device, broker: LocalBroke
     confirm(sink, b"not json")
     confirm(sink, receipt([row.msg_id], [], device="cp-0002"))  # someone else's
     wait_until(lambda: pub.stats.receipts_rejected == 2, "both refused")
-    assert device.store.outbox.undelivered() == 1 and "cp-0002" in pub.stats.last_error
+    assert device.store.outbox.undelivered() == 1
+    assert "cp-0002" in pub.stats.last_error
     confirm(sink, receipt([row.msg_id], []))
     wait_until(lambda: device.store.outbox.undelivered() == 0, "the good one noted")
 
@@ -237,7 +243,8 @@ def test_rows_a_previous_run_left_waiting_are_tracked_again(
         return {json.loads(m.payload)["msg_id"] for m in sink.on("event")}
 
     wait_until(lambda: second.msg_id in sent(), "the second sent again")
-    assert sent() == {second.msg_id, third.msg_id} and pub.stats.rows_resent == 1
+    assert sent() == {second.msg_id, third.msg_id}
+    assert pub.stats.rows_resent == 1
     confirm(sink, receipt([second.msg_id], []))
     wait_until(lambda: device.store.outbox.undelivered() == 0, "the receipts noted")
 
@@ -257,4 +264,5 @@ def test_a_run_that_waits_for_receipts_fails_clearly_without_a_sink(
         )  # fmt: skip
     assert "waiting for the sink's receipt, kept for the next run" in str(err.value)
     with Store.open(data / STORE_NAME) as store:
-        assert store.outbox.depth() == 0 and store.outbox.undelivered() > 0
+        assert store.outbox.depth() == 0
+        assert store.outbox.undelivered() > 0

@@ -306,13 +306,15 @@ def test_telegram_uploads_negative_contacts_with_their_clip_and_nothing_else(
     assert call.method == "sendAudio"
     assert call.fields["chat_id"] == "42"
     assert call.file_bytes == (data / negative.clip.path).read_bytes()  # type: ignore[union-attr]
-    assert call.file_name is not None and call.file_name.endswith(f"_{negative.id}.wav")
+    assert call.file_name is not None
+    assert call.file_name.endswith(f"_{negative.id}.wav")
     caption = call.fields["caption"]
     assert "[site-1/cp-0001] negative, not_positive" in caption
     assert "Staff: anna" in caption
     assert store.routes.open_rows() == []
     assert store.routes.counts()["quality"].done == 1
-    assert TOKEN not in repr(route) and TOKEN not in repr(route.__dict__)
+    assert TOKEN not in repr(route)
+    assert TOKEN not in repr(route.__dict__)
 
 
 def test_telegram_429_is_obeyed_to_the_second(store: Store, data: Path, token_file: str) -> None:
@@ -326,10 +328,12 @@ def test_telegram_429_is_obeyed_to_the_second(store: Store, data: Path, token_fi
         due = w.step()
         assert due == pytest.approx(clock.t + 7)  # retry_after, not the 2 s backoff
         [row] = store.routes.open_rows()
-        assert row.attempts == 1 and "429" in row.last_error
+        assert row.attempts == 1
+        assert "429" in row.last_error
         clock.t += 6.9
         assert w.step() == due  # too early: nothing is sent
-        assert api.calls == [] and api.throttle == []
+        assert api.calls == []
+        assert api.throttle == []
         assert due is not None
         clock.t = due
         w.step()
@@ -376,11 +380,14 @@ def test_telegram_400_becomes_a_dead_letter_and_the_queue_moves_on(
         api.known_chats.add("42")
         pump(w, clock)
     [dead] = store.routes.failed_rows()
-    assert dead.ref == first.id and "chat not found" in dead.last_error
+    assert dead.ref == first.id
+    assert "chat not found" in dead.last_error
     assert TOKEN not in dead.last_error
     [call] = api.calls
-    assert call.file_name is not None and call.file_name.endswith(f"_{second.id}.wav")
-    assert w.stats.refused == 1 and w.stats.delivered == 1
+    assert call.file_name is not None
+    assert call.file_name.endswith(f"_{second.id}.wav")
+    assert w.stats.refused == 1
+    assert w.stats.delivered == 1
 
 
 def test_telegram_sends_a_link_for_a_clip_over_the_upload_limit(
@@ -434,7 +441,8 @@ def test_webhook_posts_signed_json_with_a_delivery_id(
     assert receiver.bad_signatures == 0
     [(delivery, body)] = receiver.posts
     assert body["delivery_id"] == delivery
-    assert body["kind"] == "contact" and body["contact"]["id"] == negative.id
+    assert body["kind"] == "contact"
+    assert body["contact"]["id"] == negative.id
     assert body["contact"]["tags"] == ["negative"]
     assert (body["device"], body["site"]) == ("cp-0001", "site-1")
 
@@ -458,10 +466,12 @@ def test_webhook_absent_is_retried_with_growing_backoff_until_it_comes_back(
         clock.t = due
     assert delays == pytest.approx([2.0, 4.0, 8.0, 16.0], rel=0.01)
     [row] = store.routes.open_rows()
-    assert row.attempts == 4 and "cannot reach" in row.last_error
+    assert row.attempts == 4
+    assert "cannot reach" in row.last_error
     with webhook_receiver(KEY, port) as (_, receiver):
         w.step()
-    assert len(receiver.posts) == 1 and store.routes.depth() == 0
+    assert len(receiver.posts) == 1
+    assert store.routes.depth() == 0
 
 
 class _Killed(BaseException):
@@ -547,7 +557,8 @@ def test_ftp_uploads_every_contact_atomically_into_its_day_directory(
         [wav] = [n for n in names if n.endswith(f"_{record.id}.wav")]
         assert (day / wav).read_bytes() == (data / record.clip.path).read_bytes()  # type: ignore[union-attr]
         meta = json.loads((day / wav.replace(".wav", ".json")).read_text())
-        assert meta["contact"]["id"] == record.id and meta["delivery_id"]
+        assert meta["contact"]["id"] == record.id
+        assert meta["delivery_id"]
     assert store.routes.depth() == 0
 
 
@@ -590,14 +601,16 @@ def test_email_carries_the_clip_and_the_delivery_id(store: Store, data: Path) ->
     [(rcpt, msg)] = box.messages
     assert rcpt == ["quality@shop.example", "boss@shop.example"]
     assert msg["Subject"] == "[site-1/cp-0001] negative, not_positive"
-    assert store.routes.depth() == 0 and store.routes.failed_rows() == []
+    assert store.routes.depth() == 0
+    assert store.routes.failed_rows() == []
     delivery = msg["X-Contactpoint-Delivery"]
     assert msg["Message-ID"] == f"<{delivery}@shop.example>"
     [attachment] = list(msg.iter_attachments())
     assert attachment.get_content_type() == "audio/wav"
     assert attachment.get_content() == (data / negative.clip.path).read_bytes()  # type: ignore[union-attr]
     body = msg.get_body(("plain",))
-    assert body is not None and "Clip:" not in body.get_content()  # attached, not linked
+    assert body is not None
+    assert "Clip:" not in body.get_content()
     assert f"Delivery {delivery}" in body.get_content()
 
 
@@ -649,7 +662,8 @@ def test_the_runner_delivers_every_destination_on_its_own_thread(
             assert runner.drain(10.0)
         finally:
             runner.stop()
-    assert len(api.calls) == 1 and len(receiver.unique) == 2
+    assert len(api.calls) == 1
+    assert len(receiver.unique) == 2
     assert {name: s.delivered for name, s in runner.stats().items()} == {"quality": 1, "central": 2}
     assert isinstance(runner.workers[0].route, Telegram)
     assert isinstance(runner.workers[1].route, Webhook)
@@ -662,7 +676,8 @@ def test_route_topics_are_spelled_once_and_ignored_by_the_sink(data: Path) -> No
     message = wire.route_message(
         "managers", "contact", record.id, wire.contact_json(record), device="cp-0001", site="site-1"
     )
-    assert message.kind == "route" and message.payload["route"] == "managers"
+    assert message.kind == "route"
+    assert message.payload["route"] == "managers"
     topic = wire.route_topic("site-1", "cp-0001", "managers")
     assert topic == "contactpoint/v1/site-1/cp-0001/route/managers"
     parsed = sink_wire.parse(topic, wire.encode_json(message.payload))

@@ -59,11 +59,14 @@ def test_a_shift_is_routed_by_tag_to_telegram_webhook_and_mqtt(
         sink.close()
     with Store.open(data / STORE_NAME) as store:
         contacts = store.contacts()
-    assert len(contacts) == 6 and summary.routes_open == 0 and summary.outbox_depth == 0
+    assert len(contacts) == 6
+    assert summary.routes_open == 0
+    assert summary.outbox_depth == 0
     by_tag = {tag: [c.id for c in contacts if tag in c.tags] for tag in ("negative", "request")}
     # Telegram: the one negative contact, with its clip
     [call] = api.calls
-    assert call.method == "sendAudio" and call.file_name is not None
+    assert call.method == "sendAudio"
+    assert call.file_name is not None
     assert call.file_name.endswith(f"_{by_tag['negative'][0]}.wav")
     # the webhook: every contact, once each
     assert sorted(body["contact"]["id"] for body in receiver.unique.values()) == sorted(
@@ -96,7 +99,8 @@ def test_a_destination_that_is_away_keeps_the_shift_queued_and_the_cli_shows_it(
     [line] = capsys.readouterr().out.splitlines()
     report = json.loads(line)
     assert (report["destination"], report["waiting"], report["delivered"]) == ("central", 6, 0)
-    assert report["next"]["attempts"] == 1 and "cannot reach" in report["next"]["last_error"]
+    assert report["next"]["attempts"] == 1
+    assert "cannot reach" in report["next"]["last_error"]
     # the destination is back: a new start delivers what the last run kept, each once
     cfg = load_config(config)
     with webhook_receiver(KEY, port) as (_, receiver), Store.open(data / STORE_NAME) as store:

@@ -56,7 +56,8 @@ def test_the_till_hooks_and_the_core_loop_of_an_assembled_device(tmp_path: Path)
     )
     with runtime:
         assert built == [runtime.core]  # the core, handed over once it is built
-        assert runtime.publisher is None and runtime.till is None  # nothing runs before start
+        assert runtime.publisher is None
+        assert runtime.till is None
         runtime.start()
         till = runtime.till
         assert till is not None

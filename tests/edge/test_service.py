@@ -147,7 +147,8 @@ def test_edge_watchdog_pings_stop_while_audio_capture_stalls(
         if texts[i].startswith("STATUS=") and i not in stalled
     )
     assert "WATCHDOG=1" not in texts[first:back], texts  # held while capture stalled
-    assert "WATCHDOG=1" in texts[:first] and "WATCHDOG=1" in texts[back:], texts
+    assert "WATCHDOG=1" in texts[:first], texts
+    assert "WATCHDOG=1" in texts[back:], texts
     when = dict(enumerate(t for t, _ in notify.messages))
     assert when[back] - when[first] >= 1.0  # a 3 s stall: at least two pings were withheld
 
@@ -180,7 +181,9 @@ def test_sink_is_ready_pings_and_says_it_stops(
 
 def test_without_notify_socket_nothing_is_sent() -> None:
     notifier = Notifier({})
-    assert not notifier.enabled and not notifier.ready("x") and notifier.sent == []
+    assert not notifier.enabled
+    assert not notifier.ready("x")
+    assert notifier.sent == []
 
 
 def test_notifier_sends_to_the_socket_it_was_given(notify: NotifySocket) -> None:
@@ -195,7 +198,8 @@ def test_watchdog_interval_is_half_the_timeout_for_this_process_only() -> None:
     assert watchdog_interval_s({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"}) is None
     mine = {"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": str(os.getpid())}
     assert watchdog_interval_s(mine) == 1.5
-    assert watchdog_interval_s({}) is None and watchdog_interval_s({"WATCHDOG_USEC": "x"}) is None
+    assert watchdog_interval_s({}) is None
+    assert watchdog_interval_s({"WATCHDOG_USEC": "x"}) is None
 
 
 def test_stderr_is_the_journal_only_when_journal_stream_names_it(tmp_path: Path) -> None:
@@ -232,6 +236,8 @@ def test_journal_entries_carry_structured_fields_and_no_timestamp_of_ours() -> N
         "edge.app: device microphone failed: gone",
         "edge.app: contact c1 saved",
     ]
-    assert sent[0]["FAULT"] == "microphone" and sent[0]["DEVICE"] == "till-3"
-    assert sent[0]["PRIORITY"] == "4" and sent[1]["CONTACT_ID"] == "c1"
+    assert sent[0]["FAULT"] == "microphone"
+    assert sent[0]["DEVICE"] == "till-3"
+    assert sent[0]["PRIORITY"] == "4"
+    assert sent[1]["CONTACT_ID"] == "c1"
     assert all(e["SYSLOG_IDENTIFIER"] == "contactpoint" for e in sent)

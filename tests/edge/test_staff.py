@@ -86,8 +86,10 @@ def test_dst_spring_forward_night_is_an_hour_shorter() -> None:
     start = at("2026-03-28T22:00:00+01:00")
     end = at("2026-03-29T06:00:00+02:00")
     assert (end - start) // NS == 7 * 3600
-    assert WEEK.on_duty(start - NS) is None and WEEK.on_duty(start) == "night"
-    assert WEEK.on_duty(end - NS) == "night" and WEEK.on_duty(end) is None
+    assert WEEK.on_duty(start - NS) is None
+    assert WEEK.on_duty(start) == "night"
+    assert WEEK.on_duty(end - NS) == "night"
+    assert WEEK.on_duty(end) is None
     assert WEEK.on_duty(at("2026-03-29T01:30:00+00:00")) == "night"  # 03:30 CEST
 
 
@@ -96,7 +98,8 @@ def test_dst_fall_back_night_is_an_hour_longer() -> None:
     start = at("2026-10-24T22:00:00+02:00")
     end = at("2026-10-25T06:00:00+01:00")
     assert (end - start) // NS == 9 * 3600
-    assert WEEK.on_duty(end - NS) == "night" and WEEK.on_duty(end) is None
+    assert WEEK.on_duty(end - NS) == "night"
+    assert WEEK.on_duty(end) is None
     assert WEEK.on_duty(at("2026-10-25T02:30:00+02:00")) == "night"  # first 02:30
     assert WEEK.on_duty(at("2026-10-25T02:30:00+01:00")) == "night"  # second 02:30
 
@@ -166,7 +169,8 @@ def test_prune_keeps_the_call_still_in_force() -> None:
         roster.call(name, (i + 1) * 100 * NS)
     roster.prune(250 * NS)
     assert len(roster) == 2
-    assert roster.staff_at(260 * NS) == "b" and roster.staff_at(300 * NS) == "c"
+    assert roster.staff_at(260 * NS) == "b"
+    assert roster.staff_at(300 * NS) == "c"
 
 
 # --- the config --------------------------------------------------------------------------------
@@ -228,7 +232,8 @@ def test_config_builds_the_schedule_and_refuses_mistakes_clearly() -> None:
     message = config_error(
         {"shifts": [{"name": "a", "days": ["mon"], "from": "8:00", "to": "9:00"}]}
     )
-    assert "staff.shifts[0]" in message and "'8:00' is not a time of day" in message
+    assert "staff.shifts[0]" in message
+    assert "'8:00' is not a time of day" in message
     message = config_error(
         {"shifts": [{"name": "a", "days": ["mon"], "from": "08:00", "to": "25:00"}]}
     )
@@ -244,7 +249,8 @@ def test_config_builds_the_schedule_and_refuses_mistakes_clearly() -> None:
     message = config_error(
         {"shifts": [{"name": "a", "days": ["mo"], "from": "09:00", "to": "10:00"}]}
     )
-    assert "staff.shifts[0].days[0]" in message and "'mon'" in message
+    assert "staff.shifts[0].days[0]" in message
+    assert "'mon'" in message
     message = config_error({"timezone": "Europe/Atlantis"})
     assert "staff.timezone (got 'Europe/Atlantis'): not an IANA time zone" in message
 
@@ -310,8 +316,10 @@ def test_bad_staff_calls_get_400_naming_the_field(
 ) -> None:
     server, _, inbox = till
     status, answer = request(server.port, "POST", body)
-    assert status == 400 and needle in str(answer["error"])
-    assert inbox.empty() and server.rejected == 1
+    assert status == 400
+    assert needle in str(answer["error"])
+    assert inbox.empty()
+    assert server.rejected == 1
 
 
 def test_without_a_staff_handler_the_path_does_not_exist() -> None:

@@ -158,7 +158,8 @@ def test_full_contact_and_orphan_event_round_trip(store: Store) -> None:
     [back] = store.contacts()
     assert back == by_time(rec)
     assert back.tags == ("silent", "not_positive", "force_majeure")  # the order given
-    assert back.clip is not None and back.clip.missing_samples == 801
+    assert back.clip is not None
+    assert back.clip.missing_samples == 801
     assert store.orphan_events() == [orphan]
 
 
@@ -361,7 +362,8 @@ def test_clean_keeps_what_the_store_can_hold_and_says_what_it_changed(store: Sto
     assert store.contacts() == [by_time(clean)]
     assert clean_contact(clean) == (clean, [])  # a sound record is left as it is
     orphan, changes = clean_event(replace(rec.events[1], contact_id=None))
-    assert orphan.data == receipt.data and len(changes) == 4
+    assert orphan.data == receipt.data
+    assert len(changes) == 4
 
 
 def test_an_event_naming_an_unknown_contact_breaks_the_foreign_key(store: Store) -> None:
@@ -542,7 +544,8 @@ def test_a_failing_migration_is_rolled_back_alone(db_path: Path) -> None:
             migrate(db, db_path, (*MIGRATIONS, good, bad))
         assert schema_version(db) == n + 1
         columns = {c.name for c in db.get_columns("contacts")}
-        assert "note" in columns and "other" not in columns
+        assert "note" in columns
+        assert "other" not in columns
     finally:
         db.close()
 

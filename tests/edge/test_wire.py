@@ -25,14 +25,16 @@ def golden(name: str) -> dict[str, Any]:
 
 
 def without_id(payload: Mapping[str, Any]) -> dict[str, Any]:
-    assert len(payload["msg_id"]) == 32 and int(payload["msg_id"], 16) >= 0
+    assert len(payload["msg_id"]) == 32
+    assert int(payload["msg_id"], 16) >= 0
     return {k: v for k, v in payload.items() if k != "msg_id"}
 
 
 def test_contact_payload_is_golden() -> None:
     message = wire.contact_message(CONTACT, DEVICE, SITE)
     assert without_id(message.payload) == without_id(golden("contact.json"))
-    assert message.kind == "contact" and message.ref == CONTACT.id
+    assert message.kind == "contact"
+    assert message.ref == CONTACT.id
     assert message.msg_id == message.payload["msg_id"]
 
 
@@ -79,7 +81,8 @@ def test_chunk_frame_is_golden_and_self_describing() -> None:
     body = frame[8 + length :]
     assert body == CHUNK_DATA
     assert header["chunk_sha256"] == hashlib.sha256(CHUNK_DATA).hexdigest()
-    assert header["msg_id"] == f"{CLIP.contact_id}.1" and header["size"] == len(CHUNK_DATA)
+    assert header["msg_id"] == f"{CLIP.contact_id}.1"
+    assert header["size"] == len(CHUNK_DATA)
 
 
 def test_topics_and_times() -> None:
@@ -130,7 +133,8 @@ def test_contact_flags_are_optional_keys_a_sink_accepts() -> None:
     assert (body["clip"], body["clip_missing"], body["clock_stepped"]) == (None, "disk_full", True)
     parsed = sink_wire.parse(wire.topic(SITE, DEVICE, "contact"), wire.encode_json(message.payload))
     assert isinstance(parsed, sink_wire.Message), parsed
-    assert isinstance(parsed.body, sink_wire.Contact) and parsed.body.id == CONTACT.id
+    assert isinstance(parsed.body, sink_wire.Contact)
+    assert parsed.body.id == CONTACT.id
 
 
 # --- delivery receipts (sink -> device) ------------------------------------------------------

@@ -580,7 +580,7 @@ def sink_kill_cycles(
     def device() -> None:
         try:
             run_simulation(cfg, scenario, edge_data / "s.toml", edge_data, broker=broker.url)
-        except BaseException as exc:  # reported by the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's thread
             failure.append(exc)
 
     started = time.monotonic()
@@ -698,7 +698,7 @@ def broker_kill_cycles(
                 cfg, scenario, work / "shift.toml", data, realtime=True, speed=speed,
                 broker=broker.url, drain_timeout_s=timeout_s, until_delivered=True,
             )  # fmt: skip
-        except BaseException as exc:  # reported by the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's thread
             failure.append(exc)
         finally:
             done.set()
@@ -734,6 +734,7 @@ def broker_kill_cycles(
         )
     final = edge_snapshot(data)
     assert final.integrity == "ok", final.integrity
-    assert awaiting_readonly(store) == 0 and final.sent.keys() == final.seqs
+    assert awaiting_readonly(store) == 0
+    assert final.sent.keys() == final.seqs
     figures.seconds = time.monotonic() - started
     return figures

@@ -101,7 +101,8 @@ def test_microphone_gone_mid_run_contacts_are_saved_after_a_bounded_wait(
         assert saved_at[c.id] <= c.end_ns + bound_ns + (held_ns if c.mode == "window" else 0)
         assert c.clip is None or c.clip.truncated
     later = [c for c in contacts(tmp_path) if c.start_ns > BACK + 10 * NS]
-    assert later and all(c.clip is not None and not c.clip.truncated for c in later)
+    assert later
+    assert all(c.clip is not None and not c.clip.truncated for c in later)
     assert cores[0].health.count("audio_stalled") >= len(waited)
     assert summary.contacts == len(contacts(tmp_path))
 
@@ -167,5 +168,6 @@ def test_microphone_missing_at_start_on_real_drivers(
         daemon.join(30)
     assert result, "the daemon did not stop"
     (contact,) = contacts(tmp_path)
-    assert contact.clip is None and contact.ended_by == "window"
+    assert contact.clip is None
+    assert contact.ended_by == "window"
     assert result[0].health.faults.get("microphone")

@@ -107,7 +107,8 @@ def test_a_budget_smaller_than_a_shift_keeps_every_contact_and_says_so(tmp_path:
     cores: list[Core] = []
     cfg = config(storage={"max_bytes": 6_000_000, "delete_undelivered": True})
     summary = run_simulation(cfg, SHIFT, tmp_path / "s.toml", tmp_path, core_hook=cores.append)
-    assert summary.contacts == 13 and summary.clips == 13  # every contact, recorded with audio
+    assert summary.contacts == 13
+    assert summary.clips == 13
     health = cores[0].health
     deleted = health.count("clips_deleted_undelivered")
     assert deleted >= 5  # nothing was delivered (no broker): undelivered ones had to go
@@ -156,7 +157,8 @@ def test_enospc_on_clips_never_stops_capture_nor_loses_a_contact(
         cfg, SHIFT, tmp_path / "s.toml", tmp_path, broker=broker.url, core_hook=cores.append
     )
     health = cores[0].health
-    assert disk.refused >= 1 and health.count("disk_full") >= 1
+    assert disk.refused >= 1
+    assert health.count("disk_full") >= 1
     assert summary.contacts == 13  # no contact lost; the daemon ran to the end
     if undelivered:  # space was made (delivered clips first, then the oldest others)
         assert summary.clips == 13
@@ -187,7 +189,8 @@ def test_a_full_disk_under_the_store_delays_contacts_but_loses_none(tmp_path: Pa
 
     cores: list[Core] = []
     summary = run_simulation(config(), SHIFT, tmp_path / "s.toml", tmp_path, core_hook=hook)
-    assert summary.contacts == 13 and cores[0].unsaved == 0
+    assert summary.contacts == 13
+    assert cores[0].unsaved == 0
     assert cores[0].health.count("save_failed") >= 1
     assert cores[0].health.count("disk_full") >= 1
 
@@ -213,7 +216,8 @@ def flagged_and_clipped(data: Path) -> tuple[list[ContactRecord], list[ContactRe
         assert payloads[c.id]["clip"] is None
         assert payloads[c.id]["clip_missing"] == "disk_full"  # on the wire too
     for c in clipped:
-        assert c.clip_missing is None and "clip_missing" not in payloads[c.id]
+        assert c.clip_missing is None
+        assert "clip_missing" not in payloads[c.id]
     assert broken_clips(data, {c.id: c.clip for c in clipped}) == []
     return flagged, clipped
 
@@ -242,9 +246,11 @@ def test_a_real_full_disk_keeps_capture_and_contacts_and_clips_resume_with_room(
             at_step=free_half_way,
         )
         assert not filler.exists()
-        assert summary.contacts == 13 and summary.outbox_depth == 0  # all kept, all delivered
+        assert summary.contacts == 13
+        assert summary.outbox_depth == 0
         flagged, clipped = flagged_and_clipped(data)
-        assert len(flagged) >= 3 and len(clipped) >= 3  # a full disk first, clips after
+        assert len(flagged) >= 3
+        assert len(clipped) >= 3
         assert summary.clips == len(clipped)
         assert list((data / "clips").glob("*.partial")) == []
         health = cores[0].health
@@ -351,7 +357,8 @@ def check_orphans_waited_and_were_saved(seen: dict[str, Any]) -> None:
     assert seen["still_full"] == {"stored": ["R-before"], "waiting": 2}
     after = seen["after"]
     assert after["stored"] == ["R-before", "R-full-1", "R-full-2"]  # in order, none lost
-    assert after["waiting"] == 0 and after["saved"] == 3
+    assert after["waiting"] == 0
+    assert after["saved"] == 3
     assert after["outbox"] == after["orphans"]  # each with its event message
     assert seen["health"]["save_failed"] >= 2
 
@@ -365,7 +372,7 @@ def fill_up(directory: Path) -> Callable[[Path], None]:
             while True:
                 os.write(fd, b"\0" * 65536)  # the last one short, then ENOSPC
         except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
+            assert exc.errno == errno.ENOSPC, exc  # noqa: PT017
         finally:
             os.close(fd)
 

@@ -69,7 +69,8 @@ def test_health_fields_are_golden_and_optional() -> None:
     assert {k: v for k, v in with_health.items() if k != "msg_id"} == {
         k: v for k, v in expected.items() if k != "msg_id"
     }
-    assert "alarms" not in plain["status"] and "faults" not in plain["status"]
+    assert "alarms" not in plain["status"]
+    assert "faults" not in plain["status"]
     assert status(Health().snapshot())["status"].keys() == plain["status"].keys()
 
 
@@ -78,17 +79,20 @@ def test_the_sink_parses_health_and_rejects_a_malformed_one() -> None:
     payload["status"].update(golden("status_health.json"))
     topic = f"contactpoint/v1/{SITE}/{DEVICE}/status"
     parsed = sink_wire.parse(topic, json.dumps(payload).encode())
-    assert isinstance(parsed, sink_wire.Message) and isinstance(parsed.body, sink_wire.Status)
+    assert isinstance(parsed, sink_wire.Message)
+    assert isinstance(parsed.body, sink_wire.Status)
     assert parsed.body.alarms[1] == ("disk_full", 1, payload["status"]["alarms"][1]["detail"])
     assert parsed.body.faults == (("microphone", payload["status"]["faults"][0]["detail"]),)
     plain = sink_wire.parse(topic, json.dumps(golden("status.json")).encode())
-    assert isinstance(plain, sink_wire.Message) and isinstance(plain.body, sink_wire.Status)
+    assert isinstance(plain, sink_wire.Message)
+    assert isinstance(plain.body, sink_wire.Status)
     assert (plain.body.alarms, plain.body.faults) == ((), ())
     for bad in ({"alarms": "disk full"}, {"faults": [{"part": 3, "detail": "x"}]}):
         broken = golden("status.json")
         broken["status"].update(bad)
         result = sink_wire.parse(topic, json.dumps(broken).encode())
-        assert isinstance(result, sink_wire.Rejected) and "status." in result.detail
+        assert isinstance(result, sink_wire.Rejected)
+        assert "status." in result.detail
 
 
 def test_unknown_alarm_kinds_are_refused() -> None:
@@ -97,7 +101,8 @@ def test_unknown_alarm_kinds_are_refused() -> None:
 
 
 def test_crash_points_are_no_ops_unless_armed() -> None:
-    assert os.environ.get(crashpoint.ENV) is None and crashpoint._TARGET is None
+    assert os.environ.get(crashpoint.ENV) is None
+    assert crashpoint._TARGET is None
     crashpoint.crashpoint("store.commit")  # returns: nothing armed
     crashpoint.crashpoint("sink.commit")
     armed = subprocess.run(
@@ -105,7 +110,8 @@ def test_crash_points_are_no_ops_unless_armed() -> None:
          "crashpoint('y'); print('alive'); crashpoint('y')"],
         env={**os.environ, crashpoint.ENV: "y@2"}, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert armed.returncode == -9 and armed.stdout == "alive\n"
+    assert armed.returncode == -9
+    assert armed.stdout == "alive\n"
 
 
 @pytest.mark.parametrize("spec", ["y@0", "y@two", "@2", "y@"])

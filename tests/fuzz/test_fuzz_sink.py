@@ -43,7 +43,8 @@ def test_the_sink_parser_and_reassembler_survive_a_fuzzing_run(tmp_path: Path) -
         line for line in result.stderr.splitlines() if not line.startswith("INFO: Instrumenting")
     )
     crashes = sorted(p.name for p in tmp_path.glob("crash-*"))
-    assert result.returncode == 0 and not crashes, f"{crashes}\n{log[-6000:]}"
+    assert result.returncode == 0, f"{crashes}\n{log[-6000:]}"
+    assert not crashes, f"{crashes}\n{log[-6000:]}"
     done = re.search(r"Done (\d+) runs", log)
     assert done is not None, log[-3000:]
     assert int(done.group(1)) >= 200, log[-3000:]  # it really fuzzed, even on a busy machine

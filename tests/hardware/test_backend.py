@@ -357,7 +357,8 @@ def test_without_gpio_chips_the_gpiod_radio_is_a_fault_naming_what_to_check(
     backend.start(sink)
     [fault] = backend.faults
     assert (fault.part, fault.ok) == ("rf433", False)
-    assert "no GPIO line named GPIO27" in fault.detail and "none found" in fault.detail
+    assert "no GPIO line named GPIO27" in fault.detail
+    assert "none found" in fault.detail
 
 
 def test_the_radio_backend_is_chosen_by_name() -> None:
@@ -386,7 +387,8 @@ def test_a_pin_factory_that_cannot_open_disables_only_the_gpio_parts(
         )
         backend = live(spec, backends)
     capsys.readouterr()  # pigpio prints a banner when no daemon answers
-    assert backend.inventory.buttons == [] and backend.inventory.ranger is None
+    assert backend.inventory.buttons == []
+    assert backend.inventory.ranger is None
     sink = Sink()
     backend.start(sink)
     assert [f.part for f in backend.faults] == ["green", "red", "ranger"]
@@ -416,7 +418,8 @@ def test_a_stream_url_as_audio_device_opens_the_network_microphone() -> None:
     assert isinstance(mic, NetworkMicrophone)
     assert (mic.sample_rate, mic.device) == (8000, "rtsp://***@127.0.0.1:1/live")
     alsa = open_backend(BackendSpec("pi", audio=AudioSpec(8000, 800, device="plughw:CARD=Mic")))
-    assert isinstance(alsa, LiveBackend) and isinstance(alsa.inventory.audio, AlsaMicrophone)
+    assert isinstance(alsa, LiveBackend)
+    assert isinstance(alsa.inventory.audio, AlsaMicrophone)
     with pytest.raises(HardwareError, match=r"microphone: stream URL 'rtmp://\*\*\*@127"):
         open_backend(BackendSpec("pi", audio=AudioSpec(8000, 800, device="rtmp" + url[4:])))
 
@@ -428,8 +431,10 @@ def test_a_stream_url_without_pyav_says_what_to_install(monkeypatch: pytest.Monk
     with pytest.raises(HardwareError) as err:
         open_backend(BackendSpec("pi", audio=AudioSpec(RATE, FRAMES, device=url)))
     text = str(err.value)
-    assert "needs PyAV" in text and "pip install 'contactpoint[camera]'" in text
-    assert "rtsp://***@127.0.0.1:1/live" in text and "S3cret" not in text
+    assert "needs PyAV" in text
+    assert "pip install 'contactpoint[camera]'" in text
+    assert "rtsp://***@127.0.0.1:1/live" in text
+    assert "S3cret" not in text
 
 
 # -- simulated 433 MHz remotes ---------------------------------------------------------------------
@@ -557,7 +562,8 @@ def test_simulated_backend_routes_each_press_to_the_receiver_that_hears_it() -> 
     backend = open_backend(spec)
     assert isinstance(backend, SimulatedBackend)
     [radio] = backend.inventory.edges
-    assert isinstance(radio, SimRadio) and radio.gpio == RF_GPIO  # the default data pin
+    assert isinstance(radio, SimRadio)
+    assert radio.gpio == RF_GPIO
     assert [type(d) for d in backend.inventory.others] == [SimRflink]
     assert all(isinstance(b, SimButton) for b in backend.inventory.buttons)
     sink = Sink()
@@ -566,7 +572,8 @@ def test_simulated_backend_routes_each_press_to_the_receiver_that_hears_it() -> 
     assert sink.events == events  # started: the sink hears what advance_to returns
     backend.stop()
     later = backend.advance_to(8 * NS)  # the RFLink stick prints again, unheard by the sink
-    assert later and sink.events == events
+    assert later
+    assert sink.events == events
     assert [e.t_ns for e in events] == sorted(e.t_ns for e in events)
     buttons = [(e.button, e.pressed) for e in events if isinstance(e, ButtonEdge)]
     assert buttons == [("green", True), ("green", False)]  # the remote press is no wired edge

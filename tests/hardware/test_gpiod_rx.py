@@ -181,8 +181,10 @@ def test_a_buffer_overflow_is_counted_voids_the_frame_and_is_reported_once(
     lost, fault = got[0], got[1]
     survivors = noise[dropped:]
     assert lost == RadioEdge(GPIO, 3, (survivors[0][1] // 1000) & MASK, survivors[0][1])
-    assert isinstance(fault, DeviceFault) and not fault.ok
-    assert fault.part == "rf433" and f"lost {dropped} edges" in fault.detail
+    assert isinstance(fault, DeviceFault)
+    assert not fault.ok
+    assert fault.part == "rf433"
+    assert f"lost {dropped} edges" in fault.detail
     assert got[2:] == expected_edges(survivors)
     assert receiver.lost_edges == dropped
     # a second overflow soon after adds to the count without another fault
@@ -198,7 +200,9 @@ def test_a_buffer_overflow_is_counted_voids_the_frame_and_is_reported_once(
     replay.play(calm)
     got = events.take(len(calm) + 1)
     back = [e for e in got if isinstance(e, DeviceFault)]
-    assert len(back) == 1 and back[0].ok and "no edge lost" in back[0].detail
+    assert len(back) == 1
+    assert back[0].ok
+    assert "no edge lost" in back[0].detail
 
 
 def test_lost_edges_never_make_a_code_and_the_next_press_decodes(

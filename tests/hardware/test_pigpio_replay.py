@@ -293,7 +293,8 @@ def test_stop_closes_every_socket_and_is_idempotent() -> None:
         server.stop()
         for sock in (control, notify):
             ready, _, _ = select.select([sock], [], [], WAIT)
-            assert ready and sock.recv(16) == b""
+            assert ready
+            assert sock.recv(16) == b""
         server.stop()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import queue
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +111,8 @@ def once_per_silence(edges: list[Edge]) -> list[Edge]:
 
 
 @pytest.fixture(scope="module")
-def expected() -> Iterator[dict[str, list[Any]]]:
-    yield {
+def expected() -> dict[str, list[Any]]:
+    return {
         c.stem: [
             json.loads(line) for line in c.with_suffix(".expected.jsonl").read_text().splitlines()
         ]

@@ -78,12 +78,15 @@ def test_user_data_passes_cloud_inits_schema_check(tmp_path: Path) -> None:
 def test_first_boot_creates_the_user_and_runs_the_install(tmp_path: Path) -> None:
     out = card(tmp_path)
     doc = yaml.safe_load((out / "user-data").read_text())
-    assert doc["hostname"] == "till-3" and doc["timezone"] == "Europe/Berlin"
+    assert doc["hostname"] == "till-3"
+    assert doc["timezone"] == "Europe/Berlin"
     daemon = next(u for u in doc["users"] if u["name"] == "contactpoint")
-    assert daemon["system"] is True and daemon["groups"] == ["gpio", "audio", "dialout", "spi"]
+    assert daemon["system"] is True
+    assert daemon["groups"] == ["gpio", "audio", "dialout", "spi"]
     assert "install.sh" in str(doc["runcmd"])
     meta = yaml.safe_load((out / "meta-data").read_text())
-    assert meta["local-hostname"] == "till-3" and meta["instance-id"].startswith("contactpoint-")
+    assert meta["local-hostname"] == "till-3"
+    assert meta["instance-id"].startswith("contactpoint-")
     for script in (out / "firstrun.sh", out / "contactpoint" / "install.sh"):
         assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0, script
         assert script.stat().st_mode & stat.S_IXUSR
@@ -91,7 +94,8 @@ def test_first_boot_creates_the_user_and_runs_the_install(tmp_path: Path) -> Non
     assert "RELEASE=/opt/contactpoint/releases/$VERSION" in install
     assert f"VERSION={__version__}\n" in install
     assert 'ln -sfn "$RELEASE" /opt/contactpoint/current.new' in install
-    assert "dtparam=spi=on" in install and "RuntimeWatchdog" not in install
+    assert "dtparam=spi=on" in install
+    assert "RuntimeWatchdog" not in install
     assert "systemctl enable --now contactpoint-edge.service" in install
     watchdog = (out / "contactpoint" / "contactpoint-watchdog.conf").read_text()
     assert "RuntimeWatchdogSec=" in watchdog
@@ -114,7 +118,8 @@ def test_only_the_claim_token_file_holds_the_token_and_it_is_private(tmp_path: P
     assert token.read_text().strip() == TOKEN
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
     others = [p for p in out.rglob("*") if p.is_file() and p != token]
-    assert others and not [p for p in others if TOKEN in p.read_text()]
+    assert others
+    assert not [p for p in others if TOKEN in p.read_text()]
     install = (out / "contactpoint" / "install.sh").read_text()
     assert 'install -m 0600 -o contactpoint -g contactpoint "$CARD/claim.token"' in install
     assert 'rm -f "$CARD/claim.token"' in install
@@ -124,7 +129,8 @@ def test_wifi_goes_into_network_config(tmp_path: Path) -> None:
     net = yaml.safe_load((card(tmp_path, *wifi(tmp_path)) / "network-config").read_text())
     wlan = net["network"]["wifis"]["wlan0"]
     assert wlan["access-points"] == {"Shop Wi-Fi": {"password": PSK}}
-    assert wlan["regulatory-domain"] == "DE" and net["network"]["ethernets"]["eth0"]["dhcp4"]
+    assert wlan["regulatory-domain"] == "DE"
+    assert net["network"]["ethernets"]["eth0"]["dhcp4"]
     (tmp_path / "b").mkdir()
     wired = yaml.safe_load((card(tmp_path / "b") / "network-config").read_text())
     assert "wifis" not in wired["network"]
@@ -151,7 +157,8 @@ def test_the_card_carries_the_wheelhouse_and_installs_offline_from_it(tmp_path: 
 
 def test_without_a_wheelhouse_it_installs_from_the_index(tmp_path: Path) -> None:
     install = (card(tmp_path) / "contactpoint" / "install.sh").read_text()
-    assert "--no-index" not in install and "wheelhouse" not in install.split("set -eu")[1]
+    assert "--no-index" not in install
+    assert "wheelhouse" not in install.split("set -eu")[1]
 
 
 @pytest.mark.parametrize(
@@ -180,5 +187,6 @@ def test_the_wheelhouse_script_is_valid_bash_for_both_pythons() -> None:
     script = Path(__file__).resolve().parents[2] / "provisioning" / "wheelhouse.sh"
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     text = script.read_text()
-    assert 'PYTHONS=${PYTHONS:-"3.11 3.13"}' in text and "--only-binary=:all:" in text
+    assert 'PYTHONS=${PYTHONS:-"3.11 3.13"}' in text
+    assert "--only-binary=:all:" in text
     assert "--platform manylinux2014_aarch64" in text

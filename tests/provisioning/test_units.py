@@ -74,12 +74,17 @@ def _service(name: str) -> configparser.SectionProxy:
 @pytest.mark.parametrize("name", ["contactpoint-edge.service", "contactpoint-sink.service"])
 def test_units_are_notify_watchdogged_restarted_confined(name: str) -> None:
     service = _service(name)
-    assert service["Type"] == "notify" and service["Restart"] == "on-failure"
+    assert service["Type"] == "notify"
+    assert service["Restart"] == "on-failure"
     assert int(service["WatchdogSec"]) > 0
-    assert service["User"].startswith("contactpoint") and service["User"] != "root"
-    assert service["StateDirectory"] and service["ConfigurationDirectory"]
-    assert service["ProtectSystem"] == "strict" and service["ProtectHome"] == "yes"
-    assert service["PrivateTmp"] == "yes" and service["NoNewPrivileges"] == "yes"
+    assert service["User"].startswith("contactpoint")
+    assert service["User"] != "root"
+    assert service["StateDirectory"]
+    assert service["ConfigurationDirectory"]
+    assert service["ProtectSystem"] == "strict"
+    assert service["ProtectHome"] == "yes"
+    assert service["PrivateTmp"] == "yes"
+    assert service["NoNewPrivileges"] == "yes"
     assert service["DevicePolicy"] == "closed"
 
 

@@ -212,10 +212,12 @@ def test_what_the_parser_accepts_the_database_stores(
 def test_oversized_payloads_are_refused_unread() -> None:
     big = b"{" + b" " * wire.MAX_JSON_BYTES + b"}"
     got = wire.parse("contactpoint/v1/site-1/cp-0001/contact", big)
-    assert isinstance(got, wire.Rejected) and got.reason == "too_large"
+    assert isinstance(got, wire.Rejected)
+    assert got.reason == "too_large"
     frame = golden_bytes("clip_chunk.bin")
     got = wire.parse("contactpoint/v1/site-1/cp-0001/clip", frame + b"x" * wire.MAX_FRAME_BYTES)
-    assert isinstance(got, wire.Rejected) and got.reason == "too_large"
+    assert isinstance(got, wire.Rejected)
+    assert got.reason == "too_large"
 
 
 @pytest.mark.parametrize(
@@ -227,7 +229,8 @@ def test_absurd_clip_sizes_are_refused(total: int, clip_bytes: int) -> None:
         clip_bytes=clip_bytes,
     )  # fmt: skip
     got = wire.parse("contactpoint/v1/site-1/cp-0001/clip", frame)
-    assert isinstance(got, wire.Rejected) and got.reason == "too_large", got
+    assert isinstance(got, wire.Rejected), got
+    assert got.reason == "too_large", got
 
 
 # --- the chunk reassembler ----------------------------------------------------------------------
@@ -361,7 +364,8 @@ def test_the_sink_never_makes_a_path_from_a_hostile_id(tmp_path: Path, bad: str)
         clip_id=bad, seq=0, total=1, offset=0, data=b"x", clip_sha256="0" * 64, clip_bytes=1
     )
     got = wire.parse("contactpoint/v1/site-1/cp-0001/clip", frame)
-    assert isinstance(got, wire.Rejected) and got.reason in ("id", "field", "frame")
+    assert isinstance(got, wire.Rejected)
+    assert got.reason in ("id", "field", "frame")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -438,7 +442,7 @@ def test_any_ook_text(body: list[str], header: bool) -> None:
     try:
         packets = read_ook(text, "fuzz.ook")
     except OokError as exc:
-        assert str(exc).startswith("fuzz.ook")
+        assert str(exc).startswith("fuzz.ook")  # noqa: PT017
         return
     assert all(0 <= m <= 600_000_000 and 0 <= g <= 600_000_000 for p in packets for m, g in p)
 
@@ -493,11 +497,11 @@ def load_both(path: Path, raw: bytes) -> None:
     try:
         assert isinstance(load_config(path), Config)
     except ConfigError as exc:
-        assert str(exc).startswith(str(path))
+        assert str(exc).startswith(str(path))  # noqa: PT017
     try:
         load_scenario(path, Config())
     except ConfigError as exc:
-        assert str(exc).startswith(str(path))
+        assert str(exc).startswith(str(path))  # noqa: PT017
 
 
 def test_config_files_over_the_limit_are_refused_unread(tmp_path: Path) -> None:

@@ -77,8 +77,10 @@ def test_provisioning_writes_secrets_0600_and_confining_acl(tmp_path: Path) -> N
     password = done.password_file.read_text().strip()
     assert len(password) >= 43  # 256 bits, URL-safe base64
     line = (tmp_path / "broker" / identity.PASSWD).read_text()
-    assert line.startswith(f"{A}:$7$101$") and password not in line
-    assert done.snippet is not None and password not in done.snippet.read_text()
+    assert line.startswith(f"{A}:$7$101$")
+    assert password not in line
+    assert done.snippet is not None
+    assert password not in done.snippet.read_text()
 
 
 def test_a_device_id_lives_at_one_site_and_is_never_a_sink(tmp_path: Path) -> None:
@@ -97,10 +99,10 @@ def test_reprovisioning_replaces_the_password(tmp_path: Path) -> None:
     identity.provision_device(A, SITE, tmp_path / A)
     new = first.password_file.read_text().strip()
     entries = identity.read_passwd(tmp_path / "broker" / identity.PASSWD)
-    assert old != new and list(entries) == [A]
-    assert identity.verify_password(new, entries[A]) and not identity.verify_password(
-        old, entries[A]
-    )
+    assert old != new
+    assert list(entries) == [A]
+    assert identity.verify_password(new, entries[A])
+    assert not identity.verify_password(old, entries[A])
 
 
 @pytest.mark.parametrize("password", ["secret", "S3cr3t-ü-with:colons$and dollars"])
@@ -142,7 +144,8 @@ def test_a_device_cannot_publish_as_another_nor_read_it(fleet: Fleet) -> None:
         # A on B's topics: refused with MQTT 5 "Not authorized", nothing reaches the sink
         for kind in ("contact", "event", "clip", "status"):
             answer = a.publish(f"{root(B)}/{kind}", forged_contact(B))
-            assert answer.failed and "Not authorized" in str(answer), (kind, answer)
+            assert answer.failed, (kind, answer)
+            assert "Not authorized" in str(answer), (kind, answer)
         # ...nor at another site, nor on its own command topic, nor outside the tree
         for topic in (f"{root(A, 'site-2')}/contact", f"{root(A)}/cmd/resend", "other/x"):
             assert a.publish(topic, b"{}").failed, topic
@@ -186,7 +189,8 @@ def test_delivery_receipts_come_only_from_the_sink_and_reach_only_their_device(
         # a device cannot confirm its own messages, nor another's
         for topic in (f"{root(A)}/cmd/delivered", f"{root(B)}/cmd/delivered"):
             answer = a.publish(topic, receipt)
-            assert answer.failed and "Not authorized" in str(answer), topic
+            assert answer.failed, topic
+            assert "Not authorized" in str(answer), topic
         assert not sink.publish(f"{root(A)}/cmd/delivered", receipt).failed
         assert a.received.get(timeout=5) == (f"{root(A)}/cmd/delivered", receipt)
         # B heard nothing: its own resend request, sent after, is the first thing it gets
@@ -249,7 +253,8 @@ def test_provision_cli_prints_paths_never_the_password(
     assert password not in printed.out + printed.err
     assert str(out / "password") in printed.out
     accounts = json.loads((tmp_path / "broker" / "accounts.json").read_text())
-    assert accounts["devices"] == {A: SITE} and accounts["sinks"] == []
+    assert accounts["devices"] == {A: SITE}
+    assert accounts["sinks"] == []
     assert accounts["broker"]["root"] == "/etc/mosquitto/contactpoint"
     assert main(["provision", "device", A, "--site", "Bad Site", "--out", str(out)]) == 2
     assert "not a valid name" in capsys.readouterr().err
@@ -271,7 +276,8 @@ def test_the_sinks_default_client_id_is_not_guessable(tmp_path: Path) -> None:
         own = sink_config.effective_client_id
         assert own == config("S3cr3t-sink").effective_client_id  # stable: the session is found
         assert own not in ("contactpoint-sink", config("other").effective_client_id)
-        assert own.startswith("contactpoint-sink-") and "S3cr3t" not in own
+        assert own.startswith("contactpoint-sink-")
+        assert "S3cr3t" not in own
         assert config("S3cr3t-sink", "g").effective_client_id.startswith("contactpoint-sink-g-")
         with Sink(sink_config) as sink:
             assert sink.subscribed.wait(STALL_S)

@@ -146,7 +146,8 @@ def test_the_broker_starts_on_the_files_and_a_device_logs_in_over_tls(
         store.close()
     assert pub.stats.last_error == ""
     log = broker.log
-    assert "Error" not in log and "Warning" not in log, log
+    assert "Error" not in log, log
+    assert "Warning" not in log, log
 
 
 def _contacts(device: str, count: int) -> list[bytes]:
@@ -198,7 +199,8 @@ def test_a_device_cannot_take_another_devices_session_nor_throw_it_off(
     resend = f"contactpoint/v1/{SITE}/{B}/cmd/resend"
     b = provisioned.client(broker, B, session_expiry_s=600)
     sink = provisioned.client(broker, SINK)
-    assert not b.connect().failed and not sink.connect().failed
+    assert not b.connect().failed
+    assert not sink.connect().failed
     assert not b.subscribe(f"contactpoint/v1/{SITE}/{B}/cmd/#").failed
     # A with B's client id while B is connected: B stays connected
     a = provisioned.client(broker, A, client_id=B)
@@ -310,7 +312,8 @@ def test_home_assistant_discovery_works_with_the_provisioned_acl(
             return expected | {status} <= seen  # Home Assistant reads the status too
 
         wait_until(all_retained, "every discovery config and the status, retained", WAIT_S)
-        assert health.faults == {} and pub.stats.failed == 0, pub.stats.last_error
+        assert health.faults == {}, pub.stats.last_error
+        assert pub.stats.failed == 0, pub.stats.last_error
         # the ACL grants a device its own discovery topics only
         a = provisioned.client(broker, A)
         assert not a.connect().failed
@@ -359,8 +362,10 @@ def test_a_refused_discovery_config_is_one_fault_logged_once(
         if r.levelno >= logging.WARNING and r.getMessage().startswith("the broker refused ")
     ]
     assert len(warnings) == 1, warnings
-    assert "elsewhere/" in warnings[0] and "Not authorized" in warnings[0]
-    assert list(health.faults) == ["mqtt_acl"] and "elsewhere/" in health.faults["mqtt_acl"]
+    assert "elsewhere/" in warnings[0]
+    assert "Not authorized" in warnings[0]
+    assert list(health.faults) == ["mqtt_acl"]
+    assert "elsewhere/" in health.faults["mqtt_acl"]
 
 
 def test_with_client_certificates_the_cn_is_the_account_and_the_client_id(

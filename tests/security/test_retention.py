@@ -47,9 +47,11 @@ def test_due_is_a_pure_choice() -> None:
         AudioFile("young", "clips/d.wav", NOW - 29 * DAY, True),
     ]
     chosen, kept = due(files, NOW, cfg())
-    assert [f.contact_id for f in chosen] == ["old-sent", "edge"] and kept == 1
+    assert [f.contact_id for f in chosen] == ["old-sent", "edge"]
+    assert kept == 1
     chosen, kept = due(files, NOW, cfg(delete_undelivered=True))
-    assert [f.contact_id for f in chosen] == ["old-sent", "old-unsent", "edge"] and kept == 0
+    assert [f.contact_id for f in chosen] == ["old-sent", "old-unsent", "edge"]
+    assert kept == 0
     assert due(files, NOW, RetentionSection()) == ([], 0)  # unset: keep
 
 
@@ -118,7 +120,8 @@ def test_the_device_deletes_old_delivered_audio_and_keeps_the_rest(device: Devic
     result = enforce(device.store, device.data, cfg(), NOW)
     assert (result.deleted, result.already_gone, result.kept_undelivered) == (1, 0, 1)
     assert not device.clip_path(old).exists()
-    assert device.clip_path(undelivered).exists() and device.clip_path(young).exists()
+    assert device.clip_path(undelivered).exists()
+    assert device.clip_path(young).exists()
     assert device.clips() == before  # contacts, tags, clip metadata: all kept
     on_disk = {row[0] for row in device.store.audio_on_disk()}
     assert on_disk == {undelivered.id, young.id}  # the old one's row is marked
@@ -127,7 +130,8 @@ def test_the_device_deletes_old_delivered_audio_and_keeps_the_rest(device: Devic
     assert (again.marked, again.kept_undelivered) == (0, 1)
 
     forced = enforce(device.store, device.data, cfg(delete_undelivered=True), NOW)
-    assert forced.deleted == 1 and not device.clip_path(undelivered).exists()
+    assert forced.deleted == 1
+    assert not device.clip_path(undelivered).exists()
     assert device.clip_path(young).exists()
     assert device.store.outbox.undelivered() == 2  # the undelivered contact still waits
 
@@ -145,7 +149,9 @@ def test_retention_never_deletes_outside_the_data_directory(device: Device, tmp_
     rec = device.contact(1, 31, delivered=True, rel="../precious.wav")
     assert device.clip_path(rec).resolve() == outside.resolve()
     result = enforce(device.store, device.data, cfg(), NOW)
-    assert result.deleted == 0 and len(result.errors) == 1 and outside.exists()
+    assert result.deleted == 0
+    assert len(result.errors) == 1
+    assert outside.exists()
 
 
 def test_the_daemon_hook_waits_for_a_synchronised_clock(device: Device) -> None:
@@ -153,7 +159,8 @@ def test_the_daemon_hook_waits_for_a_synchronised_clock(device: Device) -> None:
     clock = FakeClock(NOW, synced=False)
     every = cfg(interval_s=60)
     nxt = periodic(device.store, device.data, every, clock, 0)
-    assert nxt == 60 * NS and device.clip_path(rec).exists()  # wall time unknown: nothing
+    assert nxt == 60 * NS
+    assert device.clip_path(rec).exists()
     clock.synced = True
     clock.advance_to(30 * NS)
     assert periodic(device.store, device.data, every, clock, nxt) == nxt  # not due yet
@@ -175,7 +182,8 @@ def test_retention_run_command(
     config.write_text("[retention]\naudio_days = 30\n")
     assert main(["retention", "run", "--data", data, "--config", str(config)]) == 0
     assert "1 clip file(s) deleted" in capsys.readouterr().out
-    assert not device.clip_path(old).exists() and device.clip_path(young).exists()
+    assert not device.clip_path(old).exists()
+    assert device.clip_path(young).exists()
     assert main(["retention", "run", "--data", data, "--days", "0"]) == 0
     assert not device.clip_path(young).exists()
 
@@ -209,22 +217,27 @@ def test_the_sink_deletes_old_audio_drops_stale_chunks_and_keeps_contacts(
         )
         for seq in range(done.total):
             result = ingest.handle(f"{TOPIC}/clip", done.frame(seq))
-        assert result.ready is not None and ingest.assemble(result.ready)
+        assert result.ready is not None
+        assert ingest.assemble(result.ready)
         ingest.handle(f"{TOPIC}/clip", stale.frame(0))  # one chunk of three, never the rest
         (audio,) = [c["audio"] for c in ingest.contacts()]
-        assert audio is not None and Path(audio).is_file()
+        assert audio is not None
+        assert Path(audio).is_file()
         chunk_dir = data / "incoming" / SITE / DEVICE / stale.id
         assert any(chunk_dir.iterdir())
 
         # the golden contact ended on 2026-11-23; the stale chunk came at the clock's start
         now = clock() + 31 * DAY
         kept = sink_enforce(db, data, 60, now)
-        assert kept.marked == 0 and Path(audio).is_file()
+        assert kept.marked == 0
+        assert Path(audio).is_file()
         result1 = sink_enforce(db, data, 30, now)
         assert (result1.deleted, result1.dropped_incomplete, result1.errors) == (1, 1, [])
-        assert not Path(audio).exists() and not chunk_dir.exists()
+        assert not Path(audio).exists()
+        assert not chunk_dir.exists()
         (listed,) = ingest.contacts()
-        assert listed["id"] == done.id and listed["audio"] is None  # the contact stays
+        assert listed["id"] == done.id
+        assert listed["audio"] is None
         assert listed["clip"] is not None  # and its clip's metadata
         assert sink_enforce(db, data, 30, now).marked == 0  # idempotent
         # a late chunk of the dropped clip is not kept, and no resend is asked for it
@@ -252,7 +265,8 @@ def test_sink_retention_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
         ingest.handle(f"{TOPIC}/contact", encode(old))
         for seq in range(clip.total):
             result = ingest.handle(f"{TOPIC}/clip", clip.frame(seq))
-        assert result.ready is not None and ingest.assemble(result.ready)
+        assert result.ready is not None
+        assert ingest.assemble(result.ready)
     finally:
         db.close()
     files = list((data / "clips").rglob("*.wav"))
@@ -279,7 +293,8 @@ def test_the_sink_worker_enforces_retention_on_its_own(tmp_path: Path, broker: L
         ingest.handle(f"{TOPIC}/contact", encode(contact_message(clip=clip)))
         for seq in range(clip.total):
             result = ingest.handle(f"{TOPIC}/clip", clip.frame(seq))
-        assert result.ready is not None and ingest.assemble(result.ready)
+        assert result.ready is not None
+        assert ingest.assemble(result.ready)
     finally:
         db.close()
     (path,) = (data / "clips").rglob("*.wav")

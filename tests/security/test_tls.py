@@ -233,4 +233,5 @@ def test_sink_run_refuses_bad_tls_files_at_once(
         argv += [flag, certs[name]]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert expected in err and "sink." in err
+    assert expected in err
+    assert "sink." in err

@@ -35,7 +35,9 @@ def all_contacts(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
 def test_health_openapi_docs_and_metrics(world: World) -> None:
     with world.client() as c:
         health = c.get("/healthz").json()
-        assert health["status"] == "ok" and health["database"] and health["last_ingest"]
+        assert health["status"] == "ok"
+        assert health["database"]
+        assert health["last_ingest"]
         spec = c.get("/openapi.json").json()
         assert spec["openapi"].startswith("3.1")
         assert "/api/v1/contacts" in spec["paths"]
@@ -50,7 +52,8 @@ def test_health_openapi_docs_and_metrics(world: World) -> None:
 def test_no_token_401_bad_token_401_wrong_role_403(world: World) -> None:
     with world.client() as c:
         r = c.get("/api/v1/contacts")
-        assert r.status_code == 401 and r.json()["field"] == "Authorization"
+        assert r.status_code == 401
+        assert r.json()["field"] == "Authorization"
         assert r.headers["www-authenticate"] == "Bearer"
         r = c.get("/api/v1/contacts", headers={"Authorization": "Bearer cpt_not-a-token"})
         assert r.status_code == 401
@@ -79,7 +82,8 @@ def test_expired_and_revoked_tokens_are_refused(world: World) -> None:
     with httpx.Client(base_url=world.url) as c:
         for new in (short, revoked):
             ok = c.get("/api/v1/me", headers={"Authorization": f"Bearer {new.token}"})
-            assert ok.status_code == 200 and ok.json()["role"] == "admin"
+            assert ok.status_code == 200
+            assert ok.json()["role"] == "admin"
         db = world.db()
         try:
             assert accounts.revoke_token(db, revoked.id, time.time_ns())
@@ -111,7 +115,8 @@ def test_contacts_scope_pagination_and_filters(world: World) -> None:
         assert all_contacts(manager, site=OTHER_SITE) == []
         negative = all_contacts(admin, tag="negative")
         others = all_contacts(admin, tag_none="negative")
-        assert negative and all("negative" in c["tags"] for c in negative)
+        assert negative
+        assert all("negative" in c["tags"] for c in negative)
         assert all("negative" not in c["tags"] for c in others)
         assert len(negative) + len(others) == len(everything)
         either = all_contacts(admin, tag_any=["negative", "positive"])
@@ -120,21 +125,27 @@ def test_contacts_scope_pagination_and_filters(world: World) -> None:
         }
         first = everything[len(everything) // 2]
         later = all_contacts(admin, **{"from": first["start"]})
-        assert later and min(c["start"] for c in later) >= first["start"]
+        assert later
+        assert min(c["start"] for c in later) >= first["start"]
         with_audio = all_contacts(admin, has_audio=True)
         assert len(with_audio) == len(everything)
         bad = admin.get("/api/v1/contacts", params={"from": "yesterday"})
-        assert bad.status_code == 422 and bad.json()["field"] == "from"
+        assert bad.status_code == 422
+        assert bad.json()["field"] == "from"
         assert "2026-11-23" in bad.json()["detail"]
         bad = admin.get("/api/v1/contacts", params={"cursor": "garbage!"})
-        assert bad.status_code == 422 and bad.json()["field"] == "cursor"
+        assert bad.status_code == 422
+        assert bad.json()["field"] == "cursor"
         # PostgreSQL refuses NUL in text: a clear 422 on both engines, never a 500
         bad = admin.get("/api/v1/contacts", params={"staff": "an\x00na"})
-        assert bad.status_code == 422 and bad.json()["field"] == "staff"
+        assert bad.status_code == 422
+        assert bad.json()["field"] == "staff"
         bad = admin.get("/api/v1/alerts", params={"site": "\x00"})
-        assert bad.status_code == 422 and bad.json()["field"] == "site"
+        assert bad.status_code == 422
+        assert bad.json()["field"] == "site"
         bad = admin.get("/api/v1/contacts", params={"limit": 0})
-        assert bad.status_code == 422 and bad.json()["field"] == "limit"
+        assert bad.status_code == 422
+        assert bad.json()["field"] == "limit"
 
 
 def test_other_site_is_404_never_data(world: World) -> None:
@@ -144,7 +155,8 @@ def test_other_site_is_404_never_data(world: World) -> None:
         assert admin.get(base).status_code == 200
         for path in (base, base + "/clip"):
             r = manager.get(path)
-            assert r.status_code == 404 and theirs["site"] not in r.text
+            assert r.status_code == 404
+            assert theirs["site"] not in r.text
         r = manager.post(base + "/reasons", json={"reasons": ["rude"]})
         assert r.status_code == 404
 
@@ -153,10 +165,12 @@ def test_one_contact_and_its_clip_with_ranges(world: World) -> None:
     with world.client("manager_a") as c:
         item = all_contacts(c, tag="negative")[0]
         detail = c.get(f"/api/v1/contacts/{item['device']}/{item['id']}").json()
-        assert detail["tags"] == item["tags"] and detail["events"]
+        assert detail["tags"] == item["tags"]
+        assert detail["events"]
         assert any(e["kind"] == "red" for e in detail["events"])
         audio = detail["audio"]
-        assert audio["available"] and audio["codec"] == "wav"
+        assert audio["available"]
+        assert audio["codec"] == "wav"
         whole = c.get(audio["url"])
         assert whole.status_code == 200
         assert whole.headers["content-type"] == "audio/wav"
@@ -164,21 +178,27 @@ def test_one_contact_and_its_clip_with_ranges(world: World) -> None:
         assert whole.headers["etag"] == f'"{audio["sha256"]}"'
         assert len(whole.content) == audio["bytes"]
         disposition = whole.headers["content-disposition"]
-        assert disposition.startswith("inline; filename=") and item["id"][:8] in disposition
+        assert disposition.startswith("inline; filename=")
+        assert item["id"][:8] in disposition
         part = c.get(audio["url"], headers={"Range": "bytes=100-1099"})
-        assert part.status_code == 206 and part.content == whole.content[100:1100]
+        assert part.status_code == 206
+        assert part.content == whole.content[100:1100]
         assert part.headers["content-range"] == f"bytes 100-1099/{len(whole.content)}"
         tail = c.get(audio["url"], headers={"Range": "bytes=-10"})
-        assert tail.status_code == 206 and tail.content == whole.content[-10:]
+        assert tail.status_code == 206
+        assert tail.content == whole.content[-10:]
         beyond = c.get(audio["url"], headers={"Range": f"bytes={len(whole.content)}-"})
         assert beyond.status_code == 416
         assert beyond.headers["content-range"] == f"bytes */{len(whole.content)}"
         same = c.get(audio["url"], headers={"If-None-Match": whole.headers["etag"]})
-        assert same.status_code == 304 and same.content == b""
+        assert same.status_code == 304
+        assert same.content == b""
     with world.client("admin") as admin:
         log = admin.get("/api/v1/audit").json()
     mine = [r for r in log if r["contact_id"] == item["id"] and r["who"].endswith("t-mgr")]
-    assert mine and mine[0]["action"] == "listen" and mine[0]["site"] == SITE
+    assert mine
+    assert mine[0]["action"] == "listen"
+    assert mine[0]["site"] == SITE
 
 
 def test_path_traversal_on_clip_routes(world: World) -> None:
@@ -204,7 +224,8 @@ def test_path_traversal_on_clip_routes(world: World) -> None:
             with transaction(db):
                 k.update(path="clips/../secret.txt").where(where).execute()
             r = c.get(f"/api/v1/contacts/{item['device']}/{item['id']}/clip")
-            assert r.status_code == 404 and "root:" not in r.text
+            assert r.status_code == 404
+            assert "root:" not in r.text
         finally:
             with transaction(db):
                 k.update(path=original).where(where).execute()
@@ -231,7 +252,8 @@ def test_figures_are_the_numbers_of_sink_report(world: World) -> None:
     assert got["total"] == report.build(mine, loose).total.as_json()
     with world.client("admin") as c:
         bad = c.get("/api/v1/figures", params={"tz": "Mars/Olympus"})
-    assert bad.status_code == 422 and bad.json()["field"] == "tz"
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "tz"
 
 
 def test_reasons_tick_report_and_remove(world: World) -> None:
@@ -251,9 +273,11 @@ def test_reasons_tick_report_and_remove(world: World) -> None:
         assert c.delete(url + "/long_wait").status_code == 200
         assert c.delete(url + "/long_wait").status_code == 404
         bad = c.post(url, json={"reasons": ["not_a_reason"]})
-        assert bad.status_code == 422 and "rude" in bad.json()["detail"]
+        assert bad.status_code == 422
+        assert "rude" in bad.json()["detail"]
         empty = c.post(url, json={"reasons": []})
-        assert empty.status_code == 422 and empty.json()["field"] == "reasons"
+        assert empty.status_code == 422
+        assert empty.json()["field"] == "reasons"
     with world.client("viewer_a") as v:
         assert v.post(url, json={"reasons": ["rude"]}).status_code == 403
 
@@ -283,21 +307,28 @@ def test_browser_session_csrf_and_cookie_flags(world: World) -> None:
         r = login(c, "maria", PASSWORD)
         assert r.status_code == 303
         cookie = r.headers["set-cookie"]
-        assert "cp_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert "cp_session=" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
         me = c.get("/api/v1/me").json()
-        assert me["name"] == "maria" and me["role"] == "manager" and me["sites"] == [SITE]
+        assert me["name"] == "maria"
+        assert me["role"] == "manager"
+        assert me["sites"] == [SITE]
         item = all_contacts(c, tag="negative")[0]
         url = f"/api/v1/contacts/{item['device']}/{item['id']}/reasons"
         refused = c.post(url, json={"reasons": ["rude"]})
-        assert refused.status_code == 403 and refused.json()["field"] == "X-CSRF-Token"
+        assert refused.status_code == 403
+        assert refused.json()["field"] == "X-CSRF-Token"
         done = c.post(url, json={"reasons": ["rude"]}, headers={"X-CSRF-Token": me["csrf"]})
         assert done.status_code == 201
         # the web page's form post: the session's token in the form, or refused
         form = f"/contacts/{item['device']}/{item['id']}/reasons"
         forged = c.post(form, data={"reason": ["equipment"], "csrf_token": "forged"})
-        assert forged.status_code == 403 and forged.json()["field"] == "csrf_token"
+        assert forged.status_code == 403
+        assert forged.json()["field"] == "csrf_token"
         ok = c.post(form, data={"reason": ["rude", "equipment"], "csrf_token": me["csrf"]})
-        assert ok.status_code == 303 and "saved=1" in ok.headers["location"]
+        assert ok.status_code == 303
+        assert "saved=1" in ok.headers["location"]
     with httpx.Client(base_url=world.url) as c:
         c.get("/login")
         r = c.post("/login", data={"username": "maria", "password": PASSWORD, "csrf_token": "x"})
@@ -315,7 +346,8 @@ def test_login_is_rate_limited(world: World) -> None:
         for _ in range(world.settings.login_attempts):
             assert login(c, "victim", "wrong password!").status_code == 303
         r = login(c, "victim", PASSWORD)
-        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) > 0
         # the address is locked out for every user name, the right password included
         assert login(c, "maria", PASSWORD).status_code == 429
 
@@ -350,10 +382,12 @@ def test_token_and_user_commands(
     assert main(["sink", "token", "create", "--role", "manager", "--site", SITE, *place]) == 0
     out = capsys.readouterr()
     token = out.out.strip()
-    assert token.startswith("cpt_") and token not in out.err
+    assert token.startswith("cpt_")
+    assert token not in out.err
     with httpx.Client(base_url=world.url) as c:
         me = c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
-        assert me["role"] == "manager" and me["sites"] == [SITE]
+        assert me["role"] == "manager"
+        assert me["sites"] == [SITE]
     monkeypatch.setattr("sys.stdin", io.StringIO("another long password\n"))
     assert main(["sink", "user", "add", "ivan", "--role", "viewer", *place]) == 0
     assert main(["sink", "user", "remove", "nobody", *place]) == 2

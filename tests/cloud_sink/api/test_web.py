@@ -73,7 +73,8 @@ def test_a_manager_hears_a_red_contact_and_ticks_a_reason(
     assert float(marker.get_attribute("data-offset") or "nan") == pytest.approx(offset, abs=0.002)
     timeline = page.locator("#timeline").bounding_box()
     box = marker.bounding_box()
-    assert timeline is not None and box is not None
+    assert timeline is not None
+    assert box is not None
     share = (box["x"] - timeline["x"]) / timeline["width"]
     assert share == pytest.approx(offset / duration, abs=0.01)
     page.wait_for_function("document.getElementById('wave').dataset.drawn === '1'")
@@ -86,7 +87,8 @@ def test_a_manager_hears_a_red_contact_and_ticks_a_reason(
     assert page.is_checked("input[name=reason][value=equipment]")
     page.goto(f"{world.url}/reasons")
     row = page.locator("#reasons-report tr[data-reason=equipment]")
-    assert row.count() == 1 and int(row.locator("td.n").inner_text()) >= 1
+    assert row.count() == 1
+    assert int(row.locator("td.n").inner_text()) >= 1
     page.screenshot(path=str(shots / "reasons.png"), full_page=True)
     for name in ("figures", "alerts", "devices"):
         page.goto(f"{world.url}/{name}")

@@ -27,7 +27,8 @@ def test_decode_explain_prints_presses_reasons_and_a_summary(
     assert [p["code"] for p in presses] == ["2b4e64"]
     frames = [line for line in lines if line.startswith("frame ")]
     reasons = [line for line in lines if line.startswith("  pt2262: ")]
-    assert frames and len(frames) == len(reasons)
+    assert frames
+    assert len(frames) == len(reasons)
     assert all("rcswitch: " in line for line in reasons)
     assert lines[-1].startswith("summary: ")
 
@@ -59,7 +60,8 @@ def test_bad_decode_options_are_clear_errors(
 ) -> None:
     assert main(["rf433", "decode", *flag, str(FIXTURES / "noise.ook")]) == 2
     err = capsys.readouterr().err
-    assert flag[0] in err and flag[1] in err
+    assert flag[0] in err
+    assert flag[1] in err
 
 
 # -- listen and learn on the gpiod backend (the default) -------------------------------------
@@ -117,9 +119,11 @@ def test_learn_with_backend_gpiod_overrides_a_pigpio_config(
     thread.join(20)
     assert result == [0]
     out = capsys.readouterr().out
-    assert "'ev1527:4c7a2e'" in out and "'open' state" in out
+    assert "'ev1527:4c7a2e'" in out
+    assert "'open' state" in out
     red = load_config(config).button_for_code("ev1527:4c7a2e")
-    assert red is not None and red.role == "red"
+    assert red is not None
+    assert red.role == "red"
     assert load_config(config).rf433.backend == "pigpio"  # the override is not written
 
 

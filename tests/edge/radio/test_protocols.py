@@ -53,9 +53,12 @@ def test_look_alike_is_valid_under_several_protocols_and_the_registry_picks_one(
     as_ev = ev1527.decode(frame)
     as_rc = rcswitch.decode(frame)
     # 0x3C0F35 = 00 11 11 00 00 00 11 11 00 11 01 01
-    assert isinstance(as_pt, Decoded) and as_pt.tristate == "0110001101FF"
-    assert isinstance(as_ev, Decoded) and (as_ev.id, as_ev.key) == (0x3C0F3, 0x5)
-    assert isinstance(as_rc, Decoded) and as_rc.protocol == "rcswitch1"
+    assert isinstance(as_pt, Decoded)
+    assert as_pt.tristate == "0110001101FF"
+    assert isinstance(as_ev, Decoded)
+    assert (as_ev.id, as_ev.key) == (0x3C0F3, 0x5)
+    assert isinstance(as_rc, Decoded)
+    assert as_rc.protocol == "rcswitch1"
     assert as_pt.code == as_ev.code == as_rc.code == 0x3C0F35
     first = next(d for dec in DECODERS if isinstance(d := dec(frame), Decoded))
     assert first.protocol == "pt2262"
@@ -64,7 +67,8 @@ def test_look_alike_is_valid_under_several_protocols_and_the_registry_picks_one(
 def test_pt2262_trits_and_rejection_of_a_non_trit_pair() -> None:
     frame = frames(remote.pt2262("01F0F1FF0011", 350, repeats=2))[1]
     got = pt2262.decode(frame)
-    assert isinstance(got, Decoded) and got.tristate == "01F0F1FF0011"
+    assert isinstance(got, Decoded)
+    assert got.tristate == "01F0F1FF0011"
     # a pair 10 (long-short short-long) is not a trit
     frame = frames(remote.transmit(1, 0b10 << 22, 24, 350, repeats=2))[1]
     assert pt2262.decode(frame) == Reject("trits")
@@ -75,7 +79,8 @@ def test_ev1527_needs_24_bits() -> None:
     frame = frames(remote.transmit(1, 0xABCDEF1, 28, 350, repeats=2))[1]
     assert ev1527.decode(frame) == Reject("bits")
     got = rcswitch.decode(frame)
-    assert isinstance(got, Decoded) and (got.protocol, got.bits) == ("rcswitch1", 28)
+    assert isinstance(got, Decoded)
+    assert (got.protocol, got.bits) == ("rcswitch1", 28)
 
 
 @pytest.mark.parametrize("protocol", range(1, 7))
@@ -89,7 +94,8 @@ def test_rcswitch_protocols_overlap_only_where_documented(protocol: int) -> None
     # within tolerance: each reads as the other, and the closer fit names it
     assert matches == ([3, 5] if protocol in (3, 5) else [protocol])
     got = rcswitch.decode(frame)
-    assert isinstance(got, Decoded) and got.protocol == f"rcswitch{protocol}"
+    assert isinstance(got, Decoded)
+    assert got.protocol == f"rcswitch{protocol}"
     assert got.code == 0x2C4A6E
 
 
@@ -137,10 +143,12 @@ def test_all_zeros_of_1_and_all_ones_of_6_look_alike_and_the_closer_fit_wins(
         rcswitch.demodulate(frame, rcswitch.TABLE[0]),
         rcswitch.demodulate(frame, rcswitch.TABLE[5]),
     )
-    assert isinstance(as_1, rcswitch.Fit) and isinstance(as_6, rcswitch.Fit)
+    assert isinstance(as_1, rcswitch.Fit)
+    assert isinstance(as_6, rcswitch.Fit)
     assert (as_1.value, as_6.value) == (0x000000, 0xFFFFFF)
     best = rcswitch.best_fit(frame)
-    assert isinstance(best, rcswitch.Fit) and best.protocol == protocol
+    assert isinstance(best, rcswitch.Fit)
+    assert best.protocol == protocol
     if protocol == 6:  # and EV1527/PT2262 do not claim it
         assert ev1527.decode(frame) == Reject("timing")
         assert pt2262.decode(frame) == Reject("timing")

@@ -105,7 +105,8 @@ def test_a_stretched_first_high_after_silence_is_decoded_from_its_low(first_unit
     # the base comes from the median bit, not the whole frame's average
     assert abs(fit.base_us - t) <= 1
     got = ev1527.decode(first)
-    assert isinstance(got, Decoded) and got.code == code
+    assert isinstance(got, Decoded)
+    assert got.code == code
 
 
 def test_stretched_first_pulses_of_every_burst_still_give_one_press_each() -> None:
@@ -175,7 +176,8 @@ def test_newkaku_on_off_group_and_dim() -> None:
         }
     ]
     off = decoded(remote.newkaku(0x1234567, 5, False, group=True, repeats=4))
-    assert off[0]["state"] == "off" and off[0]["group"] is True
+    assert off[0]["state"] == "off"
+    assert off[0]["group"] is True
     assert off[0]["code"] == f"{0x1234567 << 6 | 1 << 5 | 5:08x}"
     dim = decoded(remote.newkaku(0x0ABCDEF, 2, True, dim=9, repeats=4))
     assert dim == [
