@@ -196,7 +196,7 @@ class Server:
 
 
 FILTERS: list[tuple[str, dict[str, Any], str]] = [
-    ("no filter (newest first page)", {}, "admin"),
+    ("no filter (first page)", {}, "admin"),
     ("site", {"site": "site-07"}, "admin"),
     ("site + tag negative", {"site": "site-07", "tag": "negative"}, "admin"),
     ("tag request (5 %)", {"tag": "request"}, "admin"),
