@@ -20,6 +20,14 @@ Rules:
   database's one write lock from its start. A firing is a row of ``alerts`` (scope
   ``_site``), unique per id; :meth:`SiteAlerts.publish_pending` sends unpublished rows on
   ``contactpoint/v1/<site>/_site/alert`` and marks them published.
+- Device offline (:class:`DeviceWatch`): a site alert of rule ``device_offline`` (scope
+  ``_site``, column ``device`` the device) is raised when a device's status says offline (its
+  last will, or a clean goodbye) or when nothing came from it for ``offline_after_s`` (the
+  worker's sweep, every ``check_every_s``); one active alert per device at a time. Its id is
+  :func:`~contract.alerts.alert_id` of (``_site:<device>``, rule, time it went offline):
+  stable. Any later message from the device but an offline status clears it: the row gets
+  ``cleared_ns`` and ``alert.cleared_at``, and is published once more (a new ``msg_id``) so
+  that the managers see it return.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from contract.alerts import (
     Firing,
     Observation,
     Span,
+    alert_id,
     contact_keys,
     describe,
     evaluate,
@@ -140,6 +149,98 @@ class SiteAlerts:
         return sent
 
 
+OFFLINE_RULE: Final = "device_offline"
+
+
+@dataclass
+class DeviceWatch:
+    """Raises and clears the ``device_offline`` site alerts (see the module notes)."""
+
+    offline_after_s: float | None  # None: only a status that says offline raises it
+    alerts: SiteAlerts  # publishes them (its ``dirty`` flag is set on every change)
+    changes: list[tuple[str, str, bool]] = field(default_factory=list)  # (device, id, raised)
+
+    def seen(self, db: Database, site: str, device: str, status: wire.Status | None,
+             now_ns: int) -> None:  # fmt: skip
+        """Ingest's ``on_seen`` hook (inside the storing transaction): a stored message."""
+        if status is not None and not status.online:
+            self._raise(db, site, device, now_ns, "its status says offline (last will)")
+        else:
+            self._clear(db, device, now_ns)
+
+    def sweep(self, db: Database, now_ns: int) -> int:
+        """Raise the alert for every device silent longer than ``offline_after_s``."""
+        if self.offline_after_s is None:
+            return 0
+        limit = now_ns - round(self.offline_after_s * NS)
+        p = db.param
+        silent = execute_sql(
+            db,
+            "SELECT d.site, d.device, d.last_seen_ns FROM devices d "  # noqa: S608 - placeholders
+            f"WHERE d.last_seen_ns < {p} AND NOT EXISTS (SELECT 1 FROM alerts a WHERE "
+            f"a.device = d.device AND a.rule = {p} AND a.cleared_ns IS NULL)",
+            (limit, OFFLINE_RULE),
+        ).fetchall()
+        raised = 0
+        for site, device, last_seen in silent:
+            with transaction(db):
+                silent_s = (now_ns - int(last_seen)) / NS
+                why = f"nothing from it for {silent_s:.0f} s (since {iso(int(last_seen))})"
+                raised += self._raise(db, str(site), str(device), now_ns, why)
+        return raised
+
+    def _active(self, db: Database, device: str) -> tuple[str, str, str] | None:
+        a = tables(db).alerts
+        row = (
+            a.select(a.site, a.id, a.body)
+            .where((a.device == device) & (a.rule == OFFLINE_RULE) & a.cleared_ns.is_null())
+            .order_by(a.at_iso.desc())
+            .tuples()
+            .first()
+        )
+        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
+    def _raise(self, db: Database, site: str, device: str, now_ns: int, why: str) -> int:
+        if not is_sqlite(db):  # workers take turns per site (as observe does)
+            execute_sql(db, "SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK + site,))
+        if self._active(db, device) is not None:
+            return 0
+        scope = f"{wire.SITE_SCOPE}:{device}"
+        firing = Firing(
+            id=alert_id(scope, OFFLINE_RULE, now_ns), rule=OFFLINE_RULE, scope=wire.SITE_SCOPE,
+            at_ns=now_ns, window_start_ns=now_ns, count=1, at_least=1, total=None, share=None,
+            share_at_least=None, refs=(device,),
+        )  # fmt: skip
+        body = payload(firing, site, f"device {device} of site {site} is offline: {why}")
+        stored = rowcount(
+            db,
+            tables(db).alerts.insert(
+                site=site, scope=wire.SITE_SCOPE, id=firing.id, rule=OFFLINE_RULE,
+                at_iso=iso(now_ns), body=to_json(body), received_ns=now_ns, device=device,
+            ).on_conflict_ignore(),
+        )  # fmt: skip
+        if stored:
+            self.changes.append((device, firing.id, True))
+            self.alerts.dirty = True
+        return stored
+
+    def _clear(self, db: Database, device: str, now_ns: int) -> None:
+        active = self._active(db, device)
+        if active is None:
+            return
+        site, id_, raw = active
+        body = from_json(raw)
+        body["msg_id"] = alert_id(f"{wire.SITE_SCOPE}:{device}:cleared", OFFLINE_RULE, now_ns)
+        body["alert"]["cleared_at"] = iso(now_ns)
+        body["alert"]["text"] = f"{body['alert']['text']}; back at {iso(now_ns)}"
+        a = tables(db).alerts
+        a.update({a.cleared_ns: now_ns, a.body: to_json(body), a.published_ns: None}).where(
+            (a.site == site) & (a.scope == wire.SITE_SCOPE) & (a.id == id_)
+        ).execute()
+        self.changes.append((device, id_, False))
+        self.alerts.dirty = True
+
+
 def _observations_of(msg: wire.Message) -> list[Observation]:
     body = msg.body
     if isinstance(body, wire.Contact):
@@ -215,11 +316,14 @@ def _fired(t: Any, site: str, rule: str, from_ns: int, to_ns_: int) -> list[Span
 def stored_alerts(db: Database, site: str | None = None) -> list[dict[str, Any]]:
     """Every stored alert (devices' and the site's), oldest first, as listed by the CLI."""
     a = tables(db).alerts
-    query = a.select(a.site, a.scope, a.body).order_by(a.at_iso, a.scope)
+    query = a.select(a.site, a.scope, a.body, a.device, a.cleared_ns).order_by(a.at_iso, a.scope)
     if site is not None:
         query = query.where(a.site == site)
     out = []
-    for row_site, scope, body in query.tuples():
+    for row_site, scope, body, device, cleared in query.tuples():
         alert = dict(from_json(body).get("alert", {}))
-        out.append({**alert, "site": row_site, "device": scope})
+        row = {**alert, "site": row_site, "device": device or scope}
+        if device is not None:  # a device_offline alert: active until the device is back
+            row["active"] = cleared is None
+        out.append(row)
     return out

@@ -173,6 +173,15 @@ class SinkSection(_Strict):
         float,
         Field(gt=0, le=86400, description="How often 'sink run' enforces the retention (s)"),
     ] = 3600.0
+    offline_after_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=30 * 86400,
+            description="A device silent this long gets a device_offline site alert (as one "
+            "whose last will fired; cleared when it is back; s); unset = only the last will",
+        ),
+    ] = 300.0
 
 
 class ReportSection(_Strict):

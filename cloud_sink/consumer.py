@@ -33,6 +33,9 @@ Rules:
   (:meth:`Ingest.check_clips_step`, a few dozen clips each) between network loops, so that
   messages keep flowing however many clips are incomplete; it publishes the resend requests
   (QoS 1, each within :data:`wire.MAX_RESEND_BYTES`).
+- Device offline alerts (:class:`cloud_sink.alerts.DeviceWatch`): raised on an offline status
+  (the last will) as it is stored, and for devices silent ``offline_after_s`` by a sweep every
+  ``check_every_s``; cleared by the device's next message; published like the site alerts.
 - What a sender may claim and how long the sink tries are the ``max_clip_bytes``,
   ``max_chunks``, ``clip_expire_after_s`` and ``max_ingest_attempts`` settings
   (:class:`cloud_sink.ingest.Limits`).
@@ -57,7 +60,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_sink import wire
-from cloud_sink.alerts import SiteAlerts
+from cloud_sink.alerts import DeviceWatch, SiteAlerts
 from cloud_sink.db import open_database
 from cloud_sink.ingest import DEFAULT_LIMITS, Ingest, Limits, Result
 from cloud_sink.migrations import migrate
@@ -103,6 +106,8 @@ class SinkConfig:
     backoff_max_s: float = 30.0
     retention_audio_days: float | None = None  # delete clip audio this old (None: keep)
     retention_interval_s: float = 3600.0  # how often the worker enforces it
+    # a device silent this long gets a device_offline alert (None: only its last will does)
+    offline_after_s: float | None = 300.0
 
     def limits(self) -> Limits:
         for name in ("max_clip_bytes", "max_chunks", "max_ingest_attempts"):
@@ -177,9 +182,16 @@ class Sink:
         self.ingest.on_clip_complete = lambda key: self.receipts.add(
             Confirm(key.site, key.device, clip_id=key.clip_id)
         )
-        self.site_alerts = alerts  # site-level alert rules (cloud_sink/alerts.py)
-        if alerts is not None:
-            self.ingest.on_stored = alerts.observe
+        # site-level alert rules and the device offline alerts (cloud_sink/alerts.py)
+        self.site_alerts = alerts if alerts is not None else SiteAlerts([])
+        self.ingest.on_stored = self.site_alerts.observe
+        if config.offline_after_s is not None and config.offline_after_s <= 0:
+            raise ValueError(
+                f"offline_after_s = {config.offline_after_s}: must be > 0 (or unset: only the "
+                "last will raises the offline alert)"
+            )
+        self.device_watch = DeviceWatch(config.offline_after_s, self.site_alerts)
+        self.ingest.on_seen = self.device_watch.seen
         removed = self.ingest.store.cleanup_temporaries()  # a kill during a write or assembly
         if removed:
             log.warning("removed %d temporary file(s) left by an interrupted run", removed)
@@ -191,6 +203,7 @@ class Sink:
         self._pending: list[Result] = []
         self._check_pass = False  # a clip check pass is under way ...
         self._check_cursor: tuple[str, str] | None = None  # ... and goes on after this clip
+        self._up_since: int | None = None  # clock when the subscription last came up
         self._client = self._make_client()
         self._on_turn = on_turn
 
@@ -269,6 +282,7 @@ class Sink:
     def _run(self) -> None:
         backoff = self.config.backoff_min_s
         last_check = self.clock()
+        last_sweep: int | None = None  # the device offline sweep: at start, then every check
         last_retention: int | None = None  # audio retention runs at start, then every interval
         self.db.connect(reuse_if_open=True)
         try:
@@ -305,6 +319,9 @@ class Sink:
                     self._check_pass, self._check_cursor = True, None
                 if self._check_pass:
                     self._check_clips()
+                if self._may_sweep(last_sweep):
+                    last_sweep = self.clock()
+                    self._sweep_offline()
                 retention_every = int(self.config.retention_interval_s * NS)
                 if self.config.retention_audio_days is not None and (
                     last_retention is None or self.clock() - last_retention >= retention_every
@@ -317,6 +334,7 @@ class Sink:
     def _reconnect(self) -> bool:
         self._failed = False
         self.subscribed.clear()
+        self._up_since = None
         self._paho_error = ""
         try:
             if self._connected:
@@ -357,8 +375,23 @@ class Sink:
         for request in requests:
             self._client.publish(request.topic, request.payload, qos=1)
 
+    def _may_sweep(self, last_sweep: int | None) -> bool:
+        """Sweep every ``check_every_s``, but only once subscribed for ``offline_after_s``:
+        what the broker kept for the sink while it was away comes first."""
+        after = self.config.offline_after_s
+        now = self.clock()
+        if after is None or self._up_since is None or now - self._up_since < after * NS:
+            return False
+        return last_sweep is None or now - last_sweep >= self.config.check_every_s * NS
+
+    def _sweep_offline(self) -> None:
+        try:
+            self.device_watch.sweep(self.db, self.clock())
+        except Exception:  # tried again at the next check
+            log.exception("the device offline sweep failed")
+
     def _publish_alerts(self) -> None:
-        if self.site_alerts is None or not self.subscribed.is_set():
+        if not self.subscribed.is_set():
             return
 
         def publish(topic: str, payload: bytes) -> bool:
@@ -429,6 +462,7 @@ class Sink:
     ) -> None:
         if all(not r.is_failure for r in reasons):
             self.subscribed.set()
+            self._up_since = self.clock()
         else:
             log.error("subscription refused: %s", reasons)
 
@@ -446,6 +480,7 @@ class Sink:
     ) -> None:
         self._connected = False
         self.subscribed.clear()
+        self._up_since = None
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._failed:

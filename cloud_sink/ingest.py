@@ -236,6 +236,9 @@ class Ingest:
         self.on_stored: Callable[[Database, wire.Message, int], object] | None = None
         # Called after a clip was verified and marked complete (its delivery receipt).
         self.on_clip_complete: Callable[[ClipKey], object] | None = None
+        # every stored message of a device, in its transaction: (db, site, device, its status
+        # or None, now); the device offline alerts (cloud_sink.alerts.DeviceWatch)
+        self.on_seen: Callable[[Database, str, str, wire.Status | None, int], object] | None = None
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -268,6 +271,8 @@ class Ingest:
         with transaction(self.db):
             if isinstance(parsed, wire.Chunk):
                 result = self._chunk(topic, payload, parsed, now)
+                if self.on_seen is not None and result.outcome is Outcome.STORED:
+                    self.on_seen(self.db, parsed.site, parsed.device, None, now)
             else:
                 result = Result(self._message(parsed, now))
                 if (
@@ -276,6 +281,9 @@ class Ingest:
                     and isinstance(parsed.body, wire.Contact | wire.Event)
                 ):
                     self.on_stored(self.db, parsed, now)
+                if self.on_seen is not None and result.outcome is Outcome.STORED:
+                    status = parsed.body if isinstance(parsed.body, wire.Status) else None
+                    self.on_seen(self.db, parsed.site, parsed.device, status, now)
             if self.before_commit is not None:
                 self.before_commit(topic)
             crashpoint("sink.commit")  # fault tests only: a no-op unless armed

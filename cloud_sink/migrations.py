@@ -316,7 +316,19 @@ _V6 = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7 = Migration(
+    7,
+    "device offline alerts: alerts.device (the device a sink-made alert is about), cleared_ns",
+    (
+        # NULL for rule alerts; the device of a device_offline alert (scope '_site'), and when
+        # that alert was cleared (ns; NULL = still active)
+        "ALTER TABLE alerts ADD COLUMN device TEXT",
+        "ALTER TABLE alerts ADD COLUMN cleared_ns BIGINT",
+        "CREATE INDEX alerts_device ON alerts (device, rule, cleared_ns)",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 
 def _render(db: Database, sql: str) -> str:

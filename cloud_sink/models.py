@@ -42,6 +42,7 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "alerts": (
         "site", "scope", "id", "rule", "at_iso", "body", "received_ns", "published_ns",
+        "device", "cleared_ns",
     ),
     "annotations": (
         "id", "device", "contact_id", "reason", "note", "by_name", "at_ns",

@@ -11,6 +11,11 @@ would receive. The demo ends when the sink holds every contact with a verified c
 managers have every routed message, and prints what arrived: the shift's metrics, each
 labelled with what it divides by what (``cloud_sink.metrics.DEFINITIONS``).
 
+After the shift it starts the managers' web page and API (``contactpoint sink serve`` on a free
+loopback port, over the demo's sink database) with a demo manager user ``demo`` whose password
+is generated anew each run, prints the address and the login, and keeps serving until Ctrl-C
+(``--no-serve``: not at all).
+
 ``add_command(subparsers)`` registers ``contactpoint demo``; it exits 0 when every clip arrived
 verified and the managers got every routed message, 1 otherwise.
 """
@@ -19,9 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +56,7 @@ from edge.publish.wire import event_json
 from edge.scenario import busy_shift
 from edge.simulate import STORE_NAME, Summary, run_simulation
 from edge.store import Store
-from provisioning.broker import BrokerError, LocalBroker
+from provisioning.broker import BrokerError, LocalBroker, free_port
 
 DEVICE, SITE = "cp-demo-1", "demo-shop"
 _EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -81,6 +91,69 @@ class DemoResult:
     site_alerts: list[str]
     routed: int
     routed_expected: int
+    web: DemoWeb | None = None
+
+
+WEB_USER = "demo"  # the demo's manager on the web page (scope: the demo site)
+
+
+@dataclass
+class DemoWeb:
+    """``contactpoint sink serve`` over the demo's sink database, in its own process."""
+
+    url: str
+    user: str
+    password: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_web(data: Path, timeout_s: float = 60.0) -> DemoWeb:
+    """Create (or reset) the demo manager with a fresh password and serve the sink in ``data``
+    on a free loopback port; return once the login page answers."""
+    from cloud_sink.api import accounts
+    from cloud_sink.migrations import open_existing
+
+    password = secrets.token_urlsafe(12)
+    db = open_existing(None, data)
+    try:
+        now = time.time_ns()
+        if any(u["name"] == WEB_USER for u in accounts.list_users(db)):
+            accounts.set_password(db, WEB_USER, password, now)
+        else:
+            accounts.add_user(db, WEB_USER, password, role="manager", sites=[SITE], now_ns=now)
+    finally:
+        db.close()
+    port = free_port()
+    log = data / "serve.log"
+    argv = [sys.executable, "-m", "provisioning.main", "sink", "serve", "--data", str(data),
+            "--listen", f"127.0.0.1:{port}"]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    web = DemoWeb(f"http://127.0.0.1:{port}/", WEB_USER, password, process, log)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            # our own http://127.0.0.1 address, nothing a user typed
+            with urllib.request.urlopen(web.url + "login", timeout=5) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return web
+        except (urllib.error.URLError, OSError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            web.stop()
+            tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise UserError(f"the web page did not start on {web.url} (log {log}):\n{tail}")
+        time.sleep(0.1)
 
 
 class ManagersClient:
@@ -143,6 +216,9 @@ def add_command(subparsers: Any) -> None:
     demo.add_argument("--minutes", type=float, default=60.0, help="length of the shift")
     demo.add_argument("--speed", type=float, default=120.0, help="how much faster than real time")
     demo.add_argument("--timeout", type=float, default=120.0, help="give up after S seconds")
+    demo.add_argument(
+        "--no-serve", action="store_true", help="do not start the web page after the shift"
+    )
     demo.set_defaults(handler=_command)
 
 
@@ -158,11 +234,20 @@ def _command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         progress=progress_bar("playing the shift"),
         console=console,
+        serve=not args.no_serve,
     )
     print_result(result, console)
     complete = (
         result.verified_clips == result.edge.clips and result.routed == result.routed_expected
     )
+    if result.web is not None:
+        console.print("the web page runs until Ctrl-C")
+        try:
+            result.web.process.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            result.web.stop()
     return 0 if complete else 1
 
 
@@ -175,7 +260,10 @@ def run_demo(
     timeout_s: float = 120.0,
     progress: Callable[[int, int], None] | None = None,
     console: Console | None = None,
+    serve: bool = False,
 ) -> DemoResult:
+    """Play the shift; with ``serve`` also start the web page (the caller stops
+    ``result.web``)."""
     console = console or Console()
     for part in ("edge", "sink", "broker"):  # the demo's own directories, made anew each run
         shutil.rmtree(data / part, ignore_errors=True)
@@ -243,6 +331,7 @@ def run_demo(
             broker.stop()
     tags: Counter[str] = Counter(tag for contact in contacts for tag in contact["tags"])
     counts = count(contacts, _orphan_events(data / "edge"))
+    web = start_web(data / "sink") if serve else None
     return DemoResult(
         edge=summary,
         arrived=len(contacts),
@@ -255,6 +344,7 @@ def run_demo(
         site_alerts=site_alerts,
         routed=routed,
         routed_expected=expected,
+        web=web,
     )
 
 
@@ -341,3 +431,9 @@ def print_result(result: DemoResult, console: Console) -> None:
     )
     console.print(f"list them: contactpoint sink contacts --data {data / 'sink'} --json")
     console.print(f"metrics per seller: contactpoint sink report --data {data / 'sink'} --by staff")
+    if result.web is not None:
+        web = result.web
+        console.print(
+            f"web page: {web.url} (API {web.url}api/v1, docs {web.url}docs); log in as "
+            f"{web.user} / {web.password} (a manager of {SITE}; a new password every run)"
+        )

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
 import provisioning.broker
 from cloud_sink.metrics import DEFINITIONS
-from provisioning.demo import print_result, run_demo
+from provisioning.demo import DEVICE, print_result, run_demo
 from provisioning.main import main
 
 
 def test_demo_delivers_every_contact_with_verified_audio(tmp_path: Path) -> None:
     console = Console(record=True, width=160)
-    result = run_demo(tmp_path / "demo", minutes=20, speed=600, console=console)
+    result = run_demo(tmp_path / "demo", minutes=20, speed=600, console=console, serve=True)
+    assert result.web is not None
+    try:
+        check_the_web_page(result.web.url, result.web.user, result.web.password)
+        print_result(result, console)
+        shown = " ".join(console.export_text(clear=False).split())
+        assert f"log in as {result.web.user} / {result.web.password}" in shown
+        assert result.web.url in shown
+    finally:
+        result.web.stop()
+    assert result.web.process.poll() is not None
     assert result.edge.contacts >= 5
     assert result.arrived == result.edge.contacts
     assert result.verified_clips == result.edge.clips == result.edge.contacts
@@ -46,6 +58,32 @@ def test_demo_delivers_every_contact_with_verified_audio(tmp_path: Path) -> None
         assert d.label in shown, d.key
     assert "personal conversion (receipts / contacts served)" in shown
     assert "silent customers (silent / contacts served)" in shown
+
+
+def check_the_web_page(url: str, user: str, password: str) -> None:
+    """The demo's web page answers, refuses a wrong password and lets the demo login in."""
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/contacts", follow_redirects=False).status_code in (302, 303, 401)
+        form = c.get("/login")
+        assert form.status_code == 200
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        wrong = c.post(
+            "/login", data={"username": user, "password": password + "x",
+                            "csrf_token": token.group(1)},
+        )  # fmt: skip
+        assert wrong.headers.get("location", "").startswith("/login?")  # back, with the error
+        form = c.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        r = c.post(
+            "/login", data={"username": user, "password": password, "csrf_token": token.group(1)}
+        )
+        assert r.status_code == 303
+        assert r.headers["location"] == "/"
+        page = c.get("/contacts")
+        assert page.status_code == 200
+        assert DEVICE in page.text
 
 
 def test_demo_says_what_is_missing_without_mosquitto(

@@ -707,7 +707,7 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
 
     @app.get("/api/v1/alerts", tags=["alerts"], response_model=list[dict[str, Any]])
     def alerts(who: Who, db: Db, site: Annotated[str | None, Query(max_length=64)] = None) -> Any:
-        """Stored alerts (devices' and site-level), oldest first, and devices offline now."""
+        """Stored alerts (devices', site-level, device offline), oldest first."""
         return all_alerts(state, db, who, site)
 
     @app.get("/api/v1/devices", tags=["devices"], response_model=list[DeviceItem])
@@ -733,18 +733,9 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
 def all_alerts(
     state: _State, db: Database, who: Principal, site: str | None
 ) -> list[dict[str, Any]]:
-    stored = [a for a in stored_alerts(db, site) if who.sees(str(a["site"]))]
-    now = state.settings.clock_ns()
-    for d in queries.devices(db, who, now, state.settings.offline_after_s):
-        if not d["online"] and (site is None or d["site"] == site):
-            stored.append(
-                {
-                    "rule": "device_offline", "scope": "device", "site": d["site"],
-                    "device": d["device"], "at": iso_ns(d["last_seen_ns"]), "active": True,
-                    "text": f"{d['device']} is offline (last seen {iso_ns(d['last_seen_ns'])})",
-                }
-            )  # fmt: skip
-    return stored
+    """Stored alerts in scope: the devices', the site rules' and the sink's device_offline
+    ones (``active`` until the device is back; cloud_sink/alerts.py)."""
+    return [a for a in stored_alerts(db, site) if who.sees(str(a["site"]))]
 
 
 def tick_reasons(

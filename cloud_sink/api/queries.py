@@ -154,10 +154,10 @@ def previous(
 ) -> dict[str, Any] | None:
     """The contact just before (start, device, id) in the filter, None at the beginning."""
     w = _filtered(db, who, f)
-    w.add(
-        "(c.start_iso < ? OR (c.start_iso = ? AND (c.device < ? OR "
+    w.add(  # (the first bound alone lets the database walk the start index from there)
+        "c.start_iso <= ? AND (c.start_iso < ? OR (c.start_iso = ? AND (c.device < ? OR "
         "(c.device = ? AND c.id < ?))))",
-        start, start, device, device, contact_id,
+        start, start, start, device, device, contact_id,
     )  # fmt: skip
     sql = (
         f"SELECT {_COLUMNS} FROM contacts c WHERE {w.sql()} "
@@ -174,10 +174,10 @@ def contacts_page(
     w = _filtered(db, who, f)
     if cursor is not None:
         start, device, contact_id = decode_cursor(cursor)
-        w.add(
-            "(c.start_iso > ? OR (c.start_iso = ? AND (c.device > ? OR "
+        w.add(  # (the first bound alone lets the database walk the start index from there)
+            "c.start_iso >= ? AND (c.start_iso > ? OR (c.start_iso = ? AND (c.device > ? OR "
             "(c.device = ? AND c.id > ?))))",
-            start, start, device, device, contact_id,
+            start, start, start, device, device, contact_id,
         )  # fmt: skip
     sql = (
         f"SELECT {_COLUMNS} FROM contacts c WHERE {w.sql()} "

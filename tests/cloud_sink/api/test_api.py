@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud_sink import report
+from cloud_sink import report, wire
+from cloud_sink.alerts import OFFLINE_RULE, DeviceWatch, SiteAlerts, stored_alerts
 from cloud_sink.api import accounts
 from cloud_sink.db import transaction
 from cloud_sink.models import tables
@@ -394,3 +395,44 @@ def test_token_and_user_commands(
     assert "no user 'nobody'" in capsys.readouterr().err
     assert main(["sink", "token", "create", "--role", "admin", "--expires", "soon", *place]) == 2
     assert "--expires 'soon'" in capsys.readouterr().err
+
+
+def test_device_offline_alerts_are_the_stored_ones(world: World) -> None:
+    """The sink's stored device_offline alerts are listed (active, then cleared); nothing is
+    made up at read time for a device that is silent or whose last status said offline."""
+    watch = DeviceWatch(None, SiteAlerts([]))
+    now = time.time_ns()
+    gone = wire.Status(
+        online=False, version="1", boot_id="b", outbox_depth=0, free_disk_bytes=0,
+        clock_synced=True, at="2026-11-23T09:10:00.000Z",
+    )  # fmt: skip
+    db = world.db()
+    try:
+        d = tables(db).devices
+        devices = [r for (r,) in d.select(d.device).where(d.site == SITE).tuples()]
+        with transaction(db):  # (the filling sink may have raised it already: stopped devices)
+            for device in devices:
+                watch.seen(db, SITE, device, gone, now)
+        stored = {a["id"] for a in stored_alerts(db) if a["rule"] == OFFLINE_RULE}
+    finally:
+        db.close()
+
+    def offline(who: str) -> list[dict[str, Any]]:
+        with world.client(who) as c:
+            rows = c.get("/api/v1/alerts").json()
+        return [a for a in rows if a["rule"] == OFFLINE_RULE]
+
+    listed = offline("manager_a")
+    assert sorted(a["device"] for a in listed if a["active"]) == sorted(devices)
+    assert all(a["site"] == SITE for a in listed)
+    assert {a["id"] for a in offline("admin")} == stored  # only stored ones, none made up
+    db = world.db()
+    try:
+        with transaction(db):
+            watch.seen(db, SITE, devices[0], None, now + 1)
+    finally:
+        db.close()
+    back = [a for a in offline("manager_a") if a["device"] == devices[0]]
+    assert [a["active"] for a in back][-1] is False
+    assert back[-1]["cleared_at"]
+    assert sum(a["active"] for a in back) == 0
