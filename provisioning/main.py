@@ -95,6 +95,12 @@ def _provision(sub: Any) -> None:
     add_commands(sub)
 
 
+def _fleet(sub: Any) -> None:
+    from provisioning.enroll import add_commands
+
+    add_commands(sub)
+
+
 def _demo(sub: Any) -> None:
     from provisioning.demo import add_command
 
@@ -113,6 +119,7 @@ LAZY: dict[str, Lazy] = {
         "Assistant accounts",
         _provision,
     ),
+    "fleet": Lazy("enrollment by claim: claims, devices, the service", _fleet),
     "demo": Lazy(
         "the whole system on this machine: a local broker, the sink, and a simulated contact "
         "point playing a shift",
