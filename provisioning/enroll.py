@@ -566,7 +566,7 @@ def add_commands(sub: Any) -> None:
     init.add_argument("--out", type=Path, required=True)
     init.add_argument("--admin-user", default="admin")
     init.add_argument("--admin-password-file", type=Path, required=True)
-    init.set_defaults(func=_cmd_init)
+    init.set_defaults(handler=_cmd_init)
 
     claim = with_db(cmds.add_parser("claim", help="accept a claim token"))
     claim.add_argument("--label", required=True)
@@ -576,22 +576,22 @@ def add_commands(sub: Any) -> None:
     claim.add_argument("--uses", type=int, help="how many devices may enroll with it")
     claim.add_argument("--serial", action="append", default=[], help="an allowed serial")
     claim.add_argument("--manual", action="store_true", help="each device waits for approve")
-    claim.set_defaults(func=_cmd_claim)
+    claim.set_defaults(handler=_cmd_claim)
 
     serve = with_db(cmds.add_parser("serve", help="answer enrollment requests"))
     with_admin(serve)
-    serve.set_defaults(func=_cmd_serve)
+    serve.set_defaults(handler=_cmd_serve)
 
     for name, help_ in (("list", "all devices"), ("pending", "devices waiting for approval")):
-        with_db(cmds.add_parser(name, help=help_)).set_defaults(func=_cmd_list)
+        with_db(cmds.add_parser(name, help=help_)).set_defaults(handler=_cmd_list)
     for name in ("approve", "reject"):
         p = with_db(cmds.add_parser(name, help=f"{name} a pending device"))
         p.add_argument("name")
-        p.set_defaults(func=_cmd_decide)
+        p.set_defaults(handler=_cmd_decide)
     rev = with_db(cmds.add_parser("revoke", help="delete a device's account and disconnect it"))
     rev.add_argument("name")
     with_admin(rev)
-    rev.set_defaults(func=_cmd_revoke)
+    rev.set_defaults(handler=_cmd_revoke)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

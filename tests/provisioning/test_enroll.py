@@ -22,6 +22,7 @@ from edge.config import Config
 from edge.enroll import CREDENTIALS, EnrollError, Identity, ensure_enrolled
 from provisioning.broker import LocalBroker
 from provisioning.enroll import Admin, Registry, Service, broker_lines, init_dynsec, revoke
+from provisioning.main import main
 from tests.waiting import wait_for
 
 ADMIN_PASSWORD = "admin-secret-for-tests"
@@ -249,3 +250,76 @@ def test_enrollment_survives_a_broker_restart_midway(fleet: Fleet) -> None:
     finally:
         conn.close()
     assert fleet.registry.devices()[0].state == "enrolled"
+
+
+def test_the_fleet_commands_claim_approve_list_and_revoke(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(fleet.registry.path)
+    (fleet.base / "token").write_text(TOKEN + "\n")
+    (fleet.base / "admin.pw").write_text(ADMIN_PASSWORD + "\n")
+    assert (
+        main(
+            [
+                "fleet",
+                "claim",
+                "--db",
+                db,
+                "--label",
+                "b1",
+                "--token-file",
+                str(fleet.base / "token"),
+                "--site",
+                "site-1",
+                "--uses",
+                "2",
+                "--manual",
+            ]
+        )
+        == 0
+    )
+    data = fleet.data("dev-a")
+    result: list[Config | BaseException] = []
+
+    def device() -> None:
+        try:
+            result.append(
+                ensure_enrolled(fleet.config("dev-a"), data, threading.Event(), retry_s=0.3)
+            )
+        except BaseException as exc:  # handed to the test
+            result.append(exc)
+
+    thread = threading.Thread(target=device, daemon=True)
+    thread.start()
+    wait_for(lambda: fleet.registry.devices("pending"), "the request waiting for approval")
+    capsys.readouterr()
+    assert main(["fleet", "pending", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("dev-a\tpending\t")
+    assert main(["fleet", "approve", "--db", db, "dev-a"]) == 0
+    wait_for(lambda: result, "the device enrolled once approved")
+    thread.join(10)
+    assert isinstance(result[0], Config), result[0]
+    admin = ["--broker", fleet.broker.url, "--admin-password-file", str(fleet.base / "admin.pw")]
+    assert main(["fleet", "revoke", "--db", db, "dev-a", *admin]) == 0
+    capsys.readouterr()
+    assert main(["fleet", "list", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("dev-a\trevoked\t")
+    assert main(["fleet", "approve", "--db", db, "dev-a"]) == 2
+    assert "is revoked, not pending" in capsys.readouterr().err
+    password = Path(result[0].mqtt.password_file).read_text()
+    refused = Conn(fleet.broker.url, "dev-a", password)
+    try:
+        assert refused.connack.is_failure
+    finally:
+        refused.close()
+
+
+def test_init_broker_refuses_to_replace_the_accounts_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pw").write_text("x\n")
+    args = ["fleet", "init-broker", "--out", str(tmp_path / "d.json"), "--admin-password-file"]
+    assert main([*args, str(tmp_path / "pw")]) == 0
+    assert stat.S_IMODE((tmp_path / "d.json").stat().st_mode) == 0o600
+    assert main([*args, str(tmp_path / "pw")]) == 2
+    assert "exists" in capsys.readouterr().err
