@@ -188,6 +188,7 @@ class Enrollment:
                 "v": 1,
                 "token": token,
                 "name": cfg.device.id,
+                "site": cfg.device.site,
                 "serial": who.serial,
                 "model": who.model,
                 "version": who.version,

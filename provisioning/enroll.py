@@ -386,6 +386,8 @@ class Registry:
                 return "refuse", "the claim token has expired"
             if uses_left is not None and uses_left <= 0:
                 return "refuse", "the claim token has no uses left"
+            if req["site"] != site:
+                return "refuse", f"site {req['site']!r} is not this claim's site {site!r}"
             allowed = json.loads(serials)
             if allowed and req["serial"] not in allowed:
                 return "refuse", f"serial {req['serial']!r} is not allowed by this claim"
@@ -416,7 +418,8 @@ def parse_request(payload: bytes) -> dict[str, Any]:
     if not isinstance(req, dict):
         raise ValueError("the request is not a JSON object")
     out: dict[str, Any] = {}
-    for field, limit in (("token", 512), ("name", 64), ("serial", 64), ("model", 200)):
+    fields = (("token", 512), ("name", 64), ("site", 64), ("serial", 64), ("model", 200))
+    for field, limit in fields:
         value = req.get(field)
         if not isinstance(value, str) or not value or len(value) > limit:
             raise ValueError(f"{field}: expected text of 1..{limit} characters")

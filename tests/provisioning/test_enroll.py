@@ -14,16 +14,22 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
+import hardware._pi
 from contract import enroll as proto
 from edge import sealing
 from edge.config import Config
+from edge.daemon import run_live
 from edge.enroll import CREDENTIALS, EnrollError, Identity, ensure_enrolled
+from edge.events import Press
+from edge.simulate import STORE_NAME
+from edge.store import Store
 from provisioning.broker import LocalBroker
 from provisioning.enroll import Admin, Registry, Service, broker_lines, init_dynsec, revoke
 from provisioning.main import main
-from tests.waiting import wait_for
+from tests.waiting import join, wait_for
 
 ADMIN_PASSWORD = "admin-secret-for-tests"
 TOKEN = "claim-token-0123456789"
@@ -163,6 +169,12 @@ def test_a_serial_outside_the_claims_list_is_refused(fleet: Fleet) -> None:
     assert fleet.enroll("dev-b", serial="10000000abcd").mqtt.username == "dev-b"
 
 
+def test_a_device_of_another_site_is_refused(fleet: Fleet) -> None:
+    fleet.registry.add_claim("batch", TOKEN, site="site-2")
+    with pytest.raises(EnrollError, match="site 'site-1' is not this claim's site 'site-2'"):
+        fleet.enroll("dev-a")
+
+
 def test_a_claimant_cannot_read_another_devices_reply(fleet: Fleet) -> None:
     fleet.registry.add_claim("batch", TOKEN, site="site-1", uses=10)
     spy = Conn(fleet.broker.url, proto.CLAIM_USER, proto.CLAIM_PASSWORD, "claim-spy")
@@ -250,6 +262,47 @@ def test_enrollment_survives_a_broker_restart_midway(fleet: Fleet) -> None:
     finally:
         conn.close()
     assert fleet.registry.devices()[0].state == "enrolled"
+
+
+def test_the_daemon_enrolls_at_its_first_start_then_delivers(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = MockFactory()
+    monkeypatch.setattr(hardware._pi, "make_pin_factory", lambda *a, **k: factory)
+    fleet.registry.add_claim("batch", TOKEN, site="site-1", uses=1)
+    cfg = Config.model_validate(
+        {
+            "device": {"id": "dev-a", "site": "site-1"},
+            "hardware": {"backend": "pi"},
+            "mqtt": {"broker": fleet.broker.url},
+            "audio": {"enabled": False},
+            "contacts": {"modes": ["window"]},
+            "receipts": {"enabled": False},
+            "buttons": [{"name": "red", "role": "red", "pin": 13}],
+        }
+    )
+    data = fleet.data("dev-a")
+    stop = threading.Event()
+    presses: list[Press] = []
+    daemon = threading.Thread(
+        target=lambda: run_live(cfg, data, stop=stop, on_press=presses.append, final_drain_s=10)
+    )
+    daemon.start()
+    try:
+        pin = factory.pin(13)
+        wait_for(lambda: pin.state == 1, "the daemon enrolled and opened the button")
+        pin.drive_low()
+        time.sleep(0.2)  # held for 200 ms of real time: the debouncer measures real edges
+        pin.drive_high()
+        wait_for(lambda: presses, "the press in the core")
+    finally:
+        stop.set()
+        join(daemon, "the daemon to stop")
+    assert not (data / "claim.token").exists()
+    with Store.open(data / STORE_NAME) as store:
+        assert [e.kind for e in store.orphan_events()] == ["red"]
+        assert store.outbox.of_kind("event")  # the press was queued ...
+        assert store.outbox.depth() == 0  # ... and the broker took it from dev-a
 
 
 def test_the_fleet_commands_claim_approve_list_and_revoke(
