@@ -9,10 +9,10 @@ At start, :func:`ensure_enrolled` returns the configuration with the broker acco
   directory) and no ``mqtt.password_file`` configured, the device connects with the fleet's
   claim account, sends its identity (serial from /proc/cpuinfo or the device tree, model,
   version), the token and a Diffie-Hellman public key (its private key is kept in
-  ``enroll.key``, 0600, until enrolled, so a restart does not make it a stranger), and
-  repeats the request until the reply comes (a broker restart or manual approval only make it
-  wait). The credentials come sealed to
-  its key; they are stored 0600, then the token file is deleted;
+  ``enroll.key`` with its client id, 0600, until enrolled, so a restart does not make it a
+  stranger), and repeats the request until the reply comes (a broker restart or manual
+  approval only make it wait). The credentials come sealed to its key; they are stored 0600,
+  then the token file is deleted;
 - else the configuration is returned unchanged.
 
 The sealing (edge/sealing.py) uses the standard library only: the device has no
@@ -142,12 +142,21 @@ def ensure_enrolled(
     token = token_path.read_text(encoding="utf-8").strip()
     if not token:
         raise EnrollError(f"{token_path} is empty: put the fleet's claim token in it")
-    key_file = data_dir / KEY  # the same key after a restart: a pending request stays ours
+    # the same key and client id after a restart: a pending request, or a reply the device
+    # did not live to store, stays its own
+    key_file = data_dir / KEY
     if not key_file.exists():
-        _write_private(key_file, sealing.b64(sealing.new_key_pair()[0]))
-    private = sealing.unb64(key_file.read_text(encoding="utf-8").strip(), str(key_file))
+        client_id = proto.CLIENT_ID_PREFIX + secrets.token_hex(12)
+        kept = {"key": sealing.b64(sealing.new_key_pair()[0]), "client_id": client_id}
+        _write_private(key_file, json.dumps(kept))
+    try:
+        kept = json.loads(key_file.read_text(encoding="utf-8"))
+        private = sealing.unb64(kept["key"], f"{key_file}: key")
+        client_id = str(kept["client_id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EnrollError(f"{key_file} is damaged ({exc}): delete it to start over") from None
     enrollment = Enrollment(
-        cfg, token, who or identity(), private, retry_s=retry_s, on_wait=on_wait
+        cfg, token, who or identity(), private, client_id, retry_s=retry_s, on_wait=on_wait
     )
     creds = enrollment.run(stop)
     if creds is None:
@@ -173,6 +182,7 @@ class Enrollment:
         token: str,
         who: Identity,
         private_key: bytes,
+        client_id: str,
         *,
         retry_s: float = 10.0,
         on_wait: Callable[[str], object] | None = None,
@@ -181,7 +191,7 @@ class Enrollment:
         if m is None:
             raise EnrollError(f"mqtt.broker {cfg.mqtt.broker!r}: write mqtt://HOST:PORT")
         self._host, self._port, self._tls = m.group(2), int(m.group(3)), m.group(1) == "mqtts"
-        self.client_id = proto.CLIENT_ID_PREFIX + secrets.token_hex(12)
+        self.client_id = client_id
         self._private, public = private_key, sealing.public_key(private_key)
         self._request = json.dumps(
             {

@@ -474,6 +474,8 @@ class Service:
                 self.handle(msg.topic, bytes(msg.payload))
             except EnrollError as exc:  # the broker went away: the device asks again
                 log.warning("enrollment not finished: %s", exc)
+            except Exception:  # one bad request never stops the service; the device asks again
+                log.exception("enrollment request on %s failed", msg.topic)
             self.handled += 1
 
     def handle(self, topic_: str, payload: bytes) -> None:

@@ -22,7 +22,7 @@ from contract import enroll as proto
 from edge import sealing
 from edge.config import Config
 from edge.daemon import run_live
-from edge.enroll import CREDENTIALS, EnrollError, Identity, ensure_enrolled
+from edge.enroll import CREDENTIALS, KEY, EnrollError, Identity, ensure_enrolled
 from edge.events import Press
 from edge.simulate import STORE_NAME
 from edge.store import Store
@@ -140,6 +140,25 @@ def test_a_device_enrolls_stores_its_credentials_privately_and_connects(fleet: F
     again = ensure_enrolled(fleet.config("dev-a"), data, threading.Event())
     assert again.mqtt.username == "dev-a"
     assert [row.state for row in fleet.registry.devices()] == ["enrolled"]
+
+
+def test_a_device_that_lost_its_reply_gets_it_again_after_a_restart(fleet: Fleet) -> None:
+    """The service enrolled the device but the device died before storing the credentials:
+    at its next start it asks again with what it kept and opens the stored reply."""
+    fleet.registry.add_claim("one", TOKEN, site="site-1", uses=1)
+    data = fleet.data("dev-a")
+    stopped = threading.Event()
+    stopped.set()
+    ensure_enrolled(fleet.config("dev-a"), data, stopped)  # a start cut short: key made
+    kept = (data / KEY).read_text()
+    ensure_enrolled(fleet.config("dev-a"), data, threading.Event(), retry_s=0.3)
+    # as if the power went before the credentials were stored
+    (data / CREDENTIALS).unlink()
+    (data / KEY).write_text(kept)
+    (data / "claim.token").write_text(TOKEN)
+    again = ensure_enrolled(fleet.config("dev-a"), data, threading.Event(), retry_s=0.3)
+    assert again.mqtt.username == "dev-a"  # the same reply (the single use is not used up)
+    assert [r.state for r in fleet.registry.devices()] == ["enrolled"]
 
 
 def test_a_wrong_token_is_refused(fleet: Fleet) -> None:
