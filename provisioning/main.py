@@ -34,6 +34,7 @@ Handler = Callable[[argparse.Namespace], int]
 #: the extra of pyproject.toml that installs each optional library (module name -> extra)
 EXTRA_OF = {
     "numpy": "edge",
+    "nacl": "edge",
     "soundfile": "edge",
     "gpiozero": "edge",
     "pigpio": "edge",
