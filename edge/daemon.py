@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.service import Notifier
-from edge import __version__, retention
+from edge import __version__, enroll, retention
 from edge.app import Core, backend_spec
 from edge.clock import Clock, SystemClock
 from edge.config import Config
@@ -57,6 +57,15 @@ def run_live(
     ``on_press`` is called with every press as the core gets it, after the prompt (if any);
     ``notifier``: systemd's notification socket (edge/service.py says what is sent when)."""
     clock = clock or SystemClock()
+    notifier = notifier or Notifier()
+    cfg = enroll.ensure_enrolled(  # first start with a claim token: get an account first
+        cfg,
+        data_dir,
+        stop,
+        on_wait=lambda why: notifier.notify(
+            f"STATUS=enrolling: {why}", f"EXTEND_TIMEOUT_USEC={enroll.WAIT_EXTEND_US}"
+        ),
+    )
     backend = open_backend(backend_spec(cfg))
     if not isinstance(backend, LiveBackend):
         raise StartupError(
@@ -79,7 +88,7 @@ def run_live(
         runtime.start()
         log.info("contactpoint %s running as %s at %s", __version__, cfg.device.id, cfg.device.site)
         supervisor = Supervisor(
-            notifier or Notifier(),
+            notifier,
             audio=runtime.core.clipper is not None,
             stall_s=cfg.audio.stall_s,
         )

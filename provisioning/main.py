@@ -34,6 +34,7 @@ Handler = Callable[[argparse.Namespace], int]
 #: the extra of pyproject.toml that installs each optional library (module name -> extra)
 EXTRA_OF = {
     "numpy": "edge",
+    "nacl": "edge",
     "soundfile": "edge",
     "gpiozero": "edge",
     "pigpio": "edge",
@@ -95,6 +96,12 @@ def _provision(sub: Any) -> None:
     add_commands(sub)
 
 
+def _fleet(sub: Any) -> None:
+    from provisioning.enroll import add_commands
+
+    add_commands(sub)
+
+
 def _demo(sub: Any) -> None:
     from provisioning.demo import add_command
 
@@ -113,6 +120,7 @@ LAZY: dict[str, Lazy] = {
         "Assistant accounts",
         _provision,
     ),
+    "fleet": Lazy("enrollment by claim: claims, devices, the service", _fleet),
     "demo": Lazy(
         "the whole system on this machine: a local broker, the sink, and a simulated contact "
         "point playing a shift",

@@ -38,6 +38,14 @@ class MqttSection(Section):
             description="File holding the broker password (kept out of this config; mode 0600)",
         ),
     ] = ""
+    claim_file: Annotated[
+        str,
+        Field(
+            max_length=4096,
+            description="The fleet's claim token: with it and no password_file, the device "
+            "enrolls at start (edge/enroll.py); empty: claim.token in the data directory",
+        ),
+    ] = ""
     ca_file: Annotated[
         str, Field(max_length=4096, description="CA certificate for mqtts:// (empty: system CAs)")
     ] = ""
