@@ -45,7 +45,7 @@ from edge.config import Config
 log = logging.getLogger(__name__)
 
 CREDENTIALS = "mqtt.credentials"  # in the data directory
-PASSWORD = "mqtt.password"
+PASSWORD = "mqtt.password"  # noqa: S105 - a file name in the data directory
 CLAIM = "claim.token"
 
 
@@ -169,7 +169,8 @@ def ensure_enrolled(
     key_file.unlink(missing_ok=True)
     log.info("enrolled as %s", creds["username"])
     done = with_credentials(cfg, data_dir)
-    assert done is not None
+    if done is None:
+        raise RuntimeError("credentials stored but not read back")
     return done
 
 

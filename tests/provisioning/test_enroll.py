@@ -263,7 +263,7 @@ def test_enrollment_survives_a_broker_restart_midway(fleet: Fleet) -> None:
             result.append(
                 ensure_enrolled(fleet.config("dev-a"), data, threading.Event(), retry_s=0.3)
             )
-        except BaseException as exc:  # handed to the test
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
             result.append(exc)
 
     thread = threading.Thread(target=device, daemon=True)
@@ -359,7 +359,7 @@ def test_the_fleet_commands_claim_approve_list_and_revoke(
             result.append(
                 ensure_enrolled(fleet.config("dev-a"), data, threading.Event(), retry_s=0.3)
             )
-        except BaseException as exc:  # handed to the test
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
             result.append(exc)
 
     thread = threading.Thread(target=device, daemon=True)
