@@ -98,6 +98,9 @@ class SinkConfig:
     backoff_max_s: float = 30.0
     retention_audio_days: float | None = None  # delete clip audio this old (None: keep)
     retention_interval_s: float = 3600.0  # how often the worker enforces it
+    batch_max_messages: int = 500  # messages ingested in one transaction at most ...
+    batch_max_ms: float = 50.0  # ... and collected for at most this long (ms)
+    temp_lease_s: float = 3600.0  # another worker's temporary file this old is abandoned
 
     def limits(self) -> Limits:
         for name in ("max_clip_bytes", "max_chunks", "max_ingest_attempts"):
@@ -167,11 +170,14 @@ class Sink:
             migrate(self.db)
         finally:
             self.db.close()
-        self.ingest = Ingest(self.db, config.data_dir, clock=clock, limits=limits)
+        self.ingest = Ingest(
+            self.db, config.data_dir, clock=clock, limits=limits, owner=config.effective_client_id
+        )
         self.site_alerts = alerts  # site-level alert rules (cloud_sink/alerts.py)
         if alerts is not None:
             self.ingest.on_stored = alerts.observe
-        removed = self.ingest.store.cleanup_temporaries()  # a kill during a write or assembly
+        # a kill during a write or assembly: only this worker's own, or abandoned ones
+        removed = self.ingest.store.cleanup_temporaries(config.temp_lease_s)
         if removed:
             log.warning("removed %d temporary file(s) left by an interrupted run", removed)
         self.subscribed = threading.Event()

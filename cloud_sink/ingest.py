@@ -214,10 +214,12 @@ class Ingest:
         *,
         clock: Callable[[], int] = time.time_ns,
         limits: Limits = Limits(),
+        owner: str = "",
     ) -> None:
+        """``owner``: the worker (its client id), whose tag its temporary files carry."""
         self.db = db
         self.data_dir = data_dir
-        self.store = ClipStore(data_dir)
+        self.store = ClipStore(data_dir, owner)
         self.t: Tables = tables(db)
         self.clock = clock
         self.limits = limits
