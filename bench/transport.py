@@ -14,7 +14,7 @@
     (``dd conv=fsync`` of the same number of bytes, in the same run).
 (b) Latency. With a sink (SQLite) and the publisher running live, contacts are saved at
     ``--latency-rate`` per second; for each, from the moment ``Store.save_contact`` returned
-    (committed) to the moment the sink's ``Ingest.handle`` returned (committed) for it, both
+    (committed) to the moment the sink's ``Ingest.handle_batch`` returned (committed) with it, both
     on this process's monotonic clock. Median and p99.
 (c) Bytes on the wire per contact-minute for each codec: the same short shift
     (``edge.scenario.busy_shift``, as ``bench/shift.py`` plays it) simulated with wav, flac and

@@ -284,10 +284,7 @@ class Sink:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.backoff_max_s)
                     continue
-                arrived = self._arrived
-                rc = self._client.loop(timeout=0.0 if self._batch else 0.05)
-                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._batch_due(arrived):
-                    self._commit_batch()
+                rc = self._take_batch()
                 self._finish_clips()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     self._connected = False
@@ -456,6 +453,23 @@ class Sink:
             self._commit_batch()
 
     # -- batches --------------------------------------------------------------------------------
+
+    def _take_batch(self) -> MQTTErrorCode:
+        """One network loop, then read on without waiting while messages keep coming (paho
+        reads one packet per loop), and commit the batch when it is due."""
+        arrived = self._arrived
+        rc = self._client.loop(timeout=0.0 if self._batch else 0.05)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._batch
+            and self._arrived != arrived
+            and not self._batch_due(arrived)
+        ):
+            arrived = self._arrived
+            rc = self._client.loop_read()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._batch_due(arrived):
+            self._commit_batch()
+        return rc
 
     def _batch_due(self, arrived_before: int) -> bool:
         """Commit a batch when it is full, when its first message waited ``batch_max_ms``, or
