@@ -1,15 +1,20 @@
 """The transport, edge outbox → mosquitto → cloud sink, on loopback (one machine, one run).
 
-(a) Ingest rate. N contacts (``tests/wire_samples.py``'s shape: 4 events, 3 tags), each with a
-    clip of ``--clip-kb`` random bytes, are saved in an edge store and pushed by the real
-    ``Publisher`` into a ``LocalBroker`` while three consumers are away with persistent sessions,
-    so the broker queues the whole stream for each. Then each drains its queue alone, timed from
-    its start to its last message: ``mosquitto_sub -C`` (the broker's own ceiling), the ``Sink``
-    on SQLite and on PostgreSQL (a throwaway cluster from ``tests/services.py``, fsync off).
-    Prints contacts/s and clip MB/s, and the ratio sink / mosquitto_sub.
+(a) Ingest rate, three workloads: ``--small`` contacts without a clip (small messages, at
+    least 20,000 so that ``mosquitto_sub``'s start-up does not dominate its time), ``--kb-contacts``
+    contacts with a ``--clip-kb`` clip, and ``--wav-contacts`` contacts with a real
+    ``--wav-seconds`` 16 kHz 16-bit mono WAV clip (60 s: 1.92 MB). Each contact has
+    ``tests/wire_samples.py``'s shape (4 events, 3 tags). They are saved in an edge store and
+    pushed by the real ``Publisher`` into a ``LocalBroker`` while three consumers are away with
+    persistent sessions, so the broker queues the whole stream for each. Then each drains its
+    queue alone, timed from its start to its last message: ``mosquitto_sub -C`` (the broker's
+    own ceiling), the ``Sink`` on SQLite and on PostgreSQL (a throwaway cluster from
+    ``tests/services.py``, fsync off). Prints contacts/s and clip MB/s, the ratio sink /
+    mosquitto_sub and, with clips, sink clip MB/s / the disk's sequential write speed
+    (``dd conv=fsync`` of the same number of bytes, in the same run).
 (b) Latency. With a sink (SQLite) and the publisher running live, contacts are saved at
     ``--latency-rate`` per second; for each, from the moment ``Store.save_contact`` returned
-    (committed) to the moment the sink's ``Ingest.handle`` returned (committed) for it, both
+    (committed) to the moment the sink's ``Ingest.handle_batch`` returned (committed) with it, both
     on this process's monotonic clock. Median and p99.
 (c) Bytes on the wire per contact-minute for each codec: the same short shift
     (``edge.scenario.busy_shift``, as ``bench/shift.py`` plays it) simulated with wav, flac and
@@ -18,14 +23,16 @@
 
 Only loopback; everything lives in a temporary directory that is removed at the end.
 
-    .venv/bin/python bench/transport.py [--contacts 1000] [--clip-kb 64] [--latency-contacts 200]
-        [--latency-rate 20] [--codec-minutes 12] [--no-postgres] [--only a|b|c]
+    .venv/bin/python bench/transport.py [--small 20000] [--kb-contacts 200] [--clip-kb 64]
+        [--wav-contacts 40] [--wav-seconds 60] [--latency-contacts 200] [--latency-rate 20]
+        [--codec-minutes 12] [--no-postgres] [--only a|b|c]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import random
 import shutil
@@ -34,7 +41,9 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +77,27 @@ REPO = Path(__file__).resolve().parents[1]
 # -- the edge side ---------------------------------------------------------------------------
 
 
-def contact_with_clip(data_dir: Path, n: int, clip_bytes: int, rng: random.Random) -> ContactRecord:
+def wav_clip(seconds: float, rng: random.Random) -> bytes:
+    """A real 16 kHz 16-bit mono WAV file of ``seconds``: a voice-band tone in noise."""
+    frames = int(seconds * 16000)
+    t = np.arange(frames) / 16000
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0, 1500, frames)
+    samples = (3000 * np.sin(2 * np.pi * 220 * t) + noise).clip(-32768, 32767).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+def contact_with_clip(
+    data_dir: Path, n: int, clip: int | bytes, rng: random.Random
+) -> ContactRecord:
     """Contact ``n`` as ``tests/wire_samples.py`` shapes one: 65 s, arrival, receipt, a red
-    press, departure, three tags; its clip is ``clip_bytes`` random bytes (none if 0)."""
+    press, departure, three tags; its clip is ``clip`` (bytes), or that many random bytes
+    (none if 0)."""
     cid = f"{n:032x}"
     t0 = n * 100 * NS
 
@@ -84,12 +111,12 @@ def contact_with_clip(data_dir: Path, n: int, clip_bytes: int, rng: random.Rando
         event(2, "red", 60, button="red", role="red", gesture="short", duration_ns=NS // 10),
         event(3, "departure", 75),
     )
-    clip = None
-    if clip_bytes:
-        data = rng.randbytes(clip_bytes)
+    clip_info = None
+    if clip:
+        data = clip if isinstance(clip, bytes) else rng.randbytes(clip)
         rel = f"clips/{cid}.wav"
         (data_dir / rel).write_bytes(data)
-        clip = ClipInfo(
+        clip_info = ClipInfo(
             contact_id=cid,
             path=rel,
             codec="wav",
@@ -111,7 +138,7 @@ def contact_with_clip(data_dir: Path, n: int, clip_bytes: int, rng: random.Rando
         ended_by="departure",
         tags=("negative", "not_positive", "productive"),
         events=events,
-        clip=clip,
+        clip=clip_info,
         clock_synced=True,
         boot_id="3c1e5a52-5b39-4a8e-9a39-6f0d7c1b2a11",
     )
@@ -161,15 +188,26 @@ class Tracker(Ingest):
         self.done = threading.Event()
         self.done_at = 0.0  # perf_counter
 
+    def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[Result]:
+        results = super().handle_batch(messages)
+        for (topic, payload), result in zip(messages, results, strict=True):
+            self._note(topic, payload, result)
+        return results
+
     def handle(self, topic: str, payload: bytes) -> Result:
-        result = super().handle(topic, payload)
+        if hasattr(Ingest, "handle_batch"):  # it calls handle_batch: noted there
+            return super().handle(topic, payload)
+        result = super().handle(topic, payload)  # a sink from before batches (before/after)
+        self._note(topic, payload, result)
+        return result
+
+    def _note(self, topic: str, payload: bytes, result: Result) -> None:
         if result.outcome is Outcome.STORED and topic.endswith("/contact"):
             now = time.monotonic_ns()
             self.got_contacts += 1
             if self.stamp_ids:
                 self.committed[json.loads(payload)["contact"]["id"]] = now
             self._check()
-        return result
 
     def assemble(self, key: ClipKey) -> bool:
         before = self.counters.snapshot().get("clip_complete", 0)
@@ -233,13 +271,48 @@ class Drain:
 
 
 def bench_ingest(work: Path, broker: LocalBroker, args: argparse.Namespace) -> None:
+    rng = random.Random(1)
+    workloads: list[tuple[str, int, int | bytes]] = [
+        ("small", args.small, 0),
+        (f"{args.clip_kb}kib", args.kb_contacts, args.clip_kb * 1024),
+        ("wav", args.wav_contacts, wav_clip(args.wav_seconds, rng)),
+    ]
+    for label, n, clip in workloads:
+        if n > 0:
+            ingest_workload(work / f"a-{label}", broker, args, label=label, n=n, clip=clip)
+
+
+def disk_write_s(path: Path, size: int) -> float:
+    """Seconds ``dd`` takes to write ``size`` bytes sequentially and fsync them."""
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={-(-size // 2**20)}", "conv=fsync"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    took = time.perf_counter() - t0
+    path.unlink()
+    return took
+
+
+def ingest_workload(
+    work: Path,
+    broker: LocalBroker,
+    args: argparse.Namespace,
+    *,
+    label: str,
+    n: int,
+    clip: int | bytes,
+) -> None:
     sys.path.insert(0, str(REPO))  # tests/ is not an installed package
     from tests.services import PostgresCluster, PostgresUnavailableError
 
-    n, clip_bytes = args.contacts, args.clip_kb * 1024
+    work.mkdir(parents=True)
+    clip_bytes = len(clip) if isinstance(clip, bytes) else clip
     pg: PostgresCluster | None = None
     sinks: dict[str, SinkConfig] = {
-        "sink SQLite": sink_config(broker, work / "sink-sqlite", None, "bench-sqlite")
+        "sink SQLite": sink_config(broker, work / "sink-sqlite", None, f"b-sqlite-{label}")
     }
     pg_note = "skipped (--no-postgres)"
     if not args.no_postgres:
@@ -247,7 +320,7 @@ def bench_ingest(work: Path, broker: LocalBroker, args: argparse.Namespace) -> N
             pg = PostgresCluster()
             pg.start()
             url = pg.create_database("bench_ingest")
-            sinks["sink PostgreSQL"] = sink_config(broker, work / "sink-pg", url, "bench-pg")
+            sinks["sink PostgreSQL"] = sink_config(broker, work / "sink-pg", url, f"b-pg-{label}")
             pg_note = ""
         except PostgresUnavailableError as exc:
             pg_note = f"skipped: {exc}"
@@ -262,7 +335,7 @@ def bench_ingest(work: Path, broker: LocalBroker, args: argparse.Namespace) -> N
         rng = random.Random(1)
         with Store.open(edge / STORE_NAME) as store:
             for i in range(n):
-                save(store, contact_with_clip(edge, i + 1, clip_bytes, rng))
+                save(store, contact_with_clip(edge, i + 1, clip, rng))
             pub = publisher(broker, store, edge, DEVICE, SITE)
             t0 = time.perf_counter()
             pub.start()
@@ -275,10 +348,13 @@ def bench_ingest(work: Path, broker: LocalBroker, args: argparse.Namespace) -> N
         chunks = n * wire.chunk_count(clip_bytes, MqttSection().chunk_bytes) if clip_bytes else 0
         messages = n + chunks
         clip_mb = n * clip_bytes / 1e6
+        what = "no clip" if not clip_bytes else f"a {clip_bytes / 1e6:.2f} MB clip each"
+        if isinstance(clip, bytes):
+            what += f" ({args.wav_seconds:g}-s 16 kHz WAV)"
         print(
-            f"(a) ingest: {n:,} contacts + {n if clip_bytes else 0:,} clips of {args.clip_kb} KiB "
-            f"= {messages:,} MQTT messages, {clip_mb:.1f} MB of clip audio; queued in the broker "
-            f"for each consumer, then drained by each alone"
+            f"(a) ingest [{label}]: {n:,} contacts, {what} = {messages:,} MQTT messages, "
+            f"{clip_mb:.1f} MB of clip audio; queued in the broker for each consumer, then "
+            "drained by each alone"
         )
         print(
             f"    (the edge Publisher pushed them in {publish_s:.2f} s: "
@@ -306,13 +382,18 @@ def bench_ingest(work: Path, broker: LocalBroker, args: argparse.Namespace) -> N
                     f"{tracker.got_clips} clips in {WAIT_S} s"
                 )
             results.append(Drain(name, tracker.done_at - t0))
+        disk_mb_s = clip_mb / disk_write_s(work / "dd.bin", n * clip_bytes) if clip_bytes else 0
         ceiling = results[0].seconds
         for r in results:
             ratio = "" if r is results[0] else f"  sink / mosquitto_sub = {ceiling / r.seconds:.3f}"
+            if disk_mb_s and r is not results[0]:
+                ratio += f"  clip MB/s / disk = {clip_mb / r.seconds / disk_mb_s:.3f}"
             print(
-                f"    {r.name:<16} {r.seconds:6.2f} s  {n / r.seconds:9,.0f} contacts/s  "
-                f"{clip_mb / r.seconds:7.1f} clip MB/s{ratio}"
+                f"    {r.name:<16} {r.seconds:6.2f} s  {messages / r.seconds:9,.0f} msg/s  "
+                f"{n / r.seconds:9,.0f} contacts/s  {clip_mb / r.seconds:7.1f} clip MB/s{ratio}"
             )
+        if disk_mb_s:
+            print(f"    disk (dd conv=fsync, same bytes) {disk_mb_s:7.1f} MB/s")
         if pg_note:
             print(f"    sink PostgreSQL  {pg_note}")
     finally:
@@ -464,8 +545,11 @@ def bench_codecs(work: Path, broker: LocalBroker, args: argparse.Namespace) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--contacts", type=int, default=1000, help="(a) contacts to ingest")
+    parser.add_argument("--small", type=int, default=20_000, help="(a) contacts without a clip")
+    parser.add_argument("--kb-contacts", type=int, default=200, help="(a) contacts, --clip-kb")
     parser.add_argument("--clip-kb", type=int, default=64, help="(a, b) clip size in KiB, 0: none")
+    parser.add_argument("--wav-contacts", type=int, default=40, help="(a) contacts with a WAV")
+    parser.add_argument("--wav-seconds", type=float, default=60.0, help="(a) WAV clip length")
     parser.add_argument("--latency-contacts", type=int, default=200, help="(b) contacts")
     parser.add_argument("--latency-rate", type=float, default=20.0, help="(b) contacts per s")
     parser.add_argument("--codec-minutes", type=float, default=12.0, help="(c) shift length")

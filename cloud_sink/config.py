@@ -182,6 +182,32 @@ class SinkSection(_Strict):
             "whose last will fired; cleared when it is back; s); unset = only the last will",
         ),
     ] = 300.0
+    batch_max_messages: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100_000,
+            description="Messages ingested in one transaction at most (each acked after its "
+            "batch committed)",
+        ),
+    ] = 500
+    batch_max_ms: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=60_000,
+            description="How long a batch collects messages at most before it is committed (ms)",
+        ),
+    ] = 50.0
+    temp_lease_s: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=7 * 86400,
+            description="Another worker's temporary file untouched this long is abandoned and "
+            "removed at start (s); longer than any one clip assembly takes",
+        ),
+    ] = 3600.0
 
 
 class ReportSection(_Strict):

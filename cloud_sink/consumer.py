@@ -19,10 +19,15 @@ Rules:
   device and not yet delivered were lost in tests/test_end_to_end.py), while a plain persistent
   subscription survives it. Share a stream between workers on a broker that persists shared
   subscriptions (the clustered brokers of design.md).
-- Ack after commit: the client runs with ``manual_ack=True``; a message is acked only after
-  :meth:`Ingest.handle` returned (its transaction committed). When ingest raises, the message is
-  not acked, later messages in the same batch are not taken either, and the worker reconnects
-  after a back-off: the broker then delivers everything unacked again.
+- Batches, ack after commit: the client runs with ``manual_ack=True``. Messages are collected
+  into a batch, ingested in one transaction (:meth:`Ingest.handle_batch`, a savepoint per
+  message) when it holds ``batch_max_messages``, when its first message waited
+  ``batch_max_ms``, or as soon as the broker has nothing more ready; each message is acked only
+  after its batch committed, in the order received (:meth:`Sink._committed` is the one place
+  for what follows a message's commit). When ingest raises, nothing of the batch was committed
+  nor is acked, later messages are not taken either, and the worker reconnects after a
+  back-off: the broker then delivers everything unacked again. A batch still open when the
+  connection drops is dropped with it (it is redelivered, never acked on another connection).
 - Delivery receipts after commit (cloud_sink/receipts.py, docs/WIRE.md): what a committed
   message stored (or had stored already) and every clip verified complete is confirmed to its
   device on ``<root>/cmd/delivered`` (QoS 1, several ids per message, within ``linger``);
@@ -108,6 +113,9 @@ class SinkConfig:
     retention_interval_s: float = 3600.0  # how often the worker enforces it
     # a device silent this long gets a device_offline alert (None: only its last will does)
     offline_after_s: float | None = 300.0
+    batch_max_messages: int = 500  # messages ingested in one transaction at most ...
+    batch_max_ms: float = 50.0  # ... and collected for at most this long (ms)
+    temp_lease_s: float = 3600.0  # another worker's temporary file this old is abandoned
 
     def limits(self) -> Limits:
         for name in ("max_clip_bytes", "max_chunks", "max_ingest_attempts"):
@@ -177,7 +185,9 @@ class Sink:
             migrate(self.db)
         finally:
             self.db.close()
-        self.ingest = Ingest(self.db, config.data_dir, clock=clock, limits=limits)
+        self.ingest = Ingest(
+            self.db, config.data_dir, clock=clock, limits=limits, owner=config.effective_client_id
+        )
         self.receipts = Receipts()  # delivery receipts waiting to be published
         self.ingest.on_clip_complete = lambda key: self.receipts.add(
             Confirm(key.site, key.device, clip_id=key.clip_id)
@@ -192,7 +202,8 @@ class Sink:
             )
         self.device_watch = DeviceWatch(config.offline_after_s, self.site_alerts)
         self.ingest.on_seen = self.device_watch.seen
-        removed = self.ingest.store.cleanup_temporaries()  # a kill during a write or assembly
+        # a kill during a write or assembly: only this worker's own, or abandoned ones
+        removed = self.ingest.store.cleanup_temporaries(config.temp_lease_s)
         if removed:
             log.warning("removed %d temporary file(s) left by an interrupted run", removed)
         self.subscribed = threading.Event()
@@ -200,7 +211,10 @@ class Sink:
         self._thread: threading.Thread | None = None
         self._failed = False  # an ingest error in this connection: take nothing more, reconnect
         self._connected = False
-        self._pending: list[Result] = []
+        self._pending: list[Result] = []  # committed: clips to assemble
+        self._batch: list[mqtt.MQTTMessage] = []  # received, not yet committed nor acked
+        self._batch_since = 0.0  # time.monotonic() its first message arrived
+        self._arrived = 0  # messages received so far (did the last loop bring any?)
         self._check_pass = False  # a clip check pass is under way ...
         self._check_cursor: tuple[str, str] | None = None  # ... and goes on after this clip
         self._up_since: int | None = None  # clock when the subscription last came up
@@ -293,10 +307,11 @@ class Sink:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.backoff_max_s)
                     continue
-                rc = self._client.loop(timeout=0.05)
+                rc = self._take_batch()
                 self._finish_clips()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     self._connected = False
+                    self._batch.clear()  # not acked: the broker delivers it again
                     if self._paho_error:  # dropped with a reason (TLS refused ...): say it, wait
                         why = explain_tls(self._paho_error, self.config)
                         log.warning("lost the broker %s: %s", self.config.broker, why)
@@ -333,6 +348,7 @@ class Sink:
 
     def _reconnect(self) -> bool:
         self._failed = False
+        self._batch.clear()  # never acked on another connection: it is delivered again
         self.subscribed.clear()
         self._up_since = None
         self._paho_error = ""
@@ -350,6 +366,8 @@ class Sink:
 
     def _close(self) -> None:
         try:
+            if self._connected and not self._failed and self._batch:
+                self._commit_batch()  # what is in hand, before saying goodbye
             if self._connected:
                 self._send_receipts(now=True)
                 self._client.disconnect()
@@ -485,15 +503,61 @@ class Sink:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._failed:
             return  # not acked: it comes again after the reconnect, in order
+        if not self._batch:
+            self._batch_since = time.monotonic()
+        self._batch.append(msg)
+        self._arrived += 1
+        if len(self._batch) >= self.config.batch_max_messages:
+            self._commit_batch()
+
+    # -- batches --------------------------------------------------------------------------------
+
+    def _take_batch(self) -> MQTTErrorCode:
+        """One network loop, then read on without waiting while messages keep coming (paho
+        reads one packet per loop), and commit the batch when it is due."""
+        arrived = self._arrived
+        rc = self._client.loop(timeout=0.0 if self._batch else 0.05)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._batch
+            and self._arrived != arrived
+            and not self._batch_due(arrived)
+        ):
+            arrived = self._arrived
+            rc = self._client.loop_read()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._batch_due(arrived):
+            self._commit_batch()
+        return rc
+
+    def _batch_due(self, arrived_before: int) -> bool:
+        """Commit a batch when it is full, when its first message waited ``batch_max_ms``, or
+        when the last loop brought nothing more (the broker has no more ready: no wait)."""
+        if not self._batch:
+            return False
+        return (
+            self._arrived == arrived_before
+            or len(self._batch) >= self.config.batch_max_messages
+            or (time.monotonic() - self._batch_since) * 1000.0 >= self.config.batch_max_ms
+        )
+
+    def _commit_batch(self) -> None:
+        batch, self._batch = self._batch, []
         try:
-            result = self.ingest.handle(msg.topic, bytes(msg.payload))
+            results = self.ingest.handle_batch([(m.topic, bytes(m.payload)) for m in batch])
         except Exception:
-            log.exception("ingest failed for a message on %s; it will be redelivered", msg.topic)
+            log.exception(
+                "ingest failed for a batch of %d message(s); it will be redelivered", len(batch)
+            )
             self.ingest.counters.bump("ingest_error")
             self._failed = True
             return
+        for msg, result in zip(batch, results, strict=True):
+            self._committed(msg, result)
+
+    def _committed(self, msg: mqtt.MQTTMessage, result: Result) -> None:
+        """What follows a message's commit, in the order the messages came: its ack."""
         if msg.qos > 0:
-            client.ack(msg.mid, msg.qos)
+            self._client.ack(msg.mid, msg.qos)
         if result.receipt is not None:  # committed: the device may now forget it
             self.receipts.add(result.receipt)
         self._pending.append(result)

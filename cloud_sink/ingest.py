@@ -1,4 +1,4 @@
-"""Idempotent ingest: one parsed message → rows, in one transaction.
+"""Idempotent ingest: parsed messages → rows, a batch of them in one transaction.
 
 Rules:
 - A message that does not parse becomes a ``dead_letters`` row (topic, reason, detail, the first
@@ -20,18 +20,18 @@ Rules:
 - What a sender can claim is bounded by :class:`Limits` (sink config): a clip larger than
   ``max_clip_bytes`` or in more than ``max_chunks`` chunks is a dead letter (``too_large``).
 - Chunk bytes are written to their file before the transaction commits; the caller acks the
-  broker only after :meth:`Ingest.handle` returns.
-- No single message stops the stream. Any exception while a message is stored rolls its
-  transaction back; then the message becomes a dead letter (reason ``integrity`` for a
-  constraint or data error, else ``ingest_error``, with the exception) and its whole raw
-  payload (bounded by the parser's limits) is kept under ``dead_letters/`` in the data
-  directory. Only errors that may pass (the database or the disk: peewee's
-  ``OperationalError``/``InterfaceError``, ``OSError``) propagate, so that the caller does not
-  ack and the broker delivers the message again; the same message failing that way
-  ``max_attempts`` times in a row is dead-lettered too, except a full, read-only or failing
-  disk (ENOSPC, EDQUOT, EROFS, EIO), which is nobody's message: that one is redelivered until
-  the disk is fixed. If even the dead letter cannot be written (the database is down) the
-  error propagates.
+  broker only after :meth:`Ingest.handle_batch` returns (the batch committed).
+- A batch (:meth:`Ingest.handle_batch`) is one transaction; each message in it runs in a savepoint
+  of its own. No single message stops the stream. Any exception while a message is stored rolls its
+  savepoint back; then the message becomes a dead letter (reason ``integrity`` for a constraint or
+  data error, else ``ingest_error``, with the exception) and its whole raw payload (bounded by the
+  parser's limits) is kept under ``dead_letters/`` in the data directory. Only errors that may pass
+  (the database or the disk: peewee's ``OperationalError``/``InterfaceError``, ``OSError``)
+  propagate, rolling the whole batch back, so that the caller acks none of it and the broker
+  delivers the batch again; the same message failing that way ``max_attempts`` times in a row is
+  dead-lettered too, except a full, read-only or failing disk (ENOSPC, EDQUOT, EROFS, EIO), which is
+  nobody's message: that one is redelivered until the disk is fixed. If even the dead letter cannot
+  be written (the database is down) the error propagates.
 - A clip whose chunks are all there is assembled after the commit (:meth:`Ingest.assemble`):
   verified, moved into place, then marked complete. A clip that does not verify loses all its
   chunks and is asked for again in full.
@@ -60,7 +60,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -220,10 +220,12 @@ class Ingest:
         *,
         clock: Callable[[], int] = time.time_ns,
         limits: Limits = Limits(),
+        owner: str = "",
     ) -> None:
+        """``owner``: the worker (its client id), whose tag its temporary files carry."""
         self.db = db
         self.data_dir = data_dir
-        self.store = ClipStore(data_dir)
+        self.store = ClipStore(data_dir, owner)
         self.t: Tables = tables(db)
         self.clock = clock
         self.limits = limits
@@ -243,22 +245,44 @@ class Ingest:
     # -- messages ---------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes) -> Result:
-        """Ingest one message. Raises only when nothing was committed and it must be redelivered
-        (see the module notes: a passing error, or the dead letter itself cannot be written)."""
+        """Ingest one message: :meth:`handle_batch` of one."""
+        return self.handle_batch([(topic, payload)])[0]
+
+    def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[Result]:
+        """Ingest ``(topic, payload)`` messages in one transaction, each in a savepoint of its
+        own; return their results in order once the transaction committed. A message that
+        fails is rolled back to its savepoint and dead-lettered, the others are kept. Raises
+        only when nothing was committed and the whole batch must be redelivered (see the
+        module notes: a passing error, or a dead letter itself cannot be written)."""
         now = self.clock()
         self._after_commit.clear()
+        results: list[Result] = []
         try:
-            result = self._handle(topic, payload, now)
-        except Exception as exc:  # noqa: BLE001 - no single message may stop the sink
+            with transaction(self.db):
+                for topic, payload in messages:
+                    results.append(self._isolated(topic, payload, now))
+        except BaseException:
             self._after_commit.clear()  # rolled back: the files stay with their rows
-            return self._failed(topic, payload, exc, now)
+            raise
         for remove in self._after_commit:
             remove()
         self._after_commit.clear()
-        if self._attempts:
-            self._attempts.pop(_digest(topic, payload), None)
-        self.counters.bump(result.outcome.value)
-        return result
+        self.counters.bump("batch")
+        for (topic, payload), result in zip(messages, results, strict=True):
+            if self._attempts:
+                self._attempts.pop(_digest(topic, payload), None)
+            self.counters.bump(result.outcome.value)
+        return results
+
+    def _isolated(self, topic: str, payload: bytes, now: int) -> Result:
+        """One message of a batch, in its own savepoint."""
+        mark = len(self._after_commit)
+        try:
+            with self.db.atomic():  # a savepoint inside the batch's transaction
+                return self._handle(topic, payload, now)
+        except Exception as exc:  # noqa: BLE001 - no single message may stop the sink
+            del self._after_commit[mark:]  # its removals went with its savepoint
+            return self._failed(topic, payload, exc, now)
 
     def _handle(self, topic: str, payload: bytes, now: int) -> Result:
         parsed = wire.parse(topic, payload)
@@ -290,8 +314,9 @@ class Ingest:
         return self._with_receipt(parsed, result)
 
     def _failed(self, topic: str, payload: bytes, exc: Exception, now: int) -> Result:
-        """A message whose ingest raised (its transaction rolled back): raise again to have it
-        redelivered (a passing error, fewer than ``max_attempts`` times), else dead-letter it."""
+        """A message whose ingest raised (its savepoint rolled back): raise again to have the
+        batch redelivered (a passing error, fewer than ``max_attempts`` times), else
+        dead-letter it (inside the batch's transaction)."""
         if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT:
             raise exc  # the disk, not the message: delivered again until it is fixed
         key = _digest(topic, payload)

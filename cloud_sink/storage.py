@@ -11,8 +11,13 @@ Rules:
 - No id becomes a path unchecked: site/device must be valid names, clip ids 32 hex digits, seqs
   non-negative ints, extensions known; the resulting path must still lie under the root.
 - Every file appears atomically: written to a temporary name in the same directory, fsynced,
-  then renamed. A clip is assembled into a temporary file, its size and sha256 verified, and
-  only then renamed into place; a clip that fails is deleted and :class:`ClipCorruptError` raised.
+  then renamed. A temporary name carries its writer's tag (``.<name>.@<tag>@<random>.tmp``,
+  the tag derived from the worker's client id), so that a worker starting over a shared data
+  directory removes only what is provably abandoned (:meth:`ClipStore.cleanup_temporaries`):
+  its own previous run's temporaries, and any worker's older than a lease, never the files
+  other live workers are writing. A clip is assembled into a temporary file, its size and
+  sha256 verified, and only then renamed into place; a clip that fails is deleted and
+  :class:`ClipCorruptError` raised.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,9 +44,22 @@ class UnsafeNameError(ValueError):
     """An id that must not become part of a path."""
 
 
+def owner_tag(owner: str) -> str:
+    """The tag of a writer's temporary files: a client id may hold any character."""
+    return hashlib.sha256(owner.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+
+
 class ClipStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: str = "") -> None:
+        """``owner``: the worker writing here (its client id): tags its temporary files."""
         self.root = root.resolve()
+        self.tag = owner_tag(owner)
+
+    def temporary(self, target: Path) -> tuple[int, str]:
+        """A new temporary file (fd, path) next to ``target``, tagged with this writer."""
+        return tempfile.mkstemp(
+            prefix=f".{target.name}.@{self.tag}@", suffix=".tmp", dir=target.parent
+        )
 
     def _inside(self, *parts: str) -> Path:
         path = self.root.joinpath(*parts).resolve()
@@ -68,7 +87,7 @@ class ClipStore:
     def put_chunk(self, site: str, device: str, clip_id: str, seq: int, data: bytes) -> None:
         target = self.chunk_path(site, device, clip_id, seq)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(target, [data])
+        self._write_atomically(target, [data])
 
     def assemble(
         self,
@@ -89,7 +108,7 @@ class ClipStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         written = 0
-        fd, tmp = tempfile.mkstemp(prefix=f".{clip_id}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = self.temporary(target)
         try:
             with os.fdopen(fd, "wb") as out:
                 for seq in seqs:
@@ -112,17 +131,27 @@ class ClipStore:
         _fsync_dir(target.parent)
         return rel
 
-    def cleanup_temporaries(self) -> int:
-        """Remove the temporary files an interrupted write or assembly left (at start)."""
+    def cleanup_temporaries(self, lease_s: float) -> int:
+        """Remove the temporary files an interrupted write or assembly left (at start): this
+        writer's own (its previous run was killed: no run of it is writing them now), and
+        any writer's not touched for ``lease_s`` seconds (abandoned). A temporary file another
+        live worker is writing into the shared directory is left alone."""
         removed = 0
+        own = f"@{self.tag}@"
+        stale_before = time.time() - lease_s
         for top in ("incoming", "clips", DEAD_LETTERS):
             base = self.root / top
             if not base.is_dir():
                 continue
             for entry in base.rglob(".*.tmp"):
-                if entry.is_file():
-                    entry.unlink(missing_ok=True)
-                    removed += 1
+                try:
+                    info = entry.lstat()
+                except FileNotFoundError:  # its writer finished meanwhile
+                    continue
+                if not entry.is_file() or (own not in entry.name and info.st_mtime > stale_before):
+                    continue
+                entry.unlink(missing_ok=True)
+                removed += 1
         return removed
 
     def keep_dead_payload(self, payload: bytes) -> str:
@@ -131,7 +160,7 @@ class ClipStore:
         target = self._inside(DEAD_LETTERS, name)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, [payload])
+            self._write_atomically(target, [payload])
         return f"{DEAD_LETTERS}/{name}"
 
     def remove(self, relpath: str) -> None:
@@ -141,20 +170,19 @@ class ClipStore:
     def drop_chunks(self, site: str, device: str, clip_id: str) -> None:
         shutil.rmtree(self._clip_dir("incoming", site, device, clip_id), ignore_errors=True)
 
-
-def _write_atomically(target: Path, parts: Sequence[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                out.write(part)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+    def _write_atomically(self, target: Path, parts: Sequence[bytes]) -> None:
+        fd, tmp = self.temporary(target)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for part in parts:
+                    out.write(part)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -238,6 +238,50 @@ def test_a_failure_before_commit_leaves_nothing(ingest: Ingest) -> None:
     assert ingest.handle(topic("contact"), golden_bytes("contact.json")).outcome is Outcome.STORED
 
 
+def test_a_message_failing_inside_a_batch_is_dead_lettered_alone(ingest: Ingest) -> None:
+    def refuse_contacts(where: str) -> None:
+        if where == topic("contact"):
+            raise ValueError("this contact cannot be stored")  # not passing: a dead letter
+
+    ingest.before_commit = refuse_contacts
+    first, last = encode(event_message()), encode(event_message())
+    results = ingest.handle_batch(
+        [
+            (topic("event"), first),
+            (topic("contact"), golden_bytes("contact.json")),
+            (topic("event"), last),
+        ]
+    )
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.DEAD_LETTER, Outcome.STORED]
+    assert [count(ingest, t) for t in ("messages", "events", "contacts", "tags")] == [2, 2, 0, 0]
+    [dead] = ingest.dead_letters()
+    assert (dead["topic"], dead["reason"]) == (topic("contact"), "ingest_error")
+    assert "this contact cannot be stored" in dead["detail"]
+    assert ingest.counters.snapshot()["batch"] == 1
+
+
+def test_a_passing_error_inside_a_batch_commits_none_of_it(ingest: Ingest) -> None:
+    def locked(where: str) -> None:
+        if where == topic("contact"):
+            raise OperationalError("database is locked")  # may pass: the batch comes again
+
+    batch = [
+        (topic("event"), encode(event_message())),
+        (topic("contact"), golden_bytes("contact.json")),
+        (topic("event"), encode(event_message())),
+    ]
+    ingest.before_commit = locked
+    with pytest.raises(OperationalError):
+        ingest.handle_batch(batch)
+    assert [count(ingest, t) for t in ("messages", "events", "contacts", "dead_letters")] == [
+        0, 0, 0, 0,
+    ]  # fmt: skip
+    ingest.before_commit = None
+    assert [r.outcome for r in ingest.handle_batch(batch)] == [Outcome.STORED] * 3
+    assert [r.outcome for r in ingest.handle_batch(batch)] == [Outcome.DUPLICATE] * 3
+    assert count(ingest, "contacts") == 1
+
+
 def test_migrations_are_recorded_once_and_match_the_models(db: Database) -> None:
     assert migrate(db) == []
     rows = execute_sql(db, "SELECT version FROM schema_migrations").fetchall()

@@ -205,6 +205,22 @@ def test_an_unacked_message_goes_to_the_next_sink(
     assert count(db, "messages") == 1
 
 
+def test_a_backlog_is_ingested_in_batches(
+    make_sink: MakeSink, client: TestClient, db: Ingest
+) -> None:
+    make_sink().stop()  # the session is there: the broker keeps what comes meanwhile
+    payloads = [encode(event_message()) for _ in range(300)]
+    for payload in payloads:
+        client.publish(topic("event"), payload)
+    sink = make_sink(batch_max_messages=50)
+    wait_until(lambda: sink.stats().get("stored", 0) == len(payloads), "the backlog")
+    stats = sink.stats()
+    assert count(db, "events") == len(payloads)
+    assert len(payloads) / 50 <= stats["batch"] < len(payloads), stats  # batched, none over 50
+    assert stats.get("duplicate", 0) == 0
+    assert stats.get("ingest_error", 0) == 0
+
+
 def test_two_sinks_in_a_group_share_the_stream(
     make_sink: MakeSink, client: TestClient, db: Ingest
 ) -> None:
