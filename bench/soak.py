@@ -361,8 +361,8 @@ by it (edit the template in bench/soak.py, not this file):
 ## Figures from the last run
 
 {when}, {minutes} minutes of soak on {machine} (loopback, real mosquitto, real subprocesses;
-not a Raspberry Pi). A loaded machine: other work kept both cores busy throughout; load average
-at the end of the scenarios {load}.
+not a Raspberry Pi), while other work shared the machine's cores: load average at the end of
+the scenarios {load}.
 
 {table}
 
