@@ -12,7 +12,7 @@ For ``--minutes`` in total (split 30 / 30 / 20 / 20 %), on loopback with real pr
    acknowledged) whenever rows are acknowledged by it and not yet confirmed by the sink, while
    a device plays a shift at 150x and waits at the end for the sink's delivery receipts;
 
-then, on top (about a tenth of ``--minutes`` each, a quarter-hour shift at least):
+then, on top (a quarter-hour shift each; the poison's grows with ``--minutes``):
 
 5. a real full disk: the device's data directory on a small tmpfs the soak mounts (root or
    CAP_SYS_ADMIN; otherwise the row says ``skipped`` and why), filled with a real file from a
@@ -116,7 +116,7 @@ def run_outages(work: Path, seconds: float) -> Row:
 
 
 def run_edge_kills(work: Path, seconds: float, seed: int) -> Row:
-    row = Row("2. kill -9 of the edge daemon")
+    row, label = Row("2. kill -9 of the edge daemon"), "edge kill -9"
     started = time.monotonic()
     try:
         with LocalBroker(work / "broker") as broker:
@@ -128,7 +128,9 @@ def run_edge_kills(work: Path, seconds: float, seed: int) -> Row:
                 until=started + seconds,
             )
         row.delivery = figures.delivery
-        row.kills = f"{figures.total} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        row.kills = (
+            f"{figures.total} {label} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        )
     except Exception:
         row.error = traceback.format_exc(limit=3)
     row.seconds = time.monotonic() - started
@@ -136,7 +138,7 @@ def run_edge_kills(work: Path, seconds: float, seed: int) -> Row:
 
 
 def run_sink_kills(work: Path, seconds: float, seed: int) -> Row:
-    row = Row("3. kill -9 of the sink")
+    row, label = Row("3. kill -9 of the sink"), "sink kill -9"
     cycles = max(5, int(seconds / 1.5))
     started = time.monotonic()
     try:
@@ -149,7 +151,9 @@ def run_sink_kills(work: Path, seconds: float, seed: int) -> Row:
                 cycles=cycles,
             )
         row.delivery = figures.delivery
-        row.kills = f"{figures.total} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        row.kills = (
+            f"{figures.total} {label} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        )
     except Exception:
         row.error = traceback.format_exc(limit=3)
     row.seconds = time.monotonic() - started
@@ -176,21 +180,21 @@ def run_broker_kills(work: Path, seconds: float, seed: int) -> Row:
         row.delivery = figures.delivery
         row.outbox_peak = f"{figures.awaiting_peak} awaiting a receipt"
         row.drain = f"{figures.drain_s:.2f} s"
-        row.kills = f"{figures.kills} broker kills ({figures.at_risk} rows acked, not confirmed)"
+        row.kills = f"{figures.kills} broker kill -9 ({figures.at_risk} rows acked, not confirmed)"
     except Exception:
         row.error = traceback.format_exc(limit=3)
     row.seconds = time.monotonic() - started
     return row
 
 
-def run_full_disk(work: Path, seconds: float) -> Row:
+def run_full_disk(work: Path) -> Row:
     row = Row("5. real disk full")
-    # one shift of about a tenth of an hour per 10 s asked for; a quarter hour at least
-    hours = min(1.0, max(0.25, seconds / 100))
+    # a quarter-hour shift (13 contacts of ~2 MB of WAV each) fits the 64 MiB disk once it is
+    # freed: a longer one would fill it again
     started = time.monotonic()
     try:
         with LocalBroker(work / "broker") as broker:
-            figures = full_disk_shift(broker, work, busy_shift(hours, seed=3))
+            figures = full_disk_shift(broker, work, busy_shift(0.25, seed=3))
         row.delivery = figures.delivery
         row.kills = (
             f"real disk full ({figures.disk_bytes >> 20} MiB tmpfs filled with a file from 1/3 "
@@ -296,7 +300,7 @@ def main() -> int:
     print(table(rows[-1:]).splitlines()[-1], flush=True)
     rows.append(run_broker_kills(base / "broker-kills", total * 0.2, args.seed))
     print(table(rows[-1:]).splitlines()[-1], flush=True)
-    rows.append(run_full_disk(base / "full-disk", total * 0.1))  # on top of the --minutes
+    rows.append(run_full_disk(base / "full-disk"))  # on top of the --minutes
     print(table(rows[-1:]).splitlines()[-1], flush=True)
     rows.append(run_poison(base / "poison", total * 0.1))
     print(table(rows[-1:]).splitlines()[-1], flush=True)

@@ -847,7 +847,7 @@ def poison_kinds() -> list[tuple[str, str, bytes, bool, str]]:
             )
         )
     return [
-        ("retained status, unpaired surrogate", topic("status"),
+        ("retained status with an unpaired surrogate", topic("status"),
          poison_message("status", ("status", "version"), surrogate), True, "json"),
         ("unpaired surrogate", topic("contact"),
          poison_message("contact", ("contact", "mode"), surrogate), False, "json"),
