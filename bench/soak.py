@@ -12,11 +12,20 @@ For ``--minutes`` in total (split 30 / 30 / 20 / 20 %), on loopback with real pr
    acknowledged) whenever rows are acknowledged by it and not yet confirmed by the sink, while
    a device plays a shift at 150x and waits at the end for the sink's delivery receipts;
 
+then, on top (a quarter-hour shift each; the poison's grows with ``--minutes``):
+
+5. a real full disk: the device's data directory on a small tmpfs the soak mounts (root or
+   CAP_SYS_ADMIN; otherwise the row says ``skipped`` and why), filled with a real file from a
+   third to two thirds of a shift;
+6. poison: every kind of hostile payload published as raw bytes to the running sink mid-shift,
+   each to be dead-lettered with its reason while the shift's contacts keep being stored;
+
 then the in-process fault tests (disk pressure, clock trouble, corrupt store, parts gone) once
 through pytest. Prints, per scenario, contacts produced / delivered / duplicated / lost, the
-outbox peak (scenario 4: rows waiting for a receipt), the drain time and the kills survived;
-exits 1 if anything was lost, duplicated or
-a check failed. ``--report FILE`` (re)writes docs/RELIABILITY.md with the figures of this run.
+outbox peak (scenario 4: rows waiting for a receipt), the drain time and the faults injected;
+exits 1 if anything was lost, duplicated or a check failed, and then keeps its work directory
+(printing its path; ``--keep`` keeps it anyway). ``--report FILE`` (re)writes
+docs/RELIABILITY.md with the figures of this run and the load average.
 
     .venv/bin/python bench/soak.py --minutes 2 --report docs/RELIABILITY.md
     .venv/bin/python bench/soak.py --minutes 30
@@ -26,16 +35,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,6 +61,8 @@ from tests.faults.harness import (  # noqa: E402
     broker_kill_cycles,
     broker_outage_cycles,
     edge_kill_cycles,
+    full_disk_shift,
+    poison_mid_shift,
     sink_kill_cycles,
 )
 
@@ -63,9 +79,12 @@ class Row:
     kills: str = "-"
     seconds: float = 0.0
     error: str = ""
+    skipped: str = ""  # why the scenario could not run here (e.g. no tmpfs may be mounted)
 
     @property
     def ok(self) -> bool:
+        if self.skipped:
+            return not self.error
         d = self.delivery
         return not self.error and d is not None and d.lost == 0 and d.duplicated == 0
 
@@ -97,7 +116,7 @@ def run_outages(work: Path, seconds: float) -> Row:
 
 
 def run_edge_kills(work: Path, seconds: float, seed: int) -> Row:
-    row = Row("2. kill -9 of the edge daemon")
+    row, label = Row("2. kill -9 of the edge daemon"), "edge kill -9"
     started = time.monotonic()
     try:
         with LocalBroker(work / "broker") as broker:
@@ -109,7 +128,9 @@ def run_edge_kills(work: Path, seconds: float, seed: int) -> Row:
                 until=started + seconds,
             )
         row.delivery = figures.delivery
-        row.kills = f"{figures.total} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        row.kills = (
+            f"{figures.total} {label} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        )
     except Exception:
         row.error = traceback.format_exc(limit=3)
     row.seconds = time.monotonic() - started
@@ -117,7 +138,7 @@ def run_edge_kills(work: Path, seconds: float, seed: int) -> Row:
 
 
 def run_sink_kills(work: Path, seconds: float, seed: int) -> Row:
-    row = Row("3. kill -9 of the sink")
+    row, label = Row("3. kill -9 of the sink"), "sink kill -9"
     cycles = max(5, int(seconds / 1.5))
     started = time.monotonic()
     try:
@@ -130,7 +151,9 @@ def run_sink_kills(work: Path, seconds: float, seed: int) -> Row:
                 cycles=cycles,
             )
         row.delivery = figures.delivery
-        row.kills = f"{figures.total} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        row.kills = (
+            f"{figures.total} {label} ({', '.join(f'{k} {v}' for k, v in figures.kills.items())})"
+        )
     except Exception:
         row.error = traceback.format_exc(limit=3)
     row.seconds = time.monotonic() - started
@@ -157,7 +180,50 @@ def run_broker_kills(work: Path, seconds: float, seed: int) -> Row:
         row.delivery = figures.delivery
         row.outbox_peak = f"{figures.awaiting_peak} awaiting a receipt"
         row.drain = f"{figures.drain_s:.2f} s"
-        row.kills = f"{figures.kills} broker kills ({figures.at_risk} rows acked, not confirmed)"
+        row.kills = f"{figures.kills} broker kill -9 ({figures.at_risk} rows acked, not confirmed)"
+    except Exception:
+        row.error = traceback.format_exc(limit=3)
+    row.seconds = time.monotonic() - started
+    return row
+
+
+def run_full_disk(work: Path) -> Row:
+    row = Row("5. real disk full")
+    # a quarter-hour shift (13 contacts of ~2 MB of WAV each) fits the 64 MiB disk once it is
+    # freed: a longer one would fill it again
+    started = time.monotonic()
+    try:
+        with LocalBroker(work / "broker") as broker:
+            figures = full_disk_shift(broker, work, busy_shift(0.25, seed=3))
+        row.delivery = figures.delivery
+        row.kills = (
+            f"real disk full ({figures.disk_bytes >> 20} MiB tmpfs filled with a file from 1/3 "
+            f"to 2/3 of the shift): {figures.flagged} contacts cut while full arrived flagged "
+            f"`clip_missing: disk_full` without audio, {figures.clipped} with their clip"
+        )
+    except pytest.skip.Exception as exc:
+        row.skipped = f"skipped: {exc.msg}"
+    except Exception:
+        row.error = traceback.format_exc(limit=3)
+    row.seconds = time.monotonic() - started
+    return row
+
+
+def run_poison(work: Path, seconds: float) -> Row:
+    row = Row("6. poison messages mid-shift")
+    hours = min(1.0, max(0.25, seconds / 100))
+    started = time.monotonic()
+    try:
+        with LocalBroker(work / "broker") as broker:
+            figures = poison_mid_shift(broker, work, busy_shift(hours, seed=4))
+        row.delivery = figures.delivery
+        reasons = Counter(figures.dead_lettered.values())
+        row.kills = (
+            f"{figures.kinds} poison kinds ({', '.join(figures.dead_lettered)}), "
+            f"{len(figures.dead_lettered)} dead-lettered "
+            f"({', '.join(f'{r} {n}' for r, n in sorted(reasons.items()))}); stream never "
+            f"stopped: {figures.after} contacts stored after the poison"
+        )
     except Exception:
         row.error = traceback.format_exc(limit=3)
     row.seconds = time.monotonic() - started
@@ -187,7 +253,7 @@ def run_in_process_tests() -> tuple[bool, str]:
 def table(rows: list[Row]) -> str:
     lines = [
         "| scenario | contacts produced | delivered | duplicated | lost | MQTT redeliveries "
-        "dropped by the sink | outbox peak | drain time | kills / outages survived | run |",
+        "dropped by the sink | outbox peak | drain time | faults injected | run |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -195,10 +261,13 @@ def table(rows: list[Row]) -> str:
         figures = (
             [str(d.produced), str(d.delivered), str(d.duplicated), str(d.lost), str(d.redelivered)]
             if d is not None
+            else ["skipped"] * 5
+            if r.skipped
             else ["FAILED"] * 5
         )
+        faults = r.skipped or r.kills
         lines.append(
-            f"| {r.scenario} | {' | '.join(figures)} | {r.outbox_peak} | {r.drain} | {r.kills} "
+            f"| {r.scenario} | {' | '.join(figures)} | {r.outbox_peak} | {r.drain} | {faults} "
             f"| {r.seconds:.0f} s |"
         )
     return "\n".join(lines)
@@ -209,28 +278,35 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=2.0, help="total time of scenarios 1-4")
     parser.add_argument("--seed", type=int, default=1, help="seed of the kill timings")
     parser.add_argument("--report", type=Path, help="write docs/RELIABILITY.md here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory even when all is well"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the runs' own reconnect warnings are expected
     if args.minutes <= 0:
         parser.error("--minutes must be > 0")
     total = args.minutes * 60
     started = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="contactpoint-soak-") as tmp:
-        base = Path(tmp)
-        (base / "outages").mkdir()
-        (base / "edge").mkdir()
-        (base / "sink").mkdir()
-        (base / "broker-kills").mkdir()
-        rows = [run_outages(base / "outages", total * 0.3)]
-        print(table(rows), flush=True)
-        rows.append(run_edge_kills(base / "edge", total * 0.3, args.seed))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
-        rows.append(run_sink_kills(base / "sink", total * 0.2, args.seed))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
-        rows.append(run_broker_kills(base / "broker-kills", total * 0.2, args.seed))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    # not a TemporaryDirectory: when something is missing, the stores stay for a look (a
+    # contact lost can then be told from one late)
+    base = Path(tempfile.mkdtemp(prefix="contactpoint-soak-"))
+    for name in ("outages", "edge", "sink", "broker-kills", "full-disk", "poison"):
+        (base / name).mkdir()
+    rows = [run_outages(base / "outages", total * 0.3)]
+    print(table(rows), flush=True)
+    rows.append(run_edge_kills(base / "edge", total * 0.3, args.seed))
+    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    rows.append(run_sink_kills(base / "sink", total * 0.2, args.seed))
+    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    rows.append(run_broker_kills(base / "broker-kills", total * 0.2, args.seed))
+    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    rows.append(run_full_disk(base / "full-disk"))  # on top of the --minutes
+    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    rows.append(run_poison(base / "poison", total * 0.1))
+    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    load = load_average()
     in_process_ok, in_process = run_in_process_tests()
-    print(f"in-process fault tests (5-9): {in_process}")
+    print(f"in-process fault tests (7-11): {in_process}")
     for r in rows:
         if r.error:
             print(f"\n{r.scenario} FAILED:\n{r.error}", file=sys.stderr)
@@ -238,13 +314,28 @@ def main() -> int:
             print(f"\n{r.scenario}: missing {r.delivery.missing[:10]}", file=sys.stderr)
     ok = all(r.ok for r in rows) and in_process_ok
     if args.report is not None:
-        args.report.write_text(report(rows, in_process, args, started), encoding="utf-8")
+        args.report.write_text(report(rows, in_process, args, started, load), encoding="utf-8")
         print(f"wrote {args.report}")
+    if ok and not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        print(f"work directory kept: {base}", file=sys.stderr)
     print("OK: nothing lost, nothing duplicated" if ok else "FAILED")
     return 0 if ok else 1
 
 
-def report(rows: list[Row], in_process: str, args: argparse.Namespace, started: datetime) -> str:
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (``os.getloadavg``: /proc/loadavg on Linux)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} cores)"
+
+
+def report(
+    rows: list[Row], in_process: str, args: argparse.Namespace, started: datetime, load: str
+) -> str:
     machine = f"{platform.machine()}, {platform.system()} {platform.release()}, Python " + (
         platform.python_version()
     )
@@ -256,6 +347,7 @@ def report(rows: list[Row], in_process: str, args: argparse.Namespace, started: 
         when=started.strftime("%Y-%m-%d %H:%M UTC"),
         machine=machine,
         minutes=f"{args.minutes:g}",
+        load=load,
     )
 
 
@@ -264,19 +356,21 @@ TEMPLATE = """# Reliability: what survives which fault
 The promise: a contact that happened at the counter reaches the central store exactly once with
 its audio intact, whatever the network, the power or the disk does. The fault suite
 (`tests/faults/`, part of `scripts/test`, about 1.5 minutes) proves each scenario below on every
-run; `bench/soak.py` runs the long-running ones (1-4) for as long as asked and prints the
-figures. This file is generated by it:
+run; `bench/soak.py` runs the long-running ones (1-4) for as long as asked, then a real full
+disk (5) and poison on the wire (6) mid-shift, and prints the figures. This file is generated
+by it (edit the template in bench/soak.py, not this file):
 
     {command}
 
 ## Figures from the last run
 
 {when}, {minutes} minutes of soak on {machine} (loopback, real mosquitto, real subprocesses;
-not a Raspberry Pi).
+not a Raspberry Pi), while other work shared the machine's cores: load average at the end of
+the scenarios {load}.
 
 {table}
 
-In-process fault tests (scenarios 5-9, `tests/faults/test_disk_pressure.py`, `test_clock.py`,
+In-process fault tests (scenarios 7-11, `tests/faults/test_disk_pressure.py`, `test_clock.py`,
 `test_corrupt_store.py`, `test_devices_gone.py`, `test_wire_health.py`, `test_bad_input.py`):
 {in_process}
 
@@ -285,7 +379,12 @@ In-process fault tests (scenarios 5-9, `tests/faults/test_disk_pressure.py`, `te
 "MQTT redeliveries dropped" counts messages that arrived again (QoS 1, restarts) and that the
 sink's idempotent ingest recognised: duplicates on the wire are allowed, in the store never.
 "Drain time" = from the broker's return after the last outage to an empty outbox (scenario 4:
-after the last kill, to every row confirmed by the sink's delivery receipt).
+after the last kill, to every row confirmed by the sink's delivery receipt). "Faults injected"
+= broker outages, broker kill -9, edge kill -9, sink kill -9, a real full disk, poison kinds.
+A row that cannot run here says `skipped` with the reason (scenario 5 needs to mount a tmpfs:
+root or CAP_SYS_ADMIN), never figures it did not measure. The soak exits 1 if anything was lost
+or duplicated and then keeps its work directory (stores, clips, logs) and prints its path, so
+that a contact lost can be told from one late; `--keep` keeps it on success too.
 
 ## The scenarios, and what the tests do
 
@@ -345,7 +444,27 @@ acknowledged by it and not yet confirmed by the sink (at least 1.5 s apart in th
 end the device waits for every receipt, and every contact must be in the sink exactly once with
 its verified clip.
 
-### 5. Disk pressure (`test_disk_pressure.py`)
+### 5. A real full disk mid-shift (`test_soak_extras.py`)
+An in-process device (`run_simulation`, contacts with 30 s pre- and post-roll: every clip about
+2 MB of WAV) keeps its store and clips on a 64 MiB tmpfs the soak mounts (`tests/fullfs.py`);
+an in-process sink ingests. A third of the way through the shift a real file fills the disk,
+leaving room for the store but not for a clip; at two thirds it is deleted, the device still
+running. Every contact must arrive exactly once: the ones cut while the disk was full without
+audio and flagged `clip_missing: "disk_full"` (counted in the row), the others with their
+verified clip. A contact without a clip that does not say why fails the row. When something is
+lost, the device's data directory is copied out of the tmpfs before it is unmounted.
+
+### 6. Poison on the wire mid-shift (`test_soak_extras.py`)
+A device plays a shift into an in-process sink; half-way through, a paho client publishes to
+the real mosquitto, as raw bytes for another device: a retained status with an unpaired
+surrogate, an unpaired surrogate in a contact, `1e400`, a 400-digit integer, `schema: 1.0`, a
+tiny chunk claiming 2^20 chunks of a 1 GiB clip, broken JSON, an unknown kind in the topic and
+a bad device id in the topic (shapes with more or fewer topic levels never reach the sink: its
+subscription does not match them). Each must be a dead letter with its reason (`json`,
+`schema`, `too_large`, `topic`, `id`), in the order sent, and the shift's later contacts must be
+stored (the row counts them): no message stops the stream.
+
+### 7. Disk pressure (`test_disk_pressure.py`)
 Config section `storage`: `max_bytes` (a budget for clips + store, 0 = none) and
 `delete_undelivered` (default false). `edge/diskbudget.py` runs after every saved clip: over the
 budget it deletes clip files, oldest contact first, delivered ones first (the sink confirmed the
@@ -388,7 +507,7 @@ on the full disk (`clip.write.failed`: the half-written clip stays), restarts on
 disk (the half-written clip is removed, the whole shift runs and is delivered, every contact
 flagged), then restarts with room again: every new contact has its clip.
 
-### 6. Clock trouble (`test_clock.py`)
+### 8. Clock trouble (`test_clock.py`)
 The device starts with a wall clock 5 h ahead or 7 h behind (`FakeClock(synced=False)`,
 `schedule_sync`) and NTP corrects it 500 s after boot. Durations and ordering come from the
 monotonic clock and never change. Contacts saved before the sync carry `clock_synced: false`.
@@ -419,7 +538,7 @@ and forward at 600 s: contacts before and after are unflagged with true times, t
 between (or across a step) are flagged in the store and the outbox, two alarms, the fault
 raised and cleared.
 
-### 7. Corrupt store (`test_corrupt_store.py`)
+### 9. Corrupt store (`test_corrupt_store.py`)
 Every contact also leaves a JSON sidecar `clips/<id>.json` (the whole record, no audio),
 written atomically before its store transaction. At start (`edge/recovery.py`, used by the
 daemon and the simulation) the store is opened and `PRAGMA quick_check` run; a file SQLite
@@ -434,7 +553,7 @@ spelled out and the contact saved (`bad_record`). The tests overwrite the header
 inside the file, with random bytes (three seeds), and recover from sidecars with NaN, an
 escaped surrogate, an event of another contact, a time beyond 64 bits and no JSON at all.
 
-### 8. Microphone or sensor gone (`test_devices_gone.py`)
+### 10. Microphone or sensor gone (`test_devices_gone.py`)
 A part that fails reports a `DeviceFault` (real drivers: ALSA, ultrasonic, serial, nRF24; the
 hardware backend turns start failures into faults); the core logs it and keeps it in
 `status.faults` until the part reports it is back. Contacts waiting for audio are saved after a
@@ -447,7 +566,7 @@ real-driver daemon (`backend = "pi"`, gpiozero mock pins) with an ALSA device th
 exist: the retained status on the broker names the microphone, and a button press still makes a
 contact, saved without a clip while the daemon runs.
 
-### 9. Bad values from the till (`test_bad_input.py`)
+### 11. Bad values from the till (`test_bad_input.py`)
 The till's HTTP input (`edge/pos.py`) refuses what the device cannot keep with a `400` naming
 the field (NaN, infinities, amounts over 1e12, unpaired surrogates) and bounds every request
 (Content-Length required and at most 64 KiB, a 10 s deadline, at most 16 connections;

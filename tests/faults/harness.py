@@ -738,3 +738,207 @@ def broker_kill_cycles(
     assert final.sent.keys() == final.seqs
     figures.seconds = time.monotonic() - started
     return figures
+
+
+# --- a real full disk, part-way through a shift ------------------------------------------------
+
+DISK_BYTES = 64 << 20  # room for the store and a short shift's clips once the filler is gone
+DISK_ROOM_LEFT = 1_500_000  # enough for the store's growth while full, not for one clip
+LONG_ROLLS = {"pre_roll_s": 30.0, "post_roll_s": 30.0}  # every clip >= 60 s of WAV (~1.9 MB)
+
+
+@dataclass(slots=True)
+class FullDiskFigures:
+    delivery: Delivery = field(default_factory=Delivery)
+    flagged: int = 0  # contacts cut while full: kept, delivered, `clip_missing: disk_full`
+    clipped: int = 0  # contacts with their complete clip
+    disk_bytes: int = DISK_BYTES
+
+
+def full_disk_shift(
+    broker: Any, work: Path, scenario: Scenario, *, timeout_s: float = CAP_S
+) -> FullDiskFigures:
+    """Play ``scenario`` on an in-process device whose data directory (store and clips) is a
+    small tmpfs (``tests.fullfs.small_tmpfs``: skips, saying why, where mounting is impossible),
+    filled with a real file a third of the way through the shift and freed again at two
+    thirds; an in-process sink ingests. Every contact must arrive: the ones cut while the disk
+    was full without audio and flagged, the others with their verified clip. On a loss the
+    device's data directory is copied to ``work/edge`` (the tmpfs goes away)."""
+    import shutil
+
+    from edge.simulate import run_simulation
+    from tests.fullfs import fill, small_tmpfs
+
+    sink_data = work / "sink"
+    cfg = Config.model_validate(config_dict(broker.url, contacts=LONG_ROLLS))
+    figures = FullDiskFigures()
+    fill_at, free_at = scenario.duration_ns // 3, 2 * scenario.duration_ns // 3
+    with (
+        small_tmpfs(work / "disk", DISK_BYTES) as disk,
+        running_sink(broker.url, sink_data) as sink,
+    ):
+        data = disk / "data"
+        data.mkdir()
+        filler: list[Path] = []
+
+        def fill_and_free(now_ns: int) -> None:
+            if now_ns >= fill_at and not filler:
+                filler.append(fill(disk, DISK_ROOM_LEFT))
+            elif now_ns >= free_at and filler and filler[0].exists():
+                filler[0].unlink()  # room again, the device still running
+
+        try:
+            run_simulation(
+                cfg,
+                scenario,
+                work / "shift.toml",
+                data,
+                broker=broker.url,
+                at_step=fill_and_free,
+                drain_timeout_s=timeout_s,
+                until_delivered=True,
+            )
+            assert filler, "the shift ended before the disk was filled"
+            assert not filler[0].exists(), "the shift ended before the disk was freed"
+            figures.delivery = wait_delivered(
+                data, sink_data, timeout_s, lambda: sink.stats().get("duplicate", 0)
+            )
+            with Store.open(data / STORE_NAME) as store:
+                contacts = store.contacts()
+            figures.flagged = sum(1 for c in contacts if c.clip is None)
+            figures.clipped = len(contacts) - figures.flagged
+            unexplained = [
+                c.id for c in contacts if c.clip is None and c.clip_missing != "disk_full"
+            ]
+            assert not unexplained, f"contacts without a clip that do not say why: {unexplained}"
+            assert broken_clips(data, {c.id: c.clip for c in contacts if c.clip}) == []
+        finally:
+            if figures.delivery.lost or not figures.delivery.produced:
+                shutil.copytree(data, work / "edge", dirs_exist_ok=True)
+    return figures
+
+
+# --- poison on the wire, mid-shift ------------------------------------------------------------
+
+
+def poison_kinds() -> list[tuple[str, str, bytes, bool, str]]:
+    """Every kind of hostile payload: (name, topic, raw payload, retained, the dead-letter
+    reason it must get). Published for another device (``tests.cloud_sink.helpers``'s) so
+    the shift's own figures stay apart."""
+    from contract import wire as contract_wire
+    from tests.cloud_sink.helpers import (
+        chunk_frame,
+        event_message,
+        new_id,
+        poison_message,
+        topic,
+        with_token,
+    )
+
+    surrogate, claims = b'"\\ud800"', []
+    for seq in range(3):  # tiny frames claiming the most chunks of the largest clip
+        claims.append(
+            chunk_frame(
+                clip_id=new_id(),
+                seq=seq,
+                total=contract_wire.MAX_CHUNKS,
+                offset=seq,
+                data=b"x",
+                clip_sha256="0" * 64,
+                clip_bytes=contract_wire.MAX_CLIP_BYTES,
+            )
+        )
+    return [
+        ("retained status with an unpaired surrogate", topic("status"),
+         poison_message("status", ("status", "version"), surrogate), True, "json"),
+        ("unpaired surrogate", topic("contact"),
+         poison_message("contact", ("contact", "mode"), surrogate), False, "json"),
+        ("1e400", topic("event"),
+         poison_message("event", ("event", "data"), b"1e400"), False, "json"),
+        ("400-digit integer", topic("contact"),
+         poison_message("contact", ("contact", "duration_s"), b"9" * 400), False, "json"),
+        ("schema: 1.0", topic("event"), with_token(event_message(), ("schema",), b"1.0"), False,
+         "schema"),
+        ("chunk-count claim", topic("clip"), claims[0], False, "too_large"),
+        ("broken JSON", topic("event"), b'{"schema": 1, "kind": "event", "ev', False, "json"),
+        ("unknown topic kind", topic("bogus"), json_bytes(event_message()), False, "topic"),
+        ("bad id in topic", topic("event", device="Not..A Device"), json_bytes(event_message()),
+         False, "id"),
+    ]  # fmt: skip
+
+
+def json_bytes(obj: Any) -> bytes:
+    import json
+
+    return json.dumps(obj).encode()
+
+
+@dataclass(slots=True)
+class PoisonFigures:
+    delivery: Delivery = field(default_factory=Delivery)
+    kinds: int = 0  # hostile payload kinds published
+    dead_lettered: dict[str, str] = field(default_factory=dict)  # kind -> reason it got
+    after: int = 0  # the shift's contacts stored after the poison (the stream went on)
+
+
+def dead_letters_readonly(sink_data: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(f"file:{sink_data / 'sink.db'}?mode=ro", uri=True, timeout=5) as db:
+        return list(db.execute("SELECT topic, reason FROM dead_letters ORDER BY id"))
+
+
+def poison_mid_shift(
+    broker: Any, work: Path, scenario: Scenario, *, timeout_s: float = CAP_S
+) -> PoisonFigures:
+    """Play ``scenario`` on an in-process device with an in-process sink; half-way through,
+    publish every kind of :func:`poison_kinds` as raw bytes through a paho client to the real
+    broker. Each must become a dead letter with its reason, in order, and the device's later
+    contacts must be stored (the stream never stopped)."""
+    from edge.simulate import run_simulation
+    from tests.cloud_sink.helpers import TestClient
+
+    data, sink_data = work / "edge", work / "sink"
+    data.mkdir(parents=True)
+    cfg = Config.model_validate(config_dict(broker.url))
+    kinds = poison_kinds()
+    figures = PoisonFigures(kinds=len(kinds))
+    stored_before: list[int] = []
+    with running_sink(broker.url, sink_data) as sink:
+        client = TestClient(broker.port)
+        try:
+
+            def poison(now_ns: int) -> None:
+                if now_ns >= scenario.duration_ns // 2 and not stored_before:
+                    rows = sink_rows(sink_data / "sink.db")
+                    stored_before.append(sum(1 for r in rows if r[1] == DEVICE))
+                    for _, where, payload, retain, _ in kinds:
+                        client.publish(where, payload, retain=retain)
+
+            run_simulation(
+                cfg,
+                scenario,
+                work / "shift.toml",
+                data,
+                broker=broker.url,
+                at_step=poison,
+                drain_timeout_s=timeout_s,
+                until_delivered=True,
+            )
+        finally:
+            client.close()
+        assert stored_before, "the shift ended before the poison was published"
+        figures.delivery = wait_delivered(
+            data, sink_data, timeout_s, lambda: sink.stats().get("duplicate", 0)
+        )
+        wait_for(
+            lambda: len(dead_letters_readonly(sink_data)) >= len(kinds),
+            "every poison a dead letter",
+            progress=lambda: sink_progress(sink_data),
+        )
+    letters = dead_letters_readonly(sink_data)
+    expected = [(t, reason) for _, t, _, _, reason in kinds]
+    assert letters == expected, f"dead letters {letters}, expected {expected}"
+    figures.dead_lettered = {k[0]: got for k, (_, got) in zip(kinds, letters, strict=True)}
+    mine = [r for r in sink_rows(sink_data / "sink.db") if r[1] == DEVICE]
+    figures.after = len(mine) - stored_before[0]
+    assert figures.after > 0, "no contact of the shift was stored after the poison"
+    return figures
