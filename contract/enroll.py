@@ -5,7 +5,7 @@ A device that has a claim token and no credentials connects with the fleet's cla
 (:data:`CLAIM_USER`; not a secret: its ACL only lets it publish ``<ROOT>/<id>/request`` and
 subscribe to one ``<ROOT>/<id>/reply`` it names, never with a wildcard) with a random client id
 (:data:`CLIENT_ID_PREFIX` + 96 random bits, told to nobody else) and sends its identity, the
-token and a Diffie-Hellman public key. (mosquitto 2.0's dynamic-security plugin has no
+token and an X25519 public key. (mosquitto 2.0's dynamic-security plugin has no
 ``%c`` in ACLs, so the ACL cannot tie the topic to the client id; an unguessable id plus the
 sealing does.)
 The credentials come back sealed to that key and bound to the client id (edge/sealing.py), so

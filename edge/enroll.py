@@ -8,15 +8,15 @@ At start, :func:`ensure_enrolled` returns the configuration with the broker acco
 - else, with a claim token (``mqtt.claim_file``, by default ``claim.token`` in the data
   directory) and no ``mqtt.password_file`` configured, the device connects with the fleet's
   claim account, sends its identity (serial from /proc/cpuinfo or the device tree, model,
-  version), the token and a Diffie-Hellman public key (its private key is kept in
+  version), the token and an X25519 public key (its private key is kept in
   ``enroll.key`` with its client id, 0600, until enrolled, so a restart does not make it a
   stranger), and repeats the request until the reply comes (a broker restart or manual
   approval only make it wait). The credentials come sealed to its key; they are stored 0600,
   then the token file is deleted;
 - else the configuration is returned unchanged.
 
-The sealing (edge/sealing.py) uses the standard library only: the device has no
-``cryptography``.
+The sealing (edge/sealing.py) is libsodium's sealed box through PyNaCl (in the ``edge``
+extra): the device has no ``cryptography``.
 """
 
 from __future__ import annotations

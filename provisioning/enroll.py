@@ -11,7 +11,7 @@ needs that power and should not hold it, and the service can run next to the bro
   allowed serials, automatic or manual approval.
 - A request is checked (token, expiry, uses, serial, name) and the device's role and client are
   created through ``$CONTROL/dynamic-security/v1`` — no restart. The reply carries the password
-  sealed to the device's Diffie-Hellman key (edge/sealing.py). Every step is idempotent: the
+  sealed to the device's X25519 key (edge/sealing.py). Every step is idempotent: the
   device repeats its request until it has a reply, so a broker restart at any point only delays
   the enrollment; a repeated request from the same device (same key) is not a second use of
   the claim.
