@@ -43,6 +43,7 @@ CONTRACT_THIRD_PARTY = {"pydantic", "annotated_types", "tomlkit", "systemd"}
 BENCH_USES_OF_TESTS = {
     ("bench/soak.py", "tests.faults.harness"),
     ("bench/transport.py", "tests.services"),
+    ("bench/api.py", "tests.services"),  # the throwaway PostgreSQL cluster of the tests
 }
 
 Import = tuple[Path, str, list[str]]
