@@ -16,6 +16,7 @@ Rules of :class:`IndexClock` (the ALSA microphone and the network stream both us
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,3 +92,21 @@ class IndexClock:
     def time_of(self, index: int) -> int:
         """Monotonic ns at which sample ``index`` was captured, on the least delay seen."""
         return (index + self.base) * NS // self.rate
+
+
+def stop_capture(
+    stop: threading.Event,
+    emit_lock: threading.Lock,
+    thread: threading.Thread | None,
+    timeout_s: float,
+) -> bool:
+    """Stop a capture thread (the ALSA and the network microphones): no emit after this
+    returns; wait up to ``timeout_s`` for the thread. False when it is still blocked in a read
+    (it ends with that read; the caller says where)."""
+    stop.set()
+    with emit_lock:
+        pass  # an emit in progress has finished; none starts after this
+    if thread is None:
+        return True
+    thread.join(timeout_s)
+    return not thread.is_alive()

@@ -60,7 +60,7 @@ import alsaaudio
 import numpy as np
 
 from hardware._api import AudioPeriod, EventSink, Samples
-from hardware._capture import NS, CaptureState, CaptureStatus, IndexClock
+from hardware._capture import NS, CaptureState, CaptureStatus, IndexClock, stop_capture
 from hardware._driver import EmittingDevice
 
 log = logging.getLogger(__name__)
@@ -142,14 +142,7 @@ class AlsaMicrophone(EmittingDevice):
 
     def stop(self) -> None:
         """Stop capturing; returns within about ``stop_timeout_s`` even if a read is stuck."""
-        self._stop.set()
-        with self._emit_lock:
-            pass  # an emit in progress has finished; none starts after this
-        thread = self._thread
-        if thread is None:
-            return
-        thread.join(self._stop_timeout_s)
-        if thread.is_alive():
+        if not stop_capture(self._stop, self._emit_lock, self._thread, self._stop_timeout_s):
             log.warning(
                 "%s: a read is blocked inside ALSA; the capture thread ends with it", self.name
             )

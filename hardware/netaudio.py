@@ -52,7 +52,7 @@ from av.container import InputContainer
 from av.error import FFmpegError, InvalidDataError
 
 from hardware._api import AudioPeriod, EventSink, Samples
-from hardware._capture import CaptureState, CaptureStatus, IndexClock
+from hardware._capture import CaptureState, CaptureStatus, IndexClock, stop_capture
 from hardware._driver import EmittingDevice
 from hardware._streamurl import Redactor, check_stream_url
 
@@ -161,14 +161,7 @@ class NetworkMicrophone(EmittingDevice):
 
     def stop(self) -> None:
         """Stop capturing; returns within about ``stop_timeout_s`` even if a read is stuck."""
-        self._stop.set()
-        with self._emit_lock:
-            pass  # an emit in progress has finished; none starts after this
-        thread = self._thread
-        if thread is None:
-            return
-        thread.join(self._stop_timeout_s)
-        if thread.is_alive():
+        if not stop_capture(self._stop, self._emit_lock, self._thread, self._stop_timeout_s):
             log.warning(
                 "%s: a read of %s is blocked inside FFmpeg; the capture thread ends with it",
                 self.name,
