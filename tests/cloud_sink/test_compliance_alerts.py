@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from peewee import Database
 
-from cloud_sink import Sink, SinkConfig
+from cloud_sink import Sink, SinkConfig, cli
 from cloud_sink.alerts import ComplianceAlerts, SiteAlerts, stored_alerts, to_ns
 from cloud_sink.config import load_sink_file
 from cloud_sink.db import open_database, transaction
@@ -23,7 +23,7 @@ from cloud_sink.migrations import migrate
 from cloud_sink.models import from_json, tables
 from cloud_sink.speech.config import RulesFile, SpeechSection
 from cloud_sink.speech.engines import open_engine
-from cloud_sink.speech.worker import Transcriber, check_contact, recheck
+from cloud_sink.speech.worker import Transcriber, check_contact
 from contract.alerts import ComplianceRule
 from contract.config import ConfigError
 from contract.wire import iso
@@ -104,7 +104,9 @@ def alerts_of(db: Database, rule: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_pocketsphinx_transcripts_raise_and_clear_the_compliance_alert(tmp_path: Path) -> None:
+def test_pocketsphinx_transcripts_raise_and_clear_the_compliance_alert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "sink"
     db = open_database(None, data)
     migrate(db)
@@ -166,13 +168,24 @@ def test_pocketsphinx_transcripts_raise_and_clear_the_compliance_alert(tmp_path:
             ("greeting_low", "anna", False),
         ]
         # the rules file changed (a greeting is forbidden now: c1 and c2 meet it, c3 not):
-        # every transcript is checked again, every figure updated once: the site recovers
-        upside_down = RulesFile.model_validate(
-            {"rules": [{"name": "greeting", "kind": "forbidden", "phrases": ["good morning"]}]}
+        # `sink standards --config --rules` checks every transcript again and updates every
+        # figure once: the site recovers
+        rules_file = tmp_path / "rules.toml"
+        rules_file.write_text(
+            '[[rules]]\nname = "greeting"\nkind = "forbidden"\nphrases = ["good morning"]\n'
         )
-        assert recheck(db, upside_down, worker_clock.now + NS, alerts) == 4
-        assert alerts.changes[-1][0::3] == ("site_greeting_low", False)
-        assert all(a["cleared_ns"] is not None for a in alerts_of(db, "site_greeting_low"))
+        config = tmp_path / "sink.toml"
+        config.write_text(
+            '[[alerts.compliance]]\nname = "site_greeting_low"\nstandard = "greeting"\n'
+            "below = 0.4\nlast = 3\n"
+        )
+        code = cli.main(["sink", "standards", "--data", str(data), "--rules", str(rules_file),
+                         "--config", str(config)])  # fmt: skip
+        assert code == 0
+        assert "checked 4 transcript(s)" in capsys.readouterr().out
+        (site_alert,) = alerts_of(db, "site_greeting_low")
+        assert site_alert["cleared_ns"] is not None
+        assert site_alert["compliance"]["recovered"]["share"] == round(2 / 3, 4)
     finally:
         db.close()
 
