@@ -28,6 +28,21 @@ Rules:
   stable. Any later message from the device but an offline status clears it: the row gets
   ``cleared_ns`` and ``alert.cleared_at``, and is published once more (a new ``msg_id``) so
   that the managers see it return.
+- Compliance (:class:`ComplianceAlerts`, rules ``[[alerts.compliance]]``, the contract's
+  :class:`~contract.alerts.ComplianceRule` and engine): whenever a contact's transcript is
+  checked against the service standards (``sink transcribe``, ``sink standards``), inside that
+  transaction and under the site's lock, the figure of each rule watching one of the checked
+  standards is computed for the contact's site (``per = "site"``) or its staff member at that
+  site (``per = "staff"``; a contact with no staff is in no staff figure) from the stored
+  checks, and the rule's alert raised or cleared: one active alert per (site, rule, staff) at a
+  time, a site alert (scope ``_site``, ``device`` NULL) whose body carries ``alert.compliance``
+  (the standard, the staff member, the threshold, the window, checked/met/share); cleared like
+  ``device_offline`` (``cleared_ns``, ``alert.cleared_at``, ``alert.compliance.recovered``,
+  published once more with a new ``msg_id``). Its id is :func:`~contract.alerts.alert_id` of
+  (``_site:compliance:<staff>``, rule, raise time).
+- Publishing: :meth:`SiteAlerts.publish_pending` looks for unpublished site alerts whenever
+  this process stored one, and every ``look_every_s`` in any case: compliance alerts are
+  stored by ``sink transcribe``, another process, and ``sink run`` publishes them.
 """
 
 from __future__ import annotations
@@ -46,12 +61,18 @@ from cloud_sink.models import from_json, tables, to_json
 from contract.alerts import (
     NS,
     AlertRule,
+    Checked,
+    ComplianceFigure,
+    ComplianceRule,
     Firing,
     Observation,
     Span,
     alert_id,
+    compliance_change,
+    compliance_window,
     contact_keys,
     describe,
+    describe_compliance,
     evaluate,
     event_keys,
 )
@@ -86,6 +107,9 @@ class SiteAlerts:
     rules: Sequence[AlertRule]
     fired: list[Firing] = field(default_factory=list)  # this process, for logs and tests
     dirty: bool = True  # rows may wait to be published (True at start: leftovers of a crash)
+    #: look for rows another process stored (compliance alerts) at least this often
+    look_every_s: float = 5.0
+    _looked_ns: int | None = None
 
     def observe(self, db: Database, msg: wire.Message, now_ns: int) -> list[Firing]:
         """Ingest's ``on_stored`` hook: runs inside the storing transaction."""
@@ -125,8 +149,10 @@ class SiteAlerts:
     ) -> int:
         """Hand unpublished site alerts to ``publish(topic, payload)`` (True = taken); mark
         those taken. Returns how many were published."""
-        if not self.dirty:
+        due = self._looked_ns is None or now_ns - self._looked_ns >= self.look_every_s * NS
+        if not (self.dirty or due):
             return 0
+        self._looked_ns = now_ns
         t = tables(db)
         a = t.alerts
         rows = list(
@@ -323,7 +349,193 @@ def stored_alerts(db: Database, site: str | None = None) -> list[dict[str, Any]]
     for row_site, scope, body, device, cleared in query.tuples():
         alert = dict(from_json(body).get("alert", {}))
         row = {**alert, "site": row_site, "device": device or scope}
-        if device is not None:  # a device_offline alert: active until the device is back
+        if device is not None or "compliance" in alert:  # active until cleared
             row["active"] = cleared is None
         out.append(row)
     return out
+
+
+# --- compliance ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ComplianceAlerts:
+    """Raises and clears the compliance alerts (see the module notes)."""
+
+    rules: Sequence[ComplianceRule]
+    changes: list[tuple[str, str | None, str, bool]] = field(default_factory=list)
+    # (rule, staff, alert id, raised): this process, for logs and tests
+
+    def checked(
+        self,
+        db: Database,
+        *,
+        site: str,
+        staff: str | None,
+        standards: Sequence[str],
+        now_ns: int,
+    ) -> None:
+        """A contact of ``site`` served by ``staff`` was checked against ``standards`` (inside
+        the transaction that stored its checks)."""
+        watched = [r for r in self.rules if r.standard in standards]
+        if not watched:
+            return
+        if not is_sqlite(db):  # workers take turns per site (as SiteAlerts.observe does)
+            execute_sql(db, "SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK + site,))
+        for rule in watched:
+            if rule.per == "staff" and staff is None:
+                continue
+            self.update(db, rule, site, staff if rule.per == "staff" else None, now_ns)
+
+    def update_all(self, db: Database, now_ns: int) -> None:
+        """Every rule's figure for every site (and staff member) with checks, e.g. after
+        ``sink standards`` checked every transcript again (inside the caller's transaction)."""
+        for rule in self.rules:
+            who = "c.staff" if rule.per == "staff" else "NULL"
+            groups = execute_sql(
+                db,
+                f"SELECT DISTINCT c.site, {who} FROM standard_checks s JOIN contacts c "  # noqa: S608 - no user text
+                f"ON c.device = s.device AND c.id = s.contact_id WHERE s.rule = {db.param}",
+                (rule.standard,),
+            ).fetchall()
+            for site, staff in sorted(groups, key=lambda g: (str(g[0]), str(g[1]))):
+                if rule.per == "staff" and staff is None:
+                    continue
+                if not is_sqlite(db):
+                    execute_sql(
+                        db, "SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK + str(site),)
+                    )
+                self.update(db, rule, str(site), None if staff is None else str(staff), now_ns)
+
+    def update(
+        self, db: Database, rule: ComplianceRule, site: str, staff: str | None, now_ns: int
+    ) -> None:
+        """Compute the rule's figure for (site, staff) and raise or clear its alert."""
+        figure = compliance_window(rule, _checks(db, rule, site, staff))
+        active = _active_compliance(db, site, rule.name, staff)
+        change = compliance_change(rule, figure, active=active is not None)
+        if figure is None or change is None:
+            return
+        if change == "raise":
+            self._raise(db, rule, site=site, staff=staff, figure=figure, now_ns=now_ns)
+        elif active is not None:
+            self._clear(
+                db, rule, site=site, staff=staff, active=active, figure=figure, now_ns=now_ns
+            )
+
+    def _raise(
+        self,
+        db: Database,
+        rule: ComplianceRule,
+        *,
+        site: str,
+        staff: str | None,
+        figure: ComplianceFigure,
+        now_ns: int,
+    ) -> None:
+        share = round(float(figure.share), 4)
+        firing = Firing(
+            id=alert_id(f"{wire.SITE_SCOPE}:compliance:{staff or ''}", rule.name, now_ns),
+            rule=rule.name, scope=wire.SITE_SCOPE, at_ns=now_ns, window_start_ns=figure.from_ns,
+            count=figure.met, at_least=rule.needed, total=figure.checked, share=share,
+            share_at_least=None, refs=figure.failed,
+        )  # fmt: skip
+        where = f"site {site}" + (f", staff {staff}" if staff is not None else "")
+        body: dict[str, Any] = dict(payload(firing, site, describe_compliance(rule, figure, where)))
+        body["alert"] = {
+            **body["alert"],
+            "compliance": {
+                "standard": rule.standard, "per": rule.per, "staff": staff,
+                "below": rule.below, "clear_at": rule.clear_level, "last": rule.last,
+                "within_s": rule.within_s, "checked": figure.checked, "met": figure.met,
+                "share": share, "window_end": iso(figure.to_ns),
+            },
+        }  # fmt: skip
+        stored = rowcount(
+            db,
+            tables(db).alerts.insert(
+                site=site, scope=wire.SITE_SCOPE, id=firing.id, rule=rule.name,
+                at_iso=iso(now_ns), body=to_json(body), received_ns=now_ns,
+            ).on_conflict_ignore(),
+        )  # fmt: skip
+        if stored:
+            self.changes.append((rule.name, staff, firing.id, True))
+
+    def _clear(
+        self,
+        db: Database,
+        rule: ComplianceRule,
+        *,
+        site: str,
+        staff: str | None,
+        active: tuple[str, dict[str, Any]],
+        figure: ComplianceFigure,
+        now_ns: int,
+    ) -> None:
+        id_, body = active
+        share = round(float(figure.share), 4)
+        body["msg_id"] = alert_id(
+            f"{wire.SITE_SCOPE}:compliance:{staff or ''}:cleared", rule.name, now_ns
+        )
+        alert = body["alert"]
+        alert["cleared_at"] = iso(now_ns)
+        alert["compliance"]["recovered"] = {
+            "checked": figure.checked, "met": figure.met, "share": share,
+            "window_end": iso(figure.to_ns),
+        }  # fmt: skip
+        alert["text"] = (
+            f"{alert['text']}; back to {float(figure.share):.0%} ({figure.met} of "
+            f"{figure.checked}) at {iso(now_ns)}"
+        )
+        a = tables(db).alerts
+        a.update({a.cleared_ns: now_ns, a.body: to_json(body), a.published_ns: None}).where(
+            (a.site == site) & (a.scope == wire.SITE_SCOPE) & (a.id == id_)
+        ).execute()
+        self.changes.append((rule.name, staff, id_, False))
+
+
+def _checks(db: Database, rule: ComplianceRule, site: str, staff: str | None) -> list[Checked]:
+    """The stored checks of ``rule.standard`` for contacts of ``site`` (and ``staff``) that its
+    window can hold: the newest ``last`` by start, or those within ``within_s`` of the newest."""
+    p = db.param
+    where = f"c.site = {p} AND s.rule = {p}" + (f" AND c.staff = {p}" if staff is not None else "")
+    args: list[Any] = [site, rule.standard] + ([staff] if staff is not None else [])
+    base = (
+        "SELECT c.start_iso, c.id, s.passed FROM standard_checks s JOIN contacts c "  # noqa: S608 - placeholders
+        f"ON c.device = s.device AND c.id = s.contact_id WHERE {where}"
+    )
+    if rule.last is not None:
+        sql = f"{base} ORDER BY c.start_iso DESC, c.id DESC LIMIT {int(rule.last)}"
+        rows = execute_sql(db, sql, args).fetchall()
+    else:
+        newest = execute_sql(
+            db,
+            "SELECT MAX(c.start_iso) FROM standard_checks s JOIN contacts c "  # noqa: S608 - placeholders
+            f"ON c.device = s.device AND c.id = s.contact_id WHERE {where}",
+            args,
+        ).fetchone()
+        if newest is None or newest[0] is None:
+            return []
+        start = iso(to_ns(str(newest[0])) - round((rule.within_s or 0) * NS))
+        rows = execute_sql(db, f"{base} AND c.start_iso >= {p}", [*args, start]).fetchall()
+    return [Checked(to_ns(str(at)), str(ref), bool(passed)) for at, ref, passed in rows]
+
+
+def _active_compliance(
+    db: Database, site: str, rule: str, staff: str | None
+) -> tuple[str, dict[str, Any]] | None:
+    """The rule's active (not cleared) alert for (site, staff): its id and body."""
+    a = tables(db).alerts
+    rows = (
+        a.select(a.id, a.body)
+        .where(
+            (a.site == site) & (a.scope == wire.SITE_SCOPE) & (a.rule == rule)
+            & a.cleared_ns.is_null()
+        )
+        .tuples()
+    )  # fmt: skip
+    for id_, raw in rows:
+        body = from_json(raw)
+        if body.get("alert", {}).get("compliance", {}).get("staff") == staff:
+            return str(id_), body
+    return None

@@ -5,7 +5,8 @@ Rules:
 - Tables: ``[sink]`` (the worker: broker, database, MQTT session, clip resends, retention; the
   keys are the :class:`~cloud_sink.consumer.SinkConfig` fields but ``data_dir``), ``[report]``
   (the metrics' parameters), ``[[alerts.rules]]`` (site alert rules, the contract's
-  :class:`~contract.alerts.AlertRule`), ``[speech]`` (transcription: engine, model directory,
+  :class:`~contract.alerts.AlertRule`), ``[[alerts.compliance]]`` (compliance alert rules,
+  :class:`~contract.alerts.ComplianceRule`), ``[speech]`` (transcription: engine, model directory,
   workers; :mod:`cloud_sink.speech.config`) and ``[[reasons]]`` (the managers' checklist). Every key
   is optional; command-line flags win over the file.
 - Values are checked strictly by type (a string is not a number, 1 is not ``true``), against
@@ -27,7 +28,7 @@ from cloud_sink.ingest import DEFAULT_LIMITS
 from cloud_sink.reasons import DEFAULT_REASONS, Reason
 from cloud_sink.speech.config import SpeechSection
 from cloud_sink.wire import MAX_CHUNKS, MAX_CLIP_BYTES
-from contract.alerts import NAME_PATTERN, AlertRule, duplicate_names
+from contract.alerts import NAME_PATTERN, AlertRule, ComplianceRule, duplicate_names
 from contract.config import SECRET, Section, example, load
 
 #: MQTT's limit of a session expiry interval (a 32-bit count of seconds)
@@ -274,10 +275,19 @@ class SiteAlertsSection(Section):
             "'sink run' over all devices of each site"
         ),
     ] = []
+    compliance: Annotated[
+        list[ComplianceRule],
+        Field(
+            description="Compliance alert rules ([[alerts.compliance]]): raised while the share "
+            "of contacts meeting a service standard is below a threshold, cleared when it "
+            "recovers; evaluated by 'sink transcribe' and 'sink standards' as transcripts are "
+            "checked, published by 'sink run'"
+        ),
+    ] = []
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        twice = duplicate_names(self.rules)
+        twice = duplicate_names([*self.rules, *self.compliance])
         if twice:
             raise ValueError(f"alert rule names must be unique: {', '.join(twice)}")
         return self

@@ -30,6 +30,18 @@ Rules:
 - :class:`AlertEvaluator` keeps one scope's recent observations in memory (the device);
   :func:`evaluate` is the engine itself, for a caller that keeps them elsewhere (the sink's
   database).
+
+Compliance rules (``[[alerts.compliance]]``, :class:`ComplianceRule`; the sink only, where
+transcripts are checked against the service standards) watch a *level*, not a burst:
+- The figure is the share of checked contacts meeting one standard (``met / checked``) in a
+  window of the scope's checked contacts (a site, or one staff member at a site), ordered by
+  the contacts' start: the ``last`` N of them, or those that started within ``within_s`` of
+  the newest one (both edges included). :func:`compliance_window` picks the window.
+- :func:`compliance_change` says what a new figure does to the rule's alert: with fewer than
+  ``min_checked`` contacts in the window, nothing; otherwise an inactive rule is *raised* when
+  the share is strictly below ``below``, an active one *cleared* when the share is at or above
+  ``clear_at`` (default ``below``; higher: a share hovering at the threshold does not raise
+  and clear by turns). Exact fractions, no float rounding.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -152,7 +164,109 @@ class AlertRule(BaseModel):
         return self
 
 
-def duplicate_names(rules: Iterable[AlertRule]) -> list[str]:
+class ComplianceRule(BaseModel):
+    """One ``[[alerts.compliance]]`` table of the sink's config: an alert while the share of
+    contacts meeting a service standard is below a threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the rule")]
+    standard: Annotated[
+        str,
+        Field(
+            pattern=NAME_PATTERN,
+            description="The service-standard rule watched: a [[rules]] name of the rules file "
+            "(sink transcribe --rules), e.g. 'greeting'",
+        ),
+    ]
+    below: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="Raise the alert when the share of checked contacts meeting the "
+            "standard is below this (0.8 = 80 %)",
+        ),
+    ]
+    clear_at: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=1,
+            description="Clear it when the share is back at or above this (unset: 'below')",
+        ),
+    ] = None
+    last: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=10_000,
+            description="The share over the last N checked contacts (by their start); set this "
+            "or within_s",
+        ),
+    ] = None
+    within_s: Annotated[
+        float | None,
+        Field(
+            ge=1,
+            le=90 * 86400,
+            description="The share over the checked contacts that started within this many "
+            "seconds of the newest one; set this or last",
+        ),
+    ] = None
+    min_checked: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=10_000,
+            description="Judge only with at least this many checked contacts in the window "
+            "(unset: 'last', or 1 with within_s)",
+        ),
+    ] = None
+    per: Annotated[
+        Literal["site", "staff"],
+        Field(description="One figure per site, or per staff member at a site"),
+    ] = "site"
+
+    @field_validator("below", "clear_at", "last", "within_s", "min_checked", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("a number, not true/false")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if (self.last is None) == (self.within_s is None):
+            raise ValueError(
+                f"rule '{self.name}': set exactly one of last (the last N checked contacts) "
+                "and within_s (the contacts of a period)"
+            )
+        if self.clear_at is not None and self.clear_at < self.below:
+            raise ValueError(
+                f"rule '{self.name}': clear_at = {self.clear_at} is below below = "
+                f"{self.below}; it must be at least that (or unset)"
+            )
+        if self.last is not None and self.min_checked is not None and self.min_checked > self.last:
+            raise ValueError(
+                f"rule '{self.name}': min_checked = {self.min_checked} exceeds last = "
+                f"{self.last}: the window never holds that many"
+            )
+        return self
+
+    @property
+    def clear_level(self) -> float:
+        return self.below if self.clear_at is None else self.clear_at
+
+    @property
+    def needed(self) -> int:
+        """Checked contacts a window needs before the figure counts."""
+        if self.min_checked is not None:
+            return self.min_checked
+        return self.last if self.last is not None else 1
+
+
+def duplicate_names(rules: Iterable[AlertRule | ComplianceRule]) -> list[str]:
     """Rule names used more than once (names must be unique: they name the alerts)."""
     names = [r.name for r in rules]
     return sorted({n for n in names if names.count(n) > 1})
@@ -169,29 +283,56 @@ def parse_rules(doc: dict[str, Any], source: str) -> list[AlertRule]:
     For a file read outside a larger pydantic schema (the sink's ``--config``); the device's
     config validates the same :class:`AlertRule` inside its own schema."""
     section = doc.get("alerts", {})
-    if not isinstance(section, dict) or set(section) - {"rules"}:
-        raise AlertConfigError(f"{source}: [alerts] takes only [[alerts.rules]] tables")
+    if not isinstance(section, dict) or set(section) - {"rules", "compliance"}:
+        raise AlertConfigError(
+            f"{source}: [alerts] takes only [[alerts.rules]] and [[alerts.compliance]] tables"
+        )
     raw = section.get("rules", [])
     if not isinstance(raw, list):
         raise AlertConfigError(f"{source}: alerts.rules must be a list of tables")
-    rules = [_rule(entry, f"{source}: alerts.rules[{i}]") for i, entry in enumerate(raw)]
+    rules = [_rule(entry, f"{source}: alerts.rules[{i}]", AlertRule) for i, entry in enumerate(raw)]
     twice = duplicate_names(rules)
     if twice:
         raise AlertConfigError(f"{source}: alert rule names must be unique: {', '.join(twice)}")
     return rules
 
 
-def _rule(entry: Any, where: str) -> AlertRule:
+_R = TypeVar("_R", AlertRule, ComplianceRule)
+
+
+def parse_compliance(doc: dict[str, Any], source: str) -> list[ComplianceRule]:
+    """The ``[[alerts.compliance]]`` of a parsed TOML document (none: no rules); their names
+    must differ from each other and from the ``[[alerts.rules]]``."""
+    rules = parse_rules(doc, source)
+    raw = doc.get("alerts", {}).get("compliance", [])
+    if not isinstance(raw, list):
+        raise AlertConfigError(f"{source}: alerts.compliance must be a list of tables")
+    found = [
+        _rule(entry, f"{source}: alerts.compliance[{i}]", ComplianceRule)
+        for i, entry in enumerate(raw)
+    ]
+    twice = duplicate_names([*rules, *found])
+    if twice:
+        raise AlertConfigError(f"{source}: alert rule names must be unique: {', '.join(twice)}")
+    return found
+
+
+def _rule(entry: Any, where: str, model: type[_R]) -> _R:
     if not isinstance(entry, dict):
         raise AlertConfigError(f"{where}: must be a table")
     try:
-        return AlertRule.model_validate(entry)
+        return model.model_validate(entry)
     except ValidationError as exc:
-        raise AlertConfigError(_first_problem(exc, entry, where)) from None
+        raise AlertConfigError(_first_problem(exc, entry, where, model)) from None
 
 
-def _first_problem(exc: ValidationError, entry: dict[str, Any], where: str) -> str:
-    keys = list(AlertRule.model_fields)
+def _first_problem(
+    exc: ValidationError,
+    entry: dict[str, Any],
+    where: str,
+    model: type[AlertRule | ComplianceRule] = AlertRule,
+) -> str:
+    keys = list(model.model_fields)
     err = exc.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else ""
     message = err["msg"].removeprefix("Value error, ")
@@ -207,10 +348,96 @@ def _first_problem(exc: ValidationError, entry: dict[str, Any], where: str) -> s
         "name": "use lower-case letters, digits, - and _ (at most 64)",
         "at_least": "a whole number from 1 to 100000",
         "share_at_least": "a number in (0, 1]",
-        "within_s": "seconds, from 1 to 604800",
+        "within_s": "seconds, from 1 to 604800"
+        if model is AlertRule
+        else "seconds, from 1 to 7776000",
         "cooldown_s": "seconds, from 0 to 604800",
+        "standard": "a [[rules]] name of the rules file (lower-case letters, digits, - and _)",
+        "below": "a share in (0, 1], e.g. 0.8",
+        "clear_at": "a share in (0, 1], at least 'below'",
+        "last": "a whole number from 1 to 10000",
+        "min_checked": "a whole number from 1 to 10000",
+        "per": "'site' or 'staff'",
     }.get(key)
     return f"{where}.{key} = {entry.get(key)!r}: {message}" + (f"; {allowed}" if allowed else "")
+
+
+# --- compliance ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A contact checked against one standard: its start (wall ns), its id, the outcome."""
+
+    at_ns: int
+    ref: str
+    passed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceFigure:
+    """The share of a window's checked contacts meeting the standard."""
+
+    checked: int
+    met: int
+    from_ns: int  # the first contact's start in the window
+    to_ns: int  # the newest contact's start
+    failed: tuple[str, ...]  # contacts not meeting it, newest first (at most MAX_REFS)
+
+    @property
+    def share(self) -> Fraction:
+        return Fraction(self.met, self.checked)
+
+
+def compliance_window(rule: ComplianceRule, checks: Iterable[Checked]) -> ComplianceFigure | None:
+    """The figure over the rule's window of ``checks`` (any order, a superset of the window is
+    fine); None when there is no checked contact."""
+    items = sorted(set(checks), key=lambda c: (c.at_ns, c.ref))
+    if not items:
+        return None
+    if rule.last is not None:
+        window = items[-rule.last :]
+    else:
+        newest = items[-1].at_ns
+        start = newest - round((rule.within_s or 0) * NS)
+        window = [c for c in items if c.at_ns >= start]
+    failed = [c.ref for c in reversed(window) if not c.passed]
+    return ComplianceFigure(
+        checked=len(window),
+        met=sum(1 for c in window if c.passed),
+        from_ns=window[0].at_ns,
+        to_ns=window[-1].at_ns,
+        failed=tuple(failed[:MAX_REFS]),
+    )
+
+
+Change = Literal["raise", "clear"]
+
+
+def compliance_change(
+    rule: ComplianceRule, figure: ComplianceFigure | None, *, active: bool
+) -> Change | None:
+    """What ``figure`` does to the rule's alert (``active``: raised and not cleared)."""
+    if figure is None or figure.checked < rule.needed:
+        return None
+    if not active and figure.share < Fraction(str(rule.below)):
+        return "raise"
+    if active and figure.share >= Fraction(str(rule.clear_level)):
+        return "clear"
+    return None
+
+
+def describe_compliance(rule: ComplianceRule, figure: ComplianceFigure, where: str) -> str:
+    """One human line for a compliance figure, e.g. for a chat message."""
+    window = (
+        f"the last {figure.checked} checked contacts"
+        if rule.last is not None
+        else f"{figure.checked} checked contacts within {(rule.within_s or 0) / 3600:g} h"
+    )
+    return (
+        f"{rule.name}: {float(figure.share):.0%} of {window} at {where} met "
+        f"'{rule.standard}' ({figure.met} of {figure.checked}), below {rule.below:.0%}"
+    )
 
 
 # --- observations and firings --------------------------------------------------------------------

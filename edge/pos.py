@@ -31,6 +31,17 @@ overriding the shift schedule (config section ``staff``) until the next shift ch
 ``DELETE /staff`` clears the call (the schedule applies again). ``name`` is required: 1..64
 characters, no control characters, no surrounding spaces. Both are stamped on arrival like
 receipts and answered ``202``; bad input gets ``400`` naming the field.
+
+A CRM's events for a later ``contactpoint import`` (when the runtime gives ``on_event``)::
+
+    curl -X POST http://127.0.0.1:8765/event -H 'Content-Type: application/json' \\
+         -d '{"id": "D-17", "time": "2026-11-24T14:32:10+03:00", "order_id": "ORD-117"}'
+
+The body is one row of an events file as a JSON object, checked by the same code
+(:func:`edge.importer.events.parse_row`). ``on_event`` stores it before the answer: ``201
+{"stored": true, "new": true, "id": ...}``, or ``200`` with ``"new": false`` when its id was
+posted before (nothing changes); a bad field ``400`` naming it, the value and the fix; a
+store that cannot write ``503``.
 """
 
 from __future__ import annotations
@@ -136,6 +147,21 @@ def parse_receipt_body(body: bytes) -> dict[str, Any]:
         check_amount(data["amount"])
     if "staff" in data:
         check_text("staff", data["staff"])
+    return data
+
+
+def parse_event_body(body: bytes) -> dict[str, Any]:
+    """The row of a ``POST /event`` body: a JSON object (its fields are checked by the events
+    file's row checks, :func:`edge.importer.events.parse_row`)."""
+    example = '{"time": "2026-11-24T14:32:10+03:00", "order_id": "ORD-1"}'
+    try:
+        data = json.loads(body) if body.strip() else None
+    except RecursionError:
+        raise ValueError(f"body is nested too deeply; send a flat object like {example}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int of 4300+ digits
+        raise ValueError(f"body is not JSON ({exc}); send an object like {example}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"send a JSON object with the event's fields, e.g. {example}")
     return data
 
 
@@ -282,12 +308,14 @@ class ReceiptServer:
         on_receipt: Callable[[Receipt], None],
         on_staff: Callable[[StaffCall], None] | None = None,
         *,
+        on_event: Callable[[dict[str, Any]], tuple[str, bool]] | None = None,
         timeout_s: float = TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._clock = clock
         self._on_receipt = on_receipt
         self._on_staff = on_staff
+        self._on_event = on_event
         self._count_lock = threading.Lock()
         self.accepted = 0
         self.rejected = 0
@@ -312,6 +340,8 @@ class ReceiptServer:
                         self._staff(delete=False)
                     elif self.path == "/receipt":
                         self._receipt()
+                    elif self.path == "/event" and server._on_event is not None:
+                        self._event()
                     else:
                         self._reject(404, f"no such path {self.path[:100]}; use POST /receipt")
                 except _AnsweredError:
@@ -338,6 +368,22 @@ class ReceiptServer:
                 with server._count_lock:
                     server.accepted += 1
                 self._answer(202, {"accepted": True, "id": receipt_id})
+
+            def _event(self) -> None:
+                if server._on_event is None:
+                    raise RuntimeError("no event handler")
+                body = self._body()
+                try:
+                    row = parse_event_body(body)
+                    event_id, new = server._on_event(row)
+                except ValueError as exc:  # a bad field: named by the row's own checks
+                    self._reject(400, str(exc))
+                except Exception as exc:  # noqa: BLE001 - the store cannot keep it now (a full disk): the CRM posts again
+                    log.warning("pos: a posted event was not stored: %s", exc)
+                    self._reject(503, f"the event was not stored ({exc}); post it again later")
+                with server._count_lock:
+                    server.accepted += 1
+                self._answer(201 if new else 200, {"stored": True, "new": new, "id": event_id})
 
             def _staff(self, *, delete: bool) -> None:
                 if server._on_staff is None:

@@ -57,6 +57,29 @@ class EventRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CrmEvent:
+    """An event a CRM knows (a delivery handed over at 14:32), for ``contactpoint import``: a
+    row of an events file (:mod:`edge.importer.events`) or posted to the device's HTTP input
+    (``POST /event``, kept in the store until an import cuts its window). ``id`` as the CRM
+    gave it (or made from the row); ``source`` where it came from (the file's name, or
+    :data:`POSTED`), ``line`` its line in that file (0 when posted)."""
+
+    id: str
+    line: int
+    wall_ns: int
+    kind: str
+    order_id: str | None = None
+    staff: str | None = None
+    rating: str | None = None  # green | yellow | red
+    rating_value: str | None = None  # as the CRM wrote it
+    source: str = ""
+
+
+#: the ``source`` of an event posted to the device's HTTP input
+POSTED = "POST /event"
+
+
+@dataclass(frozen=True, slots=True)
 class ContactRecord:
     id: str
     mode: str

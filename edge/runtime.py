@@ -7,11 +7,13 @@ simulation (edge/simulate.py):
     outbox ─▶ publisher ─▶ broker          route queue ─▶ route workers ─▶ destinations
 
 Threads and who owns what: driver threads, the till's HTTP thread and the publisher thread only
-enqueue into the inbox; the core loop (the caller's thread, through :class:`Runtime`) takes the
-inbox, ticks the state machines, marks rows sent and is the only writer of contacts and outbox
-rows; the route workers settle their own queue rows through the store's lock. The caller
-drives time: the daemon on the monotonic clock, the simulation in virtual time (it advances
-the simulated backend itself and hands its events to the core).
+enqueue into the inbox (except that the till's thread keeps a posted CRM event, ``POST /event``,
+in its own table through the store's lock before it answers); the core loop (the caller's
+thread, through :class:`Runtime`) takes the inbox, ticks the state machines, marks rows sent
+and is the only writer of contacts and outbox rows; the route workers settle their own queue
+rows through the store's lock. The caller drives time: the daemon on the monotonic clock, the
+simulation in virtual time (it advances the simulated backend itself and hands its events to
+the core).
 
 Hooks are given to :func:`assemble` and wired at construction, never set afterwards:
 ``on_press`` (e.g. the daemon's prompt), ``on_alert`` (each committed alert's payload),
@@ -40,6 +42,7 @@ from edge.health import Health
 from edge.pos import ReceiptServer
 from edge.publish import discovery
 from edge.publish.mqtt import Publisher
+from edge.records import POSTED
 from edge.recovery import open_store, recovered
 from edge.routes import RouteRunner
 from edge.staff import StaffCall
@@ -102,11 +105,22 @@ class Runtime:
             self.publisher.start()
         if self._serve_till:  # binds its port now: a port in use fails the start
             r, put = self.cfg.receipts, self.inbox.put
-            till = ReceiptServer(r.host, r.port, self.core.clock, put, on_staff=put)
+            till = ReceiptServer(
+                r.host, r.port, self.core.clock, put, on_staff=put, on_event=self.post_event
+            )
             till.start()
             self.till = till
         if isinstance(self.backend, LiveBackend):
             self.backend.start(self.inbox.put)
+
+    def post_event(self, row: dict[str, Any]) -> tuple[str, bool]:
+        """``POST /event`` (on the till's HTTP thread): a CRM event, checked as a row of an
+        events file, kept in the store for the next ``contactpoint import``; its id and
+        whether it is new. ValueError names a bad field."""
+        from edge.importer.events import parse_row  # (the importer assembles a Runtime itself)
+
+        event = parse_row(row, self.cfg.importer, source=POSTED)
+        return event.id, self.store.post_event(event, time.time_ns())
 
     def close(self) -> None:
         """Stop the route workers, the till's server, the drivers and the publisher, then close

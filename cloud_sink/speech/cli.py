@@ -6,10 +6,11 @@ Rules:
   transcribed with N worker threads (each its own engine and claims; several processes may
   run at once, on other machines too) and returns when none is left; prints a summary line
   (clips, audio seconds, real-time factor). Settings: flags, then ``[speech]`` of --config,
-  then the defaults. With rules, every new transcript is checked.
-- ``sink standards --data DIR --rules FILE``: checks every stored transcript against the rules
-  file again (after the rules changed). ``sink standards example`` prints a commented rules
-  file.
+  then the defaults. With rules, every new transcript is checked, and the compliance alerts
+  of --config (``[[alerts.compliance]]``) raised or cleared as the figures change.
+- ``sink standards --data DIR --rules FILE [--config FILE]``: checks every stored transcript
+  against the rules file again (after the rules changed), then updates every compliance
+  figure and its alert once. ``sink standards example`` prints a commented rules file.
 - An engine that cannot open (model or library missing) is a one-line error naming the
   setting, exit 2, before any clip is claimed.
 """
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloud_sink.alerts import ComplianceAlerts
 from cloud_sink.config import load_sink_file
 from cloud_sink.migrations import open_existing
 from cloud_sink.speech.config import ENGINES, RulesFile, SpeechSection, example_rules, load_rules
@@ -39,7 +41,9 @@ def add_commands(sub: Any, guarded: Guard) -> None:
     tr = sub.add_parser("transcribe", help="transcribe the verified clips not yet transcribed")
     tr.add_argument("--data", type=Path, required=True, help="data directory (sink.db, clips)")
     tr.add_argument("--db", help="postgresql://... (default: SQLite in --data)")
-    tr.add_argument("--config", type=Path, help="TOML file with a [speech] table")
+    tr.add_argument(
+        "--config", type=Path, help="TOML file with a [speech] table ([[alerts.compliance]])"
+    )
     tr.add_argument("--engine", choices=ENGINES, help="speech.engine (default: faster-whisper)")
     tr.add_argument("--model-dir", help="speech.model_dir: the engine's model directory")
     tr.add_argument("--language", help="speech.language, e.g. ru or en")
@@ -51,6 +55,7 @@ def add_commands(sub: Any, guarded: Guard) -> None:
     st.add_argument("--data", type=Path, help="data directory")
     st.add_argument("--db", help="postgresql://... (default: SQLite in --data)")
     st.add_argument("--rules", type=Path, help="the rules file")
+    st.add_argument("--config", type=Path, help="TOML file with [[alerts.compliance]] rules")
     st.add_argument(
         "action", nargs="?", choices=("check", "example"), default="check",
         help="check (default): check every transcript again; example: print a rules file",
@@ -75,6 +80,14 @@ def settings_from(args: argparse.Namespace) -> SpeechSection:
     return SpeechSection.model_validate(values)
 
 
+def compliance_alerts(config: Path | None) -> ComplianceAlerts | None:
+    """The compliance alert rules of ``--config`` (None: no file, or none in it)."""
+    if config is None:
+        return None
+    rules = load_sink_file(config).alerts.compliance
+    return ComplianceAlerts(list(rules)) if rules else None
+
+
 def _rules(path: Path | None, settings: SpeechSection) -> RulesFile | None:
     if path is not None:
         return load_rules(path)
@@ -87,6 +100,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     rules = _rules(args.rules, settings)
+    alerts = compliance_alerts(args.config)
     try:
         engines: list[Engine] = [open_engine(settings) for _ in range(settings.workers)]
     except EngineError as exc:
@@ -99,8 +113,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     def work(engine: Engine) -> None:
         try:
             results.append(
-                Transcriber(db, args.data, engine, rules=rules, lease_s=settings.lease_s,
-                            max_attempts=settings.max_attempts).run()
+                Transcriber(db, args.data, engine, rules=rules, alerts=alerts,
+                            lease_s=settings.lease_s, max_attempts=settings.max_attempts).run()
             )  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
             errors.append(exc)
@@ -143,9 +157,10 @@ def _standards(args: argparse.Namespace) -> int:
     from cloud_sink.speech.worker import recheck
 
     rules = load_rules(args.rules)
+    alerts = compliance_alerts(args.config)
     db = open_existing(args.db, args.data)
     try:
-        n = recheck(db, rules, time.time_ns())
+        n = recheck(db, rules, time.time_ns(), alerts)
     finally:
         db.close()
     print(f"checked {n} transcript(s) against {len(rules.rules)} rule(s)")

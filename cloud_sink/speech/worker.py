@@ -16,6 +16,10 @@ Rules:
 - Standard checks (:mod:`cloud_sink.speech.standards`) replace the contact's earlier ones:
   one ``standard_checks`` row per rule, the matches with their times in the clip, and the tag
   of each failing rule appended to the contact's tags (positions from :data:`TAG_POS`).
+- Compliance alerts (``[[alerts.compliance]]``, :class:`cloud_sink.alerts.ComplianceAlerts`):
+  with rules given, the checks of a stored contact update the figures of its site and staff
+  member and raise or clear their alerts in the same transaction; :func:`recheck` updates
+  every figure once, after checking every transcript again.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, Final
 
 from peewee import Database
 
+from cloud_sink.alerts import ComplianceAlerts
 from cloud_sink.db import execute_sql, is_sqlite, rowcount, transaction
 from cloud_sink.models import from_json, tables, to_json
 from cloud_sink.speech import search
@@ -82,6 +87,7 @@ class Transcriber:
         engine: Engine,
         *,
         rules: RulesFile | None = None,
+        alerts: ComplianceAlerts | None = None,
         lease_s: float = 3600.0,
         max_attempts: int = 3,
         retry_after_s: float = 60.0,
@@ -92,6 +98,7 @@ class Transcriber:
         self.data_dir = data_dir
         self.engine = engine
         self.rules = rules
+        self.alerts = alerts
         self.lease_ns = int(lease_s * NS)
         self.retry_ns = int(retry_after_s * NS)
         self.max_attempts = max_attempts
@@ -214,7 +221,8 @@ class Transcriber:
             search.index(self.db, c.device, c.clip_id, t.text)
             if self.rules is not None:
                 check_contact(self.db, self.rules, device=c.device, contact_id=c.clip_id,
-                              text=t.text, words=t.words, now_ns=self.clock())  # fmt: skip
+                              text=t.text, words=t.words, now_ns=self.clock(),
+                              alerts=self.alerts)  # fmt: skip
         return True
 
 
@@ -243,12 +251,14 @@ def check_contact(
     text: str,
     words: tuple[Word, ...] | list[Word],
     now_ns: int,
+    alerts: ComplianceAlerts | None = None,
 ) -> list[str]:
     """Check one transcript against ``rules`` and store the outcome (inside the caller's
-    transaction); the tags of the failing rules."""
+    transaction), then update the compliance ``alerts`` of its site and staff member; the
+    tags of the failing rules."""
     t = tables(db)
     contact = (
-        t.contacts.select(t.contacts.start_iso, t.contacts.clip)
+        t.contacts.select(t.contacts.start_iso, t.contacts.clip, t.contacts.site, t.contacts.staff)
         .where((t.contacts.device == device) & (t.contacts.id == contact_id))
         .dicts()
         .first()
@@ -278,6 +288,9 @@ def check_contact(
         own = {tag for (tag,) in t.tags.select(t.tags.tag).where(tkey).tuples()}
         for i, tag in enumerate(x for x in failed if x not in own):
             t.tags.insert(device=device, contact_id=contact_id, pos=TAG_POS + i, tag=tag).execute()
+        if alerts is not None:
+            alerts.checked(db, site=str(contact["site"]), staff=contact["staff"],
+                           standards=[o.rule.name for o in outcomes], now_ns=now_ns)  # fmt: skip
     return failed
 
 
@@ -289,14 +302,20 @@ def done_transcripts(db: Database) -> Iterator[tuple[str, str, str, list[Word]]]
         yield device, clip_id, text or "", [Word(*w) for w in from_json(words or "[]")]
 
 
-def recheck(db: Database, rules: RulesFile, now_ns: int) -> int:
-    """Check every stored transcript against ``rules`` again (a changed rules file)."""
+def recheck(
+    db: Database, rules: RulesFile, now_ns: int, alerts: ComplianceAlerts | None = None
+) -> int:
+    """Check every stored transcript against ``rules`` again (a changed rules file), then
+    update every compliance figure once (``alerts``)."""
     n = 0
     for device, clip_id, text, words in list(done_transcripts(db)):
         with transaction(db):
             check_contact(db, rules, device=device, contact_id=clip_id, text=text, words=words,
                           now_ns=now_ns)  # fmt: skip
         n += 1
+    if alerts is not None:
+        with transaction(db):
+            alerts.update_all(db, now_ns)
     return n
 
 

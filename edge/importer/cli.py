@@ -1,4 +1,7 @@
-"""``contactpoint import RECORDINGS... --events EVENTS [--config FILE] --data DIR [--broker URL]``.
+"""``contactpoint import RECORDINGS... [--events FILE] [--config FILE] --data DIR [--broker URL]``.
+
+The events are those of the ``--events`` file and those posted to the device's HTTP input
+(``POST /event``, kept in the store of ``--data`` until an import stores their contacts).
 
 Prints a progress bar on a terminal (stderr) and a summary at the end (stdout): recordings
 read, duplicates, files that could not be used and why, events read, bad rows by line number,
@@ -35,8 +38,8 @@ def add_import_command(subparsers: Any) -> None:
     p.add_argument(
         "--events",
         type=Path,
-        required=True,
-        help="the CRM's events: CSV, or JSON lines (.jsonl): time, kind, order_id, staff, rating",
+        help="the CRM's events: CSV, or JSON lines (.jsonl): time, kind, order_id, staff, "
+        "rating (the events posted to the device, POST /event, are imported too)",
     )
     p.add_argument("--config", type=Path, help="device configuration ([importer] section)")
     p.add_argument("--data", type=Path, required=True, help="data directory (store + clips)")
@@ -65,7 +68,7 @@ def _import(args: argparse.Namespace) -> int:
     data: Path = args.data
     if data.exists() and not data.is_dir():
         raise UserError(f"--data {data} exists and is not a directory")
-    if not args.events.is_file():
+    if args.events is not None and not args.events.is_file():
         raise UserError(f"--events {args.events}: no such file")
     with rich_progress(not args.no_progress) as progress:
         summary = run_import(
@@ -80,7 +83,7 @@ def _import(args: argparse.Namespace) -> int:
     return print_summary(summary, args.events, sys.stdout)
 
 
-def print_summary(summary: Any, events_path: Path, out: TextIO) -> int:
+def print_summary(summary: Any, events_path: Path | None, out: TextIO) -> int:
     """The summary lines; the exit code (1 when some input was left out)."""
     from edge.publish.wire import iso
 
@@ -98,7 +101,10 @@ def print_summary(summary: Any, events_path: Path, out: TextIO) -> int:
         for problem in s.file_problems[:SHOW]:
             w(f"  {problem.path}: {problem.reason}\n")
         _more(out, len(s.file_problems))
-    w(f"events: {s.events} read from {events_path}")
+    if events_path is not None:
+        w(f"events: {s.events} read from {events_path}, {s.posted} posted to the device")
+    else:
+        w(f"events: {s.posted} posted to the device (POST /event; no --events file)")
     if s.already_imported:
         w(f", {s.already_imported} imported before")
     w("\n")
@@ -116,7 +122,8 @@ def print_summary(summary: Any, events_path: Path, out: TextIO) -> int:
         for event in s.not_covered[:SHOW]:
             order = f" order {event.order_id}" if event.order_id else ""
             staff = f" staff {event.staff}" if event.staff else ""
-            w(f"  line {event.line}: {event.kind} at {iso(event.wall_ns)}{order}{staff}\n")
+            where = f"line {event.line}" if event.line else f"posted {event.id}"
+            w(f"  {where}: {event.kind} at {iso(event.wall_ns)}{order}{staff}\n")
         _more(out, len(s.not_covered))
     if s.files_without_events:
         w(f"recordings with no events: {len(s.files_without_events)}\n")

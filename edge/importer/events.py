@@ -1,4 +1,6 @@
-"""Events a CRM knows (a delivery handed over at 14:32), from a CSV or a JSON-lines file.
+"""Events a CRM knows (a delivery handed over at 14:32), from a CSV or a JSON-lines file, or
+posted to the device one at a time (``POST /event``, :mod:`edge.pos`; the same row checks,
+:func:`parse_row`, then kept in the store until an import cuts their window).
 
 Rules:
 - ``.jsonl``, ``.ndjson`` and ``.json``: one JSON object per line (blank lines skipped); any
@@ -33,6 +35,19 @@ from contract.wire import MAX_STAFF_CHARS
 from edge._errors import UserError
 from edge.clock import NS
 from edge.config import ImporterSection
+from edge.records import CrmEvent
+
+__all__ = [
+    "CrmEvent",  # (defined with the records: the store keeps posted ones)
+    "EventsFile",
+    "EventsFileError",
+    "RowProblem",
+    "derived_id",
+    "parse_row",
+    "parse_time",
+    "read_events",
+    "seconds",
+]
 
 MAX_EVENTS_BYTES = 256 * 1024 * 1024
 MAX_TEXT = 200
@@ -40,20 +55,6 @@ MAX_STAFF = MAX_STAFF_CHARS  # (the wire's limit)
 DEFAULT_KIND = "delivery"
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
-
-
-@dataclass(frozen=True, slots=True)
-class CrmEvent:
-    """One event of the events file; ``id`` as the CRM gave it (or made from the row)."""
-
-    id: str
-    line: int
-    wall_ns: int
-    kind: str
-    order_id: str | None = None
-    staff: str | None = None
-    rating: str | None = None  # green | yellow | red
-    rating_value: str | None = None  # as the CRM wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ def read_events(path: Path, cfg: ImporterSection) -> EventsFile:
     seen: dict[str, int] = {}
     for line, row in rows:
         try:
-            event = _event(row, line, cfg)
+            event = parse_row(row, cfg, line=line, source=path.name)
         except ValueError as exc:
             out.problems.append(RowProblem(line, str(exc)))
             continue
@@ -182,10 +183,10 @@ def _text(row: dict[str, Any], key: str, what: str, limit: int = MAX_TEXT) -> st
     text = str(value).strip()
     if not text:
         return None
-    if len(text) > limit or any(ord(c) < 32 for c in text):
+    if len(text) > limit or any(ord(c) < 32 or "\ud800" <= c <= "\udfff" for c in text):
         raise ValueError(
-            f"{what} ({key!r}) {text[:80]!r} must be at most {limit} characters without "
-            "control characters"
+            f"{what} ({key!r}) {text[:80]!r} must be at most {limit} characters of valid "
+            "Unicode without control characters"
         )
     return text
 
@@ -216,7 +217,12 @@ def parse_time(value: object, zone: ZoneInfo) -> int:
     return round(seconds * 1e6) * 1000
 
 
-def _event(row: dict[str, Any], line: int, cfg: ImporterSection) -> CrmEvent:
+def parse_row(
+    row: dict[str, Any], cfg: ImporterSection, *, line: int = 0, source: str = ""
+) -> CrmEvent:
+    """The event of one row (a CSV row, a JSON line, or the body of ``POST /event``): the one
+    definition of the fields and their checks. Raises ValueError naming the field (under its
+    ``importer.columns`` name), the value and the fix."""
     if "\0error" in row:
         raise ValueError(str(row["\0error"]))
     c = cfg.columns
@@ -258,6 +264,7 @@ def _event(row: dict[str, Any], line: int, cfg: ImporterSection) -> CrmEvent:
         staff=staff,
         rating=rating,
         rating_value=rating_value,
+        source=source,
     )
 
 

@@ -38,6 +38,7 @@ from edge.publish.wire import iso
 from edge.records import ClipInfo, ContactRecord, EventRecord
 from edge.runtime import assemble
 from edge.simulate import drain_outbox
+from edge.store import Store
 from edge.tagging import rule_holds
 from hardware import BackendSpec, open_backend
 
@@ -55,6 +56,7 @@ class ImportSummary:
     file_problems: list[FileProblem] = field(default_factory=list)
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (copy, recording)
     events: int = 0  # events read from the file
+    posted: int = 0  # events posted to the device (POST /event) not imported before
     row_problems: list[tuple[int, str]] = field(default_factory=list)
     already_imported: int = 0  # events stored in a contact by an earlier run
     contacts: int = 0  # contacts made now
@@ -78,7 +80,7 @@ class Progress:
 def run_import(
     cfg: Config,
     recordings: Sequence[Path],
-    events_path: Path,
+    events_path: Path | None,
     data_dir: Path,
     *,
     broker: str | None = None,
@@ -86,14 +88,18 @@ def run_import(
     progress: Progress | None = None,
     clock: Clock | None = None,
 ) -> ImportSummary:
-    """Import ``recordings`` (files or folders) cut around the events of ``events_path`` into
-    the device store in ``data_dir``; with ``broker``, return once the sink has them all
+    """Import ``recordings`` (files or folders) cut around the events of ``events_path`` (if
+    given) and the events posted to the device (``POST /event``, kept in its store) into the
+    device store in ``data_dir``; with ``broker``, return once the sink has them all
     (:class:`~edge.simulate.DeliveryError` after ``drain_timeout_s``)."""
     imp = cfg.importer
     summary = ImportSummary()
-    events_file = read_events(events_path, imp)
-    summary.events = len(events_file.events)
-    summary.row_problems = [(p.line, p.message) for p in events_file.problems]
+    file_events: list[CrmEvent] = []
+    if events_path is not None:
+        events_file = read_events(events_path, imp)
+        file_events = events_file.events
+        summary.row_problems = [(p.line, p.message) for p in events_file.problems]
+    summary.events = len(file_events)
     files, missing = find_files(recordings, imp.extensions)
     summary.file_problems = [FileProblem(m, "no such file or folder") for m in missing]
     if not files and not missing:
@@ -120,11 +126,15 @@ def run_import(
         summary.duplicates = found.duplicates
         summary.audio_seconds = sum(r.frames / r.sample_rate for r in found.recordings)
         recs = sorted(found.recordings, key=lambda r: (r.start_ns, r.path.as_posix()))
-        plan = _plan(cfg, events_file.events, recs, rt.store.stored_events, summary)
+        posted = rt.store.posted_events()
+        in_file = {e.id for e in file_events}  # the same id in both: one event (the file's)
+        events = [*file_events, *(e for e in posted if e.id not in in_file)]
+        summary.posted = len(events) - len(file_events)
+        plan = _plan(cfg, events, recs, rt.store.stored_events, summary)
         if progress is not None:
             progress.start("windows", len(plan))
         used: set[str] = set()
-        importer = _Saver(cfg, rt.core, data_dir, events_path.name)
+        importer = _Saver(cfg, rt.core, data_dir)
         for placement, orphans_stored in plan:
             if placement.covered:
                 importer.contact(placement)
@@ -148,6 +158,7 @@ def run_import(
             if progress is not None:
                 progress.advance("windows")
         summary.files_without_events = [r.path for r in recs if r.sha256 not in used]
+        _settle_posted(rt.store, posted, clock.wall_ns(clock.monotonic_ns()))
         rt.tick(clock.monotonic_ns())  # wakes the publisher and the route workers
         if broker is not None:
             drain_outbox(rt, drain_timeout_s)
@@ -188,6 +199,16 @@ def _plan(
     return plan
 
 
+def _settle_posted(store: Store, posted: Sequence[CrmEvent], now_wall_ns: int) -> None:
+    """The posted events now stored in a contact (by this import or an interrupted earlier
+    one) are not read by the next import; the others (no recording covers them yet) are."""
+    if not posted:
+        return
+    stored = store.stored_events([derived_id("event", e.id) for e in posted])
+    done = [e.id for e in posted if derived_id("event", e.id) in stored]
+    store.mark_posted_imported(done, now_wall_ns)
+
+
 def _by_staff(events: Sequence[CrmEvent]) -> Iterator[tuple[str | None, list[CrmEvent]]]:
     """Events per staff member (whose recorder holds their audio: importer.recorders.staff)."""
     groups: dict[str | None, list[CrmEvent]] = {}
@@ -199,11 +220,10 @@ def _by_staff(events: Sequence[CrmEvent]) -> Iterator[tuple[str | None, list[Crm
 class _Saver:
     """Turns placements into the device's records and saves them through the core."""
 
-    def __init__(self, cfg: Config, core: Core, data_dir: Path, source: str) -> None:
+    def __init__(self, cfg: Config, core: Core, data_dir: Path) -> None:
         self.cfg = cfg
         self.core = core
         self.data_dir = data_dir
-        self.source = source
 
     def _event_data(self, event: CrmEvent) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -212,7 +232,7 @@ class _Saver:
             "staff": event.staff,
             "rating": event.rating,
             "rating_value": event.rating_value,
-            "source": f"{self.source}:{event.line}",
+            "source": f"{event.source}:{event.line}" if event.line else event.source,
         }
         return {k: v for k, v in data.items() if v is not None}
 

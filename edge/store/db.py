@@ -33,7 +33,15 @@ from contract.crashpoint import crashpoint
 from contract.sql import execute as sql_execute
 from contract.sql import rows as sql_rows
 from edge._errors import UserError
-from edge.records import ClipInfo, ContactRecord, EventRecord, OutboxMessage, RouteJob
+from edge.records import (
+    POSTED,
+    ClipInfo,
+    ContactRecord,
+    CrmEvent,
+    EventRecord,
+    OutboxMessage,
+    RouteJob,
+)
 from edge.store.migrations import migrate
 from edge.store.models import (
     ClipModel,
@@ -297,6 +305,57 @@ class Store:
                 )
                 found.update((str(i), None if c is None else str(c)) for i, c in query)
         return found
+
+    # --- CRM events posted to the device (POST /event), for a later import ----------------------
+
+    def post_event(self, event: CrmEvent, posted_ns: int) -> bool:
+        """Keep a posted CRM event until an import cuts its window, in one transaction; False,
+        writing nothing, when an event with its id was posted already (the CRM's id is the
+        key: posting again is harmless). Called from the till's HTTP thread (the store's lock
+        serialises it with the core)."""
+        with writing(self._db):
+            written = sql_execute(
+                self._db,
+                "INSERT INTO posted_events (id, wall_ns, kind, order_id, staff, rating, "
+                "rating_value, posted_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (
+                    event.id, event.wall_ns, event.kind, event.order_id, event.staff,
+                    event.rating, event.rating_value, posted_ns,
+                ),
+            ).rowcount  # fmt: skip
+        return bool(written)
+
+    def posted_events(self) -> list[CrmEvent]:
+        """The posted events no import has stored in a contact yet, in the order posted."""
+        with bound(self._db):
+            rows = sql_rows(
+                self._db,
+                "SELECT id, wall_ns, kind, order_id, staff, rating, rating_value "
+                "FROM posted_events WHERE imported_ns IS NULL ORDER BY rowid",
+            )
+        return [
+            CrmEvent(
+                id=str(i), line=0, wall_ns=int(w), kind=str(k), order_id=o, staff=s,
+                rating=r, rating_value=v, source=POSTED,
+            )
+            for i, w, k, o, s, r, v in rows
+        ]  # fmt: skip
+
+    def mark_posted_imported(self, ids: Sequence[str], at_wall_ns: int) -> int:
+        """The posted events ``ids`` are in stored contacts now: no later import reads them."""
+        marked = 0
+        with writing(self._db):
+            for start in range(0, len(ids), 500):
+                part = list(ids[start : start + 500])
+                marks = ", ".join("?" * len(part))
+                marked += sql_execute(
+                    self._db,
+                    f"UPDATE posted_events SET imported_ns = ? WHERE imported_ns IS NULL "  # noqa: S608 - placeholders
+                    f"AND id IN ({marks})",
+                    (at_wall_ns, *part),
+                ).rowcount
+        return marked
 
     def integrity_check(self) -> str:
         """The result of ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""

@@ -177,6 +177,28 @@ _V7_DELIVERY_RECEIPTS = Migration(
     ),
 )
 
+_V8_POSTED_EVENTS = Migration(
+    8,
+    "posted CRM events: posted_events, kept until an import cuts their window",
+    (
+        # One row per CRM event posted to the device's HTTP input (POST /event), keyed by the
+        # CRM's id (a second post of it changes nothing); imported_ns is set once an import
+        # stored the contact holding it (NULL: not yet, or no recording covered it so far).
+        """CREATE TABLE posted_events (
+            id TEXT NOT NULL PRIMARY KEY,
+            wall_ns INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            order_id TEXT,
+            staff TEXT,
+            rating TEXT,
+            rating_value TEXT,
+            posted_ns INTEGER NOT NULL,
+            imported_ns INTEGER
+        )""",
+        "CREATE INDEX posted_events_pending ON posted_events (wall_ns) WHERE imported_ns IS NULL",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_VIDEO_LINKS,
@@ -185,6 +207,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _V5_AUDIO_RETENTION,
     _V6_CONTACT_FLAGS,
     _V7_DELIVERY_RECEIPTS,
+    _V8_POSTED_EVENTS,
 )
 
 

@@ -13,6 +13,8 @@ import io
 import json
 import shutil
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +27,7 @@ import pytest
 import soundfile as sf
 
 from cloud_sink import Sink, SinkConfig
-from edge.clock import NS
+from edge.clock import NS, FakeClock
 from edge.config import Config
 from edge.importer import run_import
 from edge.importer.cut import windows
@@ -34,11 +36,13 @@ from edge.importer.run import Progress
 from edge.importer.sources import bext_start, correction_ns, filename_start, read_bext
 from edge.publish.wire import contact_json
 from edge.records import ContactRecord
-from edge.runtime import STORE_NAME
+from edge.runtime import STORE_NAME, Runtime, assemble
 from edge.store import Store
+from hardware import BackendSpec, open_backend
 from provisioning.broker import LocalBroker
 from provisioning.main import main
 from tests.edge.importer_files import Samples, set_mtime, speech, write_bwf, write_wav
+from tests.waiting import STALL_S
 
 RATE = 16000
 ZONE = ZoneInfo("Europe/Moscow")
@@ -505,6 +509,121 @@ def test_a_recorder_clock_is_corrected_by_its_offset_and_drift() -> None:
     assert correction_ns(recorder, at) == 99 * NS
     with pytest.raises(ValueError, match="drift_s_per_day needs offset_at"):
         config(recorders=[{"name": "d", "match": ["*"], "drift_s_per_day": 1}])
+
+
+# --- events posted to the device (POST /event on the till's server) --------------------------
+
+
+def post_event(port: int, body: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/event",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=STALL_S) as answer:
+            return int(answer.status), json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def posting_device(cfg: Config, data: Path) -> Runtime:
+    """The device as the daemon assembles it, with its till's server on a free port."""
+    backend = open_backend(BackendSpec(backend="simulated"))
+    return assemble(cfg, FakeClock(), data, backend, publish=False, till=True)
+
+
+def with_till(cfg: Config) -> Config:
+    return cfg.model_copy(update={"receipts": cfg.receipts.model_copy(update={"port": 0})})
+
+
+def test_events_posted_to_the_device_are_cut_by_the_next_import(day: Day, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = with_till(config())
+    posted = [
+        event(21, local(9, 5), rating="5"),  # inside A
+        event(22, local(9, 30), rating="1"),  # inside C
+        event(23, local(10, 30)),  # after every recording: reported, not lost
+    ]
+    with posting_device(cfg, data) as device:
+        device.start()
+        assert device.till is not None
+        port = device.till.port
+        for row in posted:
+            status, answer = post_event(port, json.dumps(row).encode())
+            assert (status, answer) == (201, {"stored": True, "new": True, "id": row["id"]})
+        # the same id again (a CRM retrying): nothing new
+        status, answer = post_event(port, json.dumps(posted[0]).encode())
+        assert (status, answer) == (200, {"stored": True, "new": False, "id": "D-21"})
+        # a bad row: 400 naming the field, the value and the fix; nothing stored
+        bad = {**event(24, local(9, 6)), "rating": "meh"}
+        status, answer = post_event(port, json.dumps(bad).encode())
+        assert status == 400
+        assert "rating ('rating') 'meh' is not a known rating" in str(answer["error"])
+        status, answer = post_event(port, json.dumps({"order_id": "ORD-1"}).encode())
+        assert status == 400
+        assert "time ('time') is missing" in str(answer["error"])
+        status, answer = post_event(port, b"[1, 2]")
+        assert status == 400
+        assert "JSON object" in str(answer["error"])
+    # the device stopped (a restart): the posted events are in its store, not in memory
+    summary = run_import(config(), [day.folder], None, data)
+    assert (summary.events, summary.posted) == (0, 3)
+    assert summary.contacts == 2
+    assert [e.id for e in summary.not_covered] == ["D-23"]
+    contacts, orphans, _ = stored(data)
+    orders = by_order(contacts)
+    assert set(orders) == {"ORD-121", "ORD-122"}
+    assert "positive" in orders["ORD-121"].tags
+    assert "negative" in orders["ORD-122"].tags
+    crm = [e for e in orders["ORD-121"].events if e.kind == "delivery"]
+    assert crm[0].data["source"] == "POST /event"
+    want = expected(day.ab, day.ab_start_ns, ns(local(9, 4)), ns(local(9, 6)))
+    assert np.array_equal(clip_samples(data, orders["ORD-121"]), want)
+    assert orphans == 1  # D-23, kept and sent as an event outside any contact
+
+    # the next import, merged with a file: the posted events already cut are not read again,
+    # the one not covered is still waiting for its recording
+    again = run_import(config(), [day.folder], day.events, data)
+    assert again.posted == 1
+    assert again.contacts == 5  # the file's events
+    assert sorted(e.id for e in again.not_covered) == ["D-1", "D-23", "D-7"]
+    assert len(stored(data)[0]) == 7
+
+
+def test_a_posted_event_and_the_same_event_in_the_file_are_one(day: Day, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with posting_device(with_till(config()), data) as device:
+        device.start()
+        assert device.till is not None
+        row = event(2, local(9, 5), rating="5")  # D-2, also in the events file
+        assert post_event(device.till.port, json.dumps(row).encode())[0] == 201
+    summary = run_import(config(), [day.folder], day.events, data)
+    assert (summary.events, summary.posted, summary.contacts) == (7, 0, 5)
+
+
+def test_the_command_imports_posted_events_without_an_events_file(
+    day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg_file = tmp_path / "device.toml"
+    cfg_file.write_text(
+        '[receipts]\nport = 0\n\n[importer]\ntimezone = "Europe/Moscow"\n\n'
+        '[[importer.recorders]]\nname = "dict7"\nmatch = ["*/dict7/*"]\n'
+        f"offset_s = {SLOW_S}\n"
+    )
+    data = tmp_path / "data"
+    with posting_device(with_till(config()), data) as device:
+        device.start()
+        assert device.till is not None
+        for row in (event(31, local(9, 15)), event(32, local(11, 0))):
+            assert post_event(device.till.port, json.dumps(row).encode())[0] == 201
+    code = main(["import", str(day.folder), "--data", str(data), "--config", str(cfg_file)])
+    out = capsys.readouterr().out
+    assert code == 1  # D-32 is not covered: named in the summary
+    assert "events: 2 posted to the device" in out
+    assert "contacts made: 1" in out
+    assert "posted D-32: delivery at" in out
 
 
 # --- to the sink -----------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def test_oversized_body_and_wrong_path(
     srv, _, inbox = server
     assert post(srv.port, b"x" * (64 * 1024 + 1))[0] == 413
     assert post(srv.port, b"", path="/sale")[0] == 404
+    assert post(srv.port, b"{}", path="/event")[0] == 404  # no on_event given: not served
     with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/health", timeout=STALL_S) as response:
         assert json.loads(response.read())["ok"] is True
     assert inbox.empty()
