@@ -241,7 +241,7 @@ def _config_check(args: argparse.Namespace) -> int:
     broker = doc.sink.broker or "from --broker"
     print(
         f"{args.file}: ok (broker {broker}; {len(doc.alerts.rules)} site alert rule(s); "
-        f"{len(doc.reasons)} reason(s))"
+        f"{len(doc.alerts.compliance)} compliance alert rule(s); {len(doc.reasons)} reason(s))"
     )
     return 0
 

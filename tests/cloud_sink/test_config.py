@@ -60,6 +60,21 @@ def test_the_example_is_complete_and_passes_the_check(
     assert capsys.readouterr().out.startswith(f"{path}: ok (")
 
 
+def test_check_counts_both_kinds_of_alert_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        '[[alerts.compliance]]\nname = "greeting_low"\nstandard = "greeting"\nbelow = 0.8\n'
+        "last = 20\n"
+        '[[alerts.compliance]]\nname = "farewell_low"\nstandard = "farewell"\nbelow = 0.5\n'
+        "last = 10\n",
+    )
+    assert main(["sink", "config", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "; 0 site alert rule(s); 2 compliance alert rule(s); " in out
+
+
 def test_check_reports_every_problem_with_file_key_value_and_fix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
