@@ -598,6 +598,10 @@ def add_commands(sub: Any) -> None:
     with_admin(rev)
     rev.set_defaults(handler=_cmd_revoke)
 
+    from provisioning.release import add_commands as add_release_commands
+
+    add_release_commands(cmds)
+
 
 def _cmd_init(args: argparse.Namespace) -> int:
     init_dynsec(args.out, args.admin_user, _password_file(args.admin_password_file))
