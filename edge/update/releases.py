@@ -240,10 +240,11 @@ class Releases:
         leftovers of interrupted installs; the removed versions."""
         removed: list[str] = []
         complete = self.installed()
-        for version in complete[: max(0, len(complete) - keep)]:
-            if version not in protect:
-                self.remove(version)
-                removed.append(version)
+        for version in [v for v in complete if v not in protect]:  # oldest first
+            if len(complete) - len(removed) <= keep:
+                break
+            self.remove(version)
+            removed.append(version)
         if self.dir.is_dir():
             for entry in self.dir.iterdir():
                 if not (entry / MARKER).is_file() and entry.name not in protect:
