@@ -196,7 +196,7 @@ class Releases:
             "creating the release's venv",
         )
         pip = [str(release / "bin" / "python"), "-m", "pip", "install"]
-        pip += ["--disable-pip-version-check", "--no-input", "--quiet"]
+        pip += ["--disable-pip-version-check", "--no-input", "--quiet", "--no-cache-dir"]
         if find_links is not None:
             pip += ["--no-index", "--find-links", str(find_links)]
         pip += [*settings.pip_args, f"{PACKAGE}[{settings.extras}]=={version}"]

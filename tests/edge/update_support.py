@@ -30,9 +30,12 @@ from edge.update.releases import CURRENT, Settings, Updater
 
 ROOT = Path(__file__).resolve().parents[2]
 
-_GOOD = """import os, socket, time
+_GOOD = """import os, socket, sys, time
 
 def main():
+    if sys.argv[1:] == ["--version"]:
+        print("contactpoint @VERSION@ (tiny)")
+        return
     parent = os.getppid()
     address = os.environ.get("NOTIFY_SOCKET")
     if address:
