@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_sink import wire as sink_wire
 from contract import wire
 from edge.config import Config
 from edge.update import manifest as signed
@@ -150,14 +151,19 @@ class Watcher:
 
     def __init__(self, broker: LocalBroker, site: str, device: str) -> None:
         self.events: list[dict[str, Any]] = []
+        self.raw: list[tuple[str, bytes]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = lambda _c, _u, msg: self.events.append(json.loads(msg.payload))
+        self.client.on_message = self._message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_a: subscribed.set()
         self.client.connect("127.0.0.1", broker.port, keepalive=15)
         self.client.loop_start()
         self.client.subscribe(wire.topic(site, device, wire.EVENT), qos=1)
         wait_for(subscribed.is_set, "SUBACK")
+
+    def _message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.raw.append((msg.topic, bytes(msg.payload)))
+        self.events.append(json.loads(msg.payload))
 
     def updates(self) -> list[dict[str, Any]]:
         return [e["event"]["data"] for e in self.events if e["event"]["kind"] == "update"]
@@ -265,6 +271,13 @@ def test_unsigned_wrongly_signed_altered_or_expired_requests_are_refused_and_rep
     assert [r["result"] for r in reports] == ["refused"] * len(requests)
     for reason, report in zip(requests, reports, strict=True):
         assert report["detail"].startswith(reason), report
+    # the sink takes them as events of kind update (its own strict parser)
+    assert len(watcher.raw) == len(requests)
+    for topic, payload in watcher.raw:
+        parsed = sink_wire.parse(topic, payload)
+        assert isinstance(parsed, sink_wire.Message)
+        assert isinstance(parsed.body, sink_wire.Event)
+        assert parsed.body.kind == "update"
     # nothing was installed, nothing was started
     assert Releases(root).installed() == []
     assert supervisor.starts == []
