@@ -37,7 +37,7 @@ from contract import wire
 from edge.config import Config
 from edge.publish._link import resolve
 from edge.update.manifest import ManifestError, fetch, verify
-from edge.update.releases import Outcome, Updater
+from edge.update.releases import Outcome, UpdateError, Updater
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,11 @@ class Listener:
         self._client.connect_async(self._link.host, self._link.port, keepalive=30)
         self._client.loop_start()
         try:
-            resumed = self.updater.resume()
+            try:
+                resumed = self.updater.resume()
+            except UpdateError as exc:
+                log.warning("not finishing the interrupted update now: %s", exc)
+                resumed = None
             if resumed is not None:
                 self._report(resumed.result, resumed.version, resumed.previous, resumed.detail)
             while not stop.is_set():
@@ -124,7 +128,11 @@ class Listener:
                 log.warning("update to %s refused: %s", manifest.version, exc)
                 self._report("refused", manifest.version, None, str(exc))
                 return None
-            outcome = self.updater.update(manifest.version, work)
+            try:
+                outcome = self.updater.update(manifest.version, work)
+            except UpdateError as exc:  # another update holds the lock
+                self._report("failed", manifest.version, None, str(exc))
+                return None
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self._report(outcome.result, outcome.version, outcome.previous, outcome.detail)

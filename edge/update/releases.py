@@ -34,6 +34,7 @@ before the start), ``update.rollback`` (the new release failed, before switching
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -41,6 +42,8 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -55,6 +58,7 @@ UNIT: Final = "contactpoint-edge.service"
 RELEASES: Final = "releases"
 CURRENT: Final = "current"
 STATE: Final = "update.json"
+LOCK: Final = ".update.lock"
 MARKER: Final = ".release.json"
 PACKAGE: Final = "contactpoint"
 #: a release's version: a directory name and a pip version specifier
@@ -291,12 +295,28 @@ class Updater:
             log.warning("start %d of %d failed: %s", attempt, self.settings.attempts, problem)
         return f"{self.settings.attempts} starts, none ready: {problem}"
 
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One update at a time (the updater's unit and a ``contactpoint update`` by hand)."""
+        self.settings.root.mkdir(parents=True, exist_ok=True)
+        with (self.settings.root / LOCK).open("a") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UpdateError(
+                    f"another update is running ({self.settings.root / LOCK} is locked)"
+                ) from None
+            yield
+
     def update(self, version: str, find_links: Path | None = None) -> Outcome:
         """Install ``version`` (from ``find_links``, a wheelhouse, or the package index), switch
         to it, and keep it if it comes up, else roll back."""
         check_version(version)
-        self.settings.root.mkdir(parents=True, exist_ok=True)
-        self.resume()
+        with self._lock():
+            self._resume()
+            return self._update(version, find_links)
+
+    def _update(self, version: str, find_links: Path | None) -> Outcome:
         previous = self.releases.current_version()
         if previous == version and self.releases.complete(version):
             return Outcome("current", version, previous, "already the current release")
@@ -342,6 +362,10 @@ class Updater:
 
     def resume(self) -> Outcome | None:
         """Finish an update a power loss or a kill interrupted; None when there was none."""
+        with self._lock():
+            return self._resume()
+
+    def _resume(self) -> Outcome | None:
         state = self.state()
         step, version, previous = state.get("step"), state.get("version"), state.get("previous")
         if not isinstance(version, str) or step not in (

@@ -5,6 +5,7 @@ through the ``current`` link by a supervisor that plays systemd's part of the no
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from contract import wire
 from edge.config import Config
 from edge.update import manifest as signed
 from edge.update.listen import Listener
-from edge.update.releases import CURRENT, MARKER, STATE, Releases, Updater
+from edge.update.releases import CURRENT, MARKER, STATE, Releases, UpdateError, Updater
 from provisioning.broker import LocalBroker
 from provisioning.main import main
 from provisioning.release import init_signing, publish_update, sign_update
@@ -371,3 +372,14 @@ def test_the_command_line_signs_and_refuses_bad_input(
     assert "an absolute directory or an http(s) URL" in capsys.readouterr().err
     assert main(["update", "--root", str(tmp_path / "opt"), str(tmp_path / "none/")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_one_update_at_a_time(tmp_path: Path, supervisor: NotifySupervisor) -> None:
+    root = tmp_path / "opt"
+    root.mkdir()
+    with (root / ".update.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another updater process holds it
+        with pytest.raises(UpdateError, match="another update is running"):
+            Updater(settings(root), supervisor).update(GOOD_A, tmp_path)
+    assert supervisor.starts == []
+    assert not (root / "releases").exists()
