@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def source_of(source: str, to: str | None) -> tuple[str, Path | None]:
 def _listen(args: argparse.Namespace, updater: Any) -> int:
     from contract.service import Notifier
     from edge.config import load_config
-    from edge.enroll import with_credentials
+    from edge.enroll import claim_file, with_credentials
     from edge.update.listen import Listener
     from edge.update.manifest import ManifestError, read_key
 
@@ -160,11 +161,20 @@ def _listen(args: argparse.Namespace, updater: Any) -> int:
         raise UserError(
             f"{exc}: the card installs it ('contactpoint fleet init-signing')"
         ) from None
-    cfg = load_config(args.config)
-    cfg = with_credentials(cfg, args.data) or cfg
-    listener = Listener(cfg, updater, key)
+    base = load_config(args.config)
     stop = threading.Event()
-    Notifier().ready("waiting for update requests")
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    notifier = Notifier()
+    notifier.ready("starting")
+    # a device still enrolling has no account yet: the daemon gets it (edge/enroll.py)
+    cfg = with_credentials(base, args.data)
+    while cfg is None and not base.mqtt.password_file and claim_file(base, args.data).exists():
+        notifier.status("waiting for the device's enrollment")
+        if stop.wait(10):
+            return 0
+        cfg = with_credentials(base, args.data)
+    listener = Listener(cfg or base, updater, key)
+    notifier.status("waiting for update requests")
     try:
         outcome = listener.run(stop)
     except KeyboardInterrupt:

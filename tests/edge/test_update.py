@@ -383,3 +383,38 @@ def test_one_update_at_a_time(tmp_path: Path, supervisor: NotifySupervisor) -> N
             Updater(settings(root), supervisor).update(GOOD_A, tmp_path)
     assert supervisor.starts == []
     assert not (root / "releases").exists()
+
+
+def test_the_listener_unit_command_refuses_reports_and_stops_on_sigterm(
+    tmp_path: Path, broker: LocalBroker, fleet_key: tuple[Path, bytes]
+) -> None:
+    config = tmp_path / "device.toml"
+    config.write_text(f"[device]\nid = 'dev-a'\nsite = 'site-1'\n[mqtt]\nbroker = '{broker.url}'\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    watcher = Watcher(broker, "site-1", "dev-a")
+    cmd = [sys.executable, "-m", "provisioning.main", "update", "--listen", "--root",
+           str(tmp_path / "opt"), "--config", str(config), "--data", str(data),
+           "--fleet-key", str(fleet_key[0].with_name("update.pub"))]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        unsigned = json.dumps({"v": 1, "manifest": "e30="}).encode()
+
+        def refused() -> bool:  # (asked again at each poll until the listener has subscribed)
+            assert proc.poll() is None, proc.communicate()[1]
+            if not watcher.updates():
+                publish_update(broker.url, "site-1", "dev-a", unsigned, user="", password="")
+            return bool(watcher.updates())
+
+        wait_for(refused, "the refusal")
+        assert watcher.updates()[0]["result"] == "refused"
+        assert watcher.updates()[0]["detail"] == "the manifest is not signed"
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        watcher.close()
