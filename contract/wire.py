@@ -59,6 +59,10 @@ RESEND: Final = f"{CMD}/resend"
 DELIVERED: Final = f"{CMD}/delivered"
 #: the envelope ``kind`` of a delivery receipt
 DELIVERED_KIND: Final = "delivered"
+#: ask a device to update itself: a manifest signed with the fleet's key (edge/update/manifest.py);
+#: the device reports the outcome as an ``event`` of kind :data:`UPDATE_EVENT`
+UPDATE: Final = f"{CMD}/update"
+UPDATE_EVENT: Final = "update"
 #: the outbox row kinds a sink confirms with a receipt (a route is for managers, not the sink)
 RECEIPT_KINDS: Final = frozenset({CONTACT, EVENT, ALERT, CLIP})
 #: a device reads receipts of at most this size and this many ids of each list
@@ -169,6 +173,11 @@ def receipt_topic(site: str, device: str) -> str:
     """Sink -> device: what the sink committed; only that device reads it, only a sink writes
     it (the ACL of provisioning/identity.py)."""
     return topic(site, device, DELIVERED)
+
+
+def update_topic(site: str, device: str) -> str:
+    """Sink -> device: a signed update manifest (only that device reads it)."""
+    return topic(site, device, UPDATE)
 
 
 def route_topic(site: str, device: str, name: str) -> str:

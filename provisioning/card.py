@@ -13,15 +13,18 @@ The card directory holds:
   ``cmdline.txt`` arguments, and reboots.
 - ``contactpoint/``: ``install.sh`` (idempotent), the device's ``device.toml`` (the fleet's
   template with this device's id, site and broker), the fleet CA certificate, the systemd unit
-  and watchdog drop-in (provisioning/systemd/), the wheelhouse (``--wheelhouse``), and the
+  and watchdog drop-in (provisioning/systemd/), with the fleet's ``update_key`` the updater's
+  unit and ``update.pub``, the wheelhouse (``--wheelhouse``), and the
   claim token (``claim.token``, 0600 here; on the device it is moved to
   ``/var/lib/contactpoint/claim.token``, 0600, and removed from the boot partition).
 
 ``install.sh`` installs the wheels into a venv ``/opt/contactpoint/releases/<version>``
 (``--system-site-packages``: Debian's python3-systemd serves systemd-python, which has no wheel)
-with no compiler and, with a wheelhouse, no network; then switches the ``current`` link
-atomically, writes ``/etc/contactpoint``, enables SPI (``dtparam=spi=on``), the hardware
-watchdog (``RuntimeWatchdogSec``, a system.conf drop-in) and the unit, and starts it.
+with no compiler and, with a wheelhouse, no network (in place, complete once its
+``.release.json`` marker is written, as ``contactpoint update`` does: edge/update/releases.py);
+then switches the ``current`` link atomically, writes ``/etc/contactpoint``, enables SPI
+(``dtparam=spi=on``), the hardware watchdog (``RuntimeWatchdogSec``, a system.conf drop-in)
+and the units, and starts them.
 
 The card carries no long-lived secret: the claim token only lets a device ask to be enrolled
 (it expires, has limited uses); the Wi-Fi passphrase, when given, is the site's own.
@@ -45,6 +48,7 @@ from pydantic import Field
 from contract.alerts import NAME_PATTERN
 from contract.cli import UserError
 from contract.config import SECRET, ConfigError, Section, load
+from edge.update.releases import MARKER
 from provisioning.units import unit_text
 
 #: where the package lives on the device
@@ -88,6 +92,14 @@ class FleetSection(Section):
             description="A device configuration (TOML, relative to this file) every new "
             "device starts from; [device] id and site and [mqtt] broker are set per device; "
             "empty: the defaults"
+        ),
+    ] = ""
+    update_key: Annotated[
+        str,
+        Field(
+            description="The fleet's public update key (relative to this file; 'contactpoint "
+            "fleet init-signing' writes update.pub): the device then runs the updater, which "
+            "installs only updates signed with its private key; empty: no remote updates"
         ),
     ] = ""
     timezone: Annotated[
@@ -154,6 +166,7 @@ def write_card(
     wheels = _wheels(wheelhouse, version) if wheelhouse is not None else []
     device_toml = _device_toml(fleet, base, name)
     ca = _read(base / fleet.ca_cert, "fleet.ca_cert") if fleet.ca_cert else None
+    update_key = _update_key(base / fleet.update_key) if fleet.update_key else None
 
     out.mkdir(parents=True, exist_ok=True)
     card = out / CARD_DIR
@@ -176,6 +189,9 @@ def write_card(
         put(card / "ca.crt", ca)
     put(card / "contactpoint-edge.service", unit_text("contactpoint-edge.service"))
     put(card / "contactpoint-watchdog.conf", unit_text("contactpoint-watchdog.conf"))
+    if update_key is not None:
+        put(card / "update.pub", update_key)
+        put(card / "contactpoint-update.service", unit_text("contactpoint-update.service"))
     token_path = card / "claim.token"
     token_path.unlink(missing_ok=True)
     fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -197,6 +213,16 @@ def _read(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{what}: cannot read {path}: {exc}") from None
+
+
+def _update_key(path: Path) -> str:
+    from edge.update.manifest import ManifestError, read_key
+
+    try:
+        read_key(path, "fleet.update_key")
+    except ManifestError as exc:
+        raise UserError(f"{exc}: 'contactpoint fleet init-signing' writes one") from None
+    return path.read_text(encoding="ascii").strip() + "\n"
 
 
 def _wheels(wheelhouse: Path, version: str) -> list[Path]:
@@ -353,17 +379,22 @@ for c in "$BOOT/config.txt" /boot/firmware/config.txt /boot/config.txt; do
     fi
 done
 
-# the release: a venv seeing Debian's python3-systemd, the wheels from the card, no compiler
-if [ ! -x "$RELEASE/bin/contactpoint" ]; then
+# the release: a venv seeing Debian's python3-systemd, the wheels from the card, no compiler.
+# Installed in place (a venv's scripts name its interpreter by path: it cannot be moved) and
+# complete once @MARKER@ is there (contactpoint update reads the same marker).
+if [ ! -f "$RELEASE/@MARKER@" ]; then
     log "installing $VERSION into $RELEASE"
     command -v apt-get >/dev/null && { dpkg -s python3-venv python3-systemd >/dev/null 2>&1 || \\
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
             python3-venv python3-systemd; }
-    rm -rf "$RELEASE.partial"
-    python3 -m venv --system-site-packages "$RELEASE.partial"
-    "$RELEASE.partial/bin/pip" install --disable-pip-version-check @SOURCE@\\
+    rm -rf "$RELEASE"
+    python3 -m venv --system-site-packages "$RELEASE"
+    "$RELEASE/bin/pip" install --disable-pip-version-check --no-cache-dir @SOURCE@\\
         "contactpoint[edge,pi]==$VERSION"
-    mv -T "$RELEASE.partial" "$RELEASE"
+    sync
+    echo "{\"version\": \"$VERSION\", \"at\": $(date +%s)}" > "$RELEASE/@MARKER@.tmp"
+    sync
+    mv -f "$RELEASE/@MARKER@.tmp" "$RELEASE/@MARKER@"
 fi
 ln -sfn "$RELEASE" @CURRENT@.new && mv -T @CURRENT@.new @CURRENT@
 "@CURRENT@/bin/contactpoint" --version
@@ -386,8 +417,14 @@ fi
 install -d /etc/systemd/system.conf.d
 install -m 0644 "$CARD/contactpoint-watchdog.conf" /etc/systemd/system.conf.d/
 install -m 0644 "$CARD/contactpoint-edge.service" /etc/systemd/system/
+# the updater (signed update requests from the sink), with the fleet's public update key
+if [ -f "$CARD/update.pub" ]; then
+    install -m 0644 "$CARD/update.pub" /etc/contactpoint/update.pub
+    install -m 0644 "$CARD/contactpoint-update.service" /etc/systemd/system/
+fi
 systemctl daemon-reexec
 systemctl enable --now contactpoint-edge.service
+[ ! -f /etc/contactpoint/update.pub ] || systemctl enable --now contactpoint-update.service
 log "$VERSION installed and started"
 """
     for key, value in {
@@ -396,6 +433,7 @@ log "$VERSION installed and started"
         "@CURRENT@": CURRENT,
         "@GROUPS@": groups,
         "@SOURCE@": source,
+        "@MARKER@": MARKER,
     }.items():
         script = script.replace(key, value)
     return script

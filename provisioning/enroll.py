@@ -16,6 +16,12 @@ needs that power and should not hold it, and the service can run next to the bro
   the enrollment; a repeated request from the same device (same key) is not a second use of
   the claim.
 - ``fleet revoke NAME`` deletes the client (mosquitto disconnects it) and its role.
+- Requests are rate limited per claim token and per device serial (:class:`RateLimit`; the
+  claim account is public, so anyone can send them): one over the limit is not answered (the
+  device asks again at its own pace) and logged once per token or serial until it is under the
+  limit again.
+- Under systemd (provisioning/systemd/contactpoint-enroll.service) it says ``READY=1`` once
+  it is connected and subscribed.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ import os
 import queue
 import re
 import secrets
+import signal
 import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -433,6 +441,44 @@ def parse_request(payload: bytes) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Requests answered per ``window_s`` seconds: per claim token and per device serial."""
+
+    per_token: int = 300
+    per_serial: int = 20
+    window_s: float = 60.0
+
+
+class _Limiter:
+    """Sliding windows of request times by key; keys with no recent request are forgotten."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, deque[float]] = {}
+        self._over: set[str] = set()  # keys refused (and logged) since they were last allowed
+
+    def allow(self, key: str, limit: int, window_s: float, now: float) -> bool:
+        times = self._times.setdefault(key, deque())
+        while times and times[0] <= now - window_s:
+            times.popleft()
+        if len(times) >= limit:
+            return False
+        times.append(now)
+        self._over.discard(key)
+        return True
+
+    def first_refusal(self, key: str) -> bool:
+        """True the first time ``key`` is refused since it was last allowed (log it once)."""
+        if key in self._over:
+            return False
+        self._over.add(key)
+        return True
+
+    def forget_old(self, window_s: float, now: float) -> None:
+        for key in [k for k, t in self._times.items() if not t or t[-1] <= now - window_s]:
+            del self._times[key]
+
+
 class Service:
     """Answers enrollment requests until :meth:`stop`. Requests are handled one at a time on
     its own thread (the dynamic-security calls wait for the broker's responses)."""
@@ -445,9 +491,16 @@ class Service:
         admin_password: str,
         *,
         now: Callable[[], float] = time.time,
+        limits: RateLimit | None = None,
     ) -> None:
         self.registry = registry
         self._now = now
+        #: read at every request
+        self.limits = limits or RateLimit()
+        self._limiter = _Limiter()
+        self._limited_at = 0.0
+        #: requests not answered because of :attr:`limits`
+        self.throttled = 0
         self._queue: queue.SimpleQueue[mqtt.MQTTMessage | None] = queue.SimpleQueue()
         self.admin = Admin(
             broker,
@@ -489,6 +542,8 @@ class Service:
         except ValueError as exc:
             self._answer(reply, {"status": "refused", "reason": str(exc)})
             return
+        if not self._within_limits(req):
+            return
         action, detail = self.registry.decide(req, self._now())
         if action == "refuse":
             log.warning("enrollment of %r refused: %s", req["name"], detail)
@@ -499,6 +554,28 @@ class Service:
             self.admin.publish(reply, detail.encode())
         else:
             self.admin.publish(reply, self._issue(req, detail, client_id).encode())
+
+    def _within_limits(self, req: dict[str, Any]) -> bool:
+        now, limits = time.monotonic(), self.limits
+        if now - self._limited_at > limits.window_s:
+            self._limiter.forget_old(limits.window_s, now)
+            self._limited_at = now
+        for key, limit, what in (
+            (f"token:{_sha(req['token'])}", limits.per_token, "claim token"),
+            (f"serial:{req['serial']}", limits.per_serial, f"serial {req['serial']!r}"),
+        ):
+            if not self._limiter.allow(key, limit, limits.window_s, now):
+                self.throttled += 1
+                if self._limiter.first_refusal(key):
+                    log.warning(
+                        "enrollment requests of %s over the limit (%d in %g s): not answered "
+                        "until it is under it again",
+                        what,
+                        limit,
+                        limits.window_s,
+                    )
+                return False
+        return True
 
     def _answer(self, reply: str, body: dict[str, Any]) -> None:
         self.admin.publish(reply, json.dumps({"v": 1, **body}).encode())
@@ -585,6 +662,26 @@ def add_commands(sub: Any) -> None:
 
     serve = with_db(cmds.add_parser("serve", help="answer enrollment requests"))
     with_admin(serve)
+    limits = RateLimit()
+    serve.add_argument(
+        "--max-per-token",
+        type=int,
+        default=limits.per_token,
+        help="requests answered per claim token and window (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-per-serial",
+        type=int,
+        default=limits.per_serial,
+        help="requests answered per device serial and window (default %(default)s)",
+    )
+    serve.add_argument(
+        "--rate-window",
+        type=float,
+        default=limits.window_s,
+        metavar="S",
+        help="the rate limits' window in seconds (default %(default)s)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     for name, help_ in (("list", "all devices"), ("pending", "devices waiting for approval")):
@@ -597,6 +694,10 @@ def add_commands(sub: Any) -> None:
     rev.add_argument("name")
     with_admin(rev)
     rev.set_defaults(handler=_cmd_revoke)
+
+    from provisioning.release import add_commands as add_release_commands
+
+    add_release_commands(cmds)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -646,18 +747,36 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from contract.service import Notifier
+
+    for option, value in (
+        ("--max-per-token", args.max_per_token),
+        ("--max-per-serial", args.max_per_serial),
+        ("--rate-window", args.rate_window),
+    ):
+        if value <= 0:
+            raise UserError(f"{option} {value}: a positive number")
+    limits = RateLimit(args.max_per_token, args.max_per_serial, args.rate_window)
     service = Service(
-        Registry(args.db), args.broker, args.admin_user, _password_file(args.admin_password_file)
+        Registry(args.db),
+        args.broker,
+        args.admin_user,
+        _password_file(args.admin_password_file),
+        limits=limits,
     )
     try:
         service.start()
     except EnrollError as exc:
         raise UserError(str(exc)) from None
+    notifier = Notifier()
+    notifier.ready("answering enrollment requests")
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemctl stop: a clean stop
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        notifier.stopping(20, "stopping")
         service.stop()
     return 0

@@ -44,9 +44,11 @@ Rules:
   only ``contactpoint/v1/+/+/cmd/resend``, the delivery receipts
   ``contactpoint/v1/+/+/cmd/delivered`` (so a device's receipts are read by that device alone
   among the devices, and written by nobody but a sink: a device cannot confirm its own
-  messages) and its site alerts ``contactpoint/v1/+/_site/alert`` (``_site`` can never be a
-  device id). Home Assistant reads ``homeassistant/#`` and the
-  devices' ``status`` and ``alert`` and writes its ``homeassistant/status``. Explicit
+  messages), the update requests ``contactpoint/v1/+/+/cmd/update`` (``contactpoint fleet
+  update``; a device acts only on a manifest the fleet's key signed) and its site alerts
+  ``contactpoint/v1/+/_site/alert`` (``_site`` can never be a device id). Home Assistant
+  reads ``homeassistant/#`` and the devices' ``status`` and ``alert`` and writes its
+  ``homeassistant/status``. Explicit
   ``user``/``topic`` entries rather than a ``pattern`` with ``%u``: the topic holds the site as
   well as the device, and a pattern would need the site inside the user name.
 """
@@ -66,7 +68,18 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from contract.cli import UserError
-from contract.wire import ALERT, CMD, DELIVERED, RESEND, ROOT, ROUTE, SITE_SCOPE, STATUS, topic
+from contract.wire import (
+    ALERT,
+    CMD,
+    DELIVERED,
+    RESEND,
+    ROOT,
+    ROUTE,
+    SITE_SCOPE,
+    STATUS,
+    UPDATE,
+    topic,
+)
 from provisioning import pki
 from provisioning.files import service_owner, write_public, write_secret
 
@@ -245,6 +258,7 @@ def sink_acl(user: str) -> list[str]:
         f"topic read {ROOT}/#",
         f"topic write {topic('+', '+', RESEND)}",
         f"topic write {topic('+', '+', DELIVERED)}",
+        f"topic write {topic('+', '+', UPDATE)}",
         f"topic write {topic('+', SITE_SCOPE, ALERT)}",
     ]
 
@@ -265,8 +279,8 @@ def render_acl(accounts: Accounts) -> str:
         f"# A device writes only {topic('<site>', '<device>', '+')} (and .../route/+), its own",
         f"# Home Assistant discovery configs ({HA_PREFIX}/<component>/<device>/<object>/config)",
         f"# and reads only its cmd/#; a sink reads {ROOT}/# and writes only {RESEND},",
-        f"# {DELIVERED} (delivery receipts) and site alerts; Home Assistant reads discovery,",
-        "# status and alerts. All else is denied.",
+        f"# {DELIVERED} (delivery receipts), {UPDATE} and site alerts; Home Assistant reads",
+        "# discovery, status and alerts. All else is denied.",
     ]
     for device, site in sorted(accounts.devices.items()):
         lines += ["", *device_acl(site, device)]

@@ -2,10 +2,10 @@
 
 Rules:
 - Each package registers its own commands: the device's in ``edge.cli`` (config, simulate,
-  edge, rf433, learn, contacts), ``edge.routes.cli`` (routes) and ``edge.retention``
-  (retention), the sink's in ``cloud_sink.cli`` (sink), provisioning's in ``provisioning.cli``
-  (provision) and ``provisioning.demo`` (demo). Only this module puts them together: ``edge``
-  imports neither the sink nor provisioning.
+  edge, rf433, learn, contacts), ``edge.routes.cli`` (routes), ``edge.retention``
+  (retention) and ``edge.update.cli`` (update), the sink's in ``cloud_sink.cli`` (sink),
+  provisioning's in ``provisioning.cli`` (provision) and ``provisioning.demo`` (demo). Only
+  this module puts them together: ``edge`` imports neither the sink nor provisioning.
 - Start-up is fast and each machine needs only its own libraries (the extras in
   pyproject.toml): importing ``edge.cli`` loads nothing heavy, and every other group is in
   :data:`LAZY`: ``contactpoint --help`` lists it by the name and line of help written there,
@@ -84,6 +84,12 @@ def _import(sub: Any) -> None:
     add_import_command(sub)
 
 
+def _update(sub: Any) -> None:
+    from edge.update.cli import add_command
+
+    add_command(sub)
+
+
 def _sink(sub: Any) -> None:
     from cloud_sink.cli import add_commands
 
@@ -114,6 +120,7 @@ LAZY: dict[str, Lazy] = {
     "import": Lazy(
         "cut recordings (a dictaphone's files) around a CRM's events into contacts", _import
     ),
+    "update": Lazy("install a release, switch to it, roll back if it does not come up", _update),
     "sink": Lazy("the central ingest service (MQTT → database)", _sink),
     "provision": Lazy(
         "credentials: project CA, broker certificate and configuration, device, sink and Home "

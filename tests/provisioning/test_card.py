@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,59 @@ def test_first_boot_creates_the_user_and_runs_the_install(tmp_path: Path) -> Non
     watchdog = (out / "contactpoint" / "contactpoint-watchdog.conf").read_text()
     assert "RuntimeWatchdogSec=" in watchdog
     assert "Type=notify" in (out / "contactpoint" / "contactpoint-edge.service").read_text()
+    # a release is complete once its marker is written (as contactpoint update does)
+    assert '[ ! -f "$RELEASE/.release.json" ]' in install
+    assert ".partial" not in install
+    # no update key in the fleet file: no updater
+    assert not (out / "contactpoint" / "contactpoint-update.service").exists()
+
+
+def test_the_release_installed_by_install_sh_runs_from_where_it_was_installed(
+    tmp_path: Path,
+) -> None:
+    # install.sh's release steps, run for real with this machine's python3 and pip, from a
+    # wheelhouse holding a tiny contactpoint wheel: the console script must run in place
+    from tests.edge.update_support import tiny_wheel
+
+    house = tmp_path / "house"
+    tiny_wheel(house, __version__)
+    out = card(tmp_path, "--wheelhouse", str(house))
+    script = (out / "contactpoint" / "install.sh").read_text()
+    steps = script.split("# the release: ")[1].split("# configuration, state")[0]
+    opt = tmp_path / "opt"
+    steps = steps.replace("/opt/contactpoint", str(opt)).replace(
+        "contactpoint[edge,pi]==$VERSION", "contactpoint==$VERSION"
+    )
+    head = f"set -eu\nCARD={out / 'contactpoint'}\nVERSION={__version__}\n"
+    head += f"RELEASE={opt}/releases/$VERSION\nlog() {{ :; }}\ndpkg() {{ :; }}\n"
+    head += f'python3() {{ {sys.executable} "$@"; }}\n'
+    done = subprocess.run(
+        ["sh", "-c", head + steps.split("\n", 1)[1]],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (opt / "releases" / __version__ / ".release.json").is_file()
+    assert (opt / "current").resolve() == opt / "releases" / __version__
+    assert f"contactpoint {__version__} (tiny)" in done.stdout  # the release's script ran
+
+
+def test_with_an_update_key_the_card_installs_the_updater(tmp_path: Path) -> None:
+    from provisioning.release import init_signing
+
+    _, public = init_signing(tmp_path / "keys")
+    fleet_file(tmp_path, "update_key = 'keys/update.pub'\n")
+    out = tmp_path / "card"
+    args = ["provision", "card", "--out", str(out), "--fleet", str(tmp_path / "fleet.toml")]
+    assert main([*args, "--name", "till-3"]) == 0
+    card_dir = out / "contactpoint"
+    assert (card_dir / "update.pub").read_text() == public.read_text()
+    assert "update --listen" in (card_dir / "contactpoint-update.service").read_text()
+    install = (card_dir / "install.sh").read_text()
+    assert 'install -m 0644 "$CARD/update.pub" /etc/contactpoint/update.pub' in install
+    assert "systemctl enable --now contactpoint-update.service" in install
+    # a key that is not one is named
+    (tmp_path / "keys" / "update.pub").write_text("not a key\n")
+    assert main([*args, "--name", "till-3"]) == 2
 
 
 def test_the_device_config_is_the_fleets_template_for_this_device(tmp_path: Path) -> None:

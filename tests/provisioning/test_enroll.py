@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import stat
 import threading
 import time
@@ -27,7 +28,15 @@ from edge.events import Press
 from edge.simulate import STORE_NAME
 from edge.store import Store
 from provisioning.broker import LocalBroker
-from provisioning.enroll import Admin, Registry, Service, broker_lines, init_dynsec, revoke
+from provisioning.enroll import (
+    Admin,
+    RateLimit,
+    Registry,
+    Service,
+    broker_lines,
+    init_dynsec,
+    revoke,
+)
 from provisioning.main import main
 from tests.waiting import join, wait_for
 
@@ -396,3 +405,53 @@ def test_init_broker_refuses_to_replace_the_accounts_file(
     assert stat.S_IMODE((tmp_path / "d.json").stat().st_mode) == 0o600
     assert main([*args, str(tmp_path / "pw")]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def _request(serial: str, token: str = TOKEN, name: str = "dev-r") -> bytes:
+    _, public = sealing.new_key_pair()
+    body = {"v": 1, "token": token, "name": name, "site": "site-1", "serial": serial,
+            "model": "Test Pi", "version": "0", "key": sealing.b64(public)}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def _flood(fleet: Fleet, payloads: list[bytes]) -> list[Any]:
+    """Publish ``payloads`` as one claimant and collect the answers it gets."""
+    client_id = proto.CLIENT_ID_PREFIX + "flood0123456789abcdef"
+    conn = Conn(fleet.broker.url, proto.CLAIM_USER, proto.CLAIM_PASSWORD, client_id)
+    service = fleet.service
+    try:
+        conn.client.subscribe(proto.reply_topic(client_id), qos=1)
+        wait_for(lambda: conn.suback, "SUBACK")
+        handled, throttled = service.handled, service.throttled
+        for payload in payloads:
+            conn.client.publish(proto.request_topic(client_id), payload, qos=1)
+        wait_for(lambda: service.handled == handled + len(payloads), "all requests handled")
+        answered = len(payloads) - (service.throttled - throttled)
+        wait_for(lambda: len(conn.messages) >= answered, "the answers")
+        return [json.loads(m.payload) for m in conn.messages]
+    finally:
+        conn.close()
+
+
+def test_requests_over_the_rate_limit_per_serial_are_not_answered_and_logged_once(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet.registry.add_claim("batch-1", TOKEN, site="site-1", manual=True)
+    fleet.service.limits = RateLimit(per_token=100, per_serial=2, window_s=3600)
+    request = _request("serial-x")  # one device asking again and again
+    with caplog.at_level(logging.WARNING, logger="provisioning.enroll"):
+        answers = _flood(fleet, [request] * 6)
+    assert [a["status"] for a in answers] == ["pending", "pending"]
+    assert fleet.service.throttled == 4
+    over = [r for r in caplog.records if "over the limit" in r.getMessage()]
+    assert len(over) == 1
+    assert "serial 'serial-x'" in over[0].getMessage()
+    # another serial is not held back by this one
+    assert _flood(fleet, [_request("serial-y", name="dev-s")]) == [{"v": 1, "status": "pending"}]
+
+
+def test_requests_over_the_rate_limit_per_claim_token_are_not_answered(fleet: Fleet) -> None:
+    fleet.service.limits = RateLimit(per_token=3, per_serial=100, window_s=3600)
+    answers = _flood(fleet, [_request(f"serial-{i}", token="guess") for i in range(5)])
+    assert [a["reason"] for a in answers] == ["unknown claim token"] * 3
+    assert fleet.service.throttled == 2

@@ -59,9 +59,9 @@ def test_systemd_analyze_verify_passes_without_a_warning(tmp_path: Path, name: s
     done = _verify(tool, root, unit)
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
     # the same check notices a mistake: a misspelt key is a warning it prints
-    unit.write_text(unit_text(name).replace("WatchdogSec=", "WatchdogSecs="))
+    unit.write_text(unit_text(name).replace("TimeoutStopSec=", "TimeoutStopSecs="))
     broken = _verify(tool, root, unit)
-    assert "Unknown key 'WatchdogSecs'" in broken.stdout + broken.stderr
+    assert "Unknown key 'TimeoutStopSecs'" in broken.stdout + broken.stderr
 
 
 def _service(name: str) -> configparser.SectionProxy:
@@ -104,3 +104,33 @@ def test_the_device_daemon_may_open_gpio_sound_and_serial_only() -> None:
         "char-spi",
     }
     assert "gpio audio dialout spi" in _service("contactpoint-edge.service")["SupplementaryGroups"]
+
+
+def test_the_enrollment_service_runs_confined_as_its_own_user() -> None:
+    service = _service("contactpoint-enroll.service")
+    assert service["Type"] == "notify"  # fleet serve says READY=1 once subscribed
+    assert service["Restart"] == "on-failure"
+    assert " fleet serve --db /var/lib/contactpoint-enroll/" in service["ExecStart"]
+    assert service["ExecStart"].startswith(f"/{EXECUTABLE} ")
+    assert service["User"] == "contactpoint-enroll"  # not the sink's: it holds the admin account
+    assert service["StateDirectory"] == "contactpoint-enroll"
+    assert service["ConfigurationDirectory"] == "contactpoint-enroll"
+    assert service["UMask"] == "0077"
+    for key, value in (("ProtectSystem", "strict"), ("ProtectHome", "yes"),
+                       ("PrivateTmp", "yes"), ("PrivateDevices", "yes"),
+                       ("NoNewPrivileges", "yes"), ("DevicePolicy", "closed"),
+                       ("CapabilityBoundingSet", "")):  # fmt: skip
+        assert service[key] == value, key
+
+
+def test_the_updater_runs_the_listener_and_writes_only_the_install_root() -> None:
+    service = _service("contactpoint-update.service")
+    assert service["Type"] == "notify"
+    assert service["Restart"] == "always"  # it exits after an update to start from the new one
+    assert service["ExecStart"].startswith(f"/{EXECUTABLE} update --listen ")
+    assert "--fleet-key /etc/contactpoint/update.pub" in service["ExecStart"]
+    assert "User" not in service  # root: it installs releases and restarts the daemon
+    assert service["ProtectSystem"] == "strict"
+    assert service["ReadWritePaths"] == "/opt/contactpoint"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["DevicePolicy"] == "closed"
