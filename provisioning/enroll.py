@@ -6,7 +6,9 @@ needs that power and should not hold it, and the service can run next to the bro
 
 - The broker runs mosquitto's dynamic-security plugin; :func:`init_dynsec` writes the plugin's
   JSON (what ``mosquitto_ctrl dynsec init`` makes) with the admin account, an ``enroller``
-  role (read requests, write replies) and the public claim account (contract/enroll.py).
+  role (read requests, write replies), the public claim account (contract/enroll.py) and,
+  given a password, the sink's account with the rights a static broker's ACL gives a sink
+  (:func:`sink_acls`: read everything under the root, write only the sink's commands).
 - Claims live in a SQLite file (``--db``): the token's SHA-256, expiry, uses left, optional
   allowed serials, automatic or manual approval.
 - A request is checked (token, expiry, uses, serial, name) and the device's role and client are
@@ -55,9 +57,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import enroll as proto
 from contract.cli import UserError
-from contract.wire import CMD, NAME_PATTERN, ROUTE, topic
+from contract.wire import (
+    ALERT,
+    CMD,
+    DELIVERED,
+    NAME_PATTERN,
+    RESEND,
+    ROOT,
+    ROUTE,
+    SITE_SCOPE,
+    UPDATE,
+    topic,
+)
 from edge import sealing
-from provisioning.identity import HA_PREFIX
+from provisioning.identity import DEFAULT_SINK_USER, HA_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +78,7 @@ CONTROL: Final = "$CONTROL/dynamic-security/v1"
 CONTROL_RESPONSE: Final = f"{CONTROL}/response"
 ENROLLER_ROLE: Final = "enroller"
 CLAIM_ROLE: Final = "claimant"
+SINK_ROLE: Final = "sink"
 RESERVED: Final = frozenset({proto.CLAIM_USER, "admin"})
 _NAME: Final = re.compile(NAME_PATTERN)
 _ITERATIONS: Final = 101
@@ -90,12 +104,35 @@ def _client(username: str, password: str, roles: Sequence[str]) -> dict[str, Any
     }
 
 
-def init_dynsec(path: Path, admin_user: str, admin_password: str) -> None:
-    """Write the dynamic-security plugin's file (0600; refuses to replace one)."""
+def sink_acls() -> list[dict[str, Any]]:
+    """A sink's rights, as the static ACL file gives them (provisioning/identity.py)."""
+    return [
+        _acl("subscribePattern", f"{ROOT}/#"),
+        _acl("subscribePattern", f"$share/+/{ROOT}/#"),  # sink groups (--group)
+        *(_acl("publishClientSend", topic("+", "+", cmd)) for cmd in (RESEND, DELIVERED, UPDATE)),
+        _acl("publishClientSend", topic("+", SITE_SCOPE, ALERT)),
+    ]
+
+
+def init_dynsec(
+    path: Path,
+    admin_user: str,
+    admin_password: str,
+    sink_user: str = DEFAULT_SINK_USER,
+    sink_password: str | None = None,
+) -> None:
+    """Write the dynamic-security plugin's file (0600; refuses to replace one), with the sink's
+    account when ``sink_password`` is given."""
     if path.exists():
         raise UserError(f"{path} exists: the broker's accounts are in it; remove it first")
     if not admin_password:
         raise UserError("the admin password is empty: put one in --admin-password-file")
+    if sink_password is not None and not sink_password:
+        raise UserError("the sink password is empty: put one in --sink-password-file")
+    if sink_password is not None and sink_user in {admin_user, proto.CLAIM_USER}:
+        raise UserError(
+            f"--sink-user {sink_user!r} is the admin or the claim account: choose another name"
+        )
     admin_acls = [
         _acl(kind, "$CONTROL/dynamic-security/#")
         for kind in ("publishClientSend", "publishClientReceive", "subscribePattern")
@@ -112,16 +149,21 @@ def init_dynsec(path: Path, admin_user: str, admin_password: str) -> None:
         _acl("subscribePattern", f"{proto.ROOT}/+/reply"),
         {**_acl("subscribeLiteral", f"{proto.ROOT}/+/reply", allow=False), "priority": 10},
     ]
+    clients = [
+        _client(admin_user, admin_password, ["admin", ENROLLER_ROLE]),
+        _client(proto.CLAIM_USER, proto.CLAIM_PASSWORD, [CLAIM_ROLE]),
+    ]
+    roles = [
+        {"rolename": "admin", "acls": admin_acls},
+        {"rolename": ENROLLER_ROLE, "acls": enroller},
+        {"rolename": CLAIM_ROLE, "acls": claimant},
+    ]
+    if sink_password is not None:
+        clients.append(_client(sink_user, sink_password, [SINK_ROLE]))
+        roles.append({"rolename": SINK_ROLE, "acls": sink_acls()})
     doc = {
-        "clients": [
-            _client(admin_user, admin_password, ["admin", ENROLLER_ROLE]),
-            _client(proto.CLAIM_USER, proto.CLAIM_PASSWORD, [CLAIM_ROLE]),
-        ],
-        "roles": [
-            {"rolename": "admin", "acls": admin_acls},
-            {"rolename": ENROLLER_ROLE, "acls": enroller},
-            {"rolename": CLAIM_ROLE, "acls": claimant},
-        ],
+        "clients": clients,
+        "roles": roles,
         "defaultACLAccess": {
             "publishClientSend": False,
             "publishClientReceive": True,
@@ -614,11 +656,11 @@ def revoke(registry: Registry, admin: Admin, name: str) -> None:
 # --- the command line -------------------------------------------------------------------------
 
 
-def _password_file(path: Path) -> str:
+def _password_file(path: Path, option: str = "--admin-password-file") -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise UserError(f"--admin-password-file {path}: {exc.strerror}") from None
+        raise UserError(f"{option} {path}: {exc.strerror}") from None
 
 
 def _when(text: str | None) -> float | None:
@@ -648,6 +690,16 @@ def add_commands(sub: Any) -> None:
     init.add_argument("--out", type=Path, required=True)
     init.add_argument("--admin-user", default="admin")
     init.add_argument("--admin-password-file", type=Path, required=True)
+    init.add_argument(
+        "--sink-user",
+        default=DEFAULT_SINK_USER,
+        help="the ingest sink's account (default %(default)s)",
+    )
+    init.add_argument(
+        "--sink-password-file",
+        type=Path,
+        help="create the sink's account with this password (reads all, writes its commands)",
+    )
     init.set_defaults(handler=_cmd_init)
 
     claim = with_db(cmds.add_parser("claim", help="accept a claim token"))
@@ -701,13 +753,20 @@ def add_commands(sub: Any) -> None:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    init_dynsec(args.out, args.admin_user, _password_file(args.admin_password_file))
-    print(f"wrote {args.out}")
+    sink_password = None
+    if args.sink_password_file is not None:
+        sink_password = _password_file(args.sink_password_file, "--sink-password-file")
+    init_dynsec(
+        args.out, args.admin_user, _password_file(args.admin_password_file),
+        args.sink_user, sink_password,
+    )  # fmt: skip
+    who = f"; sink account {args.sink_user}" if sink_password is not None else ""
+    print(f"wrote {args.out}{who}")
     return 0
 
 
 def _cmd_claim(args: argparse.Namespace) -> int:
-    token = _password_file(args.token_file)
+    token = _password_file(args.token_file, "--token-file")
     Registry(args.db).add_claim(
         args.label,
         token,

@@ -19,6 +19,7 @@ from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
 import hardware._pi
+from cloud_sink.consumer import Sink, SinkConfig
 from contract import enroll as proto
 from edge import sealing
 from edge.config import Config
@@ -37,10 +38,12 @@ from provisioning.enroll import (
     init_dynsec,
     revoke,
 )
+from provisioning.identity import DEFAULT_SINK_USER
 from provisioning.main import main
 from tests.waiting import join, wait_for
 
 ADMIN_PASSWORD = "admin-secret-for-tests"
+SINK_PASSWORD = "sink-secret-for-tests"
 TOKEN = "claim-token-0123456789"
 
 
@@ -85,7 +88,7 @@ class Fleet:
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     dynsec = tmp_path / "dynsec.json"
-    init_dynsec(dynsec, "admin", ADMIN_PASSWORD)
+    init_dynsec(dynsec, "admin", ADMIN_PASSWORD, sink_password=SINK_PASSWORD)
     broker = LocalBroker(
         tmp_path / "broker", extra=broker_lines(dynsec, plugin()), allow_anonymous=False
     )
@@ -296,6 +299,16 @@ def test_enrollment_survives_a_broker_restart_midway(fleet: Fleet) -> None:
 def test_the_daemon_enrolls_at_its_first_start_then_delivers(
     fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """... to a sink logged in with the sink account of the same dynamic-security file, whose
+    delivery receipt comes back to the device."""
+    sink = Sink(
+        SinkConfig(
+            broker=fleet.broker.url, data_dir=tmp_path / "sink", username=DEFAULT_SINK_USER,
+            password=SINK_PASSWORD, backoff_min_s=0.05, backoff_max_s=0.5,
+        )
+    )  # fmt: skip
+    sink.start()
+    wait_for(sink.subscribed.is_set, "the sink to subscribe with its account")
     factory = MockFactory()
     monkeypatch.setattr(hardware._pi, "make_pin_factory", lambda *a, **k: factory)
     fleet.registry.add_claim("batch", TOKEN, site="site-1", uses=1)
@@ -324,14 +337,32 @@ def test_the_daemon_enrolls_at_its_first_start_then_delivers(
         time.sleep(0.2)  # held for 200 ms of real time: the debouncer measures real edges
         pin.drive_high()
         wait_for(lambda: presses, "the press in the core")
+        wait_for(lambda: sink.stats().get("stored", 0) >= 1, "the press stored by the sink")
+        with Store.open(data / STORE_NAME) as store:  # WAL: read beside the daemon
+            wait_for(lambda: store.outbox.undelivered() == 0, "the sink's receipt at the device")
     finally:
         stop.set()
         join(daemon, "the daemon to stop")
+        sink.stop()
     assert not (data / "claim.token").exists()
     with Store.open(data / STORE_NAME) as store:
         assert [e.kind for e in store.orphan_events()] == ["red"]
         assert store.outbox.of_kind("event")  # the press was queued ...
         assert store.outbox.depth() == 0  # ... and the broker took it from dev-a
+
+
+def test_the_sink_account_reads_the_fleet_and_nothing_of_the_broker_s_control(
+    fleet: Fleet,
+) -> None:
+    conn = Conn(fleet.broker.url, DEFAULT_SINK_USER, SINK_PASSWORD, client_id="sink-probe")
+    try:
+        assert conn.connack == 0
+        conn.client.subscribe("contactpoint/v1/#", qos=1)
+        conn.client.subscribe("$CONTROL/dynamic-security/#", qos=1)
+        wait_for(lambda: len(conn.suback) == 2, "both SUBACKs")
+        assert [code.value for code in conn.suback] == [1, 135]  # granted QoS 1; not authorized
+    finally:
+        conn.close()
 
 
 def test_the_fleet_commands_claim_approve_list_and_revoke(
