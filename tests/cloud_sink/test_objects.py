@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,7 +54,34 @@ from tests.services import SeaweedS3
 from tests.waiting import wait_for
 
 CHUNK = 256 * 1024
-TARGET = ClipsTarget("clips", "shop/audio")
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS for the module's tests (each writes under a prefix of its own); the test
+    that kills its storage has its own (``own_s3_server``)."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_s3_server(tmp_path: Path) -> Iterator[SeaweedS3]:
+    server = SeaweedS3(tmp_path / "seaweedfs")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def target() -> ClipsTarget:
+    """Where a test's clips go: a prefix of its own in the shared bucket."""
+    return ClipsTarget("clips", f"t{uuid.uuid4().hex[:12]}/audio")
 
 
 @pytest.fixture
@@ -108,12 +136,12 @@ def object_bytes(server: SeaweedS3, key: str) -> bytes:
     return body
 
 
-def key_of(clip: Clip, prefix: str = "shop/audio") -> str:
+def key_of(clip: Clip, prefix: str) -> str:
     return f"{prefix}/site-1/{DEVICE}/{clip.id}.wav"
 
 
 def test_a_verified_clip_is_uploaded_with_its_sha256_and_leaves_the_data_directory(
-    s3_server: SeaweedS3, ingest: Ingest, data_dir: Path
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path
 ) -> None:
     clip = verified_clip(ingest, 600_000)
     row = clip_row(ingest.db, clip)
@@ -121,52 +149,66 @@ def test_a_verified_clip_is_uploaded_with_its_sha256_and_leaves_the_data_directo
     assert local.read_bytes() == clip.data
     assert row["location"] is None
 
-    done = upload_pending(ingest.db, data_dir, S3Clips(s3_server.section()), TARGET)
+    done = upload_pending(ingest.db, data_dir, S3Clips(s3_server.section()), target)
 
     assert (done.uploaded, done.failed) == (1, None)
-    head = s3_server.client().head_object(Bucket="clips", Key=key_of(clip))
+    head = s3_server.client().head_object(Bucket="clips", Key=key_of(clip, target.prefix))
     assert head["Metadata"] == {"sha256": clip.sha256}
     assert head["ContentLength"] == len(clip.data)
-    assert object_bytes(s3_server, key_of(clip)) == clip.data
-    assert clip_row(ingest.db, clip)["location"] == f"s3://clips/{key_of(clip)}"
+    assert object_bytes(s3_server, key_of(clip, target.prefix)) == clip.data
+    assert clip_row(ingest.db, clip)["location"] == f"s3://clips/{key_of(clip, target.prefix)}"
     assert not local.exists()
     (contact,) = ingest.contacts()
-    assert contact["audio"] == f"s3://clips/{key_of(clip)}"
+    assert contact["audio"] == f"s3://clips/{key_of(clip, target.prefix)}"
     # nothing more to do: a second pass uploads nothing
-    assert upload_pending(ingest.db, data_dir, S3Clips(s3_server.section()), TARGET).uploaded == 0
+    assert upload_pending(ingest.db, data_dir, S3Clips(s3_server.section()), target).uploaded == 0
 
 
 def test_a_large_clip_goes_up_in_parts(
-    s3_server: SeaweedS3, ingest: Ingest, data_dir: Path
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path
 ) -> None:
     clip = verified_clip(ingest, 12 * 1024 * 1024 + 1234)  # 5 MiB parts: 3
     s3 = S3Clips(s3_server.section(multipart_threshold_mb=5, multipart_chunk_mb=5))
 
-    assert upload_pending(ingest.db, data_dir, s3, TARGET).uploaded == 1
+    assert upload_pending(ingest.db, data_dir, s3, target).uploaded == 1
 
     client = s3_server.client()
-    head = client.head_object(Bucket="clips", Key=key_of(clip))
+    head = client.head_object(Bucket="clips", Key=key_of(clip, target.prefix))
     assert head["ETag"].strip('"').endswith("-3")  # a multipart object's ETag counts its parts
-    assert client.head_object(Bucket="clips", Key=key_of(clip), PartNumber=1)["PartsCount"] == 3
+    assert (
+        client.head_object(Bucket="clips", Key=key_of(clip, target.prefix), PartNumber=1)[
+            "PartsCount"
+        ]
+        == 3
+    )
     assert head["Metadata"]["sha256"] == clip.sha256
-    assert hashlib.sha256(object_bytes(s3_server, key_of(clip))).hexdigest() == clip.sha256
+    assert (
+        hashlib.sha256(object_bytes(s3_server, key_of(clip, target.prefix))).hexdigest()
+        == clip.sha256
+    )
 
 
 def test_a_small_clip_goes_up_in_one_piece(
-    s3_server: SeaweedS3, ingest: Ingest, data_dir: Path
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path
 ) -> None:
     clip = verified_clip(ingest, 300_000)
-    assert upload_pending(ingest.db, data_dir, S3Clips(s3_server.section()), TARGET).uploaded == 1
-    etag = s3_server.client().head_object(Bucket="clips", Key=key_of(clip))["ETag"].strip('"')
+    assert upload_pending(ingest.db, data_dir, S3Clips(s3_server.section()), target).uploaded == 1
+    etag = (
+        s3_server.client()
+        .head_object(Bucket="clips", Key=key_of(clip, target.prefix))["ETag"]
+        .strip('"')
+    )
     assert etag == hashlib.md5(clip.data, usedforsecurity=False).hexdigest()
 
 
-def test_retention_deletes_the_object(s3_server: SeaweedS3, ingest: Ingest, data_dir: Path) -> None:
+def test_retention_deletes_the_object(
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path
+) -> None:
     s3 = S3Clips(s3_server.section())
     clip = verified_clip(ingest, 300_000)
-    assert upload_pending(ingest.db, data_dir, s3, TARGET).uploaded == 1
+    assert upload_pending(ingest.db, data_dir, s3, target).uploaded == 1
     client = s3_server.client()
-    client.head_object(Bucket="clips", Key=key_of(clip))
+    client.head_object(Bucket="clips", Key=key_of(clip, target.prefix))
 
     # without the storage's settings the object cannot go: an error, the clip stays unmarked
     kept = enforce(ingest.db, data_dir, 0.0, ingest.clock() + 10**12)
@@ -178,13 +220,13 @@ def test_retention_deletes_the_object(s3_server: SeaweedS3, ingest: Ingest, data
 
     assert (done.deleted, done.errors) == (1, [])
     with pytest.raises(ClientError) as caught:
-        client.head_object(Bucket="clips", Key=key_of(clip))
+        client.head_object(Bucket="clips", Key=key_of(clip, target.prefix))
     assert caught.value.response["Error"]["Code"] in ("404", "NoSuchKey")
     assert clip_row(ingest.db, clip)["audio_deleted_at"] is not None
 
 
 def test_a_clip_deleted_by_retention_during_its_upload_leaves_no_object(
-    s3_server: SeaweedS3, ingest: Ingest, data_dir: Path, db_url: str | None
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path, db_url: str | None
 ) -> None:
     s3 = S3Clips(s3_server.section())
     clip = verified_clip(ingest, 600_000)
@@ -200,24 +242,30 @@ def test_a_clip_deleted_by_retention_during_its_upload_leaves_no_object(
                 other.close()
 
     s3.on_progress = retention_now
-    assert upload_pending(ingest.db, data_dir, s3, TARGET).uploaded == 0
+    assert upload_pending(ingest.db, data_dir, s3, target).uploaded == 0
 
     assert ran == [1]
     assert not path.exists()
     row = clip_row(ingest.db, clip)
     assert row["audio_deleted_at"] is not None
     assert row["location"] is None
-    listed = s3_server.client().list_objects_v2(Bucket="clips", Prefix="shop/")
+    listed = s3_server.client().list_objects_v2(Bucket="clips", Prefix=target.prefix)
     assert listed.get("KeyCount", 0) == 0
 
 
 @pytest.mark.parametrize("serve", ["stream", "redirect"])
 def test_the_api_serves_a_clip_from_the_storage(
-    s3_server: SeaweedS3, ingest: Ingest, data_dir: Path, db_url: str | None, serve: str
+    s3_server: SeaweedS3,
+    target: ClipsTarget,
+    ingest: Ingest,
+    data_dir: Path,
+    *,
+    db_url: str | None,
+    serve: str,
 ) -> None:
     section = s3_server.section(serve=serve)
     clip = verified_clip(ingest, 700_000)
-    assert upload_pending(ingest.db, data_dir, S3Clips(section), TARGET).uploaded == 1
+    assert upload_pending(ingest.db, data_dir, S3Clips(section), target).uploaded == 1
     token = accounts.create_token(
         ingest.db, role="admin", sites=[], name="t", now_ns=ingest.clock()
     ).token
@@ -248,14 +296,17 @@ def test_the_api_serves_a_clip_from_the_storage(
 
 
 def test_the_api_refuses_an_object_that_is_not_the_clip(
-    s3_server: SeaweedS3, ingest: Ingest, data_dir: Path, db_url: str | None
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path, db_url: str | None
 ) -> None:
     section = s3_server.section()
     clip = verified_clip(ingest, 200_000)
-    assert upload_pending(ingest.db, data_dir, S3Clips(section), TARGET).uploaded == 1
+    assert upload_pending(ingest.db, data_dir, S3Clips(section), target).uploaded == 1
     # someone replaced the object with other bytes (and other metadata)
     s3_server.client().put_object(
-        Bucket="clips", Key=key_of(clip), Body=b"x" * 1000, Metadata={"sha256": "0" * 64}
+        Bucket="clips",
+        Key=key_of(clip, target.prefix),
+        Body=b"x" * 1000,
+        Metadata={"sha256": "0" * 64},
     )
     token = accounts.create_token(
         ingest.db, role="admin", sites=[], name="t", now_ns=ingest.clock()
@@ -268,12 +319,17 @@ def test_the_api_refuses_an_object_that_is_not_the_clip(
 
 
 def test_storage_killed_during_the_upload_loses_nothing(
-    s3_server: SeaweedS3, broker: LocalBroker, data_dir: Path, db_url: str | None
+    own_s3_server: SeaweedS3,
+    target: ClipsTarget,
+    broker: LocalBroker,
+    data_dir: Path,
+    db_url: str | None,
 ) -> None:
+    s3_server = own_s3_server
     section = s3_server.section(multipart_threshold_mb=5, multipart_chunk_mb=5, max_concurrency=1)
     config = SinkConfig(
         broker=broker.url, data_dir=data_dir, db_url=db_url, backoff_min_s=0.05,
-        backoff_max_s=0.2, check_every_s=1.0, clips="s3://clips/shop/audio",
+        backoff_max_s=0.2, check_every_s=1.0, clips=f"s3://clips/{target.prefix}",
     )  # fmt: skip
     sink = Sink(config, s3=section)
     assert sink.objects is not None
@@ -312,8 +368,8 @@ def test_storage_killed_during_the_upload_loses_nothing(
             progress=sink.stats,
         )
         assert not (data_dir / row["path"]).exists()
-        assert object_bytes(s3_server, key_of(clip)) == clip.data
-        head = s3_server.client().head_object(Bucket="clips", Key=key_of(clip))
+        assert object_bytes(s3_server, key_of(clip, target.prefix)) == clip.data
+        head = s3_server.client().head_object(Bucket="clips", Key=key_of(clip, target.prefix))
         assert head["Metadata"]["sha256"] == clip.sha256
         assert sink.stats()["clip_uploaded"] == 1
     finally:
