@@ -34,6 +34,7 @@ from cloud_sink.objects import (
     ClipsTarget,
     ObjectConfigError,
     S3Clips,
+    drop_uploaded_copies,
     parse_clips_url,
     upload_pending,
 )
@@ -251,6 +252,48 @@ def test_a_clip_deleted_by_retention_during_its_upload_leaves_no_object(
     assert row["location"] is None
     listed = s3_server.client().list_objects_v2(Bucket="clips", Prefix=target.prefix)
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_clip_its_contact_contradicts_loses_its_object(
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path
+) -> None:
+    s3 = S3Clips(s3_server.section())
+    ingest.drop_object = s3.delete_location
+    clip = Clip(os.urandom(300_000), chunk_size=CHUNK)
+    # the chunks come before their contact: their headers make the clip, which is uploaded
+    results = ingest.handle_batch([(topic("clip"), clip.frame(i)) for i in range(clip.total)])
+    (ready,) = [r.ready for r in results if r.ready is not None]
+    assert ingest.assemble(ready)
+    assert upload_pending(ingest.db, data_dir, s3, target).uploaded == 1
+    client = s3_server.client()
+    client.head_object(Bucket="clips", Key=key_of(clip, target.prefix))
+
+    # the contact announces other bytes under that id: the clip is reset, its object deleted
+    other = Clip(os.urandom(300_000), chunk_size=CHUNK, clip_id=clip.id)
+    ingest.handle(topic("contact"), encode(contact_message(clip=other)))
+
+    row = clip_row(ingest.db, clip)
+    assert (row["complete"], row["location"], row["clip_sha256"]) == (False, None, other.sha256)
+    listed = client.list_objects_v2(Bucket="clips", Prefix=target.prefix)
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_local_copy_left_after_the_upload_is_removed_at_start(
+    s3_server: SeaweedS3, target: ClipsTarget, ingest: Ingest, data_dir: Path
+) -> None:
+    clip = verified_clip(ingest, 200_000)
+    kept = verified_clip(ingest, 200_000)
+    s3 = S3Clips(s3_server.section())
+    assert upload_pending(ingest.db, data_dir, s3, target, limit=1).uploaded == 1
+    uploaded = clip_row(ingest.db, clip)
+    # a worker killed between the commit of the location and the removal of the file
+    (data_dir / uploaded["path"]).write_bytes(clip.data)
+
+    assert drop_uploaded_copies(ingest.db, data_dir) == 1
+
+    assert not (data_dir / uploaded["path"]).exists()
+    pending = clip_row(ingest.db, kept)  # not uploaded yet: its file stays
+    assert (data_dir / pending["path"]).read_bytes() == kept.data
 
 
 @pytest.mark.parametrize("serve", ["stream", "redirect"])
