@@ -364,14 +364,6 @@ class Uploader:
         self.failing: str | None = None  # the last pass's error, while the storage fails
 
     def start(self) -> None:
-        problem = self.s3.check_bucket(self.target.bucket)
-        if problem is not None:
-            log.warning(
-                "object storage bucket %s does not answer (%s): clips stay in the data "
-                "directory until it does",
-                self.target.bucket,
-                problem,
-            )
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="clip-uploader", daemon=True)
         self._thread.start()
@@ -389,6 +381,14 @@ class Uploader:
     def _run(self) -> None:
         options = self.s3.options
         delay = options.retry_min_s
+        problem = self.s3.check_bucket(self.target.bucket)  # here: a storage down at start
+        if problem is not None:  # must not hold up the worker
+            log.warning(
+                "object storage bucket %s does not answer (%s): clips stay in the data "
+                "directory until it does",
+                self.target.bucket,
+                problem,
+            )
         self.db.connect(reuse_if_open=True)
         try:
             try:

@@ -421,6 +421,49 @@ def test_storage_killed_during_the_upload_loses_nothing(
         db.close()
 
 
+def test_a_sink_started_while_the_storage_is_down_keeps_clips_until_it_is_up(
+    tmp_path: Path, target: ClipsTarget, broker: LocalBroker, data_dir: Path
+) -> None:
+    server = SeaweedS3(tmp_path / "seaweedfs")  # its ports are chosen; nothing listens yet
+    config = SinkConfig(
+        broker=broker.url, data_dir=data_dir, backoff_min_s=0.05, backoff_max_s=0.2,
+        check_every_s=1.0, clips=f"s3://clips/{target.prefix}",
+    )  # fmt: skip
+    sink = Sink(config, s3=server.section()).start()
+    client = TestClient(broker.port)
+    db = open_database(None, data_dir)
+    try:
+        wait_for(sink.subscribed.is_set, "the sink to subscribe")
+        clip = Clip(os.urandom(400_000), chunk_size=CHUNK)
+        client.publish(topic("contact"), encode(contact_message(clip=clip)))
+        for seq in range(clip.total):
+            client.publish(topic("clip"), clip.frame(seq))
+        wait_until(
+            lambda: sink.verified_clip_count() == 1, "the clip verified", progress=sink.stats
+        )
+        wait_until(
+            lambda: sink.stats().get("clip_upload_failed", 0) >= 1,
+            "an upload to fail",
+            progress=sink.stats,
+        )
+        row = clip_row(db, clip)
+        assert (data_dir / row["path"]).read_bytes() == clip.data
+
+        server.start()
+        wait_until(
+            lambda: clip_row(db, clip)["location"] is not None,
+            "the clip uploaded once the storage is up",
+            progress=sink.stats,
+        )
+        assert object_bytes(server, key_of(clip, target.prefix)) == clip.data
+        assert not (data_dir / row["path"]).exists()
+    finally:
+        sink.stop()
+        client.close()
+        db.close()
+        server.stop()
+
+
 def test_the_sink_command_keeps_clips_in_the_storage(
     s3_server: SeaweedS3, broker: LocalBroker, tmp_path: Path
 ) -> None:
