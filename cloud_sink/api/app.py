@@ -606,6 +606,7 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
         responses={
             200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "the clip"},
             206: {"description": "the requested byte range"},
+            307: {"description": "a presigned URL of the clip's object (s3.serve = redirect)"},
             304: {"description": "not modified (If-None-Match)"},
             416: {"model": ErrorBody, "description": "the range is outside the clip"},
         },
