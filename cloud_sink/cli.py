@@ -32,6 +32,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -42,11 +43,12 @@ from types import FrameType
 from typing import Any
 
 from cloud_sink import manage, report
-from cloud_sink.config import example_sink_config, load_sink_file
+from cloud_sink.config import S3Section, example_sink_config, load_sink_file
 from cloud_sink.consumer import Sink, SinkConfig
 from cloud_sink.db import DatabaseUrlError
 from cloud_sink.ingest import Ingest
 from cloud_sink.migrations import NoDatabaseError, SchemaError, open_existing
+from cloud_sink.objects import S3Clips
 from cloud_sink.retention import deleted_audio
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import check_files as check_tls_files
@@ -71,6 +73,7 @@ _FLAGS: dict[str, str] = {  # argparse dest -> SinkConfig field
     "key_file": "key_file",
     "resend_after": "resend_after_s",
     "check_every": "check_every_s",
+    "clips": "clips",
 }
 
 
@@ -105,6 +108,12 @@ def add_commands(subparsers: Any) -> None:
         "--resend-after", type=float, help="seconds a clip may stay incomplete before a resend"
     )
     run.add_argument("--check-every", type=float, help="seconds between clip checks")
+    run.add_argument(
+        "--clips",
+        help="s3://BUCKET/PREFIX: keep verified clips in that object storage (endpoint, region "
+        "and keys: the [s3] table of --config or the AWS_* environment; default: the data "
+        "directory)",
+    )
     run.set_defaults(handler=_guarded(_run))
 
     contacts = sub.add_parser("contacts", help="list the contacts the sink stored")
@@ -231,6 +240,26 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
         raise SinkCliError(f"bad configuration: {exc}") from None
 
 
+def s3_settings(path: Path | None) -> S3Section | None:
+    """The ``[s3]`` table of the config file ``path``, if it has one."""
+    if path is None:
+        return None
+    try:
+        doc = load_sink_file(path)
+    except ConfigError as exc:
+        raise SinkCliError(str(exc)) from None
+    return doc.s3 if "s3" in doc.model_fields_set else None
+
+
+def clip_objects(path: Path | None) -> S3Clips | None:
+    """Object storage for reading or deleting clips uploaded there: from the ``[s3]`` table
+    of ``path``, else (only where the AWS environment names credentials) from it."""
+    s3 = s3_settings(path)
+    if s3 is None and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None
+    return S3Clips(s3 if s3 is not None else S3Section())
+
+
 def _config_example(args: argparse.Namespace) -> int:
     sys.stdout.write(example_sink_config())
     return 0
@@ -254,7 +283,12 @@ def _run(args: argparse.Namespace) -> int:
     from contract.service import Notifier
 
     supervisor = SinkSupervisor(Notifier())
-    sink = Sink(config, alerts=manage.site_alerts_from(args.config), on_turn=supervisor.turn)
+    sink = Sink(
+        config,
+        alerts=manage.site_alerts_from(args.config),
+        on_turn=supervisor.turn,
+        s3=s3_settings(args.config),
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         supervisor.stopping()
@@ -282,7 +316,9 @@ def _retention(args: argparse.Namespace) -> int:
         raise SinkCliError(f"--days must be >= 0, got {days}")
     db = open_existing(args.db, args.data)
     try:
-        done = enforce_retention(db, args.data, float(days), time.time_ns())
+        done = enforce_retention(
+            db, args.data, float(days), time.time_ns(), clip_objects(args.config)
+        )
     finally:
         db.close()
     for error in done.errors:

@@ -3,7 +3,9 @@ file, a closed and typed schema on the same base as the device's (:mod:`contract
 
 Rules:
 - Tables: ``[sink]`` (the worker: broker, database, MQTT session, clip resends, retention; the
-  keys are the :class:`~cloud_sink.consumer.SinkConfig` fields but ``data_dir``), ``[report]``
+  keys are the :class:`~cloud_sink.consumer.SinkConfig` fields but ``data_dir``), ``[s3]``
+  (object storage for clips: endpoint, region, keys, multipart sizes; :mod:`cloud_sink.objects`),
+  ``[report]``
   (the metrics' parameters), ``[[alerts.rules]]`` (site alert rules, the contract's
   :class:`~contract.alerts.AlertRule`), ``[[alerts.compliance]]`` (compliance alert rules,
   :class:`~contract.alerts.ComplianceRule`), ``[speech]`` (transcription: engine, model directory,
@@ -209,6 +211,127 @@ class SinkSection(_Strict):
             "removed at start (s); longer than any one clip assembly takes",
         ),
     ] = 3600.0
+    clips: Annotated[
+        str | None,
+        Field(
+            pattern=r"^s3://\S+$",
+            max_length=1024,
+            description="Where verified clips are kept: unset = the data directory's clips/; "
+            "s3://BUCKET/PREFIX = that bucket of an S3-compatible object storage (the [s3] "
+            "table; here or --clips)",
+        ),
+    ] = None
+
+    @field_validator("clips")
+    @classmethod
+    def _clips(cls, value: str | None) -> str | None:
+        from cloud_sink.objects import parse_clips_url
+
+        parse_clips_url(value, "clips")
+        return value
+
+
+class S3Section(_Strict):
+    """Object storage for clips (``sink.clips = "s3://..."``), read by ``sink run``, ``sink
+    retention`` and ``sink serve``. An unset endpoint, region or key falls back to boto3's
+    standard AWS environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID ...)."""
+
+    endpoint_url: Annotated[
+        str | None,
+        Field(
+            pattern=r"^https?://[^\s/]+(/\S*)?$",
+            max_length=1024,
+            description="S3 endpoint, e.g. 'http://127.0.0.1:8333' for a SeaweedFS of your "
+            "own; unset = AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS itself",
+        ),
+    ] = None
+    region: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[a-z0-9-]{1,64}$",
+            description="Region, e.g. 'eu-central-1'; unset = AWS_REGION / AWS_DEFAULT_REGION",
+        ),
+    ] = None
+    access_key_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=256,
+            description="Access key id; unset = AWS_ACCESS_KEY_ID (or ~/.aws, an instance role)",
+        ),
+    ] = None
+    secret_access_key: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=1024,
+            repr=False,
+            json_schema_extra=SECRET,
+            description="Secret access key (with access_key_id); better kept out of this "
+            "file: AWS_SECRET_ACCESS_KEY",
+        ),
+    ] = None
+    addressing_style: Annotated[
+        Literal["auto", "path", "virtual"],
+        Field(
+            description="Bucket in the path (most self-hosted servers: SeaweedFS, Garage, "
+            "Ceph) or in the host name (AWS)"
+        ),
+    ] = "auto"
+    multipart_threshold_mb: Annotated[
+        int,
+        Field(ge=5, le=5000, description="Clips larger than this are uploaded in parts (MiB)"),
+    ] = 8
+    multipart_chunk_mb: Annotated[
+        int, Field(ge=5, le=5000, description="Size of one part of a multipart upload (MiB)")
+    ] = 8
+    max_concurrency: Annotated[
+        int, Field(ge=1, le=64, description="Parts of one clip uploaded at once")
+    ] = 4
+    connect_timeout_s: Annotated[
+        float, Field(gt=0, le=300, description="Connecting to the storage gives up after (s)")
+    ] = 5.0
+    read_timeout_s: Annotated[
+        float, Field(gt=0, le=3600, description="A storage request waits for an answer (s)")
+    ] = 60.0
+    retry_min_s: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=3600,
+            description="After a failed upload (the clip stays in the data directory), the "
+            "next try waits this long, doubled each failure (s)",
+        ),
+    ] = 5.0
+    retry_max_s: Annotated[
+        float, Field(gt=0, le=86400, description="Longest wait between upload tries (s)")
+    ] = 300.0
+    serve: Annotated[
+        Literal["stream", "redirect"],
+        Field(
+            description="How 'sink serve' hands out a clip kept in object storage: 'stream' "
+            "it through the API (HTTP Range; the storage may stay private), or 'redirect' "
+            "(307) to a presigned URL (the storage's endpoint must be reachable by the clients)",
+        ),
+    ] = "stream"
+    presign_expiry_s: Annotated[
+        int,
+        Field(ge=1, le=7 * 86400, description="How long a presigned clip URL is valid (s)"),
+    ] = 300
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> Self:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError(
+                "s3.access_key_id and s3.secret_access_key go together: set both, or neither "
+                "(then AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are used)"
+            )
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError(
+                f"s3.retry_max_s ({self.retry_max_s}) must be at least s3.retry_min_s "
+                f"({self.retry_min_s})"
+            )
+        return self
 
 
 class ReportSection(_Strict):
@@ -295,6 +418,7 @@ class SiteAlertsSection(Section):
 
 class SinkFile(Section):
     sink: SinkSection = SinkSection()
+    s3: S3Section = S3Section()
     report: ReportSection = ReportSection()
     alerts: SiteAlertsSection = SiteAlertsSection()
     speech: SpeechSection = SpeechSection()

@@ -44,6 +44,11 @@ Rules:
 - What a sender may claim and how long the sink tries are the ``max_clip_bytes``,
   ``max_chunks``, ``clip_expire_after_s`` and ``max_ingest_attempts`` settings
   (:class:`cloud_sink.ingest.Limits`).
+- Clips in object storage (``clips = "s3://BUCKET/PREFIX"``, the ``s3`` settings): a verified
+  clip is uploaded by the worker's :class:`cloud_sink.objects.Uploader` thread (woken when a
+  clip completes, retried while the storage fails; the clip stays in the data directory until
+  its object is verified), so a slow or absent storage never holds up the messages. Its
+  receipt goes out as before, once the clip is verified and fsynced in the data directory.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -67,12 +72,16 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud_sink import wire
 from cloud_sink.alerts import DeviceWatch, SiteAlerts
 from cloud_sink.db import open_database
-from cloud_sink.ingest import DEFAULT_LIMITS, Ingest, Limits, Result
+from cloud_sink.ingest import DEFAULT_LIMITS, ClipKey, Ingest, Limits, Result
 from cloud_sink.migrations import migrate
+from cloud_sink.objects import S3Clips, Uploader, parse_clips_url
 from cloud_sink.receipts import Confirm, Receipts
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import context as tls_context
 from cloud_sink.tls import explain as explain_tls
+
+if TYPE_CHECKING:
+    from cloud_sink.config import S3Section
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +125,7 @@ class SinkConfig:
     batch_max_messages: int = 500  # messages ingested in one transaction at most ...
     batch_max_ms: float = 50.0  # ... and collected for at most this long (ms)
     temp_lease_s: float = 3600.0  # another worker's temporary file this old is abandoned
+    clips: str | None = None  # s3://BUCKET/PREFIX: verified clips go there (None: data dir)
 
     def limits(self) -> Limits:
         for name in ("max_clip_bytes", "max_chunks", "max_ingest_attempts"):
@@ -171,12 +181,20 @@ class Sink:
         clock: Callable[[], int] = time.time_ns,
         alerts: SiteAlerts | None = None,
         on_turn: Callable[[Sink], None] | None = None,
+        s3: S3Section | None = None,
     ) -> None:
         """``on_turn``: called on the worker thread at every turn of its loop (systemd's
-        notifications, cloud_sink/service.py)."""
+        notifications, cloud_sink/service.py). ``s3``: the object storage's settings (the
+        config's ``[s3]`` table), for ``config.clips`` and for clips uploaded before."""
         if config.group is not None and not wire.valid_name(config.group):
             raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
         limits = config.limits()  # a bad limit fails here, not in the worker
+        target = parse_clips_url(config.clips)  # so does a bad --clips, or no credentials
+        self.objects: S3Clips | None = None
+        if target is not None or s3 is not None:
+            from cloud_sink.config import S3Section
+
+            self.objects = S3Clips(s3 if s3 is not None else S3Section())
         self.config = config
         self.clock = clock
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -189,9 +207,18 @@ class Sink:
             self.db, config.data_dir, clock=clock, limits=limits, owner=config.effective_client_id
         )
         self.receipts = Receipts()  # delivery receipts waiting to be published
-        self.ingest.on_clip_complete = lambda key: self.receipts.add(
-            Confirm(key.site, key.device, clip_id=key.clip_id)
-        )
+        self.uploader: Uploader | None = None
+        if target is not None and self.objects is not None:
+            self.uploader = Uploader(
+                self.db,
+                config.data_dir,
+                self.objects,
+                target,
+                bump=self.ingest.counters.bump,
+                sweep_s=max(config.check_every_s, 1.0),
+            )
+        self.ingest.on_clip_complete = self._clip_verified
+        self.ingest.drop_object = self._drop_object
         # site-level alert rules and the device offline alerts (cloud_sink/alerts.py)
         self.site_alerts = alerts if alerts is not None else SiteAlerts([])
         self.ingest.on_stored = self.site_alerts.observe
@@ -293,8 +320,25 @@ class Sink:
         else:
             self._client.connect(host, port, self.config.keepalive_s)
 
+    def _clip_verified(self, key: ClipKey) -> None:
+        self.receipts.add(Confirm(key.site, key.device, clip_id=key.clip_id))
+        if self.uploader is not None:
+            self.uploader.wake()
+
+    def _drop_object(self, location: str) -> None:
+        """Delete the object of a clip that ingest dropped (its contact announced another)."""
+        if self.objects is None:
+            log.warning("clip %s was dropped; its object stays (no [s3] settings)", location)
+            return
+        try:
+            self.objects.delete_location(location)
+        except Exception:
+            log.exception("deleting the dropped clip object %s failed", location)
+
     def _run(self) -> None:
         backoff = self.config.backoff_min_s
+        if self.uploader is not None:
+            self.uploader.start()
         last_check = self.clock()
         last_sweep: int | None = None  # the device offline sweep: at start, then every check
         last_retention: int | None = None  # audio retention runs at start, then every interval
@@ -376,6 +420,8 @@ class Sink:
             self._connected = False
             self.subscribed.clear()
             self.db.close()
+            if self.uploader is not None:
+                self.uploader.stop()
 
     def _check_clips(self) -> None:
         """One step of the clip check pass under way."""
@@ -436,7 +482,11 @@ class Sink:
     def _retention(self) -> None:
         try:
             done = enforce_retention(
-                self.db, self.config.data_dir, self.config.retention_audio_days, self.clock()
+                self.db,
+                self.config.data_dir,
+                self.config.retention_audio_days,
+                self.clock(),
+                self.objects,
             )
         except Exception:  # tried again at the next interval
             log.exception("audio retention failed")

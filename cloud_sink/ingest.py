@@ -238,6 +238,9 @@ class Ingest:
         self.on_stored: Callable[[Database, wire.Message, int], object] | None = None
         # Called after a clip was verified and marked complete (its delivery receipt).
         self.on_clip_complete: Callable[[ClipKey], object] | None = None
+        # Deletes a clip's object (its s3:// location) after a commit that dropped the clip
+        # (cloud_sink/objects.py); None: no object storage configured
+        self.drop_object: Callable[[str], None] | None = None
         # every stored message of a device, in its transaction: (db, site, device, its status
         # or None, now); the device offline alerts (cloud_sink.alerts.DeviceWatch)
         self.on_seen: Callable[[Database, str, str, wire.Status | None, int], object] | None = None
@@ -645,6 +648,7 @@ class Ingest:
                 clips.total: total,
                 clips.complete: False,
                 clips.path: None,
+                clips.location: None,
                 clips.completed_ns: None,
                 clips.quiet_since_ns: now,
                 clips.resend_requests: 0,
@@ -657,7 +661,10 @@ class Ingest:
         )
         self._dead_letter(wire.clip_topic(site, device), b"", "clip_mismatch", detail, now)
         self._after_commit.append(lambda: self.store.drop_chunks(site, device, clip_id))
-        if row["path"]:
+        if row.get("location") and self.drop_object is not None:
+            location, drop = str(row["location"]), self.drop_object
+            self._after_commit.append(lambda: drop(location))
+        elif row["path"]:
             path = str(row["path"])
             self._after_commit.append(lambda: self.store.remove(path))
 
@@ -847,10 +854,10 @@ class Ingest:
             .tuples()
         ):
             events.setdefault((device, contact_id), []).append(from_json(body))
-        audio = {
-            (device, clip_id): str(self.data_dir / path)
-            for device, clip_id, path in t.clips.select(
-                t.clips.device, t.clips.clip_id, t.clips.path
+        audio = {  # the file under the data directory, or the object (clips.location)
+            (device, clip_id): location or str(self.data_dir / path)
+            for device, clip_id, path, location in t.clips.select(
+                t.clips.device, t.clips.clip_id, t.clips.path, t.clips.location
             )
             .where((t.clips.complete == True) & t.clips.audio_deleted_at.is_null())  # noqa: E712
             .tuples()

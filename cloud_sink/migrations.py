@@ -328,7 +328,19 @@ _V7 = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+_V8 = Migration(
+    8,
+    "clips in object storage: clips.location (NULL = the file at clips.path in the data "
+    "directory; s3://BUCKET/KEY = that object)",
+    (
+        "ALTER TABLE clips ADD COLUMN location TEXT",
+        # the uploader's question: verified clips still only in the data directory
+        "CREATE INDEX clips_pending_upload ON clips (completed_ns) "
+        "WHERE location IS NULL AND path IS NOT NULL AND audio_deleted_at IS NULL",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 
 
 def _render(db: Database, sql: str) -> str:

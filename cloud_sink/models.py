@@ -34,7 +34,7 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "clips": (
         "device", "clip_id", "site", "codec", "sample_rate", "total", "clip_bytes",
         "clip_sha256", "first_seen_ns", "quiet_since_ns", "resend_requests", "complete", "path",
-        "completed_ns", "audio_deleted_at",
+        "completed_ns", "audio_deleted_at", "location",
     ),
     "chunks": ("device", "clip_id", "seq", "byte_offset", "size", "sha256", "received_ns"),
     "dead_letters": (

@@ -3,11 +3,14 @@
 Rules:
 - Age: a clip is as old as its contact's end (``contacts.end_iso``); a clip whose contact never
   arrived counts from when its first chunk did (``clips.first_seen_ns``).
-- A verified clip: its file is deleted, then the row is marked ``audio_deleted_at`` (migration
-  4). An incomplete clip: its chunk files and chunk rows are dropped and the row is marked, so
-  ingest ignores its chunks from then on and no resend is asked for. Contacts, events, tags and
-  the clip rows (sizes, sha256) stay: reports keep working without the audio, and ``sink
-  contacts`` says when the audio went (:func:`deleted_audio`: ``audio_deleted_at``).
+- A verified clip: its file (or its object, when ``clips.location`` names one: the ``objects``
+  given, cloud_sink/objects.py) is deleted, then the row is marked ``audio_deleted_at``
+  (migration 4). A clip in object storage without ``objects`` is an error for that clip (it
+  stays, unmarked, and is tried again). An incomplete clip: its chunk files and chunk rows are
+  dropped and the row is marked, so ingest ignores its chunks from then on and no resend is
+  asked for. Contacts, events, tags and the clip rows (sizes, sha256) stay: reports keep
+  working without the audio, and ``sink contacts`` says when the audio went
+  (:func:`deleted_audio`: ``audio_deleted_at``).
 - :func:`due` is the pure decision (injected "now"); :func:`enforce` carries it out and is
   idempotent (a marked clip is never looked at again; a file already gone is fine).
 - No path is built from an unchecked id: files are found through :class:`ClipStore`, which
@@ -26,6 +29,7 @@ from peewee import Database
 
 from cloud_sink.db import transaction
 from cloud_sink.models import tables
+from cloud_sink.objects import ObjectStoreError, S3Clips
 from cloud_sink.storage import ClipStore, UnsafeNameError
 from cloud_sink.wire import EXTENSIONS
 
@@ -40,6 +44,7 @@ class ClipAge:
     clip_id: str
     complete: bool
     path: str | None  # relative to the data directory, for a verified clip
+    location: str | None  # s3://BUCKET/KEY once it is in object storage
     recorded_ns: int  # the contact's end, or the first chunk's arrival
 
 
@@ -91,6 +96,7 @@ def candidates(db: Database) -> list[ClipAge]:
                 clip_id=row["clip_id"],
                 complete=bool(row["complete"]),
                 path=row["path"],
+                location=row["location"],
                 recorded_ns=recorded if recorded is not None else int(row["first_seen_ns"]),
             )
         )
@@ -108,8 +114,15 @@ def deleted_audio(db: Database) -> dict[tuple[str, str], int]:
     }
 
 
-def enforce(db: Database, data_dir: Path, audio_days: float | None, now_ns: int) -> RetentionResult:
-    """Delete the audio :func:`due` picks and mark the clips."""
+def enforce(
+    db: Database,
+    data_dir: Path,
+    audio_days: float | None,
+    now_ns: int,
+    objects: S3Clips | None = None,
+) -> RetentionResult:
+    """Delete the audio :func:`due` picks and mark the clips (``objects``: where the clips
+    kept in object storage are deleted)."""
     result = RetentionResult()
     if audio_days is None:
         return result
@@ -117,7 +130,15 @@ def enforce(db: Database, data_dir: Path, audio_days: float | None, now_ns: int)
     t = tables(db)
     for clip in due(candidates(db), now_ns, audio_days):
         try:
-            if clip.complete and clip.path is not None:
+            if clip.complete and clip.location is not None:
+                if objects is None:
+                    raise ObjectStoreError(
+                        f"is kept in object storage ({clip.location}): give the [s3] table "
+                        "of the sink config to delete it"
+                    )
+                objects.delete_location(clip.location)
+                result.deleted += 1
+            elif clip.complete and clip.path is not None:
                 expected = store.clip_relpath(
                     clip.site, clip.device, clip.clip_id, _codec_of(clip.path)
                 )
@@ -131,8 +152,11 @@ def enforce(db: Database, data_dir: Path, audio_days: float | None, now_ns: int)
             else:
                 store.drop_chunks(clip.site, clip.device, clip.clip_id)
                 result.dropped_incomplete += 1
-        except (UnsafeNameError, OSError) as exc:
+        except (UnsafeNameError, OSError, ObjectStoreError) as exc:
             result.errors.append(f"clip {clip.device}/{clip.clip_id}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - the storage failed (boto3's errors): next run
+            result.errors.append(f"clip {clip.device}/{clip.clip_id}: object storage: {exc}")
             continue
         where = (t.clips.device == clip.device) & (t.clips.clip_id == clip.clip_id)
         with transaction(db):
@@ -143,9 +167,23 @@ def enforce(db: Database, data_dir: Path, audio_days: float | None, now_ns: int)
                 t.chunks.delete().where(
                     (t.chunks.device == clip.device) & (t.chunks.clip_id == clip.clip_id)
                 ).execute()
+            uploaded = t.clips.select(t.clips.location).where(where).scalar()
         if not clip.complete:  # a chunk written while we were at it
             store.drop_chunks(clip.site, clip.device, clip.clip_id)
+        if uploaded is not None and uploaded != clip.location:  # uploaded while we were at it
+            _delete_late_object(objects, uploaded, clip, result)
     return result
+
+
+def _delete_late_object(
+    objects: S3Clips | None, location: str, clip: ClipAge, result: RetentionResult
+) -> None:
+    try:
+        if objects is None:
+            raise ObjectStoreError(f"uploaded meanwhile to {location}: give the [s3] table")
+        objects.delete_location(location)
+    except Exception as exc:  # noqa: BLE001 - reported; the object is named in the error
+        result.errors.append(f"clip {clip.device}/{clip.clip_id}: {exc}")
 
 
 def _codec_of(path: str) -> str:

@@ -55,6 +55,7 @@ EXTRA_OF = {
     "multipart": "sink",
     "rapidfuzz": "sink",
     "pymorphy3": "sink",
+    "boto3": "sink",
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.broker import LocalBroker
-from tests.services import PostgresCluster
+from tests.services import PostgresCluster, SeaweedS3
 from tests.waiting import child_processes, reap_children
 
 _db_names = itertools.count(1)
@@ -59,3 +59,14 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 def postgres_url(postgres_cluster: PostgresCluster) -> str:
     """A new empty database in the session's cluster."""
     return postgres_cluster.create_database(f"t{next(_db_names)}")
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path) -> Iterator[SeaweedS3]:
+    """A fresh SeaweedFS S3 gateway on loopback with an empty bucket ``clips``; stopped after."""
+    server = SeaweedS3(tmp_path / "seaweedfs")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

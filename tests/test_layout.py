@@ -44,6 +44,7 @@ BENCH_USES_OF_TESTS = {
     ("bench/soak.py", "tests.faults.harness"),
     ("bench/transport.py", "tests.services"),
     ("bench/api.py", "tests.services"),  # the throwaway PostgreSQL cluster of the tests
+    ("bench/objects.py", "tests.services"),  # the tests' SeaweedFS S3 server
 }
 
 Import = tuple[Path, str, list[str]]

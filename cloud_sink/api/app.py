@@ -12,6 +12,13 @@ Rules:
   ``csrf_token``); a token-authenticated one needs none (browsers never send it by themselves).
 - Every error is JSON ``{"detail": message, "field": name or null}``; the message names the
   field and the fix.
+- A clip kept in object storage (its row's ``location``, cloud_sink/objects.py) is served by
+  the same route: streamed through the API by default (``s3.serve = "stream"``: the storage may
+  stay private; HTTP Range is passed on as the object's byte range; the object's
+  ``x-amz-meta-sha256`` must equal the clip's, and a whole-clip read is hashed as it goes and
+  broken off if the bytes differ), or with ``s3.serve = "redirect"`` answered by a 307 to a
+  presigned URL valid ``s3.presign_expiry_s`` (the client then reads the storage directly;
+  its endpoint must be reachable from the client). A listen is audited either way.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from peewee import Database
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -45,6 +52,7 @@ from cloud_sink.api.settings import ApiSettings, LoginLimiter
 from cloud_sink.db import execute_sql, transaction
 from cloud_sink.migrations import open_existing
 from cloud_sink.models import from_json, tables
+from cloud_sink.objects import S3Clips, parse_location, verified_read
 from cloud_sink.reasons import ReasonError, annotate, count
 from contract.sql import scalar
 
@@ -242,9 +250,27 @@ class _State:
         )
         self.registry.register(_DatabaseCollector(self))
         self.clips_root = (settings.data_dir / "clips").resolve()
+        self._objects: S3Clips | None = None
 
         self._connections: list[Any] = []
         self._lock = threading.Lock()
+
+    def objects(self) -> S3Clips:
+        """The object storage of clips kept there (made on first use: a server whose clips
+        are all local needs neither its settings nor boto3)."""
+        with self._lock:
+            if self._objects is None:
+                from cloud_sink.config import S3Section
+
+                s3 = self.settings.s3
+                try:
+                    self._objects = S3Clips(s3 if s3 is not None else S3Section())
+                except ValueError as exc:
+                    log.error("object storage: %s", exc)
+                    raise ApiError(
+                        503, f"the clip is kept in object storage, which is not set up here: {exc}"
+                    ) from None
+            return self._objects
 
     def database(self) -> Database:
         """The database, connected in this thread (one connection per server thread, kept
@@ -580,6 +606,7 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
         responses={
             200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "the clip"},
             206: {"description": "the requested byte range"},
+            307: {"description": "a presigned URL of the clip's object (s3.serve = redirect)"},
             304: {"description": "not modified (If-None-Match)"},
             416: {"model": ErrorBody, "description": "the range is outside the clip"},
         },
@@ -604,8 +631,6 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
                 else ("has not arrived completely" if meta else "has no clip")
             )
             raise ApiError(404, f"contact {device}/{contact_id} {why}", "contact_id")
-        path = _clip_file(state, meta)
-        size = path.stat().st_size
         etag = f'"{meta["clip_sha256"]}"'
         headers = {
             "ETag": etag,
@@ -615,6 +640,41 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
         }
         if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
             return Response(status_code=304, headers=headers)
+
+        def listened() -> None:
+            accounts.audit(
+                db, who, "listen", device=device, contact_id=contact_id, site=contact["site"],
+                remote=request.client.host if request.client else "-",
+                now_ns=state.settings.clock_ns(),
+            )  # fmt: skip
+
+        content_type = CONTENT_TYPES.get(meta["codec"], "application/octet-stream")
+        read: Callable[[int, int], Iterator[bytes]]
+        if meta.get("location"):
+            objects = state.objects()
+            bucket, key = parse_location(str(meta["location"]))
+            if objects.options.serve == "redirect":
+                if range_ is None or range_.replace(" ", "").startswith("bytes=0-"):
+                    listened()
+                url = objects.presign(
+                    bucket, key, filename=_file_name(contact, meta["codec"]),
+                    content_type=content_type,
+                )  # fmt: skip
+                return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+            size = _object_size(objects, bucket, key, meta["clip_sha256"])
+
+            def read(first: int, last: int) -> Iterator[bytes]:
+                blocks = objects.read(bucket, key, first, last)
+                if first == 0 and last == size - 1:  # the whole clip: checked as it goes
+                    return verified_read(blocks, meta["clip_sha256"], f"s3://{bucket}/{key}")
+                return blocks
+        else:
+            path = _clip_file(state, meta)
+            size = path.stat().st_size
+
+            def read(first: int, last: int) -> Iterator[bytes]:
+                return _read(path, first, last)
+
         first, last = 0, size - 1
         status = 200
         if range_ is not None:
@@ -631,16 +691,9 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
             headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         headers["Content-Length"] = str(last - first + 1)
         if first == 0:  # a listen (a player's later ranges of the same listen are not)
-            accounts.audit(
-                db, who, "listen", device=device, contact_id=contact_id, site=contact["site"],
-                remote=request.client.host if request.client else "-",
-                now_ns=state.settings.clock_ns(),
-            )  # fmt: skip
+            listened()
         return StreamingResponse(
-            _read(path, first, last),
-            status_code=status,
-            media_type=CONTENT_TYPES.get(meta["codec"], "application/octet-stream"),
-            headers=headers,
+            read(first, last), status_code=status, media_type=content_type, headers=headers
         )
 
     @app.get("/api/v1/reasons", response_model=list[ReasonItem], tags=["reasons"])
@@ -774,6 +827,25 @@ def _clip_file(state: _State, meta: dict[str, Any]) -> Path:
         log.warning("clip path refused or missing: %r", relative[:200])
         raise ApiError(404, "the clip's file is missing on this server", "contact_id")
     return path
+
+
+def _object_size(objects: S3Clips, bucket: str, key: str, sha256: str) -> int:
+    """The clip object's size, after checking that its sha256 metadata is the clip's."""
+    try:
+        info = objects.head(bucket, key)
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: missing object, storage down
+        status = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if status in ("404", "NoSuchKey", "NotFound"):
+            log.warning("clip object s3://%s/%s is missing", bucket, key)
+            why = "the clip's object is missing in the storage"
+            raise ApiError(404, why, "contact_id") from None
+        log.warning("object storage failed for s3://%s/%s: %s", bucket, key, exc)
+        why = "the object storage holding the clip does not answer; try again"
+        raise ApiError(503, why) from None
+    if info.sha256 != sha256:
+        log.error("s3://%s/%s: metadata sha256 %s, clip %s", bucket, key, info.sha256, sha256)
+        raise ApiError(502, "the object in the storage is not this clip (sha256 differs)")
+    return info.size
 
 
 def _file_name(contact: dict[str, Any], codec: str) -> str:

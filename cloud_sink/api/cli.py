@@ -86,7 +86,7 @@ def add_commands(sub: Any, guarded: Any) -> None:
 def _place(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="data directory")
     parser.add_argument("--db", help="postgresql://... (default: SQLite in --data)")
-    parser.add_argument("--config", type=Path, help="TOML file ([report], [[reasons]])")
+    parser.add_argument("--config", type=Path, help="TOML file ([report], [[reasons]], [s3])")
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -236,6 +236,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         ),
         offline_after_s=float(getattr(args, "offline_after", 300.0)),
         secure_cookies=args.tls_cert is not None,
+        s3=doc.s3 if "s3" in doc.model_fields_set else None,
     )
 
 

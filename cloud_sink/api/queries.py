@@ -309,8 +309,8 @@ def clip_row(db: Database, device: str, clip_id: str) -> dict[str, Any] | None:
     p = db.param
     row = execute_sql(
         db,
-        "SELECT codec, sample_rate, clip_bytes, clip_sha256, complete, path, audio_deleted_at "
-        f"FROM clips WHERE device = {p} AND clip_id = {p}",
+        "SELECT codec, sample_rate, clip_bytes, clip_sha256, complete, path, audio_deleted_at, "
+        f"location FROM clips WHERE device = {p} AND clip_id = {p}",
         (device, clip_id),
     ).fetchone()
     if row is None:
@@ -319,6 +319,7 @@ def clip_row(db: Database, device: str, clip_id: str) -> dict[str, Any] | None:
         "codec": row[0], "sample_rate": int(row[1]), "clip_bytes": int(row[2]),
         "clip_sha256": row[3], "complete": bool(row[4]), "path": row[5],
         "audio_deleted_at": None if row[6] is None else int(row[6]),
+        "location": row[7],
     }  # fmt: skip
 
 

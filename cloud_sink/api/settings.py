@@ -8,9 +8,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud_sink.metrics import Parameters
 from cloud_sink.reasons import DEFAULT_REASONS, Reason
+
+if TYPE_CHECKING:
+    from cloud_sink.config import S3Section
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class ApiSettings:
     login_attempts: int = 5  # failed logins allowed per window, per address and per user name
     login_window_s: float = 300.0
     clock_ns: Callable[[], int] = time.time_ns
+    s3: S3Section | None = None  # the [s3] table: clips kept in object storage
 
 
 class LoginLimiter:
