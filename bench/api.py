@@ -3,8 +3,10 @@
 (a) Contacts. ``--contacts`` rows (default 1,000,000) are generated straight into a fresh sink
     database (SQLite in a temporary directory, and PostgreSQL on a throwaway cluster from
     ``tests/services.py``): 20 sites x 10 devices, a year of start times, 5 staff, 2-3 tags each
-    (a rating and productive/unproductive), a verified clip row for one in ten. The app runs
-    under uvicorn on a loopback port (``sink serve``'s app); an httpx client asks for the first
+    (a rating and productive/unproductive), a verified clip row for one in ten; then ANALYZE,
+    and on PostgreSQL VACUUM too (what autovacuum does to a table that grew; ``--no-vacuum``:
+    measure right after loading). The app runs under uvicorn on a loopback port (``sink
+    serve``'s app); an httpx client asks for the first
     page (50 rows) of each filter below ``--repeat`` times, and follows ``next_cursor`` 10 pages
     deep; p50/p95/max per filter and over all requests. Goal: p95 <= 100 ms.
 (b) Clip download. A ``--clip-mb`` file is put in the sink's clip store with its rows; GET
@@ -14,7 +16,7 @@
 Only loopback; everything lives in a temporary directory that is removed at the end.
 
     .venv/bin/python bench/api.py [--contacts 1000000] [--repeat 20] [--clip-mb 256]
-        [--no-postgres] [--no-sqlite]
+        [--no-postgres] [--no-sqlite] [--no-vacuum]
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def clip_row(
     return (device, cid, site, "wav", 16000, 1, size, sha, 0, 0, 0, True, path, 0)
 
 
-def fill(db: Any, n: int, postgres: bool) -> float:
+def fill(db: Any, n: int, postgres: bool, *, no_vacuum: bool = False) -> float:
     """Generate ``n`` contacts (and tags, clips) into ``db``; seconds taken."""
     started = time.perf_counter()
     devices = [(d, s, 0, 0) for s, d in DEVICES]
@@ -126,9 +128,12 @@ def fill(db: Any, n: int, postgres: bool) -> float:
                 for k in clip_rows:
                     kc.write_row(k)
         conn.commit()
+        # the state autovacuum brings a table to (its insert-triggered VACUUM marks the pages
+        # all-visible, so the list's index-only scans read no rows), unless --no-vacuum
+        conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("ANALYZE")
-        conn.commit()
+            cur.execute("ANALYZE" if no_vacuum else "VACUUM ANALYZE")
+        conn.autocommit = False
     else:
         conn = db.connection()
         marks = ", ".join("?" for _ in CONTACT_COLUMNS)
@@ -285,7 +290,7 @@ def run_one(label: str, db_url: str | None, data: Path, args: argparse.Namespace
     data.mkdir(parents=True, exist_ok=True)
     db = open_database(db_url, data)
     migrate(db)
-    took = fill(db, args.contacts, postgres=db_url is not None)
+    took = fill(db, args.contacts, postgres=db_url is not None, no_vacuum=args.no_vacuum)
     print(f"{label}: {args.contacts:,} contacts generated in {took:.1f} s", flush=True)
     tokens = tokens_for(db)
     clip = None
@@ -386,6 +391,9 @@ def main() -> int:
     parser.add_argument("--clip-mb", type=int, default=256, help="clip size (0: no download)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--no-vacuum", action="store_true", help="PostgreSQL: ANALYZE only, no VACUUM after loading"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="cp-bench-api-"))
     print(f"{os.cpu_count()} CPUs; {args.contacts:,} contacts, {args.repeat} requests per filter")
