@@ -17,7 +17,9 @@ Rules:
   ``tags_all`` (every one), ``tags_any`` (at least one), ``tags_none`` (none of them),
   ``reason`` (a manager ticked it), ``has_audio`` (a verified clip whose audio is still kept),
   ``text`` (the contact's transcript holds every word, in any inflected form: the search of
-  ``sink contacts --text``, cloud_sink/speech/search.py).
+  ``sink contacts --text``, cloud_sink/speech/search.py). On PostgreSQL words held by
+  ``TEXT_PER_ROW_FROM`` transcripts or more are tested per contact walked (a probe by key),
+  fewer are found through the full-text index and joined.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from cloud_sink.db import execute_sql, is_sqlite
 from cloud_sink.models import from_json
 
 MAX_LIMIT: Final = 500
+#: PostgreSQL: from this many matching transcripts on, a ``text`` filter tests each contact
+#: walked in time order instead of joining every match (bench/README.md, "api")
+TEXT_PER_ROW_FROM = 2000
 
 
 class QueryError(ValueError):
@@ -160,7 +165,8 @@ def _filtered(db: Database, who: Principal, f: ContactFilter) -> _Where:
         words = search.words_of(f.text)
         if not words:
             raise QueryError("text", f"text {f.text!r} holds no word to search for: give words")
-        condition, args = search.contact_condition(db, words, "c.device", "c.id")
+        per_row = not is_sqlite(db) and search.at_least(db, words, TEXT_PER_ROW_FROM)
+        condition, args = search.contact_condition(db, words, "c.device", "c.id", per_row=per_row)
         w.parts.append(condition)  # (its own placeholders are the engine's)
         w.args.extend(args)
     return w

@@ -89,12 +89,35 @@ def matching(db: Database, query: str) -> set[tuple[str, str]]:
     return {(str(d), str(c)) for d, c in rows}
 
 
+def at_least(db: Database, words: list[str], count: int) -> bool:
+    """Whether ``count`` transcripts or more hold every one of ``words`` (counts no further)."""
+    if is_sqlite(db):
+        sql = (
+            "SELECT COUNT(*) FROM (SELECT rowid FROM transcripts_fts WHERE transcripts_fts "
+            f"MATCH {db.param} LIMIT {int(count)}) m"
+        )
+        args: list[str] = [_fts5_query(words)]
+    else:
+        tsquery, args = _pg_query(db, words)
+        sql = (
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM transcripts WHERE state = 'done' AND {_PG_DOC} "
+            f"@@ {tsquery} LIMIT {int(count)}) m"
+        )
+    row = execute_sql(db, sql, args).fetchone()
+    return row is not None and int(row[0]) >= count
+
+
 def contact_condition(
-    db: Database, words: list[str], device: str, contact: str
+    db: Database, words: list[str], device: str, contact: str, *, per_row: bool = False
 ) -> tuple[str, list[str]]:
     """SQL true for a contact (its device and id columns named ``device``, ``contact``) whose
     transcript holds every one of ``words`` (:func:`words_of`, not empty), and its parameters:
-    the same search as :func:`matching`, as one condition of a larger query."""
+    the same search as :func:`matching`, as one condition of a larger query.
+
+    By default the matching transcripts are found through the full-text index and joined: the
+    cost grows with how many match. ``per_row`` (PostgreSQL; SQLite ignores it) tests each
+    contact's own transcript instead, a probe by primary key: for words so common that a list
+    in time order fills after a few contacts."""
     if is_sqlite(db):
         # (a subquery, not correlated: FTS5 runs the MATCH once)
         return (
@@ -103,6 +126,13 @@ def contact_condition(
             [_fts5_query(words)],
         )
     tsquery, params = _pg_query(db, words)
+    if per_row:
+        # ("OFFSET 0" keeps it a filter: the planner would make it a join again)
+        return (
+            f"EXISTS (SELECT 1 FROM transcripts s WHERE s.device = {device} AND s.clip_id = "
+            f"{contact} AND s.state = 'done' AND {_PG_DOC} @@ {tsquery} OFFSET 0)",
+            params,
+        )
     return (
         f"({device}, {contact}) IN (SELECT device, clip_id FROM transcripts WHERE "
         f"state = 'done' AND {_PG_DOC} @@ {tsquery})",

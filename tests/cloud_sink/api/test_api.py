@@ -13,7 +13,7 @@ import pytest
 
 from cloud_sink import report, wire
 from cloud_sink.alerts import OFFLINE_RULE, DeviceWatch, SiteAlerts, stored_alerts
-from cloud_sink.api import accounts
+from cloud_sink.api import accounts, queries
 from cloud_sink.db import transaction
 from cloud_sink.models import tables
 from cloud_sink.speech.engines import Transcript
@@ -378,9 +378,14 @@ def said(world: World) -> tuple[tuple[str, str], ...]:
     return a, b, x
 
 
+@pytest.mark.parametrize("per_row", [False, True], ids=["joined", "per-row"])
 def test_text_finds_contacts_by_the_words_of_their_transcript(
-    world: World, said: tuple[tuple[str, str], ...]
+    world: World, said: tuple[tuple[str, str], ...], per_row: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both ways the list finds words on PostgreSQL (through the index, or per contact when
+    the words are common: here from one match on) give the same contacts."""
+    if per_row:
+        monkeypatch.setattr(queries, "TEXT_PER_ROW_FROM", 1)
     a, b, x = said
 
     def found(who: str, **params: Any) -> set[tuple[str, str]]:
