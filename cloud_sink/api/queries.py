@@ -125,7 +125,7 @@ _AUDIO: Final = (
 # PostgreSQL: "OFFSET 0" keeps the EXISTS a filter probing the partial index clips_audio row by
 # row. Without it the planner turns it into a join, proves it unique by the clips' primary key
 # and multiplies the selectivities of device and id as if unrelated: 15 rows expected where
-# 2,459 of a site's 50,000 match, so it hash-joins and sorts the whole site (262 ms at 1 M
+# 4,918 of a site's 49,407 match, so it hash-joins and sorts the whole site (262 ms at 1 M
 # contacts) instead of walking the site's index until the page is full (4 ms).
 _PG_FENCE: Final = " OFFSET 0"
 
