@@ -3,8 +3,11 @@
 (a) Contacts. ``--contacts`` rows (default 1,000,000) are generated straight into a fresh sink
     database (SQLite in a temporary directory, and PostgreSQL on a throwaway cluster from
     ``tests/services.py``): 20 sites x 10 devices, a year of start times, 5 staff, 2-3 tags each
-    (a rating and productive/unproductive), a verified clip row for one in ten. The app runs
-    under uvicorn on a loopback port (``sink serve``'s app); an httpx client asks for the first
+    (a rating and productive/unproductive), a verified clip row and a transcript (6-10 words
+    of 20, one in a hundred also "возврат") for one in ten; then ANALYZE, and on PostgreSQL
+    VACUUM too (what autovacuum does to a table that grew; ``--no-vacuum``: measure right after
+    loading). The app runs under uvicorn on a loopback port (``sink serve``'s app); an httpx
+    client asks for the first
     page (50 rows) of each filter below ``--repeat`` times, and follows ``next_cursor`` 10 pages
     deep; p50/p95/max per filter and over all requests. Goal: p95 <= 100 ms.
 (b) Clip download. A ``--clip-mb`` file is put in the sink's clip store with its rows; GET
@@ -14,7 +17,7 @@
 Only loopback; everything lives in a temporary directory that is removed at the end.
 
     .venv/bin/python bench/api.py [--contacts 1000000] [--repeat 20] [--clip-mb 256]
-        [--no-postgres] [--no-sqlite]
+        [--no-postgres] [--no-sqlite] [--no-vacuum]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from cloud_sink.api.app import create_app
 from cloud_sink.api.settings import ApiSettings
 from cloud_sink.db import open_database, transaction
 from cloud_sink.migrations import migrate
+from cloud_sink.speech.search import search_text
 from provisioning.broker import free_port
 
 SITES = [f"site-{i:02d}" for i in range(20)]
@@ -56,6 +60,16 @@ CONTACT_COLUMNS = (
     "device", "id", "site", "msg_id", "start_iso", "end_iso", "duration_s", "ended_by", "mode",
     "clip", "clock_synced", "boot_id", "received_ns", "staff",
 )  # fmt: skip
+TRANSCRIPT_COLUMNS = (
+    "device", "clip_id", "state", "worker", "lease_until_ns", "attempts", "engine", "model",
+    "language", "text", "search_text",
+)  # fmt: skip
+#: what the generated transcripts say: 6-10 of these words each, and one in a hundred "возврат"
+SAID = (
+    *("здравствуйте", "спасибо", "покупку", "карта", "оплата", "скидка", "пакет", "чек"),
+    *("пожалуйста", "свидания", "hello", "thanks", "card", "cash", "receipt", "discount"),
+    *("bag", "please", "welcome", "goodbye"),
+)
 CLIP_COLUMNS = (
     "device", "clip_id", "site", "codec", "sample_rate", "total", "clip_bytes", "clip_sha256",
     "first_seen_ns", "quiet_since_ns", "resend_requests", "complete", "path", "completed_ns",
@@ -64,6 +78,14 @@ CLIP_COLUMNS = (
 
 def wire_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def transcript_row(rnd: random.Random, device: str, cid: str) -> tuple[Any, ...]:
+    words = rnd.sample(SAID, rnd.randint(6, 10))
+    if rnd.random() < 0.01:
+        words.insert(rnd.randrange(len(words)), "возврат")
+    text = " ".join(words)
+    return (device, cid, "done", "bench", 0, 1, "bench", "none", "ru", text, search_text(text))
 
 
 def rows(n: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], list[str], bool]]:
@@ -95,7 +117,7 @@ def clip_row(
     return (device, cid, site, "wav", 16000, 1, size, sha, 0, 0, 0, True, path, 0)
 
 
-def fill(db: Any, n: int, postgres: bool) -> float:
+def fill(db: Any, n: int, postgres: bool, *, no_vacuum: bool = False) -> float:
     """Generate ``n`` contacts (and tags, clips) into ``db``; seconds taken."""
     started = time.perf_counter()
     devices = [(d, s, 0, 0) for s, d in DEVICES]
@@ -125,14 +147,20 @@ def fill(db: Any, n: int, postgres: bool) -> float:
             with cur.copy(f"COPY clips ({', '.join(CLIP_COLUMNS)}) FROM STDIN") as kc:
                 for k in clip_rows:
                     kc.write_row(k)
+            rnd = random.Random(11)
+            columns = ", ".join(TRANSCRIPT_COLUMNS)
+            with cur.copy(f"COPY transcripts ({columns}) FROM STDIN") as xc:
+                for k in clip_rows:
+                    xc.write_row(transcript_row(rnd, k[0], k[1]))
         conn.commit()
+        # the state autovacuum brings a table to (its insert-triggered VACUUM marks the pages
+        # all-visible, so the list's index-only scans read no rows), unless --no-vacuum
+        conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("ANALYZE")
-        conn.commit()
+            cur.execute("ANALYZE" if no_vacuum else "VACUUM ANALYZE")
+        conn.autocommit = False
     else:
         conn = db.connection()
-        marks = ", ".join("?" for _ in CONTACT_COLUMNS)
-        kmarks = ", ".join("?" for _ in CLIP_COLUMNS)
         with transaction(db):
             conn.executemany(
                 "INSERT INTO devices (device, site, first_seen_ns, last_seen_ns) "
@@ -142,6 +170,8 @@ def fill(db: Any, n: int, postgres: bool) -> float:
             batch: list[tuple[Any, ...]] = []
             tag_batch: list[tuple[str, str, int, str]] = []
             clip_batch: list[tuple[Any, ...]] = []
+            said: list[tuple[Any, ...]] = []
+            rnd = random.Random(11)
             for row, tags, clip in rows(n):
                 batch.append(row)
                 tag_batch.extend((row[0], row[1], pos, t) for pos, t in enumerate(tags))
@@ -149,24 +179,31 @@ def fill(db: Any, n: int, postgres: bool) -> float:
                     clip_batch.append(
                         clip_row(row[0], row[1], row[2], size=1, sha="0" * 64, path="")
                     )
+                    said.append(transcript_row(rnd, row[0], row[1]))
                 if len(batch) >= 20_000:
-                    _sqlite_flush(
-                        conn, marks, kmarks, batch=batch, tags=tag_batch, clips=clip_batch
-                    )
-            _sqlite_flush(conn, marks, kmarks, batch=batch, tags=tag_batch, clips=clip_batch)
+                    _sqlite_flush(conn, batch=batch, tags=tag_batch, clips=clip_batch, said=said)
+            _sqlite_flush(conn, batch=batch, tags=tag_batch, clips=clip_batch, said=said)
         conn.execute("ANALYZE")
     return time.perf_counter() - started
 
 
+def _insert(conn: Any, table: str, columns: tuple[str, ...], values: list[Any]) -> None:
+    marks = ", ".join("?" for _ in columns)
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+    values.clear()
+
+
 def _sqlite_flush(
-    conn: Any, marks: str, kmarks: str, *, batch: list[Any], tags: list[Any], clips: list[Any]
+    conn: Any, *, batch: list[Any], tags: list[Any], clips: list[Any], said: list[Any]
 ) -> None:
-    conn.executemany(f"INSERT INTO contacts ({', '.join(CONTACT_COLUMNS)}) VALUES ({marks})", batch)
-    conn.executemany("INSERT INTO tags (device, contact_id, pos, tag) VALUES (?, ?, ?, ?)", tags)
-    conn.executemany(f"INSERT INTO clips ({', '.join(CLIP_COLUMNS)}) VALUES ({kmarks})", clips)
-    batch.clear()
-    tags.clear()
-    clips.clear()
+    """Write the rows gathered so far; a transcript's full-text row is what
+    cloud_sink.speech.search.index writes (its search_text)."""
+    _insert(conn, "contacts", CONTACT_COLUMNS, batch)
+    _insert(conn, "tags", ("device", "contact_id", "pos", "tag"), tags)
+    _insert(conn, "clips", CLIP_COLUMNS, clips)
+    fts = [(t[0], t[1], t[-1]) for t in said]
+    _insert(conn, "transcripts", TRANSCRIPT_COLUMNS, said)
+    _insert(conn, "transcripts_fts", ("device", "clip_id", "body"), fts)
 
 
 class Server:
@@ -201,14 +238,29 @@ FILTERS: list[tuple[str, dict[str, Any], str]] = [
     ("site + tag negative", {"site": "site-07", "tag": "negative"}, "admin"),
     ("tag request (5 %)", {"tag": "request"}, "admin"),
     ("device + one month", {"device": "cp-073", "from": "2026-06-01", "to": "2026-07-01"}, "admin"),
-    ("site + tag_any negative|unsure", {"site": "site-03", "tag_any": ["negative", "unsure"]},
-     "admin"),
+    (
+        "site + tag_any negative|unsure",
+        {"site": "site-03", "tag_any": ["negative", "unsure"]},
+        "admin",
+    ),
     ("site + tag_none positive", {"site": "site-03", "tag_none": "positive"}, "admin"),
     ("site + staff", {"site": "site-11", "staff": "dina"}, "admin"),
     ("site + has_audio", {"site": "site-11", "has_audio": "true"}, "admin"),
     ("manager of one site + tag negative", {"tag": "negative"}, "manager"),
-    ("site + tag + mode + ended_by", {"site": "site-05", "tag": "negative", "mode": "presence",
-                                      "ended_by": "timeout"}, "admin"),
+    (
+        "site + tag + mode + ended_by",
+        {"site": "site-05", "tag": "negative", "mode": "presence", "ended_by": "timeout"},
+        "admin",
+    ),
+]
+#: the transcript search (#15), reported apart from the goal above: its cost grows with the
+#: number of transcripts that match (they are joined, then sorted by time)
+TEXT_FILTERS: list[tuple[str, dict[str, Any], str]] = [
+    ("site + text, a word of 1 in 100", {"site": "site-03", "text": "возврат"}, "admin"),
+    ("text, a word of 1 in 100", {"text": "возврат"}, "admin"),
+    ("text, inflected Russian (4 in 10)", {"text": "покупка"}, "admin"),
+    ("text, two words (each 4 in 10)", {"text": "thanks receipt"}, "admin"),
+    ("site + text, a word of 4 in 10", {"site": "site-03", "text": "спасибо"}, "admin"),
 ]  # fmt: skip
 
 
@@ -217,14 +269,16 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def measure(url: str, tokens: dict[str, str], repeat: int) -> list[tuple[str, list[float], int]]:
+def measure(
+    url: str, tokens: dict[str, str], repeat: int, filters: list[tuple[str, dict[str, Any], str]]
+) -> list[tuple[str, list[float], int]]:
     out: list[tuple[str, list[float], int]] = []
     clients = {
         who: httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tok}"}, timeout=120)
         for who, tok in tokens.items()
     }
     try:
-        for name, params, who in FILTERS:
+        for name, params, who in filters:
             c = clients[who]
             first = c.get("/api/v1/contacts", params=params)
             first.raise_for_status()
@@ -235,6 +289,8 @@ def measure(url: str, tokens: dict[str, str], repeat: int) -> list[tuple[str, li
                 c.get("/api/v1/contacts", params=params).raise_for_status()
                 times.append((time.perf_counter() - t) * 1000)
             out.append((name, times, got))
+        if filters is not FILTERS:
+            return out
         times = []
         cursor = None
         for _ in range(10):
@@ -285,7 +341,7 @@ def run_one(label: str, db_url: str | None, data: Path, args: argparse.Namespace
     data.mkdir(parents=True, exist_ok=True)
     db = open_database(db_url, data)
     migrate(db)
-    took = fill(db, args.contacts, postgres=db_url is not None)
+    took = fill(db, args.contacts, postgres=db_url is not None, no_vacuum=args.no_vacuum)
     print(f"{label}: {args.contacts:,} contacts generated in {took:.1f} s", flush=True)
     tokens = tokens_for(db)
     clip = None
@@ -294,7 +350,10 @@ def run_one(label: str, db_url: str | None, data: Path, args: argparse.Namespace
     db.close()
     settings = ApiSettings(data_dir=data, db_url=db_url)
     with Server(settings) as server:
-        report(label, measure(server.url, tokens, args.repeat))
+        report(label, measure(server.url, tokens, args.repeat, FILTERS))
+        report(
+            f"{label}, transcript search", measure(server.url, tokens, args.repeat, TEXT_FILTERS)
+        )
         if clip is not None:
             download(server.url, tokens["admin"], clip, data)
     return clip
@@ -386,6 +445,9 @@ def main() -> int:
     parser.add_argument("--clip-mb", type=int, default=256, help="clip size (0: no download)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--no-vacuum", action="store_true", help="PostgreSQL: ANALYZE only, no VACUUM after loading"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="cp-bench-api-"))
     print(f"{os.cpu_count()} CPUs; {args.contacts:,} contacts, {args.repeat} requests per filter")

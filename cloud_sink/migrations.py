@@ -340,7 +340,34 @@ _V8 = Migration(
     ),
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+_V9 = Migration(
+    9,
+    "contact list speed: covering (site, start, device, id) index, contacts by device and "
+    "start, tags by contact and tag, clips with audio",
+    (
+        # a page of GET /api/v1/contacts in (start, device, id) order, walked per site or per
+        # device; a tag filter and has_audio probe these indexes alone (cloud_sink/api/queries.py)
+        "CREATE INDEX contacts_device_start ON contacts (device, start_iso)",
+        "CREATE INDEX tags_contact_tag ON tags (device, contact_id, tag)",
+        "CREATE INDEX clips_audio ON clips (device, clip_id) "
+        "WHERE complete AND audio_deleted_at IS NULL",
+        "DROP INDEX contacts_site_start",
+    ),
+    # mode, ended_by and staff are in the index, so those filters need not read the row:
+    # PostgreSQL as INCLUDE columns, SQLite (which has no INCLUDE) as trailing key columns
+    sqlite=(
+        "CREATE INDEX contacts_site_order ON contacts "
+        "(site, start_iso, device, id, mode, ended_by, staff)",
+    ),
+    postgresql=(
+        "CREATE INDEX contacts_site_order ON contacts (site, start_iso, device, id) "
+        "INCLUDE (mode, ended_by, staff)",
+    ),
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9,
+)  # fmt: skip
 
 
 def _render(db: Database, sql: str) -> str:

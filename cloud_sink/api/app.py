@@ -439,6 +439,17 @@ def require(who: Principal, *roles: str) -> None:
         )
 
 
+def refuse_transcripts(who: Principal) -> None:
+    """What people said is for admins and managers: a viewer's transcript search is refused."""
+    if who.role not in ("admin", "manager"):
+        raise ApiError(
+            403,
+            f"role {who.role} may not search transcripts: drop text (searching needs admin or "
+            "manager)",
+            "text",
+        )
+
+
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -568,6 +579,14 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
         tag_none: Annotated[list[str], Query(description="none of these")] = [],  # noqa: B006
         reason: Annotated[str | None, Query(max_length=64)] = None,
         has_audio: bool | None = None,
+        text: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                description="the transcript holds every one of these words, in any inflected "
+                "form (admin and manager; a viewer is refused)",
+            ),
+        ] = None,
         start: Annotated[str | None, Query(alias="from", description="start at/after")] = None,
         end: Annotated[str | None, Query(alias="to", description="start before")] = None,
         tz: Annotated[str, Query(description="zone of bare from/to times")] = "UTC",
@@ -575,6 +594,8 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> Any:
         """Contacts sorted by start time, filtered; ``next_cursor`` pages on."""
+        if text is not None:
+            refuse_transcripts(who)
         require(who, "admin", "manager")
         lo, hi = _period(start, end, _zone(tz))
         for name, values in (("tag", tag), ("tag_any", tag_any), ("tag_none", tag_none)):
@@ -583,7 +604,7 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
         f = queries.ContactFilter(
             site=site, device=device, staff=staff, mode=mode, ended_by=ended_by,
             tags_all=tuple(tag), tags_any=tuple(tag_any), tags_none=tuple(tag_none),
-            reason=reason, has_audio=has_audio, start=lo, end=hi,
+            reason=reason, has_audio=has_audio, text=text, start=lo, end=hi,
         )  # fmt: skip
         try:
             items, next_cursor = queries.contacts_page(db, who, f, limit=limit, cursor=cursor)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 HERE: Final = Path(__file__).resolve().parent
 LOGIN_CSRF: Final = "cp_login_csrf"
 LANG_COOKIE: Final = "cp_lang"
-FILTERS: Final = ("site", "device", "staff", "mode", "ended_by", "reason", "from", "to")
+FILTERS: Final = ("site", "device", "staff", "mode", "ended_by", "reason", "text", "from", "to")
 
 
 def add_routes(app: FastAPI, state: _State) -> None:
@@ -170,11 +170,13 @@ def add_routes(app: FastAPI, state: _State) -> None:
         tz = _tz(q.get("tz"))
         lo = _when(values["from"], tz, "from")
         hi = _when(values["to"], tz, "to")
+        if values["text"] is not None and len(values["text"]) > 200:
+            raise ApiError(422, "text: at most 200 characters (the words to search for)", "text")
         audio = q.get("has_audio")
         f = queries.ContactFilter(
             site=values["site"], device=values["device"], staff=values["staff"],
             mode=values["mode"], ended_by=values["ended_by"], reason=values["reason"],
-            tags_all=tuple(t for t in tag if t), start=lo, end=hi,
+            text=values["text"], tags_all=tuple(t for t in tag if t), start=lo, end=hi,
             has_audio=None if audio not in ("yes", "no") else audio == "yes",
         )  # fmt: skip
         try:
@@ -352,7 +354,7 @@ def _markers(contact: dict[str, Any]) -> list[dict[str, Any]]:
 def _neighbours(
     db: Any, who: Principal, contact: dict[str, Any], filter_query: str
 ) -> tuple[str | None, str | None]:
-    """The previous and next contact in the list's filter (only the filter's simple fields)."""
+    """The previous and next contact in the list's filter (its simple fields and text)."""
     from urllib.parse import parse_qs
 
     q = {k: v[-1] for k, v in parse_qs(filter_query).items()}
@@ -361,14 +363,17 @@ def _neighbours(
         tz = _tz(q.get("tz"))
         f = queries.ContactFilter(
             site=q.get("site"), device=q.get("device"), staff=q.get("staff"), mode=q.get("mode"),
-            ended_by=q.get("ended_by"), reason=q.get("reason"), tags_all=tags,
+            ended_by=q.get("ended_by"), reason=q.get("reason"), tags_all=tags, text=q.get("text"),
             start=_when(q.get("from"), tz, "from"), end=_when(q.get("to"), tz, "to"),
         )  # fmt: skip
     except ApiError:
         return None, None
     cursor = queries.encode_cursor(contact["start"], contact["device"], contact["id"])
-    after, _ = queries.contacts_page(db, who, f, limit=1, cursor=cursor)
-    before = queries.previous(db, who, f, contact["start"], contact["device"], contact["id"])
+    try:
+        after, _ = queries.contacts_page(db, who, f, limit=1, cursor=cursor)
+        before = queries.previous(db, who, f, contact["start"], contact["device"], contact["id"])
+    except queries.QueryError:  # (a text without words: the list itself said so)
+        return None, None
     suffix = "?" + urlencode({"f": filter_query}) if filter_query else ""
 
     def url(item: dict[str, Any] | None) -> str | None:

@@ -13,9 +13,11 @@ import pytest
 
 from cloud_sink import report, wire
 from cloud_sink.alerts import OFFLINE_RULE, DeviceWatch, SiteAlerts, stored_alerts
-from cloud_sink.api import accounts
+from cloud_sink.api import accounts, queries
 from cloud_sink.db import transaction
 from cloud_sink.models import tables
+from cloud_sink.speech.engines import Transcript
+from cloud_sink.speech.worker import Transcriber
 from tests.cloud_sink.api.conftest import OTHER_SITE, PASSWORD, SITE, Server, World
 
 
@@ -334,6 +336,100 @@ def test_browser_session_csrf_and_cookie_flags(world: World) -> None:
         c.get("/login")
         r = c.post("/login", data={"username": "maria", "password": PASSWORD, "csrf_token": "x"})
         assert r.status_code == 403  # a login form posted from elsewhere
+
+
+class _NoEngine:
+    """The transcripts below are stored as a worker stores them; nothing is recognised here."""
+
+    name = "scripted"
+    model = "none"
+
+    def transcribe(self, samples: Any) -> Transcript:
+        raise AssertionError("not called: the test stores the transcripts itself")
+
+
+@pytest.fixture(scope="module")
+def said(world: World) -> tuple[tuple[str, str], ...]:
+    """Transcripts for two contacts of SITE (a, b) and one of OTHER_SITE (x), stored by the
+    worker's own claim and store; returns (a, b, x)."""
+    with world.client("admin") as c:
+        mine = [i for i in all_contacts(c, site=SITE) if i["has_audio"]]
+        other = [i for i in all_contacts(c, site=OTHER_SITE) if i["has_audio"]]
+    a, b = (mine[0]["device"], mine[0]["id"]), (mine[1]["device"], mine[1]["id"])
+    x = (other[0]["device"], other[0]["id"])
+    texts = {
+        a: "Здравствуйте! Спасибо за покупку, we recommended the blue one",
+        b: "hello there, anything else",
+        x: "оплата покупки картой",
+    }
+    db = world.db()
+    try:
+        worker = Transcriber(db, world.filled.data_dir, _NoEngine(), worker_id="api-test")
+        stored = 0
+        for cand in worker.candidates(limit=10_000):
+            text = texts.get((cand.device, cand.clip_id))
+            if text is not None:
+                assert worker.claim(cand)
+                assert worker.store(cand, Transcript(text, (), "ru", "scripted", "none"), 1.0, 0.1)
+                stored += 1
+        assert stored == len(texts)
+    finally:
+        db.close()
+    return a, b, x
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["joined", "per-row"])
+def test_text_finds_contacts_by_the_words_of_their_transcript(
+    world: World, said: tuple[tuple[str, str], ...], per_row: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways the list finds words on PostgreSQL (through the index, or per contact when
+    the words are common: here from one match on) give the same contacts."""
+    if per_row:
+        monkeypatch.setattr(queries, "TEXT_PER_ROW_FROM", 1)
+    a, b, x = said
+
+    def found(who: str, **params: Any) -> set[tuple[str, str]]:
+        with world.client(who) as client:
+            return {(i["device"], i["id"]) for i in all_contacts(client, **params)}
+
+    # a Russian lemma finds its inflected forms; English by its stem; every word must be there
+    assert found("admin", text="покупка") == {a, x}
+    assert found("admin", text="ПОКУПКУ") == {a, x}
+    assert found("admin", text="recommends") == {a}
+    assert found("admin", text="спасибо покупка") == {a}
+    assert found("admin", text="hello") == {b}
+    assert found("admin", text="absent words") == set()
+    # with the other filters, by pages of one, and within a manager's sites only
+    assert found("admin", text="покупка", site=OTHER_SITE) == {x}
+    assert found("admin", text="покупка", limit=1) == {a, x}
+    assert found("manager_a", text="покупка") == {a}
+    with world.client("admin") as c:
+        r = c.get("/api/v1/contacts", params={"text": "?! --"})
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == "text"
+        params = c.get("/openapi.json").json()["paths"]["/api/v1/contacts"]["get"]["parameters"]
+        assert "text" in {p["name"] for p in params}
+
+
+def test_a_viewer_may_not_search_transcripts(world: World) -> None:
+    with world.client("viewer_a") as c:
+        r = c.get("/api/v1/contacts", params={"text": "покупка"})
+    assert r.status_code == 403, r.text
+    assert r.json()["field"] == "text"
+    assert "may not search transcripts" in r.json()["detail"]
+
+
+def test_the_contacts_page_searches_transcripts(
+    world: World, said: tuple[tuple[str, str], ...]
+) -> None:
+    a, _, _ = said
+    with httpx.Client(base_url=world.url) as c:
+        assert login(c, "maria", PASSWORD).status_code == 303
+        page = c.get("/contacts", params={"text": "покупка", "lang": "ru"})
+    assert page.status_code == 200, page.text
+    assert re.findall(r'class="contact" data-id="([^"]+)"', page.text) == [a[1]]
+    assert 'name="text" value="покупка"' in page.text
+    assert "Слова в записи" in page.text
 
 
 def test_login_is_rate_limited(world: World) -> None:
