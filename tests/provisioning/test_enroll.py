@@ -17,7 +17,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
-import hardware._pi
+import hardware.gpio
 from contract import enroll as proto
 from edge import sealing
 from edge.config import Config
@@ -288,7 +288,7 @@ def test_the_daemon_enrolls_at_its_first_start_then_delivers(
     fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     factory = MockFactory()
-    monkeypatch.setattr(hardware._pi, "make_pin_factory", lambda *a, **k: factory)
+    monkeypatch.setattr(hardware.gpio, "make_pin_factory", lambda *a, **k: factory)
     fleet.registry.add_claim("batch", TOKEN, site="site-1", uses=1)
     cfg = Config.model_validate(
         {
