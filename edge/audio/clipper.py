@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
-from edge.audio.encode import CODEC_EXTENSIONS, Codec, write_clip_parts
+from edge.audio.encode import CODEC_EXTENSIONS, Codec, load_encoder, write_clip_parts
 from edge.audio.ring import Ring
 from edge.clock import NS
 from edge.records import ClipInfo
@@ -100,6 +100,7 @@ class Clipper(Generic[W]):
             raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(CODEC_EXTENSIONS)}")
         if sample_rate <= 0 or pre_roll_ns < 0 or post_roll_ns < 0:
             raise ValueError("sample rate must be positive and pre/post roll not negative")
+        load_encoder(codec)  # FLAC/Opus: soundfile now (a missing library fails the start)
         self.ring = ring
         self.sample_rate = sample_rate
         self.data_dir = data_dir

@@ -135,6 +135,13 @@ def _wav(parts: Sequence[npt.NDArray[np.int16]], sample_rate: int) -> tuple[memo
     )
 
 
+def load_encoder(codec: Codec) -> None:
+    """Import what writing ``codec`` needs now (soundfile for FLAC and Opus; WAV needs nothing),
+    so that a missing library stops the start naming it rather than failing every clip."""
+    if codec != "wav":
+        import soundfile  # noqa: F401 - imported for its side effect: it is there
+
+
 def _encode(block: npt.NDArray[np.int16], sample_rate: int, codec: Codec) -> memoryview:
     """The whole file in memory. libsndfile reports a failed write to a file only as a short
     count (soundfile turns that into an AssertionError and the OSError into an "exception
