@@ -22,6 +22,7 @@ inbox and ticked the core; nothing else sends a ping, so a stuck core loop stops
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -59,6 +60,16 @@ class Supervisor:
         self._next_status = 0.0
         self._status = ""
         self._key = (0, 0)
+
+    def due_in_s(self) -> float:
+        """Seconds until :meth:`beat` has something to do on time (a watchdog ping, the
+        periodic status); ``inf`` without systemd's notification socket."""
+        if not self.notifier.enabled:
+            return math.inf
+        due = self._next_status
+        if self.ping_every_s is not None:
+            due = min(due, self._next_ping)
+        return max(0.0, due - self._monotonic())
 
     def beat(self, core: Core) -> None:
         """One turn of the core loop has completed."""

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from contract.service import Notifier
 from edge.app import Core, backend_spec
 from edge.clock import NS, FakeClock
 from edge.config import Config
+from edge.daemon import MAX_WAIT_S, _wait_s
+from edge.events import Press
 from edge.health import Health
 from edge.runtime import STORE_NAME, assemble
+from edge.service import Supervisor
 from edge.store import Store
-from hardware import DeviceFault, open_backend
+from hardware import ButtonEdge, DeviceFault, open_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,3 +143,31 @@ def test_the_store_only_persists() -> None:
         assert not any(m.startswith("edge.routes") for m in imported), path
     assert not hasattr(Store, "router")
     assert "router" not in Store.__init__.__code__.co_names
+
+
+def test_the_core_loop_sleeps_until_the_next_thing_is_due(tmp_path: Path) -> None:
+    """Issue #13: no fixed tick. Idle, the live daemon's loop waits on its inbox for the core's
+    once-a-second checks; with a button released, until the moment its press is confirmed,
+    and the press comes out of the tick at that moment, not before."""
+    cfg = Config.model_validate({"audio": {"enabled": False}, "input": {"debounce_ms": 30}})
+    backend = open_backend(dataclasses.replace(backend_spec(cfg), backend="simulated"))
+    clock = FakeClock()
+    presses: list[Press] = []
+    supervisor = Supervisor(Notifier({}), audio=False, stall_s=10.0)
+    with assemble(cfg, clock, tmp_path, backend, publish=False, on_press=presses.append) as rt:
+        rt.tick(clock.now_ns)
+        assert _wait_s(rt, clock, 0, supervisor) == pytest.approx(MAX_WAIT_S)  # nothing due
+        clock.advance(0.5)
+        rt.core.handle(ButtonEdge("green", True, clock.now_ns))
+        clock.advance(0.2)
+        rt.core.handle(ButtonEdge("green", False, clock.now_ns))
+        rt.tick(clock.now_ns)
+        wait = _wait_s(rt, clock, 0, supervisor)
+        assert wait == pytest.approx(0.030)  # the release settles after the debounce
+        clock.advance(wait - 0.001)
+        rt.tick(clock.now_ns)
+        assert presses == []
+        clock.advance(0.001)
+        rt.tick(clock.now_ns)
+        assert [p.button for p in presses] == ["green"]
+        assert _wait_s(rt, clock, 0, supervisor) <= MAX_WAIT_S
