@@ -799,11 +799,9 @@ class Publisher:
         path = (self._data_dir / ref.path).resolve()
         if not path.is_relative_to(self._data_dir):
             raise _ClipUnavailableError(f"clip path {ref.path!r} leaves the data directory")
-        digest = hashlib.sha256()
         try:
             with path.open("rb") as file:
-                while block := file.read(1 << 20):
-                    digest.update(block)
+                digest = hashlib.file_digest(file, "sha256")  # one small buffer, reused
                 size = file.tell()
         except OSError as exc:
             raise _ClipUnavailableError(f"{path}: {exc.strerror or exc}") from None
