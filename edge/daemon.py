@@ -118,7 +118,7 @@ def _wait_s(runtime: Runtime, clock: Clock, retention_next: int, supervisor: Sup
     due_ns = runtime.core.next_tick_ns()
     if runtime.cfg.retention.audio_days is not None:
         due_ns = min(due_ns, retention_next)
-    wait = min(MAX_WAIT_S, (due_ns - now) / 1e9, supervisor.due_in_s())
+    wait = min(MAX_WAIT_S, (due_ns - now) / 1e9, supervisor.due_in_s(runtime.core))
     return max(wait, 0.001)
 
 

@@ -61,13 +61,15 @@ class Supervisor:
         self._status = ""
         self._key = (0, 0)
 
-    def due_in_s(self) -> float:
-        """Seconds until :meth:`beat` has something to do on time (a watchdog ping, the
-        periodic status); ``inf`` without systemd's notification socket."""
-        if not self.notifier.enabled:
+    def due_in_s(self, core: Core) -> float:
+        """Seconds until :meth:`beat` has something to do on time: the periodic status, and the
+        watchdog ping while the capture progresses. ``inf`` without systemd's notification
+        socket, before ``READY`` (it waits for the first audio period, an inbox item) and for
+        held pings (an audio period ends the stall)."""
+        if not self.notifier.enabled or not self.ready:
             return math.inf
         due = self._next_status
-        if self.ping_every_s is not None:
+        if self.ping_every_s is not None and self._capturing(core):
             due = min(due, self._next_ping)
         return max(0.0, due - self._monotonic())
 
