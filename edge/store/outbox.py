@@ -17,6 +17,8 @@ Rules:
   something after a reboot, when the monotonic clock starts again from zero.
 - Delivered rows stay (for diagnosis) until ``purge_delivered()`` removes the old ones; a row
   that is only sent is never purged.
+- After every transaction that added rows the store calls :meth:`Outbox.committed`, which calls
+  whoever :meth:`Outbox.watch`-es (the publisher's wake-up): nobody polls the table.
 """
 
 from __future__ import annotations
