@@ -49,6 +49,11 @@ Rules:
   are tracked again. The status carries the counts (``status.delivery``).
 - Network timing (backoff, status refresh, waits) runs on real monotonic time; the injected
   clock only stamps payloads and acknowledgements.
+- No polling: the thread sleeps in ``select`` on the broker's socket and a wake-up socket until
+  a timer is due (the status refresh, paho's keep-alive, the check of late receipts while rows
+  wait for one, the CONNACK's deadline). Every commit that adds outbox rows wakes it
+  (``Outbox.watch``), as do :meth:`Publisher.notify`, :meth:`Publisher.refresh_status` and
+  :meth:`Publisher.stop`; the outbox is read again only then.
 """
 
 from __future__ import annotations
