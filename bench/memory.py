@@ -259,6 +259,7 @@ def main() -> None:
         loaded = run_child(work, "imports", [], imports=_write(work / "modules.json", modules))
         traced = run_child(work, "traced", argv("traced"), trace=args.top) if args.top else None
         packages = import_costs(work, modules, bare["end"]["VmHWM"])
+        layers = layer_costs(work, modules, bare["end"]["VmHWM"])
 
     how = (
         "contactpoint simulate (virtual time)"
@@ -297,6 +298,12 @@ def main() -> None:
     )
     for package, count, cost in packages[: max(args.top, 12)]:
         print(f"  {mib(cost):>10}  {package} ({count} modules)")
+    print(
+        "the same, in layers (each child imports the run's modules of its layer and of every "
+        "layer above; the increment is what the layer adds, counted once):"
+    )
+    for name, total, step in layers:
+        print(f"  {mib(step):>10}  + {name} (total over the bare interpreter {mib(total)})")
     if traced is not None and "top_lines" in traced:
         print(
             f"tracemalloc run: peak RSS {mib(traced['end']['VmHWM'])}, traced peak "
@@ -324,6 +331,39 @@ def import_costs(work: Path, modules: list[str], bare: int) -> list[tuple[str, i
         result = run_child(work, f"import-{top}", [], imports=_write(work / f"{top}.json", names))
         costs.append((top, len(names), result["end"]["VmHWM"] - bare))
     return sorted(costs, key=lambda row: -row[2])
+
+
+#: the daemon's imports in layers, the libraries first (a layer's modules are the run's modules
+#: of these top-level packages; the last layer is all the rest: ours and the standard library)
+LAYERS = (
+    ("numpy", ("numpy",)),
+    (
+        "pydantic (the config)",
+        ("pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions"),
+    ),
+    ("paho (MQTT, with ssl)", ("paho",)),
+    ("peewee (with sqlite3)", ("peewee",)),
+)
+
+
+def layer_costs(work: Path, modules: list[str], bare: int) -> list[tuple[str, int, int]]:
+    """(layer, RSS over ``bare`` with it and the layers above, what it adds) per layer."""
+    out: list[tuple[str, int, int]] = []
+    chosen: set[str] = set()
+    previous = 0
+    for index, (name, tops) in enumerate([*LAYERS, ("everything else", ())]):
+        if tops:
+            chosen |= set(tops)
+            names = [m for m in modules if m.split(".")[0] in chosen]
+        else:
+            names = modules
+        result = run_child(
+            work, f"layer-{index}", [], imports=_write(work / f"layer-{index}.json", names)
+        )
+        total = result["end"]["VmHWM"] - bare
+        out.append((name, total, total - previous))
+        previous = total
+    return out
 
 
 def _names(problems: list[str]) -> list[str]:

@@ -24,12 +24,14 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 import annotated_types
-import tomlkit
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
+
+if TYPE_CHECKING:
+    import tomlkit
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -238,6 +240,8 @@ def _allowed_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
 def example(model: type[BaseModel], header: list[str]) -> str:
     """A complete file with every default of ``model``, each key preceded by its description;
     ``header`` lines open it as comments."""
+    import tomlkit  # only where an example file is written, never on the device
+
     doc = tomlkit.document()
     for line in header:
         doc.add(tomlkit.comment(line))
@@ -266,6 +270,8 @@ def _is_table_list(value: Any, info: FieldInfo) -> bool:
 def _key(
     table: tomlkit.TOMLDocument | tomlkit.items.Table, name: str, info: FieldInfo, value: Any
 ) -> None:
+    import tomlkit  # only where an example file is written, never on the device
+
     _describe(table, name, info)
     if value is None:
         table.add(tomlkit.comment(f"{name} = (unset)"))
@@ -274,6 +280,8 @@ def _key(
 
 
 def _table(model: BaseModel) -> tomlkit.items.Table:
+    import tomlkit  # only where an example file is written, never on the device
+
     table = tomlkit.table()
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
@@ -289,6 +297,8 @@ def _table(model: BaseModel) -> tomlkit.items.Table:
 
 
 def _array_of_tables(items: list[Any]) -> tomlkit.items.AoT:
+    import tomlkit  # only where an example file is written, never on the device
+
     aot = tomlkit.aot()
     for index, item in enumerate(items):
         table = tomlkit.table()
@@ -309,6 +319,8 @@ def _array_of_tables(items: list[Any]) -> tomlkit.items.AoT:
 def _describe(
     table: tomlkit.TOMLDocument | tomlkit.items.Table, name: str, info: FieldInfo
 ) -> None:
+    import tomlkit  # only where an example file is written, never on the device
+
     allowed = allowed_text(info)
     text = info.description or name
     table.add(tomlkit.comment(text + (f" [{allowed}]" if allowed else "")))

@@ -653,6 +653,14 @@ class Core:
         deadlines = [d for d in (self.buttons.next_deadline(), self.segmenter.next_deadline()) if d]
         return min(deadlines) if deadlines else None
 
+    def next_tick_ns(self) -> int:
+        """When :meth:`tick` has something to do next (monotonic ns): a press to report, a
+        contact to close, or the once-a-second checks (clock, capture stall, saves waiting for
+        space). The daemon sleeps on its inbox until then (issue #13: no fixed tick)."""
+        deadline = self.next_deadline()
+        due = self._next_checks_ns
+        return due if deadline is None else min(due, deadline)
+
     @property
     def awaiting_clips(self) -> int:
         """Contacts waiting for their clip (the clipper's pending requests)."""

@@ -30,12 +30,14 @@ from edge.app import Core, backend_spec
 from edge.clock import Clock, SystemClock
 from edge.config import Config
 from edge.events import Press
-from edge.runtime import assemble
+from edge.runtime import Runtime, assemble
 from edge.service import Supervisor
 from hardware import HardwareError, LiveBackend, open_backend, open_prompt_player
 
 log = logging.getLogger(__name__)
-TICK_S = 0.05  # the core loop wakes at least this often to let time pass in the machines
+#: the longest the core loop sleeps on its inbox: also how soon it sees ``stop`` (the core's own
+#: once-a-second checks make it wake that often anyway)
+MAX_WAIT_S = 1.0
 
 
 class StartupError(HardwareError):
@@ -94,7 +96,8 @@ def run_live(
         )
         retention_next = 0  # monotonic ns of the next audio retention run (edge/retention.py)
         while not stop.is_set():
-            runtime.take(TICK_S)
+            # sleep on the inbox until an item comes or the next timer is due: no fixed tick
+            runtime.take(_wait_s(runtime, clock, retention_next, supervisor))
             runtime.tick(clock.monotonic_ns())
             retention_next = retention.periodic(
                 runtime.store, data_dir, cfg.retention, clock, retention_next
@@ -105,6 +108,18 @@ def run_live(
         runtime.deliver(final_drain_s)  # a moment for what shutdown wrote; the rest stays queued
         runtime.drain_routes()  # what is left waits for the next start
         return runtime.core
+
+
+def _wait_s(runtime: Runtime, clock: Clock, retention_next: int, supervisor: Supervisor) -> float:
+    """How long the core loop may sleep on its inbox: until the core's next deadline, the next
+    retention run (when retention is on), the supervisor's next ping or status, at most
+    :data:`MAX_WAIT_S` (and at least a little, so that ``take`` blocks)."""
+    now = clock.monotonic_ns()
+    due_ns = runtime.core.next_tick_ns()
+    if runtime.cfg.retention.audio_days is not None:
+        due_ns = min(due_ns, retention_next)
+    wait = min(MAX_WAIT_S, (due_ns - now) / 1e9, supervisor.due_in_s(runtime.core))
+    return max(wait, 0.001)
 
 
 def _both(

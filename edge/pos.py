@@ -51,6 +51,7 @@ import json
 import logging
 import math
 import re
+import select
 import socket
 import threading
 import time
@@ -211,7 +212,58 @@ class _Server(ThreadingHTTPServer):
         self._reading: dict[socket.socket, float] = {}  # connection -> deadline (monotonic)
         self.timed_out = 0
         self.refused = 0
+        # the serving loop sleeps until a connection comes, a request's deadline or a byte
+        # here (stop_serving): no poll interval (issue #13)
+        self._wakeup = socket.socketpair()
+        self._stopping = False
         super().__init__(address, handler)
+
+    def serve(self) -> None:
+        """Accept connections until :meth:`stop_serving` (``serve_forever`` without its poll
+        interval): it sleeps in ``select`` on the listening socket and a wake-up socket, and
+        wakes on time only for the deadline of a request still being read."""
+        wake = self._wakeup[0]
+        while not self._stopping:
+            ready, _, _ = select.select([self.socket, wake], [], [], self._next_cut_off())
+            if self._stopping:
+                break
+            if wake in ready:
+                wake.recv(64)
+            if self.socket in ready:
+                self._accept()
+            self.service_actions()
+
+    def _accept(self) -> None:
+        """Take one waiting connection and hand it to its thread (``process_request``)."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:  # the client gave up before the accept
+            return
+        try:
+            self.process_request(request, client_address)
+        except Exception:  # noqa: BLE001 - one connection's failure never stops the serving
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+
+    def stop_serving(self) -> None:
+        """End :meth:`serve` (from another thread); it returns at once."""
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wakeup[1].send(b"\0")
+
+    def server_close(self) -> None:
+        super().server_close()
+        for end in self._wakeup:
+            end.close()
+
+    def _next_cut_off(self) -> float | None:
+        """Seconds until the first request still being read is due to be cut off (None: no
+        request is being read, nothing is due)."""
+        with self._lock:
+            if not self._reading:
+                return None
+            first = min(self._reading.values())
+        return max(0.0, first + _GRACE_S - time.monotonic())
 
     @property
     def connections(self) -> int:
@@ -459,9 +511,7 @@ class ReceiptServer:
 
         httpd = _Server((host, port), Handler, timeout_s, max_connections)
         self._httpd = httpd
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="pos-http", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve, name="pos-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -486,6 +536,7 @@ class ReceiptServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        self._httpd.stop_serving()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         self._httpd.server_close()
-        self._thread.join(timeout=5)

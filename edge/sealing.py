@@ -17,8 +17,8 @@ from __future__ import annotations
 import base64
 from typing import Final
 
-from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, PublicKey, SealedBox
+# PyNaCl (and libsodium) is imported only when a key is made or a box sealed or opened:
+# enrollment, once; the daemon's run never loads it (issue #14)
 
 PRIVATE_BYTES: Final = 32
 PUBLIC_BYTES: Final = 32
@@ -39,6 +39,8 @@ def unb64(text: object, field: str) -> bytes:
 
 def new_key_pair() -> tuple[bytes, bytes]:
     """(private, public): 32 bytes each (X25519)."""
+    from nacl.public import PrivateKey
+
     key = PrivateKey.generate()
     return bytes(key), bytes(key.public_key)
 
@@ -46,6 +48,8 @@ def new_key_pair() -> tuple[bytes, bytes]:
 def public_key(private_key: bytes) -> bytes:
     if len(private_key) != PRIVATE_BYTES:
         raise ValueError(f"private key: expected {PRIVATE_BYTES} bytes, got {len(private_key)}")
+    from nacl.public import PrivateKey
+
     return bytes(PrivateKey(private_key).public_key)
 
 
@@ -63,6 +67,9 @@ def _framed(context: str, plaintext: bytes) -> bytes:
 
 def seal(public_key_: bytes, plaintext: bytes, context: str) -> dict[str, str]:
     """Encrypt ``plaintext`` for the holder of the private key of ``public_key_``."""
+    from nacl.exceptions import CryptoError
+    from nacl.public import PublicKey, SealedBox
+
     check_public(public_key_)
     try:
         box = SealedBox(PublicKey(public_key_)).encrypt(_framed(context, plaintext))
@@ -77,6 +84,9 @@ def open_sealed(private_key: bytes, sealed: object, context: str) -> bytes:
     if not isinstance(sealed, dict):
         raise ValueError("sealed: expected an object with box")
     box = unb64(sealed.get("box"), "sealed.box")
+    from nacl.exceptions import CryptoError
+    from nacl.public import PrivateKey, SealedBox
+
     try:
         framed = SealedBox(PrivateKey(private_key)).decrypt(box)
     except CryptoError:

@@ -22,6 +22,7 @@ inbox and ticked the core; nothing else sends a ping, so a stuck core loop stops
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -59,6 +60,18 @@ class Supervisor:
         self._next_status = 0.0
         self._status = ""
         self._key = (0, 0)
+
+    def due_in_s(self, core: Core) -> float:
+        """Seconds until :meth:`beat` has something to do on time: the periodic status, and the
+        watchdog ping while the capture progresses. ``inf`` without systemd's notification
+        socket, before ``READY`` (it waits for the first audio period, an inbox item) and for
+        held pings (an audio period ends the stall)."""
+        if not self.notifier.enabled or not self.ready:
+            return math.inf
+        due = self._next_status
+        if self.ping_every_s is not None and self._capturing(core):
+            due = min(due, self._next_ping)
+        return max(0.0, due - self._monotonic())
 
     def beat(self, core: Core) -> None:
         """One turn of the core loop has completed."""

@@ -24,6 +24,9 @@ Rules:
   (microphone, RFLink) report their own outages from their threads and never raise here.
 - :meth:`LiveBackend.stop` stops the started devices in reverse order (one that raises is logged
   and the rest still stop), then closes the pin factory. Idempotent.
+- A driver's module (and its library: gpiozero, alsaaudio, pigpio, pyserial) is imported only
+  when a configured part needs it, so a device loads the code of the parts it has, and a
+  simulation none of them (issue #14, ``bench/memory.py``).
 """
 
 from __future__ import annotations
@@ -35,20 +38,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpiozero import Factory
-
 from hardware._api import AudioSource, Device, DeviceFault, EventSink, Inventory
 from hardware._errors import HardwareError
 from hardware._streamurl import is_stream_url, redact
-from hardware.alsa import AlsaMicrophone
-from hardware.gpio import FACTORY_NAMES, GpioButton, make_pin_factory
-from hardware.gpiod_rx import GpiodRf433Receiver
-from hardware.nrf24 import Nrf24Buttons
-from hardware.rf433 import Rf433Receiver
-from hardware.serial_rx import RflinkReceiver
-from hardware.ultrasonic import UltrasonicRanger
 
 if TYPE_CHECKING:
+    from gpiozero import Factory
+
     from hardware import AudioSpec, BackendSpec
 
 log = logging.getLogger(__name__)
@@ -124,11 +120,13 @@ def open_pi(spec: BackendSpec, *, clock: Clock = time.monotonic_ns) -> LiveBacke
     if spec.ranger is not None:
         gpio_parts.append("ranger")
     if gpio_parts:
-        if spec.pin_factory not in FACTORY_NAMES:
-            names = ", ".join(FACTORY_NAMES)
+        from hardware import gpio
+
+        if spec.pin_factory not in gpio.FACTORY_NAMES:
+            names = ", ".join(gpio.FACTORY_NAMES)
             raise HardwareError(f"unknown pin factory {spec.pin_factory!r}: choose one of {names}")
         try:
-            factory = make_pin_factory(
+            factory = gpio.make_pin_factory(
                 spec.pin_factory,
                 pigpio_host=spec.pigpio_host,
                 pigpio_port=spec.pigpio_port,
@@ -152,6 +150,8 @@ def _inventory(
         if button.pin is None:
             unavailable.append((button.name, "no GPIO pin configured for this button"))
         elif factory is not None:
+            from hardware.gpio import GpioButton
+
             with _configuring(button.name):
                 inventory.buttons.append(
                     GpioButton(
@@ -167,10 +167,14 @@ def _inventory(
         radio = spec.rf433
         with _configuring("rf433"):
             if radio.backend == "gpiod":
+                from hardware.gpiod_rx import GpiodRf433Receiver
+
                 inventory.edges.append(
                     GpiodRf433Receiver(radio.gpio, watchdog_ms=radio.watchdog_ms, clock=clock)
                 )
             elif radio.backend == "pigpio":
+                from hardware.rf433 import Rf433Receiver
+
                 inventory.edges.append(
                     Rf433Receiver(
                         radio.gpio,
@@ -188,6 +192,8 @@ def _inventory(
                     "the Pi 5)"
                 )
     if spec.serial is not None:
+        from hardware.serial_rx import RflinkReceiver
+
         with _configuring("rflink"):
             inventory.others.append(
                 RflinkReceiver(
@@ -199,12 +205,16 @@ def _inventory(
             )
     if spec.nrf24 is not None:
         n = spec.nrf24
+        from hardware.nrf24 import Nrf24Buttons
+
         with _configuring("nrf24"):
             inventory.others.append(
                 Nrf24Buttons(n.ce_pin, n.csn, channel=n.channel, address=n.address, clock=clock)
             )
     if spec.ranger is not None and factory is not None:
         r = spec.ranger
+        from hardware.ultrasonic import UltrasonicRanger
+
         with _configuring("ranger"):
             inventory.ranger = UltrasonicRanger(
                 r.trigger_pin,
@@ -221,6 +231,8 @@ def _inventory(
             if is_stream_url(a.device):
                 inventory.audio = _network_microphone(a, clock)
             else:
+                from hardware.alsa import AlsaMicrophone
+
                 inventory.audio = AlsaMicrophone(
                     a.device, sample_rate=a.sample_rate, period_frames=a.period_frames, clock=clock
                 )

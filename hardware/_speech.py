@@ -20,7 +20,6 @@ from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import soundfile as sf
 
 Samples = npt.NDArray[np.int16]
 Floats = npt.NDArray[np.float64]
@@ -73,6 +72,8 @@ class LoopedWav(_Loop):
     """A 16-bit mono WAV at ``sample_rate``, repeated forever."""
 
     def __init__(self, path: Path, sample_rate: int) -> None:
+        import soundfile as sf  # only for a WAV file to loop (the synthetic speech needs none)
+
         need = f"a 16-bit PCM mono WAV at {sample_rate} Hz"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file (need {need})")

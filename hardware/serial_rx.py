@@ -52,8 +52,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import serial
-
 from hardware._api import EventSink, RemoteCode
 from hardware._driver import EmittingDevice
 
@@ -278,6 +276,8 @@ class RflinkReceiver(EmittingDevice):
     # -- reader thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        import serial  # pyserial: only where an RFLink receiver runs (the parser needs none)
+
         self._keep_open(
             self._try_open,
             self._read_lines,
@@ -291,6 +291,8 @@ class RflinkReceiver(EmittingDevice):
         self._fault(False, f"serial port {self.port!r} failed: {exc}")
 
     def _try_open(self) -> Any:
+        import serial
+
         try:
             port = serial.serial_for_url(
                 self.port, baudrate=self.baudrate, timeout=READ_TIMEOUT_S, exclusive=True
@@ -348,5 +350,7 @@ class RflinkReceiver(EmittingDevice):
 
     @staticmethod
     def _close(port: Any) -> None:
+        import serial
+
         with contextlib.suppress(serial.SerialException, OSError):  # already gone
             port.close()

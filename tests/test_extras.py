@@ -242,6 +242,10 @@ def test_a_command_of_the_other_side_names_the_extra_to_install(tmp_path: Path) 
     assert re.search(r"needs cryptography\b.*pip install 'contactpoint\[sink\]'", err), err
     assert not (tmp_path / "ca").exists()
     (tmp_path / "scenario.toml").write_text(SCENARIO)
-    code, _, err = sink("simulate", str(tmp_path / "scenario.toml"), "--data", str(tmp_path / "d"))
+    (tmp_path / "flac.toml").write_text('[audio]\ncodec = "flac"\n')  # soundfile's encoder
+    code, _, err = sink(
+        "simulate", str(tmp_path / "scenario.toml"), "--data", str(tmp_path / "d"),
+        "--config", str(tmp_path / "flac.toml"),
+    )  # fmt: skip
     assert code == 2, err
     assert "pip install 'contactpoint[edge]'" in err, err

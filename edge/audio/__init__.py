@@ -2,7 +2,7 @@
 
 from edge.audio.clipper import CLIPS_DIR, ClipMissing, Clipper, ClipResult
 from edge.audio.encode import CODEC_EXTENSIONS, PARTIAL_SUFFIX, Codec, cleanup_partials, write_clip
-from edge.audio.ring import Cut, Ring
+from edge.audio.ring import Cut, Ring, View
 
 __all__ = [
     "CLIPS_DIR",
@@ -14,6 +14,7 @@ __all__ = [
     "Codec",
     "Cut",
     "Ring",
+    "View",
     "cleanup_partials",
     "write_clip",
 ]

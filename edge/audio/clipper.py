@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
-from edge.audio.encode import CODEC_EXTENSIONS, Codec, write_clip
+from edge.audio.encode import CODEC_EXTENSIONS, Codec, load_encoder, write_clip_parts
 from edge.audio.ring import Ring
 from edge.clock import NS
 from edge.records import ClipInfo
@@ -100,6 +100,7 @@ class Clipper(Generic[W]):
             raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(CODEC_EXTENSIONS)}")
         if sample_rate <= 0 or pre_roll_ns < 0 or post_roll_ns < 0:
             raise ValueError("sample rate must be positive and pre/post roll not negative")
+        load_encoder(codec)  # FLAC/Opus: soundfile now (a missing library fails the start)
         self.ring = ring
         self.sample_rate = sample_rate
         self.data_dir = data_dir
@@ -203,23 +204,23 @@ class Clipper(Generic[W]):
     def _cut(
         self, contact_id: str, start: int, end: int, *, shortened: bool
     ) -> ClipInfo | ClipMissing:
-        cut = self.ring.read(start, end)
-        if len(cut.samples) == 0:
+        cut = self.ring.view(start, end)  # written from the ring itself: no copy of the clip
+        if cut.nbytes == 0:
             log.warning("no audio left for contact %s [%d, %d)", contact_id, start, end)
             return "no_audio"
         relative = f"{CLIPS_DIR}/{contact_id}{CODEC_EXTENSIONS[self.codec]}"
         try:
             try:
-                sha256, size = write_clip(
-                    self.data_dir / relative, cut.samples, self.sample_rate, self.codec
+                sha256, size = write_clip_parts(
+                    self.data_dir / relative, cut.parts, self.sample_rate, self.codec
                 )
             except OSError as exc:
-                need = cut.samples.nbytes + 4096  # the clip at most (WAV), with headers
+                need = cut.nbytes + 4096  # the clip at most (WAV), with headers
                 make_room = self._on_disk_full
                 if not (_no_space(exc) and make_room is not None and make_room(contact_id, need)):
                     raise
-                sha256, size = write_clip(  # space was freed: once more
-                    self.data_dir / relative, cut.samples, self.sample_rate, self.codec
+                sha256, size = write_clip_parts(  # space was freed: once more
+                    self.data_dir / relative, cut.parts, self.sample_rate, self.codec
                 )
         except OSError as exc:
             reason: ClipMissing = "disk_full" if _no_space(exc) else "write_failed"

@@ -3,9 +3,10 @@
 Rules:
 
 - Formats: ``wav`` = RIFF WAVE, LPCM 16-bit mono; ``flac`` = FLAC 16-bit mono; ``opus`` = Ogg/Opus
-  (extension ``.opus``, RFC 7845). FLAC and Opus go through ``soundfile`` (libsndfile); WAV (the
-  default) is its canonical 44-byte header followed by the samples' own bytes, written straight
-  from the caller's array (the same bytes libsndfile writes, without a copy of a long clip).
+  (extension ``.opus``, RFC 7845). FLAC and Opus go through ``soundfile`` (libsndfile, imported
+  only when one is written); WAV (the default) is its canonical 44-byte header followed by the
+  samples' own bytes, written straight from the caller's arrays (the same bytes libsndfile
+  writes, without a copy of a long clip: the clipper hands over the ring's own views).
 - Atomic: the clip is written to a hidden temporary file ``.<name>.<random>.partial`` in the same
   directory, flushed and fsynced, renamed over the final name with :func:`os.replace`, and the
   directory is fsynced. A half-written file never appears under the final name; on error the
@@ -27,12 +28,12 @@ import os
 import struct
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-import soundfile as sf
 
 from contract.crashpoint import crashpoint
 
@@ -55,22 +56,35 @@ def write_clip(
     path: Path, samples: npt.ArrayLike, sample_rate: int, codec: Codec
 ) -> tuple[str, int]:
     """Write mono int16 ``samples`` to ``path``; return (sha256 hex of the file, size in bytes)."""
+    return write_clip_parts(path, (np.asarray(samples),), sample_rate, codec)
+
+
+def write_clip_parts(
+    path: Path, parts: Sequence[npt.NDArray[np.int16]], sample_rate: int, codec: Codec
+) -> tuple[str, int]:
+    """:func:`write_clip` of the samples of ``parts`` one after the other (e.g. the two views
+    of a clip that wraps around the ring's end): a WAV file is written from them without a
+    copy; FLAC and Opus join them first (the encoder wants one array)."""
     if codec not in _FORMATS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(_FORMATS)}")
-    block = np.asarray(samples)
-    if block.dtype != np.int16 or block.ndim != 1:
-        raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
-    if len(block) == 0:
+    for block in parts:
+        if block.dtype != np.int16 or block.ndim != 1:
+            raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
+    if sum(len(block) for block in parts) == 0:
         raise ValueError(f"refusing to write an empty clip to {path}")
-    parts = _wav(block, sample_rate) if codec == "wav" else (_encode(block, sample_rate, codec),)
+    if codec == "wav":
+        pieces = _wav(parts, sample_rate)
+    else:
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        pieces = (_encode(joined, sample_rate, codec),)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=directory)
     try:
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
-                for part in parts:
-                    _write_all(f, part)
+                for piece in pieces:
+                    _write_all(f, piece)
                 crashpoint("clip.write")  # fault tests only: a no-op unless armed
                 os.fsync(f.fileno())
         except OSError:
@@ -83,21 +97,21 @@ def write_clip(
         raise
     _fsync_dir(directory)
     digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return digest.hexdigest(), sum(len(part) for part in parts)
+    for piece in pieces:
+        digest.update(piece)
+    return digest.hexdigest(), sum(len(piece) for piece in pieces)
 
 
-def _wav(block: npt.NDArray[np.int16], sample_rate: int) -> tuple[memoryview, memoryview]:
-    """A WAV file as two pieces: its 44-byte header and the samples' bytes, a view of ``block``
+def _wav(parts: Sequence[npt.NDArray[np.int16]], sample_rate: int) -> tuple[memoryview, ...]:
+    """A WAV file as pieces: its 44-byte header and the samples' bytes, views of ``parts``
     (little-endian; copied only on a big-endian machine or for a strided array)."""
-    samples = np.ascontiguousarray(block)
+    blocks = [np.ascontiguousarray(block) for block in parts]
     if sys.byteorder != "little":
-        samples = samples.astype("<i2")
-    size = samples.nbytes
+        blocks = [block.astype("<i2") for block in blocks]
+    size = sum(block.nbytes for block in blocks)
     if size > _WAV_MAX_DATA:
         raise ValueError(
-            f"a clip of {len(block)} samples is too long for a WAV file (at most "
+            f"a clip of {size // 2} samples is too long for a WAV file (at most "
             f"{_WAV_MAX_DATA // 2}); cut it shorter or use codec 'flac'"
         )
     header = _WAV_HEADER.pack(
@@ -115,13 +129,25 @@ def _wav(block: npt.NDArray[np.int16], sample_rate: int) -> tuple[memoryview, me
         b"data",
         size,
     )  # fmt: PCM, mono, rate, bytes per second, block align, bits per sample
-    return memoryview(header), memoryview(samples.data).cast("B")
+    return (
+        memoryview(header),
+        *(memoryview(block.data).cast("B") for block in blocks if block.size),
+    )
+
+
+def load_encoder(codec: Codec) -> None:
+    """Import what writing ``codec`` needs now (soundfile for FLAC and Opus; WAV needs nothing),
+    so that a missing library stops the start naming it rather than failing every clip."""
+    if codec != "wav":
+        import soundfile  # noqa: F401 - imported for its side effect: it is there
 
 
 def _encode(block: npt.NDArray[np.int16], sample_rate: int, codec: Codec) -> memoryview:
     """The whole file in memory. libsndfile reports a failed write to a file only as a short
     count (soundfile turns that into an AssertionError and the OSError into an "exception
     ignored" warning), so the encoder never touches the disk; :func:`_write_all` does."""
+    import soundfile as sf  # libsndfile: loaded only by a device that encodes FLAC or Opus
+
     file_format, subtype = _FORMATS[codec]
     buffer = io.BytesIO()
     with sf.SoundFile(

@@ -44,6 +44,23 @@ class Cut:
     gaps: tuple[tuple[int, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """Audio in the ring, not copied: ``parts`` (one array, or two where ``[start, end)`` wraps
+    around the ring's end) are read-only views of the ring's buffer, valid until the ring is
+    written again. ``truncated`` and ``gaps`` as in :class:`Cut`."""
+
+    parts: tuple[Samples, ...]
+    start: int
+    end: int
+    truncated: bool
+    gaps: tuple[tuple[int, int], ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(part.nbytes for part in self.parts)
+
+
 class Ring:
     """A fixed-size ring of int16 samples, preallocated once."""
 
@@ -134,6 +151,28 @@ class Ring:
             (max(g0, start), min(g1, end)) for g0, g1 in self._gaps if g0 < end and g1 > start
         )
         return Cut(samples=out, start=start, end=end, truncated=truncated, gaps=gaps)
+
+    def view(self, start: int, end: int) -> View:
+        """``[start, end)`` as views of the buffer, without a copy (what :meth:`read` copies);
+        ``end`` must not be past ``head``. A clip is written straight from these (issue #14:
+        a long clip's copy was the largest allocation after the ring)."""
+        if end > self.head:
+            raise ValueError(f"cannot read up to {end}: newest sample is {self.head - 1}")
+        if start > end:
+            raise ValueError(f"range reversed: start {start} > end {end}")
+        truncated = start < self.oldest
+        start = min(max(start, self.oldest), end)
+        first = start % self.capacity
+        n1 = min(end - start, self.capacity - first)
+        parts = [self._buf[first : first + n1]]
+        if end - start > n1:
+            parts.append(self._buf[: end - start - n1])
+        for part in parts:
+            part.flags.writeable = False  # a view: the ring's buffer itself stays writable
+        gaps = tuple(
+            (max(g0, start), min(g1, end)) for g0, g1 in self._gaps if g0 < end and g1 > start
+        )
+        return View(parts=tuple(parts), start=start, end=end, truncated=truncated, gaps=gaps)
 
     def _put(self, start: int, block: Samples) -> None:
         first = start % self.capacity

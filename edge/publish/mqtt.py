@@ -49,14 +49,22 @@ Rules:
   are tracked again. The status carries the counts (``status.delivery``).
 - Network timing (backoff, status refresh, waits) runs on real monotonic time; the injected
   clock only stamps payloads and acknowledgements.
+- No polling: the thread sleeps in ``select`` on the broker's socket and a wake-up socket until
+  a timer is due (the status refresh, paho's keep-alive, the check of late receipts while rows
+  wait for one, the CONNACK's deadline). Every commit that adds outbox rows wakes it
+  (``Outbox.watch``), as do :meth:`Publisher.notify`, :meth:`Publisher.refresh_status` and
+  :meth:`Publisher.stop`; the outbox is read again only then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
+import select
 import shutil
+import socket
 import threading
 import time
 from collections import deque
@@ -66,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -89,8 +98,9 @@ __all__ = ["LinkConfigError", "Publisher", "PublisherStats", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.05  # longest wait inside paho's select before the publisher looks around again
-POLL_S = 0.5  # how often an idle publisher asks the outbox for new rows (notify() wakes it)
+#: the longest the publisher sleeps while nothing is due: paho's keep-alive (a PINGREQ after
+#: ``keepalive_s`` of silence) is checked at least this often, as a share of ``keepalive_s``
+KEEPALIVE_SHARE = 0.25
 CONNACK_TIMEOUT_S = 10.0
 GOODBYE_TIMEOUT_S = 2.0
 FETCH_ROWS = 100
@@ -210,6 +220,10 @@ class Publisher:
         self._wake = threading.Event()
         self._progress = threading.Event()
         self._thread: threading.Thread | None = None
+        #: a byte written here wakes the publisher thread out of its wait on the broker's
+        #: socket (:meth:`notify`, :meth:`stop`...): it sleeps until something is due
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._unwatch: Callable[[], None] = lambda: None
         self._client: paho.Client | None = None
         self._connected = False
         self._refused = False
@@ -235,27 +249,39 @@ class Publisher:
         return self._connected
 
     def start(self) -> None:
+        """Start the publisher thread; from now on every commit of new outbox rows in the
+        store wakes it (:meth:`edge.store.Outbox.watch`)."""
         if self._thread is not None:
             raise RuntimeError("the publisher is already started")
         self._stop.clear()
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        self._wakeup = (reader, writer)
+        self._unwatch = self._outbox.watch(self.notify)
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Publish status offline, disconnect cleanly and end the thread."""
         self._stop.set()
+        self._poke()
         if self._thread is not None:
+            self._unwatch()
             self._thread.join(timeout_s)
             self._thread = None
+            if not self._thread_alive():
+                self._close_wakeup()
 
     def refresh_status(self) -> None:
         """Health changed: publish the retained status now rather than at the next interval."""
         self._status_due = 0.0
-        self._wake.set()
+        self._poke()
 
     def notify(self) -> None:
-        """New rows were committed: look at the outbox now rather than at the next poll."""
+        """New rows were committed: look at the outbox now (the store's commits call this)."""
         self._wake.set()
+        self._poke()
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty (True) or ``timeout_s`` has passed (False)."""
@@ -269,7 +295,7 @@ class Publisher:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            self._wake.set()
+            self.notify()
             self._progress.wait(min(left, 0.25))
 
     # --- the connection loop (publisher thread) ------------------------------------------------
@@ -324,7 +350,8 @@ class Publisher:
         connack_deadline = time.monotonic() + CONNACK_TIMEOUT_S
         try:
             while not self._stop.is_set():
-                if client.loop(TICK_S) != paho.MQTT_ERR_SUCCESS or self._refused:
+                wait = self._until_due(connack_deadline)
+                if self._io(client, wait) != paho.MQTT_ERR_SUCCESS or self._refused:
                     if not (accepted or self._connected or self._refused):
                         # dropped before CONNACK: TLS 1.3 rejects a client certificate here
                         cause = self._paho_error or "connection closed"
@@ -362,10 +389,75 @@ class Publisher:
         )
         deadline = time.monotonic() + GOODBYE_TIMEOUT_S
         while info.rc == paho.MQTT_ERR_SUCCESS and time.monotonic() < deadline:
-            if info.is_published() or client.loop(TICK_S) != paho.MQTT_ERR_SUCCESS:
+            left = deadline - time.monotonic()
+            if info.is_published() or self._io(client, left) != paho.MQTT_ERR_SUCCESS:
                 break
             self._flush()
         client.disconnect()
+
+    # --- waiting: on the broker's socket and the wake-up socket, until the next timer ---------
+
+    def _until_due(self, connack_deadline: float) -> float:
+        """Seconds until something is due on this connection: the CONNACK's deadline, the
+        status refresh, the check of late receipts (while rows wait for one) or paho's
+        keep-alive. Nothing else needs a timer: new rows, acknowledgements, receipts, resend
+        requests and :meth:`stop` wake the wait themselves."""
+        now = time.monotonic()
+        due = now + self._link.keepalive_s * KEEPALIVE_SHARE
+        if not self._connected:
+            due = min(due, connack_deadline)
+        else:
+            due = min(due, self._status_due)
+            if self._awaiting is not None and len(self._awaiting):
+                due = min(due, self._receipt_check_at)
+        return max(0.0, due - now)
+
+    def _io(self, client: paho.Client, timeout_s: float) -> MQTTErrorCode:
+        """Wait up to ``timeout_s`` for the broker's socket or a wake-up, then let paho read,
+        write and keep the connection alive (what ``client.loop`` does, with the wake-up
+        socket in the same ``select``)."""
+        sock = client.socket()
+        wakeup = self._wakeup
+        if sock is None or wakeup is None:
+            return paho.MQTT_ERR_NO_CONN
+        pending_of = getattr(sock, "pending", None)  # TLS: bytes already decrypted, not in select
+        pending = pending_of() if callable(pending_of) else 0
+        readers: list[Any] = [sock, wakeup[0]]
+        writers: list[Any] = [sock] if client.want_write() else []
+        try:
+            readable, writable, _ = select.select(
+                readers, writers, [], 0.0 if pending else timeout_s
+            )
+        except (OSError, ValueError, TypeError):  # the socket was closed under us
+            return paho.MQTT_ERR_CONN_LOST
+        if wakeup[0] in readable:
+            with contextlib.suppress(OSError):
+                wakeup[0].recv(4096)
+        if sock in readable or pending:
+            rc = client.loop_read()
+            if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc if rc != paho.MQTT_ERR_SUCCESS else paho.MQTT_ERR_CONN_LOST
+        if sock in writable:
+            rc = client.loop_write()
+            if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc if rc != paho.MQTT_ERR_SUCCESS else paho.MQTT_ERR_CONN_LOST
+        return client.loop_misc()
+
+    def _poke(self) -> None:
+        """Wake the publisher thread out of :meth:`_io` (from any thread)."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            with contextlib.suppress(OSError):  # full (a wake-up is pending already) or closed
+                wakeup[1].send(b"\0")
+
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _close_wakeup(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            for end in wakeup:
+                end.close()
 
     def _reset_session(self) -> None:
         self._inflight: dict[int, _Job] = {}
@@ -374,7 +466,7 @@ class Publisher:
         self._rows: deque[OutboxRow] = deque()
         self._current: _Job | None = None
         self._cursor = 0
-        self._next_poll = 0.0
+        self._outbox_read = False  # read to its end: read again when woken (notify)
         self._status_due = float("inf")
         self._done: list[int] = []
         self._retained: dict[int, str] = {}  # mid -> topic of a retained message in flight
@@ -636,16 +728,18 @@ class Publisher:
             log.warning("%s", detail)
 
     def _next_row(self) -> OutboxRow | None:
+        """The next unsent row; the outbox is read again only after a wake-up once it was read
+        to its end (every commit of new rows wakes the publisher: no polling)."""
         if not self._rows:
-            now = time.monotonic()
-            if now < self._next_poll and not self._wake.is_set():
+            if self._outbox_read and not self._wake.is_set():
                 return None
             self._wake.clear()
             self._rows.extend(self._outbox.pending(limit=FETCH_ROWS, after_seq=self._cursor))
             if not self._rows:
-                self._next_poll = now + POLL_S
+                self._outbox_read = True
                 self._progress.set()
                 return None
+            self._outbox_read = False
             self._cursor = self._rows[-1].seq
         return self._rows.popleft()
 
@@ -710,11 +804,9 @@ class Publisher:
         path = (self._data_dir / ref.path).resolve()
         if not path.is_relative_to(self._data_dir):
             raise _ClipUnavailableError(f"clip path {ref.path!r} leaves the data directory")
-        digest = hashlib.sha256()
         try:
             with path.open("rb") as file:
-                while block := file.read(1 << 20):
-                    digest.update(block)
+                digest = hashlib.file_digest(file, "sha256")  # one small buffer, reused
                 size = file.tell()
         except OSError as exc:
             raise _ClipUnavailableError(f"{path}: {exc.strerror or exc}") from None

@@ -29,10 +29,6 @@ from pathlib import Path
 from edge.config import RoutesSection
 from edge.publish._link import backoff_delay
 from edge.routes._base import Refused, RetryLater, Route, read_secret
-from edge.routes.ftp import Ftp
-from edge.routes.mail import Email
-from edge.routes.telegram import Telegram
-from edge.routes.webhook import Webhook
 from edge.store import RouteQueue, Store
 
 log = logging.getLogger(__name__)
@@ -127,10 +123,16 @@ def build_routes(cfg: RoutesSection, data_dir: Path) -> list[Route]:
     now: a missing file stops the start with a message naming the key."""
     routes: list[Route] = []
     url = cfg.clip_url
+    # each destination's module (ftplib, smtplib and email, urllib's HTTP) is imported only
+    # when the config has one: a device loads the code of the routes it uses (issue #14)
     for t in cfg.telegram:
+        from edge.routes.telegram import Telegram
+
         token = read_secret(t.bot_token_file, f"routes.telegram[{t.name}].bot_token_file")
         routes.append(Telegram(t, token, data_dir, url))
     for f in cfg.ftp:
+        from edge.routes.ftp import Ftp
+
         password = (
             read_secret(f.password_file, f"routes.ftp[{f.name}].password_file")
             if f.password_file
@@ -138,6 +140,8 @@ def build_routes(cfg: RoutesSection, data_dir: Path) -> list[Route]:
         )
         routes.append(Ftp(f, password, data_dir, url))
     for e in cfg.email:
+        from edge.routes.mail import Email
+
         password = (
             read_secret(e.password_file, f"routes.email[{e.name}].password_file")
             if e.password_file
@@ -145,6 +149,8 @@ def build_routes(cfg: RoutesSection, data_dir: Path) -> list[Route]:
         )
         routes.append(Email(e, password, data_dir, url))
     for w in cfg.webhook:
+        from edge.routes.webhook import Webhook
+
         secret = (
             read_secret(w.secret_file, f"routes.webhook[{w.name}].secret_file")
             if w.secret_file

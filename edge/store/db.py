@@ -133,6 +133,11 @@ class Store:
             raise
         return cls(db, path, clock)
 
+    def _added(self, outbox: Sequence[OutboxMessage]) -> None:
+        """After a commit: wake whoever watches the outbox (the publisher) if it got rows."""
+        if outbox:
+            self.outbox.committed()
+
     def close(self) -> None:
         with bound(self._db):  # for the lock: not while another thread is mid-transaction
             self._db.close()
@@ -201,6 +206,7 @@ class Store:
             add_messages(outbox, created_ns)
             add_route_jobs(routes, created_ns)
             crashpoint("store.commit")  # fault tests only: a no-op unless armed
+        self._added(outbox)
         return True
 
     def save_event(
@@ -224,6 +230,7 @@ class Store:
             created_ns = self._clock()
             add_messages(outbox, created_ns)
             add_route_jobs(routes, created_ns)
+        self._added(outbox)
         return True
 
     def save_routes(self, routes: Sequence[RouteJob], outbox: Sequence[OutboxMessage] = ()) -> int:
@@ -233,13 +240,16 @@ class Store:
         with writing(self._db):
             created_ns = self._clock()
             add_messages(outbox, created_ns)
-            return add_route_jobs(routes, created_ns)
+            added = add_route_jobs(routes, created_ns)
+        self._added(outbox)
+        return added
 
     def save_messages(self, outbox: Sequence[OutboxMessage]) -> None:
         """Write standalone outbox rows (e.g. an alert about data already stored), atomically."""
         check_json(outbox)
         with writing(self._db):
             add_messages(outbox, self._clock())
+        self._added(outbox)
 
     def contacts(self) -> list[ContactRecord]:
         """All contacts with their events, tags and clip.
@@ -480,6 +490,7 @@ class Store:
                 # also a new message: an unsent row may be in flight already with the old times
                 fresh.append(msg)
             add_messages(fresh, self._clock())
+        self._added(fresh)
         return len(ids)
 
 

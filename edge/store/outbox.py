@@ -17,11 +17,14 @@ Rules:
   something after a reboot, when the monotonic clock starts again from zero.
 - Delivered rows stay (for diagnosis) until ``purge_delivered()`` removes the old ones; a row
   that is only sent is never purged.
+- After every transaction that added rows the store calls :meth:`Outbox.committed`, which calls
+  whoever :meth:`Outbox.watch`-es (the publisher's wake-up): nobody polls the table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +88,29 @@ class Outbox:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._watchers: list[Callable[[], None]] = []
+        self._watchers_lock = threading.Lock()
+
+    def watch(self, on_rows: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_rows()`` after every commit that added rows (on the writer's thread; it
+        must be quick and thread-safe: the publisher's wake-up); returns the call that stops
+        it. The publisher waits on this instead of polling the table."""
+        with self._watchers_lock:
+            self._watchers.append(on_rows)
+
+        def unwatch() -> None:
+            with self._watchers_lock:
+                if on_rows in self._watchers:
+                    self._watchers.remove(on_rows)
+
+        return unwatch
+
+    def committed(self) -> None:
+        """New rows were committed (the store calls this after the transaction)."""
+        with self._watchers_lock:
+            watchers = list(self._watchers)
+        for on_rows in watchers:
+            on_rows()
 
     def of_kind(self, kind: str) -> list[OutboxRow]:
         """Every row of one kind, sent or not, in seq order (what the device has said)."""

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import itertools
 import os
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,39 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
         ask(clipper, "x", s(1), s(2))
     with pytest.raises(ValueError, match="codec"):
         Clipper(Ring(10), RATE, tmp_path, "mp3", 0, 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("codec", ["wav", "flac"])
+def test_a_clip_across_the_rings_end_is_the_audio_in_order(tmp_path: Path, codec: Codec) -> None:
+    clipper = make(tmp_path, ring_s=30.0, pre_s=0.0, post_s=0.0, codec=codec)
+    mic = Mic()
+    mic.feed(clipper, idx(40))  # the ring (30 s) wrapped at 30 s: 20..40 s is in two pieces
+    ask(clipper, "c1", s(20), s(40))
+    [clip] = mic.feed(clipper, idx(41))
+    assert (clip.start_index, clip.end_index) == (idx(20), idx(40))
+    np.testing.assert_array_equal(audio_of(tmp_path, clip), SPEECH.render(idx(20), idx(20)))
+    data = (tmp_path / clip.path).read_bytes()
+    assert (clip.bytes, clip.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_a_long_wav_clip_is_written_without_a_copy_of_its_audio(tmp_path: Path) -> None:
+    """Issue #14: the clip (here 4 minutes, 7.7 MB) is written from the ring's own memory, so
+    cutting it allocates a small fraction of its size (the copy out of the ring was the
+    largest allocation after the ring itself)."""
+    clipper = make(tmp_path, ring_s=300.0, pre_s=0.0, post_s=0.0)
+    mic = Mic(period=16000)
+    periods = mic.periods_until(idx(250))
+    for period in periods[:-1]:
+        clipper.on_period(period)
+    ask(clipper, "long", s(5), s(245))
+    tracemalloc.start()
+    try:
+        [result] = clipper.on_period(periods[-1])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.clip is not None
+    size = idx(240) * 2
+    assert result.clip.bytes == size + 44
+    assert peak < size // 20, f"cutting a {size} byte clip allocated {peak} bytes"
+    np.testing.assert_array_equal(audio_of(tmp_path, result.clip), SPEECH.render(idx(5), idx(240)))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import queue
+import select
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -293,3 +295,34 @@ def test_connections_over_the_cap_get_503_and_stalled_ones_free_their_place() ->
 
 def wait_until(predicate: Callable[[], bool], what: str) -> None:
     wait_for(predicate, what, poll_s=0.01)
+
+
+def test_the_serving_loop_sleeps_until_a_connection_a_deadline_or_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #13: no poll interval. Every wait of the serving loop is recorded: with nobody
+    connected it waits without a timeout; while a request is being read, until that request's
+    deadline (plus a grace); ``stop()`` ends the wait at once (the loop would otherwise sleep
+    forever)."""
+    waits: list[float | None] = []
+    real_select = select.select
+
+    def recorded(r: list[Any], w: list[Any], x: list[Any], timeout: float | None = None) -> Any:
+        waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(select, "select", recorded)  # what edge.pos calls
+    inbox: queue.SimpleQueue[Receipt] = queue.SimpleQueue()
+    srv = ReceiptServer("127.0.0.1", 0, FakeClock(), inbox.put, timeout_s=30.0)
+    srv.start()
+    try:
+        wait_for(lambda: waits == [None], "the idle server's first wait")
+        with socket.create_connection(("127.0.0.1", srv.port)) as conn:
+            conn.sendall(b"POST /receipt HTTP/1.1\r\n")  # a request that is being read
+            wait_for(lambda: len(waits) >= 2, "the wait after the accept")
+            assert waits[1] is not None
+            assert 29.0 < waits[1] <= 30.0 + 0.5  # its deadline, and the grace after it
+        assert all(timeout is None or timeout > 1.0 for timeout in waits)
+    finally:
+        srv.stop()
+    assert not srv._thread.is_alive()  # stopped without any timeout coming round

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,11 +27,12 @@ from paho.mqtt.properties import Properties
 
 from edge.clock import NS, FakeClock
 from edge.config import MqttSection
+from edge.publish import mqtt as mqtt_module
 from edge.publish import wire
 from edge.publish._link import resolve
 from edge.publish.mqtt import LinkConfigError, Publisher, backoff_delay
 from edge.records import ClipInfo, ContactRecord, EventRecord
-from edge.store import Store
+from edge.store import OutboxRow, Store
 from provisioning.broker import LocalBroker, free_port
 from tests.waiting import wait_for
 from tests.wire_samples import CLIP, CONTACT, DEVICE, ORPHAN, SITE
@@ -649,3 +651,72 @@ def test_status_is_refreshed_with_the_current_depth(rig: Rig, broker: LocalBroke
     got = sink.wait_for(lambda ms: len(ms) >= 2, "a refreshed status")
     assert status_of(got[1])["status"]["outbox_depth"] == 1
     assert status_of(got[1])["msg_id"] != status_of(first)["msg_id"]
+
+
+# --- waking: no polling (issue #13) -------------------------------------------------------------
+
+
+class _FrozenTime:
+    """The publisher module's ``time`` with its monotonic clock stopped: no deadline of the
+    publisher ever passes, so whatever it does happens because something woke it."""
+
+    def __init__(self) -> None:
+        self._now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_a_committed_row_goes_out_at_once_without_a_notify_nor_a_poll(
+    rig: Rig, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's commit wakes the publisher (Outbox.watch): the row is published with the
+    publisher's clock stopped (so no poll period can ever come round) and nobody calling
+    ``notify()``; before, the row waited for the next outbox poll."""
+    monkeypatch.setattr(mqtt_module, "time", _FrozenTime())
+    reads: list[int] = []
+    pending = rig.store.outbox.pending
+
+    def counted(limit: int = 100, after_seq: int = 0) -> list[OutboxRow]:
+        rows = pending(limit, after_seq)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(rig.store.outbox, "pending", counted)
+    sink = rig.sink(broker.port)
+    rig.publisher(broker.url)
+    sink.wait_for(lambda ms: any(m.topic == STATUS for m in ms), "the status on connect")
+    wait_until(lambda: bool(reads), "the publisher's first read of the (empty) outbox")
+    save_event(rig.store, orphan(1))  # committed: no notify() from here
+    sink.wait_for(lambda ms: len(rig_events(ms)) == 1, "the event, woken by the commit")
+    save_contact(rig.store, contact(2))
+    sink.wait_for(
+        lambda ms: any(m.topic == wire.topic(SITE, DEVICE, "contact") for m in ms), "the contact"
+    )
+
+
+def rig_events(messages: list[paho.MQTTMessage]) -> list[paho.MQTTMessage]:
+    return [m for m in messages if m.topic == wire.topic(SITE, DEVICE, "event")]
+
+
+def test_stop_ends_an_idle_publisher_at_once(
+    rig: Rig, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With its clock stopped nothing is ever due, so only the wake-up of ``stop()`` ends the
+    wait: the thread ends (and says goodbye: status offline) well within the join."""
+    monkeypatch.setattr(mqtt_module, "time", _FrozenTime())
+    sink = rig.sink(broker.port)
+    pub = rig.publisher(broker.url, keepalive_s=600)  # its keep-alive timer: 150 s away
+    sink.wait_for(lambda ms: any(m.topic == STATUS for m in ms), "the status on connect")
+    wait_until(lambda: pub.connected, "the connection")
+    thread = pub._thread
+    assert thread is not None
+    pub.stop(timeout_s=30.0)
+    assert not thread.is_alive()
+    sink.wait_for(
+        lambda ms: any(m.topic == STATUS and not status_of(m)["status"]["online"] for m in ms),
+        "the offline status of a clean stop",
+    )

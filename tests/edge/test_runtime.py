@@ -10,15 +10,20 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from contract.service import Notifier
 from edge.app import Core, backend_spec
 from edge.clock import NS, FakeClock
 from edge.config import Config
+from edge.daemon import MAX_WAIT_S, _wait_s
+from edge.events import Press
 from edge.health import Health
 from edge.runtime import STORE_NAME, assemble
+from edge.service import Supervisor
 from edge.store import Store
-from hardware import DeviceFault, open_backend
+from hardware import AudioPeriod, ButtonEdge, DeviceFault, open_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,3 +144,60 @@ def test_the_store_only_persists() -> None:
         assert not any(m.startswith("edge.routes") for m in imported), path
     assert not hasattr(Store, "router")
     assert "router" not in Store.__init__.__code__.co_names
+
+
+def test_the_core_loop_sleeps_until_the_next_thing_is_due(tmp_path: Path) -> None:
+    """Issue #13: no fixed tick. Idle, the live daemon's loop waits on its inbox for the core's
+    once-a-second checks; with a button released, until the moment its press is confirmed,
+    and the press comes out of the tick at that moment, not before."""
+    cfg = Config.model_validate({"audio": {"enabled": False}, "input": {"debounce_ms": 30}})
+    backend = open_backend(dataclasses.replace(backend_spec(cfg), backend="simulated"))
+    clock = FakeClock()
+    presses: list[Press] = []
+    supervisor = Supervisor(Notifier({}), audio=False, stall_s=10.0)
+    with assemble(cfg, clock, tmp_path, backend, publish=False, on_press=presses.append) as rt:
+        rt.tick(clock.now_ns)
+        assert _wait_s(rt, clock, 0, supervisor) == pytest.approx(MAX_WAIT_S)  # nothing due
+        clock.advance(0.5)
+        rt.core.handle(ButtonEdge("green", True, clock.now_ns))
+        clock.advance(0.2)
+        rt.core.handle(ButtonEdge("green", False, clock.now_ns))
+        rt.tick(clock.now_ns)
+        wait = _wait_s(rt, clock, 0, supervisor)
+        assert wait == pytest.approx(0.030)  # the release settles after the debounce
+        clock.advance(wait - 0.001)
+        rt.tick(clock.now_ns)
+        assert presses == []
+        clock.advance(0.001)
+        rt.tick(clock.now_ns)
+        assert [p.button for p in presses] == ["green"]
+        assert _wait_s(rt, clock, 0, supervisor) <= MAX_WAIT_S
+
+
+def test_the_supervisor_sets_no_timer_while_it_waits_for_audio(tmp_path: Path) -> None:
+    """The core loop sleeps until the supervisor's next beat is due: before the first audio
+    period (no READY yet) and while the capture stalls (pings held) nothing of it is due on
+    time, only the periodic status once ready; otherwise the loop would spin."""
+    cfg = Config.model_validate({"audio": {"enabled": False}})
+    backend = open_backend(dataclasses.replace(backend_spec(cfg), backend="simulated"))
+    clock = FakeClock()
+    now = [100.0]
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "no-such-socket")})  # sends fail: ok
+    supervisor = Supervisor(
+        notifier, audio=True, stall_s=2.0, ping_every_s=0.5, monotonic=lambda: now[0]
+    )
+    with assemble(cfg, clock, tmp_path, backend, publish=False) as rt:
+        supervisor.beat(rt.core)
+        assert not supervisor.ready  # waiting for the first audio period
+        assert supervisor.due_in_s(rt.core) == float("inf")
+        rt.tick(clock.now_ns)
+        assert _wait_s(rt, clock, 0, supervisor) == pytest.approx(MAX_WAIT_S)  # not 0: no spin
+        rt.core.handle(AudioPeriod(0, np.zeros(1600, np.int16), clock.now_ns))  # from the inbox
+        supervisor.beat(rt.core)
+        assert supervisor.ready
+        assert supervisor.due_in_s(rt.core) == pytest.approx(0.5)  # the next ping
+        clock.advance(3.0)  # no audio for 3 s: stalled, the pings are held
+        now[0] += 3.0
+        supervisor.beat(rt.core)
+        assert supervisor.stalled
+        assert supervisor.due_in_s(rt.core) == pytest.approx(supervisor.status_every_s)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-import hardware._pi
+import hardware.gpio
 from edge.app import Core, settle_ns
 from edge.clock import NS
 from edge.config import Config
@@ -138,7 +138,7 @@ def test_microphone_missing_at_start_on_real_drivers(
     the daemon runs, the status names the microphone, a request press makes a contact that is
     saved without a clip once ``stall_s`` has passed (not at shutdown)."""
     factory = MockFactory()
-    monkeypatch.setattr(hardware._pi, "make_pin_factory", lambda *a, **k: factory)
+    monkeypatch.setattr(hardware.gpio, "make_pin_factory", lambda *a, **k: factory)
     data = config_dict(
         broker.url,
         hardware={"backend": "pi"},

@@ -24,7 +24,7 @@ from peewee import OperationalError
 
 import edge.audio.clipper
 from edge.app import Core, settle_ns
-from edge.audio.encode import write_clip
+from edge.audio.encode import write_clip, write_clip_parts
 from edge.clock import NS, FakeClock
 from edge.config import Config
 from edge.diskbudget import DiskBudget, is_disk_full
@@ -133,12 +133,12 @@ class VirtualDisk:
         self.refused = 0
 
     def wrap(self, real: Callable[..., tuple[str, int]]) -> Callable[..., tuple[str, int]]:
-        def write(path: Path, samples: Any, rate: int, codec: Any) -> tuple[str, int]:
+        def write(path: Path, parts: Any, rate: int, codec: Any) -> tuple[str, int]:
             used = sum(p.stat().st_size for p in self.clips.glob("*") if p.is_file())
-            if used + len(samples) * 2 + 44 > self.size:
+            if used + sum(len(part) for part in parts) * 2 + 44 > self.size:
                 self.refused += 1
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
-            return real(path, samples, rate, codec)
+            return real(path, parts, rate, codec)
 
         return write
 
@@ -148,7 +148,7 @@ def test_enospc_on_clips_never_stops_capture_nor_loses_a_contact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker: LocalBroker, undelivered: bool
 ) -> None:
     disk = VirtualDisk(tmp_path, 8_000_000)
-    monkeypatch.setattr(edge.audio.clipper, "write_clip", disk.wrap(write_clip))
+    monkeypatch.setattr(edge.audio.clipper, "write_clip_parts", disk.wrap(write_clip_parts))
     cores: list[Core] = []
     cfg = Config.model_validate(
         config_dict(broker.url, storage={"delete_undelivered": undelivered})

@@ -121,7 +121,7 @@ def factories(
         asked.append((name, pigpio_host, pigpio_port))
         return mock_factory
 
-    monkeypatch.setattr("hardware._pi.make_pin_factory", make)
+    monkeypatch.setattr("hardware.gpio.make_pin_factory", make)
     return asked
 
 

@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from gpiozero.pins.mock import MockFactory
 
-import hardware._pi
+import hardware.gpio
 from edge.config import Config
 from edge.daemon import run_live
 from edge.simulate import STORE_NAME
@@ -392,7 +392,7 @@ def test_a_contact_recorded_from_an_rtsp_camera_has_its_audio_exact_to_the_sampl
     gpiozero mock pins: the press cuts a window whose clip is the camera's audio, sample for
     sample, at the clip's own sample indices."""
     factory = MockFactory()
-    monkeypatch.setattr(hardware._pi, "make_pin_factory", lambda *a, **k: factory)
+    monkeypatch.setattr(hardware.gpio, "make_pin_factory", lambda *a, **k: factory)
     with RtspServer(ramp_wav, user="cam", password="Cam-Pa55") as server:
         cfg = Config.model_validate(
             {

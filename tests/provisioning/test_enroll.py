@@ -18,7 +18,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
-import hardware._pi
+import hardware.gpio
 from cloud_sink.consumer import Sink, SinkConfig
 from contract import enroll as proto
 from edge import sealing
@@ -310,7 +310,7 @@ def test_the_daemon_enrolls_at_its_first_start_then_delivers(
     sink.start()
     wait_for(sink.subscribed.is_set, "the sink to subscribe with its account")
     factory = MockFactory()
-    monkeypatch.setattr(hardware._pi, "make_pin_factory", lambda *a, **k: factory)
+    monkeypatch.setattr(hardware.gpio, "make_pin_factory", lambda *a, **k: factory)
     fleet.registry.add_claim("batch", TOKEN, site="site-1", uses=1)
     cfg = Config.model_validate(
         {
