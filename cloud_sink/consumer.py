@@ -14,11 +14,13 @@ Rules:
 - Subscription, QoS 1: ``contactpoint/v1/+/+/+``; with a group (MQTT 5) the shared subscription
   ``$share/<group>/contactpoint/v1/+/+/+`` so that N workers share one stream. The single-level
   wildcard does not match ``.../cmd/resend``, so the sink never takes its own commands.
-- Without a group the subscription is a plain one ON PURPOSE: mosquitto 2.0 does not keep a
-  shared subscription's queue across a broker restart (messages it had acknowledged to the
-  device and not yet delivered were lost in tests/test_end_to_end.py), while a plain persistent
-  subscription survives it. Share a stream between workers on a broker that persists shared
-  subscriptions (the clustered brokers of design.md).
+- Without a group the subscription is a plain one ON PURPOSE: mosquitto 2.0 does not restore
+  a shared subscription with its session after a restart, so what devices publish after the
+  restart and before the workers are back and subscribed again reaches nobody and is lost
+  (measured in tests/cloud_sink/test_broker_needs.py; messages it had acknowledged to the
+  device were lost in tests/test_end_to_end.py), while a plain persistent subscription
+  survives it. Share a stream between workers on a broker that persists shared subscriptions
+  (docs/SCALING.md).
 - Batches, ack after commit: the client runs with ``manual_ack=True``. Messages are collected
   into a batch, ingested in one transaction (:meth:`Ingest.handle_batch`, a savepoint per
   message) when it holds ``batch_max_messages``, when its first message waited

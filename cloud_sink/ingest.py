@@ -22,7 +22,10 @@ Rules:
 - Chunk bytes are written to their file before the transaction commits; the caller acks the
   broker only after :meth:`Ingest.handle_batch` returns (the batch committed).
 - A batch (:meth:`Ingest.handle_batch`) is one transaction; each message in it runs in a savepoint
-  of its own. No single message stops the stream. Any exception while a message is stored rolls its
+  of its own. On PostgreSQL it first takes the advisory lock of every device it holds messages
+  of, in one order (sorted keys), as the clip check does for its clips: workers sharing a
+  stream take turns per device instead of deadlocking on rows written in different orders.
+  No single message stops the stream. Any exception while a message is stored rolls its
   savepoint back; then the message becomes a dead letter (reason ``integrity`` for a constraint or
   data error, else ``ingest_error``, with the exception) and its whole raw payload (bounded by the
   parser's limits) is kept under ``dead_letters/`` in the data directory. Only errors that may pass
@@ -69,11 +72,12 @@ from typing import Any, Final
 from peewee import Database, DataError, IntegrityError, InterfaceError, OperationalError, fn
 
 from cloud_sink import wire
-from cloud_sink.db import rowcount, transaction
+from cloud_sink.db import execute_sql, is_sqlite, rowcount, transaction
 from cloud_sink.models import Tables, from_json, tables, to_json
 from cloud_sink.receipts import Confirm
 from cloud_sink.storage import ClipCorruptError, ClipStore
 from contract.crashpoint import crashpoint
+from contract.wire import parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +175,17 @@ _MAX_TRACKED: Final = 1024  # failing messages whose attempts are counted
 _ENVIRONMENT: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
+#: the class (first key) of the devices' PostgreSQL advisory locks ("cpdv")
+_DEVICE_LOCKS: Final = 0x63706476
+
+
+def _device_lock_key(device: str) -> int:
+    """A device's advisory lock key: 32 bits of its name's sha256, signed (a PostgreSQL int)."""
+    return int.from_bytes(
+        hashlib.sha256(device.encode("utf-8", "backslashreplace")).digest()[:4], "big", signed=True
+    )
+
+
 def _announcement(clip: Any) -> tuple[int, str, str] | None:
     """(bytes, sha256, codec) from a contact's ``clip`` object, or None if it does not say."""
     if not isinstance(clip, dict):
@@ -262,6 +277,7 @@ class Ingest:
         results: list[Result] = []
         try:
             with transaction(self.db):
+                self._lock_devices(t.device for topic, _ in messages if (t := parse_topic(topic)))
                 for topic, payload in messages:
                     results.append(self._isolated(topic, payload, now))
         except BaseException:
@@ -276,6 +292,17 @@ class Ingest:
                 self._attempts.pop(_digest(topic, payload), None)
             self.counters.bump(result.outcome.value)
         return results
+
+    def _lock_devices(self, devices: Iterable[str]) -> None:
+        """PostgreSQL: take the transaction's advisory lock of each device, all of them before
+        any row is written and in one order for every worker (sorted keys), so that workers
+        whose batches share devices take turns per device instead of deadlocking on the rows
+        they write (the device row, its clips, ...) in different orders. SQLite: nothing (a
+        write transaction holds the database's one lock from its start)."""
+        if is_sqlite(self.db):
+            return
+        for key in sorted({_device_lock_key(device) for device in devices}):
+            execute_sql(self.db, "SELECT pg_advisory_xact_lock(%s, %s)", (_DEVICE_LOCKS, key))
 
     def _isolated(self, topic: str, payload: bytes, now: int) -> Result:
         """One message of a batch, in its own savepoint."""
@@ -772,6 +799,7 @@ class Ingest:
                     | ((clips.device == after[0]) & (clips.clip_id > after[1]))
                 )
             rows = list(query.order_by(clips.device, clips.clip_id).limit(limit).dicts())
+            self._lock_devices(row["device"] for row in rows)  # as a batch does, before writing
             for row in rows:
                 key = ClipKey(row["site"], row["device"], row["clip_id"])
                 where = (clips.device == key.device) & (clips.clip_id == key.clip_id)

@@ -21,8 +21,8 @@
   them on purpose: the golden checks must not borrow the code under test.)
 - ``bench`` may import anything but ``tests``; two exceptions stand until the machinery they
   share with the tests moves out of tests/: the soak drives the fault harness
-  (tests/faults/harness.py), the transport bench starts a throwaway PostgreSQL cluster
-  (tests/services.py).
+  (tests/faults/harness.py), the transport, api and scale-out benches start a throwaway
+  PostgreSQL cluster (tests/services.py).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ BENCH_USES_OF_TESTS = {
     ("bench/transport.py", "tests.services"),
     ("bench/api.py", "tests.services"),  # the throwaway PostgreSQL cluster of the tests
     ("bench/objects.py", "tests.services"),  # the tests' SeaweedFS S3 server
+    ("bench/scaleout.py", "tests.services"),  # the tests' PostgreSQL cluster
 }
 
 Import = tuple[Path, str, list[str]]

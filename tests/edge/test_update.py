@@ -186,6 +186,11 @@ def _device(broker: LocalBroker) -> Config:
     )
 
 
+def _files_under(root: Path) -> int:
+    """How many files the install root holds: moves while pip installs a release."""
+    return sum(len(files) for _, _, files in os.walk(root))
+
+
 def test_a_good_update_requested_over_mqtt_runs_the_new_release(
     tmp_path: Path,
     wheels: dict[str, Path],
@@ -209,7 +214,12 @@ def test_a_good_update_requested_over_mqtt_runs_the_new_release(
         project = _project_version(wheels["project"])
         payload = sign_update(fleet_key[0], wheels["project"], source=str(wheels["project"]))
         publish_update(broker.url, "site-1", "dev-a", payload, user="", password="")
-        wait_for(lambda: result, "the update", cap_s=600)
+        wait_for(
+            lambda: result,
+            "the update",
+            progress=lambda: (_files_under(root), len(supervisor.messages)),  # pip, then starts
+            poll_s=0.5,
+        )
 
         assert result[0].result == "installed"
         assert _current(root) == project

@@ -1,0 +1,97 @@
+"""Two workers' batches on one PostgreSQL database, touching the same devices in opposite orders.
+
+Worker A's batch holds a message of device 1 then one of device 2, worker B's the other way
+round. Interleaved (A writes device 1's rows, B writes device 2's, then each goes on to the
+other device), each would wait for the other's rows: PostgreSQL breaks the deadlock by
+failing one batch, which is then redelivered whole — and a message that loses that way
+``max_attempts`` times is dead-lettered. Batches take their devices' advisory locks first,
+in one order, so the second one waits for the first to commit instead. The interleaving is
+forced with the ``before_commit`` hook and ``pg_stat_activity`` (a worker blocked on a lock),
+not with sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from cloud_sink.db import execute_sql, open_database
+from cloud_sink.ingest import Ingest, Outcome
+from cloud_sink.migrations import migrate
+from tests.cloud_sink.helpers import SITE, encode, event_message, topic
+from tests.waiting import join, wait_for
+
+DEVICES = ("cp-lock-1", "cp-lock-2")
+
+
+def message(device: str) -> tuple[str, bytes]:
+    msg = event_message()
+    msg["device"] = device
+    return topic("event", SITE, device), encode(msg)
+
+
+def test_batches_over_the_same_devices_in_opposite_orders_both_commit(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    db = open_database(postgres_url, tmp_path)  # one connection per thread (peewee)
+    migrate(db)
+    batches = {
+        "a": [message(DEVICES[0]), message(DEVICES[1])],
+        "b": [message(DEVICES[1]), message(DEVICES[0])],
+    }
+    pids: dict[str, int] = {}
+    first_done = {name: threading.Event() for name in batches}
+    finished = {name: threading.Event() for name in batches}
+    results: dict[str, Any] = {}
+
+    def waiting_on_lock(name: str) -> bool:
+        row = execute_sql(
+            db, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pids[name],)
+        ).fetchone()
+        return row is not None and row[0] == "Lock"
+
+    def worker(name: str, other: str) -> None:
+        ingest = Ingest(db, tmp_path / "sink")
+        pids[name] = int(execute_sql(db, "SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+        first_topic = batches[name][0][0]
+
+        def hook(topic_: str) -> None:
+            if topic_ != first_topic or first_done[name].is_set():
+                return
+            first_done[name].set()
+            # go on only once the other worker has written its first device's rows too, or
+            # waits for a lock (then this one must commit for it to go on), or is done
+            wait_for(
+                lambda: (
+                    first_done[other].is_set()
+                    or finished[other].is_set()
+                    or (other in pids and waiting_on_lock(other))
+                ),
+                f"worker {other} to write its first message or to wait",
+            )
+
+        ingest.before_commit = hook
+        try:
+            results[name] = ingest.handle_batch(batches[name])
+        except Exception as exc:  # noqa: BLE001 - reported by the test's thread
+            results[name] = exc
+        finally:
+            finished[name].set()
+            db.close()
+
+    threads = [
+        threading.Thread(target=worker, args=("a", "b")),
+        threading.Thread(target=worker, args=("b", "a")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        join(thread, "both batches")
+    for name in batches:
+        outcome = results[name]
+        assert not isinstance(outcome, Exception), f"batch {name}: {outcome!r}"
+        assert [r.outcome for r in outcome] == [Outcome.STORED, Outcome.STORED]
+    (events,) = execute_sql(db, "SELECT COUNT(*) FROM events").fetchone()  # type: ignore[misc]
+    assert events == 4
+    db.close()

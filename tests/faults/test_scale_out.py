@@ -1,0 +1,264 @@
+"""Scale-out that is correct: three workers on one shared subscription, one of them killed -9.
+
+Three ``contactpoint sink run --group g`` processes share one PostgreSQL database and one data
+directory and take one stream from a real mosquitto (``$share/g/...``, round-robin per
+message), so the chunks of one clip land on different workers and a clip is assembled by
+whichever worker commits its last chunk (or by any worker's clip check). Two devices publish
+a shift each with FLAC clips in 8 KiB chunks. Mid-run one worker is killed -9 — once at a
+random moment, once inside a clip assembly (``sink.assemble.write``) — and started again
+with its client id (its persistent session holds what the broker had assigned to it). At the
+end every contact of both devices is in the database exactly once, every clip is marked
+complete with a file whose sha256 is the device's, each worker took a share of the stream,
+and no temporary file is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud_sink import Sink, SinkConfig
+from cloud_sink.db import execute_sql, open_database
+from edge.config import Config
+from edge.records import ClipInfo
+from edge.scenario import busy_shift
+from edge.simulate import run_simulation
+from provisioning.broker import LocalBroker
+from tests.faults.harness import ROOT, _env, config_dict, edge_snapshot, kill9
+from tests.waiting import join, reap, tree_state, wait_exit, wait_for
+
+GROUP = "g"
+WORKERS = 3
+DEVICES = ("cp-scale-a", "cp-scale-b")
+
+
+def client_id(n: int) -> str:
+    return f"contactpoint-sink-{GROUP}-{n}"
+
+
+def start_worker(
+    n: int, broker: str, db_url: str, data: Path, logs: Path, *, crash_at: str | None = None
+) -> subprocess.Popen[bytes]:
+    out = (logs / f"worker-{n}.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "provisioning.main", "sink", "run", "--broker", broker),
+                *("--data", str(data), "--db", db_url, "--group", GROUP),
+                *("--client-id", client_id(n), "--resend-after", "2", "--check-every", "0.5"),
+            ],
+            cwd=ROOT,
+            env=_env(crash_at),
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        out.close()
+
+
+class Central:
+    """Read-only questions to the workers' PostgreSQL database."""
+
+    def __init__(self, url: str, data: Path) -> None:
+        self.db = open_database(url, data)
+
+    def scalar(self, sql: str) -> int:
+        row = execute_sql(self.db, sql).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def progress(self) -> tuple[int, ...]:
+        return (
+            self.scalar("SELECT COUNT(*) FROM messages"),
+            self.scalar("SELECT COUNT(*) FROM chunks"),
+            self.scalar("SELECT COUNT(*) FROM clips WHERE complete"),
+        )
+
+    def contacts(self) -> list[tuple[str, str, str | None, str | None]]:
+        """(device, contact id, verified clip path, its announced sha256) of every row."""
+        cursor = execute_sql(
+            self.db,
+            "SELECT c.device, c.id, k.path, k.clip_sha256 FROM contacts c LEFT JOIN clips k "
+            "ON k.device = c.device AND k.clip_id = c.id AND k.complete",
+        )
+        return [(str(d), str(i), p, s) for d, i, p, s in cursor.fetchall()]
+
+
+@pytest.fixture
+def central(postgres_url: str, tmp_path: Path) -> Iterator[Central]:
+    reader = Central(postgres_url, tmp_path / "reader")
+    yield reader
+    reader.db.close()
+
+
+def delivered(
+    central: Central, data: Path, edge: dict[str, dict[str, ClipInfo | None]]
+) -> tuple[int, int, list[str]]:
+    """(delivered, duplicated, missing) of the devices' contacts in the database."""
+    seen: dict[tuple[str, str], int] = {}
+    paths: dict[tuple[str, str], str | None] = {}
+    for device, cid, path, _ in central.contacts():
+        seen[device, cid] = seen.get((device, cid), 0) + 1
+        paths[device, cid] = path
+    duplicated = sum(n - 1 for n in seen.values() if n > 1)
+    done, missing = 0, []
+    for device, clips in edge.items():
+        for cid, clip in clips.items():
+            path = paths.get((device, cid))
+            ok = (device, cid) in seen and (
+                clip is None
+                or (
+                    path is not None
+                    and hashlib.sha256((data / path).read_bytes()).hexdigest() == clip.sha256
+                )
+            )
+            if ok:
+                done += 1
+            else:
+                missing.append(f"{device}/{cid}")
+    return done, duplicated, missing
+
+
+def diagnose(
+    central: Central, data: Path, edge: dict[str, dict[str, ClipInfo | None]], logs: Path
+) -> str:
+    """What the failure message shows: the missing contacts' rows, and the workers' logs."""
+    done, duplicated, missing = delivered(central, data, edge)
+    lines = [f"{done} delivered, {duplicated} duplicated, missing {missing}"]
+    for name in missing[:5]:
+        device, cid = name.split("/")
+        for sql in (
+            f"SELECT COUNT(*) FROM contacts WHERE device = '{device}' AND id = '{cid}'",
+            f"SELECT total, complete, resend_requests, path FROM clips WHERE device = '{device}' "
+            f"AND clip_id = '{cid}'",
+            f"SELECT COUNT(*) FROM chunks WHERE device = '{device}' AND clip_id = '{cid}'",
+        ):
+            lines.append(f"{sql}: {execute_sql(central.db, sql).fetchall()}")
+    dead = execute_sql(central.db, "SELECT reason, detail FROM dead_letters").fetchall()
+    lines.append(f"dead letters: {dead}")
+    for log in sorted(logs.iterdir()):
+        lines.append(f"{log.name}: {log.read_text(errors='replace')[-1500:]}")
+    return "\n".join(lines)
+
+
+def final_stats(log: Path) -> dict[str, Any]:
+    """The counters a worker prints as its last line when it stops cleanly."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    raise AssertionError(f"{log.name}: no final counters; log ends {log.read_text()[-800:]}")
+
+
+@pytest.mark.timeout(900)  # three workers, two devices and PostgreSQL on a loaded machine
+@pytest.mark.parametrize("crash_at", [None, "sink.assemble.write@2"], ids=["random", "assembly"])
+def test_three_workers_one_killed_lose_and_duplicate_nothing(
+    broker: LocalBroker,
+    postgres_url: str,
+    central: Central,
+    tmp_path: Path,
+    crash_at: str | None,
+) -> None:
+    data, logs = tmp_path / "sink", tmp_path / "logs"
+    logs.mkdir()
+    # the workers' persistent sessions with the shared subscription exist before any message
+    for n in range(WORKERS):
+        with Sink(
+            SinkConfig(
+                broker=broker.url,
+                data_dir=data,
+                db_url=postgres_url,
+                group=GROUP,
+                client_id=client_id(n),
+            )
+        ) as sink:
+            wait_for(sink.subscribed.is_set, f"worker {n} to subscribe")
+    workers = [
+        start_worker(n, broker.url, postgres_url, data, logs, crash_at=crash_at if n == 0 else None)
+        for n in range(WORKERS)
+    ]
+    failures: list[BaseException] = []
+    edges = {device: tmp_path / device for device in DEVICES}
+
+    def device(name: str, seed: int) -> None:
+        cfg = Config.model_validate(
+            config_dict(
+                broker.url,
+                device={"id": name, "site": "shop-scale"},
+                audio={"codec": "flac"},
+                mqtt={"chunk_bytes": 8192},
+            )
+        )
+        edges[name].mkdir()
+        try:
+            run_simulation(
+                cfg, busy_shift(0.2, seed=seed), edges[name] / "s.toml", edges[name],
+                broker=broker.url,
+            )  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            failures.append(exc)
+
+    publishing = [
+        threading.Thread(target=device, args=(name, 5 + i)) for i, name in enumerate(DEVICES)
+    ]
+    try:
+        for thread in publishing:
+            thread.start()
+
+        def moving() -> Any:
+            return central.progress(), [tree_state(edge) for edge in edges.values()]
+
+        if crash_at is None:  # a kill at a random moment: once some clips are complete
+            wait_for(
+                lambda: central.progress()[2] >= 3, "the first clips assembled", progress=moving
+            )
+            kill9(workers[0])
+        else:
+            wait_exit(workers[0], f"worker 0 to die at {crash_at}", progress=moving)
+        assert workers[0].returncode == -signal.SIGKILL
+        # the other two go on with the stream while it is gone ...
+        chunks = central.progress()[1]
+        wait_for(
+            lambda: (
+                central.progress()[1] >= chunks + 40 or not any(t.is_alive() for t in publishing)
+            ),
+            "the two others to go on",
+            progress=moving,
+        )
+        # ... and it comes back for what the broker had assigned to its session
+        workers[0] = start_worker(0, broker.url, postgres_url, data, logs)
+        for thread in publishing:
+            join(thread, "the devices to publish their shifts", progress=moving)
+        assert not failures, failures
+        edge = {name: edge_snapshot(path).clips for name, path in edges.items()}
+        produced = sum(len(clips) for clips in edge.values())
+        assert produced >= 10
+        wait_for(
+            lambda: delivered(central, data, edge)[0] == produced,
+            f"the devices' {produced} contacts, each with its verified clip",
+            progress=central.progress,
+            seen=lambda: diagnose(central, data, edge, logs),
+        )
+        wait_for(lambda: not list(data.rglob("*.tmp")), "no temporary file left")
+        done, duplicated, missing = delivered(central, data, edge)
+        assert (done, duplicated, missing) == (produced, 0, [])
+        assert central.scalar("SELECT COUNT(*) FROM clips WHERE NOT complete") == 0
+        assert central.scalar("SELECT COUNT(*) FROM dead_letters") == 0
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for n, process in enumerate(workers):
+            assert wait_exit(process, f"worker {n} to stop") == 0
+        shares = [final_stats(logs / f"worker-{n}.log").get("stored", 0) for n in range(WORKERS)]
+        assert all(share > 0 for share in shares), shares  # one stream shared by all three
+    finally:
+        for process in workers:
+            reap(process)
