@@ -215,7 +215,11 @@ class Releases:
 
     @staticmethod
     def _run(cmd: list[str], what: str) -> None:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - our own argv
+        # the release's own interpreter and nothing else: a PYTHONPATH of the caller (a
+        # development checkout, say) would let pip find the package there as "already
+        # satisfied" and install nothing
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)  # noqa: S603 - our own argv
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise UpdateError(f"{what} failed: " + " / ".join(tail))
