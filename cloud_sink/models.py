@@ -34,9 +34,8 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "clips": (
         "device", "clip_id", "site", "codec", "sample_rate", "total", "clip_bytes",
         "clip_sha256", "first_seen_ns", "quiet_since_ns", "resend_requests", "complete", "path",
-        "completed_ns", "audio_deleted_at",
+        "completed_ns", "audio_deleted_at", "received_count", "received",
     ),
-    "chunks": ("device", "clip_id", "seq", "byte_offset", "size", "sha256", "received_ns"),
     "dead_letters": (
         "id", "topic", "reason", "detail", "head", "payload_bytes", "received_ns",
     ),
@@ -73,7 +72,6 @@ class Tables:
     events: Any
     tags: Any
     clips: Any
-    chunks: Any
     dead_letters: Any
     alerts: Any
     annotations: Any

@@ -4,7 +4,7 @@ Rules:
 - Age: a clip is as old as its contact's end (``contacts.end_iso``); a clip whose contact never
   arrived counts from when its first chunk did (``clips.first_seen_ns``).
 - A verified clip: its file is deleted, then the row is marked ``audio_deleted_at`` (migration
-  4). An incomplete clip: its chunk files and chunk rows are dropped and the row is marked, so
+  4). An incomplete clip: its partial file and chunk bits are dropped and the row is marked, so
   ingest ignores its chunks from then on and no resend is asked for. Contacts, events, tags and
   the clip rows (sizes, sha256) stay: reports keep working without the audio, and ``sink
   contacts`` says when the audio went (:func:`deleted_audio`: ``audio_deleted_at``).
@@ -41,6 +41,7 @@ class ClipAge:
     complete: bool
     path: str | None  # relative to the data directory, for a verified clip
     recorded_ns: int  # the contact's end, or the first chunk's arrival
+    sha256: str = ""  # the clip's announced sha256 (names its partial file while incomplete)
 
 
 @dataclass(slots=True)
@@ -91,6 +92,7 @@ def candidates(db: Database) -> list[ClipAge]:
                 clip_id=row["clip_id"],
                 complete=bool(row["complete"]),
                 path=row["path"],
+                sha256=row["clip_sha256"],
                 recorded_ns=recorded if recorded is not None else int(row["first_seen_ns"]),
             )
         )
@@ -129,7 +131,7 @@ def enforce(db: Database, data_dir: Path, audio_days: float | None, now_ns: int)
                 except FileNotFoundError:
                     result.already_gone += 1
             else:
-                store.drop_chunks(clip.site, clip.device, clip.clip_id)
+                store.drop_partial(clip.site, clip.device, clip.clip_id, clip.sha256)
                 result.dropped_incomplete += 1
         except (UnsafeNameError, OSError) as exc:
             result.errors.append(f"clip {clip.device}/{clip.clip_id}: {exc}")
@@ -140,11 +142,11 @@ def enforce(db: Database, data_dir: Path, audio_days: float | None, now_ns: int)
                 where & t.clips.audio_deleted_at.is_null()
             ).execute()
             if not clip.complete:
-                t.chunks.delete().where(
-                    (t.chunks.device == clip.device) & (t.chunks.clip_id == clip.clip_id)
+                t.clips.update({t.clips.received: None, t.clips.received_count: 0}).where(
+                    where
                 ).execute()
         if not clip.complete:  # a chunk written while we were at it
-            store.drop_chunks(clip.site, clip.device, clip.clip_id)
+            store.drop_partial(clip.site, clip.device, clip.clip_id, clip.sha256)
     return result
 
 

@@ -285,12 +285,13 @@ def delivery(edge_data: Path, sink_data: Path, edge_clips: dict[str, ClipInfo | 
 
 
 def sink_progress(sink_data: Path) -> tuple[int, ...]:
-    """What moves while the sink ingests: its rows (messages, chunks, complete clips, dead
-    letters) and its files."""
+    """What moves while the sink ingests: its rows (messages, chunks recorded, complete clips,
+    dead letters) and its files."""
     try:
         with sqlite3.connect(f"file:{sink_data / 'sink.db'}?mode=ro", uri=True, timeout=5) as db:
             (rows,) = db.execute(
-                "SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM chunks) "
+                "SELECT (SELECT COUNT(*) FROM messages) "
+                "+ (SELECT COALESCE(SUM(received_count), 0) FROM clips) "
                 "+ (SELECT COUNT(*) FROM clips WHERE complete) "
                 "+ (SELECT COUNT(*) FROM dead_letters)"
             ).fetchone()
