@@ -805,12 +805,15 @@ class Ingest:
         bits = int.from_bytes(received or b"", "little")
         added = 0
         late: list[_Taken] = []
+        stray: set[str] = set()  # partial files written under an identity that is not the row's
         for t in taken:
             ch = t.chunk
             if (ch.total, ch.clip_bytes, ch.clip_sha256, ch.codec) != known:
                 detail = f"chunk {ch.seq} says {ch.total}/{ch.clip_bytes}/{ch.codec}, clip {known}"
                 self._dead_letter(t.topic, t.payload, "clip_mismatch", detail, now)
                 results[t.index] = Result(Outcome.DEAD_LETTER)
+                if t.written and ch.clip_sha256 != sha256:
+                    stray.add(ch.clip_sha256)
             elif complete or deleted or bits >> ch.seq & 1:
                 confirm = Confirm(site, device, clip_id=clip_id) if complete else None
                 results[t.index] = Result(Outcome.DUPLICATE, receipt=confirm)
@@ -821,9 +824,11 @@ class Ingest:
                     late.append(t)
         self._clips[(device, clip_id)] = _ClipFacts(known, bool(complete), deleted is not None)
         if (complete or deleted) and any(t.written for t in taken):
-            # written on a cache that did not know yet: a partial file nobody needs
-            sha = str(sha256)
-            self._after_commit.append(lambda: self.store.drop_partial(site, device, clip_id, sha))
+            stray.add(str(sha256))
+        for sha in sorted(stray):  # written on a cache that did not know yet: nobody needs it
+            self._after_commit.append(
+                lambda sha=sha: self.store.drop_partial(site, device, clip_id, sha)
+            )
         if not added:
             return
         if late:
@@ -837,7 +842,7 @@ class Ingest:
             (bits.to_bytes((int(total) + 7) // 8, "little"), count, now, device, clip_id),
         )
         ready = ClipKey(site, device, clip_id) if count >= int(total) else None
-        for t in taken:
+        for t in reversed(taken):  # the chunk that completed it announces it
             if results[t.index].outcome is Outcome.STORED:
                 results[t.index] = Result(Outcome.STORED, ready)
                 ready = None  # the clip is announced once
