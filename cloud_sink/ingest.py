@@ -64,6 +64,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -826,9 +827,7 @@ class Ingest:
         if (complete or deleted) and any(t.written for t in taken):
             stray.add(str(sha256))
         for sha in sorted(stray):  # written on a cache that did not know yet: nobody needs it
-            self._after_commit.append(
-                lambda sha=sha: self.store.drop_partial(site, device, clip_id, sha)
-            )
+            self._after_commit.append(partial(self.store.drop_partial, site, device, clip_id, sha))
         if not added:
             return
         if late:

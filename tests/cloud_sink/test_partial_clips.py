@@ -71,7 +71,7 @@ def bits(ingest: Ingest, clip: Clip) -> set[int]:
 
 def files(data_dir: Path) -> list[str]:
     """Every file and directory under incoming/ and clips/, relative to the data directory."""
-    out = []
+    out: list[str] = []
     for top in ("incoming", "clips"):
         base = data_dir / top
         if base.is_dir():
@@ -281,7 +281,7 @@ def test_a_cached_chunk_costs_no_query_of_its_own(ingest: Ingest, db: Database) 
     clip = Clip(os.urandom(40_000), chunk_size=1000)
     ingest.handle_batch(chunks(clip, 0))  # opens the clip (its row read, cached)
     statements: list[str] = []
-    real = db.execute_sql
+    real: Any = db.execute_sql
 
     def counting(sql: str, params: Any = None) -> Any:
         if not sql.startswith(("SAVEPOINT", "RELEASE")):  # one savepoint per message
