@@ -446,16 +446,20 @@ class Ingest:
         batch = self._batch
         marks = (len(self._after_commit), len(batch.chunks), len(batch.seen))
         batch.status_of = None
-        try:
-            with self.db.atomic():  # a savepoint inside the batch's transaction
-                result = self._handle(topic, payload, now, len(batch.chunks))
+        db = self.db
+        execute(db, "SAVEPOINT message")  # inside the batch's transaction (peewee's atomic()
+        try:  # would name each one anew: a uuid and its SQL text per message)
+            result = self._handle(topic, payload, now, len(batch.chunks))
         except Exception as exc:  # noqa: BLE001 - no single message may stop the sink
+            execute(db, "ROLLBACK TO SAVEPOINT message")
+            execute(db, "RELEASE SAVEPOINT message")
             del self._after_commit[marks[0] :]  # its removals went with its savepoint
             del batch.chunks[marks[1] :]
             del batch.seen[marks[2] :]
             batch.upserted.clear()  # its savepoint may have taken a device row back
             self._clips.clear()  # it may have cached a clip row its savepoint took back
             return self._failed(topic, payload, exc, now)
+        execute(db, "RELEASE SAVEPOINT message")
         if batch.status_of is not None:  # its on_seen ran: the device's earlier ones are done
             batch.cut[batch.status_of] = len(batch.seen)
         return result

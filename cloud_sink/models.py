@@ -92,8 +92,12 @@ def tables(db: Database) -> Tables:
     return Tables(db=db, **bound)
 
 
+#: one encoder for every call (``json.dumps`` with options builds a new one each time)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def from_json(text: str) -> Any:
