@@ -7,6 +7,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from peewee import Database, OperationalError
@@ -270,7 +271,30 @@ def test_a_message_failing_inside_a_batch_is_dead_lettered_alone(ingest: Ingest)
     [dead] = ingest.dead_letters()
     assert (dead["topic"], dead["reason"]) == (topic("contact"), "ingest_error")
     assert "this contact cannot be stored" in dead["detail"]
-    assert ingest.counters.snapshot()["batch"] == 1
+    counts = ingest.counters.snapshot()
+    assert counts["batch"] == 1
+    # tried without savepoints first, then again with them: each thing counted once
+    assert counts["batch_redone"] == 1
+    assert counts["dead_letter.ingest_error"] == 1
+    assert (counts["stored"], counts["dead_letter"]) == (2, 1)
+
+
+def test_a_batch_that_fails_nowhere_uses_no_savepoint(ingest: Ingest, db: Database) -> None:
+    statements: list[str] = []
+    real: Any = db.execute_sql
+
+    def counting(sql: str, params: Any = None) -> Any:
+        statements.append(sql)
+        return real(sql, params)
+
+    db.execute_sql = counting  # type: ignore[method-assign]
+    try:
+        results = ingest.handle_batch([(topic("event"), encode(event_message()))] * 2)
+    finally:
+        db.execute_sql = real  # type: ignore[method-assign]
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.DUPLICATE]
+    assert [s for s in statements if "SAVEPOINT" in s] == []
+    assert "batch_redone" not in ingest.counters.snapshot()
 
 
 def test_a_passing_error_inside_a_batch_commits_none_of_it(ingest: Ingest) -> None:
