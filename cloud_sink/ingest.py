@@ -8,8 +8,12 @@ Rules:
   (device, contact id) and an event on (device, event id), so the same contact sent again under
   a new msg_id is still stored once. A contact is stored with its tags and events.
 - Status messages (retained, and the device's last will) update the device row in the order
-  they arrive; every accepted message updates the device's site and last-seen time.
-- Clip chunks are deduplicated on (device, clip_id, seq). A clip's size, sha256 and codec are
+  they arrive; every accepted message updates the device's site and last-seen time (once per
+  device and site in a batch: the batch has one time). ``on_seen`` runs for a status message
+  as it is stored, for a device's other messages once at the batch's end (or before the
+  device's next status message in the batch, so the order stays).
+- Clip chunks are deduplicated on (device, clip_id, seq): the chunk's bit in the clip row's
+  bitmap (``clips.received``, with ``received_count``). A clip's size, sha256 and codec are
   the ones its contact announced (``contact.clip``): a chunk that claims others is a dead letter
   (``clip_mismatch``), and a clip row made from an earlier chunk header that the contact
   contradicts is reset (its chunks dropped, asked for again). Before the contact is there, the
@@ -19,37 +23,54 @@ Rules:
   for again.
 - What a sender can claim is bounded by :class:`Limits` (sink config): a clip larger than
   ``max_clip_bytes`` or in more than ``max_chunks`` chunks is a dead letter (``too_large``).
-- Chunk bytes are written to their file before the transaction commits; the caller acks the
+- Chunks straight into place: a chunk's bytes are written at its offset into its clip's one
+  partial file (:class:`ClipStore`, preallocated; opened once per batch). At the batch's end,
+  inside its transaction, every partial file written is made durable, then each clip's row is
+  read locked (``FOR UPDATE`` on PostgreSQL; SQLite's write lock is the batch's), in one order
+  so that workers never wait in a circle, and the new bits are set with one UPDATE per clip.
+  So a bit set means the bytes are durable; a crash before the commit leaves the bytes without
+  a bit, and the chunk is delivered again (or asked for) and written again. The caller acks the
   broker only after :meth:`Ingest.handle_batch` returns (the batch committed).
-- A batch (:meth:`Ingest.handle_batch`) is one transaction; each message in it runs in a savepoint
-  of its own. No single message stops the stream. Any exception while a message is stored rolls its
-  savepoint back; then the message becomes a dead letter (reason ``integrity`` for a constraint or
-  data error, else ``ingest_error``, with the exception) and its whole raw payload (bounded by the
-  parser's limits) is kept under ``dead_letters/`` in the data directory. Only errors that may pass
-  (the database or the disk: peewee's ``OperationalError``/``InterfaceError``, ``OSError``)
-  propagate, rolling the whole batch back, so that the caller acks none of it and the broker
-  delivers the batch again; the same message failing that way ``max_attempts`` times in a row is
-  dead-lettered too, except a full, read-only or failing disk (ENOSPC, EDQUOT, EROFS, EIO), which is
-  nobody's message: that one is redelivered until the disk is fixed. If even the dead letter cannot
-  be written (the database is down) the error propagates.
-- A clip whose chunks are all there is assembled after the commit (:meth:`Ingest.assemble`):
-  verified, moved into place, then marked complete. A clip that does not verify loses all its
-  chunks and is asked for again in full.
+- Open clips are cached by (device, clip id): a chunk of a cached clip costs no query of its
+  own. The cache is only a cache: what a batch recorded is checked against the locked row (a
+  clip another worker completed, reset or expired meanwhile: a duplicate with its receipt, a
+  dead letter, a fresh row), and it is dropped when a batch or a message rolls back.
+- A batch (:meth:`Ingest.handle_batch`) is one transaction. It is tried first with no savepoints;
+  when a message fails there, that attempt is rolled back and the batch runs again with each
+  message in a savepoint of its own. No single message stops the stream. Any exception while a
+  message is stored rolls its savepoint back; then the message becomes a dead letter (reason
+  ``integrity`` for a constraint or data error, else ``ingest_error``, with the exception) and its
+  whole raw payload (bounded by the parser's limits) is kept under ``dead_letters/`` in the data
+  directory. Only errors that may pass (the database or the disk: peewee's
+  ``OperationalError``/``InterfaceError``, ``OSError``) propagate, rolling the whole batch back, so
+  that the caller acks none of it and the broker delivers the batch again; the same message failing
+  that way ``max_attempts`` times in a row is dead-lettered too, except a full, read-only or
+  failing disk (ENOSPC, EDQUOT, EROFS, EIO), which is nobody's message: that one is redelivered
+  until the disk is fixed. If even the dead letter cannot be written (the database is down) the
+  error propagates.
+- A clip whose bits are all set is finished after the commit (:meth:`Ingest.assemble`): its
+  partial file verified (size, whole sha256), moved into place (:meth:`ClipStore.finish`), then
+  marked complete; a file already in place and right (a crash between the move and the mark)
+  is marked complete too. A clip that does not verify, or whose partial file is gone, loses all
+  its bits and is asked for again in full; it is never marked complete.
 - :meth:`Ingest.check_clips_step` (the worker calls it in small steps between messages, a pass
-  every ``check_every_s``) looks at up to ``limit`` incomplete clips after a cursor: it
-  assembles clips that have all their chunks (two workers may each have committed one of the
-  last chunks); dead-letters (``clip_expired``) and forgets a clip still incomplete
-  ``clip_expire_after_ns`` after its first chunk (chunk rows and files dropped; a chunk that
-  comes later starts it afresh); and, for a clip that got no chunk for ``resend_after_ns``,
-  returns a resend request for its missing seqs as ranges, at most ``max_requests`` times per
-  clip. A request names only the first ranges that fit :data:`wire.MAX_RESEND_BYTES`, and
-  finding them reads the clip's present seqs in order without building the list of missing
-  ones, so a clip claiming many chunks costs neither memory nor a packet the broker refuses.
+  every ``check_every_s``) looks at up to ``limit`` incomplete clips after a cursor: it assembles
+  clips that have all their chunks (two workers may each have committed one of the last chunks);
+  dead-letters (``clip_expired``) and forgets a clip still incomplete ``clip_expire_after_ns``
+  after its first chunk (its row and partial file dropped; a chunk that comes later starts it
+  afresh); and, for a clip that got no chunk for ``resend_after_ns``, returns a resend request for
+  its missing seqs as ranges, at most ``max_requests`` times per clip. A request names only the
+  first ranges that fit :data:`wire.MAX_RESEND_BYTES`, and finding them reads the clip's bitmap in
+  order without building the list of missing ones, so a clip claiming many chunks costs neither
+  memory nor a packet the broker refuses.
 - Delivery receipts (cloud_sink/receipts.py): after its commit, :meth:`Ingest.handle` names in
   ``Result.receipt`` what the device may now forget: a JSON message stored or already stored
   (by msg_id; not a status, not a dead letter), or the clip of a chunk that arrives after the
   clip is complete. A clip that becomes complete is announced to ``on_clip_complete``.
 - Times in the database are wall-clock nanoseconds from the injected ``clock``.
+- The hot path's statements are SQL text made once per engine (:class:`_Statements`, run
+  through :mod:`contract.sql`; a contact's tags and events with one ``executemany`` each):
+  building them with peewee cost more than running them. peewee builds the rare ones.
 """
 
 from __future__ import annotations
