@@ -37,7 +37,8 @@ Rules:
   dead letter, a fresh row), and it is dropped when a batch or a message rolls back.
 - A batch (:meth:`Ingest.handle_batch`) is one transaction. It is tried first with no savepoints;
   when a message fails there, that attempt is rolled back and the batch runs again with each
-  message in a savepoint of its own. No single message stops the stream. Any exception while a
+  message in a savepoint of its own (an error that passed meanwhile then costs no redelivery).
+  No single message stops the stream. Any exception while a
   message is stored rolls its savepoint back; then the message becomes a dead letter (reason
   ``integrity`` for a constraint or data error, else ``ingest_error``, with the exception) and its
   whole raw payload (bounded by the parser's limits) is kept under ``dead_letters/`` in the data
