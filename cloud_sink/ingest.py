@@ -70,7 +70,7 @@ Rules:
   clip is complete. A clip that becomes complete is announced to ``on_clip_complete``.
 - Times in the database are wall-clock nanoseconds from the injected ``clock``.
 - The hot path's statements are SQL text made once per engine (:class:`_Statements`, run
-  through :mod:`contract.sql`; a contact's tags and events with one ``executemany`` each):
+  through :mod:`contract.sql`; a contact's tags and events with one multi-row INSERT each):
   building them with peewee cost more than running them. peewee builds the rare ones.
 """
 
@@ -98,7 +98,7 @@ from cloud_sink.models import Tables, from_json, tables, to_json
 from cloud_sink.receipts import Confirm
 from cloud_sink.storage import ClipCorruptError, ClipStore, sync, write_at
 from contract.crashpoint import crashpoint
-from contract.sql import execute, execute_many
+from contract.sql import execute
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,7 @@ class ResendRequest:
 #: errors that may pass by themselves (the database or the disk), so worth a redelivery
 _PASSING: Final = (OperationalError, InterfaceError, OSError)
 _MAX_TRACKED: Final = 1024  # failing messages whose attempts are counted
+_ROWS_PER_INSERT: Final = 64  # rows of one multi-row INSERT (a contact's events, tags)
 _MAX_CACHED: Final = 4096  # clip rows remembered (a few hundred bytes each)
 #: the disk is full, read-only or failing: no message's fault, so never a dead letter
 _ENVIRONMENT: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
@@ -283,8 +284,7 @@ class _Taken:
 class _Batch:
     """What a batch defers to its end: chunk bits, device rows, the open partial files."""
 
-    def __init__(self, *, isolated: bool = True, done: bool = False) -> None:
-        self.isolated = isolated  # each message in a savepoint of its own
+    def __init__(self, *, done: bool = False) -> None:
         self.done = done  # committed or rolled back: counts go straight to the counters
         self.bumps: list[str] = []  # counts to make when it commits
         self.index = 0  # the message being ingested
@@ -420,6 +420,7 @@ class Ingest:
         self._attempts: dict[bytes, int] = {}  # failing messages (digest) -> attempts so far
         self._after_commit: list[Callable[[], None]] = []  # file removals the commit allows
         self._sql = _statements(db)
+        self._multi: dict[tuple[str, int], str] = {}  # multi-row INSERTs by (one row's, rows)
         self._batch = _Batch(done=True)  # what the batch under way defers to its end
         self._clips: dict[tuple[str, str], _ClipFacts] = {}  # open clips, (device, clip id)
         # Called inside the transaction just before commit; a test raises here to play a crash.
@@ -471,7 +472,7 @@ class Ingest:
     ) -> list[Result]:
         """One attempt at a batch: its transaction, committed when this returns."""
         self._after_commit.clear()
-        batch = self._batch = _Batch(isolated=isolated)
+        batch = self._batch = _Batch()
         results: list[Result] = []
         try:
             with transaction(self.db):
@@ -701,14 +702,29 @@ class Ingest:
         if c.clip is not None:
             self._reconcile_clip(msg.site, msg.device, c, now)
         if c.tags:
-            execute_many(db, sql.tag, [(msg.device, c.id, i, tag) for i, tag in enumerate(c.tags)])
+            self._insert_rows(sql.tag, [(msg.device, c.id, i, t) for i, t in enumerate(c.tags)])
         if c.events:
             rows = [
                 (msg.device, e.id, e.contact_id, pos, e.kind, e.at, to_json(e.body), now)
                 for pos, e in enumerate(c.events)
             ]
-            execute_many(db, sql.event, rows)
+            self._insert_rows(sql.event, rows)
         return Outcome.STORED
+
+    def _insert_rows(self, one_row: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows in one statement (a multi-row VALUES: one round trip to PostgreSQL, where an
+        ``executemany`` costs a pipeline's sync), at most :data:`_ROWS_PER_INSERT` at a time."""
+        for at in range(0, len(rows), _ROWS_PER_INSERT):
+            part = rows[at : at + _ROWS_PER_INSERT]
+            key = (one_row, len(part))
+            sql = self._multi.get(key)
+            if sql is None:
+                head, _, rest = one_row.partition(" VALUES ")
+                marks, _, tail = rest.partition(") ")
+                sql = self._multi[key] = (
+                    f"{head} VALUES {', '.join([marks + ')'] * len(part))} {tail}"
+                )
+            execute(self.db, sql, [value for row in part for value in row])
 
     def _clock_correction(self, device: str, c: wire.Contact) -> Outcome:
         """The same contact again, now with a synchronised clock, replaces wall times that were

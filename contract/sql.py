@@ -10,7 +10,7 @@ Rules: placeholders are the database's (``?`` on SQLite, ``%s`` on PostgreSQL: p
 ``db.param``); values are always bound as parameters, never formatted into the SQL text.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -25,24 +25,10 @@ class Cursor(Protocol):
     def fetchall(self) -> list[tuple[Any, ...]]: ...
 
 
-class ManyCursor(Protocol):
-    """A DB-API 2 cursor that runs one statement for many parameter rows."""
-
-    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> object: ...
-
-    def close(self) -> None: ...
-
-
 class SqlDatabase(Protocol):
     """What :func:`execute` needs of a database: peewee's ``Database.execute_sql``."""
 
     def execute_sql(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
-
-
-class ManyDatabase(Protocol):
-    """What :func:`execute_many` needs: peewee's ``Database.cursor`` (the thread's connection)."""
-
-    def cursor(self) -> ManyCursor: ...
 
 
 def execute(db: SqlDatabase, sql: str, params: Sequence[Any] = ()) -> Cursor:
@@ -59,13 +45,3 @@ def scalar(db: SqlDatabase, sql: str, params: Sequence[Any] = ()) -> Any:
     """The first column of the first row (None when there is no row)."""
     row = execute(db, sql, params).fetchone()
     return None if row is None else row[0]
-
-
-def execute_many(db: ManyDatabase, sql: str, params: Iterable[Sequence[Any]]) -> None:
-    """Run ``sql`` once per parameter row, in one driver call (inside the caller's
-    transaction: nothing here commits)."""
-    cursor = db.cursor()
-    try:
-        cursor.executemany(sql, params)
-    finally:
-        cursor.close()
