@@ -305,8 +305,9 @@ class _Batch:
                 site = s
         return site
 
-    def partial(self, store: ClipStore, ch: wire.Chunk) -> int:
-        """The open partial file of a chunk's clip (opened once per batch)."""
+    def write(self, store: ClipStore, ch: wire.Chunk) -> None:
+        """Write a chunk at its offset in its clip's partial file (opened once per batch); it
+        is made durable by the next :meth:`sync`."""
         key = (ch.device, ch.clip_id, ch.clip_sha256)
         entry = self._files.get(key)
         if entry is None:
@@ -314,7 +315,8 @@ class _Batch:
                 ch.site, ch.device, ch.clip_id, ch.clip_sha256, ch.clip_bytes
             )
             entry = self._files[key] = (fd, created, ch.site)
-        return entry[0]
+        write_at(entry[0], ch.offset, ch.data)
+        self._synced.discard(key)
 
     def sync(self, store: ClipStore) -> None:
         """Make every byte written so far durable (and the names of new partial files)."""
@@ -790,8 +792,7 @@ class Ingest:
         batch = self._batch
         written = False
         if not facts.complete:  # a complete clip has no partial file any more
-            fd = batch.partial(self.store, ch)
-            write_at(fd, ch.offset, ch.data)
+            batch.write(self.store, ch)
             written = True
         batch.chunks.append(_Taken(batch.index, topic, payload, ch, written))
         return Result(Outcome.STORED)  # provisional
@@ -922,7 +923,7 @@ class Ingest:
             return
         if late:
             for t in late:
-                write_at(batch.partial(self.store, t.chunk), t.chunk.offset, t.chunk.data)
+                batch.write(self.store, t.chunk)
             batch.sync(self.store)
         count = int(count) + added
         execute(
