@@ -553,7 +553,11 @@ def sink_crash_plan(rng: Any, cycles: int) -> list[str | None]:
         f"sink.assemble.write@{rng.randint(1, 3)}",
         f"sink.assemble@{rng.randint(1, 3)}",
     ]
-    return [points[i % 5] if i % 5 < len(points) else None for i in range(cycles)]
+    # the armed points first, while the device is still publishing: a sink that keeps up has
+    # no backlog left once the shift is over, and a point needs traffic to be reached
+    count = sum(1 for i in range(cycles) if i % 5 < len(points))  # 3 in every 5 cycles
+    armed = [points[i % len(points)] for i in range(count)]
+    return [*armed, *[None] * (cycles - len(armed))]
 
 
 def sink_contact_ids(sink_data: Path) -> set[str]:
