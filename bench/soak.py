@@ -417,9 +417,10 @@ everything; the sink must hold every contact exactly once with a verified clip.
 
 ### 3. kill -9 of the sink (`test_sink_kills.py`, 15 kills)
 A simulated shift is published through mosquitto while `contactpoint sink run` is killed:
-inside an ingest transaction (`sink.commit@N`: chunk file written, rows not committed, message
-not acknowledged to the broker), while a clip is assembled (`sink.assemble.write@N`: the
-temporary file half written), after the verified clip file is in place but before it is marked
+inside an ingest transaction (`sink.commit@N`: chunk written into its clip's partial file, rows
+not committed, message not acknowledged to the broker), while a clip is assembled
+(`sink.assemble.write@N`: its partial file verified, not yet moved into place), after the
+verified clip file is in place but before it is marked
 complete (`sink.assemble@N`), and at random moments. After every kill: `PRAGMA integrity_check`
 ok, no contact the sink had committed is gone, every clip marked complete has a file with the
 announced size and sha256. The sink acks only after its commit, so the broker redelivers what

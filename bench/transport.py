@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud_sink import Ingest, Outcome, Sink, SinkConfig
 from cloud_sink.ingest import ClipKey, Result
@@ -262,6 +264,58 @@ def mosquitto_sub(broker: LocalBroker, *extra: str) -> list[str]:
     ]
 
 
+class PahoAlone:
+    """paho-mqtt receiving as the sink's worker does (MQTT 5, persistent session, QoS 1,
+    manual acks, ``loop()`` then ``loop_read()`` while messages keep coming) and doing nothing
+    else: the ceiling of one Python worker's receive loop, without ingest."""
+
+    def __init__(self, broker: LocalBroker, client_id: str) -> None:
+        self.broker, self.got = broker, 0
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.got += 1
+        client.ack(msg.mid, msg.qos)
+
+    def _connect(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", self.broker.port, clean_start=False, properties=props)
+
+    def open_session(self) -> None:
+        self._connect()
+        self.client.subscribe([(CONTACT_TOPIC, 1), (CLIP_TOPIC, 1)])
+        deadline = time.monotonic() + 10
+        while not self.subscribed.is_set() and time.monotonic() < deadline:
+            self.client.loop(timeout=0.05)
+        self.client.disconnect()
+
+    def drain(self, n: int) -> float:
+        """Seconds from connecting until ``n`` messages arrived."""
+        t0 = time.perf_counter()
+        self._connect()
+        deadline = time.monotonic() + WAIT_S
+        while self.got < n and time.monotonic() < deadline:
+            self.client.loop(timeout=0.05)
+            before = -1
+            while before != self.got and self.got < n:  # read on while messages keep coming
+                before = self.got
+                self.client.loop_read()
+        took = time.perf_counter() - t0
+        self.client.disconnect()
+        if self.got < n:
+            raise RuntimeError(f"paho alone: {self.got}/{n} messages in {WAIT_S} s")
+        return took
+
+
 # -- (a) ingest rate -------------------------------------------------------------------------
 
 
@@ -330,6 +384,8 @@ def ingest_workload(
         for cfg in sinks.values():
             open_session(cfg)
         subprocess.run(mosquitto_sub(broker, "-E"), check=True, stdout=subprocess.DEVNULL)
+        alone = PahoAlone(broker, f"bench-paho-{label}")
+        alone.open_session()
 
         edge = work / "edge-a"
         (edge / "clips").mkdir(parents=True)
@@ -369,6 +425,7 @@ def ingest_workload(
             stdout=subprocess.DEVNULL,
         )
         results = [Drain("mosquitto_sub", time.perf_counter() - wall0)]
+        results.append(Drain("paho alone", alone.drain(messages)))
         for name, cfg in sinks.items():
             sink = Sink(cfg)
             tracker = Tracker(sink, n, n if clip_bytes else 0, stamp_ids=False)
@@ -386,8 +443,8 @@ def ingest_workload(
         disk_mb_s = clip_mb / disk_write_s(work / "dd.bin", n * clip_bytes) if clip_bytes else 0
         ceiling = results[0].seconds
         for r in results:
-            ratio = "" if r is results[0] else f"  sink / mosquitto_sub = {ceiling / r.seconds:.3f}"
-            if disk_mb_s and r is not results[0]:
+            ratio = "" if r is results[0] else f"  / mosquitto_sub = {ceiling / r.seconds:.3f}"
+            if disk_mb_s and r.name.startswith("sink"):
                 ratio += f"  clip MB/s / disk = {clip_mb / r.seconds / disk_mb_s:.3f}"
             print(
                 f"    {r.name:<16} {r.seconds:6.2f} s  {messages / r.seconds:9,.0f} msg/s  "

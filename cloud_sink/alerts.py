@@ -48,7 +48,7 @@ Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -110,6 +110,16 @@ class SiteAlerts:
     #: look for rows another process stored (compliance alerts) at least this often
     look_every_s: float = 5.0
     _looked_ns: int | None = None
+
+    def lock_sites(self, db: Database, sites: Iterable[str]) -> None:
+        """Ingest's ``lock_sites`` hook: a batch takes the locks :meth:`observe` will take, all
+        of them at its start and sorted by site, so that :meth:`observe` (in message order)
+        only takes them again (advisory locks stack within a transaction) and two workers'
+        batches over the same sites in opposite orders take turns instead of deadlocking."""
+        if not self.rules or is_sqlite(db):
+            return
+        for site in sorted(set(sites)):
+            execute_sql(db, "SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK + site,))
 
     def observe(self, db: Database, msg: wire.Message, now_ns: int) -> list[Firing]:
         """Ingest's ``on_stored`` hook: runs inside the storing transaction."""

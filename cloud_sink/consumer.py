@@ -173,6 +173,19 @@ class SinkConfig:
         return url.hostname, url.port or (8883 if tls else 1883), tls
 
 
+class _FirstError(logging.Logger):
+    """paho's logger for one worker: its error lines go to :meth:`Sink._on_log`, everything
+    below is never even formatted."""
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__(f"{__name__}.paho", logging.ERROR)
+        self._sink = sink
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level >= logging.ERROR:
+            self._sink._on_log(str(msg) % args if args else str(msg))
+
+
 class Sink:
     """One ingest worker: ``start()`` runs it in a thread, ``stop()`` ends it cleanly."""
 
@@ -224,6 +237,7 @@ class Sink:
         # site-level alert rules and the device offline alerts (cloud_sink/alerts.py)
         self.site_alerts = alerts if alerts is not None else SiteAlerts([])
         self.ingest.on_stored = self.site_alerts.observe
+        self.ingest.lock_sites = self.site_alerts.lock_sites
         if config.offline_after_s is not None and config.offline_after_s <= 0:
             raise ValueError(
                 f"offline_after_s = {config.offline_after_s}: must be > 0 (or unset: only the "
@@ -307,7 +321,9 @@ class Sink:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
-        client.on_log = self._on_log
+        # paho formats a line for every packet when on_log is set (the properties of every
+        # PUBLISH: a tenth of the worker's time); a logger is asked only at its level
+        client.enable_logger(_FirstError(self))
         self._paho_error = ""  # the first paho error of the current connection: its cause
         return client
 
@@ -536,8 +552,9 @@ class Sink:
         else:
             log.error("subscription refused: %s", reasons)
 
-    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
-        if level == mqtt.MQTT_LOG_ERR and not self._paho_error:
+    def _on_log(self, text: str) -> None:
+        """A paho error line: the cause of the connection's trouble, if it is the first."""
+        if not self._paho_error:
             self._paho_error = text
 
     def _on_disconnect(

@@ -8,8 +8,12 @@ Rules:
   (device, contact id) and an event on (device, event id), so the same contact sent again under
   a new msg_id is still stored once. A contact is stored with its tags and events.
 - Status messages (retained, and the device's last will) update the device row in the order
-  they arrive; every accepted message updates the device's site and last-seen time.
-- Clip chunks are deduplicated on (device, clip_id, seq). A clip's size, sha256 and codec are
+  they arrive; every accepted message updates the device's site and last-seen time (once per
+  device and site in a batch: the batch has one time). ``on_seen`` runs for a status message
+  as it is stored, for a device's other messages once at the batch's end (or before the
+  device's next status message in the batch, so the order stays).
+- Clip chunks are deduplicated on (device, clip_id, seq): the chunk's bit in the clip row's
+  bitmap (``clips.received``, with ``received_count``). A clip's size, sha256 and codec are
   the ones its contact announced (``contact.clip``): a chunk that claims others is a dead letter
   (``clip_mismatch``), and a clip row made from an earlier chunk header that the contact
   contradicts is reset (its chunks dropped, asked for again). Before the contact is there, the
@@ -19,40 +23,60 @@ Rules:
   for again.
 - What a sender can claim is bounded by :class:`Limits` (sink config): a clip larger than
   ``max_clip_bytes`` or in more than ``max_chunks`` chunks is a dead letter (``too_large``).
-- Chunk bytes are written to their file before the transaction commits; the caller acks the
+- Chunks straight into place: a chunk's bytes are written at its offset into its clip's one
+  partial file (:class:`ClipStore`, preallocated; opened once per batch). At the batch's end,
+  inside its transaction, every partial file written is made durable, then each clip's row is
+  read locked (``FOR UPDATE`` on PostgreSQL; SQLite's write lock is the batch's), in one order
+  so that workers never wait in a circle, and the new bits are set with one UPDATE per clip.
+  So a bit set means the bytes are durable; a crash before the commit leaves the bytes without
+  a bit, and the chunk is delivered again (or asked for) and written again. The caller acks the
   broker only after :meth:`Ingest.handle_batch` returns (the batch committed).
-- A batch (:meth:`Ingest.handle_batch`) is one transaction; each message in it runs in a savepoint
-  of its own. On PostgreSQL it first takes the advisory lock of every device it holds messages
-  of, in one order (sorted keys), as the clip check does for its clips: workers sharing a
-  stream take turns per device instead of deadlocking on rows written in different orders.
-  No single message stops the stream. Any exception while a message is stored rolls its
-  savepoint back; then the message becomes a dead letter (reason ``integrity`` for a constraint or
-  data error, else ``ingest_error``, with the exception) and its whole raw payload (bounded by the
-  parser's limits) is kept under ``dead_letters/`` in the data directory. Only errors that may pass
-  (the database or the disk: peewee's ``OperationalError``/``InterfaceError``, ``OSError``)
-  propagate, rolling the whole batch back, so that the caller acks none of it and the broker
-  delivers the batch again; the same message failing that way ``max_attempts`` times in a row is
-  dead-lettered too, except a full, read-only or failing disk (ENOSPC, EDQUOT, EROFS, EIO), which is
-  nobody's message: that one is redelivered until the disk is fixed. If even the dead letter cannot
-  be written (the database is down) the error propagates.
-- A clip whose chunks are all there is assembled after the commit (:meth:`Ingest.assemble`):
-  verified, moved into place, then marked complete. A clip that does not verify loses all its
-  chunks and is asked for again in full.
+- On PostgreSQL a batch first takes the advisory lock of every device it holds messages of,
+  in one order (sorted keys), as the clip check does for its clips: workers sharing a stream
+  take turns per device instead of deadlocking on rows written in different orders. Then the
+  locks of its sites that the site alerts take per stored message (``lock_sites``), sorted by
+  name, so that two batches over the same sites in opposite orders cannot wait in a circle.
+- Open clips are cached by (device, clip id): a chunk of a cached clip costs no query of its
+  own. The cache is only a cache: what a batch recorded is checked against the locked row (a
+  clip another worker completed, reset or expired meanwhile: a duplicate with its receipt, a
+  dead letter, a fresh row), and it is dropped when a batch or a message rolls back.
+- A batch (:meth:`Ingest.handle_batch`) is one transaction. It is tried first with no savepoints;
+  when a message fails there, that attempt is rolled back and the batch runs again with each
+  message in a savepoint of its own (an error that passed meanwhile then costs no redelivery).
+  No single message stops the stream. Any exception while a
+  message is stored rolls its savepoint back; then the message becomes a dead letter (reason
+  ``integrity`` for a constraint or data error, else ``ingest_error``, with the exception) and its
+  whole raw payload (bounded by the parser's limits) is kept under ``dead_letters/`` in the data
+  directory. Only errors that may pass (the database or the disk: peewee's
+  ``OperationalError``/``InterfaceError``, ``OSError``) propagate, rolling the whole batch back, so
+  that the caller acks none of it and the broker delivers the batch again; the same message failing
+  that way ``max_attempts`` times in a row is dead-lettered too, except a full, read-only or
+  failing disk (ENOSPC, EDQUOT, EROFS, EIO), which is nobody's message: that one is redelivered
+  until the disk is fixed. If even the dead letter cannot be written (the database is down) the
+  error propagates.
+- A clip whose bits are all set is finished after the commit (:meth:`Ingest.assemble`): its
+  partial file verified (size, whole sha256), moved into place (:meth:`ClipStore.finish`), then
+  marked complete; a file already in place and right (a crash between the move and the mark)
+  is marked complete too. A clip that does not verify, or whose partial file is gone, loses all
+  its bits and is asked for again in full; it is never marked complete.
 - :meth:`Ingest.check_clips_step` (the worker calls it in small steps between messages, a pass
-  every ``check_every_s``) looks at up to ``limit`` incomplete clips after a cursor: it
-  assembles clips that have all their chunks (two workers may each have committed one of the
-  last chunks); dead-letters (``clip_expired``) and forgets a clip still incomplete
-  ``clip_expire_after_ns`` after its first chunk (chunk rows and files dropped; a chunk that
-  comes later starts it afresh); and, for a clip that got no chunk for ``resend_after_ns``,
-  returns a resend request for its missing seqs as ranges, at most ``max_requests`` times per
-  clip. A request names only the first ranges that fit :data:`wire.MAX_RESEND_BYTES`, and
-  finding them reads the clip's present seqs in order without building the list of missing
-  ones, so a clip claiming many chunks costs neither memory nor a packet the broker refuses.
+  every ``check_every_s``) looks at up to ``limit`` incomplete clips after a cursor: it assembles
+  clips that have all their chunks (two workers may each have committed one of the last chunks);
+  dead-letters (``clip_expired``) and forgets a clip still incomplete ``clip_expire_after_ns``
+  after its first chunk (its row and partial file dropped; a chunk that comes later starts it
+  afresh); and, for a clip that got no chunk for ``resend_after_ns``, returns a resend request for
+  its missing seqs as ranges, at most ``max_requests`` times per clip. A request names only the
+  first ranges that fit :data:`wire.MAX_RESEND_BYTES`, and finding them reads the clip's bitmap in
+  order without building the list of missing ones, so a clip claiming many chunks costs neither
+  memory nor a packet the broker refuses.
 - Delivery receipts (cloud_sink/receipts.py): after its commit, :meth:`Ingest.handle` names in
   ``Result.receipt`` what the device may now forget: a JSON message stored or already stored
   (by msg_id; not a status, not a dead letter), or the clip of a chunk that arrives after the
   clip is complete. A clip that becomes complete is announced to ``on_clip_complete``.
 - Times in the database are wall-clock nanoseconds from the injected ``clock``.
+- The hot path's statements are SQL text made once per engine (:class:`_Statements`, run
+  through :mod:`contract.sql`; a contact's tags and events with one multi-row INSERT each):
+  building them with peewee cost more than running them. peewee builds the rare ones.
 """
 
 from __future__ import annotations
@@ -60,12 +84,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,8 +101,9 @@ from cloud_sink import wire
 from cloud_sink.db import execute_sql, is_sqlite, rowcount, transaction
 from cloud_sink.models import Tables, from_json, tables, to_json
 from cloud_sink.receipts import Confirm
-from cloud_sink.storage import ClipCorruptError, ClipStore
+from cloud_sink.storage import ClipCorruptError, ClipStore, sync, write_at
 from contract.crashpoint import crashpoint
+from contract.sql import execute
 from contract.wire import parse_topic
 
 log = logging.getLogger(__name__)
@@ -171,6 +198,8 @@ class ResendRequest:
 #: errors that may pass by themselves (the database or the disk), so worth a redelivery
 _PASSING: Final = (OperationalError, InterfaceError, OSError)
 _MAX_TRACKED: Final = 1024  # failing messages whose attempts are counted
+_ROWS_PER_INSERT: Final = 64  # rows of one multi-row INSERT (a contact's events, tags)
+_MAX_CACHED: Final = 4096  # clip rows remembered (a few hundred bytes each)
 #: the disk is full, read-only or failing: no message's fault, so never a dead letter
 _ENVIRONMENT: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
@@ -212,17 +241,179 @@ def _shown(identity: tuple[int, str, str]) -> str:
     return f"{size} bytes sha256 {sha256[:16]}... {codec}"
 
 
-def _gaps(present: Iterable[int], total: int) -> Iterator[tuple[int, int]]:
-    """The inclusive ranges of 0..total-1 missing from ``present`` (ascending, no repeats)."""
-    expected = 0
-    for seq in present:
-        if seq >= total:
-            break
-        if seq > expected:
-            yield expected, seq - 1
-        expected = seq + 1
-    if expected < total:
-        yield expected, total - 1
+def _gaps(received: bytes | None, total: int) -> Iterator[tuple[int, int]]:
+    """The inclusive ranges of 0..total-1 whose bit in ``received`` (bit ``seq % 8`` of byte
+    ``seq // 8``) is not set, ascending; a byte at a time where it can."""
+    bitmap = received or b""
+    start: int | None = None  # the missing range under way
+    for byte_at in range(0, (total + 7) // 8):
+        value = bitmap[byte_at] if byte_at < len(bitmap) else 0
+        base = byte_at * 8
+        if value == 0xFF or (value == 0 and start is not None):
+            if value == 0xFF and start is not None:
+                yield start, base - 1
+                start = None
+            continue
+        for bit in range(8):
+            seq = base + bit
+            if seq >= total:
+                break
+            if value >> bit & 1:
+                if start is not None:
+                    yield start, seq - 1
+                    start = None
+            elif start is None:
+                start = seq
+    if start is not None:
+        yield start, total - 1
+
+
+def _missing(received: bytes | None, total: int) -> tuple[tuple[int, int], ...]:
+    """The first missing ranges that fit a resend request, read off the bitmap in order
+    (never a list of every missing seq)."""
+    return tuple(wire.fit_ranges(_gaps(received, total)))
+
+
+class _RedoIsolatedError(Exception):
+    """A message failed in a batch tried without savepoints: run it again with them."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ClipFacts:
+    """What a clip row said when this worker last read it (the cache of open clips)."""
+
+    known: tuple[int, int, str, str]  # total, bytes, sha256, codec
+    complete: bool
+    deleted: bool  # retention deleted its audio
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A chunk of the batch, its bytes written, its bit not yet recorded."""
+
+    index: int  # its message's place in the batch
+    topic: str
+    payload: bytes
+    chunk: wire.Chunk
+    written: bool
+
+
+class _Batch:
+    """What a batch defers to its end: chunk bits, device rows, the open partial files."""
+
+    def __init__(self, *, done: bool = False) -> None:
+        self.done = done  # committed or rolled back: counts go straight to the counters
+        self.bumps: list[str] = []  # counts to make when it commits
+        self.index = 0  # the message being ingested
+        self.chunks: list[_Taken] = []
+        self.seen: list[tuple[str, str]] = []  # (device, site) of each stored message
+        self.cut: dict[str, int] = {}  # device -> len(seen) at its last status message
+        self.status_of: str | None = None  # the device whose status the message was
+        self.upserted: dict[str, str] = {}  # device -> the site its row was given
+        self._files: dict[tuple[str, str, str], tuple[int, bool, str]] = {}
+        self._synced: set[tuple[str, str, str]] = set()
+
+    def owed(self, device: str) -> str | None:
+        """The site of the device's messages since its last status message, whose
+        ``on_seen`` is still to come; None when there are none."""
+        site = None
+        for d, s in self.seen[self.cut.get(device, 0) :]:
+            if d == device:
+                site = s
+        return site
+
+    def write(self, store: ClipStore, ch: wire.Chunk) -> None:
+        """Write a chunk at its offset in its clip's partial file (opened once per batch); it
+        is made durable by the next :meth:`sync`."""
+        key = (ch.device, ch.clip_id, ch.clip_sha256)
+        entry = self._files.get(key)
+        if entry is None:
+            fd, created = store.open_partial(
+                ch.site, ch.device, ch.clip_id, ch.clip_sha256, ch.clip_bytes
+            )
+            entry = self._files[key] = (fd, created, ch.site)
+        write_at(entry[0], ch.offset, ch.data)
+        self._synced.discard(key)
+
+    def sync(self, store: ClipStore) -> None:
+        """Make every byte written so far durable (and the names of new partial files)."""
+        dirs: set[tuple[str, str]] = set()
+        for key, (fd, created, site) in self._files.items():
+            if key in self._synced:
+                continue
+            sync(fd)
+            self._synced.add(key)
+            if created:
+                dirs.add((site, key[0]))
+        for site, device in sorted(dirs):
+            store.sync_created(site, device)
+
+    def close(self) -> None:
+        for fd, _, _ in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The hot path's statements as SQL text for one engine (peewee builds the rest)."""
+
+    message: str
+    seen: str
+    status: str
+    contact: str
+    tag: str
+    event: str
+    dead_letter: str
+    clip: str
+    lock: str
+    record: str
+
+
+def _statements(db: Database) -> _Statements:
+    def insert(table: str, columns: str, tail: str = "ON CONFLICT DO NOTHING") -> str:
+        marks = ", ".join([db.param] * len(columns.split(",")))
+        return f"INSERT INTO {table} ({columns}) VALUES ({marks}) {tail}"  # noqa: S608 - ours
+
+    p = db.param
+    return _Statements(
+        message=insert("messages", "device, msg_id, kind, received_ns"),
+        seen=insert(
+            "devices",
+            "device, site, first_seen_ns, last_seen_ns",
+            "ON CONFLICT (device) DO UPDATE SET site = excluded.site, "
+            "last_seen_ns = excluded.last_seen_ns",
+        ),
+        status=(
+            f"UPDATE devices SET online = {p}, version = {p}, boot_id = {p}, "  # noqa: S608
+            f"outbox_depth = {p}, free_disk_bytes = {p}, clock_synced = {p}, "
+            f"status_at = {p} WHERE device = {p}"
+        ),
+        contact=insert(
+            "contacts",
+            "device, id, site, msg_id, start_iso, end_iso, duration_s, ended_by, mode, clip, "
+            "clock_synced, boot_id, received_ns, video_url, staff",
+        ),
+        tag=insert("tags", "device, contact_id, pos, tag", ""),
+        event=insert("events", "device, id, contact_id, pos, kind, at_iso, body, received_ns"),
+        dead_letter=insert(
+            "dead_letters", "topic, reason, detail, head, payload_bytes, received_ns", ""
+        ),
+        clip=insert(
+            "clips",
+            "device, clip_id, site, codec, sample_rate, total, clip_bytes, clip_sha256, "
+            "first_seen_ns, quiet_since_ns",
+        ),
+        lock=(
+            "SELECT total, clip_bytes, clip_sha256, codec, complete, audio_deleted_at, "  # noqa: S608
+            "received, received_count FROM clips "
+            f"WHERE device = {p} AND clip_id = {p}{'' if is_sqlite(db) else ' FOR UPDATE'}"
+        ),
+        record=(
+            f"UPDATE clips SET received = {p}, received_count = {p}, quiet_since_ns = {p} "  # noqa: S608
+            f"WHERE device = {p} AND clip_id = {p}"
+        ),
+    )
 
 
 class Ingest:
@@ -247,10 +438,17 @@ class Ingest:
         self.counters = Counters()
         self._attempts: dict[bytes, int] = {}  # failing messages (digest) -> attempts so far
         self._after_commit: list[Callable[[], None]] = []  # file removals the commit allows
+        self._sql = _statements(db)
+        self._multi: dict[tuple[str, int], str] = {}  # multi-row INSERTs by (one row's, rows)
+        self._batch = _Batch(done=True)  # what the batch under way defers to its end
+        self._clips: dict[tuple[str, str], _ClipFacts] = {}  # open clips, (device, clip id)
         # Called inside the transaction just before commit; a test raises here to play a crash.
         self.before_commit: Callable[[str], None] | None = None
         # Called inside the transaction after a contact or event was stored (site alerts).
         self.on_stored: Callable[[Database, wire.Message, int], object] | None = None
+        # Called at a batch's start, after its devices' locks, with the sites of its messages:
+        # whatever on_stored locks per site it must lock here first, all in one order
+        self.lock_sites: Callable[[Database, Iterable[str]], object] | None = None
         # Called after a clip was verified and marked complete (its delivery receipt).
         self.on_clip_complete: Callable[[ClipKey], object] | None = None
         # Deletes a clip's object (its s3:// location) after a commit that dropped the clip
@@ -271,22 +469,23 @@ class Ingest:
         own; return their results in order once the transaction committed. A message that
         fails is rolled back to its savepoint and dead-lettered, the others are kept. Raises
         only when nothing was committed and the whole batch must be redelivered (see the
-        module notes: a passing error, or a dead letter itself cannot be written)."""
+        module notes: a passing error, or a dead letter itself cannot be written).
+
+        A batch is first tried without the savepoints (two statements per message less); if a
+        message fails there, that attempt is rolled back whole and the batch run again, each
+        message in its savepoint."""
         now = self.clock()
-        self._after_commit.clear()
-        results: list[Result] = []
         try:
-            with transaction(self.db):
-                self._lock_devices(t.device for topic, _ in messages if (t := parse_topic(topic)))
-                for topic, payload in messages:
-                    results.append(self._isolated(topic, payload, now))
-        except BaseException:
-            self._after_commit.clear()  # rolled back: the files stay with their rows
-            raise
+            results = self._run_batch(messages, now, isolated=False)
+        except _RedoIsolatedError:
+            self.counters.bump("batch_redone")
+            results = self._run_batch(messages, now, isolated=True)
         for remove in self._after_commit:
             remove()
         self._after_commit.clear()
         self.counters.bump("batch")
+        for name in self._batch.bumps:
+            self.counters.bump(name)
         for (topic, payload), result in zip(messages, results, strict=True):
             if self._attempts:
                 self._attempts.pop(_digest(topic, payload), None)
@@ -304,43 +503,102 @@ class Ingest:
         for key in sorted({_device_lock_key(device) for device in devices}):
             execute_sql(self.db, "SELECT pg_advisory_xact_lock(%s, %s)", (_DEVICE_LOCKS, key))
 
+    def _run_batch(
+        self, messages: Sequence[tuple[str, bytes]], now: int, *, isolated: bool
+    ) -> list[Result]:
+        """One attempt at a batch: its transaction, committed when this returns."""
+        self._after_commit.clear()
+        batch = self._batch = _Batch()
+        results: list[Result] = []
+        try:
+            with transaction(self.db):
+                where = [t for topic, _ in messages if (t := parse_topic(topic))]
+                self._lock_devices(t.device for t in where)
+                if self.lock_sites is not None:
+                    self.lock_sites(self.db, (t.site for t in where))
+                for topic, payload in messages:
+                    batch.index = len(results)
+                    if isolated:
+                        results.append(self._isolated(topic, payload, now))
+                    else:
+                        results.append(self._optimistic(topic, payload, now))
+                self._flush(batch, results, now)
+        except BaseException:
+            self._after_commit.clear()  # rolled back: the files stay with their rows
+            self._clips.clear()  # what it learnt may have been rolled back with it
+            raise
+        finally:
+            batch.close()
+            batch.done = True
+        return results
+
+    def _optimistic(self, topic: str, payload: bytes, now: int) -> Result:
+        """One message of a batch tried without a savepoint: any failure redoes the batch."""
+        batch = self._batch
+        batch.status_of = None
+        try:
+            result = self._handle(topic, payload, now, len(batch.chunks))
+        except Exception as exc:
+            raise _RedoIsolatedError from exc
+        if batch.status_of is not None:
+            batch.cut[batch.status_of] = len(batch.seen)
+        return result
+
     def _isolated(self, topic: str, payload: bytes, now: int) -> Result:
         """One message of a batch, in its own savepoint."""
-        mark = len(self._after_commit)
-        try:
-            with self.db.atomic():  # a savepoint inside the batch's transaction
-                return self._handle(topic, payload, now)
+        batch = self._batch
+        marks = (len(self._after_commit), len(batch.chunks), len(batch.seen), len(batch.bumps))
+        batch.status_of = None
+        db = self.db
+        execute(db, "SAVEPOINT message")  # inside the batch's transaction (peewee's atomic()
+        try:  # would name each one anew: a uuid and its SQL text per message)
+            result = self._handle(topic, payload, now, len(batch.chunks))
         except Exception as exc:  # noqa: BLE001 - no single message may stop the sink
-            del self._after_commit[mark:]  # its removals went with its savepoint
+            execute(db, "ROLLBACK TO SAVEPOINT message")
+            execute(db, "RELEASE SAVEPOINT message")
+            del self._after_commit[marks[0] :]  # its removals went with its savepoint
+            del batch.chunks[marks[1] :]
+            del batch.seen[marks[2] :]
+            del batch.bumps[marks[3] :]
+            batch.upserted.clear()  # its savepoint may have taken a device row back
+            self._clips.clear()  # it may have cached a clip row its savepoint took back
             return self._failed(topic, payload, exc, now)
+        execute(db, "RELEASE SAVEPOINT message")
+        if batch.status_of is not None:  # its on_seen ran: the device's earlier ones are done
+            batch.cut[batch.status_of] = len(batch.seen)
+        return result
 
-    def _handle(self, topic: str, payload: bytes, now: int) -> Result:
+    def _bump(self, name: str) -> None:
+        """Count ``name``: when the batch under way commits, or now outside a batch."""
+        if self._batch.done:
+            self.counters.bump(name)
+        else:
+            self._batch.bumps.append(name)
+
+    def _handle(self, topic: str, payload: bytes, now: int, chunks_before: int) -> Result:
         parsed = wire.parse(topic, payload)
         if isinstance(parsed, wire.Ignored):
             return Result(Outcome.IGNORED)
         if isinstance(parsed, wire.Rejected):
-            with transaction(self.db):
-                self._dead_letter(topic, payload, parsed.reason, parsed.detail, now)
+            self._dead_letter(topic, payload, parsed.reason, parsed.detail, now)
             return Result(Outcome.DEAD_LETTER)
-        with transaction(self.db):
-            if isinstance(parsed, wire.Chunk):
-                result = self._chunk(topic, payload, parsed, now)
-                if self.on_seen is not None and result.outcome is Outcome.STORED:
-                    self.on_seen(self.db, parsed.site, parsed.device, None, now)
-            else:
-                result = Result(self._message(parsed, now))
-                if (
-                    self.on_stored is not None
-                    and result.outcome is Outcome.STORED
-                    and isinstance(parsed.body, wire.Contact | wire.Event)
-                ):
-                    self.on_stored(self.db, parsed, now)
-                if self.on_seen is not None and result.outcome is Outcome.STORED:
-                    status = parsed.body if isinstance(parsed.body, wire.Status) else None
-                    self.on_seen(self.db, parsed.site, parsed.device, status, now)
-            if self.before_commit is not None:
-                self.before_commit(topic)
-            crashpoint("sink.commit")  # fault tests only: a no-op unless armed
+        if isinstance(parsed, wire.Chunk):
+            result = self._chunk(topic, payload, parsed, now)
+            # a chunk taken (its outcome is decided with its bit, at the end of the batch)
+            # counts as a stored message of its device
+            if len(self._batch.chunks) > chunks_before:
+                self._batch.seen.append((parsed.device, parsed.site))
+        else:
+            result = Result(self._message(parsed, now))
+            if (
+                self.on_stored is not None
+                and result.outcome is Outcome.STORED
+                and isinstance(parsed.body, wire.Contact | wire.Event)
+            ):
+                self.on_stored(self.db, parsed, now)
+        if self.before_commit is not None:
+            self.before_commit(topic)
+        crashpoint("sink.commit")  # fault tests only: a no-op unless armed
         return self._with_receipt(parsed, result)
 
     def _failed(self, topic: str, payload: bytes, exc: Exception, now: int) -> Result:
@@ -372,27 +630,12 @@ class Ingest:
         return Result(Outcome.DEAD_LETTER)
 
     def _with_receipt(self, parsed: wire.Message | wire.Chunk, result: Result) -> Result:
-        """After the commit: what the device may now forget, if anything."""
+        """After the commit: what the device may now forget, if anything (a chunk's is
+        decided with its bit, :meth:`_flush_clip`)."""
         if result.outcome not in (Outcome.STORED, Outcome.DUPLICATE):
             return result
-        if isinstance(parsed, wire.Message):
-            if parsed.kind == "status":
-                return result
+        if isinstance(parsed, wire.Message) and parsed.kind != "status":
             return replace(result, receipt=Confirm(parsed.site, parsed.device, parsed.msg_id))
-        if result.outcome is Outcome.DUPLICATE:  # a chunk of a clip that may be complete
-            clips = self.t.clips
-            complete = (
-                clips.select(clips.clip_id)
-                .where(
-                    (clips.device == parsed.device)
-                    & (clips.clip_id == parsed.clip_id)
-                    & (clips.complete == True)  # noqa: E712 - SQL, not Python
-                )
-                .exists()
-            )
-            if complete:
-                confirm = Confirm(parsed.site, parsed.device, clip_id=parsed.clip_id)
-                return replace(result, receipt=confirm)
         return result
 
     def _clip_complete(self, key: ClipKey) -> bool:
@@ -401,53 +644,71 @@ class Ingest:
         return True
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, detail: str, now: int) -> None:
-        self.t.dead_letters.insert(
-            topic=_text(topic[:1024]),
-            reason=reason,
-            detail=_text(detail[:2000]),
-            head=printable(payload[:HEAD_BYTES]),
-            payload_bytes=len(payload),
-            received_ns=now,
-        ).execute()
-        self.counters.bump(f"dead_letter.{reason}")
+        execute(
+            self.db,
+            self._sql.dead_letter,
+            (
+                _text(topic[:1024]),
+                reason,
+                _text(detail[:2000]),
+                printable(payload[:HEAD_BYTES]),
+                len(payload),
+                now,
+            ),
+        )
+        self._bump(f"dead_letter.{reason}")
 
     def _seen(self, device: str, site: str, now: int) -> None:
-        d = self.t.devices
-        d.insert(device=device, site=site, first_seen_ns=now, last_seen_ns=now).on_conflict(
-            conflict_target=[d.device], update={d.site: site, d.last_seen_ns: now}
-        ).execute()
+        """The device's row: its site and last-seen time (the batch's ``now``, so once per
+        device and site in a batch is enough)."""
+        upserted = self._batch.upserted
+        if upserted.get(device) != site:
+            execute(self.db, self._sql.seen, (device, site, now, now))
+            upserted[device] = site
 
     def _message(self, msg: wire.Message, now: int) -> Outcome:
-        fresh = rowcount(
-            self.db,
-            self.t.messages.insert(
-                device=msg.device, msg_id=msg.msg_id, kind=msg.kind, received_ns=now
-            ).on_conflict_ignore(),
-        )
-        if not fresh:
+        sql, db = self._sql, self.db
+        if not execute(db, sql.message, (msg.device, msg.msg_id, msg.kind, now)).rowcount:
             return Outcome.DUPLICATE
-        self._seen(msg.device, msg.site, now)
         body = msg.body
+        if isinstance(body, wire.Status):
+            self._status(msg.site, msg.device, body, now)
+            return Outcome.STORED
+        self._seen(msg.device, msg.site, now)
+        self._batch.seen.append((msg.device, msg.site))  # its on_seen: at the batch's end
         if isinstance(body, wire.Contact):
             return self._contact(msg, body, now)
         if isinstance(body, wire.Event):
             added = self._events(msg.device, [body], now)
             return Outcome.STORED if added else Outcome.DUPLICATE
-        if isinstance(body, wire.Alert):
-            return self._alert(msg, body, now)
-        d = self.t.devices
-        d.update(
-            {
-                d.online: body.online,
-                d.version: body.version,
-                d.boot_id: body.boot_id,
-                d.outbox_depth: body.outbox_depth,
-                d.free_disk_bytes: body.free_disk_bytes,
-                d.clock_synced: body.clock_synced,
-                d.status_at: body.at,
-            }
-        ).where(d.device == msg.device).execute()
-        return Outcome.STORED
+        return self._alert(msg, body, now)
+
+    def _status(self, site: str, device: str, body: wire.Status, now: int) -> None:
+        """A status message: its device row now (in order with the device's other status
+        messages), and ``on_seen`` with it, after the one its earlier messages owe."""
+        self._seen(device, site, now)
+        execute(
+            self.db,
+            self._sql.status,
+            (
+                body.online,
+                body.version,
+                body.boot_id,
+                body.outbox_depth,
+                body.free_disk_bytes,
+                body.clock_synced,
+                body.at,
+                device,
+            ),
+        )
+        if self.on_seen is None:
+            return
+        batch = self._batch
+        owed = batch.owed(device)
+        if owed is not None:
+            self.on_seen(self.db, owed, device, None, now)
+        self.on_seen(self.db, site, device, body, now)
+        batch.status_of = device
 
     def _alert(self, msg: wire.Message, a: wire.Alert, now: int) -> Outcome:
         """A device's alert, once per (site, device, alert id): the id is stable per firing."""
@@ -463,41 +724,47 @@ class Ingest:
         return Outcome.STORED if fresh else Outcome.DUPLICATE
 
     def _contact(self, msg: wire.Message, c: wire.Contact, now: int) -> Outcome:
-        fresh = rowcount(
-            self.db,
-            self.t.contacts.insert(
-                device=msg.device,
-                id=c.id,
-                site=msg.site,
-                msg_id=msg.msg_id,
-                start_iso=c.start,
-                end_iso=c.end,
-                duration_s=c.duration_s,
-                ended_by=c.ended_by,
-                mode=c.mode,
-                clip=None if c.clip is None else to_json(c.clip),
-                clock_synced=c.clock_synced,
-                boot_id=c.boot_id,
-                received_ns=now,
-                video_url=c.video_url,
-                staff=c.staff,
-            ).on_conflict_ignore(),
-        )
+        db, sql = self.db, self._sql
+        clip = None if c.clip is None else to_json(c.clip)
+        fresh = execute(
+            db,
+            sql.contact,
+            (
+                msg.device, c.id, msg.site, msg.msg_id, c.start, c.end, c.duration_s,
+                c.ended_by, c.mode, clip, c.clock_synced, c.boot_id, now, c.video_url, c.staff,
+            ),
+        ).rowcount  # fmt: skip
         if not fresh:
             outcome = self._clock_correction(msg.device, c)
             if outcome is Outcome.STORED:
                 self._reconcile_clip(msg.site, msg.device, c, now)
             return outcome
-        self._reconcile_clip(msg.site, msg.device, c, now)
+        if c.clip is not None:
+            self._reconcile_clip(msg.site, msg.device, c, now)
         if c.tags:
-            self.t.tags.insert(
-                [
-                    {"device": msg.device, "contact_id": c.id, "pos": i, "tag": tag}
-                    for i, tag in enumerate(c.tags)
-                ]
-            ).execute()
-        self._events(msg.device, list(c.events), now)
+            self._insert_rows(sql.tag, [(msg.device, c.id, i, t) for i, t in enumerate(c.tags)])
+        if c.events:
+            rows = [
+                (msg.device, e.id, e.contact_id, pos, e.kind, e.at, to_json(e.body), now)
+                for pos, e in enumerate(c.events)
+            ]
+            self._insert_rows(sql.event, rows)
         return Outcome.STORED
+
+    def _insert_rows(self, one_row: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows in one statement (a multi-row VALUES: one round trip to PostgreSQL, where an
+        ``executemany`` costs a pipeline's sync), at most :data:`_ROWS_PER_INSERT` at a time."""
+        for at in range(0, len(rows), _ROWS_PER_INSERT):
+            part = rows[at : at + _ROWS_PER_INSERT]
+            key = (one_row, len(part))
+            sql = self._multi.get(key)
+            if sql is None:
+                head, _, rest = one_row.partition(" VALUES ")
+                marks, _, tail = rest.partition(") ")
+                sql = self._multi[key] = (
+                    f"{head} VALUES {', '.join([marks + ')'] * len(part))} {tail}"
+                )
+            execute(self.db, sql, [value for row in part for value in row])
 
     def _clock_correction(self, device: str, c: wire.Contact) -> Outcome:
         """The same contact again, now with a synchronised clock, replaces wall times that were
@@ -520,30 +787,23 @@ class Ingest:
             e.update({e.at_iso: event.at, e.body: to_json(event.body)}).where(
                 (e.device == device) & (e.id == event.id)
             ).execute()
-        self.counters.bump("clock_corrected")
+        self._bump("clock_corrected")
         return Outcome.STORED
 
     def _events(self, device: str, events: list[wire.Event], now: int) -> int:
+        """Store events (each once per device and id); how many were new."""
         added = 0
         for pos, e in enumerate(events):
-            added += rowcount(
-                self.db,
-                self.t.events.insert(
-                    device=device,
-                    id=e.id,
-                    contact_id=e.contact_id,
-                    pos=pos,
-                    kind=e.kind,
-                    at_iso=e.at,
-                    body=to_json(e.body),
-                    received_ns=now,
-                ).on_conflict_ignore(),
-            )
+            row = (device, e.id, e.contact_id, pos, e.kind, e.at, to_json(e.body), now)
+            added += execute(self.db, self._sql.event, row).rowcount
         return added
 
     # -- clips ------------------------------------------------------------------------------
 
     def _chunk(self, topic: str, payload: bytes, ch: wire.Chunk, now: int) -> Result:
+        """Check a chunk against its clip and write its bytes at their offset in the clip's
+        partial file; whether it is new (its bit) is decided at the end of the batch
+        (:meth:`_flush_clip`), which replaces the provisional result returned here."""
         self._seen(ch.device, ch.site, now)
         limits = self.limits
         if ch.clip_bytes > limits.max_clip_bytes or ch.total > limits.max_chunks:
@@ -554,6 +814,34 @@ class Ingest:
             )
             self._dead_letter(topic, payload, "too_large", detail, now)
             return Result(Outcome.DEAD_LETTER)
+        claim = (ch.total, ch.clip_bytes, ch.clip_sha256, ch.codec)
+        facts = self._clips.get((ch.device, ch.clip_id))
+        if facts is None or facts.known != claim:  # not cached, or another worker changed it
+            loaded = self._load_clip(topic, payload, ch, now)
+            if isinstance(loaded, Result):
+                return loaded
+            facts = loaded
+        if facts.deleted:
+            return Result(Outcome.DUPLICATE)  # retention deleted its audio: never again
+        problem = ch.corruption()
+        if problem is not None:
+            self._dead_letter(topic, payload, "chunk_corrupt", problem, now)
+            return Result(Outcome.DEAD_LETTER)
+        batch = self._batch
+        written = False
+        if not facts.complete:  # a complete clip has no partial file any more
+            batch.write(self.store, ch)
+            written = True
+        batch.chunks.append(_Taken(batch.index, topic, payload, ch, written))
+        return Result(Outcome.STORED)  # provisional
+
+    def _load_clip(
+        self, topic: str, payload: bytes, ch: wire.Chunk, now: int
+    ) -> _ClipFacts | Result:
+        """The clip row of a chunk whose clip is not cached (made from the chunk's header if
+        there is none yet, corrected by its contact's announcement); a dead letter when the
+        chunk disagrees with either."""
+        self._clips.pop((ch.device, ch.clip_id), None)
         claim = (ch.clip_bytes, ch.clip_sha256, ch.codec)
         announced = self._announced(ch.device, ch.clip_id)
         if announced is not None and claim != announced:
@@ -562,25 +850,11 @@ class Ingest:
             )
             self._dead_letter(topic, payload, "clip_mismatch", detail, now)
             return Result(Outcome.DEAD_LETTER)
-        clips, chunks = self.t.clips, self.t.chunks
-        clips.insert(
-            device=ch.device,
-            clip_id=ch.clip_id,
-            site=ch.site,
-            codec=ch.codec,
-            sample_rate=ch.sample_rate,
-            total=ch.total,
-            clip_bytes=ch.clip_bytes,
-            clip_sha256=ch.clip_sha256,
-            first_seen_ns=now,
-            quiet_since_ns=now,
-            resend_requests=0,
-            complete=False,
-        ).on_conflict_ignore().execute()
+        self._insert_clip(ch, now)
+        clips = self.t.clips
         row = self._clip_row(ch.device, ch.clip_id)
         if row.get("audio_deleted_at") is not None:
-            return Result(Outcome.DUPLICATE)  # retention deleted its audio: never again
-        where = (chunks.device == ch.device) & (chunks.clip_id == ch.clip_id)
+            return self._cache(row)
         if announced is not None and _identity(row) != announced:
             # the row came from an earlier chunk header that the contact contradicts
             self._reset_clip(row, announced, ch.total, now)
@@ -589,9 +863,9 @@ class Ingest:
             row["total"] != ch.total
             and _identity(row) == claim
             and not bool(row["complete"])
-            and not chunks.select(chunks.seq).where(where).exists()
+            and not row["received_count"]
         ):  # the chunk count is the device's, and no chunk was kept under the old one yet
-            clips.update({clips.total: ch.total}).where(
+            clips.update({clips.total: ch.total, clips.received: None}).where(
                 (clips.device == ch.device) & (clips.clip_id == ch.clip_id)
             ).execute()
             row = self._clip_row(ch.device, ch.clip_id)
@@ -600,35 +874,112 @@ class Ingest:
             detail = f"chunk {ch.seq} says {ch.total}/{ch.clip_bytes}/{ch.codec}, clip {known}"
             self._dead_letter(topic, payload, "clip_mismatch", detail, now)
             return Result(Outcome.DEAD_LETTER)
-        if bool(row["complete"]):
-            return Result(Outcome.DUPLICATE)
-        problem = ch.corruption()
-        if problem is not None:
-            self._dead_letter(topic, payload, "chunk_corrupt", problem, now)
-            return Result(Outcome.DEAD_LETTER)
-        if chunks.select(chunks.seq).where(where & (chunks.seq == ch.seq)).exists():
-            return Result(Outcome.DUPLICATE)
-        self.store.put_chunk(ch.site, ch.device, ch.clip_id, ch.seq, ch.data)
-        fresh = rowcount(
+        return self._cache(row)
+
+    def _insert_clip(self, ch: wire.Chunk, now: int) -> None:
+        """The clip's row from a chunk header, unless it is there."""
+        execute(
             self.db,
-            chunks.insert(
-                device=ch.device,
-                clip_id=ch.clip_id,
-                seq=ch.seq,
-                byte_offset=ch.offset,
-                size=ch.size,
-                sha256=ch.chunk_sha256,
-                received_ns=now,
-            ).on_conflict_ignore(),
+            self._sql.clip,
+            (
+                ch.device, ch.clip_id, ch.site, ch.codec, ch.sample_rate, ch.total,
+                ch.clip_bytes, ch.clip_sha256, now, now,
+            ),
+        )  # fmt: skip
+
+    def _cache(self, row: dict[str, Any]) -> _ClipFacts:
+        """Remember what a clip row said (a cache: checked against the row, locked, when the
+        batch records its chunks)."""
+        facts = _ClipFacts(
+            known=(int(row["total"]), *_identity(row)),
+            complete=bool(row["complete"]),
+            deleted=row.get("audio_deleted_at") is not None,
         )
-        if not fresh:
-            return Result(Outcome.DUPLICATE)
-        clips.update({clips.quiet_since_ns: now}).where(
-            (clips.device == ch.device) & (clips.clip_id == ch.clip_id)
-        ).execute()
-        have = chunks.select(fn.COUNT(chunks.seq)).where(where).scalar()
-        ready = ClipKey(ch.site, ch.device, ch.clip_id) if have == ch.total else None
-        return Result(Outcome.STORED, ready)
+        if len(self._clips) >= _MAX_CACHED:
+            self._clips.pop(next(iter(self._clips)))
+        self._clips[(str(row["device"]), str(row["clip_id"]))] = facts
+        return facts
+
+    def _flush(self, batch: _Batch, results: list[Result], now: int) -> None:
+        """The end of a batch, inside its transaction: the devices its messages came from
+        (their rows and ``on_seen``, in one order), then every clip it wrote chunks of: the
+        bytes made durable, then the chunks' bits recorded (in one order: workers never wait
+        for each other in a circle)."""
+        if batch.seen and self.on_seen is not None:
+            for device in sorted({device for device, _ in batch.seen}):
+                owed = batch.owed(device)
+                if owed is not None:
+                    self.on_seen(self.db, owed, device, None, now)
+        if not batch.chunks:
+            return
+        batch.sync(self.store)
+        by_clip: dict[tuple[str, str], list[_Taken]] = {}
+        for taken in batch.chunks:
+            by_clip.setdefault((taken.chunk.device, taken.chunk.clip_id), []).append(taken)
+        for key in sorted(by_clip):
+            self._flush_clip(batch, by_clip[key], results, now)
+
+    def _flush_clip(
+        self, batch: _Batch, taken: list[_Taken], results: list[Result], now: int
+    ) -> None:
+        """Record a batch's chunks of one clip in its row, locked (the bytes are durable)."""
+        first = taken[0].chunk
+        device, clip_id, site = first.device, first.clip_id, first.site
+        row = self._lock_clip(device, clip_id)
+        if row is None:  # expired meanwhile (another worker): a chunk starts it afresh
+            self._insert_clip(first, now)
+            row = self._lock_clip(device, clip_id)
+            assert row is not None  # noqa: S101 - inserted just now, in this transaction
+        total, clip_bytes, sha256, codec, complete, deleted, received, count = row
+        known = (int(total), int(clip_bytes), str(sha256), str(codec))
+        bits = int.from_bytes(received or b"", "little")
+        added = 0
+        late: list[_Taken] = []
+        stray: set[str] = set()  # partial files written under an identity that is not the row's
+        for t in taken:
+            ch = t.chunk
+            if (ch.total, ch.clip_bytes, ch.clip_sha256, ch.codec) != known:
+                detail = f"chunk {ch.seq} says {ch.total}/{ch.clip_bytes}/{ch.codec}, clip {known}"
+                self._dead_letter(t.topic, t.payload, "clip_mismatch", detail, now)
+                results[t.index] = Result(Outcome.DEAD_LETTER)
+                if t.written and ch.clip_sha256 != sha256:
+                    stray.add(ch.clip_sha256)
+            elif complete or deleted or bits >> ch.seq & 1:
+                confirm = Confirm(site, device, clip_id=clip_id) if complete else None
+                results[t.index] = Result(Outcome.DUPLICATE, receipt=confirm)
+            else:
+                bits |= 1 << ch.seq
+                added += 1
+                if not t.written:  # cached as complete, it is not: write it now
+                    late.append(t)
+        self._clips[(device, clip_id)] = _ClipFacts(known, bool(complete), deleted is not None)
+        if (complete or deleted) and any(t.written for t in taken):
+            stray.add(str(sha256))
+        for sha in sorted(stray):  # written on a cache that did not know yet: nobody needs it
+            self._after_commit.append(partial(self.store.drop_partial, site, device, clip_id, sha))
+        if not added:
+            return
+        if late:
+            for t in late:
+                batch.write(self.store, t.chunk)
+            batch.sync(self.store)
+        count = int(count) + added
+        execute(
+            self.db,
+            self._sql.record,
+            (bits.to_bytes((int(total) + 7) // 8, "little"), count, now, device, clip_id),
+        )
+        ready = ClipKey(site, device, clip_id) if count >= int(total) else None
+        for t in reversed(taken):  # the chunk that completed it announces it
+            if results[t.index].outcome is Outcome.STORED:
+                results[t.index] = Result(Outcome.STORED, ready)
+                ready = None  # the clip is announced once
+
+    def _lock_clip(self, device: str, clip_id: str) -> tuple[Any, ...] | None:
+        """The clip row's chunk state, locked until the batch commits (PostgreSQL: FOR UPDATE;
+        SQLite: the batch holds the database's write lock already)."""
+        row = execute(self.db, self._sql.lock, (device, clip_id)).fetchone()
+        return None if row is None else tuple(row)
 
     def _announced(self, device: str, clip_id: str) -> tuple[int, str, str] | None:
         """(bytes, sha256, codec) of the clip as its contact announced it, if the contact is
@@ -660,12 +1011,10 @@ class Ingest:
     ) -> None:
         """Give a clip the size, sha256 and codec its contact announced; what it held under the
         old ones (chunks, or an assembled file) is dropped and will be asked for again."""
-        clips, chunks = self.t.clips, self.t.chunks
+        clips = self.t.clips
         device, clip_id, site = row["device"], row["clip_id"], row["site"]
-        dropped = rowcount(
-            self.db,
-            chunks.delete().where((chunks.device == device) & (chunks.clip_id == clip_id)),
-        )
+        self._clips.pop((device, clip_id), None)
+        dropped = int(row["received_count"] or 0)
         clip_bytes, sha256, codec = announced
         clips.update(
             {
@@ -679,6 +1028,8 @@ class Ingest:
                 clips.completed_ns: None,
                 clips.quiet_since_ns: now,
                 clips.resend_requests: 0,
+                clips.received: None,
+                clips.received_count: 0,
             }
         ).where((clips.device == device) & (clips.clip_id == clip_id)).execute()
         detail = (
@@ -687,7 +1038,11 @@ class Ingest:
             f"{' and the assembled file' if row['path'] else ''} dropped, asked for again"
         )
         self._dead_letter(wire.clip_topic(site, device), b"", "clip_mismatch", detail, now)
-        self._after_commit.append(lambda: self.store.drop_chunks(site, device, clip_id))
+        old_sha = str(row["clip_sha256"])
+        if old_sha != sha256:  # the partial file under the new identity is another one
+            self._after_commit.append(
+                lambda: self.store.drop_partial(site, device, clip_id, old_sha)
+            )
         if row.get("location") and self.drop_object is not None:
             location, drop = str(row["location"]), self.drop_object
             self._after_commit.append(lambda: drop(location))
@@ -703,41 +1058,29 @@ class Ingest:
         return row
 
     def assemble(self, key: ClipKey) -> bool:
-        """Assemble, verify and mark complete a clip whose chunks are all there; True if the
-        clip is complete afterwards."""
+        """Verify a clip whose chunks are all recorded, move it into place and mark it
+        complete; True if the clip is complete afterwards."""
         row = self._clip_row(key.device, key.clip_id)
         if bool(row["complete"]):
             return self._clip_complete(key)
-        chunks = self.t.chunks
-        parts = list(
-            chunks.select(chunks.seq, chunks.byte_offset, chunks.size)
-            .where((chunks.device == key.device) & (chunks.clip_id == key.clip_id))
-            .order_by(chunks.seq)
-            .tuples()
-        )
-        if [seq for seq, _, _ in parts] != list(range(row["total"])):
+        if int(row["received_count"]) < int(row["total"]):
             return False
-        offsets = [offset for _, offset, _ in parts]
-        expected = [sum(size for _, _, size in parts[:i]) for i in range(len(parts))]
+        size, sha256, codec = _identity(row)
+        rel = self.store.clip_relpath(key.site, key.device, key.clip_id, codec)
         try:
-            if offsets != expected:
-                raise ClipCorruptError(f"clip {key.clip_id}: chunk offsets {offsets} != {expected}")
-            rel = self.store.assemble(
-                key.site,
-                key.device,
-                key.clip_id,
-                codec=row["codec"],
-                seqs=[seq for seq, _, _ in parts],
-                sha256=row["clip_sha256"],
-                size=row["clip_bytes"],
+            verified = self.store.verify(
+                key.site, key.device, key.clip_id, size=size, sha256=sha256
             )
+            self.store.finish(verified, rel)
         except (ClipCorruptError, FileNotFoundError):
             if bool(self._clip_row(key.device, key.clip_id)["complete"]):
-                # another worker finished it (and removed the chunk files)
-                return self._clip_complete(key)
-            self._forget_chunks(key)
-            self.counters.bump("clip_corrupt")
-            return False
+                return self._clip_complete(key)  # another worker finished it
+            if not self.store.verified_in_place(rel, size=size, sha256=sha256):
+                self._forget_chunks(key, sha256)
+                self.counters.bump("clip_corrupt")
+                return False
+            # in place and right, not marked complete: a crash (or another worker) between
+            # the move and the mark
         crashpoint("sink.assemble")  # fault tests only: file in place, not yet marked complete
         clips = self.t.clips
         with transaction(self.db):
@@ -746,19 +1089,25 @@ class Ingest:
             ).where(
                 (clips.device == key.device)
                 & (clips.clip_id == key.clip_id)
+                & (clips.clip_sha256 == sha256)
                 & (clips.complete == False)  # noqa: E712 - SQL, not Python
             ).execute()
-        self.store.drop_chunks(key.site, key.device, key.clip_id)
+        self._clips.pop((key.device, key.clip_id), None)
         self.counters.bump("clip_complete")
         return self._clip_complete(key)
 
-    def _forget_chunks(self, key: ClipKey) -> None:
-        chunks = self.t.chunks
+    def _forget_chunks(self, key: ClipKey, sha256: str) -> None:
+        """A clip that did not verify: every chunk is asked for again (its partial file stays,
+        the resent chunks overwrite it)."""
+        clips = self.t.clips
+        self._clips.pop((key.device, key.clip_id), None)
         with transaction(self.db):
-            chunks.delete().where(
-                (chunks.device == key.device) & (chunks.clip_id == key.clip_id)
+            clips.update({clips.received: None, clips.received_count: 0}).where(
+                (clips.device == key.device)
+                & (clips.clip_id == key.clip_id)
+                & (clips.clip_sha256 == sha256)
+                & (clips.complete == False)  # noqa: E712 - SQL, not Python
             ).execute()
-        self.store.drop_chunks(key.site, key.device, key.clip_id)
 
     def check_clips(self, resend_after_ns: int, max_requests: int = 10) -> list[ResendRequest]:
         """One whole pass of :meth:`check_clips_step` over every incomplete clip."""
@@ -784,9 +1133,9 @@ class Ingest:
         Returns the requests and the cursor for the next step (None: the pass is over)."""
         now = self.clock()
         expire_ns = self.limits.clip_expire_after_ns
-        clips, chunks = self.t.clips, self.t.chunks
+        clips = self.t.clips
         ready: list[ClipKey] = []
-        expired: list[ClipKey] = []
+        expired: list[tuple[ClipKey, str]] = []
         requests: list[ResendRequest] = []
         with transaction(self.db):
             query = clips.select().where(
@@ -803,29 +1152,27 @@ class Ingest:
             for row in rows:
                 key = ClipKey(row["site"], row["device"], row["clip_id"])
                 where = (clips.device == key.device) & (clips.clip_id == key.clip_id)
-                have = (
-                    chunks.select(fn.COUNT(chunks.seq))
-                    .where((chunks.device == key.device) & (chunks.clip_id == key.clip_id))
-                    .scalar()
-                )
+                have = int(row["received_count"])
                 if have >= row["total"]:
                     ready.append(key)
                 elif expire_ns is not None and now - row["first_seen_ns"] >= expire_ns:
-                    expired.append(key)
+                    expired.append((key, str(row["clip_sha256"])))
                     self._expire(row, have, now)
                 elif (
                     now - row["quiet_since_ns"] >= resend_after_ns
                     and row["resend_requests"] < max_requests
                 ):
-                    requests.append(ResendRequest(key, self._missing(key, row["total"])))
+                    missing = _missing(row["received"], int(row["total"]))
+                    requests.append(ResendRequest(key, missing))
                     clips.update(
                         {
                             clips.quiet_since_ns: now,
                             clips.resend_requests: row["resend_requests"] + 1,
                         }
                     ).where(where).execute()
-        for key in expired:
-            self.store.drop_chunks(key.site, key.device, key.clip_id)
+        for key, sha256 in expired:
+            self._clips.pop((key.device, key.clip_id), None)
+            self.store.drop_partial(key.site, key.device, key.clip_id, sha256)
         for key in ready:
             self.assemble(key)
         self.counters.bump("resend_request", len(requests))
@@ -833,25 +1180,10 @@ class Ingest:
         cursor = (rows[-1]["device"], rows[-1]["clip_id"]) if len(rows) == limit else None
         return requests, cursor
 
-    def _missing(self, key: ClipKey, total: int) -> tuple[tuple[int, int], ...]:
-        """The first missing ranges that fit a resend request, read off the present seqs in
-        order (a cursor, never a list of every missing seq)."""
-        chunks = self.t.chunks
-        cursor = self.db.execute(  # type: ignore[no-untyped-call]
-            chunks.select(chunks.seq)
-            .where((chunks.device == key.device) & (chunks.clip_id == key.clip_id))
-            .order_by(chunks.seq)
-        )
-        try:
-            return tuple(wire.fit_ranges(_gaps((int(r[0]) for r in cursor), total)))
-        finally:
-            cursor.close()
-
     def _expire(self, row: dict[str, Any], have: int, now: int) -> None:
         """Forget an incomplete clip that is too old (inside the check's transaction)."""
-        clips, chunks = self.t.clips, self.t.chunks
+        clips = self.t.clips
         device, clip_id = row["device"], row["clip_id"]
-        chunks.delete().where((chunks.device == device) & (chunks.clip_id == clip_id)).execute()
         clips.delete().where((clips.device == device) & (clips.clip_id == clip_id)).execute()
         age_s = (now - row["first_seen_ns"]) / NS
         limit_s = (self.limits.clip_expire_after_ns or 0) / NS

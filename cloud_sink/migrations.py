@@ -6,7 +6,8 @@ Rules:
 - The SQL is portable except for two placeholders: ``{serial}`` (an auto-increment primary key)
   and ``{bool_false}``, filled in per engine, and a migration's ``sqlite`` and ``postgresql``
   statements, run on that engine only (full-text search: an FTS5 table, a GIN index). Times
-  are BIGINT nanoseconds or ISO 8601 TEXT; JSON is TEXT; no BLOBs (clip bytes live in files).
+  are BIGINT nanoseconds or ISO 8601 TEXT; JSON is TEXT; no BLOBs (clip bytes live in files) but
+  one: a clip's chunk bitmap (``clips.received``: BLOB on SQLite, BYTEA on PostgreSQL).
 - Applied versions are rows of ``schema_migrations``. Each migration runs in one transaction
   with its row; on PostgreSQL the transaction first takes an advisory lock and on SQLite it is
   ``BEGIN IMMEDIATE``, and the applied set is re-read under that lock, so two sinks starting
@@ -365,8 +366,23 @@ _V9 = Migration(
     ),
 )
 
+_V10 = Migration(
+    10,
+    "clip chunks straight into place: clips.received (a bitmap of the chunks here), "
+    "received_count; the chunks table goes",
+    (
+        # a clip being received when this runs had its chunks as files and rows: they are asked
+        # for again (the device keeps a clip until its receipt)
+        "ALTER TABLE clips ADD COLUMN received_count INTEGER NOT NULL DEFAULT 0",
+        "DROP TABLE chunks",
+    ),
+    # bit seq % 8 of byte seq // 8 is set once chunk seq's bytes are durable in the partial file
+    sqlite=("ALTER TABLE clips ADD COLUMN received BLOB",),
+    postgresql=("ALTER TABLE clips ADD COLUMN received BYTEA",),
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10,
 )  # fmt: skip
 
 

@@ -34,9 +34,8 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "clips": (
         "device", "clip_id", "site", "codec", "sample_rate", "total", "clip_bytes",
         "clip_sha256", "first_seen_ns", "quiet_since_ns", "resend_requests", "complete", "path",
-        "completed_ns", "audio_deleted_at", "location",
+        "completed_ns", "audio_deleted_at", "location", "received_count", "received",
     ),
-    "chunks": ("device", "clip_id", "seq", "byte_offset", "size", "sha256", "received_ns"),
     "dead_letters": (
         "id", "topic", "reason", "detail", "head", "payload_bytes", "received_ns",
     ),
@@ -73,7 +72,6 @@ class Tables:
     events: Any
     tags: Any
     clips: Any
-    chunks: Any
     dead_letters: Any
     alerts: Any
     annotations: Any
@@ -94,8 +92,12 @@ def tables(db: Database) -> Tables:
     return Tables(db=db, **bound)
 
 
+#: one encoder for every call (``json.dumps`` with options builds a new one each time)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def from_json(text: str) -> Any:

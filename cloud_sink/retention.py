@@ -6,7 +6,7 @@ Rules:
 - A verified clip: its file (or its object, when ``clips.location`` names one: the ``objects``
   given, cloud_sink/objects.py) is deleted, then the row is marked ``audio_deleted_at``
   (migration 4). A clip in object storage without ``objects`` is an error for that clip (it
-  stays, unmarked, and is tried again). An incomplete clip: its chunk files and chunk rows are
+  stays, unmarked, and is tried again). An incomplete clip: its partial file and chunk bits are
   dropped and the row is marked, so ingest ignores its chunks from then on and no resend is
   asked for. Contacts, events, tags and the clip rows (sizes, sha256) stay: reports keep
   working without the audio, and ``sink contacts`` says when the audio went
@@ -46,6 +46,7 @@ class ClipAge:
     path: str | None  # relative to the data directory, for a verified clip
     location: str | None  # s3://BUCKET/KEY once it is in object storage
     recorded_ns: int  # the contact's end, or the first chunk's arrival
+    sha256: str = ""  # the clip's announced sha256 (names its partial file while incomplete)
 
 
 @dataclass(slots=True)
@@ -97,6 +98,7 @@ def candidates(db: Database) -> list[ClipAge]:
                 complete=bool(row["complete"]),
                 path=row["path"],
                 location=row["location"],
+                sha256=row["clip_sha256"],
                 recorded_ns=recorded if recorded is not None else int(row["first_seen_ns"]),
             )
         )
@@ -150,7 +152,7 @@ def enforce(
                 except FileNotFoundError:
                     result.already_gone += 1
             else:
-                store.drop_chunks(clip.site, clip.device, clip.clip_id)
+                store.drop_partial(clip.site, clip.device, clip.clip_id, clip.sha256)
                 result.dropped_incomplete += 1
         except (UnsafeNameError, OSError, ObjectStoreError) as exc:
             result.errors.append(f"clip {clip.device}/{clip.clip_id}: {exc}")
@@ -164,12 +166,12 @@ def enforce(
                 where & t.clips.audio_deleted_at.is_null()
             ).execute()
             if not clip.complete:
-                t.chunks.delete().where(
-                    (t.chunks.device == clip.device) & (t.chunks.clip_id == clip.clip_id)
+                t.clips.update({t.clips.received: None, t.clips.received_count: 0}).where(
+                    where
                 ).execute()
             uploaded = t.clips.select(t.clips.location).where(where).scalar()
         if not clip.complete:  # a chunk written while we were at it
-            store.drop_chunks(clip.site, clip.device, clip.clip_id)
+            store.drop_partial(clip.site, clip.device, clip.clip_id, clip.sha256)
         if uploaded is not None and uploaded != clip.location:  # uploaded while we were at it
             _delete_late_object(objects, uploaded, clip, result)
     return result

@@ -1,39 +1,50 @@
-"""Clip files: accepted chunks, and whole clips assembled from them.
+"""Clip files: partial clips written chunk by chunk, and whole clips verified from them.
 
 Rules:
-- Layout under the data directory: ``incoming/<site>/<device>/<clip_id>/<seq>.chunk`` for
-  accepted chunks, ``clips/<site>/<device>/<clip_id>.<ext>`` for verified clips,
+- Layout under the data directory: ``incoming/<site>/<device>/<clip_id>.part`` for a clip being
+  received, ``clips/<site>/<device>/<clip_id>.<ext>`` for verified clips,
   ``dead_letters/<sha256>.bin`` for the raw payload of a message whose ingest failed (named by
   its content: the same payload is kept once).
+- One partial file per clip, no file per chunk: it is preallocated to the clip's announced size
+  when it is first opened (:meth:`ClipStore.open_partial`) and every chunk is written at its
+  offset (:func:`write_at`, a positional write). Writing a chunk again writes the same bytes at
+  the same place, so any worker sharing the data directory may write any chunk of any clip,
+  any number of times. The bytes are made durable (:func:`sync`, and the directory when the
+  file was created) before the transaction that records the chunk commits: the database row
+  (the chunk's bit in ``clips.received``) is the record that a chunk is here.
 - Chunk bytes live in files, not in the database: the database stays small and the same on
-  SQLite and PostgreSQL (no BLOB/BYTEA), and assembly is a plain concatenation. The database row
-  is the record that a chunk was accepted; a file without a row is rewritten on redelivery.
-- No id becomes a path unchecked: site/device must be valid names, clip ids 32 hex digits, seqs
-  non-negative ints, extensions known; the resulting path must still lie under the root.
-- Every file appears atomically: written to a temporary name in the same directory, fsynced,
-  then renamed. A temporary name carries its writer's tag (``.<name>.@<tag>@<random>.tmp``,
-  the tag derived from the worker's client id), so that a worker starting over a shared data
-  directory removes only what is provably abandoned (:meth:`ClipStore.cleanup_temporaries`):
-  its own previous run's temporaries, and any worker's older than a lease, never the files
-  other live workers are writing. A clip is assembled into a temporary file, its size and
-  sha256 verified, and only then renamed into place; a clip that fails is deleted and
-  :class:`ClipCorruptError` raised.
+  SQLite and PostgreSQL. A clip whose chunks are all recorded is verified from its partial file
+  (:meth:`ClipStore.verify`: size and sha256 of the whole), then moved into place
+  (:meth:`ClipStore.finish`, the one step a different clip store replaces); one that does not
+  verify raises :class:`ClipCorruptError`.
+- No id becomes a path unchecked: site/device must be valid names, clip ids 32 hex digits,
+  extensions known; the resulting path must still lie under the root.
+- Every other file appears atomically: written to a temporary name in the same directory,
+  fsynced, then renamed. A temporary name carries its writer's tag
+  (``.<name>.@<tag>@<random>.tmp``, the tag derived from the worker's client id), so that a
+  worker starting over a shared data directory removes only what is provably abandoned
+  (:meth:`ClipStore.cleanup_temporaries`): its own previous run's temporaries, and any worker's
+  older than a lease, never the files other live workers are writing. Partial files are no
+  temporaries: several workers write into them; they go when their clip is finished, reset,
+  expired or deleted by retention.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from cloud_sink.wire import EXTENSIONS, valid_id, valid_name
 from contract.crashpoint import crashpoint
+from contract.wire import valid_sha256
 
 DEAD_LETTERS = "dead_letters"
+READ_BLOCK: Final = 1024 * 1024
 
 
 class ClipCorruptError(Exception):
@@ -72,10 +83,14 @@ class ClipStore:
             raise UnsafeNameError(f"unsafe clip name {site!r}/{device!r}/{clip_id!r}")
         return self._inside(top, site, device, clip_id)
 
-    def chunk_path(self, site: str, device: str, clip_id: str, seq: int) -> Path:
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise UnsafeNameError(f"bad chunk seq {seq!r}")
-        return self._clip_dir("incoming", site, device, clip_id) / f"{seq}.chunk"
+    def partial_path(self, site: str, device: str, clip_id: str, sha256: str) -> Path:
+        """Where a clip is written while its chunks arrive. The name carries the clip's
+        announced sha256: a clip whose identity changes (its contact corrects the chunk
+        headers) starts a file of its own, and the old one goes after the commit."""
+        if not valid_sha256(sha256):
+            raise UnsafeNameError(f"bad clip sha256 {sha256!r}")
+        here = self._clip_dir("incoming", site, device, clip_id)
+        return here.with_name(f"{clip_id}-{sha256[:16]}.part")
 
     def clip_relpath(self, site: str, device: str, clip_id: str, codec: str) -> str:
         """The clip's path relative to the root (what the database stores)."""
@@ -84,52 +99,71 @@ class ClipStore:
         path = self._clip_dir("clips", site, device, clip_id)
         return path.with_name(f"{clip_id}.{EXTENSIONS[codec]}").relative_to(self.root).as_posix()
 
-    def put_chunk(self, site: str, device: str, clip_id: str, seq: int, data: bytes) -> None:
-        target = self.chunk_path(site, device, clip_id, seq)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._write_atomically(target, [data])
-
-    def assemble(
-        self,
-        site: str,
-        device: str,
-        clip_id: str,
-        *,
-        codec: str,
-        seqs: Sequence[int],
-        sha256: str,
-        size: int,
-    ) -> str:
-        """Concatenate the chunks ``seqs`` (in that order), verify, move into place; return the
-        relative path. Raises :class:`ClipCorruptError` (nothing left behind) when it does not
-        verify, FileNotFoundError when a chunk file is missing."""
-        rel = self.clip_relpath(site, device, clip_id, codec)
-        target = self.root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        written = 0
-        fd, tmp = self.temporary(target)
+    def open_partial(
+        self, site: str, device: str, clip_id: str, sha256: str, size: int
+    ) -> tuple[int, bool]:
+        """The clip's partial file open for positional writes (fd, created now), ``size`` bytes
+        long: preallocated when it is created, a full disk fails here and not half-way."""
+        path = self.partial_path(site, device, clip_id, sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         try:
-            with os.fdopen(fd, "wb") as out:
-                for seq in seqs:
-                    data = self.chunk_path(site, device, clip_id, seq).read_bytes()
-                    digest.update(data)
-                    written += len(data)
-                    out.write(data)
-                    crashpoint("sink.assemble.write")  # fault tests only: a no-op unless armed
-                out.flush()
-                os.fsync(out.fileno())
-            if written != size or digest.hexdigest() != sha256:
-                raise ClipCorruptError(
-                    f"clip {clip_id}: assembled {written} bytes sha256 {digest.hexdigest()}, "
-                    f"expected {size} bytes sha256 {sha256}"
-                )
-            os.replace(tmp, target)
+            fd, created = os.open(path, flags | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, created = os.open(path, flags, 0o644), False
+        try:
+            have = os.fstat(fd).st_size
+            if have > size:  # left from an earlier identity of the clip
+                os.ftruncate(fd, size)
+            elif have < size:
+                os.posix_fallocate(fd, have, size - have)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            os.close(fd)
             raise
+        return fd, created
+
+    def sync_created(self, site: str, device: str) -> None:
+        """Make newly created partial files' names durable (their directory's entries)."""
+        _fsync_dir(self._inside("incoming", site, device))
+
+    def verify(self, site: str, device: str, clip_id: str, *, size: int, sha256: str) -> Path:
+        """The partial file, checked against the clip's announced size and sha256. Raises
+        :class:`ClipCorruptError` when it does not match, FileNotFoundError when it is gone."""
+        path = self.partial_path(site, device, clip_id, sha256)
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            have = os.fstat(f.fileno()).st_size
+            while block := f.read(READ_BLOCK):
+                digest.update(block)
+        if have != size or digest.hexdigest() != sha256:
+            raise ClipCorruptError(
+                f"clip {clip_id}: partial file of {have} bytes sha256 {digest.hexdigest()}, "
+                f"expected {size} bytes sha256 {sha256}"
+            )
+        crashpoint("sink.assemble.write")  # fault tests only: verified, not yet in place
+        return path
+
+    def finish(self, verified: Path, rel: str) -> str:
+        """Move a verified clip file into place at ``rel`` (relative to the root); return
+        ``rel``. The one step another clip store (object storage) replaces."""
+        target = self._inside(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(verified, target)
         _fsync_dir(target.parent)
         return rel
+
+    def verified_in_place(self, rel: str, *, size: int, sha256: str) -> bool:
+        """Is the clip already in place at ``rel`` and right (an earlier :meth:`finish` whose
+        completion was not recorded: a crash, or another worker)?"""
+        digest = hashlib.sha256()
+        try:
+            with self._inside(rel).open("rb") as f:
+                have = os.fstat(f.fileno()).st_size
+                while block := f.read(READ_BLOCK):
+                    digest.update(block)
+        except FileNotFoundError:
+            return False
+        return have == size and digest.hexdigest() == sha256
 
     def cleanup_temporaries(self, lease_s: float) -> int:
         """Remove the temporary files an interrupted write or assembly left (at start): this
@@ -167,8 +201,9 @@ class ClipStore:
         """Delete a file the database names (relative to the root), if it is there."""
         self._inside(relpath).unlink(missing_ok=True)
 
-    def drop_chunks(self, site: str, device: str, clip_id: str) -> None:
-        shutil.rmtree(self._clip_dir("incoming", site, device, clip_id), ignore_errors=True)
+    def drop_partial(self, site: str, device: str, clip_id: str, sha256: str) -> None:
+        """Delete a clip's partial file, if it is there."""
+        self.partial_path(site, device, clip_id, sha256).unlink(missing_ok=True)
 
     def _write_atomically(self, target: Path, parts: Sequence[bytes]) -> None:
         fd, tmp = self.temporary(target)
@@ -183,6 +218,19 @@ class ClipStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(target.parent)
+
+
+def write_at(fd: int, offset: int, data: bytes) -> None:
+    """Write ``data`` at ``offset`` of the open file ``fd`` (no seek: workers share nothing)."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def sync(fd: int) -> None:
+    """Make what was written to ``fd`` durable (its size was fixed when it was preallocated)."""
+    os.fdatasync(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -378,7 +378,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         raise _RejectError("json", "not JSON: arrays or objects nested too deeply") from None
     if not isinstance(obj, dict):
         raise _RejectError("json", f"not a JSON object but {type(obj).__name__}")
-    _no_surrogates(obj)
+    if _SURROGATE_ESCAPE.search(raw) is not None:  # only an escape makes one (see below)
+        _no_surrogates(obj)
     return obj
 
 
@@ -410,6 +411,10 @@ def _finite_float(text: str) -> float:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: A surrogate in a decoded document comes only from a ``\uD800``-``\uDFFF`` escape: strict
+#: UTF-8 decoding refuses one written out. Without such an escape in the bytes (the usual case)
+#: there is nothing to look for.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _no_surrogates(obj: Any) -> None:

@@ -12,9 +12,9 @@ Points on the device: ``store.commit`` (inside a contact's transaction: every ro
 committed), ``clip.write`` (a clip's temporary file fully written, before its fsync and rename)
 and ``clip.write.failed`` (the OS refused a clip's write, e.g. a full disk: the temporary file
 is half written and not yet removed). In the sink: ``sink.commit`` (inside an ingest
-transaction: chunk file written, rows not committed, message not acked),
-``sink.assemble.write`` (a clip's file being assembled) and ``sink.assemble`` (the clip's file
-in place, not yet marked complete).
+transaction: chunk written into its clip's partial file, rows not committed, message not
+acked), ``sink.assemble.write`` (a clip's partial file verified, not yet moved into place) and
+``sink.assemble`` (the clip's file in place, not yet marked complete).
 """
 
 from __future__ import annotations

@@ -136,9 +136,10 @@ def test_poison_is_dead_lettered_and_the_stream_goes_on_across_restarts(
 def test_a_message_that_cannot_be_stored_is_a_dead_letter_with_its_payload(
     make_sink: MakeSink, client: TestClient, db: Ingest, data_dir: Path
 ) -> None:
-    """Past the parser, storing fails every time (here: a file stands where the device's chunk
-    directory must go). After ``max_ingest_attempts`` deliveries the message is a dead letter
-    with the exception and its whole payload kept; the messages behind it flow."""
+    """Past the parser, storing fails every time (here: a file stands where the device's
+    directory of partial clip files must go). After ``max_ingest_attempts`` deliveries the
+    message is a dead letter with the exception and its whole payload kept; the messages
+    behind it flow."""
     blocker = data_dir / "incoming" / SITE / DEVICE
     blocker.parent.mkdir(parents=True)
     blocker.write_bytes(b"a file, not a directory")
@@ -160,7 +161,7 @@ def test_a_message_that_cannot_be_stored_is_a_dead_letter_with_its_payload(
 
 @pytest.fixture
 def full_disk(data_dir: Path) -> Iterator[Path]:
-    """A real, full filesystem (a 256 KiB tmpfs, filled) where the sink keeps chunk files.
+    """A real, full filesystem (a 256 KiB tmpfs, filled) where the sink keeps partial clips.
     Mounting needs root: CI and the developers' machines run the tests as root."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
@@ -196,8 +197,8 @@ def test_a_full_disk_is_never_blamed_on_the_message(
     assert good["event"]["id"] not in stored_events(db)  # in order: it waits behind the chunk
     full_disk.unlink()  # room again
     wait_until(lambda: good["event"]["id"] in stored_events(db), "the event, after the chunk")
-    assert db.t.chunks.select().count() == 1
-    assert (data_dir / "incoming" / SITE / DEVICE / clip.id / "0.chunk").read_bytes() == (
-        clip.chunk(0)
-    )
+    c = db.t.clips
+    assert c.select(c.received_count).where(c.clip_id == clip.id).scalar() == 1
+    partial = db.store.partial_path(SITE, DEVICE, clip.id, clip.sha256)
+    assert partial.read_bytes()[:1000] == clip.chunk(0)
     assert db.dead_letters() == []

@@ -1,13 +1,13 @@
 """kill -9 of the sink (``contactpoint sink run``) during ingest and during clip reassembly.
 
-A simulated shift is published through a real mosquitto while the sink is killed again and
-again: at random moments, inside an ingest transaction (chunk file written, rows not committed,
-message not acknowledged: ``sink.commit``), while a clip is being assembled (its temporary file
-half written: ``sink.assemble.write``), and after the assembled file is in place but before the
-clip is marked complete (``sink.assemble``). After every kill the sink's database passes
-``PRAGMA integrity_check``, no contact it had stored is gone, and every clip marked complete has
-a file with the announced size and sha256. At the end every contact of the device is in the
-sink exactly once with a verified clip, and no temporary file is left.
+A simulated shift is published through a real mosquitto while the sink is killed again and again:
+at random moments, inside an ingest transaction (chunk written into its clip's partial file, rows
+not committed, message not acknowledged: ``sink.commit``), while a clip is being assembled (its
+partial file verified, not yet in place: ``sink.assemble.write``), and after the assembled file is
+in place but before the clip is marked complete (``sink.assemble``). After every kill the sink's
+database passes ``PRAGMA integrity_check``, no contact it had stored is gone, and every clip marked
+complete has a file with the announced size and sha256. At the end every contact of the device is
+in the sink exactly once with a verified clip, and no temporary file is left.
 """
 
 from __future__ import annotations

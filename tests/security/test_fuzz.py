@@ -348,13 +348,15 @@ def test_the_sink_never_makes_a_path_from_a_hostile_id(tmp_path: Path, bad: str)
     good = "ab" * 16
     for args in [(bad, "cp-1", good), ("site-1", bad, good), ("site-1", "cp-1", bad)]:
         with pytest.raises(UnsafeNameError):
-            store.chunk_path(*args, 0)
+            store.partial_path(*args, "0" * 64)
         with pytest.raises(UnsafeNameError):
             store.clip_relpath(*args, "wav")
         with pytest.raises(UnsafeNameError):
-            store.put_chunk(*args, 0, b"x")
+            store.open_partial(*args, "0" * 64, 1)
         with pytest.raises(UnsafeNameError):
-            store.drop_chunks(*args)
+            store.drop_partial(*args, "0" * 64)
+    with pytest.raises(UnsafeNameError):
+        store.partial_path("site-1", "cp-1", good, bad)  # the sha256 names the partial file
     with pytest.raises(UnsafeNameError):
         store.clip_relpath("site-1", "cp-1", good, bad)  # codec picks the extension
     for topic in (f"contactpoint/v1/{bad}/cp-1/contact", f"contactpoint/v1/site-1/{bad}/clip"):

@@ -223,8 +223,8 @@ def test_the_sink_deletes_old_audio_drops_stale_chunks_and_keeps_contacts(
         (audio,) = [c["audio"] for c in ingest.contacts()]
         assert audio is not None
         assert Path(audio).is_file()
-        chunk_dir = data / "incoming" / SITE / DEVICE / stale.id
-        assert any(chunk_dir.iterdir())
+        partial = ingest.store.partial_path(SITE, DEVICE, stale.id, stale.sha256)
+        assert partial.is_file()
 
         # the golden contact ended on 2026-11-23; the stale chunk came at the clock's start
         now = clock() + 31 * DAY
@@ -234,7 +234,7 @@ def test_the_sink_deletes_old_audio_drops_stale_chunks_and_keeps_contacts(
         result1 = sink_enforce(db, data, 30, now)
         assert (result1.deleted, result1.dropped_incomplete, result1.errors) == (1, 1, [])
         assert not Path(audio).exists()
-        assert not chunk_dir.exists()
+        assert not partial.exists()
         (listed,) = ingest.contacts()
         assert listed["id"] == done.id
         assert listed["audio"] is None
@@ -242,7 +242,7 @@ def test_the_sink_deletes_old_audio_drops_stale_chunks_and_keeps_contacts(
         assert sink_enforce(db, data, 30, now).marked == 0  # idempotent
         # a late chunk of the dropped clip is not kept, and no resend is asked for it
         assert ingest.handle(f"{TOPIC}/clip", stale.frame(1)).outcome == Outcome.DUPLICATE
-        assert not chunk_dir.exists()
+        assert not partial.exists()
         assert ingest.check_clips(0) == []
         rows = {r["clip_id"]: r["audio_deleted_at"] for r in ingest.t.clips.select().dicts()}
         assert rows == {done.id: now, stale.id: now}
