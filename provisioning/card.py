@@ -353,17 +353,20 @@ for c in "$BOOT/config.txt" /boot/firmware/config.txt /boot/config.txt; do
     fi
 done
 
-# the release: a venv seeing Debian's python3-systemd, the wheels from the card, no compiler
-if [ ! -x "$RELEASE/bin/contactpoint" ]; then
+# the release: a venv seeing Debian's python3-systemd, the wheels from the card, no compiler.
+# Made where it stays (a venv's scripts name its path in their #! line: a renamed one cannot
+# start); .complete marks it whole, a half-made one (power lost) is made again. The
+# current link moves only to a complete release.
+if [ ! -f "$RELEASE/.complete" ]; then
     log "installing $VERSION into $RELEASE"
     command -v apt-get >/dev/null && { dpkg -s python3-venv python3-systemd >/dev/null 2>&1 || \\
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
             python3-venv python3-systemd; }
-    rm -rf "$RELEASE.partial"
-    python3 -m venv --system-site-packages "$RELEASE.partial"
-    "$RELEASE.partial/bin/pip" install --disable-pip-version-check @SOURCE@\\
+    rm -rf "$RELEASE"
+    python3 -m venv --system-site-packages "$RELEASE"
+    "$RELEASE/bin/pip" install --disable-pip-version-check @SOURCE@\\
         "contactpoint[edge,pi]==$VERSION"
-    mv -T "$RELEASE.partial" "$RELEASE"
+    touch "$RELEASE/.complete"
 fi
 ln -sfn "$RELEASE" @CURRENT@.new && mv -T @CURRENT@.new @CURRENT@
 "@CURRENT@/bin/contactpoint" --version

@@ -102,6 +102,21 @@ def test_first_boot_creates_the_user_and_runs_the_install(tmp_path: Path) -> Non
     assert "Type=notify" in (out / "contactpoint" / "contactpoint-edge.service").read_text()
 
 
+def test_the_release_venv_is_made_where_it_stays(tmp_path: Path) -> None:
+    """A venv's scripts name its own path in their #! line: one made in a '.partial'
+    directory and renamed has a bin/contactpoint that cannot start (found on the emulated
+    arm64 device, docs/EMULATION.md). The venv is made at its final path; a marker written
+    after pip succeeded says the release is complete, and a half-made one is made again."""
+    install = (card(tmp_path) / "contactpoint" / "install.sh").read_text()
+    release = install.split("# the release:")[1].split("# configuration")[0]
+    assert ".partial" not in release
+    assert 'python3 -m venv --system-site-packages "$RELEASE"' in release
+    assert 'if [ ! -f "$RELEASE/.complete" ]; then' in release
+    assert release.index('rm -rf "$RELEASE"') < release.index("python3 -m venv")
+    assert release.index("pip\" install") < release.index('touch "$RELEASE/.complete"')
+    assert release.index('touch "$RELEASE/.complete"') < release.index("ln -sfn")
+
+
 def test_the_device_config_is_the_fleets_template_for_this_device(tmp_path: Path) -> None:
     out = card(tmp_path)
     cfg = load_config(out / "contactpoint" / "device.toml")
