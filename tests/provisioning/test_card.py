@@ -113,7 +113,7 @@ def test_the_release_venv_is_made_where_it_stays(tmp_path: Path) -> None:
     assert 'python3 -m venv --system-site-packages "$RELEASE"' in release
     assert 'if [ ! -f "$RELEASE/.complete" ]; then' in release
     assert release.index('rm -rf "$RELEASE"') < release.index("python3 -m venv")
-    assert release.index("pip\" install") < release.index('touch "$RELEASE/.complete"')
+    assert release.index('pip" install') < release.index('touch "$RELEASE/.complete"')
     assert release.index('touch "$RELEASE/.complete"') < release.index("ln -sfn")
 
 
