@@ -86,10 +86,18 @@ need_binfmt() {
 # --- rootfs ---------------------------------------------------------------------------------
 
 PACKAGES=(python3 python3-venv python3-systemd systemd systemd-sysv udev dbus cloud-init
-    linux-image-arm64 "$ASOUND" iproute2 netbase kmod sudo e2fsprogs procps passwd tzdata)
+    linux-image-arm64 "$ASOUND" iproute2 netbase kmod sudo e2fsprogs procps passwd tzdata
+    locales)
 
 debootstrap_rootfs() {
     rm -rf "$ROOTFS.partial"
+    # the initrd holds only what the emulated machine boots from (MODULES=most copies a
+    # thousand modules, one emulated process after another: half an hour under qemu-user)
+    mkdir -p "$ROOTFS.partial/etc/initramfs-tools/conf.d" \
+        "$ROOTFS.partial/usr/share/initramfs-tools/modules.d"
+    echo MODULES=list >"$ROOTFS.partial/etc/initramfs-tools/conf.d/emulated.conf"
+    printf '%s\n' virtio_pci virtio_mmio virtio_blk virtio_net ext4 vfat nls_cp437 nls_ascii \
+        >"$ROOTFS.partial/usr/share/initramfs-tools/modules.d/emulated"
     debootstrap --arch=arm64 --variant=minbase --include="$(IFS=,; echo "${PACKAGES[*]}")" \
         "$SUITE" "$ROOTFS.partial" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
         || die "debootstrap failed: see $WORK/debootstrap.log"
@@ -106,6 +114,9 @@ EOF
     mkdir -p "$ROOTFS/boot/firmware"
     echo localhost >"$ROOTFS/etc/hostname"
     : >"$ROOTFS/etc/machine-id" # a new one on first boot (the device's serial falls back to it)
+    # a generated locale, as a flashed image has (cloud-init sets LANG=en_US.UTF-8)
+    sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' "$ROOTFS/etc/locale.gen"
+    in_root "$ROOTFS" sh -c 'locale-gen && update-locale LANG=en_US.UTF-8' >/dev/null
     in_root "$ROOTFS" systemctl enable systemd-networkd.service >/dev/null
     # only on the emulated device: no GPIO, radio or microphone here, so the daemon plays a
     # scenario on the simulated hardware (the unit is otherwise the card's, unchanged)
@@ -113,8 +124,12 @@ EOF
         "$ROOTFS/usr/local/share/contactpoint-emulated"
     cat >"$ROOTFS/etc/systemd/system/contactpoint-edge.service.d/emulated.conf" <<'EOF'
 # docs/EMULATION.md: the emulated arm64 device has no GPIO, radio or microphone; it plays a
-# short scenario on the simulated hardware, in real time, and stops once all is delivered
+# short scenario on the simulated hardware, in real time, and stops once all is delivered.
+# qemu's TCG runs it 10-50x slower than a Pi: more time to start (Python's imports) and
+# between watchdog pings
 [Service]
+TimeoutStartSec=900
+WatchdogSec=300
 ExecStart=
 ExecStart=/opt/contactpoint/current/bin/contactpoint edge run --config /etc/contactpoint/device.toml --data /var/lib/contactpoint --scenario /usr/local/share/contactpoint-emulated/scenario.toml --drain-timeout 1800
 EOF
@@ -136,7 +151,8 @@ step_rootfs() {
 
 # --- wheels ---------------------------------------------------------------------------------
 
-BUILD_PACKAGES=(build-essential python3-dev python3-pip pkg-config libasound2-dev swig)
+BUILD_PACKAGES=(build-essential python3-dev python3-pip python3-setuptools python3-wheel pkg-config
+    libasound2-dev swig)
 
 build_wheels() {
     # provisioning/wheelhouse.sh here: the package's own wheel and every arm64 wheel the index
@@ -156,8 +172,16 @@ build_wheels() {
         in_root "$BUILDROOT" apt-get install -y -qq --no-install-recommends \
             "${BUILD_PACKAGES[@]}" >>"$WORK/wheels.log" 2>&1 \
             || die "apt-get in the build root failed: see $WORK/wheels.log"
-        in_root "$BUILDROOT" python3 -m pip wheel --no-deps --wheel-dir /wheels "${missing[@]}" \
-            >>"$WORK/wheels.log" 2>&1 || die "arm64 build failed: see $WORK/wheels.log"
+        # their sources come through this machine's pip (its index, its certificates); the
+        # build root needs nothing but Debian's mirror
+        "$HOST_PY" -m pip download --quiet --no-deps --no-binary :all: \
+            --dest "$BUILDROOT/sdists" "${missing[@]}" >>"$WORK/wheels.log" 2>&1 \
+            || die "pip download of the sources failed: see $WORK/wheels.log"
+        # PYPI=1: lgpio's setup.py links its own C sources in statically, as in its
+        # published wheels (Debian bookworm has no liblgpio)
+        in_root "$BUILDROOT" env PYPI=1 sh -c 'python3 -m pip wheel --no-deps --no-index \
+            --no-build-isolation --wheel-dir /wheels /sdists/*' >>"$WORK/wheels.log" 2>&1 \
+            || die "arm64 build failed: see $WORK/wheels.log"
         mv "$BUILDROOT"/wheels/*.whl "$WHEELS.partial/"
         rm -rf "$BUILDROOT"
     fi
@@ -189,13 +213,17 @@ card_install() { # what the card's install.sh does to install, into a throwaway 
         --no-index --find-links /var/tmp/check/wheelhouse "contactpoint[edge,pi]==$VERSION"
 }
 
-simulate_both() {
+simulate_x86() {
     local host=$WORK/simulate-x86
     rm -rf "$host" && mkdir -p "$host"
-    cp "$REPO/examples/shift.toml" "$host/" && cp "$REPO/examples/shift.toml" "$ROOTFS/var/tmp/check/"
+    cp "$REPO/examples/shift.toml" "$host/"
     # the same relative paths on both sides: the printed store path is part of the output
     (cd "$host" && "$CONTACTPOINT" simulate shift.toml --data data >out.txt 2>err.txt)
     (cd "$host" && "$CONTACTPOINT" contacts --data data --json >contacts.jsonl)
+}
+
+simulate_arm64() {
+    cp "$REPO/examples/shift.toml" "$ROOTFS/var/tmp/check/"
     in_root "$ROOTFS" sh -c 'cd /var/tmp/check && venv/bin/contactpoint simulate shift.toml \
         --data data >out.txt 2>err.txt && venv/bin/contactpoint contacts --data data --json \
         >contacts.jsonl'
@@ -208,7 +236,8 @@ step_simulate() {
     say "simulate: install contactpoint[edge,pi]==$VERSION from the wheelhouse on arm64"
     timed "simulate: install (arm64)" card_install
     in_root "$ROOTFS" /var/tmp/check/venv/bin/contactpoint --version
-    timed "simulate: x86 + arm64 runs" simulate_both
+    timed "simulate: run on x86_64" simulate_x86
+    timed "simulate: run on arm64" simulate_arm64
     # the contacts with their clips' SHA-256; the random ids numbered by first appearance
     local f
     for f in "$WORK/simulate-x86/contacts.jsonl" "$ROOTFS/var/tmp/check/contacts.jsonl"; do
@@ -388,8 +417,9 @@ step_boot() {
     QEMU=$!
     PIDS+=("$QEMU")
     say "boot: qemu-system-aarch64 ($accel) started; console: $WORK/console.log"
-    wait_until "kernel to systemd" "$t0" grep -q "systemd\[1\]" "$WORK/console.log"
-    wait_until "cloud-init runs install" "$t0" grep -q "contactpoint install:" "$WORK/console.log"
+    wait_until "kernel to systemd" "$t0" grep -qs "systemd\[1\]" "$WORK/console.log"
+    wait_until "cloud-init runs install" "$t0" grep -qs "contactpoint install:" "$WORK/console.log"
+    wait_until "wheels installed" "$t0" grep -qs "Successfully installed" "$WORK/console.log"
     wait_until "device enrolled" "$t0" enrolled
     wait_until "contact + clip at sink" "$t0" delivered
     "$CONTACTPOINT" sink contacts --data "$WORK/host/sink" --device "$NAME"
