@@ -5,8 +5,9 @@
 #
 #   rootfs    debootstrap an arm64 Debian (SUITE=bookworm, or trixie) from Debian's packages
 #             under qemu-user-static: systemd, cloud-init, python3, Debian's arm64 kernel
-#   wheels    build the card's wheelhouse inside a copy of it with a compiler
-#             (provisioning/wheelhouse.sh on arm64: pyalsaaudio, RPi.GPIO ... built there)
+#   wheels    the card's wheelhouse: provisioning/wheelhouse.sh here for the arm64 wheels of
+#             the index; what has none (pyalsaaudio, lgpio, RPi.GPIO) built with pip inside a
+#             copy of the root file system with a compiler (the device's gets none)
 #   simulate  install from the wheelhouse as the card does (a venv seeing python3-systemd,
 #             --no-index) and run `contactpoint simulate` there; its output must be identical
 #             to the same run on this machine
