@@ -86,9 +86,11 @@ need_binfmt() {
 
 # --- rootfs ---------------------------------------------------------------------------------
 
+# debootstrap resolves no virtual packages: python3-cffi-backend provides the cffi-backend-api
+# python3-cryptography (cloud-init's oauthlib) depends on
 PACKAGES=(python3 python3-venv python3-systemd systemd systemd-sysv udev dbus cloud-init
     linux-image-arm64 "$ASOUND" iproute2 netbase kmod sudo e2fsprogs procps passwd tzdata
-    locales)
+    locales python3-cffi-backend)
 
 debootstrap_rootfs() {
     rm -rf "$ROOTFS.partial"
