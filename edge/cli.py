@@ -244,9 +244,24 @@ def _edge_run_until(args: argparse.Namespace, cfg: Config, stop: threading.Event
 
         if args.speed <= 0:
             raise UserError(f"--speed must be > 0, got {args.speed}")
+        from edge import enroll
+
         scenario = load_scenario(args.scenario, cfg)
         args.data.mkdir(parents=True, exist_ok=True)
-        supervisor = Supervisor(Notifier(), audio=cfg.audio.enabled, stall_s=cfg.audio.stall_s)
+        notifier = Notifier()
+        # a first start with a claim token enrolls here too, as the live daemon does (the
+        # emulated arm64 proof plays a scenario on a device that enrolls: docs/EMULATION.md)
+        cfg = enroll.ensure_enrolled(
+            cfg,
+            args.data,
+            stop,
+            on_wait=lambda why: notifier.notify(
+                f"STATUS=enrolling: {why}", f"EXTEND_TIMEOUT_USEC={enroll.WAIT_EXTEND_US}"
+            ),
+        )
+        if stop.is_set():
+            return 0
+        supervisor = Supervisor(notifier, audio=cfg.audio.enabled, stall_s=cfg.audio.stall_s)
         cores: list[Core] = []  # the core, once built (the supervisor reads its progress)
         summary = run_simulation(
             cfg,

@@ -60,7 +60,8 @@ PYEOF
             && ls "$tmp"/*-none-any.whl >/dev/null 2>&1; then
             mv "$tmp"/*.whl "$OUT"/
         elif [ "$(uname -m)" = aarch64 ] && [ "$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$version" ]; then
-            "$PY" -m pip wheel --quiet --no-deps --wheel-dir "$OUT" "$req"
+            # PYPI=1: lgpio links its bundled C library in statically (no liblgpio needed)
+            PYPI=1 "$PY" -m pip wheel --quiet --no-deps --wheel-dir "$OUT" "$req"
         else
             missing+=("$req (Python $version)")
         fi

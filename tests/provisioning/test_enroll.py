@@ -365,6 +365,33 @@ def test_the_sink_account_reads_the_fleet_and_nothing_of_the_broker_s_control(
         conn.close()
 
 
+def test_a_scenario_run_enrolls_first_then_delivers_everything(fleet: Fleet) -> None:
+    """`edge run --scenario` (the simulated hardware under systemd, as on the emulated arm64
+    device of docs/EMULATION.md) trades the claim token for an account, as the live daemon
+    does, and delivers the scenario with it."""
+    fleet.registry.add_claim("batch", TOKEN, site="site-1", uses=1)
+    config = fleet.base / "device.toml"
+    config.write_text(
+        f'[device]\nid = "dev-s"\nsite = "site-1"\n[mqtt]\nbroker = "{fleet.broker.url}"\n'
+    )
+    scenario = fleet.base / "s.toml"
+    scenario.write_text(
+        'start = "2026-11-23T09:00:00Z"\nduration = 30.0\n'
+        "[[customers]]\narrive = 2.0\nleave = 12.0\n"
+        '[[presses]]\nat = 8.0\nbutton = "green"\n'
+    )
+    data = fleet.data("dev-s")
+    argv = ["edge", "run", "--config", str(config), "--data", str(data)]
+    argv += ["--scenario", str(scenario), "--speed", "30", "--drain-timeout", "60"]
+    assert main(argv) == 0
+    assert not (data / "claim.token").exists()
+    assert stat.S_IMODE((data / CREDENTIALS).stat().st_mode) == 0o600
+    assert [d.name for d in fleet.registry.devices("enrolled")] == ["dev-s"]
+    with Store.open(data / STORE_NAME) as store:
+        assert len(store.contacts()) == 1
+        assert store.outbox.depth() == 0  # the broker took everything from dev-s's account
+
+
 def test_the_fleet_commands_claim_approve_list_and_revoke(
     fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
