@@ -135,22 +135,12 @@ class Ring:
             self._gaps.popleft()
 
     def read(self, start: int, end: int) -> Cut:
-        """Copy ``[start, end)``; ``end`` must not be past ``head``."""
-        if end > self.head:
-            raise ValueError(f"cannot read up to {end}: newest sample is {self.head - 1}")
-        if start > end:
-            raise ValueError(f"range reversed: start {start} > end {end}")
-        truncated = start < self.oldest
-        start = min(max(start, self.oldest), end)
-        out: Samples = np.empty(end - start, dtype=np.int16)
-        first = start % self.capacity
-        n1 = min(end - start, self.capacity - first)
-        out[:n1] = self._buf[first : first + n1]
-        out[n1:] = self._buf[: len(out) - n1]
-        gaps = tuple(
-            (max(g0, start), min(g1, end)) for g0, g1 in self._gaps if g0 < end and g1 > start
+        """Copy ``[start, end)`` (what :meth:`view` shows); ``end`` must not be past ``head``."""
+        view = self.view(start, end)
+        out: Samples = np.concatenate(view.parts) if len(view.parts) > 1 else view.parts[0].copy()
+        return Cut(
+            samples=out, start=view.start, end=view.end, truncated=view.truncated, gaps=view.gaps
         )
-        return Cut(samples=out, start=start, end=end, truncated=truncated, gaps=gaps)
 
     def view(self, start: int, end: int) -> View:
         """``[start, end)`` as views of the buffer, without a copy (what :meth:`read` copies);
