@@ -94,15 +94,24 @@ def start_edge(
 ) -> subprocess.Popen[bytes]:
     """``contactpoint edge run --scenario`` as a subprocess (it publishes to the config's broker
     and exits 0 once everything is acknowledged)."""
-    out = (log or data / "edge.log").open("ab")
+    return contactpoint(
+        [
+            *("edge", "run", "--config", str(config)),
+            *("--data", str(data), "--scenario", str(scenario), "--speed", str(speed)),
+            *("--drain-timeout", str(drain_timeout_s)),
+        ],
+        log or data / "edge.log",
+        crash_at,
+    )
+
+
+def contactpoint(args: list[str], log: Path, crash_at: str | None) -> subprocess.Popen[bytes]:
+    """``contactpoint ARGS...`` of this checkout as a subprocess, its output appended to
+    ``log``, with the crash point ``crash_at`` armed (contract/crashpoint.py)."""
+    out = log.open("ab")
     try:
         return subprocess.Popen(
-            [
-                *(sys.executable, "-m", "provisioning.main", "edge", "run"),
-                *("--config", str(config)),
-                *("--data", str(data), "--scenario", str(scenario), "--speed", str(speed)),
-                *("--drain-timeout", str(drain_timeout_s)),
-            ],
+            [sys.executable, "-m", "provisioning.main", *args],
             cwd=ROOT,
             env=_env(crash_at),
             stdout=out,
@@ -118,21 +127,14 @@ def start_sink(
 ) -> subprocess.Popen[bytes]:
     """``contactpoint sink run`` as a subprocess (SQLite in ``data``)."""
     data.mkdir(parents=True, exist_ok=True)
-    out = (data / "sink.log").open("ab")
-    try:
-        return subprocess.Popen(
-            [
-                *(sys.executable, "-m", "provisioning.main", "sink", "run", "--broker", broker_url),
-                *("--data", str(data), "--resend-after", "2", "--check-every", "0.5"),
-            ],
-            cwd=ROOT,
-            env=_env(crash_at),
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        out.close()
+    return contactpoint(
+        [
+            *("sink", "run", "--broker", broker_url),
+            *("--data", str(data), "--resend-after", "2", "--check-every", "0.5"),
+        ],
+        data / "sink.log",
+        crash_at,
+    )
 
 
 def kill9(process: subprocess.Popen[bytes]) -> None:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from edge.records import ClipInfo
 from edge.scenario import busy_shift
 from edge.simulate import run_simulation
 from provisioning.broker import LocalBroker
-from tests.faults.harness import ROOT, _env, config_dict, edge_snapshot, kill9
+from tests.faults.harness import config_dict, contactpoint, edge_snapshot, kill9
 from tests.waiting import join, reap, tree_state, wait_exit, wait_for
 
 GROUP = "g"
@@ -49,22 +48,15 @@ def client_id(n: int) -> str:
 def start_worker(
     n: int, broker: str, db_url: str, data: Path, logs: Path, *, crash_at: str | None = None
 ) -> subprocess.Popen[bytes]:
-    out = (logs / f"worker-{n}.log").open("ab")
-    try:
-        return subprocess.Popen(
-            [
-                *(sys.executable, "-m", "provisioning.main", "sink", "run", "--broker", broker),
-                *("--data", str(data), "--db", db_url, "--group", GROUP),
-                *("--client-id", client_id(n), "--resend-after", "2", "--check-every", "0.5"),
-            ],
-            cwd=ROOT,
-            env=_env(crash_at),
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        out.close()
+    return contactpoint(
+        [
+            *("sink", "run", "--broker", broker),
+            *("--data", str(data), "--db", db_url, "--group", GROUP),
+            *("--client-id", client_id(n), "--resend-after", "2", "--check-every", "0.5"),
+        ],
+        logs / f"worker-{n}.log",
+        crash_at,
+    )
 
 
 class Central:
