@@ -121,6 +121,15 @@ EOF
     sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' "$ROOTFS/etc/locale.gen"
     in_root "$ROOTFS" sh -c 'locale-gen && update-locale LANG=en_US.UTF-8' >/dev/null
     in_root "$ROOTFS" systemctl enable systemd-networkd.service >/dev/null
+    # the card's network-config marks eth0 optional (RequiredForOnline=no), so trixie's
+    # networkd-wait-online finds no link to wait for and times out after two minutes, holding
+    # cloud-init's network stage; wait for eth0, as a Pi's NetworkManager waits for its link
+    mkdir -p "$ROOTFS/etc/systemd/system/systemd-networkd-wait-online.service.d"
+    cat >"$ROOTFS/etc/systemd/system/systemd-networkd-wait-online.service.d/emulated.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=/usr/lib/systemd/systemd-networkd-wait-online --interface=eth0
+EOF
     # only on the emulated device: no GPIO, radio or microphone here, so the daemon plays a
     # scenario on the simulated hardware (the unit is otherwise the card's, unchanged)
     mkdir -p "$ROOTFS/etc/systemd/system/contactpoint-edge.service.d" \
