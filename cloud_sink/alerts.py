@@ -176,9 +176,13 @@ class SiteAlerts:
             raw = json.dumps(from_json(body), separators=(",", ":"), ensure_ascii=False).encode()
             if not publish(wire.alert_topic(site), raw):
                 return sent  # dirty stays set: tried again on the next round
-            with transaction(db):
+            with transaction(db):  # only the version published: another process may have
+                # changed the row meanwhile (cleared it), and that version is still to go
                 a.update({a.published_ns: now_ns}).where(
-                    (a.site == site) & (a.scope == wire.SITE_SCOPE) & (a.id == alert_id_)
+                    (a.site == site)
+                    & (a.scope == wire.SITE_SCOPE)
+                    & (a.id == alert_id_)
+                    & (a.body == body)
                 ).execute()
             sent += 1
         self.dirty = False
