@@ -79,6 +79,24 @@ class Fleet:
         who = Identity(serial=serial or f"serial-{name}", model="Test Pi", version="0")
         return ensure_enrolled(self.config(name), data, threading.Event(), who=who, retry_s=0.5)
 
+    def enroll_in_background(
+        self, name: str, data: Path
+    ) -> tuple[list[Config | BaseException], threading.Thread]:
+        """``ensure_enrolled`` on a thread: its result (or exception) lands in the list."""
+        result: list[Config | BaseException] = []
+
+        def device() -> None:
+            try:
+                result.append(
+                    ensure_enrolled(self.config(name), data, threading.Event(), retry_s=0.3)
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the test
+                result.append(exc)
+
+        thread = threading.Thread(target=device, daemon=True)
+        thread.start()
+        return result, thread
+
     def admin(self) -> Admin:
         admin = Admin(self.broker.url, "admin", ADMIN_PASSWORD)
         admin.start()
@@ -268,18 +286,7 @@ def test_a_revoked_device_is_kicked_and_cannot_reconnect(fleet: Fleet) -> None:
 def test_enrollment_survives_a_broker_restart_midway(fleet: Fleet) -> None:
     fleet.registry.add_claim("manual", TOKEN, site="site-1", uses=1, manual=True)
     data = fleet.data("dev-a")
-    result: list[Config | BaseException] = []
-
-    def device() -> None:
-        try:
-            result.append(
-                ensure_enrolled(fleet.config("dev-a"), data, threading.Event(), retry_s=0.3)
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            result.append(exc)
-
-    thread = threading.Thread(target=device, daemon=True)
-    thread.start()
+    result, thread = fleet.enroll_in_background("dev-a", data)
     wait_for(lambda: fleet.registry.devices("pending"), "the request waiting for approval")
     fleet.broker.restart()  # the device and the service both lose the broker
     fleet.registry.set_state("dev-a", ("pending",), "approved")
@@ -419,18 +426,7 @@ def test_the_fleet_commands_claim_approve_list_and_revoke(
         == 0
     )
     data = fleet.data("dev-a")
-    result: list[Config | BaseException] = []
-
-    def device() -> None:
-        try:
-            result.append(
-                ensure_enrolled(fleet.config("dev-a"), data, threading.Event(), retry_s=0.3)
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            result.append(exc)
-
-    thread = threading.Thread(target=device, daemon=True)
-    thread.start()
+    result, thread = fleet.enroll_in_background("dev-a", data)
     wait_for(lambda: fleet.registry.devices("pending"), "the request waiting for approval")
     capsys.readouterr()
     assert main(["fleet", "pending", "--db", db]) == 0
