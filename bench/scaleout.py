@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import signal
 import statistics
@@ -36,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -49,8 +49,6 @@ from provisioning.broker import LocalBroker
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/ and bench/ are not installed packages
-
-from bench.transport import contact_with_clip  # noqa: E402 - after the path
 from tests.services import PostgresCluster  # noqa: E402
 
 NS = 1_000_000_000
@@ -60,9 +58,33 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def contact(n: int) -> ContactRecord:
-    """Contact ``n`` of bench/transport.py (65 s, arrival, receipt, a red press, departure,
-    three tags), without a clip."""
-    return contact_with_clip(REPO, n, 0, random.Random(n))
+    """Contact ``n`` in the shape of bench/transport.py's (65 s, arrival, receipt, a red
+    press, departure, three tags), without a clip."""
+    cid, t0 = f"{n:032x}", n * 100 * NS
+
+    def event(i: int, kind: str, at_s: int, **more: Any) -> EventRecord:
+        at = t0 + at_s * NS
+        return EventRecord(f"{n:028x}{i:04x}", kind, at, START_WALL_NS + at, cid, **more)
+
+    return ContactRecord(
+        id=cid,
+        mode="presence",
+        start_ns=t0 + 10 * NS,
+        end_ns=t0 + 75 * NS,
+        start_wall_ns=START_WALL_NS + t0 + 10 * NS,
+        end_wall_ns=START_WALL_NS + t0 + 75 * NS,
+        ended_by="departure",
+        tags=("negative", "not_positive", "productive"),
+        events=(
+            event(0, "arrival", 10),
+            event(1, "receipt", 50, receipt_id=f"R-{n}", data={"amount": 12.5}),
+            event(2, "red", 60, button="red", role="red", gesture="short", duration_ns=NS // 10),
+            event(3, "departure", 75),
+        ),
+        clip=None,
+        clock_synced=True,
+        boot_id="3c1e5a52-5b39-4a8e-9a39-6f0d7c1b2a11",
+    )
 
 
 def backlog(messages: int, devices: int, kind: str) -> list[tuple[str, bytes]]:
