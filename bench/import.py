@@ -77,7 +77,7 @@ def main() -> None:
         events = base / "crm.csv"
         write_events(events, start, args.hours, args.deliveries)
         size = sum(p.stat().st_size for p in folder.iterdir())
-        cfg = Config.model_validate(
+        cfg = Config.from_dict(
             {
                 "device": {"id": "courier-pc", "site": "delivery"},
                 "importer": {"timezone": "Europe/Moscow"},

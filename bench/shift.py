@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="keep the output here (default: a temp dir)")
     args = parser.parse_args()
 
-    cfg = Config.model_validate({"audio": {"codec": args.codec}})
+    cfg = Config.from_dict({"audio": {"codec": args.codec}})
     scenario = busy_shift(args.hours)
     data = args.data or Path(tempfile.mkdtemp(prefix="cp-bench-"))
     data.mkdir(parents=True, exist_ok=True)

@@ -566,7 +566,7 @@ def bench_codecs(work: Path, broker: LocalBroker, args: argparse.Namespace) -> N
         "counted"
     )
     for codec in ("wav", "flac", "opus"):
-        cfg = Config.model_validate({"audio": {"codec": codec}})
+        cfg = Config.from_dict({"audio": {"codec": codec}})
         data = work / f"codec-{codec}"
         data.mkdir()
         run_simulation(cfg, scenario, data / "scenario.toml", data)

@@ -43,7 +43,13 @@ from types import FrameType
 from typing import Any
 
 from cloud_sink import manage, report
-from cloud_sink.config import S3Section, example_sink_config, load_sink_file
+from cloud_sink.config import (
+    S3Section,
+    example_sink_config,
+    keys_set,
+    load_sink_file,
+    read_sink_file,
+)
 from cloud_sink.consumer import Sink, SinkConfig
 from cloud_sink.db import DatabaseUrlError
 from cloud_sink.ingest import Ingest
@@ -219,7 +225,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """The keys the ``[sink]`` table of ``path`` sets, checked against the whole file's schema
     (:mod:`cloud_sink.config`)."""
     try:
-        return load_sink_file(path).sink.model_dump(exclude_unset=True)
+        doc, raw = read_sink_file(path)
+        return keys_set(doc.sink, raw.get("sink"))
     except ConfigError as exc:
         raise SinkCliError(str(exc)) from None
 
@@ -245,10 +252,10 @@ def s3_settings(path: Path | None) -> S3Section | None:
     if path is None:
         return None
     try:
-        doc = load_sink_file(path)
+        doc, raw = read_sink_file(path)
     except ConfigError as exc:
         raise SinkCliError(str(exc)) from None
-    return doc.s3 if "s3" in doc.model_fields_set else None
+    return doc.s3 if "s3" in raw else None
 
 
 def clip_objects(path: Path | None) -> S3Clips | None:

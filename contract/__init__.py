@@ -14,8 +14,8 @@ belong here.
 
 Rules: ``contract`` imports nothing from ``edge``, ``cloud_sink``, ``hardware`` or
 ``provisioning`` (tests/test_layout.py checks it), and of third-party libraries only light ones
-that both sides install (pydantic; ``tomlkit`` only in :mod:`contract.config`; systemd-python
-only in :mod:`contract.service`, imported when used). This package
-imports none of its modules: importing ``contract.crashpoint`` or ``contract.cli`` loads no
-pydantic.
+that both sides install (msgspec; ``tomlkit`` only in :mod:`contract.config`, imported when an
+example is written; systemd-python only in :mod:`contract.service`, imported when used). This
+package imports none of its modules: importing ``contract.crashpoint`` or ``contract.cli``
+loads no msgspec.
 """

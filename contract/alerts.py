@@ -53,11 +53,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Annotated, Any, Final, Literal, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import msgspec
+from msgspec import Meta, field
 
 from contract import wire
+from contract.config import FieldError, Section, fields, locate_error
 
 NS: Final = 1_000_000_000
 MAX_REFS: Final = 50  # ids listed in one alert
@@ -101,79 +103,67 @@ def _countable(key: str, field: str) -> str:
 # --- the rule ------------------------------------------------------------------------------------
 
 
-class AlertRule(BaseModel):
+class AlertRule(Section):
     """One ``[[alerts.rules]]`` table, the same on the device and in the sink."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the rule")]
+    name: Annotated[str, Meta(pattern=NAME_PATTERN, description="Unique name of the rule")]
     count: Annotated[
         str,
-        Field(
+        Meta(
             description="What is counted: an event kind (red, request, question:2 ...), "
             "'contact', or 'tag:<tag>' (contacts with that tag, at their start)"
         ),
     ]
     at_least: Annotated[
-        int, Field(ge=1, le=100_000, description="Fire when at least this many are in the window")
+        int, Meta(ge=1, le=100_000, description="Fire when at least this many are in the window")
     ]
-    share_at_least: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=1,
-            description="Also require them to be at least this share of the 'share_of' "
-            "observations in the window (unset: no share condition)",
-        ),
-    ] = None
+    share_at_least: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                le=1,
+                description="Also require them to be at least this share of the 'share_of' "
+                "observations in the window (unset: no share condition)",
+            ),
+        ]
+        | None
+    ) = None
     share_of: Annotated[
         list[str],
-        Field(description="The denominator of the share: observations with any of these keys"),
-    ] = list(RATINGS)
+        Meta(description="The denominator of the share: observations with any of these keys"),
+    ] = field(default_factory=lambda: list(RATINGS))
     within_s: Annotated[
-        float, Field(ge=1, le=7 * 86400, description="Length of the sliding window (s)")
+        float, Meta(ge=1, le=7 * 86400, description="Length of the sliding window (s)")
     ] = 900.0
     cooldown_s: Annotated[
         float,
-        Field(ge=0, le=7 * 86400, description="After firing, stay quiet this long (s)"),
+        Meta(ge=0, le=7 * 86400, description="After firing, stay quiet this long (s)"),
     ] = 900.0
 
-    @field_validator("at_least", "share_at_least", "within_s", "cooldown_s", mode="before")
-    @classmethod
-    def _not_a_bool(cls, value: object) -> object:
-        if isinstance(value, bool):  # TOML true would be taken for 1
-            raise ValueError("a number, not true/false")
-        return value
-
-    @field_validator("count")
-    @classmethod
-    def _count(cls, value: str) -> str:
-        return _countable(value, "count")
-
-    @field_validator("share_of")
-    @classmethod
-    def _share_of(cls, value: list[str]) -> list[str]:
-        for key in value:
-            _countable(key, "share_of")
-        return value
-
-    @model_validator(mode="after")
-    def _share(self) -> Self:
+    def __post_init__(self) -> None:
+        # a number given as TOML true/false is refused where the document is converted
+        try:
+            _countable(self.count, "count")
+        except ValueError as exc:
+            raise FieldError("count", str(exc)) from None
+        for key in self.share_of:
+            try:
+                _countable(key, "share_of")
+            except ValueError as exc:
+                raise FieldError("share_of", str(exc)) from None
         if self.share_at_least is not None and not self.share_of:
             raise ValueError(f"rule '{self.name}': share_at_least needs share_of")
-        return self
 
 
-class ComplianceRule(BaseModel):
+class ComplianceRule(Section):
     """One ``[[alerts.compliance]]`` table of the sink's config: an alert while the share of
     contacts meeting a service standard is below a threshold."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the rule")]
+    name: Annotated[str, Meta(pattern=NAME_PATTERN, description="Unique name of the rule")]
     standard: Annotated[
         str,
-        Field(
+        Meta(
             pattern=NAME_PATTERN,
             description="The service-standard rule watched: a [[rules]] name of the rules file "
             "(sink transcribe --rules), e.g. 'greeting'",
@@ -181,62 +171,66 @@ class ComplianceRule(BaseModel):
     ]
     below: Annotated[
         float,
-        Field(
+        Meta(
             gt=0,
             le=1,
             description="Raise the alert when the share of checked contacts meeting the "
             "standard is below this (0.8 = 80 %)",
         ),
     ]
-    clear_at: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=1,
-            description="Clear it when the share is back at or above this (unset: 'below')",
-        ),
-    ] = None
-    last: Annotated[
-        int | None,
-        Field(
-            ge=1,
-            le=10_000,
-            description="The share over the last N checked contacts (by their start); set this "
-            "or within_s",
-        ),
-    ] = None
-    within_s: Annotated[
-        float | None,
-        Field(
-            ge=1,
-            le=90 * 86400,
-            description="The share over the checked contacts that started within this many "
-            "seconds of the newest one; set this or last",
-        ),
-    ] = None
-    min_checked: Annotated[
-        int | None,
-        Field(
-            ge=1,
-            le=10_000,
-            description="Judge only with at least this many checked contacts in the window "
-            "(unset: 'last', or 1 with within_s)",
-        ),
-    ] = None
+    clear_at: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                le=1,
+                description="Clear it when the share is back at or above this (unset: 'below')",
+            ),
+        ]
+        | None
+    ) = None
+    last: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=10_000,
+                description="The share over the last N checked contacts (by their start); set this "
+                "or within_s",
+            ),
+        ]
+        | None
+    ) = None
+    within_s: (
+        Annotated[
+            float,
+            Meta(
+                ge=1,
+                le=90 * 86400,
+                description="The share over the checked contacts that started within this many "
+                "seconds of the newest one; set this or last",
+            ),
+        ]
+        | None
+    ) = None
+    min_checked: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=10_000,
+                description="Judge only with at least this many checked contacts in the window "
+                "(unset: 'last', or 1 with within_s)",
+            ),
+        ]
+        | None
+    ) = None
     per: Annotated[
         Literal["site", "staff"],
-        Field(description="One figure per site, or per staff member at a site"),
+        Meta(description="One figure per site, or per staff member at a site"),
     ] = "site"
 
-    @field_validator("below", "clear_at", "last", "within_s", "min_checked", mode="before")
-    @classmethod
-    def _not_a_bool(cls, value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError("a number, not true/false")
-        return value
-
-    @model_validator(mode="after")
-    def _window(self) -> Self:
+    def __post_init__(self) -> None:
         if (self.last is None) == (self.within_s is None):
             raise ValueError(
                 f"rule '{self.name}': set exactly one of last (the last N checked contacts) "
@@ -252,7 +246,6 @@ class ComplianceRule(BaseModel):
                 f"rule '{self.name}': min_checked = {self.min_checked} exceeds last = "
                 f"{self.last}: the window never holds that many"
             )
-        return self
 
     @property
     def clear_level(self) -> float:
@@ -280,7 +273,7 @@ class AlertConfigError(ValueError):
 def parse_rules(doc: dict[str, Any], source: str) -> list[AlertRule]:
     """The ``[[alerts.rules]]`` of a parsed TOML document (none: no rules).
 
-    For a file read outside a larger pydantic schema (the sink's ``--config``); the device's
+    For a file read outside a larger schema (the sink's ``--config``); the device's
     config validates the same :class:`AlertRule` inside its own schema."""
     section = doc.get("alerts", {})
     if not isinstance(section, dict) or set(section) - {"rules", "compliance"}:
@@ -321,26 +314,25 @@ def _rule(entry: Any, where: str, model: type[_R]) -> _R:
     if not isinstance(entry, dict):
         raise AlertConfigError(f"{where}: must be a table")
     try:
-        return model.model_validate(entry)
-    except ValidationError as exc:
+        return msgspec.convert(entry, model)
+    except msgspec.ValidationError as exc:
         raise AlertConfigError(_first_problem(exc, entry, where, model)) from None
 
 
 def _first_problem(
-    exc: ValidationError,
+    exc: msgspec.ValidationError,
     entry: dict[str, Any],
     where: str,
     model: type[AlertRule | ComplianceRule] = AlertRule,
 ) -> str:
-    keys = list(model.model_fields)
-    err = exc.errors()[0]
-    key = str(err["loc"][0]) if err["loc"] else ""
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
+    keys = list(fields(model))
+    kind, message, loc = locate_error(exc)
+    key = str(loc[0]) if loc else ""
+    if kind == "unknown":
         close = difflib.get_close_matches(key, keys, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{where}: unknown key {key!r}{hint}; keys: {', '.join(keys)}"
-    if err["type"] == "missing":
+    if kind == "missing":
         return f"{where}: missing {key!r}"
     if not key:
         return f"{where}: {message}"

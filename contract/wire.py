@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, NotRequired, TypedDict
 
-if TYPE_CHECKING:  # (contract.alerts loads pydantic; only its Firing's attributes are read)
+if TYPE_CHECKING:  # (contract.alerts loads msgspec; only its Firing's attributes are read)
     from contract.alerts import Firing
 
 # --- the schema version ---------------------------------------------------------------------

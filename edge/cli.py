@@ -326,7 +326,7 @@ def _open_receivers(
     from hardware import HardwareError, open_backend
 
     if radio is not None:
-        cfg = cfg.model_copy(update={"rf433": cfg.rf433.model_copy(update={"backend": radio})})
+        cfg = cfg.replace(rf433=cfg.rf433.replace(backend=radio))
     if not (cfg.rf433.enabled or cfg.serial.enabled or cfg.nrf24.enabled):
         raise UserError(
             "no remote receiver is enabled: set rf433.enabled, serial.enabled or "
@@ -384,7 +384,7 @@ def _rf433_listen(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.config is None or not cfg.rf433.enabled:
-        cfg = cfg.model_copy(update={"rf433": cfg.rf433.model_copy(update={"enabled": True})})
+        cfg = cfg.replace(rf433=cfg.rf433.replace(enabled=True))
     backend, inbox = _open_receivers(cfg, args.backend)
     deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
     seen = 0

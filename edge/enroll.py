@@ -112,10 +112,8 @@ def with_credentials(cfg: Config, data_dir: Path) -> Config | None:
     if not stored.exists():
         return None
     creds = json.loads(stored.read_text(encoding="utf-8"))
-    mqtt_cfg = cfg.mqtt.model_copy(
-        update={"username": creds["username"], "password_file": creds["password_file"]}
-    )
-    return cfg.model_copy(update={"mqtt": mqtt_cfg})
+    mqtt_cfg = cfg.mqtt.replace(username=creds["username"], password_file=creds["password_file"])
+    return cfg.replace(mqtt=mqtt_cfg)
 
 
 def claim_file(cfg: Config, data_dir: Path) -> Path:

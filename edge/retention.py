@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.days is not None:
         if args.days < 0:
             raise UserError(f"--days must be >= 0, got {args.days}")
-        cfg = cfg.model_copy(update={"audio_days": args.days})
+        cfg = cfg.replace(audio_days=args.days)
     if cfg.audio_days is None:
         raise UserError(
             "no retention configured: set retention.audio_days in --config, or pass --days N"

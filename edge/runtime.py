@@ -303,7 +303,7 @@ def _publisher(
 ) -> Publisher:
     """The device's publisher: acknowledgements and the sink's delivery receipts go to the core
     loop through ``inbox``; the status carries today's counters and the health."""
-    mqtt = cfg.mqtt if broker is None else cfg.mqtt.model_copy(update={"broker": broker})
+    mqtt = cfg.mqtt if broker is None else cfg.mqtt.replace(broker=broker)
     return Publisher(
         mqtt,
         device=cfg.device.id,

@@ -8,10 +8,11 @@ the simulated hardware turns that into raw edges, pings and audio periods for th
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from msgspec import Meta, field
 
 from edge.clock import NS, seconds_to_ns
 from edge.config import Config, ConfigError, Section, load_toml, parse_model
@@ -24,53 +25,53 @@ MAX_DURATION_S = 7 * 24 * 3600.0
 class ScenarioAudio(Section):
     source: Annotated[
         str,
-        Field(
+        Meta(
             min_length=1,
             description="'speech' (built-in speech-like generator) or the path of a 16-bit mono "
             "WAV at the configured rate, looped (relative paths are relative to the scenario)",
         ),
     ] = "speech"
-    seed: Annotated[int, Field(ge=0, description="Seed of the speech generator")] = 0
+    seed: Annotated[int, Meta(ge=0, description="Seed of the speech generator")] = 0
 
 
 class ScenarioSensor(Section):
-    background_m: Annotated[
-        float | None,
-        Field(ge=0.05, le=10, description="Distance to the wall behind the customer (m)"),
-    ] = 3.0
-    noise_m: Annotated[float, Field(ge=0, le=0.5, description="Ranging noise (std dev, m)")] = 0.01
+    background_m: (
+        Annotated[
+            float, Meta(ge=0.05, le=10, description="Distance to the wall behind the customer (m)")
+        ]
+        | None
+    ) = 3.0
+    noise_m: Annotated[float, Meta(ge=0, le=0.5, description="Ranging noise (std dev, m)")] = 0.01
     no_echo_rate: Annotated[
-        float, Field(ge=0, le=0.9, description="Share of pings lost on a customer's clothing")
+        float, Meta(ge=0, le=0.9, description="Share of pings lost on a customer's clothing")
     ] = 0.05
-    seed: Annotated[int, Field(ge=0, description="Seed of the noise")] = 0
+    seed: Annotated[int, Meta(ge=0, description="Seed of the noise")] = 0
 
 
 class ScenarioCustomer(Section):
-    arrive: Annotated[float, Field(ge=0, description="Arrival (s from t=0)")]
-    leave: Annotated[
-        float | None, Field(ge=0, description="Departure (s); unset = never leaves")
-    ] = None
+    arrive: Annotated[float, Meta(ge=0, description="Arrival (s from t=0)")]
+    leave: (
+        Annotated[float, Meta(ge=0, description="Departure (s); unset = never leaves")] | None
+    ) = None
     distance_m: Annotated[
-        float, Field(ge=0.05, le=4, description="Where the customer stands (m)")
+        float, Meta(ge=0.05, le=4, description="Where the customer stands (m)")
     ] = 0.5
 
-    @model_validator(mode="after")
-    def _order(self) -> Self:
+    def __post_init__(self) -> None:
         if self.leave is not None and self.leave <= self.arrive:
             raise ValueError(f"leave ({self.leave}) must be after arrive ({self.arrive})")
-        return self
 
 
 class ScenarioPress(Section):
-    at: Annotated[float, Field(ge=0, description="When the button goes down (s)")]
-    button: Annotated[str, Field(min_length=1, description="A button name or role")]
-    hold: Annotated[float, Field(gt=0, le=600, description="How long it is held (s)")] = 0.1
+    at: Annotated[float, Meta(ge=0, description="When the button goes down (s)")]
+    button: Annotated[str, Meta(min_length=1, description="A button name or role")]
+    hold: Annotated[float, Meta(gt=0, le=600, description="How long it is held (s)")] = 0.1
     bounces: Annotated[
-        int, Field(ge=0, le=20, description="Contact bounces at press and release")
+        int, Meta(ge=0, le=20, description="Contact bounces at press and release")
     ] = 3
     via: Annotated[
         Literal["gpio", "rf433", "serial", "nrf24"] | None,
-        Field(
+        Meta(
             description="How the press reaches the device: 'rf433' replays the remote's pulse "
             "train through the 433 MHz decoder, 'serial' an RFLink line through the serial "
             "parser; unset = the button's own 'via' (the first, if it lists several)"
@@ -79,50 +80,50 @@ class ScenarioPress(Section):
 
 
 class ScenarioReceipt(Section):
-    at: Annotated[float, Field(ge=0, description="When the till reports the sale (s)")]
-    id: Annotated[str, Field(max_length=100, description="The receipt's number")] = ""
-    amount: Annotated[float | None, Field(ge=0, description="Sale amount")] = None
+    at: Annotated[float, Meta(ge=0, description="When the till reports the sale (s)")]
+    id: Annotated[str, Meta(max_length=100, description="The receipt's number")] = ""
+    amount: Annotated[float, Meta(ge=0, description="Sale amount")] | None = None
 
 
 class ScenarioOnDuty(Section):
-    at: Annotated[float, Field(ge=0, description="When the call reaches the device (s)")]
-    name: Annotated[
-        str | None,
-        Field(
-            min_length=1,
-            max_length=64,
-            description="Who is on duty from now (like 'POST /staff' at the till); unset = "
-            "clear the call, the shift schedule applies again (like 'DELETE /staff')",
-        ),
-    ] = None
+    at: Annotated[float, Meta(ge=0, description="When the call reaches the device (s)")]
+    name: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                description="Who is on duty from now (like 'POST /staff' at the till); unset = "
+                "clear the call, the shift schedule applies again (like 'DELETE /staff')",
+            ),
+        ]
+        | None
+    ) = None
 
-    @model_validator(mode="after")
-    def _name(self) -> Self:
+    def __post_init__(self) -> None:
         if self.name is not None:
             check_name(self.name)
-        return self
 
 
 class ScenarioGap(Section):
-    at: Annotated[float, Field(ge=0, description="Capture stops delivering audio at (s)")]
-    length: Annotated[float, Field(gt=0, le=3600, description="For this long (s)")]
+    at: Annotated[float, Meta(ge=0, description="Capture stops delivering audio at (s)")]
+    length: Annotated[float, Meta(gt=0, le=3600, description="For this long (s)")]
 
 
 class Scenario(Section):
-    start: Annotated[AwareDatetime, Field(description="Wall-clock time of t = 0, with a time zone")]
-    duration: Annotated[
-        float, Field(gt=0, le=MAX_DURATION_S, description="Length of the shift (s)")
+    start: Annotated[
+        datetime, Meta(tz=True, description="Wall-clock time of t = 0, with a time zone")
     ]
+    duration: Annotated[float, Meta(gt=0, le=MAX_DURATION_S, description="Length of the shift (s)")]
     audio: ScenarioAudio = ScenarioAudio()
     sensor: ScenarioSensor = ScenarioSensor()
-    customers: list[ScenarioCustomer] = Field(default_factory=list)
-    presses: list[ScenarioPress] = Field(default_factory=list)
-    receipts: list[ScenarioReceipt] = Field(default_factory=list)
-    audio_gaps: list[ScenarioGap] = Field(default_factory=list)
-    on_duty: list[ScenarioOnDuty] = Field(default_factory=list)
+    customers: list[ScenarioCustomer] = field(default_factory=list)
+    presses: list[ScenarioPress] = field(default_factory=list)
+    receipts: list[ScenarioReceipt] = field(default_factory=list)
+    audio_gaps: list[ScenarioGap] = field(default_factory=list)
+    on_duty: list[ScenarioOnDuty] = field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _inside(self) -> Self:
+    def __post_init__(self) -> None:
         def check(what: str, index: int, t: float | None) -> None:
             if t is not None and t > self.duration:
                 raise ValueError(
@@ -141,7 +142,6 @@ class Scenario(Section):
             check("audio_gaps", i, g.at)
         for i, d in enumerate(self.on_duty):
             check("on_duty", i, d.at)
-        return self
 
     @property
     def start_wall_ns(self) -> int:
@@ -274,7 +274,7 @@ def busy_shift(
             if rng.random() < 0.7:
                 presses.append({"at": round(t + 12, 3), "button": rng.choice(["green", "red"])})
         t += gap
-    return Scenario.model_validate(
+    return Scenario.from_dict(
         {
             "start": start,
             "duration": duration,

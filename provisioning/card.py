@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tomlkit
-from pydantic import Field
+from msgspec import Meta
 
 from contract.alerts import NAME_PATTERN
 from contract.cli import UserError
@@ -60,35 +60,35 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 class FleetSection(Section):
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="The fleet's name")] = "fleet"
+    name: Annotated[str, Meta(pattern=NAME_PATTERN, description="The fleet's name")] = "fleet"
     site: Annotated[
-        str, Field(pattern=NAME_PATTERN, description="The site new devices belong to")
+        str, Meta(pattern=NAME_PATTERN, description="The site new devices belong to")
     ] = "site-1"
     broker: Annotated[
         str,
-        Field(
+        Meta(
             pattern=r"^mqtts?://[^/\s]+$",
             description="The fleet's broker, as the devices reach it: mqtts://HOST:PORT",
         ),
     ] = "mqtts://broker.example.net:8883"
     ca_cert: Annotated[
         str,
-        Field(
+        Meta(
             description="The CA certificate the devices verify the broker with (PEM; relative "
             "to this file); empty: none (a plain mqtt:// broker)"
         ),
     ] = ""
     claim_token_file: Annotated[
         str,
-        Field(
+        Meta(
             description="File holding the fleet's claim token (relative to this file): it "
             "only lets a device ask to be enrolled",
-            json_schema_extra=SECRET,
+            extra=SECRET,
         ),
     ] = "claim.token"  # noqa: S105 - a file name, the token is in that file
     device_template: Annotated[
         str,
-        Field(
+        Meta(
             description="A device configuration (TOML, relative to this file) every new "
             "device starts from; [device] id and site and [mqtt] broker are set per device; "
             "empty: the defaults"
@@ -96,19 +96,19 @@ class FleetSection(Section):
     ] = ""
     update_key: Annotated[
         str,
-        Field(
+        Meta(
             description="The fleet's public update key (relative to this file; 'contactpoint "
             "fleet init-signing' writes update.pub): the device then runs the updater, which "
             "installs only updates signed with its private key; empty: no remote updates"
         ),
     ] = ""
     timezone: Annotated[
-        str, Field(pattern=r"^[A-Za-z0-9_+/-]{1,64}$", description="The devices' time zone")
+        str, Meta(pattern=r"^[A-Za-z0-9_+/-]{1,64}$", description="The devices' time zone")
     ] = "UTC"
     ssh_authorized_keys: Annotated[
         list[str],
-        Field(description="Public SSH keys of the fleet's maintainers (none: no SSH login)"),
-    ] = []  # noqa: RUF012 (a pydantic field: copied per instance)
+        Meta(description="Public SSH keys of the fleet's maintainers (none: no SSH login)"),
+    ] = []  # noqa: RUF012 (an empty list default is copied per instance by msgspec)
 
 
 class Fleet(Section):

@@ -286,7 +286,7 @@ def run_demo(
         if not sink.subscribed.wait(15):
             raise UserError(f"the sink could not subscribe at {broker_url}")
         console.print(f"sink: subscribed, storing into {data / 'sink'}")
-        cfg = Config.model_validate(
+        cfg = Config.from_dict(
             {
                 "device": {"id": DEVICE, "site": SITE},
                 "mqtt": {"broker": broker_url},

@@ -49,6 +49,7 @@ EXTRA_OF = {
     "cryptography": "sink",
     "fastapi": "sink",
     "uvicorn": "sink",
+    "pydantic": "sink",  # the API's request and response models (cloud_sink/api/app.py)
     "argon2": "sink",
     "prometheus_client": "sink",
     "jinja2": "sink",

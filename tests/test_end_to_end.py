@@ -29,7 +29,7 @@ DEVICE, SITE = "cp-e2e", "shop-e2e"
 
 
 def config(broker: LocalBroker, codec: str = "wav", **mqtt: Any) -> Config:
-    return Config.model_validate(
+    return Config.from_dict(
         {
             "device": {"id": DEVICE, "site": SITE},
             "audio": {"codec": codec},

@@ -7,8 +7,8 @@
   provisioning's (``provisioning/main.py``).
 - ``contract`` (the code both sides must agree on) imports nothing from ``edge``,
   ``cloud_sink``, ``hardware``, ``provisioning``, ``tests`` or ``bench``, and of third-party
-  packages only light ones both sides install: pydantic (and annotated_types, which comes with
-  it) and tomlkit (the commented config example).
+  packages only light ones both sides install: msgspec (the config schemas) and tomlkit (the
+  commented config example).
 - ``cloud_sink`` imports neither ``edge``, ``hardware`` nor ``provisioning``: what it shares
   with the device comes from ``contract``.
 - ``provisioning`` (the field and the demo: it wires the device and the sink together) may use
@@ -38,7 +38,7 @@ from contract import wire
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"edge", "cloud_sink", "contract", "hardware", "provisioning", "tests", "bench"}
 # systemd-python: contract/service.py, lazily (both daemons under systemd)
-CONTRACT_THIRD_PARTY = {"pydantic", "annotated_types", "tomlkit", "systemd"}
+CONTRACT_THIRD_PARTY = {"msgspec", "tomlkit", "systemd"}
 #: bench -> tests imports that are allowed for now: (file, module)
 BENCH_USES_OF_TESTS = {
     ("bench/soak.py", "tests.faults.harness"),

@@ -16,8 +16,9 @@ from provisioning.main import LAZY, build_parser, command_word, main
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = ROOT / "tests" / "fixtures" / "rf433" / "ev1527_320us.ook"
 #: what a quick command must not load: the libraries that take long to import, and the sink
-HEAVY = ["pydantic", "numpy", "paho", "peewee", "rich", "soundfile", "tomlkit", "cryptography",
-         "matplotlib", "psycopg", "hardware", "cloud_sink", "importlib.metadata"]  # fmt: skip
+HEAVY = ["pydantic", "msgspec", "numpy", "paho", "peewee", "rich", "soundfile", "tomlkit",
+         "cryptography", "matplotlib", "psycopg", "hardware", "cloud_sink",
+         "importlib.metadata"]  # fmt: skip
 
 
 def loaded_by(*argv: str) -> tuple[int, str, list[str]]:

@@ -221,10 +221,10 @@ def listen_address(text: str) -> tuple[str, int]:
 
 def settings_from(args: argparse.Namespace) -> Any:
     from cloud_sink.api.settings import ApiSettings
-    from cloud_sink.config import load_sink_file
+    from cloud_sink.config import read_sink_file
     from cloud_sink.metrics import Parameters
 
-    doc = load_sink_file(args.config)
+    doc, raw = read_sink_file(args.config)
     return ApiSettings(
         data_dir=args.data,
         db_url=args.db,
@@ -236,7 +236,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         ),
         offline_after_s=float(getattr(args, "offline_after", 300.0)),
         secure_cookies=args.tls_cert is not None,
-        s3=doc.s3 if "s3" in doc.model_fields_set else None,
+        s3=doc.s3 if "s3" in raw else None,
     )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud_sink.alerts import ComplianceAlerts
-from cloud_sink.config import load_sink_file
+from cloud_sink.config import keys_set, load_sink_file, read_sink_file
 from cloud_sink.migrations import open_existing
 from cloud_sink.speech.config import ENGINES, RulesFile, SpeechSection, example_rules, load_rules
 
@@ -68,16 +68,15 @@ class SpeechCliError(ValueError):
 
 
 def settings_from(args: argparse.Namespace) -> SpeechSection:
-    values = (
-        load_sink_file(args.config).speech.model_dump(exclude_unset=True) if args.config else {}
-    )
+    doc, raw = read_sink_file(args.config)
+    values = keys_set(doc.speech, raw.get("speech"))
     for flag, key in (("engine", "engine"), ("model_dir", "model_dir"),
                       ("language", "language"), ("workers", "workers")):  # fmt: skip
         if getattr(args, flag, None) is not None:
             values[key] = getattr(args, flag)
     if values.get("workers", 1) < 1:
         raise SpeechCliError(f"--workers must be at least 1, got {values['workers']}")
-    return SpeechSection.model_validate(values)
+    return SpeechSection.from_dict(values)
 
 
 def compliance_alerts(config: Path | None) -> ComplianceAlerts | None:

@@ -17,9 +17,9 @@ Rules:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from msgspec import Meta, field
 
 from contract.alerts import NAME_PATTERN
 from contract.config import Section, example, load
@@ -30,53 +30,60 @@ TAG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class _Strict(Section):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
+    """A table whose values must have the schema's types as written (TOML is typed): msgspec
+    converts strictly (an int is taken for a float, nothing else is converted)."""
 
 
 class SpeechSection(_Strict):
     engine: Annotated[
         Engine,
-        Field(
+        Meta(
             description="Speech-to-text engine: faster-whisper (Whisper models, multilingual; "
             "pip install 'contactpoint[speech]'), vosk (light; same extra) or pocketsphinx "
             "(English, its model ships with it); --engine wins"
         ),
     ] = "faster-whisper"
-    model_dir: Annotated[
-        str | None,
-        Field(
-            max_length=4096,
-            description="Directory the engine loads its model from (a CTranslate2 Whisper "
-            "model for faster-whisper, an unpacked Vosk model, a PocketSphinx acoustic model "
-            "with its .dict and .lm.bin); unset = only pocketsphinx has one, the English "
-            "model of its wheel",
-        ),
-    ] = None
-    language: Annotated[
-        str | None,
-        Field(
-            pattern=r"^[a-z]{2,3}(-[a-z]{2})?$",
-            description="Language spoken in the clips ('ru', 'en'); unset = faster-whisper "
-            "detects it, the others say their model's",
-        ),
-    ] = None
+    model_dir: (
+        Annotated[
+            str,
+            Meta(
+                max_length=4096,
+                description="Directory the engine loads its model from (a CTranslate2 Whisper "
+                "model for faster-whisper, an unpacked Vosk model, a PocketSphinx acoustic model "
+                "with its .dict and .lm.bin); unset = only pocketsphinx has one, the English "
+                "model of its wheel",
+            ),
+        ]
+        | None
+    ) = None
+    language: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[a-z]{2,3}(-[a-z]{2})?$",
+                description="Language spoken in the clips ('ru', 'en'); unset = faster-whisper "
+                "detects it, the others say their model's",
+            ),
+        ]
+        | None
+    ) = None
     device: Annotated[
         Literal["cpu", "cuda", "auto"],
-        Field(description="Where faster-whisper runs"),
+        Meta(description="Where faster-whisper runs"),
     ] = "cpu"
     compute_type: Annotated[
         str,
-        Field(
+        Meta(
             pattern=r"^[a-z0-9_]{1,32}$",
             description="faster-whisper's CTranslate2 compute type (int8 on a CPU)",
         ),
     ] = "int8"
     workers: Annotated[
-        int, Field(ge=1, le=64, description="Clips transcribed at once (threads); --workers wins")
+        int, Meta(ge=1, le=64, description="Clips transcribed at once (threads); --workers wins")
     ] = 1
     lease_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=10,
             le=7 * 86400,
             description="How long a worker's claim on a clip lasts (s); a claim older than "
@@ -86,56 +93,63 @@ class SpeechSection(_Strict):
     ] = 3600.0
     max_attempts: Annotated[
         int,
-        Field(
+        Meta(
             ge=1,
             le=100,
             description="A clip whose transcription failed this often is left alone (its "
             "error stays in the database)",
         ),
     ] = 3
-    rules_file: Annotated[
-        str | None,
-        Field(
-            max_length=4096,
-            description="Service-standard rules file checked on every new transcript "
-            "(contactpoint sink transcribe --rules wins); unset = no checks",
-        ),
-    ] = None
+    rules_file: (
+        Annotated[
+            str,
+            Meta(
+                max_length=4096,
+                description="Service-standard rules file checked on every new transcript "
+                "(contactpoint sink transcribe --rules wins); unset = no checks",
+            ),
+        ]
+        | None
+    ) = None
 
 
-class Rule(_Strict):
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="The rule's name, e.g. greeting")]
+class Rule(_Strict, kw_only=True):
+    name: Annotated[str, Meta(pattern=NAME_PATTERN, description="The rule's name, e.g. greeting")]
     kind: Annotated[
         Literal["required", "forbidden"],
-        Field(description="required: one of the phrases must be said; forbidden: none may be"),
+        Meta(description="required: one of the phrases must be said; forbidden: none may be"),
     ] = "required"
     phrases: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=200)]],
-        Field(min_length=1, max_length=200, description="Phrases, any one of which counts"),
+        list[Annotated[str, Meta(min_length=1, max_length=200)]],
+        Meta(min_length=1, max_length=200, description="Phrases, any one of which counts"),
     ]
-    within_s: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=86400,
-            description="A required phrase counts only this many seconds from the contact's "
-            "start; unset = anywhere",
-        ),
-    ] = None
-    tag: Annotated[
-        str | None,
-        Field(
-            pattern=TAG_PATTERN,
-            description="Tag of a contact failing the rule; unset = no_<name> (required) or "
-            "said_<name> (forbidden)",
-        ),
-    ] = None
+    within_s: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                le=86400,
+                description="A required phrase counts only this many seconds from the contact's "
+                "start; unset = anywhere",
+            ),
+        ]
+        | None
+    ) = None
+    tag: (
+        Annotated[
+            str,
+            Meta(
+                pattern=TAG_PATTERN,
+                description="Tag of a contact failing the rule; unset = no_<name> (required) or "
+                "said_<name> (forbidden)",
+            ),
+        ]
+        | None
+    ) = None
 
-    @model_validator(mode="after")
-    def _limit_only_when_required(self) -> Self:
+    def __post_init__(self) -> None:
         if self.within_s is not None and self.kind == "forbidden":
             raise ValueError("within_s applies to required rules only; remove it")
-        return self
 
     @property
     def fail_tag(self) -> str:
@@ -147,30 +161,27 @@ class Rule(_Strict):
 class RulesFile(Section):
     fuzzy_threshold: Annotated[
         float,
-        Field(
+        Meta(
             ge=50,
             le=100,
-            strict=False,
             description="How close (rapidfuzz ratio, 0-100) heard words must be to a phrase "
             "to count; 100 = exact lemmas only",
         ),
     ] = 85.0
-    rules: Annotated[list[Rule], Field(description="The service-standard rules")] = Field(
+    rules: Annotated[list[Rule], Meta(description="The service-standard rules")] = field(
         default_factory=list
     )
 
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
+    def __post_init__(self) -> None:
         seen: set[str] = set()
         for index, rule in enumerate(self.rules):
             if rule.name in seen:
                 raise ValueError(f"rules[{index}]: name {rule.name!r} appears twice")
             seen.add(rule.name)
-        return self
 
 
 def load_rules(path: Path) -> RulesFile:
-    """The rules file (a :class:`~contract.config.ConfigError` lists every problem)."""
+    """The rules file (a :class:`~contract.config.ConfigError` names the first problem)."""
     return load(RulesFile, path, "rules")
 
 

@@ -36,11 +36,13 @@ from edge.config.audio import AudioSection, PromptSection
 from edge.config.base import (
     MAX_TOML_BYTES,
     ConfigError,
+    FieldError,
     Section,
     allowed_text,
-    describe_errors,
+    describe_error,
     load_toml,
     parse_model,
+    set_value,
 )
 from edge.config.buttons import RATING_ROLES, ButtonConfig, InputSection, Role, Via
 from edge.config.contacts import ContactsSection, Mode, SurveySection, WindowSection
@@ -90,6 +92,7 @@ __all__ = [
     "DeviceSection",
     "EmailRoute",
     "EventColumns",
+    "FieldError",
     "FilenamePattern",
     "FtpRoute",
     "HardwareSection",
@@ -125,9 +128,10 @@ __all__ = [
     "WebhookRoute",
     "WindowSection",
     "allowed_text",
-    "describe_errors",
+    "describe_error",
     "example_config",
     "load_config",
     "load_toml",
     "parse_model",
+    "set_value",
 ]

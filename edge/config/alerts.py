@@ -3,9 +3,9 @@ contract's, the same in the sink)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from msgspec import Meta, field
 
 from contract.alerts import AlertRule, duplicate_names
 from edge.config.base import Section
@@ -13,13 +13,15 @@ from edge.config.base import Section
 
 def default_alert_rules() -> list[AlertRule]:
     return [
-        AlertRule(name="negative_burst", count="red", at_least=4, share_at_least=0.5, within_s=900),
+        AlertRule(
+            name="negative_burst", count="red", at_least=4, share_at_least=0.5, within_s=900.0
+        ),
         AlertRule(
             name="requests_per_hour",
             count="request",
             at_least=10,
-            within_s=3600,
-            cooldown_s=3600,
+            within_s=3600.0,
+            cooldown_s=3600.0,
         ),
     ]
 
@@ -27,15 +29,13 @@ def default_alert_rules() -> list[AlertRule]:
 class AlertsSection(Section):
     rules: Annotated[
         list[AlertRule],
-        Field(
+        Meta(
             description="Sliding-window alert rules, checked whenever a contact or event is "
             "saved; a firing is published on <root>/alert"
         ),
-    ] = Field(default_factory=default_alert_rules)
+    ] = field(default_factory=default_alert_rules)
 
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
+    def __post_init__(self) -> None:
         twice = duplicate_names(self.rules)
         if twice:
             raise ValueError(f"alert rule names must be unique: {', '.join(twice)}")
-        return self

@@ -3,21 +3,21 @@ played on the seller's short press)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from msgspec import Meta
 
 from contract.config import SECRET
 from edge.config.base import Section
 
 
 class AudioSection(Section):
-    enabled: Annotated[bool, Field(description="Record audio and cut clips")] = True
+    enabled: Annotated[bool, Meta(description="Record audio and cut clips")] = True
     device: Annotated[
         str,
-        Field(
+        Meta(
             max_length=2048,
-            json_schema_extra=SECRET,  # a stream URL may hold a password
+            extra=SECRET,  # a stream URL may hold a password
             description="Capture device (backend 'pi'): an ALSA name ('default', "
             "'plughw:CARD=Device'), or an IP camera's / streaming server's audio: "
             "rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, rtsps://, http://, https:// (needs the "
@@ -27,18 +27,18 @@ class AudioSection(Section):
     ] = "default"
     ca_file: Annotated[
         str,
-        Field(
+        Meta(
             max_length=4096,
             description="CA certificate the server of an https:// or rtsps:// device must chain "
             "to (empty: its certificate is not checked, FFmpeg's default)",
         ),
     ] = ""
     sample_rate: Annotated[
-        Literal[8000, 16000], Field(description="Samples per second (mono, 16-bit)")
+        Literal[8000, 16000], Meta(description="Samples per second (mono, 16-bit)")
     ] = 16000
     period_frames: Annotated[
         int,
-        Field(
+        Meta(
             ge=32,
             le=16000,
             description="Samples per capture period: capture costs CPU per period (a wake-up, "
@@ -46,23 +46,26 @@ class AudioSection(Section):
             "whatever the period (1600 = 100 ms at 16 kHz; bench/capture.py measures it)",
         ),
     ] = 1600
-    ring_s: Annotated[
-        float | None,
-        Field(
-            ge=10,
-            le=14400,
-            description="RAM ring length (s); unset = pre-roll + max_duration_s + window "
-            "before_s (window mode: a window is handed out that long after its end, in case a "
-            "press merges with it) + post-roll + 30 s",
-        ),
-    ] = None
+    ring_s: (
+        Annotated[
+            float,
+            Meta(
+                ge=10,
+                le=14400,
+                description="RAM ring length (s); unset = pre-roll + max_duration_s + window "
+                "before_s (window mode: a window is handed out that long after its end, in case a "
+                "press merges with it) + post-roll + 30 s",
+            ),
+        ]
+        | None
+    ) = None
     codec: Annotated[
         Literal["wav", "flac", "opus"],
-        Field(description="Clip format: wav (LPCM 16-bit), flac (lossless) or opus (Ogg)"),
+        Meta(description="Clip format: wav (LPCM 16-bit), flac (lossless) or opus (Ogg)"),
     ] = "wav"
     stall_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=1,
             le=600,
             description="No audio period for this long (microphone gone): contacts waiting "
@@ -70,8 +73,7 @@ class AudioSection(Section):
         ),
     ] = 10.0
 
-    @model_validator(mode="after")
-    def _stream(self) -> Self:
+    def __post_init__(self) -> None:
         tls = self.device.lower().startswith(("https:", "rtsps:"))
         if self.ca_file and not tls:
             raise ValueError("audio.ca_file is for a device that is an https:// or rtsps:// URL")
@@ -82,13 +84,12 @@ class AudioSection(Section):
                 check_stream_url(self.device)
             except ValueError as exc:
                 raise ValueError(f"audio.device: {exc}") from None
-        return self
 
 
 class PromptSection(Section):
     enabled: Annotated[
         bool,
-        Field(description="Play a prompt ('your opinion matters') on the seller's short press"),
+        Meta(description="Play a prompt ('your opinion matters') on the seller's short press"),
     ] = False
-    wav: Annotated[str, Field(max_length=4096, description="16-bit PCM WAV file to play")] = ""
-    device: Annotated[str, Field(max_length=200, description="ALSA playback device")] = "default"
+    wav: Annotated[str, Meta(max_length=4096, description="16-bit PCM WAV file to play")] = ""
+    device: Annotated[str, Meta(max_length=200, description="ALSA playback device")] = "default"

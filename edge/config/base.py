@@ -13,22 +13,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+import msgspec
 
 from contract import config as base
-from contract.config import MAX_TOML_BYTES, Section, allowed_text, describe_errors
+from contract.config import (
+    MAX_TOML_BYTES,
+    FieldError,
+    Section,
+    allowed_text,
+    describe_error,
+    set_value,
+)
 from edge._errors import UserError
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=msgspec.Struct)
 
 __all__ = [
     "MAX_TOML_BYTES",
     "ConfigError",
+    "FieldError",
     "Section",
     "allowed_text",
-    "describe_errors",
+    "describe_error",
     "load_toml",
     "parse_model",
+    "set_value",
 ]
 
 
@@ -45,7 +54,7 @@ def load_toml(path: Path, what: str) -> dict[str, Any]:
 
 
 def parse_model(model: type[M], data: dict[str, Any], source: str) -> M:
-    """Validate ``data`` against ``model``; raise :class:`ConfigError` listing every problem."""
+    """Validate ``data`` against ``model``; raise :class:`ConfigError` naming the first problem."""
     try:
         return base.validate(model, data, source)
     except base.ConfigError as exc:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from msgspec import Meta
 
 from contract.alerts import NAME_PATTERN
-from edge.config.base import Section
+from edge.config.base import FieldError, Section
 
 Role = Literal["green", "yellow", "red", "request", "seller", "question"]
 
@@ -21,11 +21,11 @@ RATING_ROLES: tuple[str, ...] = ("green", "yellow", "red")
 class InputSection(Section):
     debounce_ms: Annotated[
         float,
-        Field(ge=0, le=500, description="A button level must hold this long to count (ms)"),
+        Meta(ge=0, le=500, description="A button level must hold this long to count (ms)"),
     ] = 30.0
     long_press_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=0.3,
             le=30,
             description="Seller button held at least this long = force majeure; shorter = "
@@ -35,60 +35,67 @@ class InputSection(Section):
 
 
 class ButtonConfig(Section):
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name of the button")]
+    name: Annotated[str, Meta(pattern=NAME_PATTERN, description="Unique name of the button")]
     role: Annotated[
         Role,
-        Field(
+        Meta(
             description="green/yellow/red: customer rating; request: staff saw a request or "
             "complaint not about their own work; seller: short press starts a survey/contact, "
             "long press = force majeure; question: a numbered question (button-window mode)"
         ),
     ]
-    question: Annotated[
-        int | None,
-        Field(ge=1, le=99, description="Question number, required when role = 'question'"),
-    ] = None
-    label: Annotated[str, Field(max_length=200, description="Human text, e.g. the question")] = ""
+    question: (
+        Annotated[
+            int, Meta(ge=1, le=99, description="Question number, required when role = 'question'")
+        ]
+        | None
+    ) = None
+    label: Annotated[str, Meta(max_length=200, description="Human text, e.g. the question")] = ""
     via: Annotated[
         Via | list[Via],
-        Field(
+        Meta(
             description="How presses arrive: 'gpio' = wired to 'pin'; 'rf433', 'serial' or "
             "'nrf24' = a wireless remote whose key is 'code'. A button with both lists them, "
             "e.g. ['gpio', 'rf433'] (a scenario press uses the first unless it says)"
         ),
     ] = "gpio"
-    pin: Annotated[
-        int | None, Field(ge=0, le=27, description="BCM GPIO number (via includes 'gpio')")
-    ] = None
+    pin: (
+        Annotated[int, Meta(ge=0, le=27, description="BCM GPIO number (via includes 'gpio')")]
+        | None
+    ) = None
     pull_up: Annotated[
-        bool, Field(description="Use the internal pull-up (button wired to ground)")
+        bool, Meta(description="Use the internal pull-up (button wired to ground)")
     ] = True
     active_high: Annotated[
         bool | None,
-        Field(
+        Meta(
             description="Override the active level (unset: pressed = pulled to the other rail; "
             "set it for normally-closed switches)"
         ),
     ] = None
-    code: Annotated[
-        str | None,
-        Field(
-            pattern=r"^[0-9A-Za-z:._-]{1,64}$",
-            description="Remote key bound to this button (via includes rf433, serial or "
-            "nrf24); 'contactpoint learn ROLE' fills it in and keeps a wired pin",
-        ),
-    ] = None
+    code: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[0-9A-Za-z:._-]{1,64}$",
+                description="Remote key bound to this button (via includes rf433, serial or "
+                "nrf24); 'contactpoint learn ROLE' fills it in and keeps a wired pin",
+            ),
+        ]
+        | None
+    ) = None
 
-    @field_validator("via")
-    @classmethod
-    def _via_list(cls, value: Via | list[Via]) -> Via | list[Via]:
-        if isinstance(value, list):
-            if not value:
-                raise ValueError("name at least one way, e.g. 'gpio' or ['gpio', 'rf433']")
-            for via in value:
-                if value.count(via) > 1:
-                    raise ValueError(f"'{via}' is listed twice")
-        return value
+    def __post_init__(self) -> None:
+        if isinstance(self.via, list):
+            if not self.via:
+                raise FieldError("via", "name at least one way, e.g. 'gpio' or ['gpio', 'rf433']")
+            for via in self.via:
+                if self.via.count(via) > 1:
+                    raise FieldError("via", f"'{via}' is listed twice")
+        if self.role == "question" and self.question is None:
+            raise ValueError("role 'question' needs 'question = N' (the question's number)")
+        if self.role != "question" and self.question is not None:
+            raise ValueError(f"'question' is only for role 'question', not '{self.role}'")
 
     @property
     def vias(self) -> tuple[Via, ...]:
@@ -99,14 +106,6 @@ class ButtonConfig(Section):
     def wired(self) -> bool:
         """Read from its GPIO pin (a wireless key, if it has a ``code``, works as well)."""
         return "gpio" in self.vias
-
-    @model_validator(mode="after")
-    def _question_number(self) -> Self:
-        if self.role == "question" and self.question is None:
-            raise ValueError("role 'question' needs 'question = N' (the question's number)")
-        if self.role != "question" and self.question is not None:
-            raise ValueError(f"'question' is only for role 'question', not '{self.role}'")
-        return self
 
 
 def default_buttons() -> list[ButtonConfig]:

@@ -3,9 +3,9 @@ survey)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from msgspec import Meta, field
 
 from edge.config.base import Section
 from edge.config.buttons import Role
@@ -16,7 +16,7 @@ Mode = Literal["presence", "window", "survey"]
 class WindowSection(Section):
     before_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=0,
             le=600,
             description="A window press reaches this far back: audio and events before it are "
@@ -25,21 +25,21 @@ class WindowSection(Section):
         ),
     ] = 60.0
     after_s: Annotated[
-        float, Field(ge=0, le=600, description="Audio kept after a window press (s)")
+        float, Meta(ge=0, le=600, description="Audio kept after a window press (s)")
     ] = 60.0
     roles: Annotated[
         list[Role],
-        Field(
+        Meta(
             description="Roles whose press cuts a window when no presence or survey contact is "
             "open; overlapping or touching windows are one contact"
         ),
-    ] = ["question", "request"]
+    ] = field(default_factory=lambda: ["question", "request"])
 
 
 class SurveySection(Section):
     answer_window_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=1,
             le=600,
             description="After the seller's short press the customer has this long to rate; "
@@ -51,14 +51,14 @@ class SurveySection(Section):
 class ContactsSection(Section):
     modes: Annotated[
         list[Mode],
-        Field(
+        Meta(
             description="Which cutting modes run: presence (arrival -> departure), window "
             "(around a press), survey (seller's short press -> answer)"
         ),
-    ] = ["presence", "window", "survey"]
+    ] = field(default_factory=lambda: ["presence", "window", "survey"])
     max_duration_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=5,
             le=7200,
             description="A contact longer than this is closed as 'timeout' (s); a longer "
@@ -66,16 +66,14 @@ class ContactsSection(Section):
         ),
     ] = 900.0
     pre_roll_s: Annotated[
-        float, Field(ge=0, le=120, description="Audio kept before a contact's start (s)")
+        float, Meta(ge=0, le=120, description="Audio kept before a contact's start (s)")
     ] = 3.0
     post_roll_s: Annotated[
-        float, Field(ge=0, le=120, description="Audio kept after a contact's end (s)")
+        float, Meta(ge=0, le=120, description="Audio kept after a contact's end (s)")
     ] = 3.0
     window: WindowSection = WindowSection()
     survey: SurveySection = SurveySection()
 
-    @model_validator(mode="after")
-    def _some_mode(self) -> Self:
+    def __post_init__(self) -> None:
         if len(set(self.modes)) != len(self.modes):
             raise ValueError(f"modes lists a mode twice: {self.modes}")
-        return self

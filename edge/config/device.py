@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from contract.alerts import NAME_PATTERN
 from edge.config.base import Section
@@ -13,7 +13,7 @@ from edge.config.base import Section
 class DeviceSection(Section):
     id: Annotated[
         str,
-        Field(
+        Meta(
             pattern=NAME_PATTERN,
             description="This device's id: lower-case letters, digits, '-' and '_'; unique in "
             "the fleet, it names the device's MQTT topics",
@@ -21,21 +21,21 @@ class DeviceSection(Section):
     ] = "cp-0001"
     site: Annotated[
         str,
-        Field(pattern=NAME_PATTERN, description="The site (shop, office) this device belongs to"),
+        Meta(pattern=NAME_PATTERN, description="The site (shop, office) this device belongs to"),
     ] = "site-1"
 
 
 class HardwareSection(Section):
     backend: Annotated[
         Literal["simulated", "pi"],
-        Field(
+        Meta(
             description="'simulated' plays a scenario through built-in fake devices (any "
             "machine); 'pi' opens the real GPIO, radio, serial, ultrasonic and ALSA drivers"
         ),
     ] = "simulated"
     pin_factory: Annotated[
         Literal["lgpio", "pigpio", "rpigpio", "native", "mock"],
-        Field(
+        Meta(
             description="gpiozero pin factory for buttons and the ultrasonic sensor: lgpio "
             "(default, works on every Pi incl. the Pi 5), pigpio (needs pigpiod), rpigpio "
             "(RPi.GPIO, not on the Pi 5), native, mock (testing)"
@@ -43,18 +43,18 @@ class HardwareSection(Section):
     ] = "lgpio"
     pigpio_host: Annotated[
         str,
-        Field(
+        Meta(
             max_length=200,
             description="pigpiod address (rf433.backend = 'pigpio', pin_factory = 'pigpio')",
         ),
     ] = "localhost"
-    pigpio_port: Annotated[int, Field(ge=1, le=65535, description="pigpiod TCP port")] = 8888
+    pigpio_port: Annotated[int, Meta(ge=1, le=65535, description="pigpiod TCP port")] = 8888
 
 
 class ClockSection(Section):
     step_threshold_s: Annotated[
         float,
-        Field(
+        Meta(
             gt=0,
             le=3600,
             description="A jump of the synchronised wall clock against the monotonic clock by "

@@ -5,12 +5,12 @@ how its ratings map to the device's)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from msgspec import Meta, field
 
-from edge.config.base import Section
+from edge.config.base import FieldError, Section, set_value
 
 #: the fields an event of the events file has (the column or key names are configurable)
 EVENT_FIELDS: tuple[str, ...] = ("id", "time", "kind", "order_id", "staff", "rating")
@@ -41,7 +41,7 @@ def check_zone(name: str) -> str:
 class FilenamePattern(Section):
     format: Annotated[
         str,
-        Field(
+        Meta(
             min_length=2,
             max_length=200,
             description="strftime-like pattern searched for in the file name, e.g. "
@@ -51,53 +51,61 @@ class FilenamePattern(Section):
     ]
     timezone: Annotated[
         str,
-        Field(
+        Meta(
             max_length=100,
             description="IANA time zone of the times in these names; empty = importer.timezone",
         ),
     ] = ""
 
-    @field_validator("format")
-    @classmethod
-    def _check_format(cls, value: str) -> str:
-        pieces = value.split("%")
-        used: set[str] = set()
-        for piece in pieces[1:]:
-            if not piece or piece[0] not in PATTERN_DIRECTIVES:
-                bad = piece[:1] or "(end)"
-                raise ValueError(
-                    f"pattern {value!r}: unsupported directive %{bad}; allowed: "
-                    + " ".join(f"%{d}" for d in PATTERN_DIRECTIVES)
-                )
-            used.add(piece[0])
-        missing = [d for d in ("m", "d", "H", "M") if d not in used]
-        if not used & {"Y", "y"}:
-            missing.insert(0, "Y")
-        if missing:
-            raise ValueError(
-                f"pattern {value!r} lacks "
-                + ", ".join(f"%{d}" for d in missing)
-                + ": a start time needs the date and the time of day"
-            )
-        return value
+    def __post_init__(self) -> None:
+        try:
+            _check_format(self.format)
+        except ValueError as exc:
+            raise FieldError("format", str(exc)) from None
+        if self.timezone:
+            _zone("timezone", self.timezone)
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str) -> str:
-        return check_zone(value) if value else value
+
+def _zone(key: str, name: str) -> None:
+    try:
+        check_zone(name)
+    except ValueError as exc:
+        raise FieldError(key, str(exc)) from None
+
+
+def _check_format(value: str) -> None:
+    pieces = value.split("%")
+    used: set[str] = set()
+    for piece in pieces[1:]:
+        if not piece or piece[0] not in PATTERN_DIRECTIVES:
+            bad = piece[:1] or "(end)"
+            raise ValueError(
+                f"pattern {value!r}: unsupported directive %{bad}; allowed: "
+                + " ".join(f"%{d}" for d in PATTERN_DIRECTIVES)
+            )
+        used.add(piece[0])
+    missing = [d for d in ("m", "d", "H", "M") if d not in used]
+    if not used & {"Y", "y"}:
+        missing.insert(0, "Y")
+    if missing:
+        raise ValueError(
+            f"pattern {value!r} lacks "
+            + ", ".join(f"%{d}" for d in missing)
+            + ": a start time needs the date and the time of day"
+        )
 
 
 class RecorderClock(Section):
     name: Annotated[
         str,
-        Field(
+        Meta(
             pattern=r"^[A-Za-z0-9_.-]{1,64}$",
             description="The recorder's name, as the note of its contacts says it",
         ),
     ]
     match: Annotated[
         list[str],
-        Field(
+        Meta(
             min_length=1,
             description="Glob patterns on the file's path (e.g. '*/DICT07/*', '*_07_*.wav'): "
             "the first recorder with a matching pattern is the file's",
@@ -105,7 +113,7 @@ class RecorderClock(Section):
     ]
     offset_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=-86400 * 366,
             le=86400 * 366,
             description="Seconds added to the recorder's clock to get the true time (a clock "
@@ -114,7 +122,7 @@ class RecorderClock(Section):
     ] = 0.0
     drift_s_per_day: Annotated[
         float,
-        Field(
+        Meta(
             ge=-3600,
             le=3600,
             description="Seconds the correction grows per day after 'offset_at' (a clock that "
@@ -123,7 +131,7 @@ class RecorderClock(Section):
     ] = 0.0
     offset_at: Annotated[
         str,
-        Field(
+        Meta(
             max_length=64,
             description="When offset_s was measured, ISO 8601 with a zone (e.g. "
             "'2026-11-01T09:00:00+03:00'); needed when drift_s_per_day is not 0",
@@ -131,15 +139,14 @@ class RecorderClock(Section):
     ] = ""
     staff: Annotated[
         str,
-        Field(
+        Meta(
             max_length=64,
             description="Who carries this recorder: the staff of its contacts when an event "
             "names nobody; empty = unknown",
         ),
     ] = ""
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
+    def __post_init__(self) -> None:
         if self.offset_at:
             when = _parse_iso(self.offset_at)
             if when is None:
@@ -152,7 +159,6 @@ class RecorderClock(Section):
                 f"recorder '{self.name}': drift_s_per_day needs offset_at (when the offset was "
                 "measured)"
             )
-        return self
 
     def offset_at_ns(self) -> int | None:
         when = _parse_iso(self.offset_at) if self.offset_at else None
@@ -170,7 +176,7 @@ def _parse_iso(text: str) -> datetime | None:
 class EventColumns(Section):
     id: Annotated[
         str,
-        Field(
+        Meta(
             max_length=100,
             description="Column (CSV) or key (JSON lines) of the event's id; a row without "
             "one gets an id made of its time, kind, order and staff",
@@ -178,7 +184,7 @@ class EventColumns(Section):
     ] = "id"
     time: Annotated[
         str,
-        Field(
+        Meta(
             min_length=1,
             max_length=100,
             description="Column of the event's time: ISO 8601 (without a zone: "
@@ -186,17 +192,17 @@ class EventColumns(Section):
         ),
     ] = "time"
     kind: Annotated[
-        str, Field(min_length=1, max_length=100, description="Column of the kind, e.g. delivery")
+        str, Meta(min_length=1, max_length=100, description="Column of the kind, e.g. delivery")
     ] = "kind"
     order_id: Annotated[
-        str, Field(min_length=1, max_length=100, description="Column of the order id")
+        str, Meta(min_length=1, max_length=100, description="Column of the order id")
     ] = "order_id"
     staff: Annotated[
-        str, Field(min_length=1, max_length=100, description="Column of the staff member")
+        str, Meta(min_length=1, max_length=100, description="Column of the staff member")
     ] = "staff"
     rating: Annotated[
         str,
-        Field(
+        Meta(
             min_length=1,
             max_length=100,
             description="Column of the customer's rating (a row with no value there has no rating)",
@@ -206,23 +212,16 @@ class EventColumns(Section):
 
 class RatingMap(Section):
     green: Annotated[
-        list[str], Field(description="CRM rating values that count as green (case-insensitive)")
-    ] = ["5", "4", "green", "good", "positive"]
-    yellow: Annotated[list[str], Field(description="CRM rating values that count as yellow")] = [
-        "3",
-        "yellow",
-        "neutral",
-    ]
-    red: Annotated[list[str], Field(description="CRM rating values that count as red")] = [
-        "2",
-        "1",
-        "red",
-        "bad",
-        "negative",
-    ]
+        list[str], Meta(description="CRM rating values that count as green (case-insensitive)")
+    ] = field(default_factory=lambda: ["5", "4", "green", "good", "positive"])
+    yellow: Annotated[list[str], Meta(description="CRM rating values that count as yellow")] = (
+        field(default_factory=lambda: ["3", "yellow", "neutral"])
+    )
+    red: Annotated[list[str], Meta(description="CRM rating values that count as red")] = field(
+        default_factory=lambda: ["2", "1", "red", "bad", "negative"]
+    )
 
-    @model_validator(mode="after")
-    def _disjoint(self) -> Self:
+    def __post_init__(self) -> None:
         seen: dict[str, str] = {}
         for colour in ("green", "yellow", "red"):
             for value in getattr(self, colour):
@@ -230,7 +229,6 @@ class RatingMap(Section):
                 if key in seen and seen[key] != colour:
                     raise ValueError(f"rating {value!r} is both {seen[key]} and {colour}")
                 seen[key] = colour
-        return self
 
     def colour(self, value: str) -> str | None:
         key = value.strip().lower()
@@ -242,14 +240,14 @@ class RatingMap(Section):
 
 class ImporterSection(Section):
     before_s: Annotated[
-        float, Field(ge=0, le=3600, description="Audio cut before each event (s)")
+        float, Meta(ge=0, le=3600, description="Audio cut before each event (s)")
     ] = 60.0
-    after_s: Annotated[
-        float, Field(ge=0, le=3600, description="Audio cut after each event (s)")
-    ] = 60.0
+    after_s: Annotated[float, Meta(ge=0, le=3600, description="Audio cut after each event (s)")] = (
+        60.0
+    )
     stitch_tolerance_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=0,
             le=60,
             description="Two files whose end and start are at most this far apart are one "
@@ -258,7 +256,7 @@ class ImporterSection(Section):
     ] = 1.0
     timezone: Annotated[
         str,
-        Field(
+        Meta(
             max_length=100,
             description="IANA time zone of times written without one (a bext chunk, the events "
             "file), e.g. 'Europe/Moscow'",
@@ -266,14 +264,14 @@ class ImporterSection(Section):
     ] = "UTC"
     use_mtime: Annotated[
         bool,
-        Field(
+        Meta(
             description="Without a bext chunk or a matching name, take the file's modification "
             "time minus its duration as its start"
         ),
     ] = True
     earliest_year: Annotated[
         int,
-        Field(
+        Meta(
             ge=1970,
             le=2100,
             description="A start time before this year is a reset clock, not a time: the next "
@@ -282,17 +280,21 @@ class ImporterSection(Section):
     ] = 2001
     extensions: Annotated[
         list[str],
-        Field(
+        Meta(
             min_length=1,
             description="Files in a folder with these extensions are recordings",
         ),
-    ] = [".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".amr"]
-    columns: EventColumns = EventColumns()
-    ratings: RatingMap = RatingMap()
+    ] = field(
+        default_factory=lambda: [
+            ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".amr"
+        ]
+    )  # fmt: skip
+    columns: EventColumns = field(default_factory=EventColumns)
+    ratings: RatingMap = field(default_factory=RatingMap)
     filenames: Annotated[
         list[FilenamePattern],
-        Field(description="File name patterns giving a start time, tried in order"),
-    ] = Field(
+        Meta(description="File name patterns giving a start time, tried in order"),
+    ] = field(
         default_factory=lambda: [
             FilenamePattern(format="REC_%Y%m%d_%H%M%S"),
             FilenamePattern(format="%Y%m%d_%H%M%S"),
@@ -301,26 +303,18 @@ class ImporterSection(Section):
     )
     recorders: Annotated[
         list[RecorderClock],
-        Field(description="Recorders whose clock is off: matched by path, corrected"),
+        Meta(description="Recorders whose clock is off: matched by path, corrected"),
     ] = []
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str) -> str:
-        return check_zone(value)
-
-    @field_validator("extensions")
-    @classmethod
-    def _check_extensions(cls, value: list[str]) -> list[str]:
-        for ext in value:
+    def __post_init__(self) -> None:
+        _zone("timezone", self.timezone)
+        for ext in self.extensions:
             if not ext.startswith(".") or len(ext) < 2:
-                raise ValueError(f"extension {ext!r} must start with a dot, e.g. '.wav'")
-        return [ext.lower() for ext in value]
-
-    @model_validator(mode="after")
-    def _unique_recorders(self) -> Self:
+                raise FieldError(
+                    "extensions", f"extension {ext!r} must start with a dot, e.g. '.wav'"
+                )
+        set_value(self, "extensions", [ext.lower() for ext in self.extensions])
         names = [r.name for r in self.recorders]
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"two recorders are named '{name}'")
-        return self

@@ -3,12 +3,12 @@ duty: weekly shifts) and ``[metrics]`` (the live counters' parameters)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from msgspec import Meta, field
 
-from edge.config.base import Section
+from edge.config.base import FieldError, Section
 from edge.staff import (
     DAY_MINUTES,
     DAYS,
@@ -23,22 +23,18 @@ from edge.staff import (
 
 class ReceiptsSection(Section):
     enabled: Annotated[
-        bool, Field(description="Accept receipt (sale) events from the till over HTTP")
+        bool, Meta(description="Accept receipt (sale) events from the till over HTTP")
     ] = True
     host: Annotated[
-        str, Field(max_length=200, description="Address to listen on (keep it on loopback)")
+        str, Meta(max_length=200, description="Address to listen on (keep it on loopback)")
     ] = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535, description="TCP port; 0 = any free port")] = 8765
+    port: Annotated[int, Meta(ge=0, le=65535, description="TCP port; 0 = any free port")] = 8765
 
 
 class ShiftConfig(Section):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, populate_by_name=True
-    )
-
     name: Annotated[
         str,
-        Field(
+        Meta(
             min_length=1,
             max_length=MAX_NAME,
             description="The staff member on this shift, as reports name them (e.g. 'anna')",
@@ -46,21 +42,20 @@ class ShiftConfig(Section):
     ]
     days: Annotated[
         list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]],
-        Field(min_length=1, description="Weekdays the shift starts on"),
+        Meta(min_length=1, description="Weekdays the shift starts on"),
     ]
-    from_: Annotated[
-        str, Field(alias="from", description="Local start time, HH:MM (00:00 .. 23:59)")
-    ]
+    from_: Annotated[str, Meta(description="Local start time, HH:MM (00:00 .. 23:59)")] = field(
+        name="from"
+    )
     to: Annotated[
         str,
-        Field(
+        Meta(
             description="Local end time, HH:MM or 24:00; at or before 'from' = the shift ends "
             "on the next day (a night shift)"
         ),
     ]
 
-    @model_validator(mode="after")
-    def _times(self) -> Self:
+    def __post_init__(self) -> None:
         check_name(self.name)
         if len(set(self.days)) != len(self.days):
             raise ValueError(f"days lists a day twice: {self.days}")
@@ -77,7 +72,6 @@ class ShiftConfig(Section):
                 f"from and to are both {self.from_!r}: for a 24-hour shift write "
                 "from = '00:00', to = '24:00'"
             )
-        return self
 
     def shift(self) -> Shift:
         return Shift(
@@ -91,7 +85,7 @@ class ShiftConfig(Section):
 class StaffSection(Section):
     timezone: Annotated[
         str,
-        Field(
+        Meta(
             min_length=1,
             max_length=100,
             description="IANA time zone of the shift times and of 'today' in the live "
@@ -100,25 +94,20 @@ class StaffSection(Section):
     ] = "UTC"
     shifts: Annotated[
         list[ShiftConfig],
-        Field(
+        Meta(
             description="Weekly shifts at this counter (one person at a time: shifts must not "
             "overlap); 'POST /staff' at the till overrides them until the next shift change"
         ),
     ] = []
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
+    def __post_init__(self) -> None:
         try:
-            ZoneInfo(value)
+            ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                "not an IANA time zone; use e.g. 'UTC', 'Europe/Berlin', 'Asia/Yekaterinburg'"
+            raise FieldError(
+                "timezone",
+                "not an IANA time zone; use e.g. 'UTC', 'Europe/Berlin', 'Asia/Yekaterinburg'",
             ) from None
-        return value
-
-    @model_validator(mode="after")
-    def _schedule(self) -> Self:
         shifts = [s.shift() for s in self.shifts]
         clash = find_overlap(shifts)
         if clash is not None:
@@ -128,7 +117,6 @@ class StaffSection(Section):
                 f"({shifts[i].describe()}) at {at}: one counter has one person on duty at a "
                 "time; let one shift end where the other starts"
             )
-        return self
 
     def schedule(self) -> Schedule:
         return Schedule([s.shift() for s in self.shifts], ZoneInfo(self.timezone))
@@ -137,7 +125,7 @@ class StaffSection(Section):
 class MetricsSection(Section):
     correction_factor: Annotated[
         float,
-        Field(
+        Meta(
             ge=0,
             le=1,
             description="Share of silent customers counted as dissatisfied in the staff "
@@ -146,7 +134,7 @@ class MetricsSection(Section):
     ] = 0.5
     force_majeure_threshold: Annotated[
         float,
-        Field(
+        Meta(
             ge=0,
             le=10,
             description="Force-majeure presses per survey above which a day's quality scores "

@@ -4,9 +4,9 @@ tables), :func:`load_config` and :func:`example_config`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from msgspec import Meta, field
 
 from contract.config import example
 from edge.config.alerts import AlertsSection
@@ -31,8 +31,8 @@ class Config(Section):
     hardware: HardwareSection = HardwareSection()
     input: InputSection = InputSection()
     buttons: Annotated[
-        list[ButtonConfig], Field(description="The buttons and remote keys at this counter")
-    ] = Field(default_factory=default_buttons)
+        list[ButtonConfig], Meta(description="The buttons and remote keys at this counter")
+    ] = field(default_factory=default_buttons)
     presence: PresenceSection = PresenceSection()
     contacts: ContactsSection = ContactsSection()
     audio: AudioSection = AudioSection()
@@ -54,8 +54,7 @@ class Config(Section):
     homeassistant: HomeAssistantSection = HomeAssistantSection()
     importer: ImporterSection = ImporterSection()
 
-    @model_validator(mode="after")
-    def _unique_buttons(self) -> Self:
+    def __post_init__(self) -> None:
         seen: set[str] = set()
         for button in self.buttons:
             if button.name in seen:
@@ -73,7 +72,6 @@ class Config(Section):
             codes[key] = button.name
         if self.prompt.enabled and not self.prompt.wav:
             raise ValueError("prompt.enabled needs prompt.wav (the WAV file to play)")
-        return self
 
     def ring_seconds(self) -> float:
         """The ring buffer's length: configured, or enough for the longest possible clip until

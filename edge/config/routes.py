@@ -5,9 +5,9 @@ where."""
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from msgspec import Meta, field
 
 from contract.alerts import NAME_PATTERN
 from contract.wire import route_topic
@@ -62,37 +62,35 @@ def _check_template(text: str, allowed: tuple[str, ...]) -> str:
 class _RouteDestination(Section):
     name: Annotated[
         str,
-        Field(pattern=NAME_PATTERN, description="Name of this destination (rules name it in 'to')"),
+        Meta(pattern=NAME_PATTERN, description="Name of this destination (rules name it in 'to')"),
     ]
     template: Annotated[
         str,
-        Field(
+        Meta(
             max_length=4000,
             description="Message text; empty = the built-in text. Placeholders: "
             + ", ".join("{" + p + "}" for p in ROUTE_PLACEHOLDERS),
         ),
     ] = ""
     timeout_s: Annotated[
-        float, Field(ge=1, le=600, description="Give up one attempt after this long (s)")
+        float, Meta(ge=1, le=600, description="Give up one attempt after this long (s)")
     ] = 30.0
 
-    @model_validator(mode="after")
-    def _template(self) -> Self:
+    def __post_init__(self) -> None:
         _check_template(self.template, ROUTE_PLACEHOLDERS)
-        return self
 
 
-class TelegramRoute(_RouteDestination):
+class TelegramRoute(_RouteDestination, kw_only=True):
     chat_id: Annotated[
         str,
-        Field(
+        Meta(
             pattern=r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{4,64})$",
             description="Chat, group (negative id) or @channel the bot writes to",
         ),
     ]
     bot_token_file: Annotated[
         str,
-        Field(
+        Meta(
             min_length=1,
             max_length=4096,
             description="File holding the bot token (kept out of this config; mode 0600)",
@@ -100,119 +98,113 @@ class TelegramRoute(_RouteDestination):
     ]
     base_url: Annotated[
         str,
-        Field(
-            pattern=r"^https?://[^\s]+$", description="Bot API base URL (a local Bot API server)"
-        ),
+        Meta(pattern=r"^https?://[^\s]+$", description="Bot API base URL (a local Bot API server)"),
     ] = "https://api.telegram.org"
-    send_clip: Annotated[bool, Field(description="Upload the clip with the message")] = True
+    send_clip: Annotated[bool, Meta(description="Upload the clip with the message")] = True
     clip_method: Annotated[
         Literal["sendAudio", "sendDocument", "sendVoice"],
-        Field(description="Bot API method for the clip (sendVoice wants Ogg/Opus clips)"),
+        Meta(description="Bot API method for the clip (sendVoice wants Ogg/Opus clips)"),
     ] = "sendAudio"
     max_upload_mb: Annotated[
         float,
-        Field(gt=0, le=2000, description="Larger clips are sent as a link (routes.clip_url) (MB)"),
+        Meta(gt=0, le=2000, description="Larger clips are sent as a link (routes.clip_url) (MB)"),
     ] = 50.0
     per_chat_per_s: Annotated[
-        float, Field(gt=0, le=30, description="Messages per second to one chat (Bot API limit)")
+        float, Meta(gt=0, le=30, description="Messages per second to one chat (Bot API limit)")
     ] = 1.0
     group_per_min: Annotated[
         float,
-        Field(gt=0, le=600, description="Messages per minute to one group (negative chat id)"),
+        Meta(gt=0, le=600, description="Messages per minute to one group (negative chat id)"),
     ] = 20.0
 
 
-class FtpRoute(_RouteDestination):
-    host: Annotated[str, Field(min_length=1, max_length=253, description="FTP server")]
-    port: Annotated[int, Field(ge=1, le=65535, description="FTP control port")] = 21
-    tls: Annotated[bool, Field(description="FTPS: explicit TLS (AUTH TLS) for login and data")] = (
+class FtpRoute(_RouteDestination, kw_only=True):
+    host: Annotated[str, Meta(min_length=1, max_length=253, description="FTP server")]
+    port: Annotated[int, Meta(ge=1, le=65535, description="FTP control port")] = 21
+    tls: Annotated[bool, Meta(description="FTPS: explicit TLS (AUTH TLS) for login and data")] = (
         False
     )
     ca_file: Annotated[
-        str, Field(max_length=4096, description="CA certificate for FTPS (empty: system CAs)")
+        str, Meta(max_length=4096, description="CA certificate for FTPS (empty: system CAs)")
     ] = ""
-    username: Annotated[str, Field(max_length=200, description="FTP user")] = "anonymous"
+    username: Annotated[str, Meta(max_length=200, description="FTP user")] = "anonymous"
     password_file: Annotated[
-        str, Field(max_length=4096, description="File holding the FTP password (empty: none)")
+        str, Meta(max_length=4096, description="File holding the FTP password (empty: none)")
     ] = ""
     directory: Annotated[
         str,
-        Field(
+        Meta(
             max_length=1000,
             description="Remote directory, created when missing; placeholders {site}, "
             "{device}, {date} (the contact's UTC day)",
         ),
     ] = "/{site}/{device}/{date}"
-    passive: Annotated[bool, Field(description="Passive mode (through NAT and firewalls)")] = True
-    send_clip: Annotated[bool, Field(description="Upload the clip beside its JSON record")] = True
+    passive: Annotated[bool, Meta(description="Passive mode (through NAT and firewalls)")] = True
+    send_clip: Annotated[bool, Meta(description="Upload the clip beside its JSON record")] = True
 
-    @model_validator(mode="after")
-    def _directory(self) -> Self:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _check_template(self.directory, ("site", "device", "date"))
-        return self
 
 
-class EmailRoute(_RouteDestination):
-    host: Annotated[str, Field(min_length=1, max_length=253, description="SMTP server")]
+class EmailRoute(_RouteDestination, kw_only=True):
+    host: Annotated[str, Meta(min_length=1, max_length=253, description="SMTP server")]
     port: Annotated[
-        int, Field(ge=1, le=65535, description="SMTP port (587 submission, 465 TLS, 25)")
+        int, Meta(ge=1, le=65535, description="SMTP port (587 submission, 465 TLS, 25)")
     ] = 587
     security: Annotated[
         Literal["starttls", "tls", "none"],
-        Field(description="starttls (upgrade the connection), tls (SMTPS) or none (loopback)"),
+        Meta(description="starttls (upgrade the connection), tls (SMTPS) or none (loopback)"),
     ] = "starttls"
     ca_file: Annotated[
-        str, Field(max_length=4096, description="CA certificate for TLS (empty: system CAs)")
+        str, Meta(max_length=4096, description="CA certificate for TLS (empty: system CAs)")
     ] = ""
-    username: Annotated[str, Field(max_length=200, description="SMTP user (empty: no login)")] = ""
+    username: Annotated[str, Meta(max_length=200, description="SMTP user (empty: no login)")] = ""
     password_file: Annotated[
-        str, Field(max_length=4096, description="File holding the SMTP password")
+        str, Meta(max_length=4096, description="File holding the SMTP password")
     ] = ""
-    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From address")] = (
+    sender: Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+$", description="From address")] = (
         "contactpoint@localhost"
     )
     recipients: Annotated[
-        list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]],
-        Field(min_length=1, description="To addresses"),
+        list[Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+$")]],
+        Meta(min_length=1, description="To addresses"),
     ]
     subject: Annotated[
         str,
-        Field(max_length=500, description="Subject; same placeholders as template"),
+        Meta(max_length=500, description="Subject; same placeholders as template"),
     ] = "[{site}/{device}] {tags}"
-    attach_clip: Annotated[bool, Field(description="Attach the clip to the e-mail")] = True
+    attach_clip: Annotated[bool, Meta(description="Attach the clip to the e-mail")] = True
     max_attach_mb: Annotated[
-        float, Field(gt=0, le=100, description="Larger clips are sent as a link (MB)")
+        float, Meta(gt=0, le=100, description="Larger clips are sent as a link (MB)")
     ] = 20.0
 
-    @model_validator(mode="after")
-    def _subject(self) -> Self:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _check_template(self.subject, ROUTE_PLACEHOLDERS)
         if self.username and not self.password_file:
             raise ValueError(f"route '{self.name}': username needs password_file")
-        return self
 
 
-class WebhookRoute(_RouteDestination):
-    url: Annotated[
-        str, Field(pattern=r"^https?://[^\s]+$", description="URL the JSON is POSTed to")
-    ]
+class WebhookRoute(_RouteDestination, kw_only=True):
+    url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$", description="URL the JSON is POSTed to")]
     secret_file: Annotated[
         str,
-        Field(
+        Meta(
             max_length=4096,
             description="File holding the HMAC-SHA256 key for X-Contactpoint-Signature "
             "(empty: unsigned)",
         ),
     ] = ""
     ca_file: Annotated[
-        str, Field(max_length=4096, description="CA certificate for https (empty: system CAs)")
+        str, Meta(max_length=4096, description="CA certificate for https (empty: system CAs)")
     ] = ""
 
 
 class MqttRoute(Section):
     name: Annotated[
         str,
-        Field(
+        Meta(
             pattern=NAME_PATTERN,
             description=f"Name; the topic is {route_topic('<site>', '<device>', '<name>')}, "
             "published through the device's outbox and broker session",
@@ -222,22 +214,22 @@ class MqttRoute(Section):
 
 class RouteRule(Section):
     to: Annotated[
-        list[Annotated[str, Field(pattern=NAME_PATTERN)]],
-        Field(min_length=1, description="Destination names that get what this rule matches"),
+        list[Annotated[str, Meta(pattern=NAME_PATTERN)]],
+        Meta(min_length=1, description="Destination names that get what this rule matches"),
     ]
     tags: Annotated[
-        list[str], Field(description="Match contacts with any of these tags (empty = every one)")
+        list[str], Meta(description="Match contacts with any of these tags (empty = every one)")
     ] = []
     unless_tags: Annotated[
-        list[str], Field(description="...but not contacts with any of these tags")
+        list[str], Meta(description="...but not contacts with any of these tags")
     ] = []
     modes: Annotated[
-        list[Mode], Field(description="Only contacts of these modes (empty = all)")
+        list[Mode], Meta(description="Only contacts of these modes (empty = all)")
     ] = []
     kinds: Annotated[
         list[Literal["contact", "alert"]],
-        Field(min_length=1, description="What the rule routes: contacts and/or alerts"),
-    ] = ["contact"]
+        Meta(min_length=1, description="What the rule routes: contacts and/or alerts"),
+    ] = field(default_factory=lambda: ["contact"])
 
 
 _NO_DESTINATIONS = (
@@ -249,7 +241,7 @@ _NO_DESTINATIONS = (
 class RoutesSection(Section):
     clip_url: Annotated[
         str,
-        Field(
+        Meta(
             max_length=2000,
             description="Link to a clip that is not uploaded (too large, or send_clip off); "
             "placeholders "
@@ -258,26 +250,25 @@ class RoutesSection(Section):
         ),
     ] = ""
     backoff_min_s: Annotated[
-        float, Field(ge=0.05, le=600, description="First retry delay (s), doubled each try")
+        float, Meta(ge=0.05, le=600, description="First retry delay (s), doubled each try")
     ] = 2.0
     backoff_max_s: Annotated[
-        float, Field(ge=0.1, le=86400, description="Longest retry delay (s), with jitter")
+        float, Meta(ge=0.1, le=86400, description="Longest retry delay (s), with jitter")
     ] = 300.0
     drain_s: Annotated[
         float,
-        Field(ge=0, le=3600, description="On stop, keep delivering this long (s); the rest waits"),
+        Meta(ge=0, le=3600, description="On stop, keep delivering this long (s); the rest waits"),
     ] = 10.0
-    telegram: Annotated[list[TelegramRoute], Field(description="Telegram chats/groups")] = []
-    ftp: Annotated[list[FtpRoute], Field(description="FTP/FTPS servers")] = []
-    email: Annotated[list[EmailRoute], Field(description="E-mail recipients (SMTP)")] = []
-    webhook: Annotated[list[WebhookRoute], Field(description="HTTP webhooks (signed JSON)")] = []
-    mqtt: Annotated[list[MqttRoute], Field(description="MQTT topics for managers")] = []
+    telegram: Annotated[list[TelegramRoute], Meta(description="Telegram chats/groups")] = []
+    ftp: Annotated[list[FtpRoute], Meta(description="FTP/FTPS servers")] = []
+    email: Annotated[list[EmailRoute], Meta(description="E-mail recipients (SMTP)")] = []
+    webhook: Annotated[list[WebhookRoute], Meta(description="HTTP webhooks (signed JSON)")] = []
+    mqtt: Annotated[list[MqttRoute], Meta(description="MQTT topics for managers")] = []
     rules: Annotated[
-        list[RouteRule], Field(description="Which contacts/alerts go to which destinations")
+        list[RouteRule], Meta(description="Which contacts/alerts go to which destinations")
     ] = []
 
-    @model_validator(mode="after")
-    def _names(self) -> Self:
+    def __post_init__(self) -> None:
         _check_template(self.clip_url, CLIP_URL_PLACEHOLDERS)
         seen: set[str] = set()
         for dest in self.destinations():
@@ -293,7 +284,6 @@ class RoutesSection(Section):
                         + (f" (did you mean '{hint[0]}'?)" if hint else "")
                         + (f"; defined: {', '.join(sorted(seen))}" if seen else _NO_DESTINATIONS)
                     )
-        return self
 
     def destinations(
         self,

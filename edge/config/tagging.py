@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from msgspec import Meta, field
 
 from contract.alerts import EVENT_KINDS, NAME_PATTERN, is_question_kind
 from edge.config.base import Section
@@ -20,21 +20,20 @@ ENDED_BY: tuple[str, ...] = ("departure", "timeout", "window", "answer", "no_ans
 
 
 class TagRule(Section):
-    tag: Annotated[str, Field(pattern=NAME_PATTERN, description="Tag given when the rule holds")]
+    tag: Annotated[str, Meta(pattern=NAME_PATTERN, description="Tag given when the rule holds")]
     if_any: Annotated[
-        list[str], Field(description="Holds if at least one of these events happened")
+        list[str], Meta(description="Holds if at least one of these events happened")
     ] = []
-    if_none: Annotated[list[str], Field(description="Holds if none of these events happened")] = []
+    if_none: Annotated[list[str], Meta(description="Holds if none of these events happened")] = []
     ended_by: Annotated[
-        list[str], Field(description="Holds if the contact ended in one of these ways")
+        list[str], Meta(description="Holds if the contact ended in one of these ways")
     ] = []
     modes: Annotated[
         list[RuleMode],
-        Field(description="Only for contacts of these modes (empty = all)"),
+        Meta(description="Only for contacts of these modes (empty = all)"),
     ] = []
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
+    def __post_init__(self) -> None:
         if not (self.if_any or self.if_none or self.ended_by):
             raise ValueError(f"rule '{self.tag}' needs if_any, if_none or ended_by")
         for kind in [*self.if_any, *self.if_none]:
@@ -48,7 +47,6 @@ class TagRule(Section):
         for way in self.ended_by:
             if way not in ENDED_BY:
                 raise ValueError(f"unknown ended_by '{way}'; allowed: {', '.join(ENDED_BY)}")
-        return self
 
 
 def default_rules() -> list[TagRule]:
@@ -70,5 +68,5 @@ def default_rules() -> list[TagRule]:
 class TaggingSection(Section):
     rules: Annotated[
         list[TagRule],
-        Field(description="Tag rules, evaluated on every contact when it closes"),
-    ] = Field(default_factory=default_rules)
+        Meta(description="Tag rules, evaluated on every contact when it closes"),
+    ] = field(default_factory=default_rules)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from msgspec import Meta
 
 from edge import video
 from edge.config.base import Section
@@ -13,7 +13,7 @@ from edge.config.base import Section
 class VideoSection(Section):
     url_template: Annotated[
         str,
-        Field(
+        Meta(
             max_length=2000,
             description="Link into the video archive, e.g. "
             "'https://nvr.local/archive?camera={camera}&t={time}'; placeholders {camera}, "
@@ -22,11 +22,11 @@ class VideoSection(Section):
     ] = ""
     camera: Annotated[
         str,
-        Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Camera number or id here"),
+        Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Camera number or id here"),
     ] = "1"
     offset_s: Annotated[
         float,
-        Field(
+        Meta(
             ge=-3600,
             le=3600,
             description="Added to the event time (the camera's clock offset, or lead-in) (s)",
@@ -34,20 +34,18 @@ class VideoSection(Section):
     ] = 0.0
     time_format: Annotated[
         str,
-        Field(
+        Meta(
             max_length=200,
             description="How {time} is written: epoch_s, epoch_ms, or an strftime pattern "
             "such as '%Y-%m-%dT%H:%M:%S' (rendered in 'timezone')",
         ),
     ] = "epoch_s"
     timezone: Annotated[
-        str, Field(max_length=100, description="IANA time zone of strftime times, e.g. UTC")
+        str, Meta(max_length=100, description="IANA time zone of strftime times, e.g. UTC")
     ] = "UTC"
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
+    def __post_init__(self) -> None:
         if self.url_template:
             video.placeholders(self.url_template)
         video.check_time_format(self.time_format)
         video.zone(self.timezone)
-        return self

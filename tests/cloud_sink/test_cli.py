@@ -104,8 +104,7 @@ def test_unknown_config_key_is_refused_with_a_suggestion(
     code = main(["sink", "run", "--data", str(tmp_path), "--config", str(conf)])
     assert code == 2
     err = capsys.readouterr().err  # worded as the device's config errors (contract/config.py)
-    assert f"{conf}: 1 problem(s)" in err
-    assert "sink.resend_afer_s: unknown key. Did you mean 'resend_after_s'?" in err
+    assert f"{conf}: sink.resend_afer_s: unknown key. Did you mean 'resend_after_s'?" in err
 
 
 @pytest.mark.parametrize("line", ["protocol = 5", 'resend_after_s = "5"', "tls = 1"])

@@ -45,7 +45,7 @@ from tests.cloud_sink.speech_helpers import silence, speak, wav_bytes
 GOLDEN_START = to_ns("2026-11-23T09:00:10.000Z")  # the golden contact's start
 GREETING = "Good morning, welcome to our shop. How can I help you today?"
 NO_GREETING = "The card terminal is broken, please pay in cash."
-RULES = RulesFile.model_validate(
+RULES = RulesFile.from_dict(
     {
         "fuzzy_threshold": 85,
         "rules": [

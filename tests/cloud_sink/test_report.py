@@ -448,7 +448,7 @@ def test_a_shift_played_through_the_edge_reaches_the_report(tmp_path: Path) -> N
     edge_dir.mkdir()
     path = edge_dir / "shift.toml"
     path.write_text(SHIFT)
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         {
             "device": {"id": "cp-7", "site": "shop"},
             "audio": {"enabled": False},

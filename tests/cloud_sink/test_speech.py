@@ -277,7 +277,7 @@ def test_a_bad_rules_file_names_the_key(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, _ = run_cli(capsys, "standards", "example")
     assert code == 0
     assert "fuzzy_threshold = 85" in out
-    assert RulesFile.model_validate({}).rules == []
+    assert RulesFile.from_dict({}).rules == []
 
 
 class Greeter:

@@ -22,7 +22,7 @@ RULES: dict[str, Any] = {
 
 
 def outcome(text: str, words: list[Word] | None = None, offset_s: float = 0.0) -> dict[str, Any]:
-    rules = RulesFile.model_validate(RULES)
+    rules = RulesFile.from_dict(RULES)
     return {
         o.rule.name: (o.passed, o.tag, [m.heard for m in o.matches])
         for o in check(rules, text, words or [], offset_s)
@@ -52,7 +52,7 @@ def test_english_inflections_and_a_misrecognised_word_within_the_threshold() -> 
 
 
 def test_the_threshold_comes_from_the_rules_file() -> None:
-    strict = RulesFile.model_validate({**RULES, "fuzzy_threshold": 100})
+    strict = RulesFile.from_dict({**RULES, "fuzzy_threshold": 100})
     [greeting, *_] = check(strict, "Здраствуйте", [])
     assert not greeting.passed
 
@@ -65,7 +65,7 @@ def test_a_forbidden_word_in_any_form_fails_its_rule_with_its_tag() -> None:
 
 def test_a_greeting_after_its_time_limit_fails_but_is_kept_with_its_time() -> None:
     late = timed(("чем", 2.0), ("помочь", 2.5), ("добрый", 14.0), ("день", 14.5))
-    rules = RulesFile.model_validate(RULES)
+    rules = RulesFile.from_dict(RULES)
     [greeting, *_] = check(rules, "", late, offset_s=3.0)  # the contact starts 3 s in
     assert not greeting.passed
     assert greeting.tag == "no_greeting"

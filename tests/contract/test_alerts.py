@@ -49,7 +49,7 @@ def obs(kind: str, at_s: float, ref: str | None = None) -> Observation:
         ({"at_least": True}, "alerts.rules[0].at_least = True: a number, not true/false"),
         ({"within_s": False}, "alerts.rules[0].within_s = False: a number"),
         ({"share_of": ["greem"]}, "share_of 'greem' is not something to count (did you mean"),
-        ({"cooldown_s": -1}, "alerts.rules[0].cooldown_s = -1: Input should be greater than"),
+        ({"cooldown_s": -1}, "alerts.rules[0].cooldown_s = -1: Expected `float` >= 0.0; seconds"),
     ],
 )
 def test_a_bad_rule_names_the_key_the_value_and_the_fix(entry: dict[str, Any], msg: str) -> None:

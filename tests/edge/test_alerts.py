@@ -233,7 +233,7 @@ def test_a_contact_saved_after_a_later_orphan_event_still_counts(tmp_path: Path)
     # the red at 64 s, pressed after the customer left, is an orphan once no window can claim it
     # (``before_s``, 60 s, later): the device saves the third red before the first two. In event
     # time the three are one burst.
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         {
             "contacts": {"post_roll_s": 120},
             "alerts": {"rules": [{"name": "reds", "count": "red", "at_least": 3}]},

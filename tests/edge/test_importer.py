@@ -59,7 +59,7 @@ def ns(when: datetime) -> int:
 
 
 def config(**importer: Any) -> Config:
-    return Config.model_validate(
+    return Config.from_dict(
         {
             "device": {"id": "courier-pc", "site": "delivery"},
             "importer": {
@@ -535,7 +535,7 @@ def posting_device(cfg: Config, data: Path) -> Runtime:
 
 
 def with_till(cfg: Config) -> Config:
-    return cfg.model_copy(update={"receipts": cfg.receipts.model_copy(update={"port": 0})})
+    return cfg.replace(receipts=cfg.receipts.replace(port=0))
 
 
 def test_events_posted_to_the_device_are_cut_by_the_next_import(day: Day, tmp_path: Path) -> None:
@@ -646,9 +646,7 @@ def test_imported_contacts_arrive_in_the_sink_through_a_real_broker(
     try:
         assert sink.subscribed.wait(10)
         data = tmp_path / "data"
-        cfg = config().model_copy(
-            update={"mqtt": config().mqtt.model_copy(update={"backoff_min_s": 0.05})}
-        )
+        cfg = config().replace(mqtt=config().mqtt.replace(backoff_min_s=0.05))
         summary = run_import(cfg, [day.folder], day.events, data, broker=broker.url)
         assert summary.delivered is True
         contacts, _, depth = stored(data)

@@ -158,9 +158,7 @@ def test_the_retained_status_of_a_simulated_shift_carries_todays_counters(
 ) -> None:
     path = tmp_path / "shift.toml"
     path.write_text(SCENARIO)
-    cfg = Config.model_validate(
-        {"audio": {"enabled": False}, "metrics": {"correction_factor": 0.2}}
-    )
+    cfg = Config.from_dict({"audio": {"enabled": False}, "metrics": {"correction_factor": 0.2}})
     run_simulation(cfg, load_scenario(path, cfg), path, tmp_path, broker=broker.url)
     reader = Sink(broker.port, wire.topic(cfg.device.site, cfg.device.id, "status"))
     try:

@@ -99,7 +99,7 @@ class Subscriber:
 
 
 def config() -> Config:
-    return Config.model_validate(
+    return Config.from_dict(
         {
             "audio": {"enabled": False},
             "video": {"url_template": TEMPLATE, "camera": "7", "offset_s": -2},

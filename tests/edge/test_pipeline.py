@@ -127,7 +127,7 @@ def test_wall_time_is_attached_from_the_scenario_start(
 def simulate(tmp_path: Path, scenario_text: str, config: Mapping[str, Any]) -> list[ContactRecord]:
     path = tmp_path / "scenario.toml"
     path.write_text(scenario_text)
-    cfg = Config.model_validate(config)
+    cfg = Config.from_dict(config)
     run_simulation(cfg, load_scenario(path, cfg), path, tmp_path)
     store = Store.open(tmp_path / STORE_NAME)
     try:

@@ -30,7 +30,7 @@ Reported = list[tuple[int, Arrival | Departure]]  # (time of the reading that re
 
 def cfg(**fields: Any) -> PresenceSection:
     """The defaults (window 5, near 0.9, far 1.2, arrive 1 s, leave 3 s, no echo 2 s) + fields."""
-    return PresenceSection.model_validate(fields)
+    return PresenceSection.from_dict(fields)
 
 
 def at(seconds: float) -> int:

@@ -254,7 +254,7 @@ def test_a_run_that_waits_for_receipts_fails_clearly_without_a_sink(
 ) -> None:
     """``run_simulation(until_delivered=True)`` (the soak's broker kills) against a broker with
     no sink behind it: everything is acknowledged, nothing confirmed, and the error says so."""
-    cfg = Config.model_validate(config_dict(broker.url))
+    cfg = Config.from_dict(config_dict(broker.url))
     data = tmp_path / "edge"
     data.mkdir()
     with pytest.raises(DeliveryError, match=r"the sink did not confirm everything") as err:

@@ -40,7 +40,7 @@ def post_receipt(port: int, receipt_id: str) -> int:
 
 
 def test_the_till_hooks_and_the_core_loop_of_an_assembled_device(tmp_path: Path) -> None:
-    cfg = Config.model_validate({"audio": {"enabled": False}, "receipts": {"port": 0}})
+    cfg = Config.from_dict({"audio": {"enabled": False}, "receipts": {"port": 0}})
     backend = open_backend(dataclasses.replace(backend_spec(cfg), backend="simulated"))
     clock = FakeClock()
     built: list[Core] = []
@@ -84,7 +84,7 @@ def test_the_till_hooks_and_the_core_loop_of_an_assembled_device(tmp_path: Path)
 
 
 def test_a_part_that_cannot_be_built_fails_the_assembly_naming_it(tmp_path: Path) -> None:
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         {
             "audio": {"enabled": False},
             "routes": {
@@ -150,7 +150,7 @@ def test_the_core_loop_sleeps_until_the_next_thing_is_due(tmp_path: Path) -> Non
     """Issue #13: no fixed tick. Idle, the live daemon's loop waits on its inbox for the core's
     once-a-second checks; with a button released, until the moment its press is confirmed,
     and the press comes out of the tick at that moment, not before."""
-    cfg = Config.model_validate({"audio": {"enabled": False}, "input": {"debounce_ms": 30}})
+    cfg = Config.from_dict({"audio": {"enabled": False}, "input": {"debounce_ms": 30}})
     backend = open_backend(dataclasses.replace(backend_spec(cfg), backend="simulated"))
     clock = FakeClock()
     presses: list[Press] = []
@@ -178,7 +178,7 @@ def test_the_supervisor_sets_no_timer_while_it_waits_for_audio(tmp_path: Path) -
     """The core loop sleeps until the supervisor's next beat is due: before the first audio
     period (no READY yet) and while the capture stalls (pings held) nothing of it is due on
     time, only the periodic status once ready; otherwise the loop would spin."""
-    cfg = Config.model_validate({"audio": {"enabled": False}})
+    cfg = Config.from_dict({"audio": {"enabled": False}})
     backend = open_backend(dataclasses.replace(backend_spec(cfg), backend="simulated"))
     clock = FakeClock()
     now = [100.0]

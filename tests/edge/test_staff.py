@@ -204,7 +204,7 @@ def config_error(staff: dict[str, object]) -> str:
 
 
 def test_config_builds_the_schedule_and_refuses_mistakes_clearly() -> None:
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         {
             "staff": {
                 "timezone": "Europe/Berlin",
@@ -360,7 +360,7 @@ leave = 1150.0
 def test_the_staff_field_travels_from_the_schedule_and_calls_to_the_store(tmp_path: Path) -> None:
     path = tmp_path / "shift.toml"
     path.write_text(SCENARIO)
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         {
             "audio": {"enabled": False},
             "staff": {

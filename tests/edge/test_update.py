@@ -181,7 +181,7 @@ def fleet_key(tmp_path: Path) -> tuple[Path, bytes]:
 
 
 def _device(broker: LocalBroker) -> Config:
-    return Config.model_validate(
+    return Config.from_dict(
         {"device": {"id": "dev-a", "site": "site-1"}, "mqtt": {"broker": broker.url}}
     )
 

@@ -25,6 +25,7 @@ from typing import Any
 import tomlkit
 
 from cloud_sink import Sink, SinkConfig
+from contract.config import document, fields
 from contract.crashpoint import ENV as CRASH_ENV
 from edge.config import Config
 from edge.records import ClipInfo
@@ -41,7 +42,7 @@ DEVICE, SITE = "cp-fault", "shop-fault"
 
 
 def write_scenario(path: Path, scenario: Scenario) -> Path:
-    path.write_text(tomlkit.dumps(scenario.model_dump(mode="json", exclude_none=True)))
+    path.write_text(tomlkit.dumps(document(scenario)))
     return path
 
 
@@ -53,7 +54,7 @@ def config_dict(broker_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
         "mqtt": {"broker": broker_url, "backoff_min_s": 0.05, "backoff_max_s": 0.5},
         "receipts": {"enabled": False},
     }
-    if "alerts" in Config.model_fields:
+    if "alerts" in fields(Config):
         data["alerts"] = {"rules": []}
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
@@ -62,7 +63,7 @@ def config_dict(broker_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
 
 def write_config(path: Path, broker_url: str, **sections: dict[str, Any]) -> Path:
     data = config_dict(broker_url, **sections)
-    Config.model_validate(data)  # fail here, not in the subprocess
+    Config.from_dict(data)  # fail here, not in the subprocess
     path.write_text(tomlkit.dumps(data))
     return path
 
@@ -586,7 +587,7 @@ def sink_kill_cycles(
     edge_data.mkdir(parents=True)
     with running_sink(broker.url, sink_data):
         pass  # the sink's persistent session exists: the broker queues for it from now on
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         config_dict(broker.url, audio={"codec": "flac"}, mqtt={"chunk_bytes": 8192})
     )
     failure: list[BaseException] = []
@@ -690,7 +691,7 @@ def broker_kill_cycles(
 
     data, sink_data = work / "edge", work / "sink"
     data.mkdir(parents=True)
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         config_dict(
             broker.url,
             audio={"codec": "flac"},
@@ -784,7 +785,7 @@ def full_disk_shift(
     from tests.fullfs import fill, small_tmpfs
 
     sink_data = work / "sink"
-    cfg = Config.model_validate(config_dict(broker.url, contacts=LONG_ROLLS))
+    cfg = Config.from_dict(config_dict(broker.url, contacts=LONG_ROLLS))
     figures = FullDiskFigures()
     fill_at, free_at = scenario.duration_ns // 3, 2 * scenario.duration_ns // 3
     with (
@@ -917,7 +918,7 @@ def poison_mid_shift(
 
     data, sink_data = work / "edge", work / "sink"
     data.mkdir(parents=True)
-    cfg = Config.model_validate(config_dict(broker.url))
+    cfg = Config.from_dict(config_dict(broker.url))
     kinds = poison_kinds()
     figures = PoisonFigures(kinds=len(kinds))
     stored_before: list[int] = []

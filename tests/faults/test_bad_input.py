@@ -33,15 +33,15 @@ def strict_json(text: str) -> Any:
 
 def test_receipts_with_nan_and_infinite_amounts_are_kept_without_them(tmp_path: Path) -> None:
     amounts = [float("nan"), float("inf"), 2.5]
-    receipts = [  # model_construct: NaN gets past the scenario's own check, like a stray bug
-        ScenarioReceipt.model_construct(at=r.at, id=r.id, amount=amounts[i % 3])
+    receipts = [  # built directly: NaN gets past the scenario's own check, like a stray bug
+        ScenarioReceipt(at=r.at, id=r.id, amount=amounts[i % 3])
         for i, r in enumerate(SHIFT.receipts)
     ]
-    receipts.append(ScenarioReceipt.model_construct(at=2.0, id="R-alone", amount=float("nan")))
+    receipts.append(ScenarioReceipt(at=2.0, id="R-alone", amount=float("nan")))
     assert len(receipts) >= 7
-    scenario = SHIFT.model_copy(update={"receipts": receipts})
+    scenario = SHIFT.replace(receipts=receipts)
     cores: list[Core] = []
-    cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1"))
+    cfg = Config.from_dict(config_dict("mqtt://127.0.0.1:1"))
     summary = run_simulation(cfg, scenario, tmp_path / "s.toml", tmp_path, core_hook=cores.append)
 
     assert summary.contacts == 13  # as many as the same shift without bad amounts

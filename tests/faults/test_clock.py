@@ -58,7 +58,7 @@ def check_edge_store(data: Path) -> None:
 def test_contacts_saved_before_the_sync_are_corrected_in_the_outbox(
     tmp_path: Path, hours: int
 ) -> None:
-    cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1"))
+    cfg = Config.from_dict(config_dict("mqtt://127.0.0.1:1"))
     run_simulation(cfg, SHIFT, tmp_path / "s.toml", tmp_path, clock=wrong_clock(hours))
     check_edge_store(tmp_path)
 
@@ -69,7 +69,7 @@ def test_the_sink_gets_true_times_and_order_after_the_sync(
 ) -> None:
     edge = tmp_path / "edge"
     edge.mkdir()
-    cfg = Config.model_validate(config_dict(broker.url))
+    cfg = Config.from_dict(config_dict(broker.url))
     with running_sink(broker.url, tmp_path / "sink") as sink:
         run_simulation(  # paced: contacts before the sync are delivered before it happens
             cfg,
@@ -134,7 +134,7 @@ class Machine:
 
 
 def stepping_core(tmp_path: Path, machine: Machine, threshold_s: float = 2.0) -> Core:
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         config_dict("mqtt://127.0.0.1:1", clock={"step_threshold_s": threshold_s})
     )
     clock = SystemClock(
@@ -205,7 +205,7 @@ def test_a_small_slew_or_the_first_sync_is_not_a_step(tmp_path: Path) -> None:
     finally:
         core.store.close()
     clock = wrong_clock(5)  # not synchronised at start: the jump at the sync is expected
-    cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1"))
+    cfg = Config.from_dict(config_dict("mqtt://127.0.0.1:1"))
     cores: list[Core] = []
     run_simulation(
         cfg, SHIFT, tmp_path / "s.toml", tmp_path / "sim", clock=clock, core_hook=cores.append
@@ -227,7 +227,7 @@ def test_a_shift_with_the_clock_stepped_back_and_forward_flags_the_contacts_in_b
     def seen(health: Health) -> None:
         faults_seen.append(set(health.faults))
 
-    cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1"))
+    cfg = Config.from_dict(config_dict("mqtt://127.0.0.1:1"))
     run_simulation(
         cfg,
         SHIFT,

@@ -45,7 +45,7 @@ def corrupt(path: Path, how: str, seed: int) -> None:
 def test_a_corrupt_store_is_moved_aside_and_its_clips_reindexed(
     tmp_path: Path, how: str, seed: int
 ) -> None:
-    cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1"))
+    cfg = Config.from_dict(config_dict("mqtt://127.0.0.1:1"))
     run_simulation(cfg, SHIFT, tmp_path / "s.toml", tmp_path)
     with Store.open(tmp_path / STORE_NAME) as store:
         before = {c.id: c for c in store.contacts()}

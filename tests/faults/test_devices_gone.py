@@ -79,7 +79,7 @@ def contacts(data: Path) -> list[Any]:
 def test_microphone_gone_mid_run_contacts_are_saved_after_a_bounded_wait(
     tmp_path: Path,
 ) -> None:
-    cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1", audio={"stall_s": 5}))
+    cfg = Config.from_dict(config_dict("mqtt://127.0.0.1:1", audio={"stall_s": 5}))
     hook, seen, saved_at = outage("microphone", AudioPeriod)
     cores: list[Core] = []
 
@@ -108,7 +108,7 @@ def test_microphone_gone_mid_run_contacts_are_saved_after_a_bounded_wait(
 
 
 def test_presence_sensor_gone_buttons_still_make_contacts(tmp_path: Path) -> None:
-    cfg = Config.model_validate(config_dict("mqtt://127.0.0.1:1"))
+    cfg = Config.from_dict(config_dict("mqtt://127.0.0.1:1"))
     hook, seen, _ = outage("ranger", Distance)
     run_simulation(cfg, SHIFT, tmp_path / "s.toml", tmp_path, core_hook=hook)
     during, after = seen
@@ -148,7 +148,7 @@ def test_microphone_missing_at_start_on_real_drivers(
         mqtt={"status_interval_s": 1},
     )
     data["buttons"] = [{"name": "request", "role": "request", "pin": 13}]
-    cfg = Config.model_validate(data)
+    cfg = Config.from_dict(data)
     stop = threading.Event()
     result: list[Core] = []
     daemon = threading.Thread(target=lambda: result.append(run_live(cfg, tmp_path, stop=stop)))

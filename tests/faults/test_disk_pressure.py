@@ -54,7 +54,7 @@ SHIFT = busy_shift(0.25, seed=3)  # 13 contacts, each with a clip of ~1-2.5 MB (
 
 
 def config(**sections: dict[str, Any]) -> Config:
-    return Config.model_validate(config_dict("mqtt://127.0.0.1:1", **sections))
+    return Config.from_dict(config_dict("mqtt://127.0.0.1:1", **sections))
 
 
 def saved_clip(store: Store, data: Path, n: int) -> ContactRecord:
@@ -85,12 +85,12 @@ def test_the_budget_deletes_delivered_clips_first_oldest_first(
         cfg = config(storage={"max_bytes": 1, "delete_undelivered": undelivered}).storage
         budget = DiskBudget(cfg, store, tmp_path, health, "clips")
         clip_bytes = records[0].clip.bytes if records[0].clip else 0
-        budget.cfg = cfg.model_copy(update={"max_bytes": budget.usage() - 2 * clip_bytes})
+        budget.cfg = cfg.replace(max_bytes=budget.usage() - 2 * clip_bytes)
         budget.enforce()  # two clips must go: the two oldest delivered ones
         left = {r.id for r in records if (tmp_path / f"clips/{r.id}.wav").exists()}
         assert left == {r.id for r in records} - {records[1].id, records[3].id}
         assert health.count("clips_deleted_delivered") == 2
-        budget.cfg = cfg.model_copy(update={"max_bytes": budget.usage() - 2 * clip_bytes})
+        budget.cfg = cfg.replace(max_bytes=budget.usage() - 2 * clip_bytes)
         budget.enforce()  # two more: the last delivered one, then (if allowed) the oldest other
         left = {r.id for r in records if (tmp_path / f"clips/{r.id}.wav").exists()}
         if undelivered:
@@ -150,9 +150,7 @@ def test_enospc_on_clips_never_stops_capture_nor_loses_a_contact(
     disk = VirtualDisk(tmp_path, 8_000_000)
     monkeypatch.setattr(edge.audio.clipper, "write_clip_parts", disk.wrap(write_clip_parts))
     cores: list[Core] = []
-    cfg = Config.model_validate(
-        config_dict(broker.url, storage={"delete_undelivered": undelivered})
-    )
+    cfg = Config.from_dict(config_dict(broker.url, storage={"delete_undelivered": undelivered}))
     summary = run_simulation(
         cfg, SHIFT, tmp_path / "s.toml", tmp_path, broker=broker.url, core_hook=cores.append
     )
@@ -235,7 +233,7 @@ def test_a_real_full_disk_keeps_capture_and_contacts_and_clips_resume_with_room(
             if now_ns >= FREE_AT_NS and filler.exists():
                 filler.unlink()  # room again, the daemon still running
 
-        cfg = Config.model_validate(config_dict(broker.url, contacts=ROLLS))
+        cfg = Config.from_dict(config_dict(broker.url, contacts=ROLLS))
         summary = run_simulation(
             cfg,
             SHIFT,

@@ -184,7 +184,7 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(
     edges = {device: tmp_path / device for device in DEVICES}
 
     def device(name: str, seed: int) -> None:
-        cfg = Config.model_validate(
+        cfg = Config.from_dict(
             config_dict(
                 broker.url,
                 device={"id": name, "site": "shop-scale"},

@@ -394,7 +394,7 @@ def test_a_contact_recorded_from_an_rtsp_camera_has_its_audio_exact_to_the_sampl
     factory = MockFactory()
     monkeypatch.setattr(hardware.gpio, "make_pin_factory", lambda *a, **k: factory)
     with RtspServer(ramp_wav, user="cam", password="Cam-Pa55") as server:
-        cfg = Config.model_validate(
+        cfg = Config.from_dict(
             {
                 "device": {"id": "cp-camera", "site": "shop"},
                 "hardware": {"backend": "pi"},

@@ -64,7 +64,7 @@ class Fleet:
     devices: list[threading.Thread] = field(default_factory=list)
 
     def config(self, name: str) -> Config:
-        return Config.model_validate(
+        return Config.from_dict(
             {"device": {"id": name, "site": "site-1"}, "mqtt": {"broker": self.broker.url}}
         )
 
@@ -319,7 +319,7 @@ def test_the_daemon_enrolls_at_its_first_start_then_delivers(
     factory = MockFactory()
     monkeypatch.setattr(hardware.gpio, "make_pin_factory", lambda *a, **k: factory)
     fleet.registry.add_claim("batch", TOKEN, site="site-1", uses=1)
-    cfg = Config.model_validate(
+    cfg = Config.from_dict(
         {
             "device": {"id": "dev-a", "site": "site-1"},
             "hardware": {"backend": "pi"},

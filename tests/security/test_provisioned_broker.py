@@ -278,7 +278,7 @@ def _device_publisher(
 
 
 def _ha_config(device: str, **homeassistant: object) -> Config:
-    return Config.model_validate(
+    return Config.from_dict(
         {
             "device": {"id": device, "site": SITE},
             "homeassistant": {"enabled": True, **homeassistant},

@@ -33,7 +33,7 @@ NOW = 1_800_000_000 * NS
 
 
 def cfg(**kw: object) -> RetentionSection:
-    return RetentionSection.model_validate({"audio_days": 30, **kw})
+    return RetentionSection.from_dict({"audio_days": 30, **kw})
 
 
 # --- the device ---------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class Device:
         self.publishers: list[Publisher] = []
 
     def publisher(self, url: str, **files: str) -> Publisher:
-        cfg = MqttSection(broker=url, backoff_min_s=0.05, backoff_max_s=0.2, **files)
+        cfg = MqttSection(broker=url, backoff_min_s=0.05, backoff_max_s=0.2).replace(**files)
         pub = Publisher(
             cfg, device=DEVICE, site=SITE, data_dir=self.data, store=self.store,
             version="test", clock=FakeClock(),

@@ -40,7 +40,7 @@ class Filled:
 
 
 def _edge_config(broker: LocalBroker, device: str, site: str) -> Config:
-    return Config.model_validate(
+    return Config.from_dict(
         {
             "device": {"id": device, "site": site},
             "audio": {"codec": "wav"},
