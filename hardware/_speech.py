@@ -12,8 +12,9 @@ Rules:
 - :class:`SpeechLike` is synthetic speech: voiced syllables (a 100–250 Hz pitch with a few
   harmonics under a syllable envelope), pauses between words and phrases, a little noise; about
   −20 dBFS RMS. It is computed with the standard library only (``random.Random(seed)``, ``math``;
-  the daemon imports no numpy, issue #14), once per (rate, seed) in a process: 24 s of it take
-  about a second of CPU at 16 kHz (``bench/README.md``, "memory, issue #14, third step").
+  the daemon imports no numpy, issue #14), once per (rate, seed) in a process: the 24-s table
+  takes about half a CPU-second at 16 kHz on the bench machine, twice what numpy's import and
+  synthesis took (``bench/README.md``, "memory, issue #14, third step").
   :class:`LoopedWav` loops a 16-bit mono WAV recorded at the capture rate (read with soundfile).
 """
 
