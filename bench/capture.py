@@ -32,10 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.audio import Ring
 from edge.config import Config
-from hardware._api import AudioPeriod, HardwareEvent, Samples
+from hardware._api import AudioPeriod, HardwareEvent
 from hardware.alsa import AlsaMicrophone
 
 RATE = 16000
@@ -124,7 +125,7 @@ def run_arecord(total: int, period: int, periods: int) -> tuple[float, float]:
     return cpu, wall
 
 
-def check_ring(ring: Ring, audio: Samples) -> str:
+def check_ring(ring: Ring, audio: npt.NDArray[np.int16]) -> str:
     """What the ring holds, compared with the file: 'yes' or what differs."""
     if ring.head != len(audio):
         return f"NO: ring head {ring.head}, file {len(audio)} samples"

@@ -40,7 +40,7 @@ def write_day(folder: Path, hours: int, fmt: str) -> datetime:
     rng = np.random.default_rng(7)
     hour = 3600 * RATE
     for h in range(hours):
-        samples = voice.render(h * hour, hour).astype(np.int32)
+        samples = np.asarray(voice.render(h * hour, hour), np.int16).astype(np.int32)
         samples += rng.integers(-300, 300, hour)
         block = np.clip(samples, -32768, 32767).astype(np.int16)
         name = (start + timedelta(hours=h)).strftime("REC_%Y%m%d_%H%M%S")

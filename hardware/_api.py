@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
-
-Samples = npt.NDArray[np.int16]
+#: Mono S16 samples: a 1-D ``memoryview`` of format ``"h"`` (native int16, which is S16_LE on
+#: every machine this runs on), so ``len()`` is the number of samples. A driver hands over a view
+#: of its own buffer (read-only where it can be): the receiver copies what it keeps (the ring
+#: does, once) and never writes to it.
+Samples: TypeAlias = memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class Distance:
 
 @dataclass(frozen=True, slots=True)
 class AudioPeriod:
-    """A block of captured mono S16 samples.
+    """A block of captured mono S16 samples (:data:`Samples`: an int16 ``memoryview``).
 
     ``start_index`` is the absolute index of the first sample since capture started; it keeps
     counting across overruns and reconnects, so a jump between two periods *is* the gap.

@@ -5,8 +5,9 @@ Rules of :class:`AlsaMicrophone`:
 - Capture runs on its own thread: mono, S16_LE, ``sample_rate`` 8000 or 16000, ``period_frames``
   per read and ``periods`` periods of ALSA buffer. Each read becomes one :class:`AudioPeriod`
   (normally ``period_frames`` long, shorter only if ALSA returns a short read); its samples are a
-  read-only numpy view of the bytes ALSA returned, not a copy. The cost is per period (a wake-up,
-  a read, a record), so longer periods cost less CPU: ``bench/capture.py`` measures it.
+  read-only int16 ``memoryview`` of the bytes ALSA returned, not a copy. The cost is per period
+  (a wake-up, a read, a record), so longer periods cost less CPU: ``bench/capture.py`` measures
+  it.
 - Index 0 is the first sample after the first successful open; if the device could not be
   opened at once, it is the sample due at ``start()``, so the outage shows as a jump.
 - Sample-index clock (:class:`hardware._capture.IndexClock`, shared with the network stream):
@@ -57,7 +58,6 @@ from pathlib import Path
 from typing import Any
 
 import alsaaudio
-import numpy as np
 
 from hardware._api import AudioPeriod, EventSink, Samples
 from hardware._capture import NS, CaptureState, CaptureStatus, IndexClock, stop_capture
@@ -67,8 +67,6 @@ log = logging.getLogger(__name__)
 
 _POLL_TIMEOUT_MS = 100
 SUPPORTED_RATES = (8000, 16000)
-#: S16_LE as numpy reads it; native int16 on the little-endian machines this runs on
-_S16LE = np.dtype("<i2")
 
 
 class AudioDeviceError(Exception):
@@ -217,8 +215,9 @@ class AlsaMicrophone(EmittingDevice):
             frames, data = read()
             now = clock()
             if frames > 0:
-                # a read-only view of the bytes ALSA returned: no copy (the ring copies once)
-                deliver(np.frombuffer(data, _S16LE, frames), now)
+                # a read-only view of the bytes ALSA returned: no copy (the ring copies once);
+                # S16_LE is native int16 on the little-endian machines this runs on
+                deliver(memoryview(data)[: 2 * frames].cast("h"), now)
             elif frames < 0:
                 self._overruns += 1
                 self._index.resync = True

@@ -25,8 +25,6 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from hardware import _remote
 from hardware._api import (
     AudioPeriod,
@@ -110,19 +108,19 @@ class SimButton(_ScriptedDevice):
 
     def __init__(self, name: str, presses: list[SimPress], seed: int = 0) -> None:
         self.name = name
-        self._edges = self._script(presses, np.random.default_rng(seed))
+        self._edges = self._script(presses, random.Random(seed))
         self._next = 0
 
-    def _script(self, presses: list[SimPress], rng: np.random.Generator) -> list[ButtonEdge]:
+    def _script(self, presses: list[SimPress], rng: random.Random) -> list[ButtonEdge]:
         edges: list[ButtonEdge] = []
         for press in sorted(presses, key=lambda p: p.at_ns):
             for start, level in ((press.at_ns, True), (press.at_ns + press.hold_ns, False)):
                 edges.append(ButtonEdge(self.name, level, start))
                 t = start
                 for _ in range(press.bounces):  # the contact chatters for a few ms
-                    t += int(rng.integers(100_000, 1_500_000))
+                    t += rng.randrange(100_000, 1_500_000)
                     edges.append(ButtonEdge(self.name, not level, t))
-                    t += int(rng.integers(100_000, 1_500_000))
+                    t += rng.randrange(100_000, 1_500_000)
                     edges.append(ButtonEdge(self.name, level, t))
         edges.sort(key=lambda e: e.t_ns)
         return edges
@@ -143,7 +141,7 @@ class SimRanger(_ScriptedDevice):
         self.interval_s = interval_s
         self._interval_ns = round(interval_s * NS)
         self._world = world
-        self._rng = np.random.default_rng(world.seed + 1)
+        self._rng = random.Random(world.seed + 1)
         self._next_ns = 0
 
     def emit_until(self, t_ns: int) -> list[HardwareEvent]:
@@ -156,7 +154,7 @@ class SimRanger(_ScriptedDevice):
             if true_m is not None and not (
                 true_m != world.background_m and self._rng.random() < world.no_echo_rate
             ):
-                meters = max(0.02, true_m + float(self._rng.normal(0.0, world.noise_m)))
+                meters = max(0.02, true_m + self._rng.gauss(0.0, world.noise_m))
             out.append(Distance(meters, t))
             self._next_ns += self._interval_ns
         return out

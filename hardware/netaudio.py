@@ -45,13 +45,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
-import numpy as np
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 from av.container import InputContainer
 from av.error import FFmpegError, InvalidDataError
 
-from hardware._api import AudioPeriod, EventSink, Samples
+from hardware._api import AudioPeriod, EventSink
 from hardware._capture import CaptureState, CaptureStatus, IndexClock, stop_capture
 from hardware._driver import EmittingDevice
 from hardware._streamurl import Redactor, check_stream_url
@@ -115,8 +114,8 @@ class NetworkMicrophone(EmittingDevice):
         self._connections = 0  # connections that delivered audio
         # owned by the capture thread once started: the index clock and the period being filled
         self._index = IndexClock(sample_rate, round(jitter_s * sample_rate))
-        self._buf: Samples = np.empty(period_frames, dtype=np.int16)
-        self._fill_start = 0  # index of self._buf[0]
+        self._buf = bytearray(2 * period_frames)  # S16: two bytes a sample
+        self._fill_start = 0  # index of the first sample in self._buf
         self._filled = 0
 
     @staticmethod
@@ -243,8 +242,7 @@ class NetworkMicrophone(EmittingDevice):
 
     def _take(self, frame: AudioFrame) -> None:
         now = self._clock()
-        samples: Samples = np.asarray(frame.to_ndarray(), dtype=np.int16).reshape(-1)
-        n = len(samples)
+        n = frame.samples  # mono S16, packed (the resampler's output): the plane's first 2n bytes
         if n == 0:
             return
         if self._link != "connected":
@@ -260,10 +258,11 @@ class NetworkMicrophone(EmittingDevice):
         if start != self._fill_start + self._filled:  # a gap: the period being filled ends here
             self._flush()
             self._fill_start = start
+        data = memoryview(frame.planes[0]).cast("B")  # a view of FFmpeg's buffer, no copy
         pos = 0
         while pos < n:
             k = min(self._period - self._filled, n - pos)
-            self._buf[self._filled : self._filled + k] = samples[pos : pos + k]
+            self._buf[2 * self._filled : 2 * (self._filled + k)] = data[2 * pos : 2 * (pos + k)]
             self._filled += k
             pos += k
             if self._filled == self._period:
@@ -273,10 +272,11 @@ class NetworkMicrophone(EmittingDevice):
         """Deliver the period being filled (full, or cut short by a gap or a lost connection)."""
         if self._filled == 0:
             return
-        block, start = self._buf[: self._filled], self._fill_start
+        block = memoryview(self._buf)[: 2 * self._filled].cast("h")
+        start = self._fill_start
         self._fill_start += self._filled
         self._filled = 0
-        self._buf = np.empty(self._period, dtype=np.int16)  # the delivered one is the sink's
+        self._buf = bytearray(2 * self._period)  # the delivered one is the sink's
         self._emit(AudioPeriod(start, block, self._index.time_of(start)))
 
     def _close(self, container: InputContainer) -> None:

@@ -5,8 +5,10 @@ Rules:
 - Formats: ``wav`` = RIFF WAVE, LPCM 16-bit mono; ``flac`` = FLAC 16-bit mono; ``opus`` = Ogg/Opus
   (extension ``.opus``, RFC 7845). FLAC and Opus go through ``soundfile`` (libsndfile, imported
   only when one is written); WAV (the default) is its canonical 44-byte header followed by the
-  samples' own bytes, written straight from the caller's arrays (the same bytes libsndfile
-  writes, without a copy of a long clip: the clipper hands over the ring's own views).
+  samples' own bytes, written straight from the caller's buffers (the same bytes libsndfile
+  writes, without a copy of a long clip: the clipper hands over the ring's own views). Samples
+  are any 1-D int16 buffers (:func:`edge.audio.ring.as_samples`); writing WAV needs nothing but
+  the standard library, FLAC and Opus load soundfile (and with it numpy).
 - Atomic: the clip is written to a hidden temporary file ``.<name>.<random>.partial`` in the same
   directory, flushed and fsynced, renamed over the final name with :func:`os.replace`, and the
   directory is fsynced. A half-written file never appears under the final name; on error the
@@ -28,14 +30,13 @@ import os
 import struct
 import sys
 import tempfile
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-import numpy as np
-import numpy.typing as npt
-
 from contract.crashpoint import crashpoint
+from edge.audio.ring import SampleBuffer, Samples, as_samples
 
 Codec = Literal["wav", "flac", "opus"]
 
@@ -53,30 +54,28 @@ _WAV_MAX_DATA = 0xFFFFFFFF - (_WAV_HEADER.size - 8)
 
 
 def write_clip(
-    path: Path, samples: npt.ArrayLike, sample_rate: int, codec: Codec
+    path: Path, samples: SampleBuffer, sample_rate: int, codec: Codec
 ) -> tuple[str, int]:
-    """Write mono int16 ``samples`` to ``path``; return (sha256 hex of the file, size in bytes)."""
-    return write_clip_parts(path, (np.asarray(samples),), sample_rate, codec)
+    """Write mono int16 ``samples`` (a 1-D int16 buffer) to ``path``; return (sha256 hex of the
+    file, size in bytes)."""
+    return write_clip_parts(path, (samples,), sample_rate, codec)
 
 
 def write_clip_parts(
-    path: Path, parts: Sequence[npt.NDArray[np.int16]], sample_rate: int, codec: Codec
+    path: Path, parts: Sequence[SampleBuffer], sample_rate: int, codec: Codec
 ) -> tuple[str, int]:
     """:func:`write_clip` of the samples of ``parts`` one after the other (e.g. the two views
     of a clip that wraps around the ring's end): a WAV file is written from them without a
     copy; FLAC and Opus join them first (the encoder wants one array)."""
     if codec not in _FORMATS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(_FORMATS)}")
-    for block in parts:
-        if block.dtype != np.int16 or block.ndim != 1:
-            raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
-    if sum(len(block) for block in parts) == 0:
+    blocks = [as_samples(block) for block in parts]  # TypeError unless 1-D int16
+    if sum(len(block) for block in blocks) == 0:
         raise ValueError(f"refusing to write an empty clip to {path}")
     if codec == "wav":
-        pieces = _wav(parts, sample_rate)
+        pieces = _wav(blocks, sample_rate)
     else:
-        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        pieces = (_encode(joined, sample_rate, codec),)
+        pieces = (_encode(b"".join(blocks), sample_rate, codec),)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=directory)
@@ -102,12 +101,11 @@ def write_clip_parts(
     return digest.hexdigest(), sum(len(piece) for piece in pieces)
 
 
-def _wav(parts: Sequence[npt.NDArray[np.int16]], sample_rate: int) -> tuple[memoryview, ...]:
-    """A WAV file as pieces: its 44-byte header and the samples' bytes, views of ``parts``
-    (little-endian; copied only on a big-endian machine or for a strided array)."""
-    blocks = [np.ascontiguousarray(block) for block in parts]
+def _wav(blocks: Sequence[Samples], sample_rate: int) -> tuple[memoryview, ...]:
+    """A WAV file as pieces: its 44-byte header and the samples' bytes, views of ``blocks``
+    (little-endian; copied only on a big-endian machine)."""
     if sys.byteorder != "little":
-        blocks = [block.astype("<i2") for block in blocks]
+        blocks = [memoryview(_little_endian(block)) for block in blocks]
     size = sum(block.nbytes for block in blocks)
     if size > _WAV_MAX_DATA:
         raise ValueError(
@@ -131,8 +129,16 @@ def _wav(parts: Sequence[npt.NDArray[np.int16]], sample_rate: int) -> tuple[memo
     )  # fmt: PCM, mono, rate, bytes per second, block align, bits per sample
     return (
         memoryview(header),
-        *(memoryview(block.data).cast("B") for block in blocks if block.size),
+        *(block.cast("B") for block in blocks if block.nbytes),
     )
+
+
+def _little_endian(block: Samples) -> array[int]:
+    """A copy of native int16 ``block`` with its bytes swapped (on a big-endian machine)."""
+    out = array("h")
+    out.frombytes(block.cast("B"))
+    out.byteswap()
+    return out
 
 
 def load_encoder(codec: Codec) -> None:
@@ -142,10 +148,11 @@ def load_encoder(codec: Codec) -> None:
         import soundfile  # noqa: F401 - imported for its side effect: it is there
 
 
-def _encode(block: npt.NDArray[np.int16], sample_rate: int, codec: Codec) -> memoryview:
+def _encode(block: bytes, sample_rate: int, codec: Codec) -> memoryview:
     """The whole file in memory. libsndfile reports a failed write to a file only as a short
     count (soundfile turns that into an AssertionError and the OSError into an "exception
     ignored" warning), so the encoder never touches the disk; :func:`_write_all` does."""
+    import numpy as np  # soundfile's own dependency: loaded with it, only for FLAC or Opus
     import soundfile as sf  # libsndfile: loaded only by a device that encodes FLAC or Opus
 
     file_format, subtype = _FORMATS[codec]
@@ -153,7 +160,7 @@ def _encode(block: npt.NDArray[np.int16], sample_rate: int, codec: Codec) -> mem
     with sf.SoundFile(
         buffer, "w", samplerate=sample_rate, channels=1, subtype=subtype, format=file_format
     ) as out:
-        out.write(block)
+        out.write(np.frombuffer(block, np.int16))  # native int16, as the ring holds it
     return buffer.getbuffer()
 
 

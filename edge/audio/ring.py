@@ -12,32 +12,54 @@ Rules:
   ``capacity`` samples (the rest counted in ``overflow_samples``).
 - A read never returns overwritten audio: a range starting before ``oldest`` is cut from
   ``oldest`` and flagged ``truncated``; a range ending after ``head`` is an error.
-- No per-sample Python loops: every copy is at most two numpy slice copies.
+- Storage: one preallocated ``bytearray`` of native int16 (S16_LE on every device this runs
+  on), two bytes a sample; a write and a view are ``memoryview`` slices of it, so no per-sample
+  Python loop: every copy is at most two slice copies (``memcpy``), and nothing but the standard
+  library is imported (issue #14: numpy cost the daemon ~25 MiB of RSS for these copies).
+- Samples come in as any 1-D int16 buffer (:func:`as_samples`: a driver's ``memoryview``, an
+  ``array('h')``, a numpy int16 array in the tests); anything else is a ``TypeError``.
 
 Not thread-safe: one owner (the core loop, through :class:`edge.audio.Clipper`) calls it.
 """
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections import deque
 from dataclasses import dataclass
+from typing import TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+#: int16 samples as a 1-D ``memoryview`` of format ``"h"`` (``len()`` counts samples)
+Samples: TypeAlias = memoryview
+#: what samples may come in as (a numpy int16 array as its ``.data``); checked by as_samples
+SampleBuffer: TypeAlias = "memoryview | array[int] | bytes | bytearray"
+#: buffer formats read as native int16 ("<h" is numpy's explicit little-endian int16)
+_INT16_FORMATS = frozenset({"h", "@h", "=h", "<h" if sys.byteorder == "little" else ">h"})
+_ZEROS = bytes(1 << 16)  # what a hole in the ring is zeroed from, a slice at a time
 
-Samples = npt.NDArray[np.int16]
-_INT16 = np.dtype(np.int16)
+
+def as_samples(samples: SampleBuffer) -> Samples:
+    """``samples`` (any 1-D int16 buffer) as a ``memoryview`` of format ``"h"``, without a copy
+    (a strided buffer, which only a numpy slice can be, is copied); otherwise ``TypeError``."""
+    view = samples if isinstance(samples, memoryview) else memoryview(samples)
+    if view.ndim != 1 or view.format not in _INT16_FORMATS:
+        raise TypeError(f"expected 1-D int16 samples, got {view.ndim}-D format {view.format!r}")
+    if not view.c_contiguous:
+        return memoryview(view.tobytes()).cast("h")
+    return view if view.format == "h" else view.cast("B").cast("h")
 
 
 @dataclass(frozen=True, slots=True)
 class Cut:
-    """Audio read from the ring: ``samples`` covers ``[start, end)`` and is a copy.
+    """Audio read from the ring: ``samples`` covers ``[start, end)`` and is a copy (an
+    ``array('h')``).
 
     ``truncated`` is set when the requested start had already been overwritten; ``gaps`` are the
     recorded gaps (zeros in ``samples``) inside ``[start, end)``.
     """
 
-    samples: Samples
+    samples: array[int]
     start: int
     end: int
     truncated: bool
@@ -46,9 +68,9 @@ class Cut:
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """Audio in the ring, not copied: ``parts`` (one array, or two where ``[start, end)`` wraps
-    around the ring's end) are read-only views of the ring's buffer, valid until the ring is
-    written again. ``truncated`` and ``gaps`` as in :class:`Cut`."""
+    """Audio in the ring, not copied: ``parts`` (one, or two where ``[start, end)`` wraps around
+    the ring's end) are read-only int16 ``memoryview`` slices of the ring's buffer, valid until
+    the ring is written again. ``truncated`` and ``gaps`` as in :class:`Cut`."""
 
     parts: tuple[Samples, ...]
     start: int
@@ -72,7 +94,9 @@ class Ring:
         self.gaps_samples = 0  # total samples never captured (holes between writes)
         self.overlap_samples = 0  # samples dropped because their indices were already written
         self.overflow_samples = 0  # samples of over-long blocks that never fitted in the ring
-        self._buf: Samples = np.zeros(capacity, dtype=np.int16)
+        self._bytes = bytearray(2 * capacity)  # never resized: the views below stay valid
+        self._raw = memoryview(self._bytes)  # its bytes
+        self._buf: Samples = self._raw.cast("h")  # its samples
         self._gaps: deque[tuple[int, int]] = deque()
 
     @property
@@ -85,14 +109,13 @@ class Ring:
         """Recorded gaps ``[start, end)`` that still overlap the ring."""
         return tuple(self._gaps)
 
-    def write(self, start_index: int, samples: npt.ArrayLike) -> None:
-        """Store ``samples`` as indices ``[start_index, start_index + len(samples))``.
+    def write(self, start_index: int, samples: SampleBuffer) -> None:
+        """Store ``samples`` (1-D int16, see :func:`as_samples`) as indices
+        ``[start_index, start_index + len(samples))``.
 
         ``samples`` is copied into the ring (it may be a read-only view of a driver's buffer).
         """
-        block = samples if isinstance(samples, np.ndarray) else np.asarray(samples)
-        if block.dtype != _INT16 or block.ndim != 1:
-            raise TypeError(f"expected a 1-D int16 array, got {block.ndim}-D {block.dtype}")
+        block = as_samples(samples)
         if start_index < 0:
             raise ValueError(f"sample index cannot be negative: {start_index}")
         n = len(block)
@@ -137,7 +160,9 @@ class Ring:
     def read(self, start: int, end: int) -> Cut:
         """Copy ``[start, end)`` (what :meth:`view` shows); ``end`` must not be past ``head``."""
         view = self.view(start, end)
-        out: Samples = np.concatenate(view.parts) if len(view.parts) > 1 else view.parts[0].copy()
+        out = array("h")
+        for part in view.parts:
+            out.frombytes(part.cast("B"))
         return Cut(
             samples=out, start=view.start, end=view.end, truncated=view.truncated, gaps=view.gaps
         )
@@ -154,11 +179,10 @@ class Ring:
         start = min(max(start, self.oldest), end)
         first = start % self.capacity
         n1 = min(end - start, self.capacity - first)
-        parts = [self._buf[first : first + n1]]
+        # read-only views: the ring's buffer itself stays writable
+        parts = [self._buf[first : first + n1].toreadonly()]
         if end - start > n1:
-            parts.append(self._buf[: end - start - n1])
-        for part in parts:
-            part.flags.writeable = False  # a view: the ring's buffer itself stays writable
+            parts.append(self._buf[: end - start - n1].toreadonly())
         gaps = tuple(
             (max(g0, start), min(g1, end)) for g0, g1 in self._gaps if g0 < end and g1 > start
         )
@@ -176,5 +200,14 @@ class Ring:
             return
         first = start % self.capacity
         n1 = min(end - start, self.capacity - first)
-        self._buf[first : first + n1] = 0
-        self._buf[: end - start - n1] = 0
+        self._zero(first, first + n1)
+        self._zero(0, end - start - n1)
+
+    def _zero(self, first: int, end: int) -> None:
+        """Zero slots ``[first, end)``, a slice of :data:`_ZEROS` at a time (no allocation as
+        large as the hole)."""
+        raw = self._raw
+        step = len(_ZEROS)
+        for pos in range(2 * first, 2 * end, step):
+            chunk = min(step, 2 * end - pos)
+            raw[pos : pos + chunk] = _ZEROS[:chunk]

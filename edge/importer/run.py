@@ -329,7 +329,7 @@ class _Saver:
         if codec == "opus" and rate not in OPUS_RATES:
             codec = "flac"
         relative = f"{CLIPS_DIR}/{contact_id}{CODEC_EXTENSIONS[codec]}"
-        sha, size = write_clip(self.data_dir / relative, samples, rate, codec)
+        sha, size = write_clip(self.data_dir / relative, samples.data, rate, codec)
         start_ns = first.recording.time_of(first.start)
         return ClipInfo(
             contact_id=contact_id,

@@ -21,7 +21,7 @@ Samples = npt.NDArray[np.int16]
 
 def speech(seconds: float, rate: int = 16000, seed: int = 0) -> Samples:
     count = round(seconds * rate)
-    voice = SpeechLike(rate, seed=seed).render(0, count).astype(np.int32)
+    voice = np.asarray(SpeechLike(rate, seed=seed).render(0, count), np.int16).astype(np.int32)
     noise = np.random.default_rng(seed + 1000).integers(-300, 300, count)
     mixed: Samples = np.clip(voice + noise, -32768, 32767).astype(np.int16)
     return mixed

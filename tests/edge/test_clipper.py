@@ -14,13 +14,14 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import soundfile as sf
 
 from edge.audio import Clipper, ClipResult, Codec, Ring
 from edge.clock import NS
 from edge.records import ClipInfo
-from hardware import AudioPeriod, Samples
+from hardware import AudioPeriod
 from hardware._speech import SpeechLike
 
 RATE = 16000
@@ -92,7 +93,7 @@ def make(
     return Clipper(Ring(idx(ring_s)), RATE, tmp_path, codec, s(pre_s), s(post_s))
 
 
-def audio_of(tmp_path: Path, clip: ClipInfo) -> Samples:
+def audio_of(tmp_path: Path, clip: ClipInfo) -> npt.NDArray[np.int16]:
     data, rate = sf.read(str(tmp_path / clip.path), dtype="int16")
     assert rate == RATE
     return np.asarray(data, dtype=np.int16)
@@ -196,7 +197,7 @@ def test_a_gap_inside_a_clip_is_zeros_at_its_place_and_listed(tmp_path: Path) ->
     assert clip.gaps == (gap,)
     assert clip.missing_samples == gap[1] - gap[0]
     assert not clip.truncated
-    expected = SPEECH.render(idx(28), idx(5))
+    expected = np.array(SPEECH.render(idx(28), idx(5)))
     expected[gap[0] - idx(28) : gap[1] - idx(28)] = 0
     np.testing.assert_array_equal(audio_of(tmp_path, clip), expected)
 

@@ -243,12 +243,15 @@ def test_live_daemon_on_real_drivers(
 #: but ``provisioning.main``, the front door every command starts from); and what this run
 #: (WAV clips, simulated hardware, no routes, enrolled) does not need (issue #14): the FLAC/Opus
 #: encoder, the example-config writer, the drivers' libraries, the enrollment's crypto, the
-#: route destinations' protocols. pydantic is the sink API's only: the config is msgspec's
+#: route destinations' protocols; numpy (the ring, the capture and the simulated speech are
+#: plain bytes and memoryviews: numpy is for FLAC/Opus, imports and the sink's analyses).
+#: pydantic is the sink API's only: the config is msgspec's
 NOT_ON_THE_DEVICE_PATH = {"cloud_sink", "cryptography", "matplotlib", "fastapi", "uvicorn"}
 NOT_ON_THE_DEVICE_PATH |= {"pydantic", "pydantic_core", "annotated_types"}
 NOT_ON_THIS_RUN = {"soundfile", "tomlkit", "gpiozero", "alsaaudio", "pigpio", "serial", "nacl"}
 NOT_ON_THIS_RUN |= {"smtplib", "ftplib", "rich", "edge.routes.mail", "edge.routes.ftp"}
 NOT_ON_THIS_RUN |= {"edge.routes.telegram", "edge.routes.webhook", "hardware.alsa"}
+NOT_ON_THIS_RUN |= {"numpy", "edge.importer"}
 
 
 def test_edge_run_loads_neither_the_sink_nor_the_provisioning_tools(
@@ -257,13 +260,38 @@ def test_edge_run_loads_neither_the_sink_nor_the_provisioning_tools(
     # bench/memory.py measures what the daemon's imports cost; this says which must stay out
     config = tmp_path / "device.toml"
     config.write_text(f"[mqtt]\nbroker = '{broker.url}'\n[receipts]\nport = 0\n")
+    argv = ["edge", "run", "--config", str(config), "--scenario", str(_scenario(tmp_path))]
+    argv += ["--speed", "50", "--data", str(tmp_path / "data")]
+    stdout, modules = _run_listing_modules(argv)
+    assert "1 contacts" in stdout
+    assert {"edge.simulate", "edge.audio.encode", "paho.mqtt.client"} <= set(modules)  # it ran
+    assert "msgspec" in modules  # the config and the scenario were validated, not by pydantic
+    assert _unwanted(modules) == []
+
+
+def test_simulate_loads_neither_numpy_nor_what_edge_run_leaves_out(tmp_path: Path) -> None:
+    argv = ["simulate", str(_scenario(tmp_path)), "--data", str(tmp_path / "data")]
+    stdout, modules = _run_listing_modules(argv)
+    assert "1 contacts" in stdout
+    assert {"edge.simulate", "edge.audio.encode", "hardware._speech"} <= set(modules)  # it ran
+    assert len(list((tmp_path / "data" / "clips").glob("*.wav"))) == 1
+    # simulate prints its summary with rich
+    assert _unwanted({m for m in modules if m.split(".")[0] != "rich"}) == []
+
+
+def _scenario(tmp_path: Path) -> Path:
+    """A customer who presses a button: a contact with a clip, simulated speech, a bounce."""
     scenario = tmp_path / "s.toml"
     scenario.write_text(
         'start = "2026-11-23T09:00:00Z"\nduration = 40.0\n'
         "[[customers]]\narrive = 5.0\nleave = 20.0\n"
+        '[[presses]]\nat = 12.0\nbutton = "green"\n'
     )
-    argv = ["edge", "run", "--config", str(config), "--scenario", str(scenario)]
-    argv += ["--speed", "50", "--data", str(tmp_path / "data")]
+    return scenario
+
+
+def _run_listing_modules(argv: list[str]) -> tuple[str, set[str]]:
+    """Run the CLI with ``argv`` in a fresh interpreter: its stdout, and the modules it loaded."""
     code = (
         "import json, sys\n"
         "from provisioning.main import main\n"
@@ -276,15 +304,15 @@ def test_edge_run_loads_neither_the_sink_nor_the_provisioning_tools(
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=STALL_S * 4,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "1 contacts" in done.stdout
-    modules = json.loads(done.stdout.rpartition("MODULES ")[2])
-    assert {"edge.simulate", "edge.audio.encode", "paho.mqtt.client"} <= set(modules)  # it ran
-    assert "msgspec" in modules  # the config and the scenario were validated, not by pydantic
-    unwanted = [
+    stdout, _, listed = done.stdout.rpartition("MODULES ")
+    return stdout, set(json.loads(listed))
+
+
+def _unwanted(modules: set[str]) -> list[str]:
+    return sorted(
         m
         for m in modules
         if m.split(".")[0] in NOT_ON_THE_DEVICE_PATH | NOT_ON_THIS_RUN
         or m in NOT_ON_THIS_RUN
         or (m.startswith("provisioning.") and m != "provisioning.main")
-    ]
-    assert unwanted == []
+    )

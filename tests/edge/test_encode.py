@@ -25,7 +25,7 @@ CODECS: list[Codec] = ["wav", "flac", "opus"]
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray[tuple[int], np.dtype[np.int16]]:
-    return SpeechLike(RATE, seed=3).render(5 * RATE, 3 * RATE)
+    return np.array(SpeechLike(RATE, seed=3).render(5 * RATE, 3 * RATE))
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_each_codec_writes_a_file_soundfile_reads_back(
     subtype: str,
 ) -> None:
     path = tmp_path / "clips" / f"c1{CODEC_EXTENSIONS[codec]}"
-    digest, size = write_clip(path, speech, RATE, codec)
+    digest, size = write_clip(path, speech.data, RATE, codec)
 
     data = path.read_bytes()
     assert digest == hashlib.sha256(data).hexdigest()
@@ -65,7 +65,7 @@ def test_each_codec_writes_a_file_soundfile_reads_back(
 def test_wav_is_plain_lpcm_of_the_expected_size(
     tmp_path: Path, speech: np.ndarray[tuple[int], np.dtype[np.int16]]
 ) -> None:
-    _, size = write_clip(tmp_path / "a.wav", speech, RATE, "wav")
+    _, size = write_clip(tmp_path / "a.wav", speech.data, RATE, "wav")
     assert size == 44 + 2 * len(speech)  # RIFF header + 16-bit mono samples
 
 
@@ -79,7 +79,7 @@ def test_failed_rename_leaves_nothing_under_the_final_name(
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk pulled"):
-        write_clip(tmp_path / "c.flac", speech, RATE, "flac")
+        write_clip(tmp_path / "c.flac", speech.data, RATE, "flac")
     assert os.listdir(tmp_path) == []
 
 
@@ -90,14 +90,14 @@ def test_failure_while_encoding_keeps_the_previous_file_intact(
 ) -> None:
     # (WAV has no encoder: its header and samples are written as they are)
     path = tmp_path / "c.flac"
-    old_digest, _ = write_clip(path, speech, RATE, "flac")
+    old_digest, _ = write_clip(path, speech.data, RATE, "flac")
 
     def fail(self: sf.SoundFile, data: object) -> None:
         raise OSError("no space left on device")
 
     monkeypatch.setattr(sf.SoundFile, "write", fail)
     with pytest.raises(OSError, match="no space"):
-        write_clip(path, speech[:100], RATE, "flac")
+        write_clip(path, speech[:100].data, RATE, "flac")
     assert os.listdir(tmp_path) == [path.name]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == old_digest
 
@@ -125,7 +125,7 @@ def test_a_temporary_left_by_power_loss_is_cleaned_up(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
-    write_clip(tmp_path / "c.wav", speech, RATE, "wav")
+    write_clip(tmp_path / "c.wav", speech.data, RATE, "wav")
     assert len(seen) == 1
     # power lost before the rename: the temporary file survives under its own name
     (tmp_path / seen[0]).write_bytes(b"RIFF half")
@@ -135,11 +135,11 @@ def test_a_temporary_left_by_power_loss_is_cleaned_up(
 
 def test_bad_input_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
-        write_clip(tmp_path / "e.wav", np.zeros(0, np.int16), RATE, "wav")
+        write_clip(tmp_path / "e.wav", np.zeros(0, np.int16).data, RATE, "wav")
     with pytest.raises(TypeError, match="int16"):
-        write_clip(tmp_path / "f.wav", np.zeros(10, np.float32), RATE, "wav")
+        write_clip(tmp_path / "f.wav", np.zeros(10, np.float32).data, RATE, "wav")
     with pytest.raises(ValueError, match="codec"):
-        write_clip(tmp_path / "g.mp3", np.zeros(10, np.int16), RATE, "mp3")  # type: ignore[arg-type]
+        write_clip(tmp_path / "g.mp3", np.zeros(10, np.int16).data, RATE, "mp3")  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == []
 
 
@@ -154,11 +154,11 @@ def test_a_real_full_filesystem_raises_enospc_and_leaves_no_file(
         filler = fill(fs, 8192)
         path = fs / "clips" / f"c1{CODEC_EXTENSIONS[codec]}"
         with pytest.raises(OSError) as caught:
-            write_clip(path, clip, RATE, codec)
+            write_clip(path, clip.data, RATE, codec)
         assert caught.value.errno == errno.ENOSPC
         assert os.listdir(path.parent) == []  # no clip, no half-written temporary
         filler.unlink()  # room again: the same write succeeds
-        digest, size = write_clip(path, clip, RATE, codec)
+        digest, size = write_clip(path, clip.data, RATE, codec)
         assert (size, digest) == (
             path.stat().st_size,
             hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -175,7 +175,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 directory = Path(sys.argv[1])
 try:
-    write_clip(directory / "c.wav", np.ones(16000 * 10, np.int16), 16000, "wav")
+    write_clip(directory / "c.wav", np.ones(16000 * 10, np.int16).data, 16000, "wav")
     print(json.dumps({"raised": None}))
 except BaseException as exc:
     print(json.dumps({"raised": type(exc).__name__, "errno": getattr(exc, "errno", None)}))
@@ -214,7 +214,7 @@ def test_a_wav_clip_is_the_bytes_soundfile_would_write(
     ) as out:
         out.write(speech)
     path = tmp_path / "c.wav"
-    digest, size = write_clip(path, speech, RATE, "wav")
+    digest, size = write_clip(path, speech.data, RATE, "wav")
 
     assert path.read_bytes() == expected.getvalue()
     assert (digest, size) == (hashlib.sha256(expected.getvalue()).hexdigest(), len(speech) * 2 + 44)
@@ -227,7 +227,7 @@ def test_writing_a_wav_clip_holds_no_copy_of_its_samples(tmp_path: Path) -> None
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        write_clip(tmp_path / "long.wav", samples, RATE, "wav")
+        write_clip(tmp_path / "long.wav", samples.data, RATE, "wav")
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()

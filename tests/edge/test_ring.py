@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,7 +16,7 @@ from hardware import Samples
 def ramp(start: int, count: int, salt: int = 0) -> Samples:
     """Distinct values per index (and per salt, so a rewrite of an index is visible)."""
     idx = np.arange(start, start + count, dtype=np.int64)
-    return ((idx * 7 + salt * 1013) % 60001 - 30000).astype(np.int16)
+    return ((idx * 7 + salt * 1013) % 60001 - 30000).astype(np.int16).data
 
 
 def test_write_and_read_without_wrap() -> None:
@@ -63,7 +65,7 @@ def test_gap_reads_as_zeros_and_is_recorded() -> None:
     assert ring.gaps_samples == 5
     cut = ring.read(5, 20)
     assert cut.gaps == ((10, 15),)
-    expected = ramp(5, 15)
+    expected = np.array(ramp(5, 15))
     expected[5:10] = 0
     np.testing.assert_array_equal(cut.samples, expected)
     # a read that only touches part of the gap lists only that part
@@ -157,7 +159,7 @@ def test_bad_writes_are_rejected() -> None:
     with pytest.raises(ValueError, match="negative"):
         ring.write(-1, ramp(0, 2))
     with pytest.raises(TypeError, match="int16"):
-        ring.write(0, np.zeros(3, dtype=np.float32))
+        ring.write(0, np.zeros(3, dtype=np.float32).data)
     with pytest.raises(ValueError, match="positive"):
         Ring(0)
 
@@ -203,11 +205,70 @@ def test_ring_matches_a_reference_of_the_last_samples(
 
 
 def test_a_read_only_view_of_driver_bytes_is_copied_into_the_ring() -> None:
-    data = bytearray(np.arange(8, dtype="<i2").tobytes())
+    data = np.arange(8, dtype="<i2").tobytes()
     ring = Ring(6)
-    ring.write(0, np.frombuffer(bytes(data[:8]), "<i2"))  # read-only, as ALSA's bytes give it
-    ring.write(4, np.frombuffer(bytes(data[8:]), "<i2"))  # wraps: two slice copies
+    ring.write(0, memoryview(data[:8]).cast("h"))  # read-only, as the ALSA driver gives it
+    ring.write(4, memoryview(data[8:]).cast("h"))  # wraps: two slice copies
     cut = ring.read(ring.oldest, ring.head)
     np.testing.assert_array_equal(cut.samples, np.arange(2, 8, dtype=np.int16))
-    assert cut.samples.flags.writeable
+    cut.samples[0] = -1  # a copy: writable, and the ring does not change
+    assert ring.read(2, 3).samples.tolist() == [2]
     assert (ring.gaps_samples, ring.overlap_samples) == (0, 0)
+
+
+def test_views_are_read_only_slices_of_the_ring() -> None:
+    ring = Ring(6)
+    ring.write(0, ramp(0, 8))
+    view = ring.view(2, 8)
+    assert [len(part) for part in view.parts] == [4, 2]  # slots 2..5, then 0..1
+    assert all(part.readonly and part.format == "h" for part in view.parts)
+    assert view.nbytes == 12
+    np.testing.assert_array_equal(np.concatenate(view.parts), ramp(2, 6))
+    ring.write(8, ramp(8, 2, salt=3))  # the ring moved on: the views show its new content
+    assert view.parts[0][0] == ramp(8, 1, salt=3)[0]
+
+
+def test_samples_in_other_buffers_and_strides_are_accepted() -> None:
+    ring = Ring(50)
+    ring.write(0, array("h", [1, -2, 3]))
+    ring.write(3, ramp(0, 20)[::2])  # a strided view (copied, not misread)
+    ring.write(13, np.arange(3, dtype=">i2").astype("<i2").data)
+    assert ring.read(0, 6).samples.tolist() == [1, -2, 3, *ramp(0, 20)[:6:2].tolist()]
+    assert ring.read(13, 16).samples.tolist() == [0, 1, 2]
+    bad_buffers = (np.zeros((2, 2), np.int16).data, np.zeros(3, np.int32).data, b"\x00\x01")
+    for bad in bad_buffers:
+        with pytest.raises(TypeError):
+            ring.write(ring.head, bad)
+
+
+def test_a_hole_of_more_than_one_zeroing_chunk_reads_as_zeros() -> None:
+    capacity = 200_000  # the hole is zeroed 32768 samples at a time
+    ring = Ring(capacity)
+    ring.write(0, np.full(capacity, 7, np.int16).data)
+    ring.write(capacity + 150_000, ramp(0, 10))
+    cut = ring.read(ring.oldest, ring.head)
+    samples = np.asarray(cut.samples)
+    old = capacity - ring.oldest  # the first write's newest samples are still there
+    assert cut.gaps == ((capacity, capacity + 150_000),)
+    assert (samples[:old] == 7).all()
+    assert not samples[old:-10].any()  # 150,000 zeros over slots of old audio
+    np.testing.assert_array_equal(samples[-10:], ramp(0, 10))
+
+
+def test_writing_periods_allocates_nothing_that_grows_with_them() -> None:
+    import tracemalloc
+
+    ring = Ring(16000 * 60)
+    period = memoryview(bytes(range(200)) * 16).cast("h")  # 1600 samples, as ALSA hands them
+    ring.write(0, period)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for k in range(1, 2001):  # wraps around the ring more than three times
+            ring.write(k * 1600, period)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ring.head == 2001 * 1600
+    assert current - before < 1024  # nothing kept per period
+    assert peak - before < 4096  # no copy of a period (3200 bytes) on the way

@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from contract.service import Notifier
@@ -192,7 +191,8 @@ def test_the_supervisor_sets_no_timer_while_it_waits_for_audio(tmp_path: Path) -
         assert supervisor.due_in_s(rt.core) == float("inf")
         rt.tick(clock.now_ns)
         assert _wait_s(rt, clock, 0, supervisor) == pytest.approx(MAX_WAIT_S)  # not 0: no spin
-        rt.core.handle(AudioPeriod(0, np.zeros(1600, np.int16), clock.now_ns))  # from the inbox
+        silence = memoryview(bytes(3200)).cast("h")
+        rt.core.handle(AudioPeriod(0, silence, clock.now_ns))  # from the inbox
         supervisor.beat(rt.core)
         assert supervisor.ready
         assert supervisor.due_in_s(rt.core) == pytest.approx(0.5)  # the next ping

@@ -60,7 +60,7 @@ def config(**sections: dict[str, Any]) -> Config:
 def saved_clip(store: Store, data: Path, n: int) -> ContactRecord:
     cid = f"{n:032x}"
     path = data / "clips" / f"{cid}.wav"
-    sha, size = write_clip(path, np.zeros(16000, dtype=np.int16), 16000, "wav")
+    sha, size = write_clip(path, np.zeros(16000, dtype=np.int16).data, 16000, "wav")
     clip = ClipInfo(cid, f"clips/{cid}.wav", "wav", 16000, 0, 16000, 0, 10**9, sha, size)
     record = ContactRecord(
         cid, "presence", 0, 10**9, 0, 10**9, "departure", (), (), clip, True, "b"

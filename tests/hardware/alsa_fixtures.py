@@ -23,9 +23,10 @@ from typing import Any
 
 import alsaaudio
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from hardware._api import Samples
+Samples = npt.NDArray[np.int16]
 
 NS = 1_000_000_000
 

@@ -21,9 +21,11 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+import numpy.typing as npt
 
-from hardware import Samples
 from provisioning.broker import free_port
+
+Samples = npt.NDArray[np.int16]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SCRIPT = Path(__file__).with_name("rtsp_server.py")

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import alsaaudio
 import numpy as np
+import numpy.typing as npt
 import pytest
 import soundfile as sf
 
-from hardware._api import AudioPeriod, DeviceFault, HardwareEvent, Samples
+from hardware._api import AudioPeriod, DeviceFault, HardwareEvent
 from hardware.alsa import AlsaMicrophone, PromptPlayer
 from tests.hardware.alsa_fixtures import (
     NS,
@@ -35,6 +36,8 @@ from tests.hardware.alsa_fixtures import (
 from tests.waiting import STALL_S
 
 WAIT_S = STALL_S  # a bound for what should happen promptly: returns when it does
+
+Samples = npt.NDArray[np.int16]  # what the tests feed the devices
 
 
 class Collector:
@@ -116,7 +119,8 @@ def test_capture_is_bit_exact_and_contiguous_from_a_regular_file(
     periods = sink.periods()
     assert [p.start_index for p in periods[:60]] == [k * 320 for k in range(60)]
     assert {len(p.samples) for p in periods} == {320}
-    assert all(p.samples.dtype == np.int16 for p in periods)
+    # int16 views of the bytes ALSA returned, not copies
+    assert all((p.samples.format, p.samples.readonly) == ("h", True) for p in periods)
     np.testing.assert_array_equal(np.concatenate([p.samples for p in periods[:60]]), source)
     assert sink.faults() == []
     assert mic.status.gaps == 0

@@ -50,17 +50,27 @@ def test_chunked_rendering_equals_one_shot_across_the_loop_point() -> None:
     )
 
 
-def test_render_returns_a_copy_of_int16() -> None:
+def test_render_returns_read_only_int16_samples() -> None:
     block = SPEECH.render(100, 10)
-    assert block.dtype == np.int16
-    block[:] = 0
-    assert SPEECH.render(100, 10).any()
+    across = SPEECH.render(SPEECH.loop_samples - 5, 10)  # joined across the loop point
+    for samples in (block, across):
+        assert (samples.format, samples.ndim, len(samples), samples.readonly) == ("h", 1, 10, True)
+        with pytest.raises(TypeError):
+            samples[0] = 0  # the table is shared: no caller can change what others play
+    assert any(SPEECH.render(100, 10).tolist())
     with pytest.raises(ValueError, match="negative"):
         SPEECH.render(0, -1)
 
 
+def test_rendering_more_than_the_loop_repeats_it() -> None:
+    size = SPEECH.loop_samples
+    block = SPEECH.render(size - 3, 2 * size + 6)
+    table = SPEECH.render(0, size).tolist()
+    assert block.tolist() == [*table[-3:], *table, *table, *table[:3]]
+
+
 def test_level_is_about_minus_20_dbfs_with_pauses_and_a_voice_pitch() -> None:
-    x = SPEECH.render(0, SPEECH.loop_samples).astype(np.float64)
+    x = np.asarray(SPEECH.render(0, SPEECH.loop_samples), np.int16).astype(np.float64)
     assert -23.0 < dbfs(x) < -17.0
     assert np.abs(x).max() < 32767  # not clipped
 
@@ -84,7 +94,7 @@ def test_level_is_about_minus_20_dbfs_with_pauses_and_a_voice_pitch() -> None:
 
 
 def test_looped_wav_repeats_the_file(tmp_path: Path) -> None:
-    content = SpeechLike(RATE, seed=5).render(0, 12345)
+    content = np.asarray(SpeechLike(RATE, seed=5).render(0, 12345), np.int16)
     path = tmp_path / "voice.wav"
     sf.write(str(path), content, RATE, subtype="PCM_16", format="WAV")
     looped = LoopedWav(path, RATE)
