@@ -33,7 +33,15 @@ Rules:
 - Delivery receipts after commit (cloud_sink/receipts.py, docs/WIRE.md): what a committed
   message stored (or had stored already) and every clip verified complete is confirmed to its
   device on ``<root>/cmd/delivered`` (QoS 1, several ids per message, within ``linger``);
-  the device keeps a message until then and sends it again when no receipt comes.
+  the device keeps a message until then and sends it again when no receipt comes. The
+  client keeps a QoS 1 message until the broker's PUBACK, and mosquitto 2.0 answers a resumed
+  session's publishes only after it has sent that session's whole queued backlog (the device
+  gets the receipt at once; only the PUBACK waits): a worker draining a backlog held every
+  receipt it sent meanwhile, ~180 bytes per message drained (docs/SCALING.md). So while
+  :data:`MAX_UNACKED` of the worker's QoS 1 publishes await their PUBACK (by message id, from
+  the client's ``on_publish``; forgotten at every connection) receipts go with QoS 0 (counted
+  ``receipts_sent_qos0``): a device that is connected gets them as before, one that is not
+  loses them and sends those messages again (deduplicated, confirmed again).
 - The worker thread owns the client and the database connection: it runs the network loop,
   reconnects on its own with exponential back-off (capped), and every ``check_every_s`` of the
   injected clock starts a pass of the clip check, which it runs in small steps
@@ -88,6 +96,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NS: Final = 1_000_000_000
+#: QoS 1 publishes the broker has not acknowledged yet, past which receipts go with QoS 0
+#: (paho's own in-flight window is 20: more would only queue inside the client)
+MAX_UNACKED: Final = 20
 Protocol = Literal["5", "3.1.1"]
 
 
@@ -258,6 +269,7 @@ class Sink:
         self._batch: list[mqtt.MQTTMessage] = []  # received, not yet committed nor acked
         self._batch_since = 0.0  # time.monotonic() its first message arrived
         self._arrived = 0  # messages received so far (did the last loop bring any?)
+        self._unacked: set[int] = set()  # mids of this connection's QoS 1 publishes not acked
         self._check_pass = False  # a clip check pass is under way ...
         self._check_cursor: tuple[str, str] | None = None  # ... and goes on after this clip
         self._up_since: int | None = None  # clock when the subscription last came up
@@ -321,6 +333,7 @@ class Sink:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         # paho formats a line for every packet when on_log is set (the properties of every
         # PUBLISH: a tenth of the worker's time); a logger is asked only at its level
         client.enable_logger(_FirstError(self))
@@ -455,7 +468,7 @@ class Sink:
             return
         self._check_pass = self._check_cursor is not None
         for request in requests:
-            self._client.publish(request.topic, request.payload, qos=1)
+            self._publish(request.topic, request.payload)
 
     def _may_sweep(self, last_sweep: int | None) -> bool:
         """Sweep every ``check_every_s``, but only once subscribed for ``offline_after_s``:
@@ -477,8 +490,7 @@ class Sink:
             return
 
         def publish(topic: str, payload: bytes) -> bool:
-            info = self._client.publish(topic, payload, qos=1)
-            return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            return self._publish(topic, payload)
 
         try:
             self.site_alerts.publish_pending(self.db, publish, self.clock())
@@ -491,11 +503,20 @@ class Sink:
         if not len(self.receipts) or not (now or self.receipts.due()):
             return
         for topic, payload in self.receipts.take():
-            info = self._client.publish(topic, payload, qos=1)
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self.ingest.counters.bump("receipts_sent")
+            qos = 1 if len(self._unacked) < MAX_UNACKED else 0  # 0: nothing kept (module notes)
+            if self._publish(topic, payload, qos):
+                self.ingest.counters.bump("receipts_sent" if qos else "receipts_sent_qos0")
             else:
                 self.ingest.counters.bump("receipts_dropped")
+
+    def _publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish (QoS 1: counted until the broker's PUBACK); whether the client took it."""
+        info = self._client.publish(topic, payload, qos=qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        if qos:
+            self._unacked.add(info.mid)
+        return True
 
     def _retention(self) -> None:
         try:
@@ -536,6 +557,9 @@ class Sink:
             log.warning("broker refused the connection: %s", reason)
             self._paho_error = self._paho_error or f"the broker refused the connection: {reason}"
             return
+        # what the client sends again from the last connection is not counted: at worst
+        # MAX_UNACKED more for a moment
+        self._unacked.clear()
         client.subscribe(self.config.topic_filter, qos=1)
 
     def _on_subscribe(
@@ -551,6 +575,16 @@ class Sink:
             self._up_since = self.clock()
         else:
             log.error("subscription refused: %s", reasons)
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        self._unacked.discard(mid)  # QoS 0 ones are reported too, as they are written
 
     def _on_log(self, text: str) -> None:
         """A paho error line: the cause of the connection's trouble, if it is the first."""
