@@ -26,10 +26,13 @@ Rules:
   message) when it holds ``batch_max_messages``, when its first message waited
   ``batch_max_ms``, or as soon as the broker has nothing more ready; each message is acked only
   after its batch committed, in the order received (:meth:`Sink._committed` is the one place
-  for what follows a message's commit). When ingest raises, nothing of the batch was committed
-  nor is acked, later messages are not taken either, and the worker reconnects after a
-  back-off: the broker then delivers everything unacked again. A batch still open when the
-  connection drops is dropped with it (it is redelivered, never acked on another connection).
+  for what follows a message's commit). The messages before a batch's first clip chunk are
+  committed first, in a transaction of their own, so that a contact's row is not kept waiting
+  for the syncs of its clip's chunk files (at most one transaction more per batch). When ingest
+  raises, nothing of that transaction was committed nor is acked, later messages are not taken
+  either, and the worker reconnects after a back-off: the broker then delivers everything
+  unacked again. A batch still open when the connection drops is dropped with it (it is
+  redelivered, never acked on another connection).
 - Delivery receipts after commit (cloud_sink/receipts.py, docs/WIRE.md): what a committed
   message stored (or had stored already) and every clip verified complete is confirmed to its
   device on ``<root>/cmd/delivered`` (QoS 1, several ids per message, within ``linger``);
@@ -89,6 +92,7 @@ from cloud_sink.receipts import Confirm, Receipts
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import context as tls_context
 from cloud_sink.tls import explain as explain_tls
+from contract import wire as contract_wire
 
 if TYPE_CHECKING:
     from cloud_sink.config import S3Section
@@ -99,6 +103,7 @@ NS: Final = 1_000_000_000
 #: QoS 1 publishes the broker has not acknowledged yet, past which receipts go with QoS 0
 #: (paho's own in-flight window is 20: more would only queue inside the client)
 MAX_UNACKED: Final = 20
+_CHUNK_TOPIC: Final = "/" + contract_wire.CLIP  # the last level of a clip chunk's topic
 Protocol = Literal["5", "3.1.1"]
 
 
@@ -645,17 +650,23 @@ class Sink:
 
     def _commit_batch(self) -> None:
         batch, self._batch = self._batch, []
-        try:
-            results = self.ingest.handle_batch([(m.topic, bytes(m.payload)) for m in batch])
-        except Exception:
-            log.exception(
-                "ingest failed for a batch of %d message(s); it will be redelivered", len(batch)
-            )
-            self.ingest.counters.bump("ingest_error")
-            self._failed = True
-            return
-        for msg, result in zip(batch, results, strict=True):
-            self._committed(msg, result)
+        # what came before the batch's first clip chunk is committed (and acked) first, in a
+        # transaction of its own: a contact does not wait for its clip's chunk files to be
+        # made durable (a write, an fdatasync and a directory fsync) before its row commits
+        cut = next((i for i, m in enumerate(batch) if m.topic.endswith(_CHUNK_TOPIC)), 0)
+        for part in (batch[:cut], batch[cut:]) if cut else (batch,):
+            try:
+                results = self.ingest.handle_batch([(m.topic, bytes(m.payload)) for m in part])
+            except Exception:
+                log.exception(
+                    "ingest failed for a batch of %d message(s); it will be redelivered",
+                    len(part),
+                )
+                self.ingest.counters.bump("ingest_error")
+                self._failed = True
+                return
+            for msg, result in zip(part, results, strict=True):
+                self._committed(msg, result)
 
     def _committed(self, msg: mqtt.MQTTMessage, result: Result) -> None:
         """What follows a message's commit, in the order the messages came: its ack."""
