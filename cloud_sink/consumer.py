@@ -107,6 +107,14 @@ _CHUNK_TOPIC: Final = "/" + contract_wire.CLIP  # the last level of a clip chunk
 Protocol = Literal["5", "3.1.1"]
 
 
+def _is_chunk(msg: mqtt.MQTTMessage) -> bool:
+    """Whether a message came on a clip chunk's topic (one that is not UTF-8 is not)."""
+    try:
+        return msg.topic.endswith(_CHUNK_TOPIC)
+    except UnicodeDecodeError:  # paho decodes the topic when asked: not a chunk of ours
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class SinkConfig:
     """What one sink worker needs; every field has a default except broker and data_dir."""
@@ -653,7 +661,7 @@ class Sink:
         # what came before the batch's first clip chunk is committed (and acked) first, in a
         # transaction of its own: a contact does not wait for its clip's chunk files to be
         # made durable (a write, an fdatasync and a directory fsync) before its row commits
-        cut = next((i for i, m in enumerate(batch) if m.topic.endswith(_CHUNK_TOPIC)), 0)
+        cut = next((i for i, m in enumerate(batch) if _is_chunk(m)), 0)
         for part in (batch[:cut], batch[cut:]) if cut else (batch,):
             try:
                 results = self.ingest.handle_batch([(m.topic, bytes(m.payload)) for m in part])
