@@ -261,6 +261,7 @@ def test_draining_a_backlog_keeps_no_receipt_waiting_for_its_puback(
         for info in infos:
             info.wait_for_publish(30)
         sink = Sink(config)
+        sink.receipts = Receipts(linger_s=0.01)  # receipts go early in the drain, however fast
         client: Any = sink._client  # the paho client: what it keeps until a PUBACK
         publish = client.publish
         kept: list[int] = []
