@@ -26,14 +26,25 @@ Rules:
   message) when it holds ``batch_max_messages``, when its first message waited
   ``batch_max_ms``, or as soon as the broker has nothing more ready; each message is acked only
   after its batch committed, in the order received (:meth:`Sink._committed` is the one place
-  for what follows a message's commit). When ingest raises, nothing of the batch was committed
-  nor is acked, later messages are not taken either, and the worker reconnects after a
-  back-off: the broker then delivers everything unacked again. A batch still open when the
-  connection drops is dropped with it (it is redelivered, never acked on another connection).
+  for what follows a message's commit). The messages before a batch's first clip chunk are
+  committed first, in a transaction of their own, so that a contact's row is not kept waiting
+  for the syncs of its clip's chunk files (at most one transaction more per batch). When ingest
+  raises, nothing of that transaction was committed nor is acked, later messages are not taken
+  either, and the worker reconnects after a back-off: the broker then delivers everything
+  unacked again. A batch still open when the connection drops is dropped with it (it is
+  redelivered, never acked on another connection).
 - Delivery receipts after commit (cloud_sink/receipts.py, docs/WIRE.md): what a committed
   message stored (or had stored already) and every clip verified complete is confirmed to its
   device on ``<root>/cmd/delivered`` (QoS 1, several ids per message, within ``linger``);
-  the device keeps a message until then and sends it again when no receipt comes.
+  the device keeps a message until then and sends it again when no receipt comes. The
+  client keeps a QoS 1 message until the broker's PUBACK, and mosquitto 2.0 answers a resumed
+  session's publishes only after it has sent that session's whole queued backlog (the device
+  gets the receipt at once; only the PUBACK waits): a worker draining a backlog held every
+  receipt it sent meanwhile, ~180 bytes per message drained (docs/SCALING.md). So while
+  :data:`MAX_UNACKED` of the worker's QoS 1 publishes await their PUBACK (by message id, from
+  the client's ``on_publish``; forgotten at every connection) receipts go with QoS 0 (counted
+  ``receipts_sent_qos0``): a device that is connected gets them as before, one that is not
+  loses them and sends those messages again (deduplicated, confirmed again).
 - The worker thread owns the client and the database connection: it runs the network loop,
   reconnects on its own with exponential back-off (capped), and every ``check_every_s`` of the
   injected clock starts a pass of the clip check, which it runs in small steps
@@ -81,6 +92,7 @@ from cloud_sink.receipts import Confirm, Receipts
 from cloud_sink.retention import enforce as enforce_retention
 from cloud_sink.tls import context as tls_context
 from cloud_sink.tls import explain as explain_tls
+from contract import wire as contract_wire
 
 if TYPE_CHECKING:
     from cloud_sink.config import S3Section
@@ -88,7 +100,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NS: Final = 1_000_000_000
+#: QoS 1 publishes the broker has not acknowledged yet, past which receipts go with QoS 0
+#: (paho's own in-flight window is 20: more would only queue inside the client)
+MAX_UNACKED: Final = 20
+_CHUNK_TOPIC: Final = "/" + contract_wire.CLIP  # the last level of a clip chunk's topic
 Protocol = Literal["5", "3.1.1"]
+
+
+def _is_chunk(msg: mqtt.MQTTMessage) -> bool:
+    """Whether a message came on a clip chunk's topic (one that is not UTF-8 is not)."""
+    try:
+        return msg.topic.endswith(_CHUNK_TOPIC)
+    except UnicodeDecodeError:  # paho decodes the topic when asked: not a chunk of ours
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +282,7 @@ class Sink:
         self._batch: list[mqtt.MQTTMessage] = []  # received, not yet committed nor acked
         self._batch_since = 0.0  # time.monotonic() its first message arrived
         self._arrived = 0  # messages received so far (did the last loop bring any?)
+        self._unacked: set[int] = set()  # mids of this connection's QoS 1 publishes not acked
         self._check_pass = False  # a clip check pass is under way ...
         self._check_cursor: tuple[str, str] | None = None  # ... and goes on after this clip
         self._up_since: int | None = None  # clock when the subscription last came up
@@ -321,6 +346,7 @@ class Sink:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         # paho formats a line for every packet when on_log is set (the properties of every
         # PUBLISH: a tenth of the worker's time); a logger is asked only at its level
         client.enable_logger(_FirstError(self))
@@ -455,7 +481,7 @@ class Sink:
             return
         self._check_pass = self._check_cursor is not None
         for request in requests:
-            self._client.publish(request.topic, request.payload, qos=1)
+            self._publish(request.topic, request.payload)
 
     def _may_sweep(self, last_sweep: int | None) -> bool:
         """Sweep every ``check_every_s``, but only once subscribed for ``offline_after_s``:
@@ -477,8 +503,7 @@ class Sink:
             return
 
         def publish(topic: str, payload: bytes) -> bool:
-            info = self._client.publish(topic, payload, qos=1)
-            return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            return self._publish(topic, payload)
 
         try:
             self.site_alerts.publish_pending(self.db, publish, self.clock())
@@ -491,11 +516,20 @@ class Sink:
         if not len(self.receipts) or not (now or self.receipts.due()):
             return
         for topic, payload in self.receipts.take():
-            info = self._client.publish(topic, payload, qos=1)
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self.ingest.counters.bump("receipts_sent")
+            qos = 1 if len(self._unacked) < MAX_UNACKED else 0  # 0: nothing kept (module notes)
+            if self._publish(topic, payload, qos):
+                self.ingest.counters.bump("receipts_sent" if qos else "receipts_sent_qos0")
             else:
                 self.ingest.counters.bump("receipts_dropped")
+
+    def _publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish (QoS 1: counted until the broker's PUBACK); whether the client took it."""
+        info = self._client.publish(topic, payload, qos=qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        if qos:
+            self._unacked.add(info.mid)
+        return True
 
     def _retention(self) -> None:
         try:
@@ -536,6 +570,9 @@ class Sink:
             log.warning("broker refused the connection: %s", reason)
             self._paho_error = self._paho_error or f"the broker refused the connection: {reason}"
             return
+        # what the client sends again from the last connection is not counted: at worst
+        # MAX_UNACKED more for a moment
+        self._unacked.clear()
         client.subscribe(self.config.topic_filter, qos=1)
 
     def _on_subscribe(
@@ -551,6 +588,16 @@ class Sink:
             self._up_since = self.clock()
         else:
             log.error("subscription refused: %s", reasons)
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        self._unacked.discard(mid)  # QoS 0 ones are reported too, as they are written
 
     def _on_log(self, text: str) -> None:
         """A paho error line: the cause of the connection's trouble, if it is the first."""
@@ -611,17 +658,23 @@ class Sink:
 
     def _commit_batch(self) -> None:
         batch, self._batch = self._batch, []
-        try:
-            results = self.ingest.handle_batch([(m.topic, bytes(m.payload)) for m in batch])
-        except Exception:
-            log.exception(
-                "ingest failed for a batch of %d message(s); it will be redelivered", len(batch)
-            )
-            self.ingest.counters.bump("ingest_error")
-            self._failed = True
-            return
-        for msg, result in zip(batch, results, strict=True):
-            self._committed(msg, result)
+        # what came before the batch's first clip chunk is committed (and acked) first, in a
+        # transaction of its own: a contact does not wait for its clip's chunk files to be
+        # made durable (a write, an fdatasync and a directory fsync) before its row commits
+        cut = next((i for i, m in enumerate(batch) if _is_chunk(m)), 0)
+        for part in (batch[:cut], batch[cut:]) if cut else (batch,):
+            try:
+                results = self.ingest.handle_batch([(m.topic, bytes(m.payload)) for m in part])
+            except Exception:
+                log.exception(
+                    "ingest failed for a batch of %d message(s); it will be redelivered",
+                    len(part),
+                )
+                self.ingest.counters.bump("ingest_error")
+                self._failed = True
+                return
+            for msg, result in zip(part, results, strict=True):
+                self._committed(msg, result)
 
     def _committed(self, msg: mqtt.MQTTMessage, result: Result) -> None:
         """What follows a message's commit, in the order the messages came: its ack."""

@@ -994,6 +994,21 @@ class Ingest:
         announced = None if contact.clip is None else _announcement(contact.clip)
         if announced is None:
             return
+        p = self.db.param  # the usual case first, in one plain statement: a row that agrees
+        # (or none yet, the contact before its chunks) needs no peewee query built
+        known = execute(
+            self.db,
+            "SELECT clip_bytes, clip_sha256, codec, audio_deleted_at FROM clips "  # noqa: S608
+            f"WHERE device = {p} AND clip_id = {p}",
+            (device, contact.id),
+        ).fetchone()
+        if (
+            known is None
+            or known[3] is not None
+            or _identity({"clip_bytes": known[0], "clip_sha256": known[1], "codec": known[2]})
+            == announced
+        ):
+            return
         clips = self.t.clips
         row = (
             clips.select()

@@ -14,6 +14,7 @@ import pytest
 from peewee import Database
 
 from cloud_sink import Sink, SinkConfig, wire
+from cloud_sink.consumer import MAX_UNACKED
 from cloud_sink.db import open_database
 from cloud_sink.ingest import ClipKey, Ingest, Outcome
 from cloud_sink.migrations import migrate
@@ -230,3 +231,60 @@ def test_the_sink_publishes_receipts_after_its_commit(sink: Sink, broker: LocalB
         assert device.received.empty()
     finally:
         device.close()
+
+
+def test_draining_a_backlog_keeps_no_receipt_waiting_for_its_puback(
+    broker: LocalBroker, data_dir: Path, db_url: str | None
+) -> None:
+    """mosquitto answers a resumed session's own publishes only after it has sent that session
+    its whole queued backlog. The worker kept every QoS 1 receipt it sent meanwhile (in the
+    client, until the PUBACK): its memory grew with the backlog. Past ``MAX_UNACKED`` they go
+    with QoS 0; the devices still get every receipt, while the backlog drains."""
+    config = SinkConfig(
+        broker=broker.url, data_dir=data_dir, db_url=db_url, client_id="sink-backlog"
+    )  # fmt: skip
+    first = Sink(config).start()  # its session: the broker queues for it from now on
+    assert first.subscribed.wait(10), "the sink did not subscribe"
+    first.stop()
+    devices = [f"cp-{n:04d}" for n in range(150)]
+    sent: set[str] = set()
+    watcher = TestClient(broker.port)
+    try:
+        watcher.subscribe(topic("cmd/delivered", site="+", device="+"))
+        infos = []
+        for round_ in range(12):
+            for device in devices:
+                msg = {**event_message(), "device": device}
+                sent.add(msg["msg_id"])
+                infos.append(watcher.client.publish(topic("event", device=device), encode(msg), 1))
+            del round_
+        for info in infos:
+            info.wait_for_publish(30)
+        sink = Sink(config)
+        sink.receipts = Receipts(linger_s=0.01)  # receipts go early in the drain, however fast
+        client: Any = sink._client  # the paho client: what it keeps until a PUBACK
+        publish = client.publish
+        kept: list[int] = []
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            info = publish(*args, **kwargs)
+            kept.append(len(client._out_messages))
+            return info
+
+        client.publish = counted
+        confirmed: set[str] = set()
+
+        def all_confirmed() -> bool:
+            while not watcher.received.empty():
+                _, payload = watcher.received.get()
+                confirmed.update(json.loads(payload)["msg_ids"])
+            return confirmed >= sent
+
+        with sink:
+            wait_for(all_confirmed, "a receipt for every message of the backlog", cap_s=120)
+            stats = sink.stats()
+        assert stats["stored"] == len(sent)
+        assert stats.get("receipts_sent_qos0", 0) > 0, "the broker acked at once: not the case"
+        assert max(kept) <= MAX_UNACKED, f"the client kept up to {max(kept)} receipts"
+    finally:
+        watcher.close()

@@ -274,3 +274,36 @@ def test_mqtt_3_1_1_with_a_persistent_session(
     client.publish(topic("event"), golden_bytes("event.json"))
     make_sink(protocol="3.1.1")
     wait_until(lambda: count(db, "events") == 1, "the event sent while away")
+
+
+def test_what_comes_before_a_chunk_commits_before_the_chunk_files_are_synced(
+    make_sink: MakeSink, client: TestClient, db: Ingest
+) -> None:
+    """A contact and its clip's chunks in one batch: the contact's transaction does not wait
+    for the chunk files' fdatasync; it is its own, committed (and acked) first."""
+    first = make_sink()
+    first.stop()  # the session is there: the broker keeps what comes meanwhile
+    clip = Clip(os.urandom(6000), 2048)
+    contact = contact_message(clip=clip)
+    client.publish(topic("event"), encode(event_message()))
+    client.publish(topic("contact"), encode(contact))
+    for seq in range(clip.total):
+        client.publish(topic("clip"), clip.frame(seq))
+    client.publish(topic("event"), encode(event_message()))
+    sink = Sink(first.config)  # not started yet: a spy on its batches first
+    batches: list[list[str]] = []
+    handle_batch = sink.ingest.handle_batch
+
+    def noted(messages: Any) -> Any:
+        batches.append([t.rsplit("/", 1)[1] for t, _ in messages])
+        return handle_batch(messages)
+
+    sink.ingest.handle_batch = noted  # type: ignore[method-assign]  # the spy
+    with sink:
+        wait_for(lambda: sink.verified_clip_count() == 1, "the clip, assembled")
+        wait_for(lambda: sink.stats().get("stored", 0) >= 3, "the contact and both events")
+    kinds = [k for b in batches for k in b]
+    assert kinds == ["event", "contact", "clip", "clip", "clip", "event"]
+    for batch in batches:  # a chunk either starts its transaction or is not in it
+        assert "clip" not in batch or batch[0] == "clip", batches
+    assert count(db, "contacts") == 1
