@@ -801,10 +801,11 @@ class Ingest:
         self._batch.seen.append((device, site, body))
 
     def _write_devices(self, batch: _Batch, now: int) -> None:
-        """The end of a batch: the rows of its devices (site, last-seen time, last status),
-        then ``on_seen`` for each device's messages in their order; the devices one after
-        the other in the order of their names, so that the row locks are taken in one order
-        by every worker and held only from here to the commit."""
+        """The end of a batch: the rows of its devices (site, last-seen time, last status) in
+        the order of their names, so that every worker takes the row locks in one order and
+        holds them only from here to the commit; then ``on_seen`` for each device's messages
+        in their order (the devices by site, then name; with ``seen_matters``, only those
+        with a status in the batch or for which it says a call matters)."""
         sites, statuses = batch.devices()
         if not sites:
             return
