@@ -13,11 +13,11 @@ import pytest
 from peewee import Database, OperationalError
 
 from cloud_sink import wire
-from cloud_sink.alerts import DeviceWatch, SiteAlerts
-from cloud_sink.db import execute_sql, open_database
+from cloud_sink.alerts import OFFLINE_RULE, DeviceWatch, SiteAlerts, stored_alerts
+from cloud_sink.db import execute_sql, open_database, transaction
 from cloud_sink.ingest import ClipKey, Ingest, Outcome
 from cloud_sink.migrations import MIGRATIONS, SchemaError, migrate
-from cloud_sink.models import COLUMNS
+from cloud_sink.models import COLUMNS, to_json
 from cloud_sink.storage import ClipStore, UnsafeNameError
 from tests.cloud_sink.helpers import (
     DEVICE,
@@ -231,7 +231,7 @@ def test_a_device_row_only_moves_forward_in_time(ingest: Ingest, clock: FakeCloc
 
 
 def test_only_devices_with_an_offline_alert_get_on_seen_for_their_messages(
-    ingest: Ingest, db: Database
+    ingest: Ingest, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DeviceWatch.offline (``seen_matters``) asks once per batch which devices have an
     active offline alert; a message of one of them clears it (once), the others cost nothing."""
@@ -255,6 +255,15 @@ def test_only_devices_with_an_offline_alert_get_on_seen_for_their_messages(
     assert watch.offline(db, ["cp-off-1", "cp-off-2"]) == set()
     ingest.handle_batch([event_of("cp-off-1")])
     assert len(watch.changes) == 2
+    # another worker's batch read the alert as active before this one's clearing committed:
+    # its clearing changes nothing (and is not published again)
+    (alert,) = [a for a in stored_alerts(db) if a["rule"] == OFFLINE_RULE]
+    stale = (SITE, alert_id, to_json({"alert": {"text": "stale"}}))
+    monkeypatch.setattr(watch, "_active", lambda _db, _device: stale)
+    with transaction(db):
+        watch.seen(db, SITE, "cp-off-1", None, ingest.clock() + 1)
+    assert len(watch.changes) == 2
+    assert [a for a in stored_alerts(db) if a["rule"] == OFFLINE_RULE] == [alert]
 
 
 def _clip_file(data_dir: Path, clip: Clip) -> Path:
