@@ -193,6 +193,8 @@ class Drain:
     seconds: float
     cpu_s: float
     publish_s: float
+    deadlocks: int  # "deadlock detected" in the workers' logs
+    load: float  # 1-minute load average at the end of the drain
 
 
 def drain(
@@ -238,7 +240,11 @@ def drain(
                 stop(procs)
         finally:
             db.close()
-    return Drain(workers, took, cpu, publish_s)
+    deadlocks = sum(
+        log.read_text(errors="replace").count("deadlock detected")
+        for log in data.glob("worker-*.log")
+    )
+    return Drain(workers, took, cpu, publish_s, deadlocks, os.getloadavg()[0])
 
 
 def bench_workers(pg: PostgresCluster, work: Path, args: argparse.Namespace) -> None:
@@ -257,7 +263,8 @@ def bench_workers(pg: PostgresCluster, work: Path, args: argparse.Namespace) -> 
         print(
             f"    {n} worker(s): {d.seconds:6.2f} s  {rate:8,.0f} msg/s  scaling x"
             f"{base.seconds / d.seconds:.2f}  worker CPU {1000 * d.cpu_s / len(messages):.2f} "
-            f"s per 1,000 msg  (publish {len(messages) / d.publish_s:,.0f} msg/s)"
+            f"s per 1,000 msg  deadlocks {d.deadlocks}  load {d.load:.1f}  "
+            f"(publish {len(messages) / d.publish_s:,.0f} msg/s)"
         )
 
 

@@ -208,6 +208,24 @@ class DeviceWatch:
         else:
             self._clear(db, device, now_ns)
 
+    def offline(self, db: Database, devices: Sequence[str]) -> set[str]:
+        """Ingest's ``seen_matters`` hook: which of ``devices`` have an active offline alert,
+        in one query (one SQL text for any number of devices). For any other device,
+        :meth:`seen` without a status clears nothing, so it need not run."""
+        if not devices:
+            return set()
+        listed: object = list(devices)
+        among = "= ANY(%s)"
+        if is_sqlite(db):
+            among, listed = "IN (SELECT value FROM json_each(?))", json.dumps(listed)
+        rows = execute_sql(
+            db,
+            f"SELECT DISTINCT device FROM alerts WHERE rule = {db.param} "  # noqa: S608 - ours
+            f"AND cleared_ns IS NULL AND device {among}",
+            (OFFLINE_RULE, listed),
+        ).fetchall()
+        return {str(row[0]) for row in rows}
+
     def sweep(self, db: Database, now_ns: int) -> int:
         """Raise the alert for every device silent longer than ``offline_after_s``."""
         if self.offline_after_s is None:
@@ -274,9 +292,16 @@ class DeviceWatch:
         body["alert"]["cleared_at"] = iso(now_ns)
         body["alert"]["text"] = f"{body['alert']['text']}; back at {iso(now_ns)}"
         a = tables(db).alerts
-        a.update({a.cleared_ns: now_ns, a.body: to_json(body), a.published_ns: None}).where(
-            (a.site == site) & (a.scope == wire.SITE_SCOPE) & (a.id == id_)
-        ).execute()
+        cleared = a.update(
+            {a.cleared_ns: now_ns, a.body: to_json(body), a.published_ns: None}
+        ).where(
+            (a.site == site)
+            & (a.scope == wire.SITE_SCOPE)
+            & (a.id == id_)
+            & a.cleared_ns.is_null()  # another worker's batch of the device may clear it first
+        )
+        if not rowcount(db, cleared):
+            return
         self.changes.append((device, id_, False))
         self.alerts.dirty = True
 

@@ -269,6 +269,7 @@ class Sink:
             )
         self.device_watch = DeviceWatch(config.offline_after_s, self.site_alerts)
         self.ingest.on_seen = self.device_watch.seen
+        self.ingest.seen_matters = self.device_watch.offline
         # a kill during a write or assembly: only this worker's own, or abandoned ones
         removed = self.ingest.store.cleanup_temporaries(config.temp_lease_s)
         if removed:

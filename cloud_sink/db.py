@@ -8,10 +8,11 @@ Rules:
   connection; writes take the lock at their start (``BEGIN IMMEDIATE``), so two sinks on one
   file serialise instead of failing half-way.
 - PostgreSQL: autocommit outside transactions (peewee's default), READ COMMITTED inside;
-  concurrent writers are made safe by unique keys and ``ON CONFLICT``, and take turns per
-  device on advisory locks taken at the start of a transaction in one order, so that workers
-  never deadlock on each other's rows (cloud_sink/ingest.py), and per site for the site alert
-  checks (cloud_sink/alerts.py).
+  concurrent writers are made safe by unique keys and ``ON CONFLICT``; rows that several
+  workers write (devices, clips) are locked in one order, so that workers never deadlock on
+  each other's rows: the devices' rows at a batch's end, sorted, and clips and sites on
+  advisory locks taken at the start of a transaction, sorted (cloud_sink/ingest.py,
+  cloud_sink/alerts.py).
 - One connection per thread (peewee's thread-local state); :func:`transaction` is the only
   way the sink writes.
 """

@@ -8,10 +8,13 @@ Rules:
   (device, contact id) and an event on (device, event id), so the same contact sent again under
   a new msg_id is still stored once. A contact is stored with its tags and events.
 - Status messages (retained, and the device's last will) update the device row in the order
-  they arrive; every accepted message updates the device's site and last-seen time (once per
-  device and site in a batch: the batch has one time). ``on_seen`` runs for a status message
-  as it is stored, for a device's other messages once at the batch's end (or before the
-  device's next status message in the batch, so the order stays).
+  they arrive (the device's last status of a batch is the one written); every accepted message
+  updates the device's site and last-seen time (the batch has one time; a row only moves
+  forward: an older time than the row's leaves it alone). The device rows are written at the
+  batch's end, all in one statement on PostgreSQL, in the order of the devices' names, and
+  then ``on_seen`` runs for each device: once per status message and once for each run of its
+  other messages, in the order of its messages. A device that has no row yet gets one at the
+  batch's start (the site alerts find a device's events by its row's site).
 - Clip chunks are deduplicated on (device, clip_id, seq): the chunk's bit in the clip row's
   bitmap (``clips.received``, with ``received_count``). A clip's size, sha256 and codec are
   the ones its contact announced (``contact.clip``): a chunk that claims others is a dead letter
@@ -31,11 +34,16 @@ Rules:
   So a bit set means the bytes are durable; a crash before the commit leaves the bytes without
   a bit, and the chunk is delivered again (or asked for) and written again. The caller acks the
   broker only after :meth:`Ingest.handle_batch` returns (the batch committed).
-- On PostgreSQL a batch first takes the advisory lock of every device it holds messages of,
-  in one order (sorted keys), as the clip check does for its clips: workers sharing a stream
-  take turns per device instead of deadlocking on rows written in different orders. Then the
-  locks of its sites that the site alerts take per stored message (``lock_sites``), sorted by
-  name, so that two batches over the same sites in opposite orders cannot wait in a circle.
+- Workers sharing a stream (PostgreSQL) never wait for each other in a circle: a batch first
+  takes the advisory lock of every clip it may create or change (its chunks' clips and the
+  clips its contacts announce), in one order (sorted keys, one statement), as the clip check
+  does for its clips; then the locks of its sites that the site alerts take per stored message
+  (``lock_sites``), sorted by name; then the rows of its new devices, sorted. The rows every
+  message touches, the devices', are written only at the batch's end, sorted, and held from
+  there to the commit, so batches over the same devices run at once and wait for each other
+  only there (batches over the same clip, or the same new device, take turns). Rows of
+  messages, contacts and events are new rows: two batches meet on one only when both hold the
+  same message (a redelivery), and the second then finds it stored.
 - Open clips are cached by (device, clip id): a chunk of a cached clip costs no query of its
   own. The cache is only a cache: what a batch recorded is checked against the locked row (a
   clip another worker completed, reset or expired meanwhile: a duplicate with its receipt, a
@@ -104,7 +112,6 @@ from cloud_sink.receipts import Confirm
 from cloud_sink.storage import ClipCorruptError, ClipStore, sync, write_at
 from contract.crashpoint import crashpoint
 from contract.sql import execute
-from contract.wire import parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -200,19 +207,31 @@ _PASSING: Final = (OperationalError, InterfaceError, OSError)
 _MAX_TRACKED: Final = 1024  # failing messages whose attempts are counted
 _ROWS_PER_INSERT: Final = 64  # rows of one multi-row INSERT (a contact's events, tags)
 _MAX_CACHED: Final = 4096  # clip rows remembered (a few hundred bytes each)
+_MAX_KNOWN: Final = 100_000  # devices known to have a row (rows are never deleted)
 #: the disk is full, read-only or failing: no message's fault, so never a dead letter
 _ENVIRONMENT: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
-#: the class (first key) of the devices' PostgreSQL advisory locks ("cpdv")
-_DEVICE_LOCKS: Final = 0x63706476
+#: the class (first key) of the clips' PostgreSQL advisory locks ("cpcl")
+_CLIP_LOCKS: Final = 0x6370636C
 
 
-def _device_lock_key(device: str) -> int:
-    """A device's advisory lock key: 32 bits of its name's sha256, signed (a PostgreSQL int)."""
-    return int.from_bytes(
-        hashlib.sha256(device.encode("utf-8", "backslashreplace")).digest()[:4], "big", signed=True
-    )
+def _clip_lock_key(device: str, clip_id: str) -> int:
+    """A clip's advisory lock key: 32 bits of the sha256 of its device and id, signed (a
+    PostgreSQL int; two clips sharing a key only wait for each other)."""
+    name = f"{device}\x00{clip_id}".encode("utf-8", "backslashreplace")
+    return int.from_bytes(hashlib.sha256(name).digest()[:4], "big", signed=True)
+
+
+def _clips_of(parsed: Iterable[wire.Parsed]) -> Iterator[tuple[str, str]]:
+    """The clips a batch may create or change rows of: its chunks' and its contacts' that
+    announce one (a clip's id is its contact's)."""
+    for m in parsed:
+        match m:
+            case wire.Chunk():
+                yield m.device, m.clip_id
+            case wire.Message(body=wire.Contact(id=contact_id, clip=clip)) if clip is not None:
+                yield m.device, contact_id
 
 
 def _announcement(clip: Any) -> tuple[int, str, str] | None:
@@ -305,22 +324,43 @@ class _Batch:
         self.done = done  # committed or rolled back: counts go straight to the counters
         self.bumps: list[str] = []  # counts to make when it commits
         self.index = 0  # the message being ingested
+        #: PostgreSQL, tried without savepoints: the (device, msg_id) of its messages that
+        #: the batch's one INSERT INTO messages stored (None: each message inserts its own)
+        self.fresh: set[tuple[str, str]] | None = None
         self.chunks: list[_Taken] = []
-        self.seen: list[tuple[str, str]] = []  # (device, site) of each stored message
-        self.cut: dict[str, int] = {}  # device -> len(seen) at its last status message
-        self.status_of: str | None = None  # the device whose status the message was
-        self.upserted: dict[str, str] = {}  # device -> the site its row was given
+        self.rows: list[tuple[str, str]] = []  # (device, site) of each accepted message
+        #: (device, site, its status or None) of each stored message: ``on_seen`` at the end
+        self.seen: list[tuple[str, str, wire.Status | None]] = []
         self._files: dict[tuple[str, str, str], tuple[int, bool, str]] = {}
         self._synced: set[tuple[str, str, str]] = set()
 
-    def owed(self, device: str) -> str | None:
-        """The site of the device's messages since its last status message, whose
-        ``on_seen`` is still to come; None when there are none."""
-        site = None
-        for d, s in self.seen[self.cut.get(device, 0) :]:
-            if d == device:
-                site = s
-        return site
+    def marks(self) -> tuple[int, int, int, int]:
+        """Where its lists stand (a message's savepoint rolls them back to that)."""
+        return len(self.chunks), len(self.rows), len(self.seen), len(self.bumps)
+
+    def roll_back(self, marks: tuple[int, int, int, int]) -> None:
+        del self.chunks[marks[0] :]
+        del self.rows[marks[1] :]
+        del self.seen[marks[2] :]
+        del self.bumps[marks[3] :]
+
+    def devices(self) -> tuple[dict[str, str], dict[str, wire.Status]]:
+        """Each device's site (its last message's) and its last status in the batch."""
+        sites = dict(self.rows)
+        statuses = {device: status for device, _, status in self.seen if status is not None}
+        return sites, statuses
+
+    def seen_calls(self) -> dict[str, list[tuple[str, wire.Status | None]]]:
+        """Each device's ``on_seen`` calls in the order of its messages: one per status
+        message, one (the site of the last) for each run of other messages."""
+        calls: dict[str, list[tuple[str, wire.Status | None]]] = {}
+        for device, site, status in self.seen:
+            of = calls.setdefault(device, [])
+            if status is None and of and of[-1][1] is None:
+                of[-1] = (site, None)
+            else:
+                of.append((site, status))
+        return calls
 
     def write(self, store: ClipStore, ch: wire.Chunk) -> None:
         """Write a chunk at its offset in its clip's partial file (opened once per batch); it
@@ -368,6 +408,8 @@ class _Statements:
     clip: str
     lock: str
     record: str
+    messages: str | None  # every message of a batch in one statement (PostgreSQL)
+    new_devices: str  # rows for the devices of a batch that have none yet
 
 
 def _statements(db: Database) -> _Statements:
@@ -376,14 +418,35 @@ def _statements(db: Database) -> _Statements:
         return f"INSERT INTO {table} ({columns}) VALUES ({marks}) {tail}"  # noqa: S608 - ours
 
     p = db.param
+    # a device's row only moves forward: a batch of another worker that began earlier and
+    # commits later leaves a newer last-seen time (and its site) alone
+    newer = (
+        "ON CONFLICT (device) DO UPDATE SET site = excluded.site, "
+        "last_seen_ns = excluded.last_seen_ns WHERE excluded.last_seen_ns > devices.last_seen_ns "
+        "OR (excluded.last_seen_ns = devices.last_seen_ns AND excluded.site <> devices.site)"
+    )
+    if is_sqlite(db):  # one row a statement (in-process: no round trip to save)
+        seen = insert("devices", "device, site, first_seen_ns, last_seen_ns", newer)
+        new_devices = insert("devices", "device, site, first_seen_ns, last_seen_ns")
+    else:  # every device of the batch in one statement, one text for any number of them,
+        # the rows written (and so locked) in the order of their keys
+        rows = (
+            "INSERT INTO devices (device, site, first_seen_ns, last_seen_ns) "
+            "SELECT d, s, %s, %s FROM unnest(%s::text[], %s::text[]) AS u(d, s) ORDER BY d "
+        )
+        seen, new_devices = rows + newer, rows + "ON CONFLICT DO NOTHING"
+    messages = (
+        None
+        if is_sqlite(db)
+        else "INSERT INTO messages (device, msg_id, kind, received_ns) "
+        "SELECT d, m, k, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(d, m, k) "
+        "ORDER BY d, m ON CONFLICT DO NOTHING RETURNING device, msg_id"
+    )
     return _Statements(
+        messages=messages,
+        new_devices=new_devices,
         message=insert("messages", "device, msg_id, kind, received_ns"),
-        seen=insert(
-            "devices",
-            "device, site, first_seen_ns, last_seen_ns",
-            "ON CONFLICT (device) DO UPDATE SET site = excluded.site, "
-            "last_seen_ns = excluded.last_seen_ns",
-        ),
+        seen=seen,
         status=(
             f"UPDATE devices SET online = {p}, version = {p}, boot_id = {p}, "  # noqa: S608
             f"outbox_depth = {p}, free_disk_bytes = {p}, clock_synced = {p}, "
@@ -442,6 +505,7 @@ class Ingest:
         self._multi: dict[tuple[str, int], str] = {}  # multi-row INSERTs by (one row's, rows)
         self._batch = _Batch(done=True)  # what the batch under way defers to its end
         self._clips: dict[tuple[str, str], _ClipFacts] = {}  # open clips, (device, clip id)
+        self._known: set[str] = set()  # devices whose row a committed batch saw or made
         # Called inside the transaction just before commit; a test raises here to play a crash.
         self.before_commit: Callable[[str], None] | None = None
         # Called inside the transaction after a contact or event was stored (site alerts).
@@ -457,6 +521,9 @@ class Ingest:
         # every stored message of a device, in its transaction: (db, site, device, its status
         # or None, now); the device offline alerts (cloud_sink.alerts.DeviceWatch)
         self.on_seen: Callable[[Database, str, str, wire.Status | None, int], object] | None = None
+        # which of these devices' messages without a status need ``on_seen`` (one query per
+        # batch; DeviceWatch.offline: the devices with an active offline alert); None: all
+        self.seen_matters: Callable[[Database, Sequence[str]], set[str]] | None = None
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -475,14 +542,19 @@ class Ingest:
         message fails there, that attempt is rolled back whole and the batch run again, each
         message in its savepoint."""
         now = self.clock()
+        parsed = [wire.parse(topic, payload) for topic, payload in messages]  # never raises
         try:
-            results = self._run_batch(messages, now, isolated=False)
-        except _RedoIsolatedError:
+            results = self._run_batch(messages, parsed, now, isolated=False)
+        except _RedoIsolatedError as redo:
             self.counters.bump("batch_redone")
-            results = self._run_batch(messages, now, isolated=True)
+            log.info("batch of %d redone a message at a time: %s", len(messages), redo.__cause__)
+            results = self._run_batch(messages, parsed, now, isolated=True)
         for remove in self._after_commit:
             remove()
         self._after_commit.clear()
+        if len(self._known) > _MAX_KNOWN:
+            self._known.clear()
+        self._known.update(m.device for m in parsed if isinstance(m, wire.Message | wire.Chunk))
         self.counters.bump("batch")
         for name in self._batch.bumps:
             self.counters.bump(name)
@@ -492,19 +564,29 @@ class Ingest:
             self.counters.bump(result.outcome.value)
         return results
 
-    def _lock_devices(self, devices: Iterable[str]) -> None:
-        """PostgreSQL: take the transaction's advisory lock of each device, all of them before
-        any row is written and in one order for every worker (sorted keys), so that workers
-        whose batches share devices take turns per device instead of deadlocking on the rows
-        they write (the device row, its clips, ...) in different orders. SQLite: nothing (a
-        write transaction holds the database's one lock from its start)."""
+    def _lock_clips(self, clips: Iterable[tuple[str, str]]) -> None:
+        """PostgreSQL: take the transaction's advisory lock of each clip (device, clip id), all
+        of them before any row is written and in one order for every worker (sorted keys), in
+        one statement, so that batches that create or change the same clip rows in different
+        orders take turns per clip instead of deadlocking. SQLite: nothing (a write
+        transaction holds the database's one lock from its start)."""
         if is_sqlite(self.db):
             return
-        for key in sorted({_device_lock_key(device) for device in devices}):
-            execute_sql(self.db, "SELECT pg_advisory_xact_lock(%s, %s)", (_DEVICE_LOCKS, key))
+        keys = sorted({_clip_lock_key(device, clip_id) for device, clip_id in clips})
+        if keys:
+            execute_sql(
+                self.db,
+                "SELECT COUNT(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS u(k)",
+                (_CLIP_LOCKS, keys),  # unnest hands the keys over in the array's order
+            )
 
     def _run_batch(
-        self, messages: Sequence[tuple[str, bytes]], now: int, *, isolated: bool
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        parsed: Sequence[wire.Parsed],
+        now: int,
+        *,
+        isolated: bool,
     ) -> list[Result]:
         """One attempt at a batch: its transaction, committed when this returns."""
         self._after_commit.clear()
@@ -512,16 +594,20 @@ class Ingest:
         results: list[Result] = []
         try:
             with transaction(self.db):
-                where = [t for topic, _ in messages if (t := parse_topic(topic))]
-                self._lock_devices(t.device for t in where)
+                self._lock_clips(_clips_of(parsed))
                 if self.lock_sites is not None:
-                    self.lock_sites(self.db, (t.site for t in where))
-                for topic, payload in messages:
+                    self.lock_sites(
+                        self.db, (m.site for m in parsed if isinstance(m, wire.Message))
+                    )
+                self._new_devices(parsed, now)
+                if not isolated:  # (isolated, a message's row goes with its savepoint)
+                    self._insert_messages(batch, parsed, now)
+                for (topic, payload), message in zip(messages, parsed, strict=True):
                     batch.index = len(results)
                     if isolated:
-                        results.append(self._isolated(topic, payload, now))
+                        results.append(self._isolated(topic, payload, message, now))
                     else:
-                        results.append(self._optimistic(topic, payload, now))
+                        results.append(self._optimistic(topic, payload, message, now))
                 self._flush(batch, results, now)
         except BaseException:
             self._after_commit.clear()  # rolled back: the files stay with their rows
@@ -532,40 +618,29 @@ class Ingest:
             batch.done = True
         return results
 
-    def _optimistic(self, topic: str, payload: bytes, now: int) -> Result:
+    def _optimistic(self, topic: str, payload: bytes, parsed: wire.Parsed, now: int) -> Result:
         """One message of a batch tried without a savepoint: any failure redoes the batch."""
-        batch = self._batch
-        batch.status_of = None
         try:
-            result = self._handle(topic, payload, now, len(batch.chunks))
+            return self._handle(topic, payload, parsed, now, len(self._batch.chunks))
         except Exception as exc:
             raise _RedoIsolatedError from exc
-        if batch.status_of is not None:
-            batch.cut[batch.status_of] = len(batch.seen)
-        return result
 
-    def _isolated(self, topic: str, payload: bytes, now: int) -> Result:
+    def _isolated(self, topic: str, payload: bytes, parsed: wire.Parsed, now: int) -> Result:
         """One message of a batch, in its own savepoint."""
         batch = self._batch
-        marks = (len(self._after_commit), len(batch.chunks), len(batch.seen), len(batch.bumps))
-        batch.status_of = None
+        removals, marks = len(self._after_commit), batch.marks()
         db = self.db
         execute(db, "SAVEPOINT message")  # inside the batch's transaction (peewee's atomic()
         try:  # would name each one anew: a uuid and its SQL text per message)
-            result = self._handle(topic, payload, now, len(batch.chunks))
+            result = self._handle(topic, payload, parsed, now, len(batch.chunks))
         except Exception as exc:  # noqa: BLE001 - no single message may stop the sink
             execute(db, "ROLLBACK TO SAVEPOINT message")
             execute(db, "RELEASE SAVEPOINT message")
-            del self._after_commit[marks[0] :]  # its removals went with its savepoint
-            del batch.chunks[marks[1] :]
-            del batch.seen[marks[2] :]
-            del batch.bumps[marks[3] :]
-            batch.upserted.clear()  # its savepoint may have taken a device row back
+            del self._after_commit[removals:]  # its removals went with its savepoint
+            batch.roll_back(marks)
             self._clips.clear()  # it may have cached a clip row its savepoint took back
             return self._failed(topic, payload, exc, now)
         execute(db, "RELEASE SAVEPOINT message")
-        if batch.status_of is not None:  # its on_seen ran: the device's earlier ones are done
-            batch.cut[batch.status_of] = len(batch.seen)
         return result
 
     def _bump(self, name: str) -> None:
@@ -575,8 +650,9 @@ class Ingest:
         else:
             self._batch.bumps.append(name)
 
-    def _handle(self, topic: str, payload: bytes, now: int, chunks_before: int) -> Result:
-        parsed = wire.parse(topic, payload)
+    def _handle(
+        self, topic: str, payload: bytes, parsed: wire.Parsed, now: int, chunks_before: int
+    ) -> Result:
         if isinstance(parsed, wire.Ignored):
             return Result(Outcome.IGNORED)
         if isinstance(parsed, wire.Rejected):
@@ -587,7 +663,7 @@ class Ingest:
             # a chunk taken (its outcome is decided with its bit, at the end of the batch)
             # counts as a stored message of its device
             if len(self._batch.chunks) > chunks_before:
-                self._batch.seen.append((parsed.device, parsed.site))
+                self._batch.seen.append((parsed.device, parsed.site, None))
         else:
             result = Result(self._message(parsed, now))
             if (
@@ -658,24 +734,57 @@ class Ingest:
         )
         self._bump(f"dead_letter.{reason}")
 
-    def _seen(self, device: str, site: str, now: int) -> None:
-        """The device's row: its site and last-seen time (the batch's ``now``, so once per
-        device and site in a batch is enough)."""
-        upserted = self._batch.upserted
-        if upserted.get(device) != site:
-            execute(self.db, self._sql.seen, (device, site, now, now))
-            upserted[device] = site
+    def _seen(self, device: str, site: str) -> None:
+        """The device's row is to get this site and the batch's time, at the batch's end."""
+        self._batch.rows.append((device, site))
+
+    def _new_devices(self, parsed: Sequence[wire.Parsed], now: int) -> None:
+        """At a batch's start, a row for each of its devices that has none yet (the site
+        alerts find a device's events by its row's site; an existing row is neither changed
+        nor locked here, a new one is locked by its INSERT, in the order of the keys). Devices
+        an earlier batch of this worker committed are known to have one: no statement."""
+        known = self._known
+        sites = {
+            m.device: m.site
+            for m in parsed
+            if isinstance(m, wire.Message | wire.Chunk) and m.device not in known
+        }
+        if not sites:
+            return
+        db, sql, ordered = self.db, self._sql.new_devices, sorted(sites)
+        if is_sqlite(db):
+            for device in ordered:
+                execute(db, sql, (device, sites[device], now, now))
+        else:
+            execute(db, sql, (now, now, ordered, [sites[d] for d in ordered]))
+
+    def _insert_messages(self, batch: _Batch, parsed: Sequence[wire.Parsed], now: int) -> None:
+        """PostgreSQL: every message of the batch into ``messages`` in one statement (one SQL
+        text for any number of them, the rows in the order of their keys); the ones it
+        stored are the batch's fresh ones, the others duplicates."""
+        sql = self._sql.messages
+        msgs = [m for m in parsed if isinstance(m, wire.Message)]
+        if sql is None or not msgs:
+            return
+        columns = ([m.device for m in msgs], [m.msg_id for m in msgs], [m.kind for m in msgs])
+        stored = execute(self.db, sql, (now, *columns)).fetchall()
+        batch.fresh = {(str(device), str(msg_id)) for device, msg_id in stored}
 
     def _message(self, msg: wire.Message, now: int) -> Outcome:
-        sql, db = self._sql, self.db
-        if not execute(db, sql.message, (msg.device, msg.msg_id, msg.kind, now)).rowcount:
+        sql, db, fresh = self._sql, self.db, self._batch.fresh
+        if fresh is None:
+            if not execute(db, sql.message, (msg.device, msg.msg_id, msg.kind, now)).rowcount:
+                return Outcome.DUPLICATE
+        elif (msg.device, msg.msg_id) in fresh:
+            fresh.discard((msg.device, msg.msg_id))  # the same message again: a duplicate
+        else:
             return Outcome.DUPLICATE
         body = msg.body
         if isinstance(body, wire.Status):
             self._status(msg.site, msg.device, body, now)
             return Outcome.STORED
-        self._seen(msg.device, msg.site, now)
-        self._batch.seen.append((msg.device, msg.site))  # its on_seen: at the batch's end
+        self._seen(msg.device, msg.site)
+        self._batch.seen.append((msg.device, msg.site, None))  # its on_seen: at the batch's end
         if isinstance(body, wire.Contact):
             return self._contact(msg, body, now)
         if isinstance(body, wire.Event):
@@ -684,31 +793,52 @@ class Ingest:
         return self._alert(msg, body, now)
 
     def _status(self, site: str, device: str, body: wire.Status, now: int) -> None:
-        """A status message: its device row now (in order with the device's other status
-        messages), and ``on_seen`` with it, after the one its earlier messages owe."""
-        self._seen(device, site, now)
-        execute(
-            self.db,
-            self._sql.status,
-            (
-                body.online,
-                body.version,
-                body.boot_id,
-                body.outbox_depth,
-                body.free_disk_bytes,
-                body.clock_synced,
-                body.at,
-                device,
-            ),
-        )
+        """A status message: written into the device's row at the batch's end (the device's
+        last status of the batch, so the order of its status messages stays), ``on_seen``
+        with it there too, in order with the device's other messages. (The parser refused
+        what a row cannot hold: NUL bytes, unpaired surrogates, numbers beyond 64 bits.)"""
+        self._seen(device, site)
+        self._batch.seen.append((device, site, body))
+
+    def _write_devices(self, batch: _Batch, now: int) -> None:
+        """The end of a batch: the rows of its devices (site, last-seen time, last status) in
+        the order of their names, so that every worker takes the row locks in one order and
+        holds them only from here to the commit; then ``on_seen`` for each device's messages
+        in their order (the devices by site, then name; with ``seen_matters``, only those
+        with a status in the batch or for which it says a call matters)."""
+        sites, statuses = batch.devices()
+        if not sites:
+            return
+        db, sql = self.db, self._sql
+        ordered = sorted(sites)
+        if is_sqlite(db):
+            for device in ordered:
+                execute(db, sql.seen, (device, sites[device], now, now))
+        else:
+            execute(db, sql.seen, (now, now, ordered, [sites[d] for d in ordered]))
+        for device in sorted(statuses):
+            body = statuses[device]
+            execute(
+                db,
+                sql.status,
+                (
+                    body.online, body.version, body.boot_id, body.outbox_depth,
+                    body.free_disk_bytes, body.clock_synced, body.at, device,
+                ),
+            )  # fmt: skip
         if self.on_seen is None:
             return
-        batch = self._batch
-        owed = batch.owed(device)
-        if owed is not None:
-            self.on_seen(self.db, owed, device, None, now)
-        self.on_seen(self.db, site, device, body, now)
-        batch.status_of = device
+        calls = batch.seen_calls()
+        if self.seen_matters is not None:
+            quiet = sorted(d for d, of in calls.items() if all(st is None for _, st in of))
+            matters = self.seen_matters(db, quiet) if quiet else set()
+            for device in quiet:
+                if device not in matters:
+                    del calls[device]
+        # by site, then device: the site locks the offline alerts take come in one order too
+        for device in sorted(calls, key=lambda d: (calls[d][0][0], d)):
+            for site, status in calls[device]:
+                self.on_seen(db, site, device, status, now)
 
     def _alert(self, msg: wire.Message, a: wire.Alert, now: int) -> Outcome:
         """A device's alert, once per (site, device, alert id): the id is stable per firing."""
@@ -804,7 +934,7 @@ class Ingest:
         """Check a chunk against its clip and write its bytes at their offset in the clip's
         partial file; whether it is new (its bit) is decided at the end of the batch
         (:meth:`_flush_clip`), which replaces the provisional result returned here."""
-        self._seen(ch.device, ch.site, now)
+        self._seen(ch.device, ch.site)
         limits = self.limits
         if ch.clip_bytes > limits.max_clip_bytes or ch.total > limits.max_chunks:
             detail = (
@@ -905,11 +1035,7 @@ class Ingest:
         (their rows and ``on_seen``, in one order), then every clip it wrote chunks of: the
         bytes made durable, then the chunks' bits recorded (in one order: workers never wait
         for each other in a circle)."""
-        if batch.seen and self.on_seen is not None:
-            for device in sorted({device for device, _ in batch.seen}):
-                owed = batch.owed(device)
-                if owed is not None:
-                    self.on_seen(self.db, owed, device, None, now)
+        self._write_devices(batch, now)
         if not batch.chunks:
             return
         batch.sync(self.store)
@@ -1163,7 +1289,7 @@ class Ingest:
                     | ((clips.device == after[0]) & (clips.clip_id > after[1]))
                 )
             rows = list(query.order_by(clips.device, clips.clip_id).limit(limit).dicts())
-            self._lock_devices(row["device"] for row in rows)  # as a batch does, before writing
+            self._lock_clips((row["device"], row["clip_id"]) for row in rows)  # as a batch does
             for row in rows:
                 key = ClipKey(row["site"], row["device"], row["clip_id"])
                 where = (clips.device == key.device) & (clips.clip_id == key.clip_id)

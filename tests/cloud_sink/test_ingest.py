@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,11 @@ import pytest
 from peewee import Database, OperationalError
 
 from cloud_sink import wire
-from cloud_sink.db import execute_sql, open_database
+from cloud_sink.alerts import OFFLINE_RULE, DeviceWatch, SiteAlerts, stored_alerts
+from cloud_sink.db import execute_sql, open_database, transaction
 from cloud_sink.ingest import ClipKey, Ingest, Outcome
 from cloud_sink.migrations import MIGRATIONS, SchemaError, migrate
-from cloud_sink.models import COLUMNS
+from cloud_sink.models import COLUMNS, to_json
 from cloud_sink.storage import ClipStore, UnsafeNameError
 from tests.cloud_sink.helpers import (
     DEVICE,
@@ -110,6 +111,27 @@ def test_the_same_message_twice_is_one_row(ingest: Ingest) -> None:
     assert ingest.counters.snapshot()["duplicate"] == 3
 
 
+def test_duplicates_within_one_batch_and_across_batches_are_stored_once(ingest: Ingest) -> None:
+    """One batch holding a message twice (and one stored before): on PostgreSQL the batch's
+    messages go into ``messages`` in one statement; the first of two is the stored one."""
+    old = (topic("event"), encode(event_message()))
+    assert ingest.handle(*old).outcome is Outcome.STORED
+    contact, status = (
+        (topic("contact"), golden_bytes("contact.json")),
+        status_bytes(DEVICE, online=True),
+    )
+    results = ingest.handle_batch(
+        [contact, old, contact, (topic("status"), status), (topic("status"), status)]
+    )
+    assert [r.outcome for r in results] == [
+        Outcome.STORED, Outcome.DUPLICATE, Outcome.DUPLICATE, Outcome.STORED, Outcome.DUPLICATE,
+    ]  # fmt: skip
+    assert results[1].receipt is not None  # a duplicate is confirmed too
+    assert (count(ingest, "messages"), count(ingest, "contacts"), count(ingest, "events")) == (
+        3, 1, 1 + len(golden("contact.json")["contact"]["events"]),
+    )  # fmt: skip
+
+
 def test_bad_messages_become_dead_letters(ingest: Ingest) -> None:
     other_device = contact_message()
     other_device["device"] = "cp-0002"
@@ -144,6 +166,104 @@ def test_status_then_last_will_marks_the_device_offline(ingest: Ingest) -> None:
     ingest.handle(topic("status"), encode(will))
     (device,) = ingest.devices()
     assert bool(device["online"]) is False
+
+
+def status_bytes(device: str, *, online: bool, **fields: Any) -> bytes:
+    msg = copy.deepcopy(golden("status.json"))
+    msg.update(msg_id=new_id(), device=device)
+    msg["status"].update(online=online, **fields)
+    return encode(msg)
+
+
+def event_of(device: str, site: str = SITE) -> tuple[str, bytes]:
+    msg = event_message()
+    msg.update(device=device, site=site)
+    return topic("event", site, device), encode(msg)
+
+
+def test_a_batch_writes_its_devices_rows_at_its_end_with_on_seen_in_message_order(
+    ingest: Ingest, clock: FakeClock
+) -> None:
+    calls: list[tuple[str, str, bool | None]] = []
+    ingest.on_seen = lambda _db, site, device, status, _now: calls.append(
+        (device, site, None if status is None else status.online)
+    )
+    dev1, dev2 = "cp-seen-1", "cp-seen-2"
+    results = ingest.handle_batch(
+        [
+            event_of(dev2),
+            (topic("status", SITE, dev1), status_bytes(dev1, online=True)),
+            event_of(dev1),
+            event_of(dev1),
+            (topic("status", SITE, dev1), status_bytes(dev1, online=False)),
+            event_of(dev1, "site-2"),  # the device moved: its row takes its last site
+        ]
+    )
+    assert {r.outcome for r in results} == {Outcome.STORED}
+    # per device in the order of its messages (one call for each run of non-status ones);
+    # the devices one after the other
+    assert calls == [
+        (dev1, SITE, True),
+        (dev1, SITE, None),
+        (dev1, SITE, False),
+        (dev1, "site-2", None),
+        (dev2, SITE, None),
+    ]
+    rows = {row["device"]: row for row in ingest.devices()}
+    assert bool(rows[dev1]["online"]) is False  # its last status
+    assert rows[dev1]["site"] == "site-2"
+    assert rows[dev1]["last_seen_ns"] == rows[dev2]["last_seen_ns"] == clock.now
+    assert rows[dev2]["online"] is None  # no status of it yet
+
+
+def test_a_device_row_only_moves_forward_in_time(ingest: Ingest, clock: FakeClock) -> None:
+    """Another worker's batch that began earlier and commits later leaves a newer row be."""
+    ingest.handle_batch([event_of("cp-fwd", "site-new")])
+    later = clock.now
+    clock.advance(-5)  # a batch with an older time
+    ingest.handle_batch([event_of("cp-fwd", "site-old")])
+    (row,) = ingest.devices()
+    assert (row["site"], row["last_seen_ns"]) == ("site-new", later)
+    clock.advance(10)
+    ingest.handle_batch([event_of("cp-fwd", "site-old")])
+    (row,) = ingest.devices()
+    assert (row["site"], row["last_seen_ns"]) == ("site-old", clock.now)
+
+
+def test_only_devices_with_an_offline_alert_get_on_seen_for_their_messages(
+    ingest: Ingest, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeviceWatch.offline (``seen_matters``) asks once per batch which devices have an
+    active offline alert; a message of one of them clears it (once), the others cost nothing."""
+    watch = DeviceWatch(None, SiteAlerts([]))
+    asked: list[list[str]] = []
+
+    def offline(db_: Database, devices: Sequence[str]) -> set[str]:
+        asked.append(list(devices))
+        return watch.offline(db_, devices)
+
+    ingest.on_seen, ingest.seen_matters = watch.seen, offline
+    will = (topic("status", SITE, "cp-off-1"), status_bytes("cp-off-1", online=False))
+    ingest.handle_batch([will, event_of("cp-off-2")])
+    assert asked == [["cp-off-2"]]  # a device with a status in the batch is not asked about
+    ((device, alert_id, raised),) = watch.changes
+    assert (device, raised) == ("cp-off-1", True)
+    assert watch.offline(db, ["cp-off-1", "cp-off-2", "cp-off-3"]) == {"cp-off-1"}
+    ingest.handle_batch([event_of("cp-off-2"), event_of("cp-off-1"), event_of("cp-off-1")])
+    assert asked[-1] == ["cp-off-1", "cp-off-2"]
+    assert watch.changes[1:] == [("cp-off-1", alert_id, False)]  # cleared once
+    assert watch.offline(db, ["cp-off-1", "cp-off-2"]) == set()
+    ingest.handle_batch([event_of("cp-off-1")])
+    assert len(watch.changes) == 2
+    # another worker's batch read the alert as active before this one's clearing committed:
+    # its clearing changes nothing (and is not published again)
+    (alert,) = [a for a in stored_alerts(db) if a["rule"] == OFFLINE_RULE]
+    stale = (SITE, alert_id, to_json({"alert": {"text": "stale"}}))
+    monkeypatch.setattr(watch, "_active", lambda _db, _device: stale)
+    with transaction(db):
+        watch.seen(db, SITE, "cp-off-1", None, ingest.clock() + 1)
+    assert len(watch.changes) == 2
+    assert [a for a in stored_alerts(db) if a["rule"] == OFFLINE_RULE] == [alert]
 
 
 def _clip_file(data_dir: Path, clip: Clip) -> Path:

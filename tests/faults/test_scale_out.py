@@ -10,7 +10,7 @@ until then, the others start once it is dead) — and started again
 with its client id (its persistent session holds what the broker had assigned to it). At the
 end every contact of both devices is in the database exactly once, every clip is marked
 complete with a file whose sha256 is the device's, each worker took a share of the stream,
-and no temporary file is left.
+no temporary file is left, and no worker's log says ``deadlock detected``.
 """
 
 from __future__ import annotations
@@ -255,6 +255,14 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(
         for n, process in enumerate(workers):
             assert wait_exit(process, f"worker {n} to stop") == 0
         shares = [final_stats(logs / f"worker-{n}.log").get("stored", 0) for n in range(WORKERS)]
+        # no batch of one worker was failed by PostgreSQL for waiting in a circle with another's
+        # (it would be redone, or redelivered, so only the logs tell)
+        deadlocks = {
+            log.name: text.count("deadlock detected")
+            for log in sorted(logs.iterdir())
+            if "deadlock detected" in (text := log.read_text(errors="replace"))
+        }
+        assert deadlocks == {}, deadlocks
         if crash_at is None:
             assert all(share > 0 for share in shares), shares  # one stream shared by all three
         else:  # the others joined late; worker 0's session kept what came while it was dead
