@@ -33,17 +33,19 @@ import importlib
 import importlib.abc
 import json
 import os
-import shlex
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The child runs this module, so what it imports counts in the run's figures and module list:
+# the modules the daemon itself does not load (subprocess, shlex, tempfile's, tracemalloc with
+# pickle) are imported only where used, in the parent or in the traced child.
+if TYPE_CHECKING:
+    import tracemalloc
 
 HERE = Path(__file__).resolve()
 RATE = 16000
@@ -66,6 +68,8 @@ UNIT_ENV: dict[str, str] = {}  # set from the unit unless --no-unit-env, for eve
 
 def unit_environment(unit: Path = UNIT) -> dict[str, str]:
     """The variables the unit's ``Environment=`` lines set (systemd's quoting, as shlex's)."""
+    import shlex
+
     out: dict[str, str] = {}
     for line in unit.read_text(encoding="utf-8").splitlines():
         key, sep, value = line.strip().partition("=")
@@ -128,6 +132,8 @@ class Sampler:
         if now.get("VmRSS", 0) > self.peak.get("VmRSS", 0):
             self.peak = now
         if self.trace:
+            import tracemalloc
+
             current, _ = tracemalloc.get_traced_memory()
             if current > self._snapshot_size * 1.05:
                 self.snapshot = tracemalloc.take_snapshot()
@@ -154,6 +160,8 @@ def child(
     if not dev_install:
         sys.meta_path.insert(0, _SinkOnly())
     if trace:
+        import tracemalloc
+
         tracemalloc.start(1)
     result: dict[str, Any] = {"start": proc_status()}
     with Sampler(bool(trace)) as sampler:
@@ -191,6 +199,8 @@ def child(
 def run_child(
     work: Path, name: str, argv: list[str], *, trace: int = 0, imports: Path | None = None
 ) -> dict[str, Any]:
+    import subprocess
+
     out = work / f"{name}.json"
     command = [sys.executable, str(HERE), "--child", str(out), "--trace", str(trace)]
     if imports is not None:
@@ -256,6 +266,8 @@ def main() -> None:
     DEV_INSTALL[0] = args.dev_install
     if not args.no_unit_env:
         UNIT_ENV.update(unit_environment())
+
+    import tempfile
 
     import tomlkit
 
