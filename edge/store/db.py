@@ -77,7 +77,7 @@ PRAGMAS: Final[tuple[tuple[str, str | int], ...]] = (
     ("journal_size_limit", 4 * 1024 * 1024),
     # SQLite's page cache, per connection: 512 KiB instead of the default 2 MiB (negative:
     # KiB). The device's file is small and its queries read recent rows by index; a page
-    # not cached is a read from the kernel's page cache. ~1.2 MiB less RSS on an 8-hour
+    # not cached is a read from the kernel's page cache. 0.7-1.2 MiB less RSS on an 8-hour
     # shift (bench/README.md, memory, issue #14 fifth step).
     ("cache_size", -CACHE_KIB),
 )
