@@ -18,10 +18,12 @@ The child samples ``/proc/self/status`` every 0.1 s from a thread; tracemalloc s
 run and adds its own bookkeeping, so its figures explain the first run's, they do not replace it.
 Needs ``mosquitto`` unless ``--simulate``. The children run as on a device installed with
 ``contactpoint[edge]``: the sink-only libraries (:data:`SINK_ONLY`) cannot be imported, unless
-``--dev-install`` (this virtualenv as it is: peewee then loads psycopg).
+``--dev-install`` (this virtualenv as it is: peewee then loads psycopg); and with the
+environment the device's systemd unit gives the daemon (its ``Environment=`` lines: glibc's
+malloc settings), unless ``--no-unit-env``.
 
     .venv/bin/python bench/memory.py [--hours 8] [--speed 480] [--simulate] [--top 12]
-                                     [--dev-install]
+                                     [--dev-install] [--no-unit-env]
 """
 
 from __future__ import annotations
@@ -31,16 +33,19 @@ import importlib
 import importlib.abc
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The child runs this module, so what it imports counts in the run's figures and module list:
+# the modules the daemon itself does not load (subprocess, shlex, tempfile's, tracemalloc with
+# pickle) are imported only where used, in the parent or in the traced child.
+if TYPE_CHECKING:
+    import tracemalloc
 
 HERE = Path(__file__).resolve()
 RATE = 16000
@@ -56,6 +61,23 @@ SINK_ONLY = ("psycopg", "psycopg_binary", "psycopg_c", "psycopg2", "cryptography
 
 
 DEV_INSTALL = [False]  # set from --dev-install for every child
+#: the device's service unit: its ``Environment=`` lines are the daemon's environment there
+UNIT = HERE.parent.parent / "provisioning" / "systemd" / "contactpoint-edge.service"
+UNIT_ENV: dict[str, str] = {}  # set from the unit unless --no-unit-env, for every child
+
+
+def unit_environment(unit: Path = UNIT) -> dict[str, str]:
+    """The variables the unit's ``Environment=`` lines set (systemd's quoting, as shlex's)."""
+    import shlex
+
+    out: dict[str, str] = {}
+    for line in unit.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key == "Environment":
+            for assignment in shlex.split(value):
+                name, _, setting = assignment.partition("=")
+                out[name] = setting
+    return out
 
 
 class _SinkOnly(importlib.abc.MetaPathFinder):
@@ -110,6 +132,8 @@ class Sampler:
         if now.get("VmRSS", 0) > self.peak.get("VmRSS", 0):
             self.peak = now
         if self.trace:
+            import tracemalloc
+
             current, _ = tracemalloc.get_traced_memory()
             if current > self._snapshot_size * 1.05:
                 self.snapshot = tracemalloc.take_snapshot()
@@ -136,6 +160,8 @@ def child(
     if not dev_install:
         sys.meta_path.insert(0, _SinkOnly())
     if trace:
+        import tracemalloc
+
         tracemalloc.start(1)
     result: dict[str, Any] = {"start": proc_status()}
     with Sampler(bool(trace)) as sampler:
@@ -173,13 +199,15 @@ def child(
 def run_child(
     work: Path, name: str, argv: list[str], *, trace: int = 0, imports: Path | None = None
 ) -> dict[str, Any]:
+    import subprocess
+
     out = work / f"{name}.json"
     command = [sys.executable, str(HERE), "--child", str(out), "--trace", str(trace)]
     if imports is not None:
         command += ["--imports", str(imports)]
     if DEV_INSTALL[0]:
         command.append("--dev-install")
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
+    env = {**os.environ, **UNIT_ENV, "PYTHONPATH": str(HERE.parent.parent)}
     started = time.perf_counter()
     log = work / f"{name}.log"
     with log.open("wb") as output:  # the daemon's log lines (alerts...) are not the figures
@@ -222,6 +250,11 @@ def main() -> None:
         action="store_true",
         help="let the run import the sink-only libraries this virtualenv has (psycopg ...)",
     )
+    parser.add_argument(
+        "--no-unit-env",
+        action="store_true",
+        help="run the children without the service unit's Environment= settings",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--trace", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--imports", type=Path, help=argparse.SUPPRESS)
@@ -231,6 +264,10 @@ def main() -> None:
         child(args.child, args.trace, args.imports, args.argv, args.dev_install)
         return
     DEV_INSTALL[0] = args.dev_install
+    if not args.no_unit_env:
+        UNIT_ENV.update(unit_environment())
+
+    import tempfile
 
     import tomlkit
 
@@ -265,13 +302,21 @@ def main() -> None:
         layers = layer_costs(work, modules, bare["end"]["VmHWM"])
 
     how = (
-        "contactpoint simulate (virtual time)"
-        if args.simulate
-        else f"contactpoint edge run --scenario --speed {args.speed:g} (publishing to mosquitto)"
-    ) + (
-        "; this virtualenv's sink-only libraries importable (--dev-install)"
-        if args.dev_install
-        else f"; as installed on a device: {', '.join(SINK_ONLY)} not importable"
+        (
+            "contactpoint simulate (virtual time)"
+            if args.simulate
+            else f"contactpoint edge run --scenario --speed {args.speed:g} (to mosquitto)"
+        )
+        + (
+            "; this virtualenv's sink-only libraries importable (--dev-install)"
+            if args.dev_install
+            else f"; as installed on a device: {', '.join(SINK_ONLY)} not importable"
+        )
+        + (
+            f"; the unit's environment: {' '.join(f'{k}={v}' for k, v in UNIT_ENV.items())}"
+            if UNIT_ENV
+            else "; without the unit's environment (--no-unit-env)"
+        )
     )
     peak = run["peak"]
     hwm = run["end"]["VmHWM"]

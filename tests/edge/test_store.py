@@ -446,6 +446,7 @@ def test_settings_are_in_effect_on_the_connection(db_path: Path) -> None:
         assert db.pragma("foreign_keys") == 1
         assert db.pragma("busy_timeout") == store_db.BUSY_TIMEOUT_MS
         assert db.pragma("journal_size_limit") == dict(store_db.PRAGMAS)["journal_size_limit"]
+        assert db.pragma("cache_size") == -store_db.CACHE_KIB == -512  # KiB, not the 2 MiB default
     finally:
         db.close()
     # WAL is a property of the file: another connection sees it too
