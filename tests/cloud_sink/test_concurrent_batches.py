@@ -128,14 +128,7 @@ def test_batches_over_the_same_devices_or_sites_in_opposite_orders_both_commit_a
         threading.Thread(target=worker, args=("a", "b")),
         threading.Thread(target=worker, args=("b", "a")),
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        join(thread, "both batches")
-    for name in batches:
-        outcome = results[name]
-        assert not isinstance(outcome, Exception), f"batch {name}: {outcome!r}"
-        assert [r.outcome for r in outcome] == [Outcome.STORED, Outcome.STORED]
+    _run_both_and_check_stored(threads, results, batches)
     if shared == "clips":
         counts = execute_sql(db, "SELECT received_count FROM clips ORDER BY clip_id").fetchall()
         assert [tuple(row) for row in counts] == [(2,), (2,)]
@@ -195,6 +188,18 @@ def test_a_batch_over_the_same_devices_commits_while_another_is_midway(
             db.close()
 
     threads = [threading.Thread(target=worker, args=(name,)) for name in batches]
+    _run_both_and_check_stored(threads, results, batches)
+    # B committed while A held its first message uncommitted, not after A's commit
+    assert results["b done while a midway"] is True
+    (events,) = execute_sql(db, "SELECT COUNT(*) FROM events").fetchone()  # type: ignore[misc]
+    assert events == 6
+    db.close()
+
+
+def _run_both_and_check_stored(
+    threads: list[threading.Thread], results: dict[str, Any], batches: dict[str, Any]
+) -> None:
+    """Run both workers' threads to the end; each batch stored both its messages."""
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -203,8 +208,3 @@ def test_a_batch_over_the_same_devices_commits_while_another_is_midway(
         outcome = results[name]
         assert not isinstance(outcome, Exception), f"batch {name}: {outcome!r}"
         assert [r.outcome for r in outcome] == [Outcome.STORED, Outcome.STORED]
-    # B committed while A held its first message uncommitted, not after A's commit
-    assert results["b done while a midway"] is True
-    (events,) = execute_sql(db, "SELECT COUNT(*) FROM events").fetchone()  # type: ignore[misc]
-    assert events == 6
-    db.close()
