@@ -106,15 +106,18 @@ def start_edge(
     )
 
 
-def contactpoint(args: list[str], log: Path, crash_at: str | None) -> subprocess.Popen[bytes]:
+def contactpoint(
+    args: list[str], log: Path, crash_at: str | None, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``contactpoint ARGS...`` of this checkout as a subprocess, its output appended to
-    ``log``, with the crash point ``crash_at`` armed (contract/crashpoint.py)."""
+    ``log``, with the crash point ``crash_at`` armed (contract/crashpoint.py) and
+    ``extra_env`` added to its environment."""
     out = log.open("ab")
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "provisioning.main", *args],
             cwd=ROOT,
-            env=_env(crash_at),
+            env={**_env(crash_at), **(extra_env or {})},
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,

@@ -4,12 +4,16 @@ Three ``contactpoint sink run --group g`` processes share one PostgreSQL databas
 directory and take one stream from a real mosquitto (``$share/g/...``, round-robin per
 message), so the chunks of one clip land on different workers and a clip is assembled by
 whichever worker commits its last chunk (or by any worker's clip check). Two devices publish
-a shift each with FLAC clips in 8 KiB chunks. Mid-run one worker is killed -9 — once at a
+a shift each with FLAC clips in 8 KiB chunks. The clips are kept in the shared data directory,
+or in object storage: a real SeaweedFS S3 gateway on loopback (``--clips s3://...``), the
+workers given its endpoint in their config file and the credentials in the standard AWS
+environment. Mid-run one worker is killed -9 — once at a
 random moment, once inside its first clip assembly (``sink.assemble.write``; it runs alone
 until then, the others start once it is dead) — and started again
 with its client id (its persistent session holds what the broker had assigned to it). At the
 end every contact of both devices is in the database exactly once, every clip is marked
-complete with a file whose sha256 is the device's, each worker took a share of the stream,
+complete with a file (or an object) whose sha256 is the device's, each worker took a share of
+the stream,
 no temporary file is left, and no worker's log says ``deadlock detected``.
 """
 
@@ -34,6 +38,7 @@ from edge.scenario import busy_shift
 from edge.simulate import run_simulation
 from provisioning.broker import LocalBroker
 from tests.faults.harness import config_dict, contactpoint, edge_snapshot, kill9
+from tests.services import SeaweedS3
 from tests.waiting import join, reap, tree_state, wait_exit, wait_for
 
 GROUP = "g"
@@ -45,17 +50,59 @@ def client_id(n: int) -> str:
     return f"contactpoint-sink-{GROUP}-{n}"
 
 
+class Storage:
+    """Where the workers keep verified clips: the data directory, or a SeaweedFS bucket."""
+
+    def __init__(self, s3: SeaweedS3 | None, tmp_path: Path) -> None:
+        self.s3 = s3
+        self.args: list[str] = []
+        self.env: dict[str, str] = {}
+        if s3 is not None:
+            config = tmp_path / "sink.toml"
+            config.write_text(
+                f'[s3]\nendpoint_url = "{s3.endpoint}"\naddressing_style = "path"\n'
+                "retry_min_s = 0.2\nretry_max_s = 1.0\n"
+            )
+            self.args = ["--config", str(config), "--clips", f"s3://{s3.bucket}/fleet"]
+            self.env = {
+                "AWS_ACCESS_KEY_ID": s3.ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": s3.SECRET_KEY,
+                "AWS_REGION": s3.REGION,
+            }
+            self.client = s3.client()
+
+    def read(self, data: Path, path: str | None, location: str | None) -> bytes | None:
+        """The clip's bytes where its row says it is; None where it is not there (yet): in
+        object storage, a clip counts only once it was uploaded."""
+        if self.s3 is not None:
+            if location is None:
+                return None
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
+        return None if path is None else (data / path).read_bytes()
+
+
 def start_worker(
-    n: int, broker: str, db_url: str, data: Path, logs: Path, *, crash_at: str | None = None
+    n: int,
+    broker: str,
+    db_url: str,
+    data: Path,
+    logs: Path,
+    *,
+    storage: Storage,
+    crash_at: str | None = None,
 ) -> subprocess.Popen[bytes]:
     return contactpoint(
         [
             *("sink", "run", "--broker", broker),
             *("--data", str(data), "--db", db_url, "--group", GROUP),
             *("--client-id", client_id(n), "--resend-after", "2", "--check-every", "0.5"),
+            *storage.args,
         ],
         logs / f"worker-{n}.log",
         crash_at,
+        storage.env,
     )
 
 
@@ -77,13 +124,14 @@ class Central:
         )
 
     def contacts(self) -> list[tuple[str, str, str | None, str | None]]:
-        """(device, contact id, verified clip path, its announced sha256) of every row."""
+        """(device, contact id, verified clip path, its location in object storage) of every
+        row."""
         cursor = execute_sql(
             self.db,
-            "SELECT c.device, c.id, k.path, k.clip_sha256 FROM contacts c LEFT JOIN clips k "
+            "SELECT c.device, c.id, k.path, k.location FROM contacts c LEFT JOIN clips k "
             "ON k.device = c.device AND k.clip_id = c.id AND k.complete",
         )
-        return [(str(d), str(i), p, s) for d, i, p, s in cursor.fetchall()]
+        return [(str(d), str(i), p, loc) for d, i, p, loc in cursor.fetchall()]
 
 
 @pytest.fixture
@@ -94,25 +142,22 @@ def central(postgres_url: str, tmp_path: Path) -> Iterator[Central]:
 
 
 def delivered(
-    central: Central, data: Path, edge: dict[str, dict[str, ClipInfo | None]]
+    central: Central, data: Path, edge: dict[str, dict[str, ClipInfo | None]], storage: Storage
 ) -> tuple[int, int, list[str]]:
     """(delivered, duplicated, missing) of the devices' contacts in the database."""
     seen: dict[tuple[str, str], int] = {}
-    paths: dict[tuple[str, str], str | None] = {}
-    for device, cid, path, _ in central.contacts():
+    where: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+    for device, cid, path, location in central.contacts():
         seen[device, cid] = seen.get((device, cid), 0) + 1
-        paths[device, cid] = path
+        where[device, cid] = (path, location)
     duplicated = sum(n - 1 for n in seen.values() if n > 1)
     done, missing = 0, []
     for device, clips in edge.items():
         for cid, clip in clips.items():
-            path = paths.get((device, cid))
+            stored = storage.read(data, *where.get((device, cid), (None, None)))
             ok = (device, cid) in seen and (
                 clip is None
-                or (
-                    path is not None
-                    and hashlib.sha256((data / path).read_bytes()).hexdigest() == clip.sha256
-                )
+                or (stored is not None and hashlib.sha256(stored).hexdigest() == clip.sha256)
             )
             if ok:
                 done += 1
@@ -122,16 +167,20 @@ def delivered(
 
 
 def diagnose(
-    central: Central, data: Path, edge: dict[str, dict[str, ClipInfo | None]], logs: Path
+    central: Central,
+    data: Path,
+    edge: dict[str, dict[str, ClipInfo | None]],
+    storage: Storage,
+    logs: Path,
 ) -> str:
     """What the failure message shows: the missing contacts' rows, and the workers' logs."""
-    done, duplicated, missing = delivered(central, data, edge)
+    done, duplicated, missing = delivered(central, data, edge, storage)
     lines = [f"{done} delivered, {duplicated} duplicated, missing {missing}"]
     for name in missing[:5]:
         device, cid = name.split("/")
         for sql in (
             f"SELECT COUNT(*) FROM contacts WHERE device = '{device}' AND id = '{cid}'",
-            f"SELECT total, received_count, complete, resend_requests, path FROM clips "
+            f"SELECT total, received_count, complete, resend_requests, path, location FROM clips "
             f"WHERE device = '{device}' AND clip_id = '{cid}'",
         ):
             lines.append(f"{sql}: {execute_sql(central.db, sql).fetchall()}")
@@ -152,16 +201,20 @@ def final_stats(log: Path) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(900)  # three workers, two devices and PostgreSQL on a loaded machine
+@pytest.mark.parametrize("clips", ["directory", "s3"])
 @pytest.mark.parametrize("crash_at", [None, "sink.assemble.write@1"], ids=["random", "assembly"])
-def test_three_workers_one_killed_lose_and_duplicate_nothing(
+def test_three_workers_one_killed_lose_and_duplicate_nothing(  # noqa: PLR0917 (fixtures)
     broker: LocalBroker,
     postgres_url: str,
     central: Central,
     tmp_path: Path,
     crash_at: str | None,
+    clips: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     data, logs = tmp_path / "sink", tmp_path / "logs"
     logs.mkdir()
+    storage = Storage(request.getfixturevalue("s3_server") if clips == "s3" else None, tmp_path)
     # the workers' persistent sessions with the shared subscription exist before any message;
     # armed, only worker 0's: it runs alone until its first assembly kills it (with three, the
     # assemblies go to whichever worker completes a clip, and mosquitto keeps handing an absent
@@ -177,9 +230,15 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(
             )
         ) as sink:
             wait_for(sink.subscribed.is_set, f"worker {n} to subscribe")
-    workers = [start_worker(0, broker.url, postgres_url, data, logs, crash_at=crash_at)]
+
+    def start(n: int, crash: str | None = None) -> subprocess.Popen[bytes]:
+        return start_worker(
+            n, broker.url, postgres_url, data, logs, storage=storage, crash_at=crash
+        )
+
+    workers = [start(0, crash_at)]
     if crash_at is None:
-        workers += [start_worker(n, broker.url, postgres_url, data, logs) for n in (1, 2)]
+        workers += [start(n) for n in (1, 2)]
     failures: list[BaseException] = []
     edges = {device: tmp_path / device for device in DEVICES}
 
@@ -218,7 +277,7 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(
             kill9(workers[0])
         else:
             wait_exit(workers[0], f"worker 0 to die at {crash_at}", progress=moving)
-            workers += [start_worker(n, broker.url, postgres_url, data, logs) for n in (1, 2)]
+            workers += [start(n) for n in (1, 2)]
         assert workers[0].returncode == -signal.SIGKILL
         # the other two go on with the stream while it is gone ...
         chunks = central.progress()[1]
@@ -230,7 +289,7 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(
             progress=moving,
         )
         # ... and it comes back for what the broker had assigned to its session
-        workers[0] = start_worker(0, broker.url, postgres_url, data, logs)
+        workers[0] = start(0)
         for thread in publishing:
             join(thread, "the devices to publish their shifts", progress=moving)
         assert not failures, failures
@@ -238,15 +297,15 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(
         produced = sum(len(clips) for clips in edge.values())
         assert produced >= 10
         wait_for(
-            lambda: delivered(central, data, edge)[0] == produced,
+            lambda: delivered(central, data, edge, storage)[0] == produced,
             f"the devices' {produced} contacts, each with its verified clip",
             progress=central.progress,
-            seen=lambda: diagnose(central, data, edge, logs),
+            seen=lambda: diagnose(central, data, edge, storage, logs),
         )
         wait_for(
             lambda: not [*data.rglob("*.tmp"), *data.rglob("*.part")], "no temporary file left"
         )
-        done, duplicated, missing = delivered(central, data, edge)
+        done, duplicated, missing = delivered(central, data, edge, storage)
         assert (done, duplicated, missing) == (produced, 0, [])
         assert central.scalar("SELECT COUNT(*) FROM clips WHERE NOT complete") == 0
         assert central.scalar("SELECT COUNT(*) FROM dead_letters") == 0
