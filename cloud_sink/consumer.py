@@ -103,16 +103,16 @@ NS: Final = 1_000_000_000
 #: QoS 1 publishes the broker has not acknowledged yet, past which receipts go with QoS 0
 #: (paho's own in-flight window is 20: more would only queue inside the client)
 MAX_UNACKED: Final = 20
-_CHUNK_TOPIC: Final = "/" + contract_wire.CLIP  # the last level of a clip chunk's topic
 Protocol = Literal["5", "3.1.1"]
 
 
 def _is_chunk(msg: mqtt.MQTTMessage) -> bool:
     """Whether a message came on a clip chunk's topic (one that is not UTF-8 is not)."""
     try:
-        return msg.topic.endswith(_CHUNK_TOPIC)
+        where = contract_wire.parse_topic(msg.topic)
     except UnicodeDecodeError:  # paho decodes the topic when asked: not a chunk of ours
         return False
+    return where is not None and where.kind == contract_wire.CLIP
 
 
 @dataclass(frozen=True, slots=True)

@@ -749,9 +749,15 @@ class Ingest:
             for m in parsed
             if isinstance(m, wire.Message | wire.Chunk) and m.device not in known
         }
+        self._device_rows(self._sql.new_devices, sites, now)
+
+    def _device_rows(self, sql: str, sites: dict[str, str], now: int) -> None:
+        """Write the rows of ``sites``' devices (site, the batch's time) with ``sql``
+        (:attr:`_Statements.new_devices` or ``seen``), in the order of their names: one
+        statement a device on SQLite, one for all of them on PostgreSQL."""
         if not sites:
             return
-        db, sql, ordered = self.db, self._sql.new_devices, sorted(sites)
+        db, ordered = self.db, sorted(sites)
         if is_sqlite(db):
             for device in ordered:
                 execute(db, sql, (device, sites[device], now, now))
@@ -810,12 +816,7 @@ class Ingest:
         if not sites:
             return
         db, sql = self.db, self._sql
-        ordered = sorted(sites)
-        if is_sqlite(db):
-            for device in ordered:
-                execute(db, sql.seen, (device, sites[device], now, now))
-        else:
-            execute(db, sql.seen, (now, now, ordered, [sites[d] for d in ordered]))
+        self._device_rows(sql.seen, sites, now)
         for device in sorted(statuses):
             body = statuses[device]
             execute(
@@ -1135,16 +1136,14 @@ class Ingest:
             == announced
         ):
             return
-        clips = self.t.clips
+        clips = self.t.clips  # it disagrees: the whole row, for the reset (same transaction)
         row = (
             clips.select()
             .where((clips.device == device) & (clips.clip_id == contact.id))
             .dicts()
             .first()
         )
-        if row is None or row.get("audio_deleted_at") is not None:
-            return
-        if _identity(row) != announced:
+        if row is not None:
             self._reset_clip(row, announced, row["total"], now)
 
     def _reset_clip(
