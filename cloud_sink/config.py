@@ -267,6 +267,12 @@ class SinkSection(_Strict):
             parse_clips_url(self.clips, "clips")
         except ValueError as exc:
             raise FieldError("clips", str(exc)) from None
+        if self.group is not None and self.protocol != "5":
+            raise FieldError(
+                "group",
+                f"with protocol {self.protocol}: a shared subscription needs "
+                'MQTT 5; set protocol = "5" or remove group (one worker)',
+            )
 
 
 class S3Section(_Strict):

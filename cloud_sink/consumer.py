@@ -11,8 +11,9 @@ Rules:
   start and throw its queued messages away. The brokers ``contactpoint provision`` configures
   replace every client id by the account name anyway (docs/SECURITY.md), so there every worker
   of a group needs its own account (two clients with one id throw each other off the broker).
-- Subscription, QoS 1: ``contactpoint/v1/+/+/+``; with a group (MQTT 5) the shared subscription
-  ``$share/<group>/contactpoint/v1/+/+/+`` so that N workers share one stream. The single-level
+- Subscription, QoS 1: ``contactpoint/v1/+/+/+``; with a group the shared subscription
+  ``$share/<group>/contactpoint/v1/+/+/+`` so that N workers share one stream (MQTT 5 only: a
+  group with 3.1.1 is refused, as every worker would take every message). The single-level
   wildcard does not match ``.../cmd/resend``, so the sink never takes its own commands.
 - Without a group the subscription is a plain one ON PURPOSE: mosquitto 2.0 does not restore
   a shared subscription with its session after a restart, so what devices publish after the
@@ -184,7 +185,7 @@ class SinkConfig:
 
     @property
     def topic_filter(self) -> str:
-        if self.group and self.protocol == "5":
+        if self.group:  # with MQTT 5 only: Sink refuses a group with 3.1.1
             return wire.shared_subscription(self.group)
         return wire.SUBSCRIPTION
 
@@ -227,6 +228,12 @@ class Sink:
         config's ``[s3]`` table), for ``config.clips`` and for clips uploaded before."""
         if config.group is not None and not wire.valid_name(config.group):
             raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
+        if config.group is not None and config.protocol != "5":
+            raise ValueError(
+                f"group {config.group!r} with protocol {config.protocol}: a shared subscription "
+                "needs MQTT 5 (with 3.1.1 every worker would take and ingest every message); "
+                "use protocol 5 (--protocol 5) or run one worker without a group"
+            )
         limits = config.limits()  # a bad limit fails here, not in the worker
         target = parse_clips_url(config.clips)  # so does a bad --clips, or no credentials
         self.objects: S3Clips | None = None

@@ -185,12 +185,13 @@ def split_error(exc: msgspec.ValidationError) -> tuple[str, Loc]:
 
 def locate_error(exc: msgspec.ValidationError) -> tuple[str, str, Loc]:
     """(kind, message, key path) of a validation error: kind is ``unknown`` (an unknown key;
-    the path ends with it), ``missing`` (a required key; the path ends with it) or ``value``
-    (a bad value at the path; for a check of a whole table the path is the table's)."""
+    the path ends with it), ``missing`` (a required key; the path ends with it), ``check`` (a
+    section's ``__post_init__`` refused the key at the path's end: a :class:`FieldError`) or
+    ``value`` (a bad value at the path; for a check of a whole table the path is the table's)."""
     message, loc = split_error(exc)
     cause = exc.__cause__
     if isinstance(cause, FieldError):
-        return "value", str(cause), (*loc, cause.key)
+        return "check", str(cause), (*loc, cause.key)
     if isinstance(cause, ValueError | TypeError):
         return "value", str(cause), loc
     if found := _UNKNOWN.match(message):
@@ -215,7 +216,8 @@ def describe_error(model: type[msgspec.Struct], exc: msgspec.ValidationError, da
         return f"{source}: {key}: unknown key.{suggestion} Valid keys here: {', '.join(valid)}"
     value = _value_at(data, loc)
     shown = "" if value is _ABSENT else f" (got {_shown(model, loc, value)})"
-    allowed = _allowed_at(model, loc)
+    # a check across keys words its own fix: the key's type would not tell what is wrong
+    allowed = "" if kind == "check" else _allowed_at(model, loc)
     return f"{source}: {key or '(top level)'}{shown}: {message}" + (
         f"; allowed: {allowed}" if allowed else ""
     )

@@ -93,7 +93,20 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     assert (config.broker, config.group, config.protocol) == ("mqtt://file:1883", "flag", "3.1.1")
     assert config.resend_after_s == 5.0
     assert config.effective_client_id == "contactpoint-sink-flag"
-    assert config.topic_filter == "contactpoint/v1/+/+/+"  # MQTT 3.1.1: no shared subscription
+
+
+def test_a_group_with_mqtt_3_1_1_is_refused_naming_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shared subscription needs MQTT 5: with 3.1.1 every worker of the "group" would take
+    and ingest every message. Refused before anything is opened."""
+    data = tmp_path / "sink"
+    args = ["sink", "run", "--broker", "mqtt://127.0.0.1:1", "--data", str(data)]
+    assert main([*args, "--group", "g", "--protocol", "3.1.1"]) == 2
+    err = capsys.readouterr().err
+    assert "group 'g' with protocol 3.1.1: a shared subscription needs MQTT 5" in err
+    assert "--protocol 5" in err
+    assert not data.exists()  # no database made for a worker that cannot run
 
 
 def test_unknown_config_key_is_refused_with_a_suggestion(
@@ -355,3 +368,14 @@ def test_a_reader_that_stops_early_is_a_normal_end(
     """``sink contacts | head -1``: a traceback (BrokenPipeError) and exit 2 before."""
     code, err = run_piped(["sink", *command, "--data", str(busy)], reader, ROOT)
     assert (code, err) == (0, "")
+
+
+def test_a_config_file_with_a_group_and_mqtt_3_1_1_fails_its_check(tmp_path: Path) -> None:
+    conf = tmp_path / "sink.toml"
+    conf.write_text('[sink]\nbroker = "mqtt://x:1"\ngroup = "g"\nprotocol = "3.1.1"\n')
+    done = contactpoint("sink", "config", "check", str(conf))
+    assert done.returncode == 2, done.stdout
+    assert (
+        "sink.group (got 'g'): with protocol 3.1.1: a shared subscription needs MQTT 5; "
+        'set protocol = "5" or remove group (one worker)\n' in done.stderr
+    )
