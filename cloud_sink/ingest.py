@@ -27,7 +27,7 @@ Rules:
 - What a sender can claim is bounded by :class:`Limits` (sink config): a clip larger than
   ``max_clip_bytes`` or in more than ``max_chunks`` chunks is a dead letter (``too_large``).
 - Chunks straight into place: a chunk's bytes are written at its offset into its clip's one
-  partial file (:class:`ClipStore`, preallocated; opened once per batch). At the batch's end,
+  partial file (:class:`ClipStore`, sparse; opened once per batch). At the batch's end,
   inside its transaction, every partial file written is made durable, then each clip's row is
   read locked (``FOR UPDATE`` on PostgreSQL; SQLite's write lock is the batch's), in one order
   so that workers never wait in a circle, and the new bits are set with one UPDATE per clip.

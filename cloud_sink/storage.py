@@ -5,9 +5,12 @@ Rules:
   received, ``clips/<site>/<device>/<clip_id>.<ext>`` for verified clips,
   ``dead_letters/<sha256>.bin`` for the raw payload of a message whose ingest failed (named by
   its content: the same payload is kept once).
-- One partial file per clip, no file per chunk: it is preallocated to the clip's announced size
-  when it is first opened (:meth:`ClipStore.open_partial`) and every chunk is written at its
-  offset (:func:`write_at`, a positional write). Writing a chunk again writes the same bytes at
+- One partial file per clip, no file per chunk: it is made the clip's announced size when it is
+  first opened (:meth:`ClipStore.open_partial`), sparse, and every chunk is written at its
+  offset (:func:`write_at`, a positional write). Sparse, not preallocated: a clip costs the disk
+  only the chunks that came, so a sender claiming clips of the largest size with one chunk each
+  cannot reserve the sink's disk (a full disk fails that chunk's write with ENOSPC: the chunk is
+  not recorded, the broker delivers it again). Writing a chunk again writes the same bytes at
   the same place, so any worker sharing the data directory may write any chunk of any clip,
   any number of times. The bytes are made durable (:func:`sync`, and the directory when the
   file was created) before the transaction that records the chunk commits: the database row
@@ -103,7 +106,7 @@ class ClipStore:
         self, site: str, device: str, clip_id: str, sha256: str, size: int
     ) -> tuple[int, bool]:
         """The clip's partial file open for positional writes (fd, created now), ``size`` bytes
-        long: preallocated when it is created, a full disk fails here and not half-way."""
+        long and sparse: only the chunks written take space."""
         path = self.partial_path(site, device, clip_id, sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
@@ -112,11 +115,8 @@ class ClipStore:
         except FileExistsError:
             fd, created = os.open(path, flags, 0o644), False
         try:
-            have = os.fstat(fd).st_size
-            if have > size:  # left from an earlier identity of the clip
+            if os.fstat(fd).st_size != size:  # new, or left from an earlier identity of the clip
                 os.ftruncate(fd, size)
-            elif have < size:
-                os.posix_fallocate(fd, have, size - have)
         except BaseException:
             os.close(fd)
             raise
@@ -229,7 +229,8 @@ def write_at(fd: int, offset: int, data: bytes) -> None:
 
 
 def sync(fd: int) -> None:
-    """Make what was written to ``fd`` durable (its size was fixed when it was preallocated)."""
+    """Make what was written to ``fd`` durable (its size was set when it was opened; the
+    blocks a write into a hole allocated are what ``fdatasync`` makes durable with it)."""
     os.fdatasync(fd)
 
 

@@ -107,6 +107,13 @@ def test_a_clip_claiming_the_most_chunks_costs_one_small_request_and_little_memo
         body = json.loads(request.payload)
         assert body == {"clip_id": request.clip.clip_id, "ranges": [[0, 999], [1001, 2**20 - 1]]}
     assert peak < 2 * 1024 * 1024, f"the check held {peak} bytes"
+    # nor much disk: the partial files are the claimed size but sparse, holding one byte each
+    # (preallocated, these five one-byte chunks took 5 GiB)
+    parts = list((data_dir / "incoming").rglob("*.part"))
+    assert len(parts) == 5
+    assert all(part.stat().st_size == GIB for part in parts)
+    used = sum(part.stat().st_blocks * 512 for part in parts)
+    assert used <= 5 * 1024 * 1024, f"five one-byte chunks take {used} bytes of disk"
 
 
 def test_many_gaps_are_asked_for_in_requests_that_fit() -> None:

@@ -302,7 +302,7 @@ def test_corrupt_chunk_is_discarded_and_asked_for_again(
     assert ingest.handle(topic("clip"), clip.frame(2)).ready is None
     assert received(ingest, clip) == 2
     assert [d["reason"] for d in ingest.dead_letters()] == ["chunk_corrupt"]
-    (partial,) = partials(data_dir)  # one file per clip, preallocated: 2nd chunk not in it
+    (partial,) = partials(data_dir)  # one file per clip, its size: 2nd chunk not in it
     assert partial.read_bytes() == clip.chunk(0) + bytes(1000) + clip.chunk(2)
 
     resend_after = 30 * 1_000_000_000

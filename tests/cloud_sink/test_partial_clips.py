@@ -1,4 +1,4 @@
-"""Chunks straight into place (issue #13 item 2), on SQLite and PostgreSQL: one preallocated
+"""Chunks straight into place (issue #13 item 2), on SQLite and PostgreSQL: one sparse
 partial file per clip written at the chunks' offsets, the received chunks as a bitmap in the
 clip row, the whole clip verified and moved into place; several workers sharing one database
 and one data directory; a crash between the write and the commit."""
@@ -87,9 +87,7 @@ def chunks(clip: Clip, *seqs: int) -> list[tuple[str, bytes]]:
     return [(topic("clip"), clip.frame(seq)) for seq in seqs]
 
 
-def test_one_preallocated_file_per_clip_written_at_the_offsets(
-    ingest: Ingest, data_dir: Path
-) -> None:
+def test_one_file_per_clip_written_at_the_offsets(ingest: Ingest, data_dir: Path) -> None:
     clip = Clip(os.urandom(4500), chunk_size=1000)
     results = ingest.handle_batch(chunks(clip, 3, 1, 3))  # out of order, a duplicate
     assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED, Outcome.DUPLICATE]
@@ -97,7 +95,7 @@ def test_one_preallocated_file_per_clip_written_at_the_offsets(
     rel = partial.relative_to(data_dir).as_posix()
     assert files(data_dir) == ["incoming/site-1", "incoming/site-1/cp-0001", rel]  # no dir per clip
     data = partial.read_bytes()
-    assert len(data) == len(clip.data)  # preallocated to the whole clip at once
+    assert len(data) == len(clip.data)  # the whole clip's size at once (sparse)
     assert data[1000:2000] == clip.chunk(1)
     assert data[3000:4000] == clip.chunk(3)
     assert data[:1000] == bytes(1000)  # not here yet
