@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +175,6 @@ class SeaweedS3:
     def start(self) -> None:
         import json
 
-        from tests.waiting import wait_for
-
         (self.base / "data").mkdir(parents=True, exist_ok=True)
         identities = {
             "identities": [
@@ -204,21 +201,26 @@ class SeaweedS3:
             f"-volume.max={self.VOLUMES}", f"-volume.minFreeSpace={self.MIN_FREE}",
         ]  # fmt: skip
         with self.log.open("ab") as log:
+            since = log.tell()  # what this start logs (a restart appends to the same log)
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         try:
-            self._wait_ready(wait_for)
+            self._wait_ready(since)
         except BaseException:
             self.kill()  # nothing left running behind a failed start
             raise
 
-    def _wait_ready(self, wait_for: Callable[..., float]) -> None:
+    def _wait_ready(self, since: int) -> None:
+        from tests.waiting import wait_for
+
         client = self.client()
         last = ["no answer yet"]
 
         def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise SeaweedUnavailableError(f"weed exited: {self.log_tail(2000)}")
-            full = DISK_FULL.search(self.log.read_text(errors="replace"))
+            with self.log.open("rb") as log:
+                log.seek(since)
+                full = DISK_FULL.search(log.read().decode(errors="replace"))
             if full is not None:
                 raise SeaweedUnavailableError(
                     f"weed takes no writes: {full.group(0).strip()} (its data is in "
