@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 #: Mono S16 samples: a 1-D ``memoryview`` of format ``"h"`` (native int16, which is S16_LE on
 #: every machine this runs on), so ``len()`` is the number of samples. A driver hands over a view
@@ -29,13 +29,16 @@ class ButtonEdge:
     t_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class RadioEdge:
+class RadioEdge(NamedTuple):
     """One level change of a 433 MHz OOK receiver's data pin.
 
     ``tick_us`` is the driver's free-running microsecond counter (pigpio: unsigned 32-bit,
     wraps every ~71.6 minutes). ``level`` is 0/1, or 2 for "watchdog: no edge for a while".
     ``t_ns`` is the monotonic stamp taken when the edge was queued.
+
+    A named tuple, not a frozen dataclass like the other records: one is made per radio edge
+    (10,000 a second from a noisy receiver), and a frozen dataclass's ``__init__`` (a
+    ``object.__setattr__`` per field) costs twice a tuple's (bench/radio_edges.py).
     """
 
     gpio: int
