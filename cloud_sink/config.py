@@ -46,6 +46,14 @@ from contract.config import (
 MAX_SESSION_EXPIRY_S = 0xFFFF_FFFF
 
 
+def group_problem(group: str | None, protocol: str) -> str | None:
+    """Why workers cannot share a stream as ``group`` over MQTT ``protocol`` (None: they can;
+    the config file's check and :class:`~cloud_sink.consumer.Sink` word the fix each)."""
+    if group is None or protocol == "5":
+        return None
+    return f"with protocol {protocol}: a shared subscription needs MQTT 5"
+
+
 class _Strict(Section):
     """A table whose values must have the schema's types as written (TOML is typed): msgspec
     converts strictly (an int is taken for a float, nothing else is converted)."""
@@ -267,12 +275,8 @@ class SinkSection(_Strict):
             parse_clips_url(self.clips, "clips")
         except ValueError as exc:
             raise FieldError("clips", str(exc)) from None
-        if self.group is not None and self.protocol != "5":
-            raise FieldError(
-                "group",
-                f"with protocol {self.protocol}: a shared subscription needs "
-                'MQTT 5; set protocol = "5" or remove group (one worker)',
-            )
+        if (problem := group_problem(self.group, self.protocol)) is not None:
+            raise FieldError("group", f'{problem}; set protocol = "5" or remove group (one worker)')
 
 
 class S3Section(_Strict):

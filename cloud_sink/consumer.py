@@ -228,11 +228,13 @@ class Sink:
         config's ``[s3]`` table), for ``config.clips`` and for clips uploaded before."""
         if config.group is not None and not wire.valid_name(config.group):
             raise ValueError(f"group {config.group!r}: use lowercase letters, digits, _ and -")
-        if config.group is not None and config.protocol != "5":
+        from cloud_sink.config import group_problem
+
+        if (problem := group_problem(config.group, config.protocol)) is not None:
             raise ValueError(
-                f"group {config.group!r} with protocol {config.protocol}: a shared subscription "
-                "needs MQTT 5 (with 3.1.1 every worker would take and ingest every message); "
-                "use protocol 5 (--protocol 5) or run one worker without a group"
+                f"group {config.group!r} {problem} (with 3.1.1 every worker would take and "
+                "ingest every message); use protocol 5 (--protocol 5) or run one worker without "
+                "a group"
             )
         limits = config.limits()  # a bad limit fails here, not in the worker
         target = parse_clips_url(config.clips)  # so does a bad --clips, or no credentials
