@@ -37,7 +37,6 @@ from contract.config import (
     Section,
     example,
     fields,
-    load,
     read_toml,
     validate,
 )
@@ -517,9 +516,7 @@ def keys_set(section: Section, table: Any) -> dict[str, Any]:
 def load_sink_file(path: Path | None) -> SinkFile:
     """The sink's config file (None: every default); a :class:`~contract.config.ConfigError`
     names the first problem."""
-    if path is None:
-        return SinkFile()
-    return load(SinkFile, path, "sink config")
+    return read_sink_file(path)[0]
 
 
 def example_sink_config() -> str:
