@@ -35,6 +35,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -283,26 +284,35 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    if config.endpoint()[2]:  # a bad URL fails here, not in the worker
-        check_tls_files(config)  # so does a missing, expired or mismatched TLS file
-    from cloud_sink.service import SinkSupervisor
-    from contract.service import Notifier
-
-    supervisor = SinkSupervisor(Notifier())
-    sink = Sink(
-        config,
-        alerts=manage.site_alerts_from(args.config),
-        on_turn=supervisor.turn,
-        s3=s3_settings(args.config),
-    )
+    # the stop is taken from the start: a SIGTERM while the sink opens and migrates its database
+    # ends it cleanly before its loop runs (it used to kill the process, and one that came just
+    # before the loop was forgotten, as the loop cleared the request)
+    asked = threading.Event()
+    sink: Sink | None = None
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        supervisor.stopping()
-        sink.request_stop()
+        asked.set()
+        if sink is not None:
+            supervisor.stopping()
+            sink.request_stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        config = config_from_args(args)
+        if config.endpoint()[2]:  # a bad URL fails here, not in the worker
+            check_tls_files(config)  # so does a missing, expired or mismatched TLS file
+        from cloud_sink.service import SinkSupervisor
+        from contract.service import Notifier
+
+        supervisor = SinkSupervisor(Notifier())
+        sink = Sink(
+            config,
+            alerts=manage.site_alerts_from(args.config),
+            on_turn=supervisor.turn,
+            s3=s3_settings(args.config),
+        )
+        if asked.is_set():  # before the sink was there to be told
+            sink.request_stop()
         sink.run_forever()
     finally:
         for sig, handler in previous.items():

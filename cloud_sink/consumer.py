@@ -314,8 +314,8 @@ class Sink:
             self._thread = None
 
     def run_forever(self) -> None:
-        """Run in the calling thread until :meth:`request_stop` (e.g. from a signal handler)."""
-        self._stop.clear()
+        """Run in the calling thread until :meth:`request_stop` (e.g. from a signal handler);
+        a stop requested before it is called ends it at once."""
         self._run()
 
     def request_stop(self) -> None:

@@ -307,3 +307,23 @@ def test_what_comes_before_a_chunk_commits_before_the_chunk_files_are_synced(
     for batch in batches:  # a chunk either starts its transaction or is not in it
         assert "clip" not in batch or batch[0] == "clip", batches
     assert count(db, "contacts") == 1
+
+
+def test_a_stop_asked_before_the_loop_runs_ends_it(
+    broker: LocalBroker, data_dir: Path, db_url: str | None
+) -> None:
+    """``sink run`` takes SIGTERM while it opens its database: the stop is asked for before
+    ``run_forever``, which must not forget it (it used to clear it and run on)."""
+    import threading
+
+    sink = Sink(SinkConfig(broker=broker.url, data_dir=data_dir, db_url=db_url))
+    sink.request_stop()
+    loop = threading.Thread(target=sink.run_forever, daemon=True)
+    loop.start()
+    loop.join(60)
+    alive = loop.is_alive()
+    if alive:
+        sink.request_stop()
+        loop.join(60)
+    assert not alive, "run_forever ran on after a stop asked for before it"
+    assert not sink.subscribed.is_set()
