@@ -7,11 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,52 +24,9 @@ from contract.service import (
     watchdog_interval_s,
 )
 from provisioning.broker import LocalBroker
+from tests.notify import NotifySocket
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class NotifySocket:
-    """systemd's end of the notify protocol: a bound datagram socket, every message kept."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sdn")  # short: AF_UNIX paths hold 107 bytes
-        self.path = os.path.join(self.dir, "notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            with self._lock:
-                self.messages.append((time.monotonic(), data.decode()))
-
-    def texts(self) -> list[str]:
-        with self._lock:
-            return [m for _, m in self.messages]
-
-    def wait_for(self, needle: str, timeout_s: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if any(needle in m for m in self.texts()):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-        os.unlink(self.path)
-        os.rmdir(self.dir)
 
 
 @pytest.fixture

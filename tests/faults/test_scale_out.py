@@ -19,6 +19,7 @@ no temporary file is left, and no worker's log says ``deadlock detected``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import signal
@@ -38,6 +39,7 @@ from edge.scenario import busy_shift
 from edge.simulate import run_simulation
 from provisioning.broker import LocalBroker
 from tests.faults.harness import config_dict, contactpoint, edge_snapshot, kill9
+from tests.notify import NotifySocket
 from tests.services import SeaweedS3
 from tests.waiting import join, reap, tree_state, wait_exit, wait_for
 
@@ -91,8 +93,10 @@ def start_worker(
     logs: Path,
     *,
     storage: Storage,
+    notify: NotifySocket,
     crash_at: str | None = None,
 ) -> subprocess.Popen[bytes]:
+    """Worker ``n``, telling ``notify`` (as systemd's socket) when it is ready."""
     return contactpoint(
         [
             *("sink", "run", "--broker", broker),
@@ -102,7 +106,7 @@ def start_worker(
         ],
         logs / f"worker-{n}.log",
         crash_at,
-        storage.env,
+        {**storage.env, "NOTIFY_SOCKET": notify.path},
     )
 
 
@@ -231,10 +235,16 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(  # noqa: PLR0917 (
         ) as sink:
             wait_for(sink.subscribed.is_set, f"worker {n} to subscribe")
 
+    notify: dict[int, NotifySocket] = {}  # each start's own: a restart says READY=1 anew
+
     def start(n: int, crash: str | None = None) -> subprocess.Popen[bytes]:
+        if n in notify:
+            notify.pop(n).close()
+        notify[n] = NotifySocket()
         return start_worker(
-            n, broker.url, postgres_url, data, logs, storage=storage, crash_at=crash
-        )
+            n, broker.url, postgres_url, data, logs, storage=storage, notify=notify[n],
+            crash_at=crash,
+        )  # fmt: skip
 
     workers = [start(0, crash_at)]
     if crash_at is None:
@@ -309,6 +319,13 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(  # noqa: PLR0917 (
         assert (done, duplicated, missing) == (produced, 0, [])
         assert central.scalar("SELECT COUNT(*) FROM clips WHERE NOT complete") == 0
         assert central.scalar("SELECT COUNT(*) FROM dead_letters") == 0
+        # a worker started late may still be opening the database, its handlers not yet in
+        # place (a SIGTERM then ends it as the signal's default, -15): stop it once it is ready
+        for n, sock in notify.items():
+            wait_for(
+                functools.partial(sock.said, "READY=1"), f"worker {n} to say READY=1",
+                progress=central.progress,
+            )  # fmt: skip
         for process in workers:
             process.send_signal(signal.SIGTERM)
         for n, process in enumerate(workers):
@@ -329,3 +346,5 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(  # noqa: PLR0917 (
     finally:
         for process in workers:
             reap(process)
+        for sock in notify.values():
+            sock.close()
