@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -314,8 +315,6 @@ def test_a_stop_asked_before_the_loop_runs_ends_it(
 ) -> None:
     """``sink run`` takes SIGTERM while it opens its database: the stop is asked for before
     ``run_forever``, which must not forget it (it used to clear it and run on)."""
-    import threading
-
     sink = Sink(SinkConfig(broker=broker.url, data_dir=data_dir, db_url=db_url))
     sink.request_stop()
     loop = threading.Thread(target=sink.run_forever, daemon=True)
